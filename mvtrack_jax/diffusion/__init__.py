@@ -1,0 +1,1 @@
+"""mvtrack_jax.diffusion."""
