@@ -1,0 +1,209 @@
+"""Reading and writing RGB videos as mp4 files.
+
+Videos are ``(T, H, W, 3)`` uint8 arrays (channels-last, DESIGN.md §3). Encoding uses imageio's
+``ffmpeg`` plugin with the ffmpeg binary that the ``imageio-ffmpeg`` wheel ships, so nothing has
+to be installed system-wide. Files are H.264 (``libx264``) with ``yuv420p`` chroma subsampling,
+the pixel format every player and the ReCamMaster / MultiCamVideo files use.
+
+``yuv420p`` needs even frame sizes: odd heights/widths are padded by one row/column replicating
+the edge pixels (never resized, so pixel coordinates of the original frames stay valid in the
+file). imageio-ffmpeg's default rounding of sizes up to a multiple of 16 (``macro_block_size``),
+which would *rescale* the frames, is switched off.
+
+Writes are atomic: the video is encoded into a temporary file in the destination directory and
+moved over the destination with ``os.replace``, so a crash never leaves a truncated mp4 behind.
+A missing, empty or undecodable file raises ``VideoError`` naming the file.
+
+H.264 is lossy: a round trip changes pixel values by a few levels (more on sharp edges and
+saturated colours because of the 4:2:0 chroma subsampling).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Iterator
+
+import imageio.v2 as imageio
+import numpy as np
+
+DEFAULT_FPS = 15.0
+_CODEC = "libx264"
+_PIXEL_FORMAT = "yuv420p"
+
+
+class VideoError(OSError):
+  """A video file is missing, unreadable, corrupt, or a video array is malformed."""
+
+
+def _check_video_array(video: np.ndarray, name: str = "video") -> np.ndarray:
+  video = np.asarray(video)
+  if video.ndim != 4 or video.shape[-1] != 3:
+    raise VideoError(f"{name}: shape {video.shape}, expected (T, H, W, 3)")
+  if video.dtype != np.uint8:
+    raise VideoError(f"{name}: dtype {video.dtype}, expected uint8")
+  if min(video.shape[:3]) < 1:
+    raise VideoError(f"{name}: empty video of shape {video.shape}")
+  return video
+
+
+def _brief(error: Exception, max_lines: int = 4) -> str:
+  """The informative lines of an imageio/ffmpeg error (drops ffmpeg's version/configuration banner)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  banner = ("ffmpeg version", "built with", "configuration:", "lib", "=== stderr")
+  kept = [line for line in lines if not line.startswith(banner)]
+  if len(kept) > max_lines:
+    kept = kept[:1] + kept[-(max_lines - 1):]
+  return " | ".join(kept) or type(error).__name__
+
+
+def pad_to_even(video: np.ndarray) -> np.ndarray:
+  """Pads ``(T, H, W, C)`` frames to even ``H`` and ``W`` by replicating the last row/column.
+
+  Padding is added at the bottom/right only, so pixel coordinates (corner origin) are unchanged.
+  Returns the input itself when both sizes are already even.
+  """
+  _, h, w, _ = video.shape
+  pad_h, pad_w = h % 2, w % 2
+  if not (pad_h or pad_w):
+    return video
+  return np.pad(video, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
+  """Yields a temporary path next to ``path`` that is moved onto ``path`` on success.
+
+  The temporary file keeps ``path``'s suffix (ffmpeg and numpy pick the format from it) and lives
+  in the same directory so ``os.replace`` is an atomic rename. On any exception the temporary file
+  is removed and ``path`` is left untouched. The destination directory is created if needed.
+  """
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  base = os.path.basename(path)
+  _, suffix = os.path.splitext(base)
+  fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=directory)
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def write_video(path: str | os.PathLike[str], video: np.ndarray, *, fps: float = DEFAULT_FPS,
+                quality: float | None = 8.0) -> None:
+  """Writes an RGB video to an H.264 / yuv420p mp4 file atomically.
+
+  Args:
+    path: destination file (``.mp4``); parent directories are created.
+    video: ``(T, H, W, 3)`` uint8 RGB frames. Odd ``H``/``W`` are padded to even by edge replication
+      (bottom/right), so the file holds ``(T, H + H % 2, W + W % 2, 3)``.
+    fps: frame rate in frames per second (MultiCamVideo uses 15).
+    quality: imageio-ffmpeg quality on a 0–10 scale (10 = best, largest files); ``None`` leaves the
+      encoder's default rate control.
+
+  Raises:
+    VideoError: ``video`` is not a non-empty ``(T, H, W, 3)`` uint8 array, ``fps`` is not positive,
+      or ffmpeg fails to encode (the message names ``path``).
+  """
+  path = os.fspath(path)
+  video = pad_to_even(_check_video_array(video, name=f"write_video({path!r})"))
+  if not fps > 0:
+    raise VideoError(f"write_video({path!r}): fps must be positive, got {fps}")
+  try:
+    with atomic_output(path) as tmp:
+      writer = imageio.get_writer(
+          tmp, format="FFMPEG", mode="I", fps=fps, codec=_CODEC, pixelformat=_PIXEL_FORMAT,
+          quality=quality, macro_block_size=1, ffmpeg_log_level="error")
+      try:
+        for frame in video:
+          writer.append_data(frame)
+      finally:
+        writer.close()
+  except VideoError:
+    raise
+  except Exception as e:  # imageio/ffmpeg raise a variety of types.
+    raise VideoError(f"{path}: failed to encode video of shape {video.shape}: {_brief(e)}") from e
+
+
+def read_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
+               frame_stride: int = 1) -> np.ndarray:
+  """Reads an mp4 (or any ffmpeg-readable video) into RGB frames.
+
+  Args:
+    path: video file.
+    num_frames: read at most this many frames (after striding); ``None`` reads all of them.
+    frame_stride: keep every ``frame_stride``-th frame, starting with frame 0.
+
+  Returns:
+    ``(T, H, W, 3)`` uint8 frames.
+
+  Raises:
+    VideoError: the file does not exist, is empty, cannot be decoded, or has fewer than one frame,
+      or ``num_frames`` / ``frame_stride`` are not positive. The message names the file.
+  """
+  return np.stack(list(iter_video(path, num_frames=num_frames, frame_stride=frame_stride)))
+
+
+def iter_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
+               frame_stride: int = 1) -> Iterator[np.ndarray]:
+  """Yields ``(H, W, 3)`` uint8 frames of a video one at a time (see ``read_video``).
+
+  Decoding stops as soon as ``num_frames`` frames were produced, so reading a prefix of a long
+  video costs only that prefix. Raises ``VideoError`` (naming the file) as ``read_video`` does.
+  """
+  path = os.fspath(path)
+  if num_frames is not None and num_frames < 1:
+    raise VideoError(f"{path}: num_frames must be >= 1 or None, got {num_frames}")
+  if frame_stride < 1:
+    raise VideoError(f"{path}: frame_stride must be >= 1, got {frame_stride}")
+  if not os.path.isfile(path):
+    raise VideoError(f"{path}: video file not found")
+  if os.path.getsize(path) == 0:
+    raise VideoError(f"{path}: video file is empty (0 bytes)")
+  try:
+    reader = imageio.get_reader(path, format="FFMPEG", mode="I")
+  except Exception as e:
+    raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {_brief(e)}") from e
+  produced = 0
+  try:
+    index = 0
+    while num_frames is None or produced < num_frames:
+      try:
+        frame = reader.get_next_data()
+      except IndexError:
+        break
+      except Exception as e:
+        raise VideoError(f"{path}: failed to decode frame {index} (corrupt video?): {_brief(e)}") from e
+      if index % frame_stride == 0:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+          raise VideoError(f"{path}: frame {index} has shape {frame.shape} dtype {frame.dtype}, "
+                           "expected (H, W, 3) uint8 RGB")
+        produced += 1
+        yield frame
+      index += 1
+  finally:
+    reader.close()
+  if produced == 0:
+    raise VideoError(f"{path}: no decodable frames (corrupt or empty video)")
+
+
+def video_fps(path: str | os.PathLike[str]) -> float:
+  """Frame rate stored in a video file's metadata (frames per second); ``VideoError`` if unreadable."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise VideoError(f"{path}: video file not found")
+  try:
+    reader = imageio.get_reader(path, format="FFMPEG", mode="I")
+  except Exception as e:
+    raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {_brief(e)}") from e
+  try:
+    return float(reader.get_meta_data()["fps"])
+  finally:
+    reader.close()

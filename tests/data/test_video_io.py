@@ -1,0 +1,97 @@
+"""Tests of mp4 reading/writing (imageio + the ffmpeg binary of imageio-ffmpeg)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from mvtrack_jax.data import video_io
+
+
+def _gradient_video(t=4, h=24, w=32):
+  """Smooth frames (H.264 keeps them within a few levels) that differ per frame."""
+  ys, xs = np.mgrid[0:h, 0:w]
+  frames = []
+  for i in range(t):
+    r = (xs * 255 / max(w - 1, 1))
+    g = (ys * 255 / max(h - 1, 1))
+    b = np.full_like(r, 40 * i + 20)
+    frames.append(np.stack([r, g, b], -1))
+  return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+def test_round_trip_shape_values_and_fps(tmp_path):
+  video = _gradient_video()
+  path = tmp_path / "sub" / "clip.mp4"
+  video_io.write_video(path, video, fps=15)
+  back = video_io.read_video(path)
+  assert back.shape == video.shape and back.dtype == np.uint8
+  assert np.abs(back.astype(int) - video).mean() < 6.0
+  # Frames stay in order: the blue channel encodes the frame index.
+  np.testing.assert_allclose(back[..., 2].mean(axis=(1, 2)), 40 * np.arange(4) + 20, atol=4)
+  assert video_io.video_fps(path) == pytest.approx(15.0)
+
+
+def test_odd_sizes_are_padded_not_resized(tmp_path):
+  video = _gradient_video(t=3, h=17, w=23)
+  path = tmp_path / "odd.mp4"
+  video_io.write_video(path, video)
+  back = video_io.read_video(path)
+  assert back.shape == (3, 18, 24, 3)
+  # The original pixels keep their coordinates (no rescale): compare the original region.
+  assert np.abs(back[:, :17, :23].astype(int) - video).mean() < 6.0
+  # Padding replicates the edge.
+  assert np.abs(back[:, 17].astype(int) - back[:, 16]).mean() < 6.0
+
+
+def test_num_frames_and_stride(tmp_path):
+  video = _gradient_video(t=6)
+  path = tmp_path / "clip.mp4"
+  video_io.write_video(path, video)
+  part = video_io.read_video(path, num_frames=2, frame_stride=2)
+  assert part.shape == (2,) + video.shape[1:]
+  np.testing.assert_allclose(part[..., 2].mean(axis=(1, 2)), [20, 100], atol=4)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+  path = tmp_path / "clip.mp4"
+  video_io.write_video(path, _gradient_video(t=2))
+  before = path.read_bytes()
+  with pytest.raises(video_io.VideoError, match="uint8"):
+    video_io.write_video(path, np.zeros((2, 8, 8, 3), np.float32))
+  with pytest.raises(video_io.VideoError, match=r"\(T, H, W, 3\)"):
+    video_io.write_video(path, np.zeros((8, 8, 3), np.uint8))
+  assert path.read_bytes() == before
+  assert os.listdir(tmp_path) == ["clip.mp4"]  # no temporary files left behind
+
+
+def test_missing_empty_and_corrupt_files_name_the_file(tmp_path):
+  missing = tmp_path / "missing.mp4"
+  with pytest.raises(video_io.VideoError, match="missing.mp4.*not found"):
+    video_io.read_video(missing)
+  empty = tmp_path / "empty.mp4"
+  empty.write_bytes(b"")
+  with pytest.raises(video_io.VideoError, match="empty.mp4.*empty"):
+    video_io.read_video(empty)
+  garbage = tmp_path / "garbage.mp4"
+  garbage.write_bytes(b"not a video" * 50)
+  with pytest.raises(video_io.VideoError, match="garbage.mp4"):
+    video_io.read_video(garbage)
+  good = tmp_path / "good.mp4"
+  video_io.write_video(good, _gradient_video(t=4))
+  truncated = tmp_path / "truncated.mp4"
+  data = good.read_bytes()
+  truncated.write_bytes(data[: len(data) // 2])
+  with pytest.raises(video_io.VideoError, match="truncated.mp4"):
+    video_io.read_video(truncated)
+
+
+def test_bad_arguments(tmp_path):
+  path = tmp_path / "clip.mp4"
+  video_io.write_video(path, _gradient_video(t=2))
+  with pytest.raises(video_io.VideoError, match="num_frames"):
+    video_io.read_video(path, num_frames=0)
+  with pytest.raises(video_io.VideoError, match="frame_stride"):
+    video_io.read_video(path, frame_stride=0)
+  with pytest.raises(video_io.VideoError, match="fps"):
+    video_io.write_video(path, _gradient_video(t=2), fps=0)
