@@ -1,0 +1,446 @@
+"""Readers that turn on-disk datasets into schema records (``mvtrack_jax.data.schema``).
+
+Two formats are supported, each with a reader of one clip and a random-access source (``len`` +
+``__getitem__`` → record) that ``mvtrack_jax.data.pipeline`` consumes.
+
+1. ReCamMaster **MultiCamVideo** (Bai et al., arXiv 2503.11647; DESIGN.md §4.8)::
+
+     <root>/.../f{18,24,35,50}_aperture{...}/sceneK/videos/cam01.mp4 ... cam10.mp4
+     <root>/.../f{18,24,35,50}_aperture{...}/sceneK/cameras/camera_extrinsics.json
+
+   Videos are 81 frames of 1280×1280 at 15 fps. ``camera_extrinsics.json`` maps
+   ``"frame{i}" → {"camXX": "[r r r 0] [r r r 0] [r r r 0] [tx ty tz 1] "}``: a 4×4 Unreal Engine
+   camera-to-world matrix in row-vector convention (translation in the last row) in centimetres,
+   Unreal axes (x forward, y right, z up; left-handed). The conversion to an OpenCV
+   camera-to-world matrix in metres is the one of the ReCamMaster / ReDirector data loaders
+   (verified against their ``parse_matrix`` + ``c2w[:, [1, 2, 0, 3]]; c2w[:3, 1] *= -1;
+   c2w[:3, 3] /= 100`` code): parse the 4 rows → transpose → reorder the columns ``[1, 2, 0, 3]``
+   → negate column 1 → divide the translation by 100. ``unreal_to_opencv_cam_to_world`` does
+   exactly this.
+
+   Handedness: that conversion keeps Unreal's *left-handed world* axes, so for proper Unreal
+   rotations its 3×3 block has determinant −1 (a reflection), which no rigid ``world_to_camera``
+   can represent. The reader therefore re-expresses the world in a right-handed frame by negating
+   the world y axis (``WORLD_FLIP = diag(1, −1, 1, 1)`` applied on the left) when all matrices of
+   the scene have determinant −1. Every relative pose ``inv(c2w_a) @ c2w_b`` — the only thing the
+   models see (DESIGN.md §3, "relative cameras") — is unchanged by this, because
+   ``inv(F c_a) F c_b = inv(c_a) c_b``. A scene whose cameras mix both handednesses is rejected
+   (no single world frame makes all of them rigid).
+
+   Intrinsics: focal length ``f`` mm from the folder name ``f{f}_aperture…`` with a 23.76 mm
+   square sensor: ``fx = fy = W · f / 23.76`` pixels, principal point at the image centre
+   ``(W / 2, H / 2)`` (ReDirector's loader; paper-notes §2.7). The dataset has no depth and no
+   tracks: records carry ``N = 0`` (tracks ``(V, T, 0, 2)``, visible ``(V, T, 0)``, points_3d
+   ``(T, 0, 3)``).
+
+2. **``.npz`` clips** — one record per file, the project's interchange format for multi-view
+   tracking data (Kubric multi-view, Panoptic Studio, DexYCB, PointOdyssey...). The file is a
+   plain ``numpy.savez`` archive (no pickled objects) whose arrays are exactly the record fields:
+
+   =============== ====================== ====================================================
+   key             shape / dtype          content
+   =============== ====================== ====================================================
+   video           (V, T, H, W, 3) uint8  RGB frames of every view, synchronised
+   intrinsics      (V, T, 3, 3) float     pinhole K in pixels of this H × W
+   world_to_camera (V, T, 4, 4) float     rigid extrinsics, OpenCV axes (x right, y down,
+                                          z forward), metres
+   tracks          (V, T, N, 2) float     (x, y) pixel positions; origin at the top-left corner
+                                          of the top-left pixel, pixel centres at +0.5
+   visible         (V, T, N) bool         in front of the camera, inside the image, unoccluded
+   points_3d       (T, N, 3) float        world positions of the tracked points, metres
+   depth           (V, T, H, W) float     optional camera-space z-depth, metres
+   =============== ====================== ====================================================
+
+   Converting a dataset: express every camera in one world frame with OpenCV axes (negate the y
+   and z camera axes of an OpenGL/Blender camera, i.e. ``c2w_cv = c2w_gl @ diag(1, −1, −1, 1)``),
+   convert tracks to the corner-origin pixel convention (add 0.5 to integer-centred coordinates),
+   set ``visible`` false for occluded or out-of-frame points (their ``tracks`` values are then
+   ignored but must be finite), use ``N = 0`` arrays for clips without tracks, and call
+   ``write_npz_clip``, which validates the record first. Any float dtype is accepted on reading
+   and returned as float32.
+
+All readers validate with ``schema.validate_record``; bad input raises ``schema.RecordError``
+naming the file and the field (missing or corrupt mp4, json with missing frames or cameras,
+fields whose V/T/N disagree, NaN/inf, non-invertible cameras, tracks outside the image).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from typing import Any, Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from mvtrack_jax.data import schema
+from mvtrack_jax.data import video_io
+from mvtrack_jax.geometry import cameras as geometry
+
+RecordError = schema.RecordError
+Record = dict[str, np.ndarray]
+
+# MultiCamVideo constants (paper-notes §2.7).
+UNREAL_SENSOR_WIDTH_MM = 23.76
+MULTICAM_FOCAL_LENGTHS_MM = (18.0, 24.0, 35.0, 50.0)
+MULTICAM_FPS = 15.0
+EXTRINSICS_FILE = os.path.join("cameras", "camera_extrinsics.json")
+VIDEOS_DIR = "videos"
+# Negates the world y axis: turns Unreal's left-handed world into a right-handed one.
+WORLD_FLIP = np.diag([1.0, -1.0, 1.0, 1.0])
+
+_FOCAL_FOLDER = re.compile(r"^f(\d+(?:\.\d+)?)_aperture", re.IGNORECASE)
+_CAMERA_NAME = re.compile(r"^cam\d+$")
+
+
+# ----------------------------------------------------------------------------------------------
+# MultiCamVideo
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_unreal_matrix(text: str, *, source: str = "<json>", field: str = "matrix") -> np.ndarray:
+  """Parses ``"[a b c d] [e f g h] [i j k l] [m n o p] "`` into a ``(4, 4)`` float64 array (rows).
+
+  Raises:
+    RecordError: naming ``source``/``field`` when the text is not four bracketed rows of four
+      numbers.
+  """
+  if not isinstance(text, str):
+    raise RecordError(source, field, f"expected a matrix string '[r r r 0] ... [tx ty tz 1]', got {type(text).__name__}")
+  rows = re.findall(r"\[([^\[\]]*)\]", text)
+  try:
+    values = [[float(v) for v in row.split()] for row in rows]
+  except ValueError as e:
+    raise RecordError(source, field, f"non-numeric entry in {text!r}: {e}") from e
+  if len(values) != 4 or any(len(r) != 4 for r in values):
+    raise RecordError(source, field, f"expected 4 bracketed rows of 4 numbers, got {text!r}")
+  return np.asarray(values, np.float64)
+
+
+def unreal_to_opencv_cam_to_world(matrix: np.ndarray) -> np.ndarray:
+  """Converts Unreal row-vector camera matrices (cm) into OpenCV camera-to-world (m).
+
+  The ReCamMaster / ReDirector conversion, step by step: transpose (row-vector → column-vector),
+  reorder the columns ``[1, 2, 0, 3]`` (Unreal camera axes forward/right/up → right/up/forward),
+  negate column 1 (up → down), divide the translation by 100 (cm → m).
+
+  Args:
+    matrix: ``(..., 4, 4)`` parsed Unreal matrices (rows as written in the json).
+
+  Returns:
+    ``(..., 4, 4)`` float64 camera-to-world matrices with OpenCV camera axes, still in Unreal's
+    (left-handed) world axes; see the module docstring for the handedness fix.
+  """
+  c2w = np.swapaxes(np.asarray(matrix, np.float64), -1, -2)
+  c2w = c2w[..., :, [1, 2, 0, 3]].copy()
+  c2w[..., :3, 1] *= -1.0
+  c2w[..., :3, 3] /= 100.0
+  return c2w
+
+
+def focal_length_from_path(path: str | os.PathLike[str]) -> float | None:
+  """Focal length (mm) from the nearest ``f{mm}_aperture…`` folder in ``path``, or ``None``."""
+  parts = os.path.normpath(os.path.abspath(os.fspath(path))).split(os.sep)
+  for part in reversed(parts):
+    match = _FOCAL_FOLDER.match(part)
+    if match:
+      return float(match.group(1))
+  return None
+
+
+def multicam_intrinsics(height: int, width: int, focal_length_mm: float) -> np.ndarray:
+  """Pinhole intrinsics of a MultiCamVideo camera at its native ``height × width``.
+
+  ``fx = fy = W · f / 23.76`` px (23.76 mm square sensor), principal point at ``(W / 2, H / 2)``
+  (corner-origin pixel coordinates). Source: ReDirector's MultiCamVideo loader (paper-notes §2.7).
+
+  Returns:
+    ``(3, 3)`` float64 ``K``.
+  """
+  focal_px = width * focal_length_mm / UNREAL_SENSOR_WIDTH_MM
+  return np.array([[focal_px, 0.0, width / 2.0], [0.0, focal_px, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def _resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  h, w = size
+  if frame.shape[:2] == (h, w):
+    return frame
+  shrink = h <= frame.shape[0] and w <= frame.shape[1]
+  return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _load_json(path: str) -> Any:
+  if not os.path.isfile(path):
+    raise RecordError(path, "camera_extrinsics", "file not found")
+  try:
+    with open(path, "r") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise RecordError(path, "camera_extrinsics", f"not valid JSON: {e}") from e
+
+
+def list_scene_cameras(scene_dir: str | os.PathLike[str]) -> list[str]:
+  """Sorted camera names (``camXX``) of the ``videos/camXX.mp4`` files of a MultiCamVideo scene."""
+  videos = os.path.join(os.fspath(scene_dir), VIDEOS_DIR)
+  if not os.path.isdir(videos):
+    raise RecordError(os.fspath(scene_dir), "video", f"no '{VIDEOS_DIR}' folder (expected {videos})")
+  names = sorted(n[:-4] for n in os.listdir(videos) if n.endswith(".mp4") and _CAMERA_NAME.match(n[:-4]))
+  if not names:
+    raise RecordError(videos, "video", "no camXX.mp4 files")
+  return names
+
+
+def read_multicam_scene(scene_dir: str | os.PathLike[str], *, cameras: Sequence[str] | None = None,
+                        num_frames: int | None = None, focal_length_mm: float | None = None,
+                        size: tuple[int, int] | None = None) -> Record:
+  """Reads one MultiCamVideo scene into a record (``N = 0``: no tracks, no depth).
+
+  Args:
+    scene_dir: the ``sceneK`` folder holding ``videos/camXX.mp4`` and
+      ``cameras/camera_extrinsics.json``.
+    cameras: camera names to read, in this order (e.g. ``["cam01", "cam05"]``); default all
+      ``camXX.mp4`` files of ``videos/``, sorted.
+    num_frames: read the first ``num_frames`` frames (default: all frames of the videos).
+    focal_length_mm: lens focal length; default parsed from the nearest ``f{mm}_aperture…`` folder
+      above ``scene_dir``.
+    size: optional ``(height, width)`` to resize frames to while decoding (cv2 INTER_AREA when
+      shrinking), with the intrinsics scaled to match (``geometry.scale_intrinsics``); keeps memory
+      bounded for 1280×1280 sources.
+
+  Returns:
+    A validated record: ``video`` ``(V, T, H, W, 3)`` uint8, ``intrinsics`` ``(V, T, 3, 3)`` px,
+    ``world_to_camera`` ``(V, T, 4, 4)`` (OpenCV, metres, right-handed world; see module
+    docstring), empty ``tracks``/``visible``/``points_3d``.
+
+  Raises:
+    RecordError: naming the file and field for a missing folder/video/json, an undecodable mp4,
+      videos with different sizes or too few frames, a json without some ``frame{i}`` or camera,
+      malformed or non-rigid matrices, mixed handedness, or no known focal length.
+  """
+  scene_dir = os.fspath(scene_dir)
+  if not os.path.isdir(scene_dir):
+    raise RecordError(scene_dir, "scene", "scene folder not found")
+  if num_frames is not None and num_frames < 1:
+    raise ValueError(f"read_multicam_scene: num_frames must be >= 1 or None, got {num_frames}")
+  if size is not None and (len(size) != 2 or min(size) < 1):
+    raise ValueError(f"read_multicam_scene: size must be (height, width) >= 1, got {size}")
+  names = list(cameras) if cameras is not None else list_scene_cameras(scene_dir)
+  if not names:
+    raise ValueError("read_multicam_scene: `cameras` is empty")
+  if focal_length_mm is None:
+    focal_length_mm = focal_length_from_path(scene_dir)
+    if focal_length_mm is None:
+      raise RecordError(scene_dir, "intrinsics",
+                        "no focal length: no 'f{mm}_aperture...' folder above the scene; pass focal_length_mm")
+  if not focal_length_mm > 0:
+    raise ValueError(f"read_multicam_scene: focal_length_mm must be positive, got {focal_length_mm}")
+
+  # Videos.
+  videos = []
+  native_hw = None
+  for name in names:
+    path = os.path.join(scene_dir, VIDEOS_DIR, f"{name}.mp4")
+    frames, hw = [], None
+    try:
+      for frame in video_io.iter_video(path, num_frames=num_frames):
+        hw = hw or frame.shape[:2]
+        frames.append(_resize_frame(frame, size) if size else frame)
+    except video_io.VideoError as e:
+      raise RecordError(path, "video", str(e)) from e
+    if native_hw is None:
+      native_hw = hw
+    elif hw != native_hw:
+      raise RecordError(path, "video", f"frame size {hw} differs from {native_hw} of {names[0]}.mp4")
+    if num_frames is not None and len(frames) < num_frames:
+      raise RecordError(path, "video", f"has {len(frames)} frames, {num_frames} requested")
+    if videos and len(frames) != len(videos[0]):
+      raise RecordError(path, "video", f"has {len(frames)} frames but {names[0]}.mp4 has {len(videos[0])}")
+    videos.append(np.stack(frames))
+  video = np.stack(videos)
+  v, t, h, w, _ = video.shape
+
+  # Cameras.
+  json_path = os.path.join(scene_dir, EXTRINSICS_FILE)
+  data = _load_json(json_path)
+  if not isinstance(data, Mapping):
+    raise RecordError(json_path, "camera_extrinsics", f"expected an object of 'frame{{i}}' entries, got {type(data).__name__}")
+  raw = np.zeros((v, t, 4, 4))
+  for i in range(t):
+    key = f"frame{i}"
+    if key not in data:
+      raise RecordError(json_path, key, f"missing (the videos have {t} frames; json has {len(data)} frame entries)")
+    entry = data[key]
+    if not isinstance(entry, Mapping):
+      raise RecordError(json_path, key, f"expected an object of camXX matrices, got {type(entry).__name__}")
+    for j, name in enumerate(names):
+      if name not in entry:
+        raise RecordError(json_path, f"{key}/{name}", f"camera missing (entry has {sorted(entry)})")
+      raw[j, i] = parse_unreal_matrix(entry[name], source=json_path, field=f"{key}/{name}")
+  c2w = unreal_to_opencv_cam_to_world(raw)
+  det = np.linalg.det(c2w[..., :3, :3])
+  if np.any(np.abs(np.abs(det) - 1.0) > 1e-2):
+    j, i = (int(x) for x in np.argwhere(np.abs(np.abs(det) - 1.0) > 1e-2)[0])
+    raise RecordError(json_path, f"frame{i}/{names[j]}",
+                      f"rotation block is not orthonormal (det = {det[j, i]:.4g}); non-invertible or scaled camera")
+  if np.all(det < 0):
+    c2w = WORLD_FLIP @ c2w
+  elif not np.all(det > 0):
+    flipped = sorted({names[j] for j in range(v) if np.any(det[j] < 0)})
+    kept = sorted({names[j] for j in range(v) if np.any(det[j] > 0)})
+    raise RecordError(json_path, "camera_extrinsics",
+                      f"cameras mix handedness (det −1 after conversion: {flipped}; det +1: {kept}); "
+                      "no single world frame makes them all rigid; read them with separate `cameras=` lists")
+  world_to_camera = geometry.invert_rigid(c2w)
+
+  k = multicam_intrinsics(native_hw[0], native_hw[1], focal_length_mm)
+  if (h, w) != tuple(native_hw):
+    k = geometry.scale_intrinsics(k, w / native_hw[1], h / native_hw[0])
+  record = {
+      "video": video,
+      "intrinsics": np.broadcast_to(k, (v, t, 3, 3)).astype(np.float32),
+      "world_to_camera": world_to_camera.astype(np.float32),
+      "tracks": np.zeros((v, t, 0, 2), np.float32),
+      "visible": np.zeros((v, t, 0), bool),
+      "points_3d": np.zeros((t, 0, 3), np.float32),
+  }
+  return schema.validate_record(record, source=scene_dir)
+
+
+def find_multicam_scenes(root: str | os.PathLike[str]) -> list[str]:
+  """Sorted scene folders under ``root`` (any depth) that hold ``videos/`` and the extrinsics json."""
+  root = os.fspath(root)
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"MultiCamVideo root {root!r} is not a directory")
+  scenes = []
+  for dirpath, dirnames, _ in os.walk(root):
+    if VIDEOS_DIR in dirnames and os.path.isfile(os.path.join(dirpath, EXTRINSICS_FILE)):
+      scenes.append(dirpath)
+      dirnames[:] = []  # a scene does not contain scenes
+    dirnames.sort()
+  return sorted(scenes)
+
+
+class MultiCamVideoSource:
+  """Random-access source over the scenes of a MultiCamVideo tree: ``source[i]`` → record.
+
+  Scenes are found once (sorted paths, so indices are stable) and decoded on access, so the source
+  is cheap to pickle into grain worker processes. Keyword arguments are forwarded to
+  ``read_multicam_scene`` (``cameras``, ``num_frames``, ``size``); full-size scenes are 10 × 81 ×
+  1280² × 3 bytes ≈ 4 GB, so pass ``size`` and/or ``num_frames`` for training.
+  """
+
+  def __init__(self, root: str | os.PathLike[str], *, cameras: Sequence[str] | None = None,
+               num_frames: int | None = None, size: tuple[int, int] | None = None):
+    self.root = os.fspath(root)
+    self.scenes = find_multicam_scenes(self.root)
+    if not self.scenes:
+      raise FileNotFoundError(
+          f"no MultiCamVideo scenes under {self.root!r} (expected .../sceneK/videos/camXX.mp4 and "
+          f".../sceneK/{EXTRINSICS_FILE})")
+    self._kwargs = dict(cameras=None if cameras is None else list(cameras), num_frames=num_frames,
+                        size=None if size is None else tuple(size))
+
+  def __len__(self) -> int:
+    return len(self.scenes)
+
+  def __getitem__(self, index: int) -> Record:
+    index = int(index)
+    if not -len(self) <= index < len(self):
+      raise IndexError(f"MultiCamVideoSource index {index} out of range [0, {len(self)})")
+    return read_multicam_scene(self.scenes[index], **self._kwargs)
+
+  def __repr__(self) -> str:
+    return f"MultiCamVideoSource(root={self.root!r}, scenes={len(self)}, {self._kwargs})"
+
+
+# ----------------------------------------------------------------------------------------------
+# .npz clips
+# ----------------------------------------------------------------------------------------------
+
+
+def write_npz_clip(path: str | os.PathLike[str], record: Mapping[str, np.ndarray], *, compress: bool = True) -> None:
+  """Validates a record and writes it atomically as an ``.npz`` clip (layout: module docstring).
+
+  Args:
+    path: destination file; parent directories are created.
+    record: a schema record (``depth`` optional).
+    compress: ``numpy.savez_compressed`` (default) or plain ``numpy.savez``.
+
+  Raises:
+    RecordError: the record violates the schema (the message names ``path`` and the field).
+  """
+  path = os.fspath(path)
+  clean = schema.validate_record(record, source=path)
+  save = np.savez_compressed if compress else np.savez
+  with video_io.atomic_output(path) as tmp:
+    with open(tmp, "wb") as f:
+      save(f, **clean)
+
+
+def read_npz_clip(path: str | os.PathLike[str]) -> Record:
+  """Reads and validates an ``.npz`` clip (layout: module docstring).
+
+  Returns:
+    The record with ``video`` uint8, ``visible`` bool and float32 elsewhere.
+
+  Raises:
+    RecordError: naming the file and field when the file is missing or not a readable npz archive,
+      holds pickled objects, or violates the schema (missing/unknown field, disagreeing V/T/N/H/W,
+      NaN/inf, invalid cameras, visible tracks outside the image).
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise RecordError(path, "<file>", "npz clip not found")
+  try:
+    with np.load(path, allow_pickle=False) as archive:
+      record = {}
+      for key in archive.files:
+        try:
+          record[key] = archive[key]
+        except ValueError as e:  # object arrays need pickle
+          raise RecordError(path, key, f"cannot load without pickle (object array?): {e}") from e
+  except RecordError:
+    raise
+  except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    raise RecordError(path, "<file>", f"not a readable .npz archive: {e}") from e
+  return schema.validate_record(record, source=path)
+
+
+class NpzClipSource:
+  """Random-access source over ``.npz`` clips: ``source[i]`` → record of the i-th file.
+
+  Args:
+    paths_or_dir: a directory (all ``*.npz`` below it, recursively, sorted), a single ``.npz``
+      file, or a sequence of files (kept in the given order).
+  """
+
+  def __init__(self, paths_or_dir: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]):
+    if isinstance(paths_or_dir, (str, os.PathLike)):
+      p = os.fspath(paths_or_dir)
+      if os.path.isdir(p):
+        paths = sorted(os.path.join(d, f) for d, _, files in os.walk(p) for f in files if f.endswith(".npz"))
+        if not paths:
+          raise FileNotFoundError(f"NpzClipSource: no .npz files under {p!r}")
+      elif os.path.isfile(p):
+        paths = [p]
+      else:
+        raise FileNotFoundError(f"NpzClipSource: {p!r} is neither a directory nor a file")
+    else:
+      paths = [os.fspath(x) for x in paths_or_dir]
+      if not paths:
+        raise ValueError("NpzClipSource: empty list of paths")
+    self.paths = paths
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def __getitem__(self, index: int) -> Record:
+    index = int(index)
+    if not -len(self) <= index < len(self):
+      raise IndexError(f"NpzClipSource index {index} out of range [0, {len(self)})")
+    return read_npz_clip(self.paths[index])
+
+  def __repr__(self) -> str:
+    return f"NpzClipSource({len(self)} clips, first={self.paths[0]!r})"
