@@ -1,0 +1,620 @@
+"""Procedural multi-view dynamic scenes rendered exactly by ray casting, with ground-truth tracks.
+
+A synthetic scene is a textured room (the background enclosure) containing 2–6 textured
+foreground objects (spheres, boxes and two-sided planar cards) that translate along smooth random
+paths and rotate. ``V`` synchronised pinhole cameras look at the middle of the room, each moving
+along one of ReCamMaster's preset trajectories (``geometry.trajectories``) or standing still.
+World gravity is +y (so the floor is the plane ``y = room.hi[1]``), OpenCV cameras, metres.
+
+Rendering is exact ray casting in NumPy: every pixel-centre ray (``geometry.camera_rays``) is
+intersected analytically with the room (ray–slab exit), each sphere (ray–sphere), each box
+(ray–slab in the box's frame) and each card (ray–plane + rectangle test); the nearest hit wins.
+Colour = the hit object's texture (a real photograph, ``data.textures``) at the hit's surface
+coordinates, Lambert-shaded for foreground objects; ``depth`` is the camera z of the hit (not the
+ray length). Optional supersampling averages colour over a regular sub-pixel grid while depth and
+tracks stay those of the pixel-centre ray.
+
+Ground truth: tracked points are surface points attached to an object (or to the room), stored
+as (owner, object-local coordinates), so they move and rotate with their object; ``points_3d`` is
+their world path, ``tracks`` its projection (``geometry.project_points``). A point is visible in
+``(v, t)`` when it is in front of the camera, inside the image, the ray from the camera centre to
+it first hits *it* (same owner, same distance), and its camera z lies within 1 % of ``depth`` at the
+pixel containing its projection (this last test drops points on a silhouette whose pixel centre
+sees another surface, so the schema invariant holds literally). Points are sampled uniformly over
+the rendered image area (a random view, frame and sub-pixel position, then the surface hit there),
+half on foreground objects by default, and every returned point is visible in at least one view
+at some frame.
+
+Public API: ``render_scene`` (a random scene from a seed → record), and for explicitly constructed
+scenes ``Scene``/``Room``/``SceneObject``/``render_record``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from mvtrack_jax.data import textures as textures_lib
+from mvtrack_jax.geometry import cameras
+from mvtrack_jax.geometry import trajectories
+
+KINDS = ("sphere", "box", "card")
+FOREGROUND_SHARE = 0.5  # default share of tracked points on foreground objects.
+
+# Visibility tolerances. The schema's depth test allows 1 %; we keep a margin so float32 storage
+# of points, cameras and depth cannot flip a borderline point.
+_DEPTH_REL_TOL = 0.0099
+_SELF_HIT_REL_TOL = 1e-4
+_NEAR = 1e-4  # metres: hits closer than this along a ray are ignored.
+
+# Random-scene layout (metres, world gravity +y).
+_ROOM_LO = np.array([-7.0, -5.0, -7.0])
+_ROOM_HI = np.array([7.0, 1.3, 7.0])
+_SCENE_CENTRE = np.array([0.0, -0.2, 0.0])
+_CAMERA_MIN_RADIUS = 2.5  # horizontal distance from the room axis that cameras never get under.
+_CAMERA_ROOM_MARGIN = 0.5
+_LIGHT = np.array([0.35, -1.0, -0.45]) / np.linalg.norm([0.35, -1.0, -0.45])  # towards the light.
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneObject:
+  """A rigid textured foreground object and its per-frame pose.
+
+  Attributes:
+    kind: ``"sphere"``, ``"box"`` or ``"card"``.
+    size: sphere ``(radius,)``; box half-extents ``(hx, hy, hz)``; card half-sizes ``(hx, hy)`` of a
+      rectangle in its local ``z = 0`` plane (two-sided). Metres.
+    texture: ``(h, w, 3)`` float32 RGB in ``[0, 1]``.
+    centres: ``(T, 3)`` world position of the object's origin per frame, metres.
+    rotations: ``(T, 3, 3)`` object-to-world rotations per frame.
+  """
+  kind: str
+  size: np.ndarray
+  texture: np.ndarray
+  centres: np.ndarray
+  rotations: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Room:
+  """The static background: the inside of the box ``[lo, hi]`` with one texture per face.
+
+  Attributes:
+    lo, hi: ``(3,)`` opposite corners, metres; cameras must be inside.
+    textures: 6 textures for the faces ``-x, +x, -y, +y, -z, +z`` (``+y`` is the floor), tiled
+      every ``tile`` metres.
+    tile: texture repeat length in metres.
+  """
+  lo: np.ndarray
+  hi: np.ndarray
+  textures: tuple[np.ndarray, ...]
+  tile: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  """A room plus foreground objects, all with ``T`` frames. Owner id 0 = room, k+1 = objects[k]."""
+  room: Room
+  objects: tuple[SceneObject, ...]
+
+  @property
+  def num_frames(self) -> int:
+    return self.objects[0].centres.shape[0] if self.objects else 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray casting.
+
+
+def _local_rays(obj: SceneObject, origins, dirs, frames):
+  """Rays ``(R, 3)`` at frames ``(R,)`` → the object's local frame."""
+  rot = obj.rotations[frames]
+  o = np.einsum("rji,rj->ri", rot, origins - obj.centres[frames])
+  d = np.einsum("rji,rj->ri", rot, dirs)
+  return o, d
+
+
+def _intersect_object(obj: SceneObject, origins, dirs, frames) -> np.ndarray:
+  """Ray length ``(R,)`` to the first hit with ``obj`` beyond ``_NEAR`` (inf when missed)."""
+  o, d = _local_rays(obj, origins, dirs, frames)
+  out = np.full(origins.shape[0], np.inf)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    if obj.kind == "sphere":
+      r = float(obj.size[0])
+      dd = np.einsum("ri,ri->r", d, d)
+      b = np.einsum("ri,ri->r", o, d) / dd
+      c = (np.einsum("ri,ri->r", o, o) - r * r) / dd
+      disc = b * b - c
+      ok = disc >= 0
+      sq = np.sqrt(np.where(ok, disc, 0.0))
+      near, far = -b - sq, -b + sq
+      s = np.where(near > _NEAR, near, np.where(far > _NEAR, far, np.inf))
+      out = np.where(ok, s, np.inf)
+    elif obj.kind == "box":
+      half = np.asarray(obj.size, np.float64)
+      d_safe = np.where(np.abs(d) < 1e-300, 1e-300, d)
+      t1 = (-half - o) / d_safe
+      t2 = (half - o) / d_safe
+      t_near = np.minimum(t1, t2).max(axis=-1)
+      t_far = np.maximum(t1, t2).min(axis=-1)
+      ok = (t_near <= t_far) & (t_far > _NEAR)
+      out = np.where(ok, np.where(t_near > _NEAR, t_near, t_far), np.inf)
+    elif obj.kind == "card":
+      hx, hy = float(obj.size[0]), float(obj.size[1])
+      s = -o[:, 2] / d[:, 2]
+      px = o[:, 0] + s * d[:, 0]
+      py = o[:, 1] + s * d[:, 1]
+      ok = np.isfinite(s) & (s > _NEAR) & (np.abs(px) <= hx) & (np.abs(py) <= hy)
+      out = np.where(ok, s, np.inf)
+    else:
+      raise ValueError(f"unknown object kind {obj.kind!r}; expected one of {KINDS}")
+  return out
+
+
+def _intersect_room(room: Room, origins, dirs) -> np.ndarray:
+  """Ray length ``(R,)`` to the room's inner surface (rays start inside the room)."""
+  with np.errstate(divide="ignore", invalid="ignore"):
+    d_safe = np.where(np.abs(dirs) < 1e-300, 1e-300, dirs)
+    t1 = (room.lo - origins) / d_safe
+    t2 = (room.hi - origins) / d_safe
+    return np.maximum(t1, t2).min(axis=-1)
+
+
+def cast_rays(scene: Scene, origins: np.ndarray, dirs: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Nearest surface along each ray.
+
+  Args:
+    scene: the scene.
+    origins: ``(R, 3)`` ray origins (inside the room), metres.
+    dirs: ``(R, 3)`` unit ray directions.
+    frames: ``(R,)`` int frame index of each ray (selects object poses).
+
+  Returns:
+    ``(dist, owner)``: ``(R,)`` float64 ray length to the first hit and ``(R,)`` int owner id of
+    the hit (0 = room, k+1 = ``scene.objects[k]``).
+  """
+  dist = _intersect_room(scene.room, origins, dirs)
+  owner = np.zeros(origins.shape[0], np.int32)
+  for k, obj in enumerate(scene.objects):
+    s = _intersect_object(obj, origins, dirs, frames)
+    closer = s < dist
+    dist = np.where(closer, s, dist)
+    owner = np.where(closer, k + 1, owner)
+  return dist, owner
+
+
+def _sample_texture(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """Nearest-texel lookup with wrap-around; ``u`` along width, ``v`` along height, period 1."""
+  h, w = texture.shape[:2]
+  col = np.floor(np.mod(u, 1.0) * w).astype(np.int64) % w
+  row = np.floor(np.mod(v, 1.0) * h).astype(np.int64) % h
+  return texture[row, col]
+
+
+def _shade(scene: Scene, origins, dirs, frames, dist, owner) -> np.ndarray:
+  """Colour ``(R, 3)`` float32 in [0, 1] of each ray's hit."""
+  rgb = np.zeros((origins.shape[0], 3), np.float32)
+  points = origins + dist[:, None] * dirs
+  sel = np.nonzero(owner == 0)[0]
+  if sel.size:
+    room = scene.room
+    p = points[sel]
+    gaps = np.concatenate([np.abs(p - room.lo), np.abs(p - room.hi)], axis=-1)  # faces -x,-y,-z,+x,+y,+z
+    face = np.argmin(gaps, axis=-1)
+    axis = face % 3
+    face_index = 2 * axis + face // 3  # → order -x, +x, -y, +y, -z, +z
+    other = np.array([[1, 2], [0, 2], [0, 1]])[axis]
+    u = np.take_along_axis(p, other[:, :1], axis=-1)[:, 0] / room.tile
+    v = np.take_along_axis(p, other[:, 1:], axis=-1)[:, 0] / room.tile
+    col = np.zeros((sel.size, 3), np.float32)
+    for f in range(6):
+      m = face_index == f
+      if m.any():
+        col[m] = _sample_texture(room.textures[f], u[m], v[m]) * (0.75 + 0.05 * f)
+    rgb[sel] = col
+  for k, obj in enumerate(scene.objects):
+    sel = np.nonzero(owner == k + 1)[0]
+    if not sel.size:
+      continue
+    fr = frames[sel]
+    rot = obj.rotations[fr]
+    local = np.einsum("rji,rj->ri", rot, points[sel] - obj.centres[fr])
+    size = np.asarray(obj.size, np.float64)
+    if obj.kind == "sphere":
+      unit = local / np.linalg.norm(local, axis=-1, keepdims=True)
+      u = 0.5 + np.arctan2(unit[:, 0], unit[:, 2]) / (2 * np.pi)
+      v = np.arccos(np.clip(unit[:, 1], -1.0, 1.0)) / np.pi
+      normal = unit
+    elif obj.kind == "box":
+      scaled = np.abs(local) / size
+      axis = np.argmax(scaled, axis=-1)
+      other = np.array([[1, 2], [0, 2], [0, 1]])[axis]
+      a = np.take_along_axis(local / size, other, axis=-1)
+      sign = np.sign(np.take_along_axis(local, axis[:, None], axis=-1)[:, 0])
+      u = 0.5 * (a[:, 0] + 1.0) + 0.37 * axis  # shift per face pair so faces differ.
+      v = 0.5 * (a[:, 1] + 1.0) + 0.21 * (sign > 0)
+      normal = np.zeros_like(local)
+      np.put_along_axis(normal, axis[:, None], sign[:, None], axis=-1)
+    else:  # card
+      u = 0.5 * (local[:, 0] / size[0] + 1.0)
+      v = 0.5 * (local[:, 1] / size[1] + 1.0)
+      normal = np.broadcast_to(np.array([0.0, 0.0, 1.0]), local.shape)
+    world_normal = np.einsum("rij,rj->ri", rot, normal)
+    lambert = world_normal @ _LIGHT
+    lambert = np.abs(lambert) if obj.kind == "card" else np.maximum(lambert, 0.0)
+    shade = (0.45 + 0.55 * lambert).astype(np.float32)
+    rgb[sel] = _sample_texture(obj.texture, u, v) * shade[:, None]
+  return rgb
+
+
+def _rays_through(intrinsics, cam_to_world, xy) -> tuple[np.ndarray, np.ndarray]:
+  """World rays through continuous pixel positions.
+
+  Args:
+    intrinsics: ``(R, 3, 3)``; cam_to_world: ``(R, 4, 4)``; xy: ``(R, 2)`` pixel coordinates.
+
+  Returns:
+    ``(origins (R, 3), unit directions (R, 3))``.
+  """
+  fx, fy = intrinsics[:, 0, 0], intrinsics[:, 1, 1]
+  cx, cy, skew = intrinsics[:, 0, 2], intrinsics[:, 1, 2], intrinsics[:, 0, 1]
+  y_cam = (xy[:, 1] - cy) / fy
+  x_cam = (xy[:, 0] - cx - skew * y_cam) / fx
+  d_cam = np.stack([x_cam, y_cam, np.ones_like(x_cam)], axis=-1)
+  d = np.einsum("rij,rj->ri", cam_to_world[:, :3, :3], d_cam)
+  return cam_to_world[:, :3, 3], d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+
+def _render_views(scene: Scene, intrinsics, cam_to_world, height, width, supersample):
+  """Renders every view and frame.
+
+  Returns:
+    ``(video (V,T,H,W,3) uint8, depth (V,T,H,W) float64, owner (V,T,H,W) int32)``.
+  """
+  v_count, t_count = intrinsics.shape[:2]
+  origins, dirs = cameras.camera_rays(intrinsics, cam_to_world, height, width)  # (V,T,3), (V,T,H,W,3)
+  shape = dirs.shape[:-1]
+  frames = np.broadcast_to(np.arange(t_count)[None, :, None, None], shape).reshape(-1)
+  origins_flat = np.broadcast_to(origins[:, :, None, None, :], dirs.shape).reshape(-1, 3)
+  dirs_flat = dirs.reshape(-1, 3)
+  dist, owner = cast_rays(scene, origins_flat, dirs_flat, frames)
+  forward = np.broadcast_to(cam_to_world[:, :, None, None, :3, 2], dirs.shape).reshape(-1, 3)
+  depth = dist * np.einsum("ri,ri->r", dirs_flat, forward)
+  if supersample <= 1:
+    rgb = _shade(scene, origins_flat, dirs_flat, frames, dist, owner)
+  else:
+    rgb = np.zeros((dist.size, 3), np.float32)
+    offsets = (np.arange(supersample) + 0.5) / supersample
+    centres = cameras.pixel_centers(height, width, np.float64) - 0.5  # pixel corners
+    k_flat = np.broadcast_to(intrinsics[:, :, None, None], shape + (3, 3)).reshape(-1, 3, 3)
+    c2w_flat = np.broadcast_to(cam_to_world[:, :, None, None], shape + (4, 4)).reshape(-1, 4, 4)
+    for oy in offsets:
+      for ox in offsets:
+        xy = np.broadcast_to(centres + np.array([ox, oy]), shape + (2,)).reshape(-1, 2)
+        o_s, d_s = _rays_through(k_flat, c2w_flat, xy)
+        dist_s, owner_s = cast_rays(scene, o_s, d_s, frames)
+        rgb += _shade(scene, o_s, d_s, frames, dist_s, owner_s)
+    rgb /= supersample * supersample
+  video = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8).reshape(shape + (3,))
+  return video, depth.reshape(shape), owner.reshape(shape).astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tracks.
+
+
+def points_world(scene: Scene, owners: np.ndarray, local: np.ndarray) -> np.ndarray:
+  """World paths ``(T, N, 3)`` of points attached to their owners (0 = room: local = world)."""
+  t_count = scene.num_frames
+  out = np.broadcast_to(local[None], (t_count,) + local.shape).copy()
+  for k, obj in enumerate(scene.objects):
+    m = owners == k + 1
+    if m.any():
+      out[:, m] = np.einsum("tij,nj->tni", obj.rotations, local[m]) + obj.centres[:, None]
+  return out
+
+
+def _track(scene: Scene, intrinsics, world_to_camera, points, owners, depth):
+  """Projections and visibility of world paths ``points`` (T, N, 3) in every view and frame.
+
+  All inputs are the (float32-representable) values the record stores, in float64.
+
+  Returns:
+    ``(tracks (V,T,N,2) float64, visible (V,T,N) bool)``.
+  """
+  v_count, t_count, height, width = depth.shape
+  n = points.shape[1]
+  xy, z = cameras.project_points(points[None], intrinsics, world_to_camera)  # (V,T,N,2), (V,T,N)
+  inside = (z > _NEAR) & (xy[..., 0] >= 0) & (xy[..., 0] < width) & (xy[..., 1] >= 0) & (xy[..., 1] < height)
+  visible = np.zeros((v_count, t_count, n), bool)
+  idx = np.nonzero(inside)
+  if idx[0].size:
+    vi, ti, ni = idx
+    col = np.clip(np.floor(xy[vi, ti, ni, 0]).astype(np.int64), 0, width - 1)
+    row = np.clip(np.floor(xy[vi, ti, ni, 1]).astype(np.int64), 0, height - 1)
+    pix_depth = depth[vi, ti, row, col]
+    zz = z[vi, ti, ni]
+    depth_ok = np.abs(zz - pix_depth) <= _DEPTH_REL_TOL * pix_depth
+    c2w = cameras.invert_rigid(world_to_camera[vi, ti])
+    centre = c2w[:, :3, 3]
+    target = points[ti, ni]
+    ray = target - centre
+    length = np.linalg.norm(ray, axis=-1)
+    dist, hit = cast_rays(scene, centre, ray / length[:, None], ti)
+    self_hit = (hit == owners[ni]) & (np.abs(dist - length) <= _SELF_HIT_REL_TOL * length + 1e-7)
+    visible[vi, ti, ni] = depth_ok & self_hit
+  return xy, visible
+
+
+def render_record(
+    scene: Scene,
+    intrinsics: np.ndarray,
+    cam_to_world: np.ndarray,
+    height: int,
+    width: int,
+    point_owners: np.ndarray,
+    point_local: np.ndarray,
+    *,
+    supersample: int = 1,
+) -> dict[str, np.ndarray]:
+  """Renders an explicitly constructed scene and tracks given surface points.
+
+  Args:
+    scene: the scene (``T`` frames).
+    intrinsics: ``(V, T, 3, 3)`` pixel intrinsics for ``height × width`` images.
+    cam_to_world: ``(V, T, 4, 4)`` OpenCV camera-to-world poses (camera centres inside the room).
+    height, width: image size in pixels.
+    point_owners: ``(N,)`` int owner id of each point (0 = room, k+1 = ``scene.objects[k]``).
+    point_local: ``(N, 3)`` point coordinates in the owner's local frame (world for the room),
+      metres; they should lie on the owner's surface for the visibility test to find them.
+    supersample: ``s >= 1``: colour averages an ``s × s`` sub-pixel grid (depth/tracks unaffected).
+
+  Returns:
+    A schema record (``data.schema``): video, intrinsics, world_to_camera, depth, tracks,
+    visible, points_3d (float32 / uint8 / bool). Tracks are projections of the stored float32
+    points with the stored float32 cameras.
+  """
+  k32 = np.asarray(intrinsics, np.float32)
+  w2c32 = cameras.invert_rigid(np.asarray(cam_to_world, np.float64)).astype(np.float32)
+  video, depth, _ = _render_views(scene, k32.astype(np.float64), np.asarray(cam_to_world, np.float64),
+                                  height, width, supersample)
+  owners = np.asarray(point_owners, np.int64)
+  pts32 = points_world(scene, owners, np.asarray(point_local, np.float64)).astype(np.float32)
+  depth32 = depth.astype(np.float32)
+  tracks, visible = _track(scene, k32.astype(np.float64), w2c32.astype(np.float64), pts32.astype(np.float64),
+                           owners, depth32.astype(np.float64))
+  return {
+      "video": video,
+      "intrinsics": k32,
+      "world_to_camera": w2c32,
+      "depth": depth32,
+      "tracks": tracks.astype(np.float32),
+      "visible": visible,
+      "points_3d": pts32,
+  }
+
+
+# --------------------------------------------------------------------------------------------------
+# Random scenes.
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+  """A uniformly random rotation matrix (QR of a Gaussian matrix with sign fix)."""
+  q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+  q = q * np.sign(np.diag(r))
+  if np.linalg.det(q) < 0:
+    q[:, 0] = -q[:, 0]
+  return q
+
+
+def _random_object(rng: np.random.Generator, num_frames: int, texture: np.ndarray) -> SceneObject:
+  """A random object on a smooth random path (two sinusoids per axis) spinning about a fixed axis."""
+  kind = KINDS[int(rng.integers(len(KINDS)))]
+  if kind == "sphere":
+    size = np.array([rng.uniform(0.25, 0.55)])
+  elif kind == "box":
+    size = rng.uniform(0.15, 0.4, size=3)
+  else:
+    size = np.array([rng.uniform(0.25, 0.6), rng.uniform(0.2, 0.5)])
+  tau = np.linspace(0.0, 1.0, num_frames)
+  radius, azimuth = 0.7 * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+  base = np.array([radius * np.cos(azimuth), rng.uniform(-0.7, 0.2), radius * np.sin(azimuth)])
+  amp = rng.uniform(0.0, 0.25, size=(2, 3))
+  freq = rng.uniform(0.3, 1.0, size=(2, 3))
+  phase = rng.uniform(0, 2 * np.pi, size=(2, 3))
+  wave = np.sin(2 * np.pi * freq[None] * tau[:, None, None] + phase[None])  # (T, 2, 3)
+  centres = base + (amp[None] * (wave - np.sin(phase)[None])).sum(axis=1)
+  axis = rng.normal(size=3)
+  axis /= np.linalg.norm(axis)
+  angle = rng.uniform(-np.pi, np.pi) * tau
+  spin = trajectories._rotation_about_axis(axis, angle)  # pylint: disable=protected-access
+  rotations = spin @ _random_rotation(rng)
+  return SceneObject(kind, size, texture, centres, rotations)
+
+
+def _camera_ok(c2w: np.ndarray) -> bool:
+  centres = c2w[:, :3, 3]
+  inside = np.all((centres > _ROOM_LO + _CAMERA_ROOM_MARGIN) & (centres < _ROOM_HI - _CAMERA_ROOM_MARGIN))
+  return bool(inside and np.all(np.hypot(centres[:, 0], centres[:, 2]) >= _CAMERA_MIN_RADIUS))
+
+
+def _random_cameras(rng: np.random.Generator, num_views: int, num_frames: int, height: int, width: int):
+  """``num_views`` cameras around the scene centre on random preset trajectories.
+
+  Returns:
+    ``(intrinsics (V,T,3,3), cam_to_world (V,T,4,4), names)``.
+  """
+  az0 = rng.uniform(0, 2 * np.pi)
+  span = rng.uniform(np.pi / 2, 2 * np.pi)
+  ks, poses, names = [], [], []
+  for v in range(num_views):
+    azimuth = az0 + span * v / num_views + rng.normal(scale=0.15)
+    radius = rng.uniform(3.6, 4.8)
+    eye = np.array([radius * np.cos(azimuth), rng.uniform(-2.2, -0.4), radius * np.sin(azimuth)])
+    target = _SCENE_CENTRE + rng.normal(scale=0.2, size=3)
+    start = cameras.invert_rigid(cameras.look_at(eye, target))
+    distance = float(np.linalg.norm(target - eye))
+    for _ in range(10):
+      name = trajectories.TRAJECTORY_NAMES[int(rng.integers(len(trajectories.TRAJECTORY_NAMES)))]
+      kind = name.partition("_")[0]
+      scale = rng.uniform(0.5, 1.0)
+      magnitude = {
+          "pan": trajectories.DEFAULT_PAN_DEGREES * scale,
+          "tilt": trajectories.DEFAULT_TILT_DEGREES * scale,
+          "arc": trajectories.DEFAULT_ARC_DEGREES * 1.5 * scale,
+      }.get(kind, trajectories.DEFAULT_TRANSLATION_FRACTION * distance * scale)
+      c2w = trajectories.preset_trajectory(name, num_frames, start_cam_to_world=start, look_at_point=target,
+                                           magnitude=magnitude)
+      if _camera_ok(c2w):
+        break
+    else:
+      name, c2w = "static", trajectories.preset_trajectory("static", num_frames, start_cam_to_world=start)
+    fov = rng.uniform(50.0, 75.0)
+    ks.append(np.broadcast_to(cameras.intrinsics_from_fov(height, width, fov).astype(np.float64),
+                              (num_frames, 3, 3)))
+    poses.append(c2w)
+    names.append(name)
+  return np.stack(ks), np.stack(poses), names
+
+
+def random_scene(rng: np.random.Generator, num_frames: int) -> Scene:
+  """A random room with 2–6 moving foreground objects, textured with random photographs."""
+  texs = [image for _, image in textures_lib.load_textures()]
+  pick = lambda: texs[int(rng.integers(len(texs)))]
+  room = Room(_ROOM_LO.copy(), _ROOM_HI.copy(), tuple(pick() for _ in range(6)), tile=float(rng.uniform(1.5, 3.0)))
+  count = int(rng.integers(2, 7))
+  return Scene(room, tuple(_random_object(rng, num_frames, pick()) for _ in range(count)))
+
+
+def _sample_points(rng, scene, intrinsics, w2c64, depth, owner_map, count, fg_share):
+  """Samples ``count`` tracked points uniformly over rendered image area (see module docstring).
+
+  Returns:
+    ``(owners (N,) int64, points (T, N, 3) float32)`` with every point visible somewhere.
+  """
+  v_count, t_count, height, width = depth.shape
+  c2w = cameras.invert_rigid(w2c64)
+  wanted = {True: int(round(fg_share * count))}
+  wanted[False] = count - wanted[True]
+  got = {True: [], False: []}  # lists of (owners, points32) chunks
+  have = {True: 0, False: 0}
+  pixel_sets = {True: np.flatnonzero(owner_map > 0), False: np.flatnonzero(owner_map == 0)}
+  for round_index in range(8):
+    for fg in (True, False):
+      need = wanted[fg] - have[fg]
+      pixels = pixel_sets[fg]
+      if need <= 0 or pixels.size == 0:
+        continue
+      m = 2 * need + 8
+      flat = pixels[rng.integers(pixels.size, size=m)]
+      vi, ti, row, col = np.unravel_index(flat, owner_map.shape)
+      # Random sub-pixel positions first; later rounds use pixel centres, which always pass.
+      offset = rng.uniform(size=(m, 2)) if round_index < 3 else np.full((m, 2), 0.5)
+      xy = np.stack([col + offset[:, 0], row + offset[:, 1]], axis=-1)
+      origins, dirs = _rays_through(intrinsics[vi, ti], c2w[vi, ti], xy)
+      dist, hit = cast_rays(scene, origins, dirs, ti)
+      keep = (hit > 0) == fg
+      if not keep.any():
+        continue
+      hit, ti = hit[keep], ti[keep]
+      world = origins[keep] + dist[keep, None] * dirs[keep]
+      local = world.copy()
+      for k, obj in enumerate(scene.objects):
+        mk = hit == k + 1
+        if mk.any():
+          local[mk] = np.einsum("rji,rj->ri", obj.rotations[ti[mk]], world[mk] - obj.centres[ti[mk]])
+      pts = points_world(scene, hit.astype(np.int64), local).astype(np.float32)
+      _, vis = _track(scene, intrinsics, w2c64, pts.astype(np.float64), hit.astype(np.int64), depth)
+      ok = vis.any(axis=(0, 1))
+      take = np.nonzero(ok)[0][:need]
+      if take.size:
+        got[fg].append((hit[take].astype(np.int64), pts[:, take]))
+        have[fg] += take.size
+    if have[True] + have[False] >= count:
+      break
+    # After a few rounds, hand a class's shortfall to the other (e.g. foreground barely in view).
+    if round_index >= 2 and have[True] < wanted[True]:
+      wanted[False], wanted[True] = count - have[True], have[True]
+    if pixel_sets[False].size == 0 and have[False] < wanted[False]:
+      wanted[True], wanted[False] = count - have[False], have[False]
+  chunks = got[True] + got[False]
+  if not chunks or sum(c[0].size for c in chunks) < count:
+    raise RuntimeError(f"render_scene: could only find {sum(c[0].size for c in chunks)} of {count} visible points")
+  owners = np.concatenate([c[0] for c in chunks])
+  points = np.concatenate([c[1] for c in chunks], axis=1)
+  order = rng.permutation(owners.size)[:count]
+  return owners[order], points[:, order]
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"render_scene: {name} must be an int, got {type(value).__name__} {value!r}")
+  if value < minimum:
+    raise ValueError(f"render_scene: {name} must be >= {minimum}, got {value}")
+  return int(value)
+
+
+def render_scene(
+    seed: int,
+    *,
+    num_views: int = 4,
+    num_frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    num_tracks: int = 256,
+) -> dict[str, np.ndarray]:
+  """Renders one random multi-view dynamic scene with exact ground truth (module docstring).
+
+  Args:
+    seed: ``>= 0``; the scene, cameras and points are a deterministic function of
+      ``(seed, num_views, num_frames, height, width, num_tracks)`` (``np.random.default_rng(seed)``)
+      and of the textures that load on this machine.
+    num_views: ``V >= 1`` synchronised cameras.
+    num_frames: ``T >= 1`` frames.
+    height, width: image size ``H, W >= 1`` pixels.
+    num_tracks: ``N >= 0`` tracked points (half on foreground objects when they are in view).
+
+  Returns:
+    A record that passes ``data.schema.validate_record``: video ``(V,T,H,W,3)`` uint8, intrinsics
+    ``(V,T,3,3)``, world_to_camera ``(V,T,4,4)`` (OpenCV, metres), depth ``(V,T,H,W)`` (camera z,
+    metres), tracks ``(V,T,N,2)`` (pixels, corner origin), visible ``(V,T,N)`` bool, points_3d
+    ``(T,N,3)`` (world, metres); float fields float32. Every point is visible in some (v, t); for
+    each visible (v, t, n) the projection equals ``tracks`` and its camera z is within 1 % of
+    ``depth`` at the pixel containing it.
+
+  Raises:
+    ValueError: an argument is not an int or is out of range (the message names it).
+  """
+  seed = _check_int("seed", seed, 0)
+  num_views = _check_int("num_views", num_views, 1)
+  num_frames = _check_int("num_frames", num_frames, 1)
+  height = _check_int("height", height, 1)
+  width = _check_int("width", width, 1)
+  num_tracks = _check_int("num_tracks", num_tracks, 0)
+  rng = np.random.default_rng(seed)
+  scene = random_scene(rng, num_frames)
+  intrinsics, cam_to_world, _ = _random_cameras(rng, num_views, num_frames, height, width)
+  k32 = intrinsics.astype(np.float32)
+  w2c32 = cameras.invert_rigid(cam_to_world).astype(np.float32)
+  video, depth, owner_map = _render_views(scene, k32.astype(np.float64), cam_to_world, height, width, 1)
+  depth32 = depth.astype(np.float32)
+  if num_tracks:
+    owners, pts32 = _sample_points(rng, scene, k32.astype(np.float64), w2c32.astype(np.float64),
+                                   depth32.astype(np.float64), owner_map, num_tracks, FOREGROUND_SHARE)
+    tracks, visible = _track(scene, k32.astype(np.float64), w2c32.astype(np.float64), pts32.astype(np.float64),
+                             owners, depth32.astype(np.float64))
+  else:
+    pts32 = np.zeros((num_frames, 0, 3), np.float32)
+    tracks = np.zeros((num_views, num_frames, 0, 2))
+    visible = np.zeros((num_views, num_frames, 0), bool)
+  return {
+      "video": video,
+      "intrinsics": k32,
+      "world_to_camera": w2c32,
+      "depth": depth32,
+      "tracks": tracks.astype(np.float32),
+      "visible": visible,
+      "points_3d": pts32,
+  }

@@ -1,0 +1,98 @@
+"""Real photographs used as textures by the synthetic renderer (scikit-image's bundled images).
+
+scikit-image ships a few dozen real images inside its wheel (DESIGN.md §5): portraits, animals,
+objects, microscopy and astronomy photographs, and material close-ups (brick, grass, gravel).
+They load offline, so synthetic scenes get natural image statistics without any download. Images
+that need a download (``eagle``, ``cells3d`` …) fail offline and are skipped; every image is tried
+once per process and the result is cached.
+
+Textures are ``(h, w, 3)`` float32 RGB in ``[0, 1]``, resized so that the longer side is at most
+``MAX_TEXTURE_SIDE`` pixels (anti-aliased), which keeps nearest-texel lookups cheap and sharp
+enough for the 64-pixel renders the default dataset uses. Grayscale images are replicated to RGB.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+
+MAX_TEXTURE_SIDE = 128
+
+# scikit-image loaders, in a fixed order (scene sampling indexes into this list).
+TEXTURE_NAMES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "brick",
+    "grass",
+    "gravel",
+    "retina",
+    "immunohistochemistry",
+    "colorwheel",
+    "stereo_motorcycle",
+    "camera",
+    "coins",
+    "moon",
+    "clock",
+    "cell",
+    "eagle",  # needs a download; skipped offline.
+)
+
+
+def _to_rgb_float(image: np.ndarray) -> np.ndarray:
+  """Any skimage image (bool/uint8/float, gray/RGB/RGBA) → float32 RGB in [0, 1]."""
+  image = np.asarray(image)
+  if image.dtype == np.bool_:
+    image = image.astype(np.float32)
+  elif np.issubdtype(image.dtype, np.integer):
+    image = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+  else:
+    image = image.astype(np.float32)
+    lo, hi = float(image.min()), float(image.max())
+    image = (image - lo) / max(hi - lo, 1e-6)
+  if image.ndim == 2:
+    image = np.repeat(image[..., None], 3, axis=-1)
+  return np.ascontiguousarray(image[..., :3])
+
+
+def _load_one(name: str) -> np.ndarray | None:
+  """Loads, converts and downsizes one skimage image; ``None`` when it cannot be loaded here."""
+  import skimage.data  # pylint: disable=g-import-not-at-top
+  import skimage.transform  # pylint: disable=g-import-not-at-top
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      image = getattr(skimage.data, name)()
+  except Exception:  # pylint: disable=broad-except  # Missing file, no network, missing pooch.
+    return None
+  if isinstance(image, tuple):  # stereo_motorcycle → (left, right, disparity).
+    image = image[0]
+  image = _to_rgb_float(image)
+  scale = MAX_TEXTURE_SIDE / max(image.shape[:2])
+  if scale < 1.0:
+    shape = (max(2, round(image.shape[0] * scale)), max(2, round(image.shape[1] * scale)))
+    image = skimage.transform.resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
+  return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+@functools.cache
+def load_textures() -> tuple[tuple[str, np.ndarray], ...]:
+  """The available textures as ``((name, (h, w, 3) float32 RGB in [0, 1]), ...)``.
+
+  Each name of ``TEXTURE_NAMES`` is tried once per process (cached); failures are skipped.
+
+  Raises:
+    RuntimeError: when none of the images can be loaded (scikit-image data missing).
+  """
+  out = []
+  for name in TEXTURE_NAMES:
+    image = _load_one(name)
+    if image is not None:
+      out.append((name, image))
+  if not out:
+    raise RuntimeError(f"load_textures: none of the scikit-image images {TEXTURE_NAMES} could be loaded")
+  return tuple(out)
