@@ -1,0 +1,122 @@
+r"""Exports inference weights from a training run: params only, no optimizer state.
+
+``python -m mvtrack_jax.export --workdir=DIR --out=DIR2 [--dtype=bfloat16] [--use_ema]
+[--step=N]`` reads the newest (or given) checkpoint in ``DIR/checkpoints`` — only the ``params``
+(or ``ema_params``) subtree is read, on the host, with no mesh — casts floating-point leaves to
+``--dtype`` and writes:
+
+- ``DIR2/params/``: an Orbax PyTree checkpoint of the parameter tree (``{"dit": ..., "head":
+  ...}`` for MVTrack4Gen);
+- ``DIR2/config.json``: the training config (model preset, objective, data resolution);
+- ``DIR2/export.json``: source workdir, step, dtype, whether EMA weights were used.
+
+``load_exported(DIR2)`` returns ``(params, config_dict, info)`` for generation/evaluation code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import app
+from absl import flags
+from etils import epath
+
+from mvtrack_jax.training import checkpointing
+
+_DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
+
+
+def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = False,
+           step: int | None = None) -> dict[str, Any]:
+  """Writes an inference checkpoint (see module docstring).
+
+  Args:
+    workdir: training run directory (has ``checkpoints/``).
+    out: output directory (created; must not already hold ``params/``).
+    dtype: "float32", "bfloat16" or "float16" for floating leaves.
+    use_ema: export ``ema_params`` instead of ``params``.
+    step: checkpoint step; default newest.
+
+  Returns:
+    The ``export.json`` record.
+
+  Raises:
+    ValueError: unknown dtype; FileExistsError: ``out/params`` exists; FileNotFoundError: no
+    checkpoint; KeyError: ``use_ema`` but the run kept no EMA.
+  """
+  if dtype not in _DTYPES:
+    raise ValueError(f"dtype={dtype!r}; expected one of {sorted(_DTYPES)}")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  key = "ema_params" if use_ema else "params"
+  step, trees = checkpointing.restore_params_to_host(ckpt_dir, step=step, keys=(key,))
+  target = _DTYPES[dtype]
+  params = jax.tree.map(
+      lambda x: np.asarray(x).astype(target) if np.issubdtype(np.asarray(x).dtype, np.floating)
+      else np.asarray(x), trees[key])
+  out_path = epath.Path(out).absolute()
+  if (out_path / "params").exists():
+    raise FileExistsError(f"{out_path / 'params'} already exists; choose another --out")
+  out_path.mkdir(parents=True, exist_ok=True)
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(out_path / "params", params)
+  ckptr.wait_until_finished()
+  config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
+  (out_path / "config.json").write_text(json.dumps(config, indent=2))
+  info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype,
+          "ema": bool(use_ema),
+          "num_params": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
+  (out_path / "export.json").write_text(json.dumps(info, indent=2))
+  return info
+
+
+def load_exported(path: str) -> tuple[Any, ml_collections.ConfigDict, dict[str, Any]]:
+  """Loads an exported inference checkpoint.
+
+  Args:
+    path: directory written by ``export``.
+
+  Returns:
+    ``(params, config, info)``: params as host numpy arrays (exported dtype), the training
+    config as a ``ConfigDict``, and ``export.json``.
+
+  Raises:
+    FileNotFoundError: ``path`` is not an export directory.
+  """
+  p = epath.Path(path).absolute()
+  if not (p / "params").exists() or not (p / "config.json").exists():
+    raise FileNotFoundError(f"{p} is not an export directory (expected params/ and config.json)")
+  meta = ocp.StandardCheckpointer().metadata(p / "params")
+  tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  params = ocp.PyTreeCheckpointer().restore(
+      p / "params", args=ocp.args.PyTreeRestore(item=tree, restore_args=restore_args))
+  config = ml_collections.ConfigDict(json.loads((p / "config.json").read_text()))
+  info = json.loads((p / "export.json").read_text()) if (p / "export.json").exists() else {}
+  return params, config, info
+
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.")
+_OUT = flags.DEFINE_string("out", None, "Output directory for the inference checkpoint.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", sorted(_DTYPES), "Parameter dtype.")
+_USE_EMA = flags.DEFINE_bool("use_ema", False, "Export the EMA parameters.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value or not _OUT.value:
+    raise app.UsageError("--workdir and --out are required")
+  info = export(_WORKDIR.value, _OUT.value, dtype=_DTYPE.value, use_ema=_USE_EMA.value,
+                step=_STEP.value)
+  print(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)

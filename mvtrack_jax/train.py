@@ -1,0 +1,55 @@
+r"""Trains an MVTrack4Gen model: ``python -m mvtrack_jax.train --config=... --workdir=...``.
+
+Examples::
+
+  # The CPU demo (tiny Plücker DiT + tracking head on the built-in synthetic dataset).
+  python -m mvtrack_jax.train --config=configs/default.py --workdir=out/demo
+  # Override any config field.
+  python -m mvtrack_jax.train --config=configs/default.py --workdir=out/x \
+      --config.num_train_steps=20 --config.batch_size=4
+  # Explicit multi-process start (see launch/ for SLURM / TPU / local launchers).
+  python -m mvtrack_jax.train --config=... --workdir=... \
+      --coordinator_address=127.0.0.1:12345 --num_processes=2 --process_id=0
+
+Rerunning with the same ``--workdir`` resumes from the newest checkpoint in
+``WORKDIR/checkpoints`` (onto the current mesh/device count). Under SLURM (``srun``, > 1 task)
+or on a multi-host TPU VM the process group is joined automatically.
+"""
+
+from __future__ import annotations
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from mvtrack_jax.training import distributed
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file (configs/*.py); fields can be overridden with --config.x=y.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, logs).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for an explicit multi-process start.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes (explicit start).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank (explicit start).")
+_LOCAL_DEVICE_IDS = flags.DEFINE_list(
+    "local_device_ids", None, "Devices owned by this process (e.g. one GPU per process).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise app.UsageError("--config and --workdir are required")
+  distributed.initialize(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+      None if _LOCAL_DEVICE_IDS.value is None else [int(i) for i in _LOCAL_DEVICE_IDS.value])
+  # Imported after the distributed start: nothing may touch devices before it.
+  from mvtrack_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  logging.info("config:\n%s", _CONFIG.value)
+  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,161 @@
+"""Orbax checkpoints: train state + grain iterator state + config in one composite step.
+
+Layout: ``WORKDIR/checkpoints/<step>/{state,data_iter,config}``; ``state`` is an Orbax
+``StandardSave`` of the whole ``TrainState`` (params, optimizer state, EMA, counters),
+``data_iter`` the grain iterator state (one JSON file per process, written by
+``grain.checkpoint.CheckpointSave``), ``config`` the run's ``ConfigDict`` as JSON. Saving is
+asynchronous (device→host copy happens before ``save`` returns, so the state may be donated to the
+next step right away) and the manager keeps the last ``max_to_keep`` steps.
+
+Restore targets are ``jax.ShapeDtypeStruct``s carrying the *current* run's shardings, so a
+checkpoint written on one mesh or device count is read straight onto another (no replicated
+staging copy, unlike maxdiffusion's restore-to-CPU-then-reshard).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+STATE = "state"
+DATA_ITER = "data_iter"
+CONFIG = "config"
+
+
+def config_to_json_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
+  """The config as plain JSON-serialisable dict (tuples become lists)."""
+  d = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+  return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+class Checkpointer:
+  """Thin owner of an ``ocp.CheckpointManager`` for the trainer's composite checkpoints.
+
+  Args:
+    directory: checkpoint root (created; e.g. ``WORKDIR/checkpoints``).
+    max_to_keep: keep only the newest ``max_to_keep`` steps (None = all).
+    async_save: write in a background thread.
+  """
+
+  def __init__(self, directory: str | epath.Path, *, max_to_keep: int | None = 3,
+               async_save: bool = True):
+    self.directory = epath.Path(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    """Newest finished checkpoint step, or ``None`` when there is none."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, *, data_iter: Any = None,
+           config: ml_collections.ConfigDict | None = None, force: bool = True) -> bool:
+    """Starts saving ``state`` (+ iterator state + config) as checkpoint ``step``.
+
+    Args:
+      step: step number (the state's ``step``).
+      state: the train-state pytree of global ``jax.Array``s.
+      data_iter: a grain ``DatasetIterator``/``DataLoaderIterator`` (its position is captured
+        now) or ``None``.
+      config: run config, stored as JSON (read by ``export``).
+      force: save even if the manager's interval policy would skip it.
+
+    Returns:
+      Whether a save was started.
+    """
+    items = {STATE: ocp.args.StandardSave(state)}
+    if data_iter is not None:
+      items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iter)
+    if config is not None:
+      items[CONFIG] = ocp.args.JsonSave(config_to_json_dict(config))
+    return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+  def restore(self, abstract_state: Any, *, step: int | None = None,
+              data_iter: Any = None) -> Any:
+    """Restores the train state (and, in place, the iterator position).
+
+    Args:
+      abstract_state: pytree of ``jax.ShapeDtypeStruct`` with the target shardings (any mesh).
+      step: which step; default the latest.
+      data_iter: grain iterator to reposition, or ``None`` to skip the iterator state.
+
+    Returns:
+      The restored state, laid out as ``abstract_state``.
+
+    Raises:
+      FileNotFoundError: there is no checkpoint (at ``step``) under the directory.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None or step not in self.all_steps():
+      raise FileNotFoundError(
+          f"no checkpoint{'' if step is None else f' for step {step}'} in {self.directory}")
+    items = {STATE: ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+      items[DATA_ITER] = grain.checkpoint.CheckpointRestore(data_iter)
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    return restored[STATE]
+
+  def restore_config(self, step: int | None = None) -> dict[str, Any]:
+    """The config JSON stored with checkpoint ``step`` (default latest)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        **{CONFIG: ocp.args.JsonRestore()}))
+    return dict(restored[CONFIG])
+
+  def wait(self) -> None:
+    """Blocks until pending asynchronous saves are committed."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def restore_params_to_host(directory: str | epath.Path, *, step: int | None = None,
+                           keys: tuple[str, ...] = ("params",)) -> dict[str, Any]:
+  """Reads only some top-level fields of a checkpoint's train state as numpy arrays.
+
+  No optimizer state is read, no mesh is needed (for export / inference on any machine).
+
+  Args:
+    directory: checkpoint root (``WORKDIR/checkpoints``).
+    step: step to read; default the latest.
+    keys: ``TrainState`` fields to read (``"params"``, ``"ema_params"``).
+
+  Returns:
+    ``(step, {key: numpy pytree})``.
+
+  Raises:
+    FileNotFoundError: no checkpoint; KeyError: a requested field is absent (e.g. EMA off).
+  """
+  directory = epath.Path(directory)
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      read_only=True)) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    state_dir = directory / str(step) / STATE
+    meta = ocp.PyTreeCheckpointer().metadata(state_dir)
+    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    missing = [k for k in keys if k not in tree or tree[k] is None]
+    if missing:
+      raise KeyError(f"checkpoint {state_dir} has no {missing}; it has {sorted(tree)}")
+    target = {k: tree[k] for k in keys}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    restored = ocp.PyTreeCheckpointer().restore(
+        state_dir, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=True))
+  return step, {k: restored[k] for k in keys}

@@ -1,0 +1,249 @@
+"""The training loop: mesh → state (fresh or resumed) → jitted steps → logs, evals, checkpoints.
+
+``train_and_evaluate(config, workdir)`` is the one canonical loop (big_vision style) used by
+``python -m mvtrack_jax.train`` for the CPU demo and for multi-host GPU/TPU runs alike:
+
+1. build the mesh from ``config.mesh``; check ``batch_size`` divides over data×fsdp and processes;
+2. build the task (model + objective + data) and the optimizer;
+3. restore the latest checkpoint in ``WORKDIR/checkpoints`` onto *this* mesh (train state and the
+   grain iterator position) or initialise a fresh sharded state;
+4. loop: next per-process batch → global arrays → one jitted, donated train step; every
+   ``log_every_steps`` write metrics (process 0), every ``eval_every_steps`` evaluate on the
+   validation split, every ``checkpoint_every_steps`` and at the end save (async);
+5. stop with ``NonFiniteError`` after ``max_consecutive_nonfinite`` skipped steps in a row
+   (without saving the bad state; the last checkpoint stays the newest), or cleanly after
+   ``stop_after_steps`` / on SIGTERM (pre-emption), saving first.
+
+Logged values are those of the logged step itself (no averaging over the interval), so a run
+resumed from any checkpoint reproduces the uninterrupted ``metrics.jsonl`` exactly (wall-clock
+fields aside).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from mvtrack_jax.training import checkpointing
+from mvtrack_jax.training import mesh as mesh_lib
+from mvtrack_jax.training import metric_writers
+from mvtrack_jax.training import optimizer as optimizer_lib
+from mvtrack_jax.training import train_state as state_lib
+from mvtrack_jax.training import train_step as step_lib
+from mvtrack_jax.training.task import Task
+
+
+class NonFiniteError(FloatingPointError):
+  """Raised when too many consecutive train steps had a non-finite loss or gradient."""
+
+
+class _PreemptionFlag:
+  """Set by SIGTERM (SLURM / TPU maintenance); the loop saves and exits at the next step."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def install(self) -> None:
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handler)
+    except ValueError:  # Not the main thread (e.g. some test runners): no handler.
+      self._previous = None
+
+  def _handler(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: will checkpoint and stop after the current step")
+    self.requested = True
+
+  def uninstall(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def any_process(self) -> bool:
+    """Whether any process was signalled (a collective when there are several processes)."""
+    if jax.process_count() == 1:
+      return self.requested
+    flags = multihost_utils.process_allgather(np.array([self.requested], np.int32))
+    return bool(np.asarray(flags).any())
+
+
+def base_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(init_key, train_key, eval_key)`` derived from the config seed."""
+  root = jax.random.key(seed)
+  return (jax.random.fold_in(root, 0), jax.random.fold_in(root, 1), jax.random.fold_in(root, 2))
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  """The real MVTrack4Gen task for ``config`` (imported lazily: heavy model code)."""
+  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  return tasks.build_task(config)
+
+
+def _host_metrics(metrics: dict[str, jax.Array]) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def evaluate(config: ml_collections.ConfigDict, task: Task, params: Any,
+             mesh: jax.sharding.Mesh, eval_step: Any, per_process_batch: int) -> dict[str, float]:
+  """Mean validation metrics over ``config.eval_steps`` batches (a fresh iterator each time).
+
+  Returns:
+    ``{name: mean}``; non-finite batches are excluded per metric.
+  """
+  it = task.make_iterator("validation", per_process_batch, int(config.seed))
+  sums: dict[str, float] = {}
+  counts: dict[str, int] = {}
+  for i in range(int(config.eval_steps)):
+    try:
+      local = next(it)
+    except StopIteration:
+      break
+    out = _host_metrics(eval_step(params, mesh_lib.make_global_batch(local, mesh), i))
+    for k, v in out.items():
+      if np.isfinite(v):
+        sums[k] = sums.get(k, 0.0) + v
+        counts[k] = counts.get(k, 0) + 1
+  return {k: sums[k] / counts[k] for k in sums}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       task: Task | None = None) -> dict[str, float]:
+  """Trains (or resumes training) according to ``config``, writing everything to ``workdir``.
+
+  Args:
+    config: run config (see ``configs/default.py`` for every field).
+    workdir: run directory: ``checkpoints/``, ``metrics.jsonl``, ``eval_metrics.jsonl``,
+      ``tensorboard/``, ``config.json``.
+    task: model/objective/data; default ``build_task(config)``.
+
+  Returns:
+    The last logged train metrics (host floats), plus ``step``.
+
+  Raises:
+    NonFiniteError: ``config.max_consecutive_nonfinite`` consecutive non-finite steps.
+    ValueError: inconsistent config (mesh vs devices, batch size vs mesh/processes).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  total_steps = int(config.num_train_steps)
+  mesh = mesh_lib.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
+  per_process_batch = mesh_lib.check_batch_size(int(config.batch_size), mesh)
+  task = task or build_task(config)
+  rules = tuple(task.logical_axis_rules)
+  logging.info("task %s on mesh %s (%d processes), per-process batch %d", task.name,
+               dict(mesh.shape), jax.process_count(), per_process_batch)
+
+  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, total_steps)
+  ema_decay = float(config.get("ema_decay", 0.0))
+  use_ema = ema_decay > 0
+  init_key, train_key, eval_key = base_keys(int(config.seed))
+  abstract_state, shardings = state_lib.state_shardings(
+      task.init_params, tx, use_ema=use_ema, mesh=mesh, rules=rules)
+
+  ckpt = checkpointing.Checkpointer(
+      os.path.join(workdir, "checkpoints"), max_to_keep=int(config.keep_checkpoints),
+      async_save=bool(config.get("async_checkpointing", True)))
+  train_iter = task.make_iterator("train", per_process_batch, int(config.seed))
+  resume_step = ckpt.latest_step()
+  if resume_step is not None:
+    logging.info("resuming from %s step %d", ckpt.directory, resume_step)
+    state = ckpt.restore(abstract_state, step=resume_step, data_iter=train_iter)
+  else:
+    state, _ = state_lib.init_train_state(
+        task.init_params, tx, init_key, use_ema=use_ema, mesh=mesh, rules=rules)
+  start_step = int(jax.device_get(state.step))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      json.dump(checkpointing.config_to_json_dict(config), f, indent=2)
+
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(task.loss_fn, tx, schedule, base_rng=train_key,
+                               ema_decay=ema_decay),
+      shardings, mesh_lib.batch_sharding(mesh), mesh, rules)
+  eval_fn = task.eval_fn
+  if eval_fn is None:
+    eval_fn = step_lib.make_eval_step(task.loss_fn, base_rng=eval_key)
+  else:
+    raw_eval = eval_fn
+    eval_fn = lambda p, b, i: raw_eval(p, b, jax.random.fold_in(eval_key, i))
+  eval_jit = jax.jit(eval_fn, in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh),
+                                            None))
+
+  def eval_step(params, batch, index):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      return eval_jit(params, batch, jnp.int32(index))
+
+  writer = metric_writers.MetricWriter(
+      workdir, total_steps=total_steps, initial_step=start_step, resume_step=resume_step,
+      tensorboard=bool(config.get("tensorboard", True)),
+      progress_bar=bool(config.get("progress_bar", True)))
+  preemption = _PreemptionFlag()
+  preemption.install()
+  log_every = max(int(config.log_every_steps), 1)
+  ckpt_every = int(config.checkpoint_every_steps)
+  eval_every = int(config.get("eval_every_steps", 0))
+  max_bad = int(config.get("max_consecutive_nonfinite", 0))
+  stop_after = int(config.get("stop_after_steps", -1))
+  last_logged: dict[str, float] = {}
+  previous_metrics = None
+  t_last, steps_since = time.perf_counter(), 0
+
+  def check_nonfinite(metrics, step):
+    consecutive = int(jax.device_get(metrics["nonfinite_consecutive"]))
+    if consecutive:
+      logging.warning("step %d: non-finite loss/gradient, update skipped (%d in a row, %d total)",
+                      step, consecutive, int(jax.device_get(metrics["nonfinite_total"])))
+    if max_bad > 0 and consecutive >= max_bad:
+      raise NonFiniteError(
+          f"{consecutive} consecutive train steps (up to step {step}) had a non-finite loss or "
+          f"gradient (max_consecutive_nonfinite={max_bad}); stopping. The newest checkpoint in "
+          f"{ckpt.directory} (step {ckpt.latest_step()}) holds the last good state.")
+
+  try:
+    step = start_step
+    while step < total_steps:
+      local = next(train_iter)
+      batch = mesh_lib.make_global_batch(local, mesh)
+      state, metrics = train_step(state, batch)
+      step += 1
+      steps_since += 1
+      writer.advance()
+      if previous_metrics is not None:  # One step behind: keeps a step in flight.
+        check_nonfinite(previous_metrics, step - 1)
+      previous_metrics = metrics
+      is_last = step == total_steps
+      stop_now = (stop_after > 0 and step >= stop_after) or (
+          (step % log_every == 0 or is_last) and preemption.any_process())
+      if step % log_every == 0 or is_last:
+        check_nonfinite(metrics, step)
+        host = _host_metrics(metrics)
+        now = time.perf_counter()
+        host["steps_per_sec"] = steps_since / max(now - t_last, 1e-9)
+        t_last, steps_since = now, 0
+        writer.write_train(step, host)
+        last_logged = dict(host, step=step)
+      if eval_every > 0 and (step % eval_every == 0 or is_last):
+        writer.write_eval(step, evaluate(config, task, state.params, mesh, eval_step,
+                                         per_process_batch))
+      if (ckpt_every > 0 and step % ckpt_every == 0) or is_last or stop_now:
+        check_nonfinite(metrics, step)
+        ckpt.save(step, state, data_iter=train_iter, config=config)
+      if stop_now and not is_last:
+        logging.warning("stopping at step %d (pre-emption / stop_after_steps); rerun with the "
+                        "same workdir to resume", step)
+        break
+  finally:
+    preemption.uninstall()
+    writer.close()
+    ckpt.close()
+  return last_logged
