@@ -53,7 +53,7 @@ _NEAR = 1e-4  # metres: hits closer than this along a ray are ignored.
 _ROOM_LO = np.array([-7.0, -5.0, -7.0])
 _ROOM_HI = np.array([7.0, 1.3, 7.0])
 _SCENE_CENTRE = np.array([0.0, -0.2, 0.0])
-_CAMERA_MIN_RADIUS = 2.5  # horizontal distance from the room axis that cameras never get under.
+_CAMERA_MIN_RADIUS = 2.2  # horizontal distance from the room axis that cameras never get under.
 _CAMERA_ROOM_MARGIN = 0.5
 _LIGHT = np.array([0.35, -1.0, -0.45]) / np.linalg.norm([0.35, -1.0, -0.45])  # towards the light.
 
@@ -95,71 +95,97 @@ class Room:
 
 @dataclasses.dataclass(frozen=True)
 class Scene:
-  """A room plus foreground objects, all with ``T`` frames. Owner id 0 = room, k+1 = objects[k]."""
+  """A room plus foreground objects over ``num_frames`` frames. Owner id 0 = room, k+1 = objects[k].
+
+  Raises:
+    ValueError: an object of unknown kind or whose pose arrays are not ``(T, 3)`` / ``(T, 3, 3)``.
+  """
   room: Room
   objects: tuple[SceneObject, ...]
+  num_frames: int
 
-  @property
-  def num_frames(self) -> int:
-    return self.objects[0].centres.shape[0] if self.objects else 0
+  def __post_init__(self):
+    for k, obj in enumerate(self.objects):
+      if obj.kind not in KINDS:
+        raise ValueError(f"Scene: objects[{k}].kind is {obj.kind!r}; expected one of {KINDS}")
+      if np.shape(obj.centres) != (self.num_frames, 3) or np.shape(obj.rotations) != (self.num_frames, 3, 3):
+        raise ValueError(
+            f"Scene: objects[{k}] has centres {np.shape(obj.centres)} / rotations {np.shape(obj.rotations)}, "
+            f"expected ({self.num_frames}, 3) / ({self.num_frames}, 3, 3)")
 
 
 # --------------------------------------------------------------------------------------------------
-# Ray casting.
+# Ray casting. Internally rays are sorted by frame and stored structure-of-arrays ``(3, R)`` so
+# each object's per-frame pose is applied with one small matmul per frame.
 
 
-def _local_rays(obj: SceneObject, origins, dirs, frames):
-  """Rays ``(R, 3)`` at frames ``(R,)`` → the object's local frame."""
-  rot = obj.rotations[frames]
-  o = np.einsum("rji,rj->ri", rot, origins - obj.centres[frames])
-  d = np.einsum("rji,rj->ri", rot, dirs)
-  return o, d
+def _frame_bounds(frames_sorted: np.ndarray, num_frames: int) -> np.ndarray:
+  """``(T + 1,)`` start offsets of each frame's run in an ascending ``frames`` array."""
+  return np.searchsorted(frames_sorted, np.arange(num_frames + 1))
 
 
-def _intersect_object(obj: SceneObject, origins, dirs, frames) -> np.ndarray:
-  """Ray length ``(R,)`` to the first hit with ``obj`` beyond ``_NEAR`` (inf when missed)."""
-  o, d = _local_rays(obj, origins, dirs, frames)
-  out = np.full(origins.shape[0], np.inf)
-  with np.errstate(divide="ignore", invalid="ignore"):
-    if obj.kind == "sphere":
-      r = float(obj.size[0])
-      dd = np.einsum("ri,ri->r", d, d)
-      b = np.einsum("ri,ri->r", o, d) / dd
-      c = (np.einsum("ri,ri->r", o, o) - r * r) / dd
-      disc = b * b - c
-      ok = disc >= 0
-      sq = np.sqrt(np.where(ok, disc, 0.0))
-      near, far = -b - sq, -b + sq
-      s = np.where(near > _NEAR, near, np.where(far > _NEAR, far, np.inf))
-      out = np.where(ok, s, np.inf)
-    elif obj.kind == "box":
-      half = np.asarray(obj.size, np.float64)
-      d_safe = np.where(np.abs(d) < 1e-300, 1e-300, d)
-      t1 = (-half - o) / d_safe
-      t2 = (half - o) / d_safe
-      t_near = np.minimum(t1, t2).max(axis=-1)
-      t_far = np.maximum(t1, t2).min(axis=-1)
-      ok = (t_near <= t_far) & (t_far > _NEAR)
-      out = np.where(ok, np.where(t_near > _NEAR, t_near, t_far), np.inf)
-    elif obj.kind == "card":
-      hx, hy = float(obj.size[0]), float(obj.size[1])
-      s = -o[:, 2] / d[:, 2]
-      px = o[:, 0] + s * d[:, 0]
-      py = o[:, 1] + s * d[:, 1]
-      ok = np.isfinite(s) & (s > _NEAR) & (np.abs(px) <= hx) & (np.abs(py) <= hy)
-      out = np.where(ok, s, np.inf)
-    else:
-      raise ValueError(f"unknown object kind {obj.kind!r}; expected one of {KINDS}")
+def _to_local(obj: SceneObject, vecs: np.ndarray, bounds: np.ndarray, is_point: bool) -> np.ndarray:
+  """World ``(3, R)`` points (``is_point``) or directions → the object's frame, frame-sorted rays."""
+  out = np.empty_like(vecs)
+  for t in np.nonzero(bounds[1:] > bounds[:-1])[0]:
+    s, e = bounds[t], bounds[t + 1]
+    block = vecs[:, s:e] - obj.centres[t][:, None] if is_point else vecs[:, s:e]
+    out[:, s:e] = obj.rotations[t].T @ block
   return out
 
 
-def _intersect_room(room: Room, origins, dirs) -> np.ndarray:
-  """Ray length ``(R,)`` to the room's inner surface (rays start inside the room)."""
+def _intersect_object(obj: SceneObject, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+  """Ray length ``(R,)`` to the first hit beyond ``_NEAR`` (inf when missed); local SoA unit rays."""
+  with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    if obj.kind == "sphere":
+      r = float(obj.size[0])
+      b = o[0] * d[0] + o[1] * d[1] + o[2] * d[2]
+      c = o[0] * o[0] + o[1] * o[1] + o[2] * o[2] - r * r
+      disc = b * b - c
+      sq = np.sqrt(np.maximum(disc, 0.0))
+      near, far = -b - sq, -b + sq
+      s = np.where(near > _NEAR, near, np.where(far > _NEAR, far, np.inf))
+      return np.where(disc >= 0, s, np.inf)
+    if obj.kind == "box":
+      t_near = np.full(o.shape[1], -np.inf)
+      t_far = np.full(o.shape[1], np.inf)
+      for i in range(3):
+        h = float(obj.size[i])
+        di = np.where(np.abs(d[i]) < 1e-300, 1e-300, d[i])
+        t1 = (-h - o[i]) / di
+        t2 = (h - o[i]) / di
+        t_near = np.maximum(t_near, np.minimum(t1, t2))
+        t_far = np.minimum(t_far, np.maximum(t1, t2))
+      ok = (t_near <= t_far) & (t_far > _NEAR)
+      return np.where(ok, np.where(t_near > _NEAR, t_near, t_far), np.inf)
+    if obj.kind == "card":
+      hx, hy = float(obj.size[0]), float(obj.size[1])
+      s = -o[2] / d[2]
+      ok = np.isfinite(s) & (s > _NEAR) & (np.abs(o[0] + s * d[0]) <= hx) & (np.abs(o[1] + s * d[1]) <= hy)
+      return np.where(ok, s, np.inf)
+  raise ValueError(f"unknown object kind {obj.kind!r}; expected one of {KINDS}")
+
+
+def _intersect_room(room: Room, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+  """Ray length ``(R,)`` to the room's inner surface (SoA rays starting inside the room)."""
+  out = np.full(o.shape[1], np.inf)
   with np.errstate(divide="ignore", invalid="ignore"):
-    d_safe = np.where(np.abs(dirs) < 1e-300, 1e-300, dirs)
-    t1 = (room.lo - origins) / d_safe
-    t2 = (room.hi - origins) / d_safe
-    return np.maximum(t1, t2).min(axis=-1)
+    for i in range(3):
+      di = np.where(np.abs(d[i]) < 1e-300, 1e-300, d[i])
+      out = np.minimum(out, np.maximum((room.lo[i] - o[i]) / di, (room.hi[i] - o[i]) / di))
+  return out
+
+
+def _cast_sorted(scene: Scene, o: np.ndarray, d: np.ndarray, bounds: np.ndarray):
+  """``cast_rays`` on frame-sorted SoA rays ``(3, R)``."""
+  dist = _intersect_room(scene.room, o, d)
+  owner = np.zeros(o.shape[1], np.int32)
+  for k, obj in enumerate(scene.objects):
+    s = _intersect_object(obj, _to_local(obj, o, bounds, True), _to_local(obj, d, bounds, False))
+    closer = s < dist
+    dist = np.where(closer, s, dist)
+    owner[closer] = k + 1
+  return dist, owner
 
 
 def cast_rays(scene: Scene, origins: np.ndarray, dirs: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,77 +198,82 @@ def cast_rays(scene: Scene, origins: np.ndarray, dirs: np.ndarray, frames: np.nd
     frames: ``(R,)`` int frame index of each ray (selects object poses).
 
   Returns:
-    ``(dist, owner)``: ``(R,)`` float64 ray length to the first hit and ``(R,)`` int owner id of
+    ``(dist, owner)``: ``(R,)`` float64 ray length to the first hit and ``(R,)`` int32 owner id of
     the hit (0 = room, k+1 = ``scene.objects[k]``).
   """
-  dist = _intersect_room(scene.room, origins, dirs)
-  owner = np.zeros(origins.shape[0], np.int32)
-  for k, obj in enumerate(scene.objects):
-    s = _intersect_object(obj, origins, dirs, frames)
-    closer = s < dist
-    dist = np.where(closer, s, dist)
-    owner = np.where(closer, k + 1, owner)
+  frames = np.asarray(frames, np.int64)
+  order = np.argsort(frames, kind="stable")
+  bounds = _frame_bounds(frames[order], scene.num_frames)
+  o = np.ascontiguousarray(np.asarray(origins, np.float64)[order].T)
+  d = np.ascontiguousarray(np.asarray(dirs, np.float64)[order].T)
+  dist_sorted, owner_sorted = _cast_sorted(scene, o, d, bounds)
+  dist = np.empty_like(dist_sorted)
+  owner = np.empty_like(owner_sorted)
+  dist[order] = dist_sorted
+  owner[order] = owner_sorted
   return dist, owner
 
 
 def _sample_texture(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
   """Nearest-texel lookup with wrap-around; ``u`` along width, ``v`` along height, period 1."""
   h, w = texture.shape[:2]
-  col = np.floor(np.mod(u, 1.0) * w).astype(np.int64) % w
-  row = np.floor(np.mod(v, 1.0) * h).astype(np.int64) % h
+  col = (np.floor(u * w).astype(np.int64)) % w
+  row = (np.floor(v * h).astype(np.int64)) % h
   return texture[row, col]
 
 
-def _shade(scene: Scene, origins, dirs, frames, dist, owner) -> np.ndarray:
-  """Colour ``(R, 3)`` float32 in [0, 1] of each ray's hit."""
-  rgb = np.zeros((origins.shape[0], 3), np.float32)
-  points = origins + dist[:, None] * dirs
+def _shade(scene: Scene, o: np.ndarray, d: np.ndarray, frames: np.ndarray, dist: np.ndarray,
+           owner: np.ndarray) -> np.ndarray:
+  """Colour ``(R, 3)`` float32 in [0, 1] of each hit; frame-sorted SoA rays ``(3, R)``."""
+  rgb = np.zeros((o.shape[1], 3), np.float32)
+  points = o + dist[None] * d
   sel = np.nonzero(owner == 0)[0]
   if sel.size:
     room = scene.room
-    p = points[sel]
-    gaps = np.concatenate([np.abs(p - room.lo), np.abs(p - room.hi)], axis=-1)  # faces -x,-y,-z,+x,+y,+z
-    face = np.argmin(gaps, axis=-1)
+    p = points[:, sel]
+    gaps = np.concatenate([np.abs(p - room.lo[:, None]), np.abs(p - room.hi[:, None])], axis=0)
+    face = np.argmin(gaps, axis=0)  # 0..5 = -x,-y,-z,+x,+y,+z
     axis = face % 3
     face_index = 2 * axis + face // 3  # → order -x, +x, -y, +y, -z, +z
-    other = np.array([[1, 2], [0, 2], [0, 1]])[axis]
-    u = np.take_along_axis(p, other[:, :1], axis=-1)[:, 0] / room.tile
-    v = np.take_along_axis(p, other[:, 1:], axis=-1)[:, 0] / room.tile
+    first = np.where(axis == 0, p[1], p[0]) / room.tile
+    second = np.where(axis == 2, p[1], p[2]) / room.tile
     col = np.zeros((sel.size, 3), np.float32)
     for f in range(6):
       m = face_index == f
       if m.any():
-        col[m] = _sample_texture(room.textures[f], u[m], v[m]) * (0.75 + 0.05 * f)
+        col[m] = _sample_texture(room.textures[f], first[m], second[m]) * (0.75 + 0.05 * f)
     rgb[sel] = col
   for k, obj in enumerate(scene.objects):
     sel = np.nonzero(owner == k + 1)[0]
     if not sel.size:
       continue
-    fr = frames[sel]
-    rot = obj.rotations[fr]
-    local = np.einsum("rji,rj->ri", rot, points[sel] - obj.centres[fr])
+    bounds = _frame_bounds(frames[sel], scene.num_frames)
+    local = _to_local(obj, points[:, sel], bounds, True)
     size = np.asarray(obj.size, np.float64)
     if obj.kind == "sphere":
-      unit = local / np.linalg.norm(local, axis=-1, keepdims=True)
-      u = 0.5 + np.arctan2(unit[:, 0], unit[:, 2]) / (2 * np.pi)
-      v = np.arccos(np.clip(unit[:, 1], -1.0, 1.0)) / np.pi
+      unit = local / np.linalg.norm(local, axis=0, keepdims=True)
+      u = 0.5 + np.arctan2(unit[0], unit[2]) / (2 * np.pi)
+      v = np.arccos(np.clip(unit[1], -1.0, 1.0)) / np.pi
       normal = unit
     elif obj.kind == "box":
-      scaled = np.abs(local) / size
-      axis = np.argmax(scaled, axis=-1)
-      other = np.array([[1, 2], [0, 2], [0, 1]])[axis]
-      a = np.take_along_axis(local / size, other, axis=-1)
-      sign = np.sign(np.take_along_axis(local, axis[:, None], axis=-1)[:, 0])
-      u = 0.5 * (a[:, 0] + 1.0) + 0.37 * axis  # shift per face pair so faces differ.
-      v = 0.5 * (a[:, 1] + 1.0) + 0.21 * (sign > 0)
+      scaled = local / size[:, None]
+      axis = np.argmax(np.abs(scaled), axis=0)
+      sign = np.sign(np.take_along_axis(scaled, axis[None], axis=0)[0])
+      a = np.where(axis == 0, scaled[1], scaled[0])
+      b = np.where(axis == 2, scaled[1], scaled[2])
+      u = 0.5 * (a + 1.0) + 0.37 * axis  # shift per face so faces show different parts.
+      v = 0.5 * (b + 1.0) + 0.21 * (sign > 0)
       normal = np.zeros_like(local)
-      np.put_along_axis(normal, axis[:, None], sign[:, None], axis=-1)
+      np.put_along_axis(normal, axis[None], sign[None], axis=0)
     else:  # card
-      u = 0.5 * (local[:, 0] / size[0] + 1.0)
-      v = 0.5 * (local[:, 1] / size[1] + 1.0)
-      normal = np.broadcast_to(np.array([0.0, 0.0, 1.0]), local.shape)
-    world_normal = np.einsum("rij,rj->ri", rot, normal)
-    lambert = world_normal @ _LIGHT
+      u = 0.5 * (local[0] / size[0] + 1.0)
+      v = 0.5 * (local[1] / size[1] + 1.0)
+      normal = np.zeros_like(local)
+      normal[2] = 1.0
+    lambert = np.empty(sel.size)
+    for t in np.nonzero(bounds[1:] > bounds[:-1])[0]:
+      s, e = bounds[t], bounds[t + 1]
+      lambert[s:e] = _LIGHT @ (obj.rotations[t] @ normal[:, s:e])
     lambert = np.abs(lambert) if obj.kind == "card" else np.maximum(lambert, 0.0)
     shade = (0.45 + 0.55 * lambert).astype(np.float32)
     rgb[sel] = _sample_texture(obj.texture, u, v) * shade[:, None]
@@ -267,6 +298,31 @@ def _rays_through(intrinsics, cam_to_world, xy) -> tuple[np.ndarray, np.ndarray]
   return cam_to_world[:, :3, 3], d / np.linalg.norm(d, axis=-1, keepdims=True)
 
 
+def _primary_rays(intrinsics, cam_to_world, height, width, offset=None):
+  """Frame-major SoA rays of every view/frame: ``o, d`` ``(3, T·V·H·W)`` and frame bounds.
+
+  Camera-space directions come from ``geometry.camera_rays`` (pixel centres) with an identity
+  pose, or through ``pixel corner + offset`` when ``offset`` (2,) is given (supersampling).
+  """
+  v_count, t_count = intrinsics.shape[:2]
+  p = height * width
+  o = np.empty((3, t_count, v_count, p))
+  d = np.empty((3, t_count, v_count, p))
+  for v in range(v_count):
+    for t in range(t_count):
+      if offset is None:
+        _, d_cam = cameras.camera_rays(intrinsics[v, t], np.eye(4), height, width)
+        d_cam = d_cam.reshape(p, 3).T
+      else:
+        xy = (cameras.pixel_centers(height, width, np.float64) - 0.5 + offset).reshape(p, 2)
+        _, d_cam = _rays_through(intrinsics[v, t][None].repeat(p, 0), np.eye(4)[None].repeat(p, 0), xy)
+        d_cam = d_cam.T
+      d[:, t, v] = cam_to_world[v, t, :3, :3] @ d_cam
+      o[:, t, v] = cam_to_world[v, t, :3, 3][:, None]
+  frames = np.repeat(np.arange(t_count), v_count * p)
+  return o.reshape(3, -1), d.reshape(3, -1), frames, _frame_bounds(frames, t_count)
+
+
 def _render_views(scene: Scene, intrinsics, cam_to_world, height, width, supersample):
   """Renders every view and frame.
 
@@ -274,31 +330,24 @@ def _render_views(scene: Scene, intrinsics, cam_to_world, height, width, supersa
     ``(video (V,T,H,W,3) uint8, depth (V,T,H,W) float64, owner (V,T,H,W) int32)``.
   """
   v_count, t_count = intrinsics.shape[:2]
-  origins, dirs = cameras.camera_rays(intrinsics, cam_to_world, height, width)  # (V,T,3), (V,T,H,W,3)
-  shape = dirs.shape[:-1]
-  frames = np.broadcast_to(np.arange(t_count)[None, :, None, None], shape).reshape(-1)
-  origins_flat = np.broadcast_to(origins[:, :, None, None, :], dirs.shape).reshape(-1, 3)
-  dirs_flat = dirs.reshape(-1, 3)
-  dist, owner = cast_rays(scene, origins_flat, dirs_flat, frames)
-  forward = np.broadcast_to(cam_to_world[:, :, None, None, :3, 2], dirs.shape).reshape(-1, 3)
-  depth = dist * np.einsum("ri,ri->r", dirs_flat, forward)
+  o, d, frames, bounds = _primary_rays(intrinsics, cam_to_world, height, width)
+  dist, owner = _cast_sorted(scene, o, d, bounds)
+  forward = np.repeat(cam_to_world[:, :, :3, 2].transpose(2, 1, 0), height * width, axis=-1).reshape(3, -1)
+  depth = dist * (d * forward).sum(axis=0)
   if supersample <= 1:
-    rgb = _shade(scene, origins_flat, dirs_flat, frames, dist, owner)
+    rgb = _shade(scene, o, d, frames, dist, owner)
   else:
     rgb = np.zeros((dist.size, 3), np.float32)
-    offsets = (np.arange(supersample) + 0.5) / supersample
-    centres = cameras.pixel_centers(height, width, np.float64) - 0.5  # pixel corners
-    k_flat = np.broadcast_to(intrinsics[:, :, None, None], shape + (3, 3)).reshape(-1, 3, 3)
-    c2w_flat = np.broadcast_to(cam_to_world[:, :, None, None], shape + (4, 4)).reshape(-1, 4, 4)
-    for oy in offsets:
-      for ox in offsets:
-        xy = np.broadcast_to(centres + np.array([ox, oy]), shape + (2,)).reshape(-1, 2)
-        o_s, d_s = _rays_through(k_flat, c2w_flat, xy)
-        dist_s, owner_s = cast_rays(scene, o_s, d_s, frames)
+    for oy in (np.arange(supersample) + 0.5) / supersample:
+      for ox in (np.arange(supersample) + 0.5) / supersample:
+        o_s, d_s, _, _ = _primary_rays(intrinsics, cam_to_world, height, width, np.array([ox, oy]))
+        dist_s, owner_s = _cast_sorted(scene, o_s, d_s, bounds)
         rgb += _shade(scene, o_s, d_s, frames, dist_s, owner_s)
     rgb /= supersample * supersample
-  video = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8).reshape(shape + (3,))
-  return video, depth.reshape(shape), owner.reshape(shape).astype(np.int32)
+  shape = (t_count, v_count, height, width)
+  video = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8).reshape(shape + (3,)).transpose(1, 0, 2, 3, 4)
+  return (np.ascontiguousarray(video), np.ascontiguousarray(depth.reshape(shape).transpose(1, 0, 2, 3)),
+          np.ascontiguousarray(owner.reshape(shape).transpose(1, 0, 2, 3)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,15 +462,15 @@ def _random_object(rng: np.random.Generator, num_frames: int, texture: np.ndarra
   """A random object on a smooth random path (two sinusoids per axis) spinning about a fixed axis."""
   kind = KINDS[int(rng.integers(len(KINDS)))]
   if kind == "sphere":
-    size = np.array([rng.uniform(0.25, 0.55)])
+    size = np.array([rng.uniform(0.3, 0.65)])
   elif kind == "box":
-    size = rng.uniform(0.15, 0.4, size=3)
+    size = rng.uniform(0.2, 0.45, size=3)
   else:
-    size = np.array([rng.uniform(0.25, 0.6), rng.uniform(0.2, 0.5)])
+    size = np.array([rng.uniform(0.3, 0.65), rng.uniform(0.25, 0.55)])
   tau = np.linspace(0.0, 1.0, num_frames)
-  radius, azimuth = 0.7 * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+  radius, azimuth = 0.6 * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
   base = np.array([radius * np.cos(azimuth), rng.uniform(-0.7, 0.2), radius * np.sin(azimuth)])
-  amp = rng.uniform(0.0, 0.25, size=(2, 3))
+  amp = rng.uniform(0.0, 0.2, size=(2, 3))
   freq = rng.uniform(0.3, 1.0, size=(2, 3))
   phase = rng.uniform(0, 2 * np.pi, size=(2, 3))
   wave = np.sin(2 * np.pi * freq[None] * tau[:, None, None] + phase[None])  # (T, 2, 3)
@@ -451,8 +500,8 @@ def _random_cameras(rng: np.random.Generator, num_views: int, num_frames: int, h
   ks, poses, names = [], [], []
   for v in range(num_views):
     azimuth = az0 + span * v / num_views + rng.normal(scale=0.15)
-    radius = rng.uniform(3.6, 4.8)
-    eye = np.array([radius * np.cos(azimuth), rng.uniform(-2.2, -0.4), radius * np.sin(azimuth)])
+    radius = rng.uniform(2.8, 3.8)
+    eye = np.array([radius * np.cos(azimuth), rng.uniform(-1.8, -0.3), radius * np.sin(azimuth)])
     target = _SCENE_CENTRE + rng.normal(scale=0.2, size=3)
     start = cameras.invert_rigid(cameras.look_at(eye, target))
     distance = float(np.linalg.norm(target - eye))
@@ -471,7 +520,7 @@ def _random_cameras(rng: np.random.Generator, num_views: int, num_frames: int, h
         break
     else:
       name, c2w = "static", trajectories.preset_trajectory("static", num_frames, start_cam_to_world=start)
-    fov = rng.uniform(50.0, 75.0)
+    fov = rng.uniform(45.0, 70.0)
     ks.append(np.broadcast_to(cameras.intrinsics_from_fov(height, width, fov).astype(np.float64),
                               (num_frames, 3, 3)))
     poses.append(c2w)
@@ -483,9 +532,9 @@ def random_scene(rng: np.random.Generator, num_frames: int) -> Scene:
   """A random room with 2–6 moving foreground objects, textured with random photographs."""
   texs = [image for _, image in textures_lib.load_textures()]
   pick = lambda: texs[int(rng.integers(len(texs)))]
-  room = Room(_ROOM_LO.copy(), _ROOM_HI.copy(), tuple(pick() for _ in range(6)), tile=float(rng.uniform(1.5, 3.0)))
+  room = Room(_ROOM_LO.copy(), _ROOM_HI.copy(), tuple(pick() for _ in range(6)), tile=float(rng.uniform(2.5, 4.0)))
   count = int(rng.integers(2, 7))
-  return Scene(room, tuple(_random_object(rng, num_frames, pick()) for _ in range(count)))
+  return Scene(room, tuple(_random_object(rng, num_frames, pick()) for _ in range(count)), num_frames)
 
 
 def _sample_points(rng, scene, intrinsics, w2c64, depth, owner_map, count, fg_share):
