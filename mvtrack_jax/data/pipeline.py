@@ -1,0 +1,399 @@
+"""The grain input pipeline: records → fixed-shape training batches of (reference, target) pairs.
+
+Stages (grain 0.2.18 dataset API, DESIGN.md §2):
+
+1. ``grain.MapDataset.source(source)``: any random-access source — an object with ``len`` and
+   ``__getitem__`` returning schema records (the TFDS data source of
+   ``synthetic_dataset.load_split``, ``readers.NpzClipSource``, ``readers.MultiCamVideoSource``, a
+   plain list of records).
+2. Per-process shard: record ``i`` goes to process ``i mod shard_count`` (grain ``ShardOptions``;
+   default ``grain.sharding.ShardByJaxProcess(drop_remainder=True)``, which is process 0 of 1 when
+   ``jax.distributed`` is not initialised). With ``drop_remainder`` every shard has the same length
+   ``⌊len / shard_count⌋`` so all processes step in lockstep.
+3. Training: seeded ``shuffle`` and endless ``repeat`` (a new permutation each epoch); evaluation:
+   one pass in source order.
+4. Per example (``sample_example``, a plain function): an ordered pair of distinct views
+   (reference, target), a window of ``num_frames`` frames ``start, start + stride, …``, resize to
+   cover ``(height, width)`` (cv2 ``INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging)
+   and crop (random offset in training, centred in evaluation) with intrinsics and tracks updated
+   by ``geometry.scale_intrinsics`` / ``crop_intrinsics`` and ``xy · s − offset``; points leaving
+   the crop become invisible. Cameras are returned as camera-to-world poses relative to the
+   reference camera at frame 0 of the window (``geometry.relative_to_reference``).
+5. Query points: sampled **uniformly over the (t, n) entries visible in the reference view**, with
+   distinct points preferred: a uniformly random permutation of all visible entries is taken and
+   the first occurrence of each point comes first (so each point appears at most once while
+   enough distinct points exist, and points visible in more frames are proportionally more likely
+   to be picked); repeated points at other frames fill up next; the rest is padding with
+   ``track_mask = False`` (records with fewer visible entries than ``num_query_points``, and
+   records without tracks, ``N = 0``, e.g. MultiCamVideo).
+6. ``batch`` into fixed shapes; ``to_iter_dataset`` with thread prefetch; optional multiprocess
+   prefetch (``config.worker_count > 0``; needs parsed absl flags and a ``__main__`` guard).
+
+Determinism: every random choice of an example comes from
+``np.random.SeedSequence([seed, shard_index, example_index])`` where ``example_index`` is the
+position in this process's (shuffled, repeated) stream, so a restored iterator
+(``get_state``/``set_state``; the state is a small JSON-serialisable dict, checkpointable with
+``grain.checkpoint`` inside Orbax) produces exactly the batches it would have produced.
+
+Output batch (``B`` = per-process batch size, ``T`` = num_frames, ``N`` = num_query_points,
+``H × W`` = output size; cameras OpenCV axes in metres):
+
+=========================== ================= ================================================
+key                         shape / dtype     meaning
+=========================== ================= ================================================
+reference_video             (B,T,H,W,3) uint8 reference view frames
+target_video                (B,T,H,W,3) uint8 target view frames
+reference_intrinsics        (B,T,3,3) f32     K in pixels of the output H × W
+target_intrinsics           (B,T,3,3) f32
+reference_cam_to_world      (B,T,4,4) f32     relative to reference camera at window frame 0
+target_cam_to_world         (B,T,4,4) f32     (so reference_cam_to_world[:, 0] is identity)
+query_points                (B,N,3) f32       (t, x, y): frame in the window, reference pixels
+tracks                      (B,2,T,N,2) f32   (x, y) output pixels; view 0 reference, 1 target
+visible                     (B,2,T,N) bool
+track_mask                  (B,N) bool        True for real query points, False for padding
+=========================== ================= ================================================
+
+Pixel coordinates have the origin at the top-left corner of the top-left pixel and pixel centres
+at +0.5 (TAP-Vid convention, DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import cv2
+import grain
+import numpy as np
+
+from mvtrack_jax.data import schema
+from mvtrack_jax.geometry import cameras as geometry
+
+Example = dict[str, np.ndarray]
+
+OUTPUT_KEYS = (
+    "reference_video", "target_video", "reference_intrinsics", "target_intrinsics",
+    "reference_cam_to_world", "target_cam_to_world", "query_points", "tracks", "visible", "track_mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Settings of the input pipeline.
+
+  Attributes:
+    batch_size: examples per batch *per process*.
+    num_frames: frames ``T`` of each window.
+    frame_stride: step between consecutive window frames in the source record.
+    height, width: output frame size in pixels.
+    num_query_points: query points ``N`` per example (padded with ``track_mask = False``).
+    random_crop: random crop offset in training (evaluation always crops at the centre).
+    shuffle: shuffle records in training (seeded).
+    num_epochs: training passes over the data; ``None`` repeats forever. Evaluation makes one pass.
+    drop_remainder: drop the last incomplete batch (evaluation; training repeats forever).
+    read_threads: grain threads that produce examples in parallel (``grain.ReadOptions``).
+    prefetch_buffer_size: batches buffered ahead by those threads.
+    worker_count: grain worker processes (``mp_prefetch``); 0 = in-process (tests, notebooks).
+    worker_buffer_size: batches buffered per worker process.
+  """
+
+  batch_size: int = 2
+  num_frames: int = 8
+  frame_stride: int = 1
+  height: int = 32
+  width: int = 32
+  num_query_points: int = 256
+  random_crop: bool = True
+  shuffle: bool = True
+  num_epochs: int | None = None
+  drop_remainder: bool = True
+  read_threads: int = 2
+  prefetch_buffer_size: int = 8
+  worker_count: int = 0
+  worker_buffer_size: int = 2
+
+  def __post_init__(self):
+    for name in ("batch_size", "num_frames", "frame_stride", "height", "width", "read_threads"):
+      value = getattr(self, name)
+      if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"PipelineConfig.{name} must be an integer >= 1, got {value!r}")
+    for name in ("num_query_points", "worker_count", "prefetch_buffer_size", "worker_buffer_size"):
+      value = getattr(self, name)
+      if not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"PipelineConfig.{name} must be an integer >= 0, got {value!r}")
+    if self.num_epochs is not None and self.num_epochs < 1:
+      raise ValueError(f"PipelineConfig.num_epochs must be >= 1 or None, got {self.num_epochs}")
+
+  @property
+  def window_span(self) -> int:
+    """Source frames covered by one window: ``(num_frames − 1) · frame_stride + 1``."""
+    return (self.num_frames - 1) * self.frame_stride + 1
+
+
+def output_spec(config: PipelineConfig) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """``{key: (shape, dtype)}`` of one batch (per process) for ``config``; see the module table."""
+  b, t, h, w, n = config.batch_size, config.num_frames, config.height, config.width, config.num_query_points
+  u8, f32, b8 = np.dtype(np.uint8), np.dtype(np.float32), np.dtype(bool)
+  return {
+      "reference_video": ((b, t, h, w, 3), u8),
+      "target_video": ((b, t, h, w, 3), u8),
+      "reference_intrinsics": ((b, t, 3, 3), f32),
+      "target_intrinsics": ((b, t, 3, 3), f32),
+      "reference_cam_to_world": ((b, t, 4, 4), f32),
+      "target_cam_to_world": ((b, t, 4, 4), f32),
+      "query_points": ((b, n, 3), f32),
+      "tracks": ((b, 2, t, n, 2), f32),
+      "visible": ((b, 2, t, n), b8),
+      "track_mask": ((b, n), b8),
+  }
+
+
+def _resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Resizes ``(..., h, w, 3)`` uint8 frames to ``(..., height, width, 3)`` with OpenCV.
+
+  cv2 maps pixel centres onto pixel centres, i.e. the continuous corner-origin coordinate ``x``
+  becomes ``x · width / w`` — the same map ``geometry.scale_intrinsics`` applies to ``K``.
+  """
+  lead = frames.shape[:-3]
+  h, w = frames.shape[-3:-1]
+  if (h, w) == (height, width):
+    return frames
+  interp = cv2.INTER_AREA if (height <= h and width <= w) else cv2.INTER_LINEAR
+  flat = frames.reshape((-1, h, w, 3))
+  out = np.empty((flat.shape[0], height, width, 3), np.uint8)
+  for i, frame in enumerate(flat):
+    out[i] = cv2.resize(frame, (width, height), interpolation=interp)
+  return out.reshape(lead + (height, width, 3))
+
+
+def _resize_plan(h: int, w: int, config: PipelineConfig, rng: np.random.Generator,
+                 train: bool) -> tuple[int, int, int, int]:
+  """``(new_h, new_w, x0, y0)``: resize ``h × w`` to cover the output, then crop at ``(x0, y0)``."""
+  scale = max(config.height / h, config.width / w)
+  new_h = max(config.height, int(round(h * scale)))
+  new_w = max(config.width, int(round(w * scale)))
+  if train and config.random_crop:
+    x0 = int(rng.integers(0, new_w - config.width + 1))
+    y0 = int(rng.integers(0, new_h - config.height + 1))
+  else:
+    x0 = (new_w - config.width) // 2
+    y0 = (new_h - config.height) // 2
+  return new_h, new_w, x0, y0
+
+
+def sample_query_points(visible_reference: np.ndarray, num_points: int,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """Chooses query entries ``(t, n)`` among the visible ones, distinct points first.
+
+  Args:
+    visible_reference: ``(T, N)`` bool visibility of the points in the reference view.
+    num_points: how many queries to return at most.
+    rng: random generator.
+
+  Returns:
+    ``(frames, points)``: int arrays of equal length ``k = min(num_points, #visible entries)``;
+    query ``i`` is point ``points[i]`` at frame ``frames[i]``. A uniformly random permutation of the
+    visible entries is taken; each point's first entry in it comes first (in permutation order),
+    the remaining entries after, so points repeat only when fewer than ``num_points`` distinct
+    points are visible.
+  """
+  t_idx, n_idx = np.nonzero(visible_reference)
+  if t_idx.size == 0 or num_points == 0:
+    return np.zeros((0,), np.int64), np.zeros((0,), np.int64)
+  perm = rng.permutation(t_idx.size)
+  t_idx, n_idx = t_idx[perm], n_idx[perm]
+  _, first = np.unique(n_idx, return_index=True)
+  is_first = np.zeros(t_idx.size, bool)
+  is_first[first] = True
+  order = np.concatenate([np.flatnonzero(is_first), np.flatnonzero(~is_first)])[:num_points]
+  return t_idx[order], n_idx[order]
+
+
+def sample_example(record: Mapping[str, np.ndarray], config: PipelineConfig, rng: np.random.Generator, *,
+                   train: bool = True, source: str = "<record>") -> Example:
+  """Turns one record into one training example (the per-example transform of the pipeline).
+
+  Same as ``sample_example_with_metadata(...)[0]``; see there.
+  """
+  return sample_example_with_metadata(record, config, rng, train=train, source=source)[0]
+
+
+def sample_example_with_metadata(
+    record: Mapping[str, np.ndarray], config: PipelineConfig, rng: np.random.Generator, *,
+    train: bool = True, source: str = "<record>") -> tuple[Example, dict[str, np.ndarray]]:
+  """Turns one record into one training example and says which parts of the record it used.
+
+  Args:
+    record: a schema record (``video`` ``(V, T, H, W, 3)`` with ``V ≥ 2``, ``T ≥ window_span``).
+    config: output sizes and sampling settings.
+    rng: the example's random generator (view pair, window start, crop offset, query points).
+    train: random crop when ``config.random_crop``; ``False`` crops at the centre.
+    source: name of the record for error messages.
+
+  Returns:
+    ``(example, metadata)``: the example is the batch table of the module docstring without the
+    leading ``B`` axis; metadata holds ``views`` ``(2,)`` (reference, target view indices),
+    ``frames`` ``(T,)`` record frame indices, ``points`` ``(N,)`` record point index of each query
+    (−1 for padding), ``scale`` ``(2,)`` resize factors ``(sx, sy)`` and ``crop`` ``(2,)`` offset
+    ``(x0, y0)`` in resized pixels, so output pixel ``x = sx · x_record − x0``.
+
+  Raises:
+    schema.RecordError: the record violates the schema, has fewer than 2 views, or fewer frames
+      than the window needs.
+  """
+  record = schema.validate_record(record, source=source)
+  v, t, h, w, _ = record["video"].shape
+  if v < 2:
+    raise schema.RecordError(source, "video", f"{v} view(s); a (reference, target) pair needs >= 2")
+  span = config.window_span
+  if t < span:
+    raise schema.RecordError(
+        source, "video", f"{t} frames; a window of num_frames={config.num_frames} with "
+        f"frame_stride={config.frame_stride} needs {span}")
+  ref = int(rng.integers(v))
+  tgt = int(rng.integers(v - 1))
+  tgt += tgt >= ref
+  views = np.array([ref, tgt])
+  start = int(rng.integers(t - span + 1))
+  frames = start + config.frame_stride * np.arange(config.num_frames)
+
+  new_h, new_w, x0, y0 = _resize_plan(h, w, config, rng, train)
+  sx, sy = new_w / w, new_h / h
+  video = record["video"][views][:, frames]  # (2, T, h, w, 3)
+  video = _resize_frames(video, new_h, new_w)[:, :, y0:y0 + config.height, x0:x0 + config.width]
+  video = np.ascontiguousarray(video)
+  intr = record["intrinsics"][views][:, frames].astype(np.float64)
+  intr = geometry.crop_intrinsics(geometry.scale_intrinsics(intr, sx, sy), float(x0), float(y0))
+
+  w2c = record["world_to_camera"][views][:, frames].astype(np.float64)
+  c2w = geometry.invert_rigid(w2c)
+  c2w_rel = geometry.relative_to_reference(c2w, c2w[0, 0])
+
+  tracks = record["tracks"][views][:, frames].astype(np.float64)  # (2, T, N_rec, 2)
+  tracks = tracks * np.array([sx, sy]) - np.array([x0, y0], np.float64)
+  inside = ((tracks[..., 0] >= 0) & (tracks[..., 0] <= config.width) &
+            (tracks[..., 1] >= 0) & (tracks[..., 1] <= config.height))
+  visible = record["visible"][views][:, frames] & inside  # (2, T, N_rec)
+
+  n_out = config.num_query_points
+  q_frames, q_points = sample_query_points(visible[0], n_out, rng)
+  k = q_frames.size
+  out_tracks = np.zeros((2, config.num_frames, n_out, 2), np.float32)
+  out_visible = np.zeros((2, config.num_frames, n_out), bool)
+  query = np.zeros((n_out, 3), np.float32)
+  mask = np.zeros((n_out,), bool)
+  if k:
+    out_tracks[:, :, :k] = tracks[:, :, q_points]
+    out_visible[:, :, :k] = visible[:, :, q_points]
+    query[:k, 0] = q_frames
+    query[:k, 1:] = tracks[0, q_frames, q_points]
+    mask[:k] = True
+  points = np.full((n_out,), -1, np.int64)
+  points[:k] = q_points
+  metadata = {"views": views, "frames": frames, "points": points, "scale": np.array([sx, sy]),
+              "crop": np.array([x0, y0])}
+  return {
+      "reference_video": video[0],
+      "target_video": video[1],
+      "reference_intrinsics": intr[0].astype(np.float32),
+      "target_intrinsics": intr[1].astype(np.float32),
+      "reference_cam_to_world": c2w_rel[0].astype(np.float32),
+      "target_cam_to_world": c2w_rel[1].astype(np.float32),
+      "query_points": query,
+      "tracks": out_tracks,
+      "visible": out_visible,
+      "track_mask": mask,
+  }, metadata
+
+
+def example_rng(seed: int, shard_index: int, example_index: int) -> np.random.Generator:
+  """The random generator of one example: ``SeedSequence([seed, shard_index, example_index])``."""
+  return np.random.default_rng(np.random.SeedSequence([int(seed), int(shard_index), int(example_index)]))
+
+
+def _shard_range(length: int, shard: grain.sharding.ShardOptions) -> tuple[int, int, int]:
+  if not 0 <= shard.shard_index < shard.shard_count:
+    raise ValueError(f"shard_index {shard.shard_index} not in [0, {shard.shard_count})")
+  stop = length - length % shard.shard_count if shard.drop_remainder else length
+  if shard.shard_index >= stop:
+    raise ValueError(
+        f"source has {length} records: too few for shard {shard.shard_index} of {shard.shard_count} "
+        f"(drop_remainder={shard.drop_remainder})")
+  return shard.shard_index, stop, shard.shard_count
+
+
+class _Transform:
+  """Picklable per-example transform (grain worker processes pickle the pipeline)."""
+
+  def __init__(self, config: PipelineConfig, seed: int, shard_index: int, train: bool):
+    self.config, self.seed, self.shard_index, self.train = config, seed, shard_index, train
+
+  def __call__(self, example_index: int, indexed: tuple[int, Mapping[str, np.ndarray]]) -> Example:
+    source_index, record = indexed
+    rng = example_rng(self.seed, self.shard_index, example_index)
+    return sample_example(record, self.config, rng, train=self.train, source=f"source[{source_index}]")
+
+
+class _WithSourceIndex:
+  """Attaches the global source index to each record (for error messages)."""
+
+  def __init__(self, start: int, step: int):
+    self.start, self.step = start, step
+
+  def __call__(self, index: int, record: Mapping[str, np.ndarray]) -> tuple[int, Mapping[str, np.ndarray]]:
+    return self.start + index * self.step, record
+
+
+def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: PipelineConfig, *, seed: int,
+                 train: bool = True, shard_options: grain.sharding.ShardOptions | None = None) -> grain.IterDataset:
+  """Builds the grain pipeline (module docstring) over a random-access source of records.
+
+  Args:
+    source: object with ``__len__`` and ``__getitem__`` returning schema records.
+    config: pipeline settings.
+    seed: seed of the shuffle and of every per-example random choice.
+    train: shuffle + repeat + random crops; ``False``: one pass in order with centred crops.
+    shard_options: which part of the source this process reads; default
+      ``grain.sharding.ShardByJaxProcess(drop_remainder=True)``.
+
+  Returns:
+    A ``grain.IterDataset`` of batches (dicts of NumPy arrays, ``output_spec(config)``); iterate it
+    with ``iter(...)`` (see ``make_iterator``).
+
+  Raises:
+    ValueError: empty source, or fewer records than processes.
+  """
+  length = len(source)
+  if length == 0:
+    raise ValueError("make_dataset: the source is empty")
+  if shard_options is None:
+    shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  start, stop, step = _shard_range(length, shard_options)
+  ds = grain.MapDataset.source(source)
+  ds = ds[start:stop:step]
+  ds = ds.map_with_index(_WithSourceIndex(start, step))
+  if train:
+    if config.shuffle:
+      ds = ds.shuffle(seed=seed)
+    ds = ds.repeat(config.num_epochs)
+  ds = ds.map_with_index(_Transform(config, seed, shard_options.shard_index, train))
+  ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder or train)
+  read = grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=config.prefetch_buffer_size)
+  it = ds.to_iter_dataset(read)
+  if config.worker_count > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size))
+  return it
+
+
+def make_iterator(source: Sequence[Mapping[str, np.ndarray]] | Any, config: PipelineConfig, *, seed: int,
+                  train: bool = True, shard_options: grain.sharding.ShardOptions | None = None,
+                  state: Mapping[str, Any] | None = None) -> grain.DatasetIterator:
+  """``iter(make_dataset(...))``, optionally restored to a saved ``iterator.get_state()``.
+
+  The state is a small JSON-serialisable dict; ``iterator.set_state(state)`` on a fresh iterator
+  of the same pipeline (same source, config, seed, sharding) continues with exactly the next batch.
+  """
+  iterator = iter(make_dataset(source, config, seed=seed, train=train, shard_options=shard_options))
+  if state is not None:
+    iterator.set_state(dict(state))
+  return iterator

@@ -1,0 +1,218 @@
+"""Tests of the grain input pipeline: batch contract, geometry consistency, determinism, sharding."""
+
+import dataclasses
+import json
+
+import grain
+import numpy as np
+import pytest
+
+from mvtrack_jax.data import pipeline
+from mvtrack_jax.data import schema
+from mvtrack_jax.geometry import cameras as geometry
+from tests.data.test_readers import tiny_record
+
+CONFIG = pipeline.PipelineConfig(batch_size=2, num_frames=4, frame_stride=1, height=16, width=24,
+                                 num_query_points=12, read_threads=1, prefetch_buffer_size=2)
+
+
+@pytest.fixture(scope="module")
+def records():
+  return [tiny_record(seed=i, num_views=3, num_frames=6, height=32, width=32, num_tracks=32) for i in range(4)]
+
+
+def _batches(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+def _assert_batches_equal(a, b):
+  assert a.keys() == b.keys()
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_batch_shapes_dtypes_and_reference_identity(records):
+  batch = next(pipeline.make_iterator(records, CONFIG, seed=0))
+  spec = pipeline.output_spec(CONFIG)
+  assert set(batch) == set(spec) == set(pipeline.OUTPUT_KEYS)
+  for key, (shape, dtype) in spec.items():
+    assert batch[key].shape == shape, key
+    assert batch[key].dtype == dtype, key
+  np.testing.assert_allclose(batch["reference_cam_to_world"][:, 0], np.broadcast_to(np.eye(4), (2, 4, 4)), atol=1e-6)
+  assert batch["track_mask"].any()
+
+
+def test_geometry_consistent_after_resize_and_crop():
+  rec = tiny_record(seed=5, num_views=3, num_frames=6, height=48, width=64, num_tracks=64)
+  config = dataclasses.replace(CONFIG, height=32, width=24, num_query_points=40)
+  checked = 0
+  for i in range(6):
+    ex, meta = pipeline.sample_example_with_metadata(rec, config, pipeline.example_rng(0, 0, i), train=True)
+    views, frames, points = meta["views"], meta["frames"], meta["points"]
+    w2c = rec["world_to_camera"].astype(np.float64)
+    ref0_w2c = w2c[views[0], frames[0]]
+    for v, name in enumerate(["reference", "target"]):
+      c2w_rel = ex[f"{name}_cam_to_world"].astype(np.float64)
+      # Relative pose is inv(c2w_ref0) @ c2w.
+      np.testing.assert_allclose(c2w_rel, ref0_w2c @ geometry.invert_rigid(w2c[views[v], frames]), atol=1e-5)
+      for t in range(config.num_frames):
+        real = points >= 0
+        p_world = rec["points_3d"][frames[t], points[real]].astype(np.float64)
+        p_rel = p_world @ ref0_w2c[:3, :3].T + ref0_w2c[:3, 3]  # world → reference frame-0 camera coords
+        xy, z = geometry.project_points(p_rel, ex[f"{name}_intrinsics"][t].astype(np.float64),
+                                        geometry.invert_rigid(c2w_rel[t]))
+        vis = ex["visible"][v, t, real]
+        np.testing.assert_allclose(ex["tracks"][v, t, real][vis], xy[vis], atol=2e-3)
+        assert np.all(z[vis] > 0)
+        checked += int(vis.sum())
+        # Visible means inside the output image.
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] <= config.width) & (xy[:, 1] >= 0) & (xy[:, 1] <= config.height)
+        assert np.all(inside[vis])
+        assert np.all(~ex["visible"][v, t, ~real])
+  assert checked > 100
+
+
+def test_video_resize_and_crop_match_the_intrinsics():
+  rec = tiny_record(seed=1, num_views=2, num_frames=4, height=48, width=64, num_tracks=8)
+  ys, xs = np.mgrid[0:48, 0:64]
+  ramp = np.stack([3 * xs, 4 * ys, np.zeros_like(xs)], -1).astype(np.uint8)  # value = 3·(x − 0.5) at centre x
+  rec = dict(rec, video=np.broadcast_to(ramp, rec["video"].shape).copy())
+  config = dataclasses.replace(CONFIG, height=32, width=24)
+  for i in range(4):
+    ex, meta = pipeline.sample_example_with_metadata(rec, config, pipeline.example_rng(1, 0, i), train=True)
+    (sx, sy), (x0, y0) = meta["scale"], meta["crop"]
+    assert 0 <= x0 <= round(64 * sx) - 24 and 0 <= y0 <= round(48 * sy) - 32
+    centres = geometry.pixel_centers(32, 24, dtype=np.float64)
+    x_src = (centres[..., 0] + x0) / sx
+    y_src = (centres[..., 1] + y0) / sy
+    frame = ex["target_video"][2].astype(np.float64)
+    interior = (slice(2, -2), slice(2, -2))
+    np.testing.assert_allclose(frame[..., 0][interior], 3 * (x_src - 0.5)[interior], atol=2.0)
+    np.testing.assert_allclose(frame[..., 1][interior], 4 * (y_src - 0.5)[interior], atol=2.0)
+    # The intrinsics map the same way: K_out = S·K − crop.
+    k = rec["intrinsics"][meta["views"][1], meta["frames"][2]]
+    np.testing.assert_allclose(ex["target_intrinsics"][2][0], [sx * k[0, 0], 0, sx * k[0, 2] - x0], rtol=1e-5)
+    np.testing.assert_allclose(ex["target_intrinsics"][2][1], [0, sy * k[1, 1], sy * k[1, 2] - y0], rtol=1e-5)
+
+
+def test_query_points_are_visible_in_reference_at_their_frame(records):
+  for batch in _batches(pipeline.make_iterator(records, CONFIG, seed=3), 3):
+    for b in range(CONFIG.batch_size):
+      mask = batch["track_mask"][b]
+      t = batch["query_points"][b, mask, 0].astype(int)
+      idx = np.flatnonzero(mask)
+      assert np.all(batch["visible"][b, 0, t, idx])
+      np.testing.assert_array_equal(batch["query_points"][b, mask, 1:], batch["tracks"][b, 0, t, idx])
+      assert np.all(batch["query_points"][b, mask, 0] == np.floor(batch["query_points"][b, mask, 0]))
+      assert np.all(batch["query_points"][b, ~mask] == 0)
+
+
+def test_sample_query_points_prefers_distinct_points_and_is_uniform_over_entries():
+  rng = np.random.default_rng(0)
+  vis = np.ones((4, 3), bool)
+  t, n = pipeline.sample_query_points(vis, 3, rng)
+  assert sorted(n.tolist()) == [0, 1, 2]
+  t, n = pipeline.sample_query_points(vis, 7, rng)
+  assert sorted(n[:3].tolist()) == [0, 1, 2] and len(n) == 7
+  assert len(set(zip(t.tolist(), n.tolist()))) == 7  # entries never repeat
+  vis = np.zeros((4, 2), bool)
+  vis[:3, 0] = True
+  vis[2, 1] = True
+  t, n = pipeline.sample_query_points(vis, 10, rng)  # fewer visible entries than requested
+  assert len(n) == 4 and np.all(vis[t, n])
+  # One draw picks point 0 (3 visible frames) with probability 3/4: uniform over entries.
+  picks = np.array([pipeline.sample_query_points(vis, 1, rng)[1][0] for _ in range(2000)])
+  assert abs((picks == 0).mean() - 0.75) < 0.04
+  assert pipeline.sample_query_points(np.zeros((4, 0), bool), 5, rng)[0].shape == (0,)
+
+
+def test_determinism_and_seed_dependence(records):
+  a = _batches(pipeline.make_iterator(records, CONFIG, seed=7), 3)
+  b = _batches(pipeline.make_iterator(records, CONFIG, seed=7), 3)
+  for x, y in zip(a, b):
+    _assert_batches_equal(x, y)
+  c = next(pipeline.make_iterator(records, CONFIG, seed=8))
+  assert not all(np.array_equal(a[0][k], c[k]) for k in a[0])
+
+
+def test_iterator_state_restore_gives_exactly_the_next_batch(records):
+  iterator = pipeline.make_iterator(records, CONFIG, seed=11)
+  _batches(iterator, 3)  # cross an epoch boundary (4 records = 2 batches per epoch)
+  state = json.loads(json.dumps(iterator.get_state()))
+  expected = _batches(iterator, 2)
+  restored = pipeline.make_iterator(records, CONFIG, seed=11, state=state)
+  for x, y in zip(expected, _batches(restored, 2)):
+    _assert_batches_equal(x, y)
+  fresh = pipeline.make_iterator(records, CONFIG, seed=11)
+  fresh.set_state(state)
+  _assert_batches_equal(expected[0], next(fresh))
+
+
+def test_records_without_tracks_are_padded_with_false_mask(records):
+  rec = dict(records[0])
+  v, t = rec["video"].shape[:2]
+  rec.update(tracks=np.zeros((v, t, 0, 2), np.float32), visible=np.zeros((v, t, 0), bool),
+             points_3d=np.zeros((t, 0, 3), np.float32))
+  batch = next(pipeline.make_iterator([rec, rec], CONFIG, seed=0))
+  assert batch["tracks"].shape == (2, 2, 4, 12, 2)
+  assert not batch["track_mask"].any() and not batch["visible"].any()
+  assert np.all(batch["query_points"] == 0) and np.all(batch["tracks"] == 0)
+
+
+def _constant_record(value, base):
+  return dict(base, video=np.full_like(base["video"], value))
+
+
+def test_sharding_splits_records_across_processes(records):
+  source = [_constant_record(10 * (i + 1), records[0]) for i in range(5)]
+  config = dataclasses.replace(CONFIG, batch_size=1)
+
+  def values(shard):
+    it = pipeline.make_iterator(source, config, seed=0, train=False, shard_options=shard)
+    return [int(b["reference_video"][0, 0, 0, 0, 0]) for b in it]
+
+  shard0 = values(grain.sharding.ShardOptions(shard_index=0, shard_count=2, drop_remainder=True))
+  shard1 = values(grain.sharding.ShardOptions(shard_index=1, shard_count=2, drop_remainder=True))
+  assert shard0 == [10, 30] and shard1 == [20, 40]  # record 4 dropped: equal shard lengths
+  assert values(grain.sharding.ShardOptions(0, 2, drop_remainder=False)) == [10, 30, 50]
+  # Without jax.distributed this is process 0 of 1: everything.
+  assert values(None) == [10, 20, 30, 40, 50]
+  # Training streams of the two shards are disjoint too.
+  seen = [set(), set()]
+  for k in range(2):
+    it = pipeline.make_iterator(source, config, seed=0, train=True,
+                                shard_options=grain.sharding.ShardOptions(k, 2, drop_remainder=True))
+    seen[k] = {int(next(it)["reference_video"][0, 0, 0, 0, 0]) for _ in range(6)}
+  assert seen[0] == {10, 30} and seen[1] == {20, 40}
+  with pytest.raises(ValueError, match="too few"):
+    pipeline.make_dataset(source[:1], config, seed=0, shard_options=grain.sharding.ShardOptions(1, 2, True))
+
+
+def test_eval_is_one_ordered_pass_with_centre_crop(records):
+  config = dataclasses.replace(CONFIG, batch_size=3, drop_remainder=False)
+  batches = list(pipeline.make_iterator(records, config, seed=0, train=False))
+  assert [b["track_mask"].shape[0] for b in batches] == [3, 1]
+  _, meta = pipeline.sample_example_with_metadata(records[0], CONFIG, np.random.default_rng(0), train=False)
+  np.testing.assert_array_equal(meta["crop"], [0, (24 - 16) // 2])  # 32×32 → 24×24 → centred 16×24
+
+
+def test_frame_stride_window(records):
+  config = dataclasses.replace(CONFIG, num_frames=3, frame_stride=2)
+  _, meta = pipeline.sample_example_with_metadata(records[0], config, np.random.default_rng(0))
+  assert np.all(np.diff(meta["frames"]) == 2) and meta["frames"][-1] < 6
+  assert meta["views"][0] != meta["views"][1]
+
+
+def test_bad_records_and_configs(records):
+  one_view = {k: (v[:1] if k not in ("points_3d",) else v) for k, v in records[0].items()}
+  with pytest.raises(schema.RecordError, match="needs >= 2"):
+    pipeline.sample_example(one_view, CONFIG, np.random.default_rng(0))
+  with pytest.raises(schema.RecordError, match="window of num_frames=4 with frame_stride=2 needs 7"):
+    pipeline.sample_example(records[0], dataclasses.replace(CONFIG, frame_stride=2), np.random.default_rng(0))
+  bad = dict(records[0], intrinsics=np.full_like(records[0]["intrinsics"], np.nan))
+  with pytest.raises(schema.RecordError, match=r"source\[1\]: field 'intrinsics'"):
+    next(pipeline.make_iterator([records[0], bad], dataclasses.replace(CONFIG, shuffle=False), seed=0))
+  with pytest.raises(ValueError, match="batch_size"):
+    pipeline.PipelineConfig(batch_size=0)
+  with pytest.raises(ValueError, match="empty"):
+    pipeline.make_dataset([], CONFIG, seed=0)
