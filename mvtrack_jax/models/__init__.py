@@ -1,1 +1,27 @@
-"""mvtrack_jax.models."""
+"""Models: the camera-conditioned Wan2.1 DiT, its attention backends, 3D RoPE and camera encoders."""
+
+from mvtrack_jax.models.attention import attention
+from mvtrack_jax.models.wan import (
+    LOGICAL_AXIS_RULES,
+    PRESETS,
+    WanConfig,
+    WanDiT,
+    example_inputs,
+    get_config,
+    stack_block_params,
+    token_grid,
+    unstack_block_params,
+)
+
+__all__ = [
+    "LOGICAL_AXIS_RULES",
+    "PRESETS",
+    "WanConfig",
+    "WanDiT",
+    "attention",
+    "example_inputs",
+    "get_config",
+    "stack_block_params",
+    "token_grid",
+    "unstack_block_params",
+]

@@ -1,0 +1,369 @@
+"""Import PyTorch Wan2.1 / ReCamMaster transformer weights into ``mvtrack_jax.models.wan.WanDiT`` params.
+
+Supported state-dict namings (DESIGN.md §4.1), given as ``{name: numpy array}``:
+
+- **diffusers** ``WanTransformer3DModel``: ``patch_embedding``, ``condition_embedder.{time_embedder.
+  linear_1/2, time_proj, text_embedder.linear_1/2}``, ``blocks.N.attn1.{to_q,to_k,to_v,to_out.0,
+  norm_q,norm_k}``, ``blocks.N.attn2.*``, ``blocks.N.norm2`` (affine LN before cross-attention),
+  ``blocks.N.ffn.net.0.proj``, ``blocks.N.ffn.net.2``, ``blocks.N.scale_shift_table``,
+  ``scale_shift_table``, ``proj_out``.
+- **original Wan2.1 / DiffSynth** (also ReCamMaster checkpoints, optional ``model.diffusion_model.``
+  prefix): ``blocks.N.self_attn.{q,k,v,o,norm_q,norm_k}``, ``cross_attn.*``, ``norm3`` (the affine LN:
+  swapped with diffusers ``norm2``), ``ffn.0``, ``ffn.2``, ``modulation``, ``head.head``,
+  ``head.modulation``, ``text_embedding.0/.2``, ``time_embedding.0/.2``, ``time_projection.1``.
+- **camera modules**: ReCamMaster ``blocks.N.cam_encoder`` (Linear 12→dim) and ``blocks.N.projector``
+  (Linear dim→dim); this project's Plücker modules as ``blocks.N.camera_proj`` and
+  ``camera_encoder.{patch,fc1,fc2}``.
+
+Layouts: torch Linear ``(out, in)`` → Flax kernel ``(in, out)``; Conv3d ``(out, in, kt, kh, kw)`` →
+``(kt, kh, kw, in, out)``; RMSNorm/LayerNorm ``weight`` → ``scale``. Unknown, missing or mis-shaped
+keys raise one ``ValueError`` that lists them. ``.safetensors`` files (single, or sharded with a
+``*.safetensors.index.json``) are read with the ``safetensors`` NumPy API, no torch; BF16 tensors
+(which NumPy lacks) are decoded to float32 through ``ml_dtypes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any, Mapping
+
+import flax.linen as nn
+from flax import traverse_util
+import jax
+import numpy as np
+
+from mvtrack_jax.models.wan import WanConfig, WanDiT, example_inputs, stack_block_params
+
+ORIGINAL_PREFIX = "model.diffusion_model."
+
+# Flax module name → diffusers module name (top level and inside a block).
+_TOP = {
+    "patch_embedding": "patch_embedding",
+    "time_embedding_0": "condition_embedder.time_embedder.linear_1",
+    "time_embedding_2": "condition_embedder.time_embedder.linear_2",
+    "time_projection": "condition_embedder.time_proj",
+    "text_embedding_0": "condition_embedder.text_embedder.linear_1",
+    "text_embedding_2": "condition_embedder.text_embedder.linear_2",
+    "proj_out": "proj_out",
+    "scale_shift_table": "scale_shift_table",
+    "camera_encoder": "camera_encoder",
+}
+_BLOCK = {"to_out": "to_out.0", "ffn_in": "ffn.net.0.proj", "ffn_out": "ffn.net.2"}
+_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "scale_shift_table": "scale_shift_table"}
+
+# Original Wan2.1 / DiffSynth name → diffusers name (regex, replacement), applied in order.
+_ORIGINAL_TO_DIFFUSERS = [
+    (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
+    (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
+    (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
+    (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
+    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
+    (r"^head\.head\.", "proj_out."),
+    (r"^head\.modulation$", "scale_shift_table"),
+    (r"^(blocks\.\d+)\.self_attn\.", r"\1.attn1."),
+    (r"^(blocks\.\d+)\.cross_attn\.", r"\1.attn2."),
+    (r"^(blocks\.\d+\.attn\d)\.q\.", r"\1.to_q."),
+    (r"^(blocks\.\d+\.attn\d)\.k\.", r"\1.to_k."),
+    (r"^(blocks\.\d+\.attn\d)\.v\.", r"\1.to_v."),
+    (r"^(blocks\.\d+\.attn\d)\.o\.", r"\1.to_out.0."),
+    (r"^(blocks\.\d+)\.norm3\.", r"\1.norm2."),
+    (r"^(blocks\.\d+)\.ffn\.0\.", r"\1.ffn.net.0.proj."),
+    (r"^(blocks\.\d+)\.ffn\.2\.", r"\1.ffn.net.2."),
+    (r"^(blocks\.\d+)\.modulation$", r"\1.scale_shift_table"),
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs.
+
+_DIFFUSERS_FIELDS = {
+    "patch_size": "patch_size", "num_attention_heads": "num_heads", "attention_head_dim": "head_dim",
+    "in_channels": "in_channels", "out_channels": "out_channels", "text_dim": "text_dim", "freq_dim": "freq_dim",
+    "ffn_dim": "ffn_dim", "num_layers": "num_layers", "cross_attn_norm": "cross_attn_norm", "eps": "eps",
+}
+# diffusers fields that do not change the T2V network (or are checked below).
+_IGNORED_FIELDS = {"_class_name", "_diffusers_version", "_name_or_path", "window_size", "qk_norm",
+                   "rope_max_seq_len", "add_img_emb", "image_dim", "added_kv_proj_dim", "pos_embed_seq_len"}
+
+
+def config_from_diffusers(config: Mapping[str, Any], **overrides) -> WanConfig:
+  """``WanConfig`` from diffusers ``WanTransformer3DModel`` constructor fields (+ ``WanConfig`` fields).
+
+  Args:
+    config: mapping with diffusers names (``num_attention_heads``, ``attention_head_dim``, ...); it
+      may also hold ``WanConfig`` field names (``camera_mode``, ``dtype``, ...).
+    **overrides: further ``WanConfig`` fields; ``camera_mode`` defaults to ``"none"``.
+
+  Raises:
+    ValueError: for unknown fields, I2V fields (``image_dim``/``added_kv_proj_dim`` not None) or
+      ``qk_norm`` other than ``"rms_norm_across_heads"``.
+  """
+  fields = {f.name for f in dataclasses.fields(WanConfig)}
+  kwargs: dict[str, Any] = {"camera_mode": "none"}
+  unknown = []
+  for key, value in config.items():
+    if key in _DIFFUSERS_FIELDS:
+      kwargs[_DIFFUSERS_FIELDS[key]] = tuple(value) if key == "patch_size" else value
+    elif key in fields:
+      kwargs[key] = value
+    elif key not in _IGNORED_FIELDS and not key.startswith("_"):
+      unknown.append(key)
+  if unknown:
+    raise ValueError(f"config_from_diffusers: unknown config fields {sorted(unknown)}")
+  for key in ("image_dim", "added_kv_proj_dim", "pos_embed_seq_len"):
+    if config.get(key) is not None:
+      raise ValueError(f"config_from_diffusers: {key}={config[key]!r} (image-to-video Wan) is not supported; "
+                       "expected None")
+  if config.get("qk_norm", "rms_norm_across_heads") != "rms_norm_across_heads":
+    raise ValueError(f"config_from_diffusers: qk_norm={config['qk_norm']!r}, expected 'rms_norm_across_heads'")
+  kwargs.update(overrides)
+  return WanConfig(**kwargs)
+
+
+def infer_config(state_dict: Mapping[str, np.ndarray], *, head_dim: int = 128, **overrides) -> WanConfig:
+  """Infers a ``WanConfig`` from the tensor shapes of a diffusers or original state dict.
+
+  The head count is not recorded in the weights: ``num_heads = dim / head_dim`` (Wan2.1 uses 128).
+  ``camera_mode`` is ``"recammaster"`` when ``cam_encoder`` weights are present, ``"plucker"`` for
+  ``camera_proj`` weights, else ``"none"``.
+  """
+  sd = to_diffusers_names(state_dict)
+  conv = np.shape(sd["patch_embedding.weight"])
+  dim, in_channels, patch = conv[0], conv[1], tuple(conv[2:])
+  layers = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
+  camera_mode = "none"
+  if any(".cam_encoder." in k for k in sd):
+    camera_mode = "recammaster"
+  elif any(".camera_proj." in k for k in sd):
+    camera_mode = "plucker"
+  kwargs = dict(
+      patch_size=patch, num_heads=dim // head_dim, head_dim=head_dim, in_channels=in_channels,
+      out_channels=np.shape(sd["proj_out.weight"])[0] // int(np.prod(patch)),
+      text_dim=np.shape(sd["condition_embedder.text_embedder.linear_1.weight"])[1],
+      freq_dim=np.shape(sd["condition_embedder.time_embedder.linear_1.weight"])[1],
+      ffn_dim=np.shape(sd["blocks.0.ffn.net.0.proj.weight"])[0], num_layers=len(layers),
+      cross_attn_norm="blocks.0.norm2.weight" in sd, camera_mode=camera_mode)
+  kwargs.update(overrides)
+  return WanConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# State dicts.
+
+
+def to_diffusers_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+  """Renames an original Wan2.1 / DiffSynth / ReCamMaster state dict to diffusers names.
+
+  Strips the optional ``model.diffusion_model.`` prefix; diffusers names pass through unchanged.
+  """
+  out = {}
+  for name, value in state_dict.items():
+    new = name[len(ORIGINAL_PREFIX):] if name.startswith(ORIGINAL_PREFIX) else name
+    for pattern, repl in _ORIGINAL_TO_DIFFUSERS:
+      new = re.sub(pattern, repl, new)
+    if new in out:
+      raise ValueError(f"to_diffusers_names: two keys map to {new!r} (mixed namings?)")
+    out[new] = value
+  return out
+
+
+def _torch_name(path: tuple[str, ...]) -> str:
+  parts = []
+  if path[0].startswith("blocks_"):
+    parts.append("blocks." + path[0].split("_", 1)[1])
+    parts.extend(_BLOCK.get(p, p) for p in path[1:-1])
+  else:
+    parts.append(_TOP.get(path[0], path[0]) if len(path) > 1 else path[0])
+    parts.extend(path[1:-1])
+  if len(path) > 1:
+    parts.append(_LEAF.get(path[-1], path[-1]))
+  return ".".join(parts)
+
+
+def _to_flax(value: np.ndarray, leaf: str, target_ndim: int) -> np.ndarray:
+  if leaf == "kernel" and target_ndim == 2:
+    return value.T
+  if leaf == "kernel" and target_ndim == 5:
+    return np.transpose(value, (2, 3, 4, 1, 0))
+  return value
+
+
+def _expected_params(config: WanConfig):
+  cfg = dataclasses.replace(config, scan_layers=False, remat_policy="none")
+  inputs = example_inputs(cfg, latent_shape=tuple(cfg.patch_size), context_length=1,
+                          with_reference=cfg.camera_mode != "none")
+  shapes = jax.eval_shape(lambda: WanDiT(cfg).init(jax.random.key(0), **inputs))
+  return nn.meta.unbox(shapes["params"])
+
+
+def _fresh_camera_params(config: WanConfig, names: set[str], seed: int) -> dict[str, np.ndarray]:
+  cfg = dataclasses.replace(config, scan_layers=False, remat_policy="none")
+  inputs = example_inputs(cfg, latent_shape=tuple(cfg.patch_size), context_length=1)
+  def init(key):  # XLA removes every parameter initialiser whose output is not selected.
+    flat = traverse_util.flatten_dict(nn.meta.unbox(WanDiT(cfg).init(key, **inputs)["params"]))
+    return {p: v for p, v in flat.items() if _torch_name(p) in names}
+  return {_torch_name(p): np.asarray(v) for p, v in jax.jit(init)(jax.random.key(seed)).items()}
+
+
+def _is_camera_name(name: str) -> bool:
+  return bool(re.search(r"(^camera_encoder\.|\.cam_encoder\.|\.projector\.|\.camera_proj\.)", name))
+
+
+def convert_state_dict(state_dict: Mapping[str, Any], config: WanConfig, *, init_missing_camera: bool = False,
+                       seed: int = 0) -> dict[str, Any]:
+  """Diffusers- or original-named PyTorch weights → ``WanDiT`` params (plain NumPy pytree).
+
+  Args:
+    state_dict: ``{name: array}`` (NumPy, or anything ``np.asarray`` accepts).
+    config: the target ``WanConfig``; with ``scan_layers`` the blocks are stacked (``blocks/block``).
+    init_missing_camera: when the checkpoint lacks the camera modules of ``config.camera_mode``
+      (e.g. plain Wan weights into a ``plucker`` model), initialise them freshly (zero-init
+      projections: the network starts as the pretrained Wan) instead of raising.
+    seed: PRNG seed of that fresh initialisation.
+
+  Returns:
+    Params tree in ``config.param_dtype``.
+
+  Raises:
+    ValueError: listing unknown, missing and mis-shaped keys.
+  """
+  sd = to_diffusers_names(state_dict)
+  expected = traverse_util.flatten_dict(_expected_params(config))
+  by_name = {_torch_name(path): (path, shape) for path, shape in expected.items()}
+  unknown = sorted(set(sd) - set(by_name))
+  missing = sorted(set(by_name) - set(sd))
+  if init_missing_camera and missing and all(_is_camera_name(n) for n in missing):
+    sd.update(_fresh_camera_params(config, set(missing), seed))
+    missing = []
+  params, misshaped = {}, []
+  for name, (path, shape) in by_name.items():
+    if name not in sd:
+      continue
+    value = _to_flax(np.asarray(sd[name]), path[-1], len(shape.shape))
+    if value.shape != shape.shape:
+      misshaped.append(f"{name}: got {tuple(np.shape(sd[name]))} -> {value.shape}, expected {shape.shape}")
+      continue
+    params[path] = value.astype(config.param_dtype)
+  if unknown or missing or misshaped:
+    raise ValueError(f"convert_state_dict: state dict does not match {config}:\n"
+                     f"  unknown keys ({len(unknown)}): {unknown}\n  missing keys ({len(missing)}): {missing}\n"
+                     f"  mis-shaped keys ({len(misshaped)}): {misshaped}")
+  tree = traverse_util.unflatten_dict(params)
+  return stack_block_params(tree, config.num_layers) if config.scan_layers else tree
+
+
+def load_diffusers_transformer(state_dict: Mapping[str, np.ndarray], config: Mapping[str, Any],
+                               **overrides) -> tuple[nn.Module, dict[str, Any]]:
+  """Issue-3 entry point: a diffusers ``WanTransformer3DModel`` state dict → ``(WanDiT, params)``.
+
+  Args:
+    state_dict: ``{name: np.ndarray}`` with diffusers (or original Wan2.1/DiffSynth) names.
+    config: diffusers constructor fields (``patch_size, num_attention_heads, attention_head_dim,
+      in_channels, out_channels, text_dim, freq_dim, ffn_dim, num_layers, cross_attn_norm, eps``),
+      optionally with ``WanConfig`` fields.
+    **overrides: ``WanConfig`` fields (``dtype``, ``attention_backend``, ``scan_layers``, ...).
+      ``camera_mode`` defaults to what the weights contain (``cam_encoder`` → ``recammaster``,
+      ``camera_proj`` → ``plucker``, else ``none``).
+
+  Returns:
+    ``(module, params)``; ``module.apply({'params': params}, latents (B,F,H,W,C) float32,
+    timestep (B,) in [0, 1000], context (B,L,text_dim))`` is the velocity ``(B,F,H,W,C)``.
+
+  Raises:
+    ValueError: listing unknown, missing or mis-shaped keys, or bad config fields.
+  """
+  if "camera_mode" not in overrides and "camera_mode" not in config:
+    names = to_diffusers_names({k: None for k in state_dict})
+    if any(".cam_encoder." in k for k in names):
+      overrides["camera_mode"] = "recammaster"
+    elif any(".camera_proj." in k for k in names):
+      overrides["camera_mode"] = "plucker"
+  cfg = config_from_diffusers(config, **overrides)
+  return WanDiT(cfg), convert_state_dict(state_dict, cfg)
+
+
+def load_original_transformer(state_dict: Mapping[str, np.ndarray], config: WanConfig | None = None, *,
+                              init_missing_camera: bool = False, **overrides) -> tuple[nn.Module, dict[str, Any]]:
+  """Original Wan2.1 / DiffSynth / ReCamMaster state dict → ``(WanDiT, params)``.
+
+  Args:
+    state_dict: ``{name: array}``, names like ``blocks.N.self_attn.q.weight`` (optional
+      ``model.diffusion_model.`` prefix); ReCamMaster's ``blocks.N.cam_encoder``/``projector`` select
+      ``camera_mode="recammaster"``.
+    config: target config; default ``infer_config(state_dict, **overrides)``.
+    init_missing_camera: see ``convert_state_dict``.
+
+  Raises:
+    ValueError: listing unknown, missing or mis-shaped keys.
+  """
+  cfg = config if config is not None else infer_config(state_dict, **overrides)
+  if config is not None and overrides:
+    cfg = dataclasses.replace(cfg, **overrides)
+  return WanDiT(cfg), convert_state_dict(state_dict, cfg, init_missing_camera=init_missing_camera)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files.
+
+
+def _read_safetensors_file(path: str) -> dict[str, np.ndarray]:
+  from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+  out: dict[str, np.ndarray] = {}
+  with open(path, "rb") as fh:
+    header_len = int.from_bytes(fh.read(8), "little")
+    header = json.loads(fh.read(header_len))
+  bf16 = {k for k, v in header.items() if k != "__metadata__" and v["dtype"] == "BF16"}
+  with safe_open(path, framework="np") as f:
+    for key in f.keys():
+      if key not in bf16:
+        out[key] = f.get_tensor(key)
+  if bf16:  # NumPy has no bfloat16: decode the raw bytes with ml_dtypes.
+    import ml_dtypes  # pylint: disable=g-import-not-at-top
+    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
+    for key in bf16:
+      start, end = header[key]["data_offsets"]
+      arr = np.frombuffer(raw[start:end].tobytes(), dtype=ml_dtypes.bfloat16).reshape(header[key]["shape"])
+      out[key] = arr.astype(np.float32)
+  return out
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Reads ``{name: np.ndarray}`` from a ``.safetensors`` file, a sharded ``*.safetensors.index.json``
+  (its ``weight_map`` names the shard files beside it), or a directory holding one of these.
+
+  BF16 tensors come back as float32. No torch needed.
+
+  Raises:
+    FileNotFoundError: when the path (or a shard it names) does not exist.
+    ValueError: for a directory with no / several candidate files.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    index = sorted(f for f in os.listdir(path) if f.endswith(".safetensors.index.json"))
+    files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
+    if len(index) == 1:
+      path = os.path.join(path, index[0])
+    elif len(files) == 1:
+      path = os.path.join(path, files[0])
+    else:
+      raise ValueError(f"load_safetensors: {path} must hold one *.safetensors.index.json or one *.safetensors "
+                       f"file; found index files {index} and files {files}")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"load_safetensors: no such file {path}")
+  if path.endswith(".json"):
+    with open(path) as fh:
+      weight_map = json.load(fh)["weight_map"]
+    out: dict[str, np.ndarray] = {}
+    for shard in sorted(set(weight_map.values())):
+      shard_path = os.path.join(os.path.dirname(path), shard)
+      if not os.path.exists(shard_path):
+        raise FileNotFoundError(f"load_safetensors: shard {shard_path} named in {path} does not exist")
+      out.update(_read_safetensors_file(shard_path))
+    missing = sorted(set(weight_map) - set(out))
+    if missing:
+      raise ValueError(f"load_safetensors: tensors {missing} listed in {path} are not in their shards")
+    return out
+  return _read_safetensors_file(path)

@@ -1,0 +1,117 @@
+"""Multi-head scaled dot-product attention behind one function, with interchangeable backends.
+
+``attention(q, k, v, backend=...)`` computes ``softmax(q·kᵀ·scale)·v`` per head, full (non-causal,
+unmasked) attention as in Wan2.1. Backends (all agree to ~1e-6 in float32 on CPU; tested):
+
+- ``"einsum"``: two einsums with the logits and softmax in float32. Materialises the ``S×T``
+  attention map, so it is for CPU and small sequences (it is the fastest on CPU, DESIGN.md §5).
+- ``"dot_product"``: ``jax.nn.dot_product_attention``. On a GPU with bf16/fp16 inputs and a head
+  dim that cuDNN supports it asks for the cuDNN fused flash kernel (``implementation="cudnn"``);
+  everywhere else it uses XLA's implementation.
+- ``"splash"``: the Pallas TPU splash-attention kernel
+  (``jax.experimental.pallas.ops.tpu.splash_attention``; blockwise online softmax, never
+  materialising the map). Off TPU it runs in Pallas interpret mode, which works on CPU in
+  jax 0.10 (checked: forward and backward), so the same code path is tested here. Sequences are
+  padded to a multiple of the block size; padded keys get their own segment id so that no real
+  query attends to them, padded queries are dropped.
+
+Shapes follow ``jax.nn.dot_product_attention``: ``(B, S, N, d)`` with heads on the third axis.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+BACKENDS = ("einsum", "dot_product", "splash")
+
+
+def _einsum_attention(q, k, v, scale):
+  logits = jnp.einsum("bsnd,btnd->bnst", q, k, preferred_element_type=jnp.float32) * scale
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  return jnp.einsum("bnst,btnd->bsnd", probs, v, preferred_element_type=jnp.float32).astype(q.dtype)
+
+
+def _dot_product_attention(q, k, v, scale):
+  use_cudnn = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+               and q.shape[-1] % 8 == 0 and q.shape[-1] <= 128)
+  return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation="cudnn" if use_cudnn else None)
+
+
+def _round_up(n: int, m: int) -> int:
+  return -(-n // m) * m
+
+
+@functools.lru_cache(maxsize=64)
+def _splash_kernel(num_heads: int, q_len: int, kv_len: int, block_q: int, block_kv: int, interpret: bool):
+  # Imported lazily: the TPU Pallas module is only needed by this backend.
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
+  mask = splash_mask.MultiHeadMask([splash_mask.FullMask((q_len, kv_len)) for _ in range(num_heads)])
+  block_sizes = splash.BlockSizes(
+      block_q=block_q, block_kv=block_kv, block_kv_compute=block_kv,
+      block_q_dkv=block_q, block_kv_dkv=block_kv, block_kv_dkv_compute=block_kv,
+      block_q_dq=block_q, block_kv_dq=block_kv)
+  with jax.ensure_compile_time_eval():  # concrete mask-info arrays, safe to cache across traces
+    kernel = splash.make_splash_mha(mask, block_sizes=block_sizes, head_shards=1, q_seq_shards=1,
+                                    interpret=interpret)
+  return kernel, splash.SegmentIds
+
+
+def _splash_attention(q, k, v, scale):
+  batch, q_len, num_heads, _ = q.shape
+  kv_len = k.shape[1]
+  on_tpu = jax.default_backend() == "tpu"
+  block = 512 if on_tpu else 128
+  block_q = min(block, _round_up(q_len, 128))
+  block_kv = min(block, _round_up(kv_len, 128))
+  q_pad, kv_pad = _round_up(q_len, block_q), _round_up(kv_len, block_kv)
+  kernel, segment_ids_cls = _splash_kernel(num_heads, q_pad, kv_pad, block_q, block_kv, not on_tpu)
+  # The kernel does not scale the logits: scale q (in float32, then back to the input dtype).
+  qs = (q.astype(jnp.float32) * scale).astype(q.dtype)
+  to_heads_first = lambda x, n, pad: jnp.pad(jnp.swapaxes(x, 1, 2), ((0, 0), (0, 0), (0, pad - n), (0, 0)))
+  qh = to_heads_first(qs, q_len, q_pad)
+  kh = to_heads_first(k, kv_len, kv_pad)
+  vh = to_heads_first(v, kv_len, kv_pad)
+  # Padded keys: segment 1 (never attended by real queries). Padded queries stay in segment 0 so
+  # that no softmax row is empty; their outputs are cut off below.
+  segment_ids = segment_ids_cls(q=jnp.zeros((q_pad,), jnp.int32),
+                                kv=(jnp.arange(kv_pad) >= kv_len).astype(jnp.int32))
+  out = jax.vmap(lambda a, b, c: kernel(a, b, c, segment_ids=segment_ids))(qh, kh, vh)
+  return jnp.swapaxes(out[:, :, :q_len], 1, 2).astype(q.dtype)
+
+
+def attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, *, backend: str = "einsum",
+              scale: float | None = None) -> jnp.ndarray:
+  """Full multi-head attention ``softmax(q kᵀ · scale) v``.
+
+  Args:
+    q: ``(B, S, N, d)`` queries.
+    k: ``(B, T, N, d)`` keys.
+    v: ``(B, T, N, d)`` values.
+    backend: ``"einsum"``, ``"dot_product"`` or ``"splash"`` (module docstring).
+    scale: logit scale; default ``1/√d`` (Wan / PyTorch SDPA).
+
+  Returns:
+    ``(B, S, N, d)`` in ``q``'s dtype. Softmax statistics are float32 in every backend.
+
+  Raises:
+    ValueError: for an unknown backend or inconsistent shapes.
+  """
+  if backend not in BACKENDS:
+    raise ValueError(f"attention: backend must be one of {BACKENDS}, got {backend!r}")
+  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    raise ValueError(f"attention: q, k, v must be (B, S, N, d); got {q.shape}, {k.shape}, {v.shape}")
+  if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+    raise ValueError(f"attention: expected q (B, S, N, d) and k = v (B, T, N, d); got q {q.shape}, "
+                     f"k {k.shape}, v {v.shape}")
+  if scale is None:
+    scale = 1.0 / math.sqrt(q.shape[-1])
+  if backend == "einsum":
+    return _einsum_attention(q, k, v, scale)
+  if backend == "dot_product":
+    return _dot_product_attention(q, k, v, scale)
+  return _splash_attention(q, k, v, scale)

@@ -1,0 +1,145 @@
+"""Camera conditioning of the novel-view DiT: ReCamMaster pose features and Plücker patch tokens.
+
+Both encodings first re-express every camera relative to the reference camera at frame 0
+(``c2w_rel = inv(c2w_ref[0]) @ c2w``, DESIGN.md §3), an idempotent step when the caller already
+did it. Camera arrays are per *video* frame: ``Tc = F · frames_per_latent`` frames for ``F``
+latent frames (for a Wan VAE the caller repeats the first RGB frame 3 times, 81 → 84 frames, so
+that every latent frame covers 4 consecutive entries; DESIGN.md §4.2).
+
+- **ReCamMaster** (arXiv 2503.11647; ``train_recammaster.py`` / ``diffsynth/models/wan_video_dit.py``
+  in KwaiVGI/ReCamMaster): one 12-vector per latent frame, the top 3×4 rows of the target
+  camera's relative pose, flattened row-major. ReCamMaster samples RGB frames 0, 4, …, 80; in the
+  84-frame packed layout these are the *last* entry of each group of ``frames_per_latent``
+  (entry ``4k + 3`` holds RGB frame ``4k``), which is what ``recammaster_pose_features`` takes.
+  Intrinsics are not used. Each block maps the 12-vector with its own zero-initialised
+  ``Linear(12→dim)`` (``cam_encoder``); the wiring lives in ``mvtrack_jax.models.wan``.
+- **Plücker** (MVTrack4Gen's improved encoding; ray maps as in CameraCtrl/ReDirector): per view,
+  Plücker rays ``[o × d, d]`` sampled at the *latent-grid* resolution (intrinsics scaled by
+  ``1/vae_stride``, so each sample sits at the centre of its latent cell), the
+  ``frames_per_latent`` frames of one latent frame packed along channels (frame-major:
+  channel ``6·j + c`` is ray channel ``c`` of the ``j``-th frame of the group), then
+  ``PluckerPatchEncoder``: a Conv with kernel = stride = the DiT patch → ``dim``, plus a residual
+  SiLU MLP → one ``dim`` vector per token. Reference tokens get the reference camera's rays,
+  target tokens the target camera's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mvtrack_jax.geometry import plucker_rays, relative_to_reference, scale_intrinsics
+
+
+def _check_cameras(name: str, array: Any, trailing: tuple[int, int], batch: int | None, frames: int | None):
+  shape = tuple(array.shape)
+  expected = (batch if batch is not None else "B", frames if frames is not None else "Tc") + trailing
+  ok = len(shape) == 4 and shape[2:] == trailing
+  ok = ok and (batch is None or shape[0] == batch) and (frames is None or shape[1] == frames)
+  if not ok:
+    raise ValueError(f"cameras[{name!r}]: expected shape {expected}, got {shape}")
+
+
+def relative_cameras(cam_to_world: jnp.ndarray, reference_cam_to_world: jnp.ndarray) -> jnp.ndarray:
+  """Poses ``(B, T, 4, 4)`` relative to the reference camera at frame 0 (``reference_cam_to_world[:, 0]``)."""
+  return relative_to_reference(jnp.asarray(cam_to_world, jnp.float32),
+                               jnp.asarray(reference_cam_to_world, jnp.float32)[:, :1])
+
+
+def recammaster_pose_features(target_cam_to_world: jnp.ndarray, reference_cam_to_world: jnp.ndarray,
+                              frames_per_latent: int) -> jnp.ndarray:
+  """ReCamMaster's per-latent-frame camera input: relative target pose ``[R | t]`` flattened.
+
+  Args:
+    target_cam_to_world: ``(B, Tc, 4, 4)`` OpenCV camera-to-world poses of the target view
+      (metres), ``Tc = F · frames_per_latent``.
+    reference_cam_to_world: ``(B, Tc, 4, 4)`` reference-view poses; only frame 0 is used.
+    frames_per_latent: video frames per latent frame (4 for the Wan VAE).
+
+  Returns:
+    ``(B, F, 12)`` float32: row-major top 3×4 of ``inv(c2w_ref[0]) @ c2w_tgt`` at the last video
+    frame of every latent frame (RGB frames 0, 4, …, 80 in Wan's 81 → 84 packed layout).
+
+  Raises:
+    ValueError: when shapes are not ``(B, Tc, 4, 4)`` or ``Tc`` is not a multiple of
+      ``frames_per_latent``.
+  """
+  _check_cameras("target_cam_to_world", target_cam_to_world, (4, 4), None, None)
+  batch, frames = target_cam_to_world.shape[:2]
+  _check_cameras("reference_cam_to_world", reference_cam_to_world, (4, 4), batch, None)
+  if frames % frames_per_latent:
+    raise ValueError(f"recammaster_pose_features: camera frame count {frames} is not a multiple of "
+                     f"frames_per_latent={frames_per_latent}")
+  rel = relative_cameras(target_cam_to_world, reference_cam_to_world)
+  rel = rel[:, frames_per_latent - 1::frames_per_latent, :3, :]
+  return rel.reshape(batch, frames // frames_per_latent, 12)
+
+
+def plucker_latent_maps(intrinsics: jnp.ndarray, cam_to_world: jnp.ndarray, reference_cam_to_world: jnp.ndarray,
+                        latent_height: int, latent_width: int, vae_stride: int,
+                        frames_per_latent: int) -> jnp.ndarray:
+  """Plücker ray maps of one view at the latent resolution, frames of a latent frame packed.
+
+  Args:
+    intrinsics: ``(B, Tc, 3, 3)`` pixel intrinsics of the video (size
+      ``(latent_height·vae_stride, latent_width·vae_stride)``).
+    cam_to_world: ``(B, Tc, 4, 4)`` OpenCV camera-to-world poses of this view (metres).
+    reference_cam_to_world: ``(B, Tc', 4, 4)`` reference-view poses; frame 0 defines the frame.
+    latent_height, latent_width: latent grid size ``(H, W)``.
+    vae_stride: video pixels per latent cell.
+    frames_per_latent: video frames per latent frame.
+
+  Returns:
+    ``(B, F, H, W, 6·frames_per_latent)`` float32, ``F = Tc / frames_per_latent``; channel
+    ``6·j + c`` is Plücker channel ``c`` (``[o × d, d]``) of frame ``j`` of the group, rays through
+    the centres of the latent cells, relative to the reference camera at frame 0.
+
+  Raises:
+    ValueError: on shape mismatches or when ``Tc`` is not a multiple of ``frames_per_latent``.
+  """
+  _check_cameras("intrinsics", intrinsics, (3, 3), None, None)
+  batch, frames = intrinsics.shape[:2]
+  _check_cameras("cam_to_world", cam_to_world, (4, 4), batch, frames)
+  _check_cameras("reference_cam_to_world", reference_cam_to_world, (4, 4), batch, None)
+  if frames % frames_per_latent:
+    raise ValueError(f"plucker_latent_maps: camera frame count {frames} is not a multiple of "
+                     f"frames_per_latent={frames_per_latent}")
+  rel = relative_cameras(cam_to_world, reference_cam_to_world)
+  k_latent = scale_intrinsics(jnp.asarray(intrinsics, jnp.float32), 1.0 / vae_stride, 1.0 / vae_stride)
+  rays = plucker_rays(k_latent, rel, latent_height, latent_width)  # (B, Tc, H, W, 6)
+  f = frames // frames_per_latent
+  rays = rays.reshape(batch, f, frames_per_latent, latent_height, latent_width, 6)
+  rays = jnp.transpose(rays, (0, 1, 3, 4, 2, 5))
+  return rays.reshape(batch, f, latent_height, latent_width, 6 * frames_per_latent)
+
+
+class PluckerPatchEncoder(nn.Module):
+  """Ray maps ``(B, F, H, W, 6·fpl)`` → one ``dim`` vector per DiT token ``(B, f·h·w, dim)``.
+
+  Conv3d with kernel = stride = ``patch_size`` (the DiT's patchify grid, so token ``(f, i, j)``
+  sees exactly the rays of its own latent cells), then ``x + Dense(SiLU(Dense(SiLU(x))))``.
+  Parameters carry logical axis names (``embed``/``mlp``).
+  """
+  dim: int
+  patch_size: tuple[int, int, int] = (1, 2, 2)
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, maps: jnp.ndarray) -> jnp.ndarray:
+    init = nn.initializers.xavier_uniform()
+    zeros = nn.initializers.zeros_init()
+    x = nn.Conv(self.dim, kernel_size=self.patch_size, strides=self.patch_size, padding="VALID",
+                dtype=self.dtype, param_dtype=self.param_dtype,
+                kernel_init=nn.with_logical_partitioning(init, (None, None, None, None, "embed")),
+                bias_init=nn.with_logical_partitioning(zeros, ("embed",)), name="patch")(maps.astype(self.dtype))
+    x = x.reshape(x.shape[0], -1, self.dim)
+    h = nn.Dense(self.dim, dtype=self.dtype, param_dtype=self.param_dtype,
+                 kernel_init=nn.with_logical_partitioning(init, ("embed", "mlp")),
+                 bias_init=nn.with_logical_partitioning(zeros, ("mlp",)), name="fc1")(nn.silu(x))
+    h = nn.Dense(self.dim, dtype=self.dtype, param_dtype=self.param_dtype,
+                 kernel_init=nn.with_logical_partitioning(init, ("mlp", "embed")),
+                 bias_init=nn.with_logical_partitioning(zeros, ("embed",)), name="fc2")(nn.silu(h))
+    return x + h

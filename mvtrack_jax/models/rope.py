@@ -1,0 +1,118 @@
+"""Wan2.1 3D rotary position embedding (RoPE) with interleaved pairs.
+
+Every self-attention token carries a 3D position ``(frame, row, column)`` on the token grid. The
+head dimension ``d`` is split into three bands, ``h_dim = w_dim = 2·⌊d/6⌋`` and
+``t_dim = d − 2·h_dim`` (44/42/42 for ``d = 128``), laid out ``[t | h | w]``. Inside band ``b`` of
+width ``n`` the ``i``-th channel pair rotates by ``pos_b · θ^(−2i/n)`` with ``θ = 10000``, and the
+pairs are *interleaved*: ``(x[2i], x[2i+1])`` (DESIGN.md §4.1; diffusers ``WanRotaryPosEmbed`` +
+``WanAttnProcessor.apply_rotary_emb``, original Wan ``rope_params``/``rope_apply``). A half-split
+rotation (``x[i], x[i + d/2]``) is a different network.
+
+Novel-view layout (DESIGN.md §4.2): target tokens come first, then reference tokens. With
+``rope_mode="distinct"`` (ReCamMaster) the reference frames continue the frame index
+(``F'..2F'−1``); with ``rope_mode="shared"`` (ReDirector) both halves use ``0..F'−1``.
+
+The angles depend only on static shapes, so they are computed once in float64 NumPy at trace time
+and enter the graph as float32 constants (as diffusers precomputes float64 tables).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+ROPE_THETA = 10000.0
+ROPE_MODES = ("distinct", "shared")
+
+
+def rope_band_dims(head_dim: int) -> tuple[int, int, int]:
+  """Widths ``(t_dim, h_dim, w_dim)`` of the frame/row/column bands of one attention head.
+
+  Args:
+    head_dim: per-head channel count ``d`` (must be even; ``d ≥ 6`` gives non-empty h/w bands).
+
+  Returns:
+    ``(d − 4·⌊d/6⌋, 2·⌊d/6⌋, 2·⌊d/6⌋)``, e.g. ``(44, 42, 42)`` for ``d = 128``.
+
+  Raises:
+    ValueError: when ``head_dim`` is odd or not positive.
+  """
+  if head_dim <= 0 or head_dim % 2:
+    raise ValueError(f"rope_band_dims: head_dim must be a positive even integer, got {head_dim}")
+  hw = 2 * (head_dim // 6)
+  return head_dim - 2 * hw, hw, hw
+
+
+def token_positions(num_frames: int, height: int, width: int, *, with_reference: bool = False,
+                    rope_mode: str = "distinct") -> np.ndarray:
+  """Integer 3D positions of the token sequence ``[target | reference]``.
+
+  Args:
+    num_frames, height, width: token grid ``(f, h, w)`` of ONE view (after patchify).
+    with_reference: append the reference view's tokens after the target's.
+    rope_mode: ``"distinct"`` (reference frames ``f..2f−1``, ReCamMaster) or ``"shared"``
+      (reference frames ``0..f−1``, ReDirector).
+
+  Returns:
+    ``(S, 3)`` int64 array of ``(frame, row, column)``, tokens ordered view, then ``(f, h, w)``
+    row-major; ``S = f·h·w`` or ``2·f·h·w``.
+
+  Raises:
+    ValueError: for an unknown ``rope_mode``.
+  """
+  if rope_mode not in ROPE_MODES:
+    raise ValueError(f"token_positions: rope_mode must be one of {ROPE_MODES}, got {rope_mode!r}")
+  grid = np.stack(np.meshgrid(np.arange(num_frames), np.arange(height), np.arange(width), indexing="ij"), -1)
+  pos = grid.reshape(-1, 3)
+  if not with_reference:
+    return pos
+  ref = pos.copy()
+  if rope_mode == "distinct":
+    ref[:, 0] += num_frames
+  return np.concatenate([pos, ref], axis=0)
+
+
+def rope_angles(positions: np.ndarray, head_dim: int, theta: float = ROPE_THETA) -> tuple[np.ndarray, np.ndarray]:
+  """Cosines and sines of the rotation angles of every channel pair of every token.
+
+  Args:
+    positions: ``(S, 3)`` integer ``(frame, row, column)`` positions (``token_positions``).
+    head_dim: per-head channel count ``d``.
+    theta: RoPE base (10000 in Wan).
+
+  Returns:
+    ``(cos, sin)``, each ``(S, d/2)`` float32 NumPy, pair ``i`` of the ``[t | h | w]`` layout.
+  """
+  positions = np.asarray(positions)
+  if positions.ndim != 2 or positions.shape[1] != 3:
+    raise ValueError(f"rope_angles: positions must be (S, 3), got {positions.shape}")
+  angles = []
+  for axis, band in enumerate(rope_band_dims(head_dim)):
+    inv_freq = 1.0 / (theta ** (np.arange(0, band, 2, dtype=np.float64) / band))  # (band/2,)
+    angles.append(positions[:, axis:axis + 1].astype(np.float64) * inv_freq[None, :])
+  ang = np.concatenate(angles, axis=-1)
+  return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+def apply_rope(x: jnp.ndarray, cos: jnp.ndarray, sin: jnp.ndarray) -> jnp.ndarray:
+  """Rotates interleaved channel pairs ``(x[2i], x[2i+1])`` of queries or keys.
+
+  Args:
+    x: ``(B, S, N, d)`` per-head queries/keys (any float dtype).
+    cos, sin: ``(S, d/2)`` from ``rope_angles``.
+
+  Returns:
+    ``(B, S, N, d)`` in ``x``'s dtype; the rotation is computed in float32.
+
+  Raises:
+    ValueError: when the sequence length or ``d/2`` of ``x`` and the tables disagree.
+  """
+  if x.ndim != 4 or cos.shape != (x.shape[1], x.shape[3] // 2) or sin.shape != cos.shape:
+    raise ValueError(f"apply_rope: x must be (B, S, N, d) with tables (S, d/2); got x {x.shape}, "
+                     f"cos {cos.shape}, sin {sin.shape}")
+  xf = x.astype(jnp.float32).reshape(x.shape[:-1] + (x.shape[-1] // 2, 2))
+  x0, x1 = xf[..., 0], xf[..., 1]
+  c = jnp.asarray(cos, jnp.float32)[None, :, None, :]
+  s = jnp.asarray(sin, jnp.float32)[None, :, None, :]
+  out = jnp.stack([x0 * c - x1 * s, x0 * s + x1 * c], axis=-1)
+  return out.reshape(x.shape).astype(x.dtype)

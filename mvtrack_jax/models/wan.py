@@ -1,0 +1,611 @@
+"""Camera-conditioned Wan2.1 diffusion transformer (DiT) in Flax linen, channels-last.
+
+The network is numerically the diffusers ``WanTransformer3DModel`` (0.42.1) / original Wan2.1
+``WanModel`` (DESIGN.md §4.1; parity-tested in ``tests/convert/test_wan_parity.py``):
+
+- patchify: Conv3d with kernel = stride = ``patch_size`` on ``(B, F, H, W, C)`` latents → tokens
+  ``(B, f·h·w, dim)`` in ``(f, h, w)`` row-major order;
+- timestep: sinusoid ``[cos | sin]`` of size ``freq_dim`` (frequencies ``exp(−ln(10⁴)·i/half)``),
+  ``temb = Linear(SiLU(Linear(·)))``, ``tproj = Linear(SiLU(temb))`` → ``(B, 6, dim)``, float32;
+- text: ``Linear → GELU(tanh) → Linear``;
+- N blocks: adaLN modulation ``(table + tproj)`` = shift, scale, gate, c_shift, c_scale, c_gate in
+  float32; self-attention on ``LN(x)(1+scale)+shift`` with q/k RMSNorm over the full width and
+  interleaved 3D RoPE (``mvtrack_jax.models.rope``); cross-attention on an affine LayerNorm, no gate;
+  GELU-tanh FFN gated by ``c_gate``;
+- head: ``(shift, scale) = table(1, 2, dim) + temb``, ``Linear`` → unpatchify (output channel fastest).
+
+Novel-view layout (ReCamMaster / ReDirector, DESIGN.md §4.2): target and clean reference latents
+are patchified by the same Conv and concatenated along the token axis, target first, so one 3D
+self-attention covers both views; RoPE frame indices are ``distinct`` (0..2F'−1) or ``shared``
+(0..F'−1 for both halves). The velocity is returned for the target half only. Both halves use the
+same timestep (as in ReCamMaster training).
+
+Camera conditioning (``camera_mode``; details in ``mvtrack_jax.models.camera``):
+
+- ``"recammaster"``: per block ``cam_encoder`` = zero-initialised ``Linear(12→dim)`` of the target
+  camera's relative 3×4 pose per latent frame, repeated over the frame's tokens and onto the
+  reference half (as the released code does), added to the modulated self-attention input; the
+  self-attention output goes through the identity-initialised ``projector`` ``Linear(dim→dim)``
+  before the gate. Checkpoints of KwaiVGI/ReCamMaster import directly (``convert.wan``).
+- ``"plucker"`` (default, MVTrack4Gen's improved encoding): both views' Plücker ray maps at the
+  latent-grid resolution → a shared ``PluckerPatchEncoder`` (one ``dim`` vector per token, each view
+  with its own cameras) → per block a zero-initialised ``camera_proj`` ``Dense(dim→dim)`` added to
+  the modulated self-attention input, so a pretrained Wan starts out unchanged.
+
+Token ↔ pixel map (``token_grid``): token ``(f, i, j)`` of a view covers latent frames
+``[f·pt, (f+1)·pt)`` and video pixels ``x ∈ [j·s, (j+1)·s)``, ``y ∈ [i·s, (i+1)·s)`` with
+``s = vae_stride · patch`` (16 px for Wan: 8 × 2); its centre is at ``((j+½)·s, (i+½)·s)``.
+
+Probe outputs: ``probe_layers=(l, ...)`` (0-based) also returns each listed block's
+self-attention q and k after RMSNorm and RoPE (compute dtype), ``(B, S, heads, head_dim)``; no
+``S×S`` map is formed for them. Under ``nn.scan`` the scan carry holds one q and one k buffer per
+requested layer; each step writes ``where(step == l, q, buffer)``, so memory is
+``2·len(probe_layers)`` q-sized arrays, never all layers stacked; the remat boundary is the block
+itself, so the buffers are not saved per step either. Scanned and unscanned runs give identical
+probes (tested).
+
+Precision: params in ``param_dtype`` (float32), compute in ``dtype``; LayerNorms, RMSNorm
+statistics, modulation, residual updates and softmax statistics in float32; velocity returned as
+float32. Logical axis names on every parameter (``embed``, ``heads``, ``mlp``; ``layers`` on the
+scan axis) and ``("batch", "length", "embed")`` constraints on the residual stream; shard with
+``LOGICAL_AXIS_RULES`` on a mesh with ``axis_types=(AxisType.Auto,)*n`` (DESIGN.md §5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+from jax.ad_checkpoint import checkpoint_name
+import jax.numpy as jnp
+import numpy as np
+
+from mvtrack_jax.models import camera as camera_lib
+from mvtrack_jax.models import rope as rope_lib
+from mvtrack_jax.models.attention import BACKENDS, attention
+
+CAMERA_MODES = ("none", "recammaster", "plucker")
+
+# Logical → mesh axis rules for ``nn.logical_axis_rules`` / ``nn.logical_to_mesh_sharding``. Mesh axes
+# ("data", "fsdp", "tensor"). Flax assigns rules in order and skips a mesh axis already used by the
+# array, so activations ``("batch", "length", "embed")`` shard batch over data×fsdp and leave embed
+# whole, while parameters (no batch axis) shard ``embed`` over fsdp and heads/mlp over tensor.
+LOGICAL_AXIS_RULES: list[tuple[str, Any]] = [
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("length", None),
+    ("kv", None),
+    ("layers", None),
+]
+
+
+def _remat_policies() -> dict[str, Any]:
+  cp = jax.checkpoint_policies
+  return {
+      "full": None,  # save nothing: recompute the whole block in the backward pass
+      "nothing_saveable": cp.nothing_saveable,
+      "dots_saveable": cp.dots_saveable,
+      "dots_with_no_batch_dims_saveable": cp.dots_with_no_batch_dims_saveable,
+      "everything_saveable": cp.everything_saveable,
+      "save_attention_out": cp.save_only_these_names("attention_out"),
+      "save_qkv_attention_out": cp.save_only_these_names("query", "key", "value", "attention_out"),
+  }
+
+
+REMAT_POLICIES = ("none",) + tuple(_remat_policies())
+
+
+@dataclasses.dataclass(frozen=True)
+class WanConfig:
+  """Architecture and execution options of ``WanDiT`` (diffusers constructor fields + ours).
+
+  Attributes:
+    patch_size: ``(pt, ph, pw)`` latent cells per token.
+    num_heads, head_dim: attention heads and channels per head; ``dim = num_heads · head_dim``.
+    in_channels, out_channels: latent channels in and velocity channels out.
+    text_dim: channels of the text-encoder embeddings (4096 for umT5-XXL).
+    freq_dim: size of the sinusoidal timestep embedding.
+    ffn_dim: hidden width of the FFN.
+    num_layers: number of DiT blocks.
+    cross_attn_norm: affine LayerNorm before cross-attention (Wan: True).
+    eps: epsilon of every LayerNorm / RMSNorm.
+    camera_mode: ``"none"`` (plain T2V Wan), ``"recammaster"`` or ``"plucker"`` (default).
+    rope_mode: ``"distinct"`` (ReCamMaster, reference frames F'..2F'−1) or ``"shared"``
+      (ReDirector, both halves 0..F'−1).
+    vae_stride: video pixels per latent cell (8 for the Wan VAE).
+    frames_per_latent: video frames per latent frame for camera packing (4 Wan VAE, 1 pixel space).
+    attention_backend: ``"einsum"``, ``"dot_product"`` or ``"splash"`` (``models.attention``).
+    dtype: compute dtype (e.g. ``jnp.bfloat16`` on accelerators); a string is accepted.
+    param_dtype: parameter dtype (float32).
+    scan_layers: run the blocks with ``nn.scan`` (stacked params under ``blocks/block``, leading
+      ``layers`` axis) instead of a Python loop (``blocks_0 … blocks_{N−1}``).
+    remat_policy: ``"none"`` or a name in ``REMAT_POLICIES`` (``"full"`` = recompute everything).
+    rope_theta: RoPE base.
+  """
+  patch_size: tuple[int, int, int] = (1, 2, 2)
+  num_heads: int = 12
+  head_dim: int = 128
+  in_channels: int = 16
+  out_channels: int = 16
+  text_dim: int = 4096
+  freq_dim: int = 256
+  ffn_dim: int = 8960
+  num_layers: int = 30
+  cross_attn_norm: bool = True
+  eps: float = 1e-6
+  camera_mode: str = "plucker"
+  rope_mode: str = "distinct"
+  vae_stride: int = 8
+  frames_per_latent: int = 4
+  attention_backend: str = "einsum"
+  dtype: Any = "float32"
+  param_dtype: Any = "float32"
+  scan_layers: bool = False
+  remat_policy: str = "none"
+  rope_theta: float = 10000.0
+
+  def __post_init__(self):
+    object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+    object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
+    object.__setattr__(self, "param_dtype", jnp.dtype(self.param_dtype))
+    checks = [
+        (len(self.patch_size) == 3 and min(self.patch_size) >= 1, "patch_size", "3 positive ints"),
+        (self.camera_mode in CAMERA_MODES, "camera_mode", f"one of {CAMERA_MODES}"),
+        (self.rope_mode in rope_lib.ROPE_MODES, "rope_mode", f"one of {rope_lib.ROPE_MODES}"),
+        (self.attention_backend in BACKENDS, "attention_backend", f"one of {BACKENDS}"),
+        (self.remat_policy in REMAT_POLICIES, "remat_policy", f"one of {REMAT_POLICIES}"),
+        (self.head_dim > 0 and self.head_dim % 2 == 0, "head_dim", "a positive even int"),
+        (self.num_heads > 0 and self.num_layers > 0, "num_heads/num_layers", "positive"),
+        (self.freq_dim > 0 and self.freq_dim % 2 == 0, "freq_dim", "a positive even int"),
+        (self.vae_stride > 0 and self.frames_per_latent > 0, "vae_stride/frames_per_latent", "positive"),
+        (not (self.camera_mode == "recammaster" and self.patch_size[0] != 1), "patch_size",
+         "temporal patch 1 with camera_mode='recammaster' (one pose per latent frame)"),
+    ]
+    for ok, name, expected in checks:
+      if not ok:
+        raise ValueError(f"WanConfig: {name} must be {expected}; got {getattr(self, name.split('/')[0])!r}")
+
+  @property
+  def dim(self) -> int:
+    """Model width ``num_heads · head_dim``."""
+    return self.num_heads * self.head_dim
+
+
+_WAN_1_3B = dict(num_heads=12, head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256)
+_WAN_14B = dict(num_heads=40, head_dim=128, ffn_dim=13824, num_layers=40, text_dim=4096, freq_dim=256)
+
+PRESETS: dict[str, WanConfig] = {
+    # Exact Wan2.1 shapes (DESIGN.md §4.1).
+    "wan2.1-t2v-1.3b": WanConfig(**_WAN_1_3B),
+    "wan2.1-t2v-14b": WanConfig(**_WAN_14B),
+    # CPU-sized Wan-VAE-latent model (16 channels, 8 px / cell, 4 frames / latent frame).
+    "tiny": WanConfig(num_heads=2, head_dim=32, ffn_dim=128, num_layers=2, text_dim=32, freq_dim=32),
+    # CPU demo in pixel space: a 4×4 space-to-depth "autoencoder" gives 48 channels, 4 px / cell,
+    # one video frame per latent frame.
+    "tiny-pixel": WanConfig(num_heads=4, head_dim=24, ffn_dim=256, num_layers=3, text_dim=32, freq_dim=64,
+                            in_channels=48, out_channels=48, vae_stride=4, frames_per_latent=1),
+}
+
+
+def get_config(name: str, **overrides) -> WanConfig:
+  """A preset from ``PRESETS`` with fields replaced by ``overrides``.
+
+  Raises:
+    ValueError: for an unknown preset name or an invalid field value.
+  """
+  if name not in PRESETS:
+    raise ValueError(f"get_config: unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+  return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def token_grid(config: WanConfig, latent_shape: Sequence[int]) -> tuple[int, int, int]:
+  """Token grid ``(f, h, w)`` of ONE view for latents of shape ``(B, F, H, W, C)`` or ``(F, H, W)``.
+
+  ``f = F/pt, h = H/ph, w = W/pw``. Token ``(f, i, j)`` (sequence index ``(f·h + i)·w + j`` inside
+  its view; reference tokens follow all target tokens) covers latent frames ``[f·pt, (f+1)·pt)``
+  and video pixels ``x ∈ [j·s, (j+1)·s)``, ``y ∈ [i·s, (i+1)·s)`` with ``s = vae_stride·ph``
+  (``ph = pw`` in Wan; use ``vae_stride·pw`` for x otherwise). Pixel coordinates: corner origin,
+  centres at +0.5 (DESIGN.md §3).
+
+  Raises:
+    ValueError: for a shape of another rank or not divisible by the patch size.
+  """
+  shape = tuple(int(s) for s in latent_shape)
+  if len(shape) == 5:
+    shape = shape[1:4]
+  if len(shape) != 3:
+    raise ValueError(f"token_grid: latent_shape must be (B, F, H, W, C) or (F, H, W), got {tuple(latent_shape)}")
+  if any(s % p for s, p in zip(shape, config.patch_size)):
+    raise ValueError(f"token_grid: latent (F, H, W) = {shape} not divisible by patch_size {config.patch_size}")
+  return tuple(s // p for s, p in zip(shape, config.patch_size))
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules.
+
+
+def _dense(features: int, axes: tuple[Any, Any], name: str, dtype, param_dtype, *, kernel_init=None,
+           bias_init=None) -> nn.Dense:
+  kernel_init = kernel_init or nn.initializers.xavier_uniform()
+  bias_init = bias_init or nn.initializers.zeros_init()
+  return nn.Dense(features, dtype=dtype, param_dtype=param_dtype, name=name,
+                  kernel_init=nn.with_logical_partitioning(kernel_init, axes),
+                  bias_init=nn.with_logical_partitioning(bias_init, (axes[1],)))
+
+
+def _layer_norm(x: jnp.ndarray, eps: float) -> jnp.ndarray:
+  """LayerNorm without affine parameters, in float32 (torch ``FP32LayerNorm(affine=False)``)."""
+  return nn.LayerNorm(epsilon=eps, use_bias=False, use_scale=False, use_fast_variance=False,
+                      dtype=jnp.float32)(x.astype(jnp.float32))
+
+
+def _identity_init(key, shape, dtype=jnp.float32):
+  del key
+  return jnp.eye(shape[0], shape[1], dtype=dtype)
+
+
+class WanAttention(nn.Module):
+  """Wan self-/cross-attention: q/k/v Linear, full-width RMSNorm on q and k, optional RoPE.
+
+  Returns ``(out (B, S, dim), q, k)`` with q/k ``(B, S|L, heads, head_dim)`` after norm and RoPE.
+  """
+  config: WanConfig
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, context: jnp.ndarray | None = None,
+               rope: tuple[jnp.ndarray, jnp.ndarray] | None = None):
+    cfg = self.config
+    dense = lambda name, axes: _dense(cfg.dim, axes, name, cfg.dtype, cfg.param_dtype)
+    rms = lambda name: nn.RMSNorm(epsilon=cfg.eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name,
+                                  scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("heads",)))
+    source = x if context is None else context
+    q = rms("norm_q")(dense("to_q", ("embed", "heads"))(x))
+    k = rms("norm_k")(dense("to_k", ("embed", "heads"))(source))
+    v = dense("to_v", ("embed", "heads"))(source)
+    split = lambda t: t.reshape(t.shape[:2] + (cfg.num_heads, cfg.head_dim))
+    q, k, v = split(q), split(k), split(v)
+    if rope is not None:
+      q = rope_lib.apply_rope(q, *rope)
+      k = rope_lib.apply_rope(k, *rope)
+    axes = ("batch", "length", "heads", "kv")
+    q = nn.with_logical_constraint(checkpoint_name(q, "query"), axes)
+    k = nn.with_logical_constraint(checkpoint_name(k, "key"), axes)
+    v = nn.with_logical_constraint(checkpoint_name(v, "value"), axes)
+    out = attention(q, k, v, backend=cfg.attention_backend)
+    out = checkpoint_name(out, "attention_out")
+    out = out.reshape(out.shape[:2] + (cfg.dim,))
+    return dense("to_out", ("heads", "embed"))(out), q, k
+
+
+class WanBlock(nn.Module):
+  """One Wan2.1 DiT block with optional camera injection (module docstring).
+
+  ``__call__(x (B,S,dim), context (B,L,dim), tproj (B,6,dim) f32, rope_cos, rope_sin (S, d/2),
+  camera)`` → ``(x, q, k)``; ``camera`` is ``(B, S, 12)`` pose features per token
+  (``recammaster``), ``(B, S, dim)`` Plücker token embeddings (``plucker``) or None.
+  """
+  config: WanConfig
+
+  @nn.compact
+  def __call__(self, x, context, tproj, rope_cos, rope_sin, camera):
+    cfg = self.config
+    f32 = jnp.float32
+    table = self.param("scale_shift_table", nn.with_logical_partitioning(
+        nn.initializers.normal(1.0 / math.sqrt(cfg.dim)), (None, None, "embed")), (1, 6, cfg.dim), cfg.param_dtype)
+    mod = table.astype(f32) + tproj.astype(f32)
+    shift, scale, gate, c_shift, c_scale, c_gate = (mod[:, i:i + 1] for i in range(6))
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+    # 1. Self-attention on the modulated LayerNorm (+ camera embedding).
+    h = _layer_norm(x, cfg.eps) * (1.0 + scale) + shift
+    if cfg.camera_mode == "recammaster":
+      h = h + _dense(cfg.dim, (None, "embed"), "cam_encoder", cfg.dtype, cfg.param_dtype,
+                     kernel_init=nn.initializers.zeros_init())(camera).astype(f32)
+    elif cfg.camera_mode == "plucker":
+      h = h + _dense(cfg.dim, ("mlp", "embed"), "camera_proj", cfg.dtype, cfg.param_dtype,
+                     kernel_init=nn.initializers.zeros_init())(camera).astype(f32)
+    attn_out, q, k = WanAttention(cfg, name="attn1")(h.astype(cfg.dtype), rope=(rope_cos, rope_sin))
+    if cfg.camera_mode == "recammaster":
+      attn_out = _dense(cfg.dim, ("heads", "embed"), "projector", cfg.dtype, cfg.param_dtype,
+                        kernel_init=_identity_init)(attn_out)
+    x = (x.astype(f32) + attn_out.astype(f32) * gate).astype(cfg.dtype)
+
+    # 2. Cross-attention to the text, affine LayerNorm, no gate.
+    if cfg.cross_attn_norm:
+      h = nn.LayerNorm(epsilon=cfg.eps, use_fast_variance=False, dtype=f32, param_dtype=cfg.param_dtype,
+                       scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("embed",)),
+                       name="norm2")(x.astype(f32)).astype(cfg.dtype)
+    else:
+      h = x
+    x = x + WanAttention(cfg, name="attn2")(h, context=context)[0]
+
+    # 3. Modulated GELU(tanh) FFN.
+    h = (_layer_norm(x, cfg.eps) * (1.0 + c_scale) + c_shift).astype(cfg.dtype)
+    h = _dense(cfg.ffn_dim, ("embed", "mlp"), "ffn_in", cfg.dtype, cfg.param_dtype)(h)
+    h = _dense(cfg.dim, ("mlp", "embed"), "ffn_out", cfg.dtype, cfg.param_dtype)(nn.gelu(h, approximate=True))
+    x = (x.astype(f32) + h.astype(f32) * c_gate).astype(cfg.dtype)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return x, q, k
+
+
+def _block_class(config: WanConfig):
+  if config.remat_policy == "none":
+    return WanBlock
+  return nn.remat(WanBlock, policy=_remat_policies()[config.remat_policy], prevent_cse=not config.scan_layers)
+
+
+class _ScanStep(nn.Module):
+  """Scan body: one (rematerialised) block plus the per-probe q/k buffers in the carry."""
+  config: WanConfig
+  probe_layers: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, carry, context, tproj, rope_cos, rope_sin, camera):
+    x, step, q_bufs, k_bufs = carry
+    x, q, k = _block_class(self.config)(self.config, name="block")(x, context, tproj, rope_cos, rope_sin, camera)
+    q_bufs = tuple(jnp.where(step == layer, q, buf) for layer, buf in zip(self.probe_layers, q_bufs))
+    k_bufs = tuple(jnp.where(step == layer, k, buf) for layer, buf in zip(self.probe_layers, k_bufs))
+    return (x, step + 1, q_bufs, k_bufs), None
+
+
+def timestep_sinusoid(timestep: jnp.ndarray, dim: int) -> jnp.ndarray:
+  """Wan's sinusoidal timestep embedding ``[cos | sin]``, ``(B,) → (B, dim)`` float32.
+
+  Frequencies ``exp(−ln(10000)·i/(dim/2))``, ``i = 0..dim/2−1`` (diffusers ``Timesteps`` with
+  ``flip_sin_to_cos=True, downscale_freq_shift=0``; Wan ``sinusoidal_embedding_1d``).
+  """
+  half = dim // 2
+  freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
+  args = timestep.astype(jnp.float32)[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+def _shape_error(argument: str, got: Any, expected: Any) -> ValueError:
+  return ValueError(f"WanDiT: {argument} has shape {tuple(got)}, expected {expected}")
+
+
+CAMERA_KEYS = {
+    "recammaster": ("target_cam_to_world", "reference_cam_to_world"),
+    "plucker": ("target_intrinsics", "target_cam_to_world", "reference_intrinsics", "reference_cam_to_world"),
+}
+
+
+class WanDiT(nn.Module):
+  """Camera-conditioned Wan2.1 DiT (module docstring). ``config``: a ``WanConfig``."""
+  config: WanConfig
+
+  def _validate(self, latents, timestep, context, reference_latents, cameras, probe_layers):
+    cfg = self.config
+    if latents.ndim != 5 or latents.shape[-1] != cfg.in_channels:
+      raise _shape_error("latents", latents.shape, f"(B, F, H, W, {cfg.in_channels})")
+    b, f, h, w, _ = latents.shape
+    if any(s % p for s, p in zip((f, h, w), cfg.patch_size)):
+      raise _shape_error("latents", latents.shape,
+                         f"(B, F, H, W, C) with (F, H, W) divisible by patch_size {cfg.patch_size}")
+    if timestep.shape != (b,):
+      raise _shape_error("timestep", timestep.shape, f"({b},)")
+    if context.ndim != 3 or context.shape[0] != b or context.shape[2] != cfg.text_dim:
+      raise _shape_error("context", context.shape, f"({b}, L, {cfg.text_dim})")
+    if reference_latents is not None and reference_latents.shape != latents.shape:
+      raise _shape_error("reference_latents", reference_latents.shape, f"{tuple(latents.shape)} (same as latents)")
+    for layer in probe_layers:
+      if not 0 <= int(layer) < cfg.num_layers:
+        raise ValueError(f"WanDiT: probe_layers entry {layer} out of range, expected 0 <= layer < {cfg.num_layers}")
+    if cfg.camera_mode == "none":
+      if cameras is not None:
+        raise ValueError("WanDiT: cameras were given but config.camera_mode is 'none'")
+      return
+    if cameras is None:
+      raise ValueError(f"WanDiT: cameras is None but config.camera_mode is {cfg.camera_mode!r}; expected a dict "
+                       f"with keys {CAMERA_KEYS[cfg.camera_mode]}")
+    frames = f * cfg.frames_per_latent
+    for key in CAMERA_KEYS[cfg.camera_mode]:
+      if key not in cameras:
+        raise ValueError(f"WanDiT: cameras lacks {key!r}; expected keys {CAMERA_KEYS[cfg.camera_mode]}")
+      trailing = (3, 3) if key.endswith("intrinsics") else (4, 4)
+      expected = (b, frames) + trailing
+      if tuple(cameras[key].shape) != expected:
+        raise _shape_error(f"cameras[{key!r}]", cameras[key].shape,
+                           f"{expected} (Tc = F·frames_per_latent = {f}·{cfg.frames_per_latent})")
+
+  @nn.compact
+  def __call__(self, latents, timestep, context, *, reference_latents=None, cameras=None,
+               probe_layers: Sequence[int] = ()):
+    """Predicts the flow-matching velocity of the target latents.
+
+    Args:
+      latents: ``(B, F, H, W, C_in)`` noisy target latents, channels-last.
+      timestep: ``(B,)`` diffusion time ``1000·σ`` in ``[0, 1000]``.
+      context: ``(B, L, text_dim)`` text embeddings (zero-padded to 512 tokens in Wan; no mask).
+      reference_latents: ``(B, F, H, W, C_in)`` clean reference latents, or None (plain T2V).
+      cameras: None (``camera_mode="none"``) or a dict of ``(B, Tc, 3, 3)`` pixel intrinsics
+        ``target_intrinsics``/``reference_intrinsics`` (video of size ``(H·vae_stride, W·vae_stride)``)
+        and ``(B, Tc, 4, 4)`` OpenCV ``target_cam_to_world``/``reference_cam_to_world`` (metres),
+        ``Tc = F·frames_per_latent``. ``recammaster`` needs only the two poses. Poses are
+        re-expressed relative to ``reference_cam_to_world[:, 0]`` here.
+      probe_layers: 0-based blocks whose self-attention q/k to return.
+
+    Returns:
+      ``velocity`` ``(B, F, H, W, C_out)`` float32 for the target half; with ``probe_layers``
+      ``(velocity, {layer: {"q": (B, S, heads, head_dim), "k": ...}})`` in the compute dtype,
+      ``S`` = all tokens (target then reference).
+
+    Raises:
+      ValueError: naming the argument, the shape received and the shape expected, for wrong ranks
+        or shapes, latents not divisible by the patch, camera frame counts other than
+        ``F·frames_per_latent``, missing cameras, or probe layers out of range.
+    """
+    cfg = self.config
+    latents = jnp.asarray(latents)
+    timestep = jnp.asarray(timestep)
+    context = jnp.asarray(context)
+    if reference_latents is not None:
+      reference_latents = jnp.asarray(reference_latents)
+    probe_layers = tuple(sorted({int(p) for p in probe_layers}))
+    self._validate(latents, timestep, context, reference_latents, cameras, probe_layers)
+    b, f_lat, h_lat, w_lat, _ = latents.shape
+    gf, gh, gw = token_grid(cfg, latents.shape)
+    n_view = gf * gh * gw
+    dt, f32 = cfg.dtype, jnp.float32
+
+    # Patchify both views with the same Conv3d; tokens [target | reference].
+    patch = nn.Conv(cfg.dim, kernel_size=cfg.patch_size, strides=cfg.patch_size, padding="VALID", dtype=dt,
+                    param_dtype=cfg.param_dtype, name="patch_embedding",
+                    kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(),
+                                                             (None, None, None, None, "embed")),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("embed",)))
+    views = [latents] if reference_latents is None else [latents, reference_latents]
+    x = jnp.concatenate([patch(v.astype(dt)).reshape(b, n_view, cfg.dim) for v in views], axis=1)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+    positions = rope_lib.token_positions(gf, gh, gw, with_reference=reference_latents is not None,
+                                         rope_mode=cfg.rope_mode)
+    cos, sin = (jnp.asarray(a) for a in rope_lib.rope_angles(positions, cfg.head_dim, cfg.rope_theta))
+
+    # Time and text embeddings (time path in float32).
+    dense32 = lambda n, name, axes: _dense(n, axes, name, f32, cfg.param_dtype)
+    temb = dense32(cfg.dim, "time_embedding_0", (None, "embed"))(timestep_sinusoid(timestep, cfg.freq_dim))
+    temb = dense32(cfg.dim, "time_embedding_2", ("mlp", "embed"))(nn.silu(temb))
+    tproj = dense32(6 * cfg.dim, "time_projection", ("embed", "mlp"))(nn.silu(temb)).reshape(b, 6, cfg.dim)
+    ctx = _dense(cfg.dim, (None, "embed"), "text_embedding_0", dt, cfg.param_dtype)(context.astype(dt))
+    ctx = _dense(cfg.dim, ("mlp", "embed"), "text_embedding_2", dt, cfg.param_dtype)(nn.gelu(ctx, approximate=True))
+
+    # Camera conditioning → a per-token input of every block.
+    cam = None
+    if cfg.camera_mode == "recammaster":
+      feats = camera_lib.recammaster_pose_features(cameras["target_cam_to_world"], cameras["reference_cam_to_world"],
+                                                   cfg.frames_per_latent)  # (B, F, 12)
+      frame_of_token = np.repeat(np.arange(gf), gh * gw)
+      frame_of_token = np.tile(frame_of_token, len(views))  # target pose repeated onto the reference half
+      cam = feats[:, frame_of_token].astype(dt)
+    elif cfg.camera_mode == "plucker":
+      encoder = camera_lib.PluckerPatchEncoder(cfg.dim, cfg.patch_size, dtype=dt, param_dtype=cfg.param_dtype,
+                                               name="camera_encoder")
+      prefixes = ["target"] if reference_latents is None else ["target", "reference"]
+      cam = jnp.concatenate([
+          encoder(camera_lib.plucker_latent_maps(
+              cameras[f"{p}_intrinsics"], cameras[f"{p}_cam_to_world"], cameras["reference_cam_to_world"],
+              h_lat, w_lat, cfg.vae_stride, cfg.frames_per_latent)) for p in prefixes], axis=1)
+
+    # Blocks.
+    probes = {}
+    if cfg.scan_layers:
+      q_shape = (b, x.shape[1], cfg.num_heads, cfg.head_dim)
+      bufs = tuple(jnp.zeros(q_shape, dt) for _ in probe_layers)
+      scan = nn.scan(_ScanStep, variable_axes={"params": 0}, split_rngs={"params": True},
+                     in_axes=(nn.broadcast,) * 5, length=cfg.num_layers,
+                     metadata_params={nn.PARTITION_NAME: "layers"})
+      (x, _, q_bufs, k_bufs), _ = scan(cfg, probe_layers, name="blocks")(
+          (x, jnp.zeros((), jnp.int32), bufs, bufs), ctx, tproj, cos, sin, cam)
+      probes = {layer: {"q": q, "k": k} for layer, q, k in zip(probe_layers, q_bufs, k_bufs)}
+    else:
+      block_cls = _block_class(cfg)
+      for i in range(cfg.num_layers):
+        x, q, k = block_cls(cfg, name=f"blocks_{i}")(x, ctx, tproj, cos, sin, cam)
+        if i in probe_layers:
+          probes[i] = {"q": q, "k": k}
+
+    # Output head on the target tokens, unpatchify.
+    table = self.param("scale_shift_table", nn.with_logical_partitioning(
+        nn.initializers.normal(1.0 / math.sqrt(cfg.dim)), (None, None, "embed")), (1, 2, cfg.dim), cfg.param_dtype)
+    mod = table.astype(f32) + temb[:, None, :]
+    shift, scale = mod[:, 0:1], mod[:, 1:2]
+    y = (_layer_norm(x[:, :n_view], cfg.eps) * (1.0 + scale) + shift).astype(dt)
+    pt, ph, pw = cfg.patch_size
+    y = _dense(pt * ph * pw * cfg.out_channels, ("embed", None), "proj_out", dt, cfg.param_dtype)(y)
+    y = y.reshape(b, gf, gh, gw, pt, ph, pw, cfg.out_channels)
+    y = jnp.transpose(y, (0, 1, 4, 2, 5, 3, 6, 7)).reshape(b, f_lat, h_lat, w_lat, cfg.out_channels)
+    velocity = y.astype(f32)
+    if probe_layers:
+      return velocity, probes
+    return velocity
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers for callers.
+
+
+def example_inputs(config: WanConfig, *, batch_size: int = 1, latent_shape: Sequence[int] = (2, 4, 6),
+                   context_length: int = 8, with_reference: bool = True, seed: int = 0) -> dict[str, Any]:
+  """Random valid ``WanDiT`` inputs (e.g. for ``init``), as keyword arguments.
+
+  Args:
+    config: the model config (decides channels, camera keys, frame packing).
+    batch_size: ``B``.
+    latent_shape: ``(F, H, W)`` latent grid of one view.
+    context_length: text tokens ``L``.
+    with_reference: include ``reference_latents`` (cameras are always built when the mode needs them).
+    seed: NumPy seed.
+
+  Returns:
+    dict with ``latents, timestep, context`` (+ ``reference_latents``, ``cameras``) as float32
+    NumPy arrays; cameras orbit a point 4 m in front of the reference camera.
+  """
+  rng = np.random.default_rng(seed)
+  f, h, w = latent_shape
+  out: dict[str, Any] = {
+      "latents": rng.standard_normal((batch_size, f, h, w, config.in_channels)).astype(np.float32),
+      "timestep": rng.uniform(0, 1000, (batch_size,)).astype(np.float32),
+      "context": rng.standard_normal((batch_size, context_length, config.text_dim)).astype(np.float32),
+  }
+  if with_reference:
+    out["reference_latents"] = rng.standard_normal((batch_size, f, h, w, config.in_channels)).astype(np.float32)
+  if config.camera_mode != "none":
+    from mvtrack_jax.geometry import intrinsics_from_fov, invert_rigid, look_at  # pylint: disable=g-import-not-at-top
+    frames = f * config.frames_per_latent
+    height, width = h * config.vae_stride, w * config.vae_stride
+    k = np.broadcast_to(intrinsics_from_fov(height, width, 60.0), (batch_size, frames, 3, 3)).astype(np.float32)
+    def orbit(start):
+      angles = start + np.linspace(0.0, 0.3, frames) + rng.uniform(-0.05, 0.05, (batch_size, 1))
+      eye = np.stack([4 * np.sin(angles), np.zeros_like(angles), 4 - 4 * np.cos(angles)], -1)
+      return invert_rigid(look_at(eye, np.broadcast_to([0.0, 0.0, 4.0], eye.shape))).astype(np.float32)
+    out["cameras"] = {"target_intrinsics": k, "reference_intrinsics": k.copy(),
+                      "target_cam_to_world": orbit(0.4), "reference_cam_to_world": orbit(0.0)}
+  return out
+
+
+def _unboxed(params):
+  return nn.meta.unbox(params)
+
+
+def stack_block_params(params: Mapping[str, Any], num_layers: int) -> dict[str, Any]:
+  """Unscanned params (``blocks_0 … blocks_{N−1}``) → scanned layout (``blocks/block``, leading axis N).
+
+  Raises:
+    ValueError: when a ``blocks_i`` entry is missing or a ``blocks`` entry already exists.
+  """
+  params = dict(_unboxed(params))
+  missing = [f"blocks_{i}" for i in range(num_layers) if f"blocks_{i}" not in params]
+  if missing or "blocks" in params:
+    raise ValueError(f"stack_block_params: expected unscanned params with blocks_0..blocks_{num_layers - 1}; "
+                     f"missing {missing}, has 'blocks': {'blocks' in params}")
+  layers = [params.pop(f"blocks_{i}") for i in range(num_layers)]
+  params["blocks"] = {"block": jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
+  return params
+
+
+def unstack_block_params(params: Mapping[str, Any]) -> dict[str, Any]:
+  """Scanned params (``blocks/block`` with leading layer axis) → ``blocks_0 … blocks_{N−1}``.
+
+  Raises:
+    ValueError: when ``params`` has no ``blocks/block`` entry.
+  """
+  params = dict(_unboxed(params))
+  if "blocks" not in params or "block" not in params["blocks"]:
+    raise ValueError(f"unstack_block_params: expected scanned params with 'blocks/block'; got keys {sorted(params)}")
+  stacked = params.pop("blocks")["block"]
+  num_layers = jax.tree.leaves(stacked)[0].shape[0]
+  for i in range(num_layers):
+    params[f"blocks_{i}"] = jax.tree.map(lambda a, i=i: a[i], stacked)
+  return params
+
+
+def count_params(params: Any) -> int:
+  """Number of scalars in a params tree (arrays, boxed arrays or ``ShapeDtypeStruct``s)."""
+  return int(sum(math.prod(x.shape) for x in jax.tree.leaves(_unboxed(params))))

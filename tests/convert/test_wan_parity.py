@@ -1,0 +1,193 @@
+"""Parity of the JAX Wan2.1 DiT with diffusers ``WanTransformer3DModel`` (torch, CPU, float32).
+
+Tiny random diffusers models (every parameter re-randomised: diffusers zero/one-initialises some)
+are converted with ``load_diffusers_transformer`` and must match PyTorch to
+``max|err| ≤ 1e-4 · max|ref|`` for every attention backend (DESIGN.md §4.1).
+"""
+
+import dataclasses
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+from mvtrack_jax.convert import wan as convert  # noqa: E402
+from mvtrack_jax.models import wan  # noqa: E402
+
+CASES = {
+    # head_dim 16: RoPE bands 8/4/4; odd frame count; non-square; out != in channels.
+    "p122_h2_d16": dict(model=dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4,
+                                   out_channels=6, text_dim=24, freq_dim=32, ffn_dim=40, num_layers=2),
+                        latent=(3, 4, 6)),
+    # head_dim 20 (not divisible by 6: bands 8/6/6); temporal patch 2; no cross-attention norm.
+    "p222_h3_d20": dict(model=dict(patch_size=(2, 2, 2), num_attention_heads=3, attention_head_dim=20, in_channels=5,
+                                   out_channels=5, text_dim=16, freq_dim=16, ffn_dim=36, num_layers=2,
+                                   cross_attn_norm=False),
+                        latent=(4, 6, 4)),
+}
+
+
+def _random_diffusers(model_kwargs, seed):
+  torch.manual_seed(seed)
+  model = diffusers.WanTransformer3DModel(**model_kwargs).eval()
+  gen = torch.Generator().manual_seed(seed + 1)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if p.ndim >= 2 and "scale_shift_table" not in name:
+        p.copy_(torch.randn(p.shape, generator=gen) / np.sqrt(p[0].numel()))
+      elif name.endswith("norm_q.weight") or name.endswith("norm_k.weight") or name.endswith("norm2.weight"):
+        p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+      else:
+        p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+  return model
+
+
+def _inputs(model_kwargs, latent, seed, batch=2, text_len=7):
+  rng = np.random.default_rng(seed)
+  f, h, w = latent
+  latents = rng.standard_normal((batch, f, h, w, model_kwargs["in_channels"])).astype(np.float32)
+  timestep = np.array([137.5, 901.0][:batch], np.float32)
+  context = rng.standard_normal((batch, text_len, model_kwargs["text_dim"])).astype(np.float32)
+  return latents, timestep, context
+
+
+def _reference(model, latents, timestep, context):
+  with torch.no_grad():
+    out = model(torch.from_numpy(np.transpose(latents, (0, 4, 1, 2, 3))).contiguous(), torch.from_numpy(timestep),
+                torch.from_numpy(context), return_dict=False)[0]
+  return np.transpose(out.numpy(), (0, 2, 3, 4, 1))
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+  spec = CASES[request.param]
+  model = _random_diffusers(spec["model"], seed=len(request.param))
+  inputs = _inputs(spec["model"], spec["latent"], seed=3)
+  state_dict = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+  return dict(config=dict(model.config), state_dict=state_dict, inputs=inputs, ref=_reference(model, *inputs))
+
+
+@pytest.mark.parametrize("backend", ["einsum", "dot_product", "splash"])
+def test_velocity_matches_diffusers(case, backend):
+  module, params = convert.load_diffusers_transformer(case["state_dict"], case["config"], attention_backend=backend)
+  out = np.asarray(jax.jit(module.apply)({"params": params}, *case["inputs"]))
+  ref = case["ref"]
+  assert out.shape == ref.shape and out.dtype == np.float32
+  err = np.abs(out - ref).max()
+  assert err <= 1e-4 * np.abs(ref).max(), (backend, err, np.abs(ref).max())
+
+
+def _to_original(state_dict):
+  """diffusers names → original Wan2.1 names (an independent hand-written table)."""
+  table = [("condition_embedder.text_embedder.linear_1.", "text_embedding.0."),
+           ("condition_embedder.text_embedder.linear_2.", "text_embedding.2."),
+           ("condition_embedder.time_embedder.linear_1.", "time_embedding.0."),
+           ("condition_embedder.time_embedder.linear_2.", "time_embedding.2."),
+           ("condition_embedder.time_proj.", "time_projection.1."), ("proj_out.", "head.head."),
+           (".attn1.to_out.0.", ".self_attn.o."), (".attn2.to_out.0.", ".cross_attn.o."),
+           (".attn1.to_", ".self_attn."), (".attn2.to_", ".cross_attn."), (".attn1.", ".self_attn."),
+           (".attn2.", ".cross_attn."), (".norm2.", ".norm3."), (".ffn.net.0.proj.", ".ffn.0."),
+           (".ffn.net.2.", ".ffn.2.")]
+  out = {}
+  for name, value in state_dict.items():
+    new = name
+    if name == "scale_shift_table":
+      new = "head.modulation"
+    elif re.fullmatch(r"blocks\.\d+\.scale_shift_table", name):
+      new = name.replace("scale_shift_table", "modulation")
+    else:
+      for a, b in table:
+        if a in new:
+          new = new.replace(a, b)
+          break
+    out["model.diffusion_model." + new] = value
+  return out
+
+
+def test_original_names_give_same_params(case):
+  cfg = convert.config_from_diffusers(case["config"])
+  from_diffusers = convert.convert_state_dict(case["state_dict"], cfg)
+  original = _to_original(case["state_dict"])
+  assert any(".self_attn.q." in k for k in original) and any(".norm3." in k for k in original) or (
+      not cfg.cross_attn_norm)
+  module, from_original = convert.load_original_transformer(original, head_dim=cfg.head_dim)
+  assert module.config == cfg
+  jax.tree.map(np.testing.assert_array_equal, from_diffusers, from_original)
+
+
+def test_scanned_params_convert_both_ways_and_match(case):
+  module, params = convert.load_diffusers_transformer(case["state_dict"], case["config"], scan_layers=True,
+                                                      remat_policy="full")
+  out = np.asarray(jax.jit(module.apply)({"params": params}, *case["inputs"]))
+  ref = case["ref"]
+  assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+  unscanned = wan.unstack_block_params(params)
+  _, direct = convert.load_diffusers_transformer(case["state_dict"], case["config"])
+  jax.tree.map(np.testing.assert_array_equal, unscanned, direct)
+  restacked = wan.stack_block_params(unscanned, module.config.num_layers)
+  jax.tree.map(np.testing.assert_array_equal, restacked, params)
+
+
+def test_bad_state_dicts_list_the_keys(case):
+  sd = dict(case["state_dict"])
+  sd["blocks.0.attn1.extra.weight"] = np.zeros(3, np.float32)
+  del sd["proj_out.bias"]
+  sd["blocks.1.ffn.net.2.weight"] = sd["blocks.1.ffn.net.2.weight"][:, :-1]
+  with pytest.raises(ValueError) as info:
+    convert.load_diffusers_transformer(sd, case["config"])
+  msg = str(info.value)
+  assert "blocks.0.attn1.extra.weight" in msg and "proj_out.bias" in msg and "blocks.1.ffn.net.2.weight" in msg
+
+
+def test_safetensors_single_sharded_and_bf16(case, tmp_path):
+  import json
+  import ml_dtypes
+  from safetensors.numpy import save_file
+  sd = case["state_dict"]
+  names = sorted(sd)
+  save_file({k: sd[k] for k in names}, str(tmp_path / "model.safetensors"))
+  loaded = convert.load_safetensors(tmp_path / "model.safetensors")
+  assert sorted(loaded) == names and all(np.array_equal(loaded[k], sd[k]) for k in names)
+  shard_dir = tmp_path / "sharded"
+  shard_dir.mkdir()
+  halves = [names[: len(names) // 2], names[len(names) // 2:]]
+  weight_map = {}
+  for i, part in enumerate(halves):
+    fname = f"model-{i + 1:05d}-of-00002.safetensors"
+    save_file({k: sd[k] for k in part}, str(shard_dir / fname))
+    weight_map.update({k: fname for k in part})
+  (shard_dir / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+  loaded = convert.load_safetensors(shard_dir)
+  assert sorted(loaded) == names and all(np.array_equal(loaded[k], sd[k]) for k in names)
+  # BF16 (NumPy has no bfloat16): written through torch's safetensors writer, read back without torch.
+  from safetensors.torch import save_file as save_torch
+  save_torch({"a": torch.tensor([[1.5, -2.25], [3.0, 0.1]], dtype=torch.bfloat16), "b": torch.arange(3)},
+             str(tmp_path / "bf16.safetensors"))
+  loaded = convert.load_safetensors(tmp_path / "bf16.safetensors")
+  expected = np.array([[1.5, -2.25], [3.0, 0.1]], np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+  np.testing.assert_array_equal(loaded["a"], expected)
+  np.testing.assert_array_equal(loaded["b"], np.arange(3))
+  with pytest.raises(FileNotFoundError, match="nope"):
+    convert.load_safetensors(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("preset", ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b"])
+def test_preset_parameter_counts_match_pytorch(preset):
+  cfg = wan.get_config(preset, camera_mode="none", scan_layers=True)
+  inputs = wan.example_inputs(cfg, latent_shape=(1, 2, 2), context_length=1, with_reference=False)
+  shapes = jax.eval_shape(lambda: wan.WanDiT(cfg).init(jax.random.key(0), **inputs))
+  ours = wan.count_params(shapes["params"])
+  with torch.device("meta"):
+    ref = diffusers.WanTransformer3DModel(
+        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=cfg.cross_attn_norm, eps=cfg.eps)
+  theirs = sum(p.numel() for p in ref.parameters())
+  assert ours == theirs
+  expected = {"wan2.1-t2v-1.3b": (1.3e9, 1.5e9), "wan2.1-t2v-14b": (13.5e9, 14.5e9)}[preset]
+  assert expected[0] < ours < expected[1]
