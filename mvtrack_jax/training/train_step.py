@@ -63,7 +63,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
   def step(state: TrainState, batch: Mapping[str, jax.Array]):
     rng = jax.random.fold_in(base_rng, state.step)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # Zero non-finite gradients before the update so NaNs never enter the optimizer arithmetic
     # (the result is discarded anyway when not ok, but this keeps the selected branch clean).
@@ -84,7 +84,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
     metrics.update(
         loss=loss.astype(jnp.float32), grad_norm=grad_norm,
-        update_norm=optax.global_norm(updates) * ok, param_norm=optax.global_norm(params),
+        update_norm=optax.tree.norm(updates) * ok, param_norm=optax.tree.norm(params),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
         nonfinite=bad.astype(jnp.float32),
         nonfinite_consecutive=new_state.nonfinite_consecutive,

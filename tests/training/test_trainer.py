@@ -1,0 +1,197 @@
+"""Trainer infrastructure on a small stand-in task: sharding equivalence (1 vs 8 devices, 1 vs 2
+processes), exact resume (also onto another mesh), non-finite handling, frozen parameters,
+metric files and export."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import portpicker
+import pytest
+
+from mvtrack_jax import export
+from mvtrack_jax.training import mesh as mesh_lib
+from mvtrack_jax.training import metric_writers
+from mvtrack_jax.training import optimizer as optimizer_lib
+from mvtrack_jax.training import train_state as state_lib
+from mvtrack_jax.training import trainer
+from tests.training import toy_task
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LOSS_KEYS = ("loss", "loss_diff", "loss_track", "grad_norm", "param_norm")
+
+
+def _strip_timing(records):
+  return [{k: v for k, v in r.items() if k not in metric_writers.TIMING_KEYS} for r in records]
+
+
+def _run_toy(workdir, devices, mesh, *extra, dist=None):
+  args = [sys.executable, "-m", "tests.training.run_toy", str(workdir), str(devices), mesh]
+  if dist is not None:
+    args += [str(a) for a in dist]
+  env = dict(os.environ, PYTHONPATH=REPO)
+  return subprocess.Popen(args + list(extra), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def _wait(proc, timeout=240):
+  out, _ = proc.communicate(timeout=timeout)
+  assert proc.returncode == 0, out[-4000:]
+
+
+@pytest.fixture(scope="module")
+def single_device_run(tmp_path_factory):
+  """The uninterrupted reference run on one CPU device (6 steps, eval, EMA, checkpoints)."""
+  workdir = tmp_path_factory.mktemp("single")
+  trainer.train_and_evaluate(toy_task.toy_config(), str(workdir), task=toy_task.make_task())
+  return workdir
+
+
+def test_resolve_mesh_shape():
+  assert mesh_lib.resolve_mesh_shape((-1, 1, 1), 8) == (8, 1, 1)
+  assert mesh_lib.resolve_mesh_shape((2, -1, 2), 8) == (2, 2, 2)
+  with pytest.raises(ValueError, match="at most one"):
+    mesh_lib.resolve_mesh_shape((-1, -1, 1), 8)
+  with pytest.raises(ValueError, match="do not divide"):
+    mesh_lib.resolve_mesh_shape((3, -1, 1), 8)
+  with pytest.raises(ValueError, match="covers 4 devices"):
+    mesh_lib.resolve_mesh_shape((2, 2, 1), 8)
+
+
+def test_run_writes_metrics_tensorboard_checkpoints_and_learns(single_device_run):
+  records = metric_writers.read_jsonl(single_device_run / "metrics.jsonl")
+  assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+  for key in ("loss", "loss_diff", "loss_track", "loss_corr", "grad_norm", "learning_rate",
+              "steps_per_sec", "nonfinite_total"):
+    assert all(key in r for r in records), key
+  assert records[-1]["loss"] < records[0]["loss"]
+  evals = metric_writers.read_jsonl(single_device_run / "eval_metrics.jsonl")
+  assert [r["step"] for r in evals] == [3, 6] and evals[1]["loss"] < evals[0]["loss"] * 1.5
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(
+      single_device_run / "tensorboard"))
+  # keep_checkpoints=3 of saves at 2, 4, 6.
+  assert sorted(os.listdir(single_device_run / "checkpoints")) == ["2", "4", "6"]
+
+
+def test_interrupted_and_resumed_run_reproduces_metrics_exactly(single_device_run, tmp_path):
+  cfg = toy_task.toy_config(stop_after_steps=3)  # stops after step 3 (not a checkpoint step)
+  trainer.train_and_evaluate(cfg, str(tmp_path), task=toy_task.make_task())
+  assert [r["step"] for r in metric_writers.read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+  trainer.train_and_evaluate(toy_task.toy_config(), str(tmp_path), task=toy_task.make_task())
+  for name in ("metrics.jsonl", "eval_metrics.jsonl"):
+    assert _strip_timing(metric_writers.read_jsonl(tmp_path / name)) == _strip_timing(
+        metric_writers.read_jsonl(single_device_run / name)), name
+
+
+def test_jsonl_lines_after_restored_step_are_dropped_on_resume(single_device_run, tmp_path):
+  # A run killed after logging step 5 but whose newest checkpoint is step 4.
+  cfg = toy_task.toy_config(stop_after_steps=5, checkpoint_every_steps=4)
+  trainer.train_and_evaluate(cfg, str(tmp_path), task=toy_task.make_task())
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(tmp_path / "checkpoints" / "5")
+  trainer.train_and_evaluate(toy_task.toy_config(checkpoint_every_steps=4), str(tmp_path),
+                             task=toy_task.make_task())
+  assert _strip_timing(metric_writers.read_jsonl(tmp_path / "metrics.jsonl")) == _strip_timing(
+      metric_writers.read_jsonl(single_device_run / "metrics.jsonl"))
+
+
+def test_eight_devices_and_resume_onto_another_mesh_match_one_device(single_device_run,
+                                                                     tmp_path):
+  ref = metric_writers.read_jsonl(single_device_run / "metrics.jsonl")
+  # Same steps on 8 fake devices, mesh data×fsdp×tensor = 2×2×2.
+  _wait(_run_toy(tmp_path / "mesh8", 8, "2,2,2"))
+  got = metric_writers.read_jsonl(tmp_path / "mesh8" / "metrics.jsonl")
+  # Resume a 1-device checkpoint (step 2) on a 4-device 1×2×2 mesh.
+  trainer.train_and_evaluate(toy_task.toy_config(stop_after_steps=2), str(tmp_path / "moved"),
+                             task=toy_task.make_task())
+  _wait(_run_toy(tmp_path / "moved", 4, "1,2,2"))
+  moved = metric_writers.read_jsonl(tmp_path / "moved" / "metrics.jsonl")
+  for records in (got, moved):
+    assert [r["step"] for r in records] == [r["step"] for r in ref]
+    for a, b in zip(ref, records):
+      for k in LOSS_KEYS:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=f"{k} step {a['step']}")
+
+
+def test_two_processes_match_one_process_with_four_devices(tmp_path):
+  port = portpicker.pick_unused_port()
+  procs = [_run_toy(tmp_path / "two", 2, "-1,2,1", dist=(f"127.0.0.1:{port}", 2, i))
+           for i in range(2)]
+  one = _run_toy(tmp_path / "one", 4, "-1,2,1")
+  for p in procs + [one]:
+    _wait(p)
+  a = metric_writers.read_jsonl(tmp_path / "one" / "metrics.jsonl")
+  b = metric_writers.read_jsonl(tmp_path / "two" / "metrics.jsonl")  # process 0 only writes
+  assert len(a) == len(b) == 6
+  for x, y in zip(a, b):
+    for k in LOSS_KEYS:
+      np.testing.assert_allclose(y[k], x[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_nonfinite_step_is_skipped_counted_and_run_continues(tmp_path):
+  # Global batch 8: step 3 (examples 16..23) has one NaN example.
+  cfg = toy_task.toy_config(num_train_steps=4, checkpoint_every_steps=0, eval_every_steps=0,
+                            ema_decay=0.0)
+  trainer.train_and_evaluate(cfg, str(tmp_path), task=toy_task.make_task(poison={17}))
+  records = metric_writers.read_jsonl(tmp_path / "metrics.jsonl")
+  assert [r["nonfinite"] for r in records] == [0.0, 0.0, 1.0, 0.0]
+  assert [r["nonfinite_total"] for r in records] == [0, 0, 1, 1]
+  assert records[2]["loss"] == "nan" and records[2]["update_norm"] == 0.0
+  # The skipped step left the parameters unchanged.
+  assert records[2]["param_norm"] == records[1]["param_norm"]
+  assert np.isfinite(records[3]["loss"])
+
+
+def test_consecutive_nonfinite_steps_stop_the_run_keeping_last_good_checkpoint(tmp_path):
+  poison = {8 * s + 1 for s in range(2, 6)}  # steps 3, 4, 5, 6 all poisoned
+  cfg = toy_task.toy_config(num_train_steps=8, checkpoint_every_steps=2, eval_every_steps=0,
+                            max_consecutive_nonfinite=3)
+  with pytest.raises(trainer.NonFiniteError, match="3 consecutive"):
+    trainer.train_and_evaluate(cfg, str(tmp_path), task=toy_task.make_task(poison=poison))
+  steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
+  assert steps[-1] <= 4  # nothing saved after the run went bad at step 5
+
+
+def test_frozen_params_have_no_optimizer_state_and_stay_fixed(tmp_path):
+  cfg = toy_task.toy_config(**{"optimizer.trainable_patterns": ("^head/",)})
+  tx, _ = optimizer_lib.make_optimizer(cfg.optimizer, 10)
+  task = toy_task.make_task()
+  abstract, _ = state_lib.state_shardings(task.init_params, tx, use_ema=False,
+                                          mesh=mesh_lib.make_mesh(), rules=toy_task.RULES)
+  n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
+  n_head = sum(x.size for x in jax.tree.leaves(abstract.params["head"]))
+  n_opt = sum(x.size for x in jax.tree.leaves(abstract.opt_state) if x.ndim)
+  assert n_opt == 2 * n_head < 2 * n_params  # Adam mu + nu of the head only.
+  trainer.train_and_evaluate(cfg, str(tmp_path), task=task)
+  _, trees = __import__("mvtrack_jax.training.checkpointing", fromlist=["x"]).restore_params_to_host(
+      tmp_path / "checkpoints")
+  init = jax.jit(task.init_params)(trainer.base_keys(0)[0])
+  init = jax.tree.map(lambda x: getattr(x, "value", x), init,
+                      is_leaf=lambda x: hasattr(x, "value"))
+  np.testing.assert_array_equal(trees["params"]["body"]["kernel"], init["body"]["kernel"])
+  assert not np.allclose(trees["params"]["head"]["kernel"], init["head"]["kernel"])
+  with pytest.raises(ValueError, match="match no parameter"):
+    optimizer_lib.trainable_labels(abstract.params, ("^nothing$",))
+
+
+def test_export_round_trip(single_device_run, tmp_path):
+  info = export.export(str(single_device_run), str(tmp_path / "exp"), dtype="bfloat16",
+                       use_ema=True)
+  assert info["step"] == 6 and info["num_params"] == 8 * 32 + 32 + 32 * 4 + 4
+  params, config, _ = export.load_exported(str(tmp_path / "exp"))
+  _, host = __import__("mvtrack_jax.training.checkpointing", fromlist=["x"]).restore_params_to_host(
+      single_device_run / "checkpoints", keys=("ema_params",))
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(host["ema_params"])):
+    assert a.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(a, np.asarray(b).astype(jnp.bfloat16))
+  assert config.num_train_steps == 6
+  # The exported weights run the model (loss as the trained params, up to bf16 rounding).
+  batch = toy_task.example(5)
+  loss, _ = toy_task.loss_fn(jax.tree.map(lambda x: x.astype(jnp.float32), params),
+                             {k: v[None] for k, v in batch.items()}, jax.random.key(0))
+  assert np.isfinite(loss)
+  with pytest.raises(FileExistsError):
+    export.export(str(single_device_run), str(tmp_path / "exp"))
