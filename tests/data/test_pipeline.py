@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import grain
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import schema
+from mvtrack_jax.data import synthetic
+from mvtrack_jax.data import textures
 from mvtrack_jax.geometry import cameras as geometry
 from tests.data.test_readers import tiny_record
 
@@ -16,9 +19,24 @@ CONFIG = pipeline.PipelineConfig(batch_size=2, num_frames=4, frame_stride=1, hei
                                  num_query_points=12, read_threads=1, prefetch_buffer_size=2)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _textures_loaded_outside_pytest_skip():
+  """Loads the renderer's textures once with PYTEST_CURRENT_TEST unset.
+
+  scikit-image calls ``pytest.skip`` (not an ``Exception``) when an image needing a download is
+  requested under pytest, which would skip these tests instead of falling back to the offline images.
+  """
+  saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+  try:
+    textures.load_textures()
+  finally:
+    if saved is not None:
+      os.environ["PYTEST_CURRENT_TEST"] = saved
+
+
 @pytest.fixture(scope="module")
 def records():
-  return [tiny_record(seed=i, num_views=3, num_frames=6, height=32, width=32, num_tracks=32) for i in range(4)]
+  return [synthetic.render_scene(i, num_views=3, num_frames=6, height=32, width=32, num_tracks=32) for i in range(4)]
 
 
 def _batches(iterator, n):
@@ -42,8 +60,10 @@ def test_batch_shapes_dtypes_and_reference_identity(records):
   assert batch["track_mask"].any()
 
 
-def test_geometry_consistent_after_resize_and_crop():
-  rec = tiny_record(seed=5, num_views=3, num_frames=6, height=48, width=64, num_tracks=64)
+@pytest.mark.parametrize("make_record", [synthetic.render_scene, lambda seed, **kw: tiny_record(seed=seed, **kw)],
+                         ids=["render_scene", "tiny_record"])
+def test_geometry_consistent_after_resize_and_crop(make_record):
+  rec = make_record(5, num_views=3, num_frames=6, height=48, width=64, num_tracks=64)
   config = dataclasses.replace(CONFIG, height=32, width=24, num_query_points=40)
   checked = 0
   for i in range(6):
@@ -73,7 +93,7 @@ def test_geometry_consistent_after_resize_and_crop():
 
 
 def test_video_resize_and_crop_match_the_intrinsics():
-  rec = tiny_record(seed=1, num_views=2, num_frames=4, height=48, width=64, num_tracks=8)
+  rec = synthetic.render_scene(1, num_views=2, num_frames=4, height=48, width=64, num_tracks=8)
   ys, xs = np.mgrid[0:48, 0:64]
   ramp = np.stack([3 * xs, 4 * ys, np.zeros_like(xs)], -1).astype(np.uint8)  # value = 3·(x − 0.5) at centre x
   rec = dict(rec, video=np.broadcast_to(ramp, rec["video"].shape).copy())
