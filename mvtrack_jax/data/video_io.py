@@ -30,6 +30,11 @@ import numpy as np
 
 DEFAULT_FPS = 15.0
 _CODEC = "libx264"
+# Permission bits of newly created files (tempfile.mkstemp makes 0600 files; give the final file
+# the mode an ordinary open() would). Read once at import: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 _PIXEL_FORMAT = "yuv420p"
 
 
@@ -88,6 +93,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
+    os.chmod(tmp, _FILE_MODE)
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

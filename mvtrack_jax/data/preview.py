@@ -1,0 +1,235 @@
+"""Preview one record: a side-by-side mp4 of its views and a frame grid with its tracks drawn.
+
+Command line (``make demo`` runs the first one; it builds the synthetic dataset on first use)::
+
+  python -m mvtrack_jax.data.preview --split train --index 0 --out out/demo
+  python -m mvtrack_jax.data.preview --npz clip.npz --out out/clip
+  python -m mvtrack_jax.data.preview --multicam /data/MultiCamVideo/train/f24_aperture5/scene1 \\
+      --out out/scene1 --max_side 256 --num_frames 21
+
+Outputs in ``--out``:
+
+- ``preview.mp4``: all views side by side (``V`` panels separated by a 2-pixel gap), each frame
+  enlarged by an integer factor (nearest neighbour) so the panels are at least ``--min_side`` pixels
+  tall; H.264 / yuv420p with odd sizes padded to even (``video_io.write_video``).
+- ``tracks.png``: a grid with one row per view and one column per selected frame (up to
+  ``--grid_frames``, evenly spaced), tracks drawn with OpenCV: a solid dot where the point is
+  visible, a hollow circle where it projects into the image but is occluded; every track keeps one
+  colour in all views and frames. At most ``--max_tracks`` tracks are drawn (evenly spaced among the
+  points visible somewhere). Records without tracks (``N = 0``, e.g. MultiCamVideo) show frames only.
+
+Pixel coordinates follow the project convention (corner origin, pixel centres at +0.5), so a
+track at ``(x, y)`` is drawn at ``(s·x, s·y)`` in a panel enlarged ``s`` times.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import os
+from typing import Mapping
+
+from absl import app
+from absl import flags
+import cv2
+import numpy as np
+
+from mvtrack_jax.data import readers
+from mvtrack_jax.data import schema
+from mvtrack_jax.data import video_io
+
+_GAP = 2  # pixels between panels
+_HEADER = 14  # pixels of the label strip above each grid cell
+_SHIFT = 4  # OpenCV sub-pixel bits for drawing
+FLAGS = flags.FLAGS
+
+
+def track_colors(num_tracks: int) -> np.ndarray:
+  """``(N, 3)`` uint8 RGB colours, distinct hues (golden-ratio steps), one per track index."""
+  hues = (np.arange(num_tracks) * 0.618033988749895) % 1.0
+  return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.9, 1.0)] for h in hues], np.uint8).reshape(-1, 3)
+
+
+def upscale_factor(height: int, min_side: int) -> int:
+  """Smallest integer factor ``s >= 1`` with ``s · height >= min_side``."""
+  return max(1, math.ceil(min_side / max(height, 1)))
+
+
+def side_by_side_video(video: np.ndarray, scale: int = 1) -> np.ndarray:
+  """``(V, T, H, W, 3)`` → ``(T, s·H, V·s·W + (V−1)·gap, 3)`` uint8 panels, nearest-neighbour enlarged."""
+  v, t, h, w, _ = video.shape
+  big = np.repeat(np.repeat(video, scale, axis=2), scale, axis=3)
+  out = np.zeros((t, h * scale, v * w * scale + (v - 1) * _GAP, 3), np.uint8)
+  for j in range(v):
+    x0 = j * (w * scale + _GAP)
+    out[:, :, x0:x0 + w * scale] = big[j]
+  return out
+
+
+def select_tracks(visible: np.ndarray, max_tracks: int) -> np.ndarray:
+  """Indices of at most ``max_tracks`` points visible somewhere, evenly spaced over the point index."""
+  n = visible.shape[-1]
+  candidates = np.flatnonzero(visible.reshape((-1, n)).any(axis=0)) if n else np.zeros((0,), np.int64)
+  if candidates.size <= max_tracks:
+    return candidates
+  return candidates[np.linspace(0, candidates.size - 1, max_tracks).round().astype(int)]
+
+
+def draw_tracks(frame: np.ndarray, tracks: np.ndarray, visible: np.ndarray, colors: np.ndarray,
+                scale: int) -> np.ndarray:
+  """Draws tracks on one ``scale``-times enlarged RGB frame (returns a new array).
+
+  Args:
+    frame: ``(s·H, s·W, 3)`` uint8.
+    tracks: ``(K, 2)`` ``(x, y)`` in the *original* frame's pixels (corner origin).
+    visible: ``(K,)`` bool: solid dot when true, hollow circle when false (only if inside the image).
+    colors: ``(K, 3)`` uint8 RGB.
+    scale: enlargement factor of ``frame``.
+  """
+  out = np.ascontiguousarray(frame.copy())
+  h, w = out.shape[:2]
+  radius = max(2, scale)
+  for (x, y), vis, color in zip(tracks, visible, colors):
+    px, py = scale * float(x), scale * float(y)
+    if not (np.isfinite(px) and np.isfinite(py)) or not (0 <= px <= w and 0 <= py <= h):
+      continue
+    # OpenCV places pixel i's centre at i; the project's corner-origin coordinate of that centre is i + 0.5.
+    center = (int(round((px - 0.5) * (1 << _SHIFT))), int(round((py - 0.5) * (1 << _SHIFT))))
+    c = tuple(int(v) for v in color)
+    if vis:
+      cv2.circle(out, center, radius << _SHIFT, c, thickness=-1, lineType=cv2.LINE_AA, shift=_SHIFT)
+    else:
+      cv2.circle(out, center, (radius + 1) << _SHIFT, c, thickness=1, lineType=cv2.LINE_AA, shift=_SHIFT)
+  return out
+
+
+def track_grid(record: Mapping[str, np.ndarray], *, grid_frames: int = 6, max_tracks: int = 48,
+               min_side: int = 128) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """The ``tracks.png`` image of a record (module docstring).
+
+  Returns:
+    ``(image, layout)``: ``image`` uint8 RGB; ``layout`` has ``frames`` (grid columns, record frame
+    indices), ``tracks`` (drawn point indices), ``scale`` (enlargement) and ``cell_origin``
+    ``(V, F, 2)`` top-left ``(x, y)`` pixel of each cell's frame in ``image``.
+  """
+  video = record["video"]
+  v, t, h, w, _ = video.shape
+  scale = upscale_factor(h, min_side)
+  frames = np.unique(np.linspace(0, t - 1, min(grid_frames, t)).round().astype(int))
+  chosen = select_tracks(record["visible"], max_tracks)
+  colors = track_colors(record["tracks"].shape[2])[chosen]
+  cell_h, cell_w = _HEADER + h * scale, w * scale
+  grid = np.full((v * cell_h + (v - 1) * _GAP, frames.size * cell_w + (frames.size - 1) * _GAP, 3), 255, np.uint8)
+  origins = np.zeros((v, frames.size, 2), int)
+  for j in range(v):
+    for c, f in enumerate(frames):
+      frame = np.repeat(np.repeat(video[j, f], scale, axis=0), scale, axis=1)
+      if chosen.size:
+        frame = draw_tracks(frame, record["tracks"][j, f, chosen], record["visible"][j, f, chosen], colors, scale)
+      y0, x0 = j * (cell_h + _GAP), c * (cell_w + _GAP)
+      grid[y0 + _HEADER:y0 + cell_h, x0:x0 + cell_w] = frame
+      cv2.putText(grid, f"view {j} t={f}", (x0 + 2, y0 + _HEADER - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1,
+                  cv2.LINE_AA)
+      origins[j, c] = (x0, y0 + _HEADER)
+  return grid, {"frames": frames, "tracks": chosen, "scale": np.array(scale), "cell_origin": origins}
+
+
+def write_preview(record: Mapping[str, np.ndarray], out_dir: str | os.PathLike[str], *, fps: float = 8.0,
+                  grid_frames: int = 6, max_tracks: int = 48, min_side: int = 128,
+                  source: str = "<record>") -> dict[str, str]:
+  """Validates a record and writes ``preview.mp4`` and ``tracks.png`` into ``out_dir``.
+
+  Returns:
+    ``{"video": path, "tracks": path}``.
+
+  Raises:
+    schema.RecordError: the record violates the schema (named ``source``).
+  """
+  record = schema.validate_record(record, source=source)
+  out_dir = os.fspath(out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  scale = upscale_factor(record["video"].shape[2], min_side)
+  video_path = os.path.join(out_dir, "preview.mp4")
+  video_io.write_video(video_path, side_by_side_video(record["video"], scale), fps=fps)
+  grid, _ = track_grid(record, grid_frames=grid_frames, max_tracks=max_tracks, min_side=min_side)
+  png_path = os.path.join(out_dir, "tracks.png")
+  with video_io.atomic_output(png_path) as tmp:
+    if not cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+      raise OSError(f"{png_path}: OpenCV could not write the PNG")
+  return {"video": video_path, "tracks": png_path}
+
+
+def load_record(*, split: str = "train", index: int = 0, npz: str | None = None, multicam: str | None = None,
+                max_side: int | None = 256, num_frames: int | None = None, data_dir: str | None = None,
+                dataset_config: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+  """Loads the record to preview: ``npz`` file, MultiCamVideo scene, or ``split[index]`` of the synthetic set.
+
+  Returns:
+    ``(record, source_name)``.
+
+  Raises:
+    ValueError: both ``npz`` and ``multicam`` given, or ``index`` out of range.
+    schema.RecordError: from the readers, naming the file and field.
+  """
+  if npz and multicam:
+    raise ValueError("give at most one of --npz and --multicam")
+  if npz:
+    record = readers.read_npz_clip(npz)
+    name = npz
+  elif multicam:
+    size = None
+    if max_side:
+      cams = readers.list_scene_cameras(multicam)
+      first = next(video_io.iter_video(os.path.join(multicam, readers.VIDEOS_DIR, f"{cams[0]}.mp4"), num_frames=1))
+      h, w = first.shape[:2]
+      factor = min(1.0, max_side / max(h, w))
+      size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    record = readers.read_multicam_scene(multicam, num_frames=num_frames, size=size)
+    name = multicam
+  else:
+    from mvtrack_jax.data import synthetic_dataset  # pylint: disable=g-import-not-at-top  # tfds import is slow
+    source = synthetic_dataset.load_split(split, data_dir=data_dir, config=dataset_config or None)
+    if not 0 <= index < len(source):
+      raise ValueError(f"--index {index} out of range: split {split!r} has {len(source)} records")
+    record = dict(source[index])
+    name = f"{split}[{index}]"
+  if num_frames is not None and not multicam:
+    record = dict(record)
+    for key in ("video", "intrinsics", "world_to_camera", "tracks", "visible", "depth"):
+      if key in record:
+        record[key] = record[key][:, :num_frames]
+    record["points_3d"] = record["points_3d"][:num_frames]
+  return record, name
+
+
+def main(argv) -> None:
+  """Entry point under ``absl.app.run`` (flags defined in the ``__main__`` block)."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  record, name = load_record(split=FLAGS.split, index=FLAGS.index, npz=FLAGS.npz, multicam=FLAGS.multicam,
+                             max_side=FLAGS.max_side, num_frames=FLAGS.num_frames, data_dir=FLAGS.data_dir,
+                             dataset_config=FLAGS.dataset_config)
+  paths = write_preview(record, FLAGS.out, fps=FLAGS.fps, grid_frames=FLAGS.grid_frames,
+                        max_tracks=FLAGS.max_tracks, min_side=FLAGS.min_side, source=name)
+  dims = schema.record_dims(record)
+  print(f"{name}: V={dims['V']} T={dims['T']} H={dims['H']} W={dims['W']} N={dims['N']}")
+  print(f"wrote {paths['video']}")
+  print(f"wrote {paths['tracks']}")
+
+
+if __name__ == "__main__":
+  # Flags are defined only when run as a program, so importing this module defines none.
+  flags.DEFINE_string("split", "train", "Synthetic dataset split (train, validation, test).")
+  flags.DEFINE_integer("index", 0, "Record index within the split.")
+  flags.DEFINE_string("npz", None, "Preview this .npz clip instead of the synthetic dataset.")
+  flags.DEFINE_string("multicam", None, "Preview this MultiCamVideo scene folder instead.")
+  flags.DEFINE_string("out", None, "Output directory for preview.mp4 and tracks.png.", required=True)
+  flags.DEFINE_string("data_dir", None, "Synthetic dataset root (default $MVTRACK_DATA_DIR or ~/.cache/...).")
+  flags.DEFINE_string("dataset_config", None, "Synthetic dataset config: default or tiny.")
+  flags.DEFINE_integer("num_frames", None, "Preview only the first frames.")
+  flags.DEFINE_integer("max_side", 256, "MultiCamVideo: decode at most this many pixels per side.")
+  flags.DEFINE_integer("min_side", 128, "Enlarge panels (integer factor) to at least this height.")
+  flags.DEFINE_integer("grid_frames", 6, "Frames (columns) in tracks.png.")
+  flags.DEFINE_integer("max_tracks", 48, "Tracks drawn in tracks.png.")
+  flags.DEFINE_float("fps", 8.0, "Frame rate of preview.mp4.")
+  app.run(main)
