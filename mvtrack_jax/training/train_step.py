@@ -38,7 +38,7 @@ def _select(ok: jax.Array, new: Any, old: Any) -> Any:
 
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, base_rng: jax.Array,
-                    ema_decay: float = 0.0
+                    ema_decay: float = 0.0, trainable: Any = None
                     ) -> Callable[[TrainState, Mapping[str, jax.Array]],
                                   tuple[TrainState, dict[str, jax.Array]]]:
   """Returns ``step(state, batch) -> (new_state, metrics)`` (not yet jitted).
@@ -49,11 +49,13 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
     schedule: learning-rate schedule, evaluated at ``state.step`` for logging.
     base_rng: key folded with the step to give each step's RNG.
     ema_decay: EMA decay in [0, 1); used only when ``state.ema_params`` is not ``None``.
+    trainable: optional bool pytree (structure of the params, ``optimizer.trainable_mask``);
+      frozen leaves enter the loss through ``jax.lax.stop_gradient`` so no weight-gradient
+      matmuls are built for them (their gradients are exact zeros). ``None``: all trainable.
 
   Returns:
     The step function. ``metrics`` holds ``loss``, every entry of the objective's metrics,
-    ``grad_norm`` (global L2 norm of all gradients, frozen ones included — they are exact
-    zeros when the objective stops their gradient, otherwise informative), ``update_norm``,
+    ``grad_norm`` (global L2 norm of the trainable parameters' gradients), ``update_norm``,
     ``param_norm``, ``learning_rate``, ``nonfinite`` (1.0 when this step was skipped),
     ``nonfinite_consecutive`` and ``nonfinite_total``.
   """
@@ -62,7 +64,12 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
 
   def step(state: TrainState, batch: Mapping[str, jax.Array]):
     rng = jax.random.fold_in(base_rng, state.step)
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    def objective(params):
+      if trainable is not None:
+        params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
+      return loss_fn(params, batch, rng)
+
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # Zero non-finite gradients before the update so NaNs never enter the optimizer arithmetic

@@ -167,8 +167,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       json.dump(checkpointing.config_to_json_dict(config), f, indent=2)
 
   train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(task.loss_fn, tx, schedule, base_rng=train_key,
-                               ema_decay=ema_decay),
+      step_lib.make_train_step(
+          task.loss_fn, tx, schedule, base_rng=train_key, ema_decay=ema_decay,
+          trainable=optimizer_lib.trainable_mask(
+              abstract_state.params, tuple(config.optimizer.trainable_patterns))),
       shardings, mesh_lib.batch_sharding(mesh), mesh, rules)
   eval_fn = task.eval_fn
   if eval_fn is None:

@@ -1,0 +1,157 @@
+r"""Benchmarks the train step: step time, tokens/s, model TFLOP, MFU, peak memory, loss overhead.
+
+``python -m mvtrack_jax.bench --config=configs/mvtrack4gen_recammaster.py
+[--baseline=configs/recammaster_diffusion_only.py] [--steps=10] [--warmup=3] [--config.x=y ...]``
+
+For each config (and the optional diffusion-only baseline) it builds the real task and the
+sharded train state on all devices, feeds one fixed random (but valid) batch — no dataset is read,
+so the figures are the model's, not the input pipeline's — compiles the jitted step, runs
+``--warmup`` steps, then times ``--steps`` steps (``block_until_ready`` on the loss) and prints:
+
+- step time (mean / min over the timed steps), compile time;
+- tokens/s (DiT tokens, target + reference, per second over all devices);
+- model TFLOP per step, analytic (``training.flops``: matmuls + S² attention + head; 3× forward)
+  and XLA's own count of the compiled step (includes remat recomputation);
+- MFU = analytic model FLOP/s ÷ (devices × bf16 peak of the device kind);
+- peak device memory (``memory_stats()['peak_bytes_in_use']``; not available on CPU);
+- with ``--baseline``: the overhead of L_track + L_corr, ``t_full / t_baseline − 1``.
+
+A JSON line with every figure is printed last (for the README's performance table).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from mvtrack_jax.training import distributed
+from mvtrack_jax.training import flops as flops_lib
+from mvtrack_jax.training import mesh as mesh_lib
+from mvtrack_jax.training import optimizer as optimizer_lib
+from mvtrack_jax.training import train_state as state_lib
+from mvtrack_jax.training import train_step as step_lib
+from mvtrack_jax.training import trainer
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config to benchmark.", lock_config=True)
+_BASELINE = config_flags.DEFINE_config_file(
+    "baseline", None, "Optional diffusion-only config for the L_track + L_corr overhead.",
+    lock_config=True)
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+
+
+def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 3
+              ) -> dict[str, Any]:
+  """Times ``steps`` train steps of ``config`` on all devices (see module docstring).
+
+  Returns:
+    dict of figures (``step_time_s``, ``tokens_per_s``, ``model_tflop_per_step``, ``mfu``, ...).
+  """
+  mesh = mesh_lib.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
+  per_process = mesh_lib.check_batch_size(int(config.batch_size), mesh)
+  task = trainer.build_task(config)
+  rules = tuple(task.logical_axis_rules)
+  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.num_train_steps))
+  ema_decay = float(config.get("ema_decay", 0.0))
+  init_key, train_key, _ = trainer.base_keys(int(config.seed))
+  abstract, shardings = state_lib.state_shardings(
+      task.init_params, tx, use_ema=ema_decay > 0, mesh=mesh, rules=rules)
+  state, _ = state_lib.init_train_state(task.init_params, tx, init_key, use_ema=ema_decay > 0,
+                                        mesh=mesh, rules=rules)
+  step = step_lib.jit_train_step(
+      step_lib.make_train_step(
+          task.loss_fn, tx, schedule, base_rng=train_key, ema_decay=ema_decay,
+          trainable=optimizer_lib.trainable_mask(
+              abstract.params, tuple(config.optimizer.trainable_patterns))),
+      shardings, mesh_lib.batch_sharding(mesh), mesh, rules)
+  spec = task.batch_spec(int(config.batch_size))
+  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  local = tasks.random_batch(spec, per_process, config, seed=jax.process_index())
+  batch = mesh_lib.make_global_batch(local, mesh)
+
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  xla_flops = None
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    xla_flops = float(cost.get("flops", 0.0)) * jax.device_count() or None
+  except Exception:  # pylint: disable=broad-except  (cost analysis is backend-dependent)
+    pass
+  for _ in range(warmup):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(metrics["loss"])
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics["loss"])
+    times.append(time.perf_counter() - t)
+  step_s = float(np.mean(times))
+  batch_size = int(config.batch_size)
+  model_flops = (task.flops_per_example or 0.0) * batch_size
+  device = jax.devices()[0]
+  peak = flops_lib.peak_flops(device.device_kind)
+  mem = None
+  try:
+    stats = device.memory_stats() or {}
+    mem = stats.get("peak_bytes_in_use")
+  except Exception:  # pylint: disable=broad-except
+    pass
+  return {
+      "config": config.get("name", ""),
+      "device": f"{jax.device_count()}x {device.device_kind}",
+      "batch_size": batch_size,
+      "tokens_per_example": task.tokens_per_example,
+      "compile_s": compile_s,
+      "step_time_s": step_s,
+      "step_time_min_s": float(np.min(times)),
+      "tokens_per_s": (task.tokens_per_example or 0) * batch_size / step_s,
+      "model_tflop_per_step": model_flops / 1e12,
+      "xla_tflop_per_step": None if xla_flops is None else xla_flops / 1e12,
+      "mfu": None if peak is None or not model_flops else
+             model_flops / step_s / (peak * jax.device_count()),
+      "peak_memory_gib": None if mem is None else mem / 2 ** 30,
+      "loss": float(metrics["loss"]),
+      "date": time.strftime("%Y-%m-%d"),
+  }
+
+
+def _print(result: dict[str, Any]) -> None:
+  for k, v in result.items():
+    if isinstance(v, float):
+      v = f"{v:.4g}"
+    print(f"  {k:22s} {v}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required")
+  distributed.initialize()
+  result = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value)
+  print(f"benchmark of {_CONFIG.value.get('name', '')}:")
+  _print(result)
+  if _BASELINE.value is not None:
+    base = benchmark(_BASELINE.value, steps=_STEPS.value, warmup=_WARMUP.value)
+    print(f"baseline {_BASELINE.value.get('name', '')}:")
+    _print(base)
+    result["baseline_step_time_s"] = base["step_time_s"]
+    result["track_corr_overhead"] = result["step_time_s"] / base["step_time_s"] - 1.0
+    print(f"  L_track + L_corr overhead: {100 * result['track_corr_overhead']:.2f} %")
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)
