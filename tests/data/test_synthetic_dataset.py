@@ -1,0 +1,131 @@
+"""Tests of the synthetic TFDS builder: build, exact read-back, configs, interrupted builds."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from configs import synthetic_data
+from mvtrack_jax.data import schema
+from mvtrack_jax.data import synthetic
+from mvtrack_jax.data import synthetic_dataset as sd
+
+SMALL = dict(num_views=2, num_frames=3, height=16, width=24, num_tracks=12, num_train=2, num_validation=1,
+             num_test=1)
+SMALL_RENDER = {k: SMALL[k] for k in ("num_views", "num_frames", "height", "width", "num_tracks")}
+
+
+def _version_dirs(data_dir, cfg):
+  config_dir = os.path.join(data_dir, "mvtrack_synthetic", cfg.name)
+  return sorted(os.listdir(config_dir)) if os.path.isdir(config_dir) else []
+
+
+def test_build_and_exact_read_back(tmp_path):
+  cfg = synthetic_data.get_config()
+  cfg.update(SMALL)
+  train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
+  assert len(train) == 2
+  for i in range(2):
+    record = schema.validate_record(train[i], f"train[{i}]")
+    expected = synthetic.render_scene(i, **SMALL_RENDER)
+    assert set(record) == set(expected)
+    for key in expected:
+      assert record[key].dtype == expected[key].dtype
+      np.testing.assert_array_equal(record[key], expected[key], err_msg=key)
+  validation = sd.load_split("validation", data_dir=str(tmp_path), config=cfg)
+  test = sd.load_split("test", data_dir=str(tmp_path), config=cfg)
+  assert len(validation) == 1 and len(test) == 1
+  np.testing.assert_array_equal(validation[0]["video"],
+                                synthetic.render_scene(sd.SPLIT_SEED_OFFSETS["validation"], **SMALL_RENDER)["video"])
+  assert not np.array_equal(test[0]["video"], validation[0]["video"])
+  # Second call reuses the built dataset (no rebuild: the files are untouched).
+  files = os.path.join(tmp_path, "mvtrack_synthetic", sd.resolve_config(cfg).name, "1.0.0")
+  mtimes = {f: os.path.getmtime(os.path.join(files, f)) for f in os.listdir(files)}
+  sd.load_split("train", data_dir=str(tmp_path), config=cfg)
+  assert mtimes == {f: os.path.getmtime(os.path.join(files, f)) for f in os.listdir(files)}
+
+
+def test_config_resolution(monkeypatch, tmp_path):
+  assert sd.resolve_config(None) is sd.DEFAULT_CONFIG
+  assert sd.resolve_config(synthetic_data.get_config()) is sd.DEFAULT_CONFIG
+  assert sd.resolve_config(synthetic_data.get_config("tiny")) is sd.TINY_CONFIG
+  assert sd.resolve_config("tiny") is sd.TINY_CONFIG
+  custom = sd.resolve_config(SMALL)
+  assert custom.name == "v2_t3_16x24_n12_s2-1-1" and custom.height == 16
+  with pytest.raises(ValueError, match="num_views"):
+    sd.resolve_config(dict(SMALL, num_views=0))
+  with pytest.raises(ValueError, match="num_train"):
+    sd.resolve_config(dict(SMALL, num_train=sd.MAX_SPLIT_SIZE))
+  with pytest.raises(ValueError, match="unknown synthetic dataset config"):
+    sd.resolve_config("huge")
+  with pytest.raises(ValueError, match="unknown split"):
+    sd.load_split("training", data_dir=str(tmp_path), config=SMALL)
+  with pytest.raises(ValueError, match="0 scenes"):
+    sd.load_split("test", data_dir=str(tmp_path), config=dict(SMALL, num_test=0))
+  with pytest.raises(ValueError, match="arg"):
+    synthetic_data.get_config("huge")
+  monkeypatch.setenv("MVTRACK_DATA_DIR", str(tmp_path / "explicit"))
+  assert sd.default_data_dir() == str(tmp_path / "explicit")
+  monkeypatch.delenv("MVTRACK_DATA_DIR")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  assert sd.default_data_dir() == str(tmp_path / "xdg" / "mvtrack_jax" / "datasets")
+
+
+def test_failed_build_leaves_nothing_and_next_load_rebuilds(monkeypatch, tmp_path):
+  cfg = sd.resolve_config(SMALL)
+  real_render = synthetic.render_scene
+  calls = []
+
+  def failing_render(seed, **kwargs):
+    calls.append(seed)
+    if len(calls) == 2:
+      raise RuntimeError("simulated crash in the middle of generation")
+    return real_render(seed, **kwargs)
+
+  monkeypatch.setattr(sd.synthetic, "render_scene", failing_render)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    sd.load_split("train", data_dir=str(tmp_path), config=cfg)
+  assert len(calls) == 2
+  assert "1.0.0" not in _version_dirs(tmp_path, cfg)
+  assert not any(d.startswith("incomplete") for d in _version_dirs(tmp_path, cfg))
+  assert not sd.MvtrackSynthetic(config=cfg, data_dir=str(tmp_path)).is_prepared()
+
+  monkeypatch.setattr(sd.synthetic, "render_scene", real_render)
+  train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
+  assert len(train) == 2
+  np.testing.assert_array_equal(train[1]["tracks"], real_render(1, **SMALL_RENDER)["tracks"])
+
+
+def test_killed_build_is_not_mistaken_for_a_dataset(tmp_path):
+  """A build SIGKILLed mid-generation leaves only an ``incomplete.*`` dir; the next load rebuilds."""
+  cfg = sd.resolve_config(SMALL)
+  script = textwrap.dedent(f"""
+      import os, signal
+      from mvtrack_jax.data import synthetic_dataset as sd
+      real = sd.synthetic.render_scene
+      calls = []
+      def render(seed, **kwargs):
+        calls.append(seed)
+        if len(calls) == 2:
+          os.kill(os.getpid(), signal.SIGKILL)
+        return real(seed, **kwargs)
+      sd.synthetic.render_scene = render
+      sd.load_split("train", data_dir={str(tmp_path)!r}, config={SMALL!r})
+  """)
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, timeout=300)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+  leftovers = _version_dirs(tmp_path, cfg)
+  assert "1.0.0" not in leftovers
+  assert any(d.startswith("incomplete") for d in leftovers), leftovers
+  assert not sd.MvtrackSynthetic(config=cfg, data_dir=str(tmp_path)).is_prepared()
+
+  train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
+  assert len(train) == 2
+  schema.validate_record(train[0])
+  assert [d for d in _version_dirs(tmp_path, cfg) if not d.startswith(".")] == ["1.0.0"]
