@@ -237,11 +237,13 @@ def sample_example_with_metadata(
     ``(x0, y0)`` in resized pixels, so output pixel ``x = sx · x_record − x0``.
 
   Raises:
-    schema.RecordError: the record violates the schema, has fewer than 2 views, or fewer frames
-      than the window needs.
+    schema.RecordError: the record has fewer than 2 views or fewer frames than the window needs, or
+      the part of it the example uses (the two views over the window; ``depth`` is ignored)
+      violates the schema.
   """
-  record = schema.validate_record(record, source=source)
-  v, t, h, w, _ = record["video"].shape
+  if "video" not in record or np.ndim(record["video"]) != 5:
+    schema.validate_record(record, source=source)  # raises the schema's error for a bad video field
+  v, t, h, w, _ = np.shape(record["video"])
   if v < 2:
     raise schema.RecordError(source, "video", f"{v} view(s); a (reference, target) pair needs >= 2")
   span = config.window_span
@@ -255,24 +257,25 @@ def sample_example_with_metadata(
   views = np.array([ref, tgt])
   start = int(rng.integers(t - span + 1))
   frames = start + config.frame_stride * np.arange(config.num_frames)
+  record = _validated_window(record, views, frames, source)  # now (2, T, ...) fields
 
   new_h, new_w, x0, y0 = _resize_plan(h, w, config, rng, train)
   sx, sy = new_w / w, new_h / h
-  video = record["video"][views][:, frames]  # (2, T, h, w, 3)
+  video = record["video"]  # (2, T, h, w, 3)
   video = _resize_frames(video, new_h, new_w)[:, :, y0:y0 + config.height, x0:x0 + config.width]
   video = np.ascontiguousarray(video)
-  intr = record["intrinsics"][views][:, frames].astype(np.float64)
+  intr = record["intrinsics"].astype(np.float64)
   intr = geometry.crop_intrinsics(geometry.scale_intrinsics(intr, sx, sy), float(x0), float(y0))
 
-  w2c = record["world_to_camera"][views][:, frames].astype(np.float64)
+  w2c = record["world_to_camera"].astype(np.float64)
   c2w = geometry.invert_rigid(w2c)
   c2w_rel = geometry.relative_to_reference(c2w, c2w[0, 0])
 
-  tracks = record["tracks"][views][:, frames].astype(np.float64)  # (2, T, N_rec, 2)
+  tracks = record["tracks"].astype(np.float64)  # (2, T, N_rec, 2)
   tracks = tracks * np.array([sx, sy]) - np.array([x0, y0], np.float64)
   inside = ((tracks[..., 0] >= 0) & (tracks[..., 0] <= config.width) &
             (tracks[..., 1] >= 0) & (tracks[..., 1] <= config.height))
-  visible = record["visible"][views][:, frames] & inside  # (2, T, N_rec)
+  visible = record["visible"] & inside  # (2, T, N_rec)
 
   n_out = config.num_query_points
   q_frames, q_points = sample_query_points(visible[0], n_out, rng)
@@ -303,6 +306,31 @@ def sample_example_with_metadata(
       "visible": out_visible,
       "track_mask": mask,
   }, metadata
+
+
+def _validated_window(record: Mapping[str, np.ndarray], views: np.ndarray, frames: np.ndarray,
+                      source: str) -> dict[str, np.ndarray]:
+  """The (views × frames) part of a record that an example uses, validated with the schema.
+
+  Only the used part is checked (and ``depth``, which the pipeline does not use, is dropped), which
+  costs a fraction of validating the whole record; errors name ``source``, the views and frames.
+  """
+  fields = [k for k in record if k != "depth"]
+  try:
+    window = {}
+    for key in fields:
+      value = np.asarray(record[key])
+      if key == "points_3d":
+        window[key] = value[frames]
+      elif key in schema.FIELDS:
+        window[key] = value[views][:, frames]
+      else:
+        window[key] = value
+  except (IndexError, TypeError, ValueError):
+    schema.validate_record(record, source=source)  # names the inconsistent field
+    raise
+  name = f"{source} (views {views.tolist()}, frames {frames[0]}..{frames[-1]})"
+  return schema.validate_record(window, source=name)
 
 
 def example_rng(seed: int, shard_index: int, example_index: int) -> np.random.Generator:

@@ -230,8 +230,11 @@ def test_bad_records_and_configs(records):
   with pytest.raises(schema.RecordError, match="window of num_frames=4 with frame_stride=2 needs 7"):
     pipeline.sample_example(records[0], dataclasses.replace(CONFIG, frame_stride=2), np.random.default_rng(0))
   bad = dict(records[0], intrinsics=np.full_like(records[0]["intrinsics"], np.nan))
-  with pytest.raises(schema.RecordError, match=r"source\[1\]: field 'intrinsics'"):
+  with pytest.raises(schema.RecordError, match=r"source\[1\] \(views \[\d, \d\], frames \d\.\.\d\): field 'intrinsics'"):
     next(pipeline.make_iterator([records[0], bad], dataclasses.replace(CONFIG, shuffle=False), seed=0))
+  short = dict(records[0], tracks=records[0]["tracks"][:1], visible=records[0]["visible"][:1])
+  with pytest.raises(schema.RecordError, match="clip.npz: field 'tracks': shape"):
+    pipeline.sample_example(short, CONFIG, np.random.default_rng(1), source="clip.npz")
   with pytest.raises(ValueError, match="batch_size"):
     pipeline.PipelineConfig(batch_size=0)
   with pytest.raises(ValueError, match="empty"):
