@@ -126,7 +126,6 @@ class MvtrackSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=__name
   RELEASE_NOTES = {"1.0.0": "Ray-cast rooms with moving textured objects; exact tracks and depth."}
   BUILDER_CONFIGS = [DEFAULT_CONFIG, TINY_CONFIG]
   DEFAULT_CONFIG_NAME = "default"
-  disable_shuffling = True  # Keep records in seed order (index i of a split = its i-th seed).
 
   def __init__(self, **kwargs):
     kwargs.setdefault("file_format", "array_record")
@@ -134,13 +133,14 @@ class MvtrackSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=__name
 
   def _info(self) -> tfds.core.DatasetInfo:
     features = tfds.features.FeaturesDict({
-        name: tfds.features.Tensor(shape=shape, dtype=dtype)
+        name: tfds.features.Tensor(shape=shape, dtype=dtype, encoding=tfds.features.Encoding.BYTES)
         for name, (shape, dtype) in _feature_spec(self.builder_config).items()
     })
     return self.dataset_info_from_configs(
         description=__doc__.split("\n\n")[0],
         features=features,
         homepage="https://arxiv.org/abs/2606.26087",
+        disable_shuffling=True,  # Keep records in seed order: index i of a split = its i-th seed.
     )
 
   def _split_generators(self, dl_manager):

@@ -14,7 +14,7 @@ from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import synthetic_dataset as sd
 
-SMALL = dict(num_views=2, num_frames=3, height=16, width=24, num_tracks=12, num_train=2, num_validation=1,
+SMALL = dict(num_views=2, num_frames=3, height=16, width=24, num_tracks=12, num_train=3, num_validation=1,
              num_test=1)
 SMALL_RENDER = {k: SMALL[k] for k in ("num_views", "num_frames", "height", "width", "num_tracks")}
 
@@ -28,8 +28,8 @@ def test_build_and_exact_read_back(tmp_path):
   cfg = synthetic_data.get_config()
   cfg.update(SMALL)
   train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
-  assert len(train) == 2
-  for i in range(2):
+  assert len(train) == 3
+  for i in range(3):  # index i = seed i (records keep generation order).
     record = schema.validate_record(train[i], f"train[{i}]")
     expected = synthetic.render_scene(i, **SMALL_RENDER)
     assert set(record) == set(expected)
@@ -55,7 +55,7 @@ def test_config_resolution(monkeypatch, tmp_path):
   assert sd.resolve_config(synthetic_data.get_config("tiny")) is sd.TINY_CONFIG
   assert sd.resolve_config("tiny") is sd.TINY_CONFIG
   custom = sd.resolve_config(SMALL)
-  assert custom.name == "v2_t3_16x24_n12_s2-1-1" and custom.height == 16
+  assert custom.name == "v2_t3_16x24_n12_s3-1-1" and custom.height == 16
   with pytest.raises(ValueError, match="num_views"):
     sd.resolve_config(dict(SMALL, num_views=0))
   with pytest.raises(ValueError, match="num_train"):
@@ -96,7 +96,7 @@ def test_failed_build_leaves_nothing_and_next_load_rebuilds(monkeypatch, tmp_pat
 
   monkeypatch.setattr(sd.synthetic, "render_scene", real_render)
   train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
-  assert len(train) == 2
+  assert len(train) == 3
   np.testing.assert_array_equal(train[1]["tracks"], real_render(1, **SMALL_RENDER)["tracks"])
 
 
@@ -126,6 +126,6 @@ def test_killed_build_is_not_mistaken_for_a_dataset(tmp_path):
   assert not sd.MvtrackSynthetic(config=cfg, data_dir=str(tmp_path)).is_prepared()
 
   train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
-  assert len(train) == 2
+  assert len(train) == 3
   schema.validate_record(train[0])
   assert [d for d in _version_dirs(tmp_path, cfg) if not d.startswith(".")] == ["1.0.0"]
