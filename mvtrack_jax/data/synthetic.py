@@ -11,8 +11,9 @@ intersected analytically with the room (ray–slab exit), each sphere (ray–sph
 (ray–slab in the box's frame) and each card (ray–plane + rectangle test); the nearest hit wins.
 Colour = the hit object's texture (a real photograph, ``data.textures``) at the hit's surface
 coordinates, Lambert-shaded for foreground objects; ``depth`` is the camera z of the hit (not the
-ray length). Optional supersampling averages colour over a regular sub-pixel grid while depth and
-tracks stay those of the pixel-centre ray.
+ray length). Optional supersampling (``render_record(..., supersample=s)``) averages colour over a
+regular ``s × s`` sub-pixel grid while depth and tracks stay those of the pixel-centre ray;
+``render_scene`` uses one sample per pixel to keep dataset builds fast.
 
 Ground truth: tracked points are surface points attached to an object (or to the room), stored
 as (owner, object-local coordinates), so they move and rotate with their object; ``points_3d`` is
