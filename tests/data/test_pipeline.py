@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 
 import grain
 import numpy as np
@@ -11,27 +10,11 @@ import pytest
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
-from mvtrack_jax.data import textures
 from mvtrack_jax.geometry import cameras as geometry
 from tests.data.test_readers import tiny_record
 
 CONFIG = pipeline.PipelineConfig(batch_size=2, num_frames=4, frame_stride=1, height=16, width=24,
                                  num_query_points=12, read_threads=1, prefetch_buffer_size=2)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _textures_loaded_outside_pytest_skip():
-  """Loads the renderer's textures once with PYTEST_CURRENT_TEST unset.
-
-  scikit-image calls ``pytest.skip`` (not an ``Exception``) when an image needing a download is
-  requested under pytest, which would skip these tests instead of falling back to the offline images.
-  """
-  saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
-  try:
-    textures.load_textures()
-  finally:
-    if saved is not None:
-      os.environ["PYTEST_CURRENT_TEST"] = saved
 
 
 @pytest.fixture(scope="module")
