@@ -13,6 +13,7 @@ from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
 from tests.data.test_readers import tiny_record
+from tests.data.test_readers import write_multicam_scene
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -104,3 +105,15 @@ def test_load_record_errors(tmp_path):
     preview.load_record(npz="a.npz", multicam="scene")
   with pytest.raises(schema.RecordError, match="missing.npz"):
     preview.load_record(npz=str(tmp_path / "missing.npz"))
+
+
+def test_multicam_scene_preview_is_decoded_at_max_side(tmp_path):
+  rec = tiny_record(seed=4, num_views=2, num_frames=3, height=32, width=32, num_tracks=4)
+  scene = tmp_path / "f35_aperture2.4" / "scene1"
+  write_multicam_scene(str(scene), rec["world_to_camera"].astype(np.float64), rec["video"])
+  record, name = preview.load_record(multicam=str(scene), max_side=16, num_frames=2)
+  assert name == str(scene)
+  assert record["video"].shape == (2, 2, 16, 16, 3) and record["tracks"].shape == (2, 2, 0, 2)
+  np.testing.assert_allclose(record["intrinsics"][0, 0, 0, 0], 16 * 35 / 23.76, rtol=1e-5)
+  paths = preview.write_preview(record, tmp_path / "out", min_side=32)
+  assert video_io.read_video(paths["video"]).shape == (2, 32, 2 * 32 + 2, 3)
