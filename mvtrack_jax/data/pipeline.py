@@ -18,7 +18,9 @@ Stages (grain 0.2.18 dataset API, DESIGN.md §2):
    and crop (random offset in training, centred in evaluation) with intrinsics and tracks updated
    by ``geometry.scale_intrinsics`` / ``crop_intrinsics`` and ``xy · s − offset``; points leaving
    the crop become invisible. Cameras are returned as camera-to-world poses relative to the
-   reference camera at frame 0 of the window (``geometry.relative_to_reference``).
+   reference camera at frame 0 of the window (``geometry.relative_to_reference``). The part of
+   the record an example uses (two views × the window; ``depth`` is not used) is checked with
+   ``schema.validate_record`` first, so bad data fails with an error naming the source index.
 5. Query points: sampled **uniformly over the (t, n) entries visible in the reference view**, with
    distinct points preferred: a uniformly random permutation of all visible entries is taken and
    the first occurrence of each point comes first (so each point appears at most once while
