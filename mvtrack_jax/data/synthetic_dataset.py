@@ -123,8 +123,11 @@ def _feature_spec(cfg: SyntheticConfig) -> dict[str, tuple[tuple[int, ...], Any]
 class MvtrackSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "__main__"):
   """TFDS builder of procedurally rendered multi-view dynamic scenes with exact point tracks."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Ray-cast rooms with moving textured objects; exact tracks and depth."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Ray-cast rooms with moving textured objects; exact tracks and depth.",
+      "1.1.0": "Tensors stored as raw bytes (not readable by 1.0.0 code, hence the new version).",
+  }
   BUILDER_CONFIGS = [DEFAULT_CONFIG, TINY_CONFIG]
   DEFAULT_CONFIG_NAME = "default"
 
@@ -225,12 +228,16 @@ def prepare(config: Any = None, *, data_dir: str | None = None) -> MvtrackSynthe
   """
   cfg = resolve_config(config)
   data_dir = os.path.expanduser(data_dir) if data_dir else default_data_dir()
-  builder = MvtrackSynthetic(config=cfg, data_dir=data_dir)
+  # Registered configs are passed by name: TFDS refuses to unpickle a builder whose custom config
+  # object shares a registered name, and grain worker processes pickle the data source.
+  registered = any(cfg is c for c in MvtrackSynthetic.BUILDER_CONFIGS)
+  builder_config = cfg.name if registered else cfg
+  builder = MvtrackSynthetic(config=builder_config, data_dir=data_dir)
   if builder.is_prepared():
     return builder
   config_dir = os.path.dirname(os.fspath(builder.data_path))
   with _build_lock(os.path.join(config_dir, ".build.lock")):
-    builder = MvtrackSynthetic(config=cfg, data_dir=data_dir)  # Another process may have built it.
+    builder = MvtrackSynthetic(config=builder_config, data_dir=data_dir)  # Another process may have built it.
     if not builder.is_prepared():
       _remove_stale_incomplete(config_dir)
       builder.download_and_prepare()

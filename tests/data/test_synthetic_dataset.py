@@ -1,6 +1,7 @@
 """Tests of the synthetic TFDS builder: build, exact read-back, configs, interrupted builds."""
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -43,10 +44,20 @@ def test_build_and_exact_read_back(tmp_path):
                                 synthetic.render_scene(sd.SPLIT_SEED_OFFSETS["validation"], **SMALL_RENDER)["video"])
   assert not np.array_equal(test[0]["video"], validation[0]["video"])
   # Second call reuses the built dataset (no rebuild: the files are untouched).
-  files = os.path.join(tmp_path, "mvtrack_synthetic", sd.resolve_config(cfg).name, "1.0.0")
+  files = os.path.join(tmp_path, "mvtrack_synthetic", sd.resolve_config(cfg).name, str(sd.MvtrackSynthetic.VERSION))
   mtimes = {f: os.path.getmtime(os.path.join(files, f)) for f in os.listdir(files)}
   sd.load_split("train", data_dir=str(tmp_path), config=cfg)
   assert mtimes == {f: os.path.getmtime(os.path.join(files, f)) for f in os.listdir(files)}
+
+
+@pytest.mark.parametrize("config", ["tiny", "custom"])
+def test_sources_pickle_for_grain_workers(tmp_path, config):
+  # grain's worker processes receive the data source by pickling; registered configs must survive.
+  cfg = "tiny" if config == "tiny" else dict(SMALL, num_train=1)
+  source = sd.load_split("test", data_dir=str(tmp_path), config=cfg)
+  clone = pickle.loads(pickle.dumps(source))
+  assert len(clone) == len(source)
+  np.testing.assert_array_equal(clone[0]["video"], source[0]["video"])
 
 
 def test_config_resolution(monkeypatch, tmp_path):
@@ -90,7 +101,7 @@ def test_failed_build_leaves_nothing_and_next_load_rebuilds(monkeypatch, tmp_pat
   with pytest.raises(RuntimeError, match="simulated crash"):
     sd.load_split("train", data_dir=str(tmp_path), config=cfg)
   assert len(calls) == 2
-  assert "1.0.0" not in _version_dirs(tmp_path, cfg)
+  assert str(sd.MvtrackSynthetic.VERSION) not in _version_dirs(tmp_path, cfg)
   assert not any(d.startswith("incomplete") for d in _version_dirs(tmp_path, cfg))
   assert not sd.MvtrackSynthetic(config=cfg, data_dir=str(tmp_path)).is_prepared()
 
@@ -121,11 +132,11 @@ def test_killed_build_is_not_mistaken_for_a_dataset(tmp_path):
   proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, timeout=300)
   assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
   leftovers = _version_dirs(tmp_path, cfg)
-  assert "1.0.0" not in leftovers
+  assert str(sd.MvtrackSynthetic.VERSION) not in leftovers
   assert any(d.startswith("incomplete") for d in leftovers), leftovers
   assert not sd.MvtrackSynthetic(config=cfg, data_dir=str(tmp_path)).is_prepared()
 
   train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
   assert len(train) == 3
   schema.validate_record(train[0])
-  assert [d for d in _version_dirs(tmp_path, cfg) if not d.startswith(".")] == ["1.0.0"]
+  assert [d for d in _version_dirs(tmp_path, cfg) if not d.startswith(".")] == [str(sd.MvtrackSynthetic.VERSION)]
