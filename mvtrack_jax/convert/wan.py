@@ -191,6 +191,14 @@ def _to_flax(value: np.ndarray, leaf: str, target_ndim: int) -> np.ndarray:
   return value
 
 
+def _to_torch(value: np.ndarray, leaf: str) -> np.ndarray:
+  if leaf == "kernel" and value.ndim == 2:
+    return value.T
+  if leaf == "kernel" and value.ndim == 5:
+    return np.transpose(value, (4, 3, 0, 1, 2))
+  return value
+
+
 def _expected_params(config: WanConfig):
   cfg = dataclasses.replace(config, scan_layers=False, remat_policy="none")
   inputs = example_inputs(cfg, latent_shape=tuple(cfg.patch_size), context_length=1,
@@ -205,7 +213,7 @@ def _fresh_camera_params(config: WanConfig, names: set[str], seed: int) -> dict[
   def init(key):  # XLA removes every parameter initialiser whose output is not selected.
     flat = traverse_util.flatten_dict(nn.meta.unbox(WanDiT(cfg).init(key, **inputs)["params"]))
     return {p: v for p, v in flat.items() if _torch_name(p) in names}
-  return {_torch_name(p): np.asarray(v) for p, v in jax.jit(init)(jax.random.key(seed)).items()}
+  return {_torch_name(p): _to_torch(np.asarray(v), p[-1]) for p, v in jax.jit(init)(jax.random.key(seed)).items()}
 
 
 def _is_camera_name(name: str) -> bool:
