@@ -405,9 +405,12 @@ class WanDiT(nn.Module):
       raise ValueError(f"WanDiT: cameras is None but config.camera_mode is {cfg.camera_mode!r}; expected a dict "
                        f"with keys {CAMERA_KEYS[cfg.camera_mode]}")
     frames = f * cfg.frames_per_latent
-    for key in CAMERA_KEYS[cfg.camera_mode]:
+    keys = CAMERA_KEYS[cfg.camera_mode]
+    if cfg.camera_mode == "plucker" and reference_latents is None:
+      keys = tuple(k for k in keys if k != "reference_intrinsics")  # no reference tokens to condition
+    for key in keys:
       if key not in cameras:
-        raise ValueError(f"WanDiT: cameras lacks {key!r}; expected keys {CAMERA_KEYS[cfg.camera_mode]}")
+        raise ValueError(f"WanDiT: cameras lacks {key!r}; expected keys {keys}")
       trailing = (3, 3) if key.endswith("intrinsics") else (4, 4)
       expected = (b, frames) + trailing
       if tuple(cameras[key].shape) != expected:
@@ -427,8 +430,9 @@ class WanDiT(nn.Module):
       cameras: None (``camera_mode="none"``) or a dict of ``(B, Tc, 3, 3)`` pixel intrinsics
         ``target_intrinsics``/``reference_intrinsics`` (video of size ``(H·vae_stride, W·vae_stride)``)
         and ``(B, Tc, 4, 4)`` OpenCV ``target_cam_to_world``/``reference_cam_to_world`` (metres),
-        ``Tc = F·frames_per_latent``. ``recammaster`` needs only the two poses. Poses are
-        re-expressed relative to ``reference_cam_to_world[:, 0]`` here.
+        ``Tc = F·frames_per_latent``. ``recammaster`` needs only the two poses, ``plucker``
+        without reference latents needs no ``reference_intrinsics``. Poses are re-expressed
+        relative to ``reference_cam_to_world[:, 0]`` here.
       probe_layers: 0-based blocks whose self-attention q/k to return.
 
     Returns:
@@ -464,9 +468,8 @@ class WanDiT(nn.Module):
     x = jnp.concatenate([patch(v.astype(dt)).reshape(b, n_view, cfg.dim) for v in views], axis=1)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
-    positions = rope_lib.token_positions(gf, gh, gw, with_reference=reference_latents is not None,
-                                         rope_mode=cfg.rope_mode)
-    cos, sin = (jnp.asarray(a) for a in rope_lib.rope_angles(positions, cfg.head_dim, cfg.rope_theta))
+    cos, sin = rope_lib.rope_tables(gf, gh, gw, cfg.head_dim, with_reference=reference_latents is not None,
+                                    rope_mode=cfg.rope_mode, theta=cfg.rope_theta)
 
     # Time and text embeddings (time path in float32).
     dense32 = lambda n, name, axes: _dense(n, axes, name, f32, cfg.param_dtype)

@@ -56,3 +56,11 @@ def test_apply_rope_shape_errors_and_dtype():
   assert rope.apply_rope(x, jnp.asarray(cos), jnp.asarray(sin)).dtype == jnp.bfloat16
   with pytest.raises(ValueError, match="apply_rope"):
     rope.apply_rope(jnp.ones((1, 3, 1, 8)), jnp.asarray(cos), jnp.asarray(sin))
+
+
+@pytest.mark.parametrize("with_reference,mode", [(False, "distinct"), (True, "distinct"), (True, "shared")])
+def test_rope_tables_equal_per_token_angles(with_reference, mode):
+  cos, sin = rope.rope_tables(3, 2, 4, 20, with_reference=with_reference, rope_mode=mode)
+  ref_cos, ref_sin = rope.rope_angles(rope.token_positions(3, 2, 4, with_reference=with_reference, rope_mode=mode), 20)
+  np.testing.assert_array_equal(np.asarray(cos), ref_cos)
+  np.testing.assert_array_equal(np.asarray(sin), ref_sin)

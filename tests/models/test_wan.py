@@ -90,6 +90,11 @@ def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   # The camera changes the output.
   other = dict(inputs, cameras=wan.example_inputs(cfg, batch_size=2, latent_shape=LATENT, seed=9)["cameras"])
   assert float(jnp.abs(_apply(cfg, params, other, (0, 1))[0] - vel).max()) > 1e-3
+  # Target-only (no reference video): needs no reference intrinsics; S = target tokens only.
+  solo = {k: v for k, v in inputs.items() if k != "reference_latents"}
+  solo["cameras"] = {k: v for k, v in inputs["cameras"].items() if k != "reference_intrinsics"}
+  svel, spr = _apply(cfg, params, solo, (0, 1))
+  assert svel.shape == vel.shape and spr[0]["q"].shape[1] == s // 2
   # Scanned + rematerialised model with the stacked params: same velocity and probes.
   scfg = dataclasses.replace(cfg, scan_layers=True, remat_policy="dots_saveable")
   svel, sprobes = _apply(scfg, wan.stack_block_params(params, cfg.num_layers), inputs, probe_layers=(0, 1))
