@@ -18,6 +18,8 @@ or on a multi-host TPU VM the process group is joined automatically.
 
 from __future__ import annotations
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -35,6 +37,22 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes (explici
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank (explicit start).")
 _LOCAL_DEVICE_IDS = flags.DEFINE_list(
     "local_device_ids", None, "Devices owned by this process (e.g. one GPU per process).")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir", os.environ.get(
+        "MVTRACK_COMPILATION_CACHE",
+        os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                     "mvtrack_jax", "jax_compilation_cache")),
+    "Persistent XLA compilation cache (a resumed or repeated run skips recompiling); '' = off.")
+
+
+def enable_compilation_cache(path: str) -> None:
+  """Turns on JAX's persistent compilation cache in ``path`` (executables compiling > 1 s)."""
+  if not path:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def main(argv):
@@ -45,6 +63,7 @@ def main(argv):
   distributed.initialize(
       _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
       None if _LOCAL_DEVICE_IDS.value is None else [int(i) for i in _LOCAL_DEVICE_IDS.value])
+  enable_compilation_cache(_COMPILATION_CACHE.value)
   # Imported after the distributed start: nothing may touch devices before it.
   from mvtrack_jax.training import trainer  # pylint: disable=g-import-not-at-top
   logging.info("config:\n%s", _CONFIG.value)

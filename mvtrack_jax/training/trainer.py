@@ -8,8 +8,8 @@
 3. restore the latest checkpoint in ``WORKDIR/checkpoints`` onto *this* mesh (train state and the
    grain iterator position) or initialise a fresh sharded state;
 4. loop: next per-process batch → global arrays → one jitted, donated train step; every
-   ``log_every_steps`` write metrics (process 0), every ``eval_every_steps`` evaluate on the
-   validation split, every ``checkpoint_every_steps`` and at the end save (async);
+   ``log_every_steps`` write metrics (process 0), every ``eval_every_steps`` (and before the
+   first step, ``eval_at_start``) evaluate on the validation split, every ``checkpoint_every_steps`` and at the end save (async);
 5. stop with ``NonFiniteError`` after ``max_consecutive_nonfinite`` skipped steps in a row
    (without saving the bad state; the last checkpoint stays the newest), or cleanly after
    ``stop_after_steps`` / on SIGTERM (pre-emption), saving first.
@@ -213,6 +213,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   try:
     step = start_step
+    if eval_every > 0 and step == 0 and bool(config.get("eval_at_start", True)):
+      writer.write_eval(0, evaluate(config, task, state.params, mesh, eval_step, per_process_batch))
     while step < total_steps:
       local = next(train_iter)
       batch = mesh_lib.make_global_batch(local, mesh)

@@ -102,12 +102,14 @@ def test_eight_devices_and_resume_onto_another_mesh_match_one_device(single_devi
                                                                      tmp_path):
   ref = metric_writers.read_jsonl(single_device_run / "metrics.jsonl")
   # Same steps on 8 fake devices, mesh data×fsdp×tensor = 2×2×2.
-  _wait(_run_toy(tmp_path / "mesh8", 8, "2,2,2"))
-  got = metric_writers.read_jsonl(tmp_path / "mesh8" / "metrics.jsonl")
+  mesh8 = _run_toy(tmp_path / "mesh8", 8, "2,2,2")
   # Resume a 1-device checkpoint (step 2) on a 4-device 1×2×2 mesh.
   trainer.train_and_evaluate(toy_task.toy_config(stop_after_steps=2), str(tmp_path / "moved"),
                              task=toy_task.make_task())
-  _wait(_run_toy(tmp_path / "moved", 4, "1,2,2"))
+  moved_proc = _run_toy(tmp_path / "moved", 4, "1,2,2")
+  _wait(mesh8)
+  _wait(moved_proc)
+  got = metric_writers.read_jsonl(tmp_path / "mesh8" / "metrics.jsonl")
   moved = metric_writers.read_jsonl(tmp_path / "moved" / "metrics.jsonl")
   for records in (got, moved):
     assert [r["step"] for r in records] == [r["step"] for r in ref]

@@ -94,6 +94,7 @@ def toy_config(**overrides):
   c.checkpoint_every_steps = 2
   c.eval_every_steps = 3
   c.eval_steps = 2
+  c.eval_at_start = False
   c.keep_checkpoints = 3
   c.stop_after_steps = -1
   c.max_consecutive_nonfinite = 3
