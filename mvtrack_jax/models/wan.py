@@ -500,7 +500,8 @@ class WanDiT(nn.Module):
     probes = {}
     if cfg.scan_layers:
       q_shape = (b, x.shape[1], cfg.num_heads, cfg.head_dim)
-      bufs = tuple(jnp.zeros(q_shape, dt) for _ in probe_layers)
+      bufs = tuple(nn.with_logical_constraint(jnp.zeros(q_shape, dt), ("batch", "length", "heads", "kv"))
+                   for _ in probe_layers)
       scan = nn.scan(_ScanStep, variable_axes={"params": 0}, split_rngs={"params": True},
                      in_axes=(nn.broadcast,) * 5, length=cfg.num_layers,
                      metadata_params={nn.PARTITION_NAME: "layers"})
