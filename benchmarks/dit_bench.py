@@ -20,7 +20,6 @@ checks the big-model code path on a machine that cannot run it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import flax.linen as nn

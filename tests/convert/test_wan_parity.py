@@ -5,12 +5,10 @@ are converted with ``load_diffusers_transformer`` and must match PyTorch to
 ``max|err| ≤ 1e-4 · max|ref|`` for every attention backend (DESIGN.md §4.1).
 """
 
-import dataclasses
 import functools
 import re
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
