@@ -71,6 +71,9 @@ class TrackingHeadConfig:
     corr_hidden, corr_dim: correlation MLP ``(2r+1)⁴ → corr_hidden → corr_dim`` (384, 256).
     upsample_factor: pixel-shuffle factor u of the token upsampler (4: stride 16 → 4 px maps).
     upsample_hidden: hidden width of the upsampling MLP (256).
+    share_upsampler: one upsampling MLP ``φ`` for q and k (default), so the correlation
+      ``φ(q)·φ(k)`` starts out as a similarity of the attention's own q/k pairing; False gives
+      each stream its own MLP.
     feature_dim: channels C of the upsampled feature maps (128).
     posenc_degrees: frequencies of the displacement encoding (10 → 84 dims).
     use_camera_embedding: add the Plücker embedding of each view's camera (MV-TAP ``use_cam_embed``).
@@ -89,6 +92,7 @@ class TrackingHeadConfig:
   corr_dim: int = 256
   upsample_factor: int = 4
   upsample_hidden: int = 256
+  share_upsampler: bool = True
   feature_dim: int = 128
   posenc_degrees: int = 10
   use_camera_embedding: bool = True
@@ -175,7 +179,7 @@ def _posenc(x: jax.Array, degrees: int) -> jax.Array:
   """NeRF encoding ``[x, sin(2^i x), cos(2^i x)]_{i<degrees}`` along the last axis."""
   freqs = 2.0 ** jnp.arange(degrees, dtype=jnp.float32)
   xb = x[..., None, :] * freqs[:, None]
-  xb = xb.reshape(x.shape[:-1] + (-1,))
+  xb = xb.reshape(x.shape[:-1] + (degrees * x.shape[-1],))
   return jnp.concatenate([x, jnp.sin(xb), jnp.cos(xb)], axis=-1)
 
 
@@ -315,16 +319,19 @@ class MVTAPHead(nn.Module):
     point_mask = jnp.ones((b, n), bool) if point_mask is None else jnp.asarray(point_mask, bool)
 
     # 1. Upsampled, L2-normalised feature maps; view 0 = reference (second half of the tokens).
-    def upsample(grids, name):
-      x = _Mlp(cfg.upsample_hidden, u * u * cfg.feature_dim, cfg.dtype, name=name)(grids)
+    mlp = lambda name: _Mlp(cfg.upsample_hidden, u * u * cfg.feature_dim, cfg.dtype, name=name)
+    q_mlp, k_mlp = (mlp("upsampler"),) * 2 if cfg.share_upsampler else (mlp("q_upsampler"), mlp("k_upsampler"))
+
+    def upsample(grids, module):
+      x = module(grids)
       x = einops.rearrange(x, "... h w (u1 u2 c) -> ... (h u1) (w u2) c", u1=u, u2=u).astype(jnp.float32)
       return _l2_normalize(x)
 
     half = num_frames * h * w
     q_ref = einops.rearrange(query_features[:, half:], "b (f h w) c -> b f h w c", f=num_frames, h=h, w=w)
-    q_maps = upsample(q_ref, "q_upsampler")                              # (B, F, Hf, Wf, C) reference only
+    q_maps = upsample(q_ref, q_mlp)                              # (B, F, Hf, Wf, C) reference only
     k_grid = einops.rearrange(key_features, "b (v f h w) c -> b v f h w c", v=2, f=num_frames, h=h, w=w)
-    k_maps = upsample(k_grid[:, ::-1], "k_upsampler")                    # (B, 2, F, Hf, Wf, C), 0 = reference
+    k_maps = upsample(k_grid[:, ::-1], k_mlp)                    # (B, 2, F, Hf, Wf, C), 0 = reference
 
     def pyramid(maps):
       levels = [maps]
@@ -400,7 +407,7 @@ class _Iteration(nn.Module):
       frame = jnp.broadcast_to(frame_idx[..., None], pos.shape[:-1])
       patch = jax.vmap(bilinear_sample)(fmap, frame, pos).astype(cfg.dtype)   # (B, V, F, N, P, C)
       corr = jnp.einsum("bvfnpc,bnqc->bvfnpq", patch, support[level])
-      corr_embs.append(corr_mlp(corr.reshape(corr.shape[:4] + (-1,))).astype(jnp.float32))
+      corr_embs.append(corr_mlp(corr.reshape(corr.shape[:4] + (offsets.shape[0] ** 2,))).astype(jnp.float32))
     fwd = jnp.concatenate([jnp.zeros_like(est[:, :, :1]), est[:, :, 1:] - est[:, :, :-1]], axis=2)
     bwd = jnp.concatenate([est[:, :, :-1] - est[:, :, 1:], jnp.zeros_like(est[:, :, :1])], axis=2)
     disp = _posenc(jnp.concatenate([fwd, bwd], axis=-1) / s, cfg.posenc_degrees)
