@@ -1,0 +1,132 @@
+"""The MVTrack4Gen objective with the tiny pixel-space WanDiT: one jitted function, both camera modes."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mvtrack_jax.losses import objective as obj
+from mvtrack_jax.losses.correspondence import CorrespondenceConfig
+from mvtrack_jax.models import autoencoder as ae
+from mvtrack_jax.models import tracking_head as th
+from mvtrack_jax.models import wan
+
+T, H, W, N = 2, 32, 32, 6
+
+
+def _batch(seed=0, batch=2):
+  """A pipeline-layout batch: identity cameras, a translating target view with exact GT tracks."""
+  rng = np.random.default_rng(seed)
+  ref = rng.integers(0, 256, size=(batch, T, H, W, 3), dtype=np.uint8)
+  tgt = np.roll(ref, shift=(3, 5), axis=(2, 3))                          # target = reference moved by (5, 3) px
+  k = np.array([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]], np.float32)
+  intr = np.broadcast_to(k, (batch, T, 3, 3)).copy()
+  c2w = np.broadcast_to(np.eye(4, dtype=np.float32), (batch, T, 4, 4)).copy()
+  c2w_t = c2w.copy()
+  c2w_t[..., 0, 3] = -0.2
+  q = np.stack([rng.integers(0, T, (batch, N)), rng.uniform(2, W - 8, (batch, N)), rng.uniform(2, H - 6, (batch, N))],
+               -1).astype(np.float32)
+  tracks = np.broadcast_to(q[:, None, None, :, 1:], (batch, 2, T, N, 2)).copy()
+  tracks[:, 1] += np.array([5.0, 3.0], np.float32)
+  return {"reference_video": ref, "target_video": tgt, "reference_intrinsics": intr, "target_intrinsics": intr.copy(),
+          "reference_cam_to_world": c2w, "target_cam_to_world": c2w_t, "query_points": q, "tracks": tracks,
+          "visible": np.ones((batch, 2, T, N), bool), "track_mask": np.ones((batch, N), bool)}
+
+
+AE = ae.PixelAutoencoder(4)
+HEAD = th.MVTAPHead(th.TrackingHeadConfig.tiny(num_levels=2, radius=1))
+
+
+def _setup(camera_mode="plucker", **cfg_kw):
+  dit = wan.WanDiT(wan.get_config("tiny-pixel", camera_mode=camera_mode))
+  cfg = obj.ObjectiveConfig(head_layers=(1,), corr=CorrespondenceConfig(layers=(1,)), context_length=4, **cfg_kw)
+  head = HEAD if cfg.lambda_track > 0 else None
+  fn = obj.make_objective(dit, head, AE, cfg)
+  return dit, head, cfg, fn
+
+
+@functools.lru_cache(maxsize=None)
+def _params(camera_mode):
+  dit, _, cfg, _ = _setup(camera_mode)
+  return jax.jit(lambda r, b: obj.init_params(r, dit, HEAD, AE, b, cfg))(jax.random.key(0), _batch())
+
+
+@functools.lru_cache(maxsize=None)
+def _full_fn(camera_mode):
+  return jax.jit(_setup(camera_mode)[3])
+
+
+@pytest.mark.parametrize("camera_mode", ["plucker", pytest.param("recammaster", marks=pytest.mark.slow)])
+def test_full_objective_runs_jitted_with_all_terms(camera_mode):
+  batch = _batch()
+  obj.validate_batch(batch, AE)
+  loss, m = _full_fn(camera_mode)(_params(camera_mode), batch, jax.random.key(1))
+  for name in ("loss", "diff_loss", "track_loss", "track_pos", "track_vis", "track_conf", "corr_loss",
+               "corr_loss/layer_1", "head_aj", "corr_rows"):
+    assert np.isfinite(float(m[name])), name
+  expected = m["diff_loss"] + 0.01 * m["track_loss"] + 0.01 * m["corr_loss"]
+  np.testing.assert_allclose(float(loss), float(expected), rtol=1e-6)
+  assert float(m["corr_rows"]) == 2 * T * N
+  assert 0.0 <= float(m["head_aj"]) <= 1.0
+
+
+def test_lambda_zero_skips_terms_and_tracks_do_not_matter():
+  _, head, cfg, fn = _setup(lambda_track=0.0, lambda_corr=0.0)
+  assert head is None and cfg.probe_layers() == ()
+  params = {"dit": _params("plucker")["dit"]}
+  batch = _batch()
+  loss, m = jax.jit(fn)(params, batch, jax.random.key(1))
+  assert set(m) == {"loss", "diff_loss", "sigma"}
+  batch2 = dict(batch, tracks=batch["tracks"] + 7.0, visible=~batch["visible"])
+  np.testing.assert_allclose(float(jax.jit(fn)(params, batch2, jax.random.key(1))[0]), float(loss), rtol=0)
+  # The diffusion term alone equals the full objective's diffusion term (same rng → same σ, noise).
+  _, m_full = _full_fn("plucker")(_params("plucker"), batch, jax.random.key(1))
+  np.testing.assert_allclose(float(m_full["diff_loss"]), float(loss), rtol=1e-6)
+
+
+def test_samples_without_tracks_contribute_only_diffusion():
+  params = _params("plucker")
+  batch = _batch()
+  batch["track_mask"][1] = False
+  f = _full_fn("plucker")
+  _, m = f(params, batch, jax.random.key(2))
+  garbage = dict(batch, tracks=batch["tracks"].copy(), visible=batch["visible"].copy())
+  garbage["tracks"][1] = -50.0
+  garbage["visible"][1] = False
+  _, m2 = f(params, garbage, jax.random.key(2))
+  for name in ("track_loss", "corr_loss", "diff_loss"):
+    np.testing.assert_allclose(float(m2[name]), float(m[name]), rtol=1e-6, atol=1e-7)
+  assert float(m["corr_rows"]) == T * N
+  # No tracks at all: the tracking terms are defined zeros / finite, loss = L_diff + λ·L_vis only.
+  batch["track_mask"][:] = False
+  loss, m3 = f(params, batch, jax.random.key(2))
+  assert float(m3["corr_loss"]) == 0.0 and float(m3["track_pos"]) == 0.0 and np.isfinite(float(loss))
+
+
+def test_gradient_of_corr_reaches_probe_layer_qk_and_not_blocks_above():
+  _, _, cfg, fn = _setup(lambda_diff=0.0, lambda_track=0.0, lambda_corr=1.0)
+  params = {"dit": _params("plucker")["dit"]}
+  grads = jax.jit(jax.grad(lambda p, b, r: fn(p, b, r)[0]))(params, _batch(), jax.random.key(3))
+  g = grads["dit"]
+  norm = lambda t: float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(t)))
+  attn = g["blocks_1"]["self_attn"] if "self_attn" in g["blocks_1"] else g["blocks_1"]["attn1"]
+  assert norm(attn["to_q"]["kernel"]) > 0 and norm(attn["to_k"]["kernel"]) > 0
+  assert norm(g["blocks_2"]) == 0.0                                      # block above the probe layer
+  assert norm(g["blocks_0"]) > 0                                         # below: the signal flows back
+  assert norm(g.get("proj_out", {})) == 0.0
+
+
+def test_bad_inputs():
+  with pytest.raises(ValueError, match="lambda_track > 0 needs a tracking head"):
+    obj.make_objective(wan.WanDiT(wan.get_config("tiny-pixel")), None, AE, obj.ObjectiveConfig(head_layers=(1,)))
+  with pytest.raises(ValueError, match="out of range"):
+    obj.make_objective(wan.WanDiT(wan.get_config("tiny-pixel")), HEAD, AE, obj.ObjectiveConfig())
+  with pytest.raises(ValueError, match="vae_stride"):
+    obj.make_objective(wan.WanDiT(wan.get_config("tiny")), HEAD, AE, obj.ObjectiveConfig(head_layers=(1,)))
+  batch = _batch()
+  with pytest.raises(ValueError, match="track_mask"):
+    obj.validate_batch(dict(batch, track_mask=batch["track_mask"][:, :2]), AE)
+  with pytest.raises(ValueError, match="lacks"):
+    obj.validate_batch({k: v for k, v in batch.items() if k != "tracks"}, AE)
