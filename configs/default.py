@@ -7,7 +7,8 @@ Run::
 A tiny camera-conditioned Wan-style DiT (``tiny-pixel``: 3 blocks, width 96, Plücker camera
 encoding, distinct RoPE frames) in pixel space (4×4 space-to-depth "autoencoder", 8 px tokens) plus
 the tiny MV-TAP tracking head, trained with the full objective
-``L_diff + 0.01·L_track + 0.01·L_corr`` (probe layer 1 of 0..2) on 32×32, 8-frame windows of the
+``L_diff + 0.01·L_track + 0.01·L_corr`` (probe layer 1 of 0..2) for 200 steps of batch 4 on 32×32,
+8-frame windows of the
 built-in synthetic multi-view dataset (built on first use into ``$MVTRACK_DATA_DIR``). Leaves
 ``out/demo/{checkpoints,metrics.jsonl,eval_metrics.jsonl,tensorboard}``. Rerun the same command to
 resume from the newest checkpoint. Designed to finish in under 10 minutes on a 2-core CPU.
@@ -27,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
 
   # Loop.
-  c.num_train_steps = 300
+  c.num_train_steps = 200
   c.log_every_steps = 10
   c.eval_every_steps = 100
   c.eval_steps = 4  # validation batches per evaluation
