@@ -158,11 +158,11 @@ def _train_and_eval(steps, seed=0, batch=4, num_points=24, pool_size=16, lr=3e-3
 
 
 def test_head_learns_affine_motion_fast():
-  """150 steps, evaluated on held-out pairs: clearly better than predicting no motion."""
-  aj, aj_zero, err, err_zero = _train_and_eval(150)
+  """100 steps, evaluated on held-out pairs: better than predicting no motion (weaker than the slow test)."""
+  aj, aj_zero, err, err_zero = _train_and_eval(100)
   print(f"fast: AJ {aj:.3f} (zero motion {aj_zero:.3f}), error {err:.2f} px (zero motion {err_zero:.2f} px)")
-  assert err < 0.8 * err_zero, (err, err_zero)
-  assert aj > aj_zero + 0.05, (aj, aj_zero)
+  assert err < 0.85 * err_zero, (err, err_zero)
+  assert aj > aj_zero + 0.03, (aj, aj_zero)
 
 
 @pytest.mark.slow
