@@ -2,6 +2,7 @@
 processes), exact resume (also onto another mesh), non-finite handling, frozen parameters,
 metric files and export."""
 
+import json
 import os
 import subprocess
 import sys
@@ -197,3 +198,51 @@ def test_export_round_trip(single_device_run, tmp_path):
   assert np.isfinite(loss)
   with pytest.raises(FileExistsError):
     export.export(str(single_device_run), str(tmp_path / "exp"))
+
+
+def test_sigterm_checkpoints_and_stops_at_the_next_log_step(tmp_path):
+  import os as os_lib  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  task = toy_task.make_task()
+
+  class PreemptingIterator:
+    """Sends SIGTERM to this process while preparing step 3's batch (checkpointable)."""
+
+    def __init__(self, it, train):
+      self.it, self.train, self.i = it, train, 0
+
+    def __next__(self):
+      if self.train and self.i == 2:
+        os_lib.kill(os_lib.getpid(), signal.SIGTERM)
+      self.i += 1
+      return next(self.it)
+
+    def get_state(self):
+      return json.dumps(self.it.get_state()).encode()
+
+    def set_state(self, state):
+      self.it.set_state(json.loads(state.decode()))
+
+  def preempting_iterator(split, batch, seed):
+    return PreemptingIterator(task.make_iterator(split, batch, seed), split == "train")
+
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  cfg = toy_task.toy_config(num_train_steps=10, checkpoint_every_steps=0, eval_every_steps=0)
+  trainer.train_and_evaluate(cfg, str(tmp_path),
+                             task=dataclasses.replace(task, make_iterator=preempting_iterator))
+  assert [r["step"] for r in metric_writers.read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+  assert os.listdir(tmp_path / "checkpoints") == ["3"]
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed again
+
+
+def test_detect_cluster():
+  from mvtrack_jax.training import distributed  # pylint: disable=g-import-not-at-top
+  assert distributed.detect_cluster({}) is None
+  assert distributed.detect_cluster({"SLURM_NTASKS": "1"}) is None
+  assert distributed.detect_cluster({"SLURM_NTASKS": "16"}) == "slurm"
+  assert distributed.detect_cluster({"TPU_WORKER_HOSTNAMES": "h0"}) is None
+  assert distributed.detect_cluster({"TPU_WORKER_HOSTNAMES": "h0,h1,h2,h3"}) == "tpu"
+  with pytest.raises(ValueError, match="needs num_processes"):
+    distributed.initialize("127.0.0.1:1234")
+  with pytest.raises(ValueError, match="not in"):
+    distributed.initialize("127.0.0.1:1234", 2, 2)
