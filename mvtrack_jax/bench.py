@@ -38,7 +38,6 @@ from mvtrack_jax.training import flops as flops_lib
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import optimizer as optimizer_lib
 from mvtrack_jax.training import train_state as state_lib
-from mvtrack_jax.training import train_step as step_lib
 from mvtrack_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config to benchmark.", lock_config=True)
@@ -67,12 +66,8 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
       task.init_params, tx, use_ema=ema_decay > 0, mesh=mesh, rules=rules)
   state, _ = state_lib.init_train_state(task.init_params, tx, init_key, use_ema=ema_decay > 0,
                                         mesh=mesh, rules=rules)
-  step = step_lib.jit_train_step(
-      step_lib.make_train_step(
-          task.loss_fn, tx, schedule, base_rng=train_key, ema_decay=ema_decay,
-          trainable=optimizer_lib.trainable_mask(
-              abstract.params, tuple(config.optimizer.trainable_patterns))),
-      shardings, mesh_lib.batch_sharding(mesh), mesh, rules)
+  step = trainer.build_train_step(config, task, tx, schedule, abstract, shardings, mesh,
+                                 train_key=train_key)
   spec = task.batch_spec(int(config.batch_size))
   from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
   local = tasks.random_batch(spec, per_process, config, seed=jax.process_index())

@@ -60,18 +60,30 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
       lambda x: np.asarray(x).astype(target) if np.issubdtype(np.asarray(x).dtype, np.floating)
       else np.asarray(x), trees[key])
   out_path = epath.Path(out).absolute()
-  if (out_path / "params").exists():
-    raise FileExistsError(f"{out_path / 'params'} already exists; choose another --out")
-  out_path.mkdir(parents=True, exist_ok=True)
-  ckptr = ocp.StandardCheckpointer()
-  ckptr.save(out_path / "params", params)
-  ckptr.wait_until_finished()
-  config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
-  (out_path / "config.json").write_text(json.dumps(config, indent=2))
-  info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype,
-          "ema": bool(use_ema),
-          "num_params": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
-  (out_path / "export.json").write_text(json.dumps(info, indent=2))
+  if out_path.exists() and any(out_path.iterdir()):
+    raise FileExistsError(f"export: --out {out_path} exists and is not empty; choose another --out")
+  # Everything is written into a sibling temporary directory that is renamed onto --out at the
+  # end, so an interrupted export never leaves a half-written inference checkpoint behind.
+  tmp_path = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}"
+  if tmp_path.exists():
+    tmp_path.rmtree()
+  tmp_path.mkdir(parents=True)
+  try:
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(tmp_path / "params", params)
+    ckptr.wait_until_finished()
+    config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
+    (tmp_path / "config.json").write_text(json.dumps(config, indent=2))
+    info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype,
+            "ema": bool(use_ema),
+            "num_params": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
+    (tmp_path / "export.json").write_text(json.dumps(info, indent=2))
+    if out_path.exists():
+      out_path.rmdir()  # Empty (checked above).
+    tmp_path.rename(out_path)
+  except BaseException:
+    tmp_path.rmtree(missing_ok=True)
+    raise
   return info
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from mvtrack_jax.data import video_io
 from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import metric_writers
@@ -88,6 +89,22 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   """The real MVTrack4Gen task for ``config`` (imported lazily: heavy model code)."""
   from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
   return tasks.build_task(config)
+
+
+def build_train_step(config: ml_collections.ConfigDict, task: Task, tx, schedule, abstract_state,
+                     shardings, mesh, *, train_key: jax.Array):
+  """The jitted, sharded train step of ``task`` (trainable set from ``config.optimizer``).
+
+  Shared by the trainer and ``mvtrack_jax.bench`` so that the benchmark times exactly the step
+  that training runs.
+  """
+  return step_lib.jit_train_step(
+      step_lib.make_train_step(
+          task.loss_fn, tx, schedule, base_rng=train_key,
+          ema_decay=float(config.get("ema_decay", 0.0)),
+          trainable=optimizer_lib.trainable_mask(
+              abstract_state.params, tuple(config.optimizer.trainable_patterns))),
+      shardings, mesh_lib.batch_sharding(mesh), mesh, tuple(task.logical_axis_rules))
 
 
 def _host_metrics(metrics: dict[str, jax.Array]) -> dict[str, float]:
@@ -163,15 +180,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         task.init_params, tx, init_key, use_ema=use_ema, mesh=mesh, rules=rules)
   start_step = int(jax.device_get(state.step))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      json.dump(checkpointing.config_to_json_dict(config), f, indent=2)
+    with video_io.atomic_output(os.path.join(workdir, "config.json")) as tmp:
+      with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(checkpointing.config_to_json_dict(config), f, indent=2)
 
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(
-          task.loss_fn, tx, schedule, base_rng=train_key, ema_decay=ema_decay,
-          trainable=optimizer_lib.trainable_mask(
-              abstract_state.params, tuple(config.optimizer.trainable_patterns))),
-      shardings, mesh_lib.batch_sharding(mesh), mesh, rules)
+  train_step = build_train_step(config, task, tx, schedule, abstract_state, shardings, mesh,
+                                train_key=train_key)
   eval_fn = task.eval_fn
   if eval_fn is None:
     eval_fn = step_lib.make_eval_step(task.loss_fn, base_rng=eval_key)
