@@ -3,8 +3,9 @@
 Both encodings first re-express every camera relative to the reference camera at frame 0
 (``c2w_rel = inv(c2w_ref[0]) @ c2w``, DESIGN.md §3), an idempotent step when the caller already
 did it. Camera arrays are per *video* frame: ``Tc = F · frames_per_latent`` frames for ``F``
-latent frames (for a Wan VAE the caller repeats the first RGB frame 3 times, 81 → 84 frames, so
-that every latent frame covers 4 consecutive entries; DESIGN.md §4.2).
+latent frames (for a Wan VAE the first RGB frame is repeated 3 times, 81 → 84 frames, so that
+every latent frame covers 4 consecutive entries; DESIGN.md §4.2 — ``pack_causal_camera_frames``
+does this, and ``WanDiT`` applies it to the causal count ``1 + k·(F − 1)``).
 
 - **ReCamMaster** (arXiv 2503.11647; ``train_recammaster.py`` / ``diffsynth/models/wan_video_dit.py``
   in KwaiVGI/ReCamMaster): one 12-vector per latent frame, the top 3×4 rows of the target
@@ -40,6 +41,34 @@ def _check_cameras(name: str, array: Any, trailing: tuple[int, int], batch: int 
   ok = ok and (batch is None or shape[0] == batch) and (frames is None or shape[1] == frames)
   if not ok:
     raise ValueError(f"cameras[{name!r}]: expected shape {expected}, got {shape}")
+
+
+def pack_causal_camera_frames(cameras: dict[str, Any], num_latent_frames: int,
+                              frames_per_latent: int) -> dict[str, Any]:
+  """Repeats frame 0 of per-video-frame cameras for a causal (Wan) VAE's packing.
+
+  A causal video VAE maps ``T = 1 + k·(F − 1)`` frames to ``F`` latent frames (Wan: 81 → 21 with
+  ``k = 4``): latent frame 0 holds RGB frame 0 alone. The camera encoders take ``F·k`` entries,
+  so, as ReDirector does, frame 0 is repeated ``k − 1`` more times in front (81 → 84). Arrays that
+  already have ``F·k`` frames (or any other count, which the DiT then rejects with a shape error)
+  are returned unchanged; ``k = 1`` is a no-op.
+
+  Args:
+    cameras: ``{name: (B, T, …)}`` per-frame camera arrays.
+    num_latent_frames: ``F``.
+    frames_per_latent: ``k``.
+
+  Returns:
+    A new dict with ``(B, F·k, …)`` arrays where the input had ``T = 1 + k·(F − 1)``.
+  """
+  k = frames_per_latent
+  causal = 1 + k * (num_latent_frames - 1)
+  out = {}
+  for name, value in cameras.items():
+    if k > 1 and value.shape[1] == causal:
+      value = jnp.concatenate([jnp.repeat(value[:, :1], k - 1, axis=1), value], axis=1)
+    out[name] = value
+  return out
 
 
 def relative_cameras(cam_to_world: jnp.ndarray, reference_cam_to_world: jnp.ndarray) -> jnp.ndarray:

@@ -415,7 +415,8 @@ class WanDiT(nn.Module):
       expected = (b, frames) + trailing
       if tuple(cameras[key].shape) != expected:
         raise _shape_error(f"cameras[{key!r}]", cameras[key].shape,
-                           f"{expected} (Tc = F·frames_per_latent = {f}·{cfg.frames_per_latent})")
+                           f"{expected} (Tc = F·frames_per_latent = {f}·{cfg.frames_per_latent}, or the causal "
+                           f"count {1 + cfg.frames_per_latent * (f - 1)})")
 
   @nn.compact
   def __call__(self, latents, timestep, context, *, reference_latents=None, cameras=None,
@@ -430,7 +431,9 @@ class WanDiT(nn.Module):
       cameras: None (``camera_mode="none"``) or a dict of ``(B, Tc, 3, 3)`` pixel intrinsics
         ``target_intrinsics``/``reference_intrinsics`` (video of size ``(H·vae_stride, W·vae_stride)``)
         and ``(B, Tc, 4, 4)`` OpenCV ``target_cam_to_world``/``reference_cam_to_world`` (metres),
-        ``Tc = F·frames_per_latent``. ``recammaster`` needs only the two poses, ``plucker``
+        ``Tc = F·frames_per_latent``, or the causal-VAE count ``1 + frames_per_latent·(F − 1)``
+        (Wan: 81 frames for 21 latent frames), whose frame 0 is then repeated
+        (``camera.pack_causal_camera_frames``). ``recammaster`` needs only the two poses, ``plucker``
         without reference latents needs no ``reference_intrinsics``. Poses are re-expressed
         relative to ``reference_cam_to_world[:, 0]`` here.
       probe_layers: 0-based blocks whose self-attention q/k to return.
@@ -443,7 +446,7 @@ class WanDiT(nn.Module):
     Raises:
       ValueError: naming the argument, the shape received and the shape expected, for wrong ranks
         or shapes, latents not divisible by the patch, camera frame counts other than
-        ``F·frames_per_latent``, missing cameras, or probe layers out of range.
+        ``F·frames_per_latent`` or ``1 + frames_per_latent·(F − 1)``, missing cameras, or probe layers out of range.
     """
     cfg = self.config
     latents = jnp.asarray(latents)
@@ -452,6 +455,8 @@ class WanDiT(nn.Module):
     if reference_latents is not None:
       reference_latents = jnp.asarray(reference_latents)
     probe_layers = tuple(sorted({int(p) for p in probe_layers}))
+    if cameras is not None and latents.ndim == 5:  # Causal-VAE frame counts (81 for 21 latents) → F·k.
+      cameras = camera_lib.pack_causal_camera_frames(cameras, latents.shape[1], cfg.frames_per_latent)
     self._validate(latents, timestep, context, reference_latents, cameras, probe_layers)
     b, f_lat, h_lat, w_lat, _ = latents.shape
     gf, gh, gw = token_grid(cfg, latents.shape)

@@ -188,42 +188,6 @@ class LatentShapeAutoencoder:
     return x @ jnp.asarray(self._projection)
 
 
-class CausalCameraDiT:
-  """Adapter giving a ``WanDiT`` Wan-VAE-style camera packing for ``T = 1 + k·(F−1)`` videos.
-
-  With a causal Wan VAE (``frames_per_latent = k = 4``) an 81-frame video has 21 latent frames,
-  while the DiT's camera encoders take ``F·k = 84`` camera frames (ReDirector's packing: the first
-  frame repeated ``k`` times, then groups of ``k``; DESIGN.md §4.2). The objective passes the
-  batch's 81 per-frame cameras, so this adapter repeats camera frame 0 ``k − 1`` more times in
-  front before ``init``/``apply`` (no-op when ``k = 1`` or the count already matches). Everything
-  else is forwarded unchanged. (Belongs in ``losses.objective``; kept here until it moves.)
-  """
-
-  def __init__(self, dit):
-    self.dit = dit
-    self.config = dit.config
-
-  def _pad(self, latents, cameras):
-    k = self.config.frames_per_latent
-    if cameras is None or k == 1:
-      return cameras
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    want = latents.shape[1] * k
-    out = {}
-    for key, value in cameras.items():
-      t = value.shape[1]
-      if t + k - 1 == want:
-        value = jnp.concatenate([jnp.repeat(value[:, :1], k - 1, axis=1), value], axis=1)
-      out[key] = value
-    return out
-
-  def init(self, rng, latents, *args, cameras=None, **kwargs):
-    return self.dit.init(rng, latents, *args, cameras=self._pad(latents, cameras), **kwargs)
-
-  def apply(self, variables, latents, *args, cameras=None, **kwargs):
-    return self.dit.apply(variables, latents, *args, cameras=self._pad(latents, cameras), **kwargs)
-
-
 def make_autoencoder(config: ml_collections.ConfigDict):
   """``config.autoencoder``: ``{"kind": "pixel", "patch": p}`` or ``{"kind": "latent_shape"}``."""
   kind = config.autoencoder.kind
@@ -245,7 +209,7 @@ def make_models(config: ml_collections.ConfigDict):
   m = config.model
   overrides = {k: (tuple(v) if isinstance(v, list) else v)
                for k, v in m.get("overrides", ml_collections.ConfigDict()).items()}
-  dit = CausalCameraDiT(wan.WanDiT(wan.get_config(m.preset, **overrides)))
+  dit = wan.WanDiT(wan.get_config(m.preset, **overrides))
   o = config.objective
   corr_cfg = correspondence.CorrespondenceConfig(**{
       "layers": tuple(o.corr_layers), **dict(o.get("corr", {}))})

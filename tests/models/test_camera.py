@@ -61,3 +61,17 @@ def test_plucker_patch_encoder_shapes():
   out = enc.apply(params, maps)
   assert out.shape == (2, 3 * 2 * 3, 32)
   assert params["params"]["patch"]["kernel"].value.shape == (1, 2, 2, 24, 32)
+
+
+def test_pack_causal_camera_frames_repeats_frame_zero():
+  # Wan's causal VAE: 1 + 4·(F − 1) video frames for F latent frames → F·4 camera entries.
+  b, f, k = 2, 3, 4
+  poses = jnp.arange(b * (1 + k * (f - 1)), dtype=jnp.float32).reshape(b, -1, 1, 1) * jnp.ones((4, 4))
+  packed = camera.pack_causal_camera_frames({"target_cam_to_world": poses}, f, k)["target_cam_to_world"]
+  assert packed.shape == (b, f * k, 4, 4)
+  np.testing.assert_array_equal(packed[:, :k], jnp.repeat(poses[:, :1], k, axis=1))
+  np.testing.assert_array_equal(packed[:, k:], poses[:, 1:])
+  # Already packed, or k = 1: unchanged.
+  full = jnp.zeros((b, f * k, 4, 4))
+  assert camera.pack_causal_camera_frames({"x": full}, f, k)["x"] is full
+  assert camera.pack_causal_camera_frames({"x": poses}, 9, 1)["x"] is poses
