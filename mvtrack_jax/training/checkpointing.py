@@ -47,7 +47,8 @@ class Checkpointer:
 
   def __init__(self, directory: str | epath.Path, *, max_to_keep: int | None = 3,
                async_save: bool = True):
-    self.directory = epath.Path(directory)
+    # Orbax needs absolute paths (a relative --workdir such as `out/demo` fails at save time).
+    self.directory = epath.Path(directory).absolute()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -141,7 +142,7 @@ def restore_params_to_host(directory: str | epath.Path, *, step: int | None = No
   Raises:
     FileNotFoundError: no checkpoint; KeyError: a requested field is absent (e.g. EMA off).
   """
-  directory = epath.Path(directory)
+  directory = epath.Path(directory).absolute()  # Orbax needs absolute paths.
   with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
       read_only=True)) as manager:
     step = manager.latest_step() if step is None else step

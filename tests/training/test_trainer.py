@@ -134,6 +134,17 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
       np.testing.assert_allclose(y[k], x[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+def test_relative_workdir_checkpoints_resumes_and_exports(tmp_path, monkeypatch):
+  # `make demo` passes --workdir=out/demo; Orbax itself only accepts absolute paths.
+  monkeypatch.chdir(tmp_path)
+  cfg = toy_task.toy_config(num_train_steps=2, checkpoint_every_steps=1, eval_every_steps=0,
+                            ema_decay=0.0)
+  trainer.train_and_evaluate(cfg, "run", task=toy_task.make_task())
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["1", "2"]
+  assert export.export("run", "exported")["step"] == 2
+  assert (tmp_path / "exported" / "export.json").exists()
+
+
 def test_nonfinite_step_is_skipped_counted_and_run_continues(tmp_path):
   # Global batch 8: step 3 (examples 16..23) has one NaN example.
   cfg = toy_task.toy_config(num_train_steps=4, checkpoint_every_steps=0, eval_every_steps=0,
