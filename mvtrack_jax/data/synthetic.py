@@ -435,14 +435,19 @@ def render_record(
   depth32 = depth.astype(np.float32)
   tracks, visible = _track(scene, k32.astype(np.float64), w2c32.astype(np.float64), pts32.astype(np.float64),
                            owners, depth32.astype(np.float64))
+  return _as_record(video, k32, w2c32, depth32, tracks, visible, pts32)
+
+
+def _as_record(video, intrinsics, world_to_camera, depth, tracks, visible, points_3d) -> dict[str, np.ndarray]:
+  """The schema record (``data.schema``) of rendered arrays, with tracks in float32."""
   return {
       "video": video,
-      "intrinsics": k32,
-      "world_to_camera": w2c32,
-      "depth": depth32,
+      "intrinsics": intrinsics,
+      "world_to_camera": world_to_camera,
+      "depth": depth,
       "tracks": tracks.astype(np.float32),
       "visible": visible,
-      "points_3d": pts32,
+      "points_3d": points_3d,
   }
 
 
@@ -659,12 +664,4 @@ def render_scene(
     pts32 = np.zeros((num_frames, 0, 3), np.float32)
     tracks = np.zeros((num_views, num_frames, 0, 2))
     visible = np.zeros((num_views, num_frames, 0), bool)
-  return {
-      "video": video,
-      "intrinsics": k32,
-      "world_to_camera": w2c32,
-      "depth": depth32,
-      "tracks": tracks.astype(np.float32),
-      "visible": visible,
-      "points_3d": pts32,
-  }
+  return _as_record(video, k32, w2c32, depth32, tracks, visible, pts32)
