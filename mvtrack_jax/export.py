@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import ml_collections
@@ -59,9 +59,33 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
   params = jax.tree.map(
       lambda x: np.asarray(x).astype(target) if np.issubdtype(np.asarray(x).dtype, np.floating)
       else np.asarray(x), trees[key])
+  config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
+  info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype, "ema": bool(use_ema)}
+  return write_export(out, params, config, info)
+
+
+def write_export(out: str, params: Any, config: Mapping[str, Any] | ml_collections.ConfigDict,
+                 info: Mapping[str, Any]) -> dict[str, Any]:
+  """Writes ``params`` + ``config`` as an inference checkpoint, atomically (module docstring).
+
+  Args:
+    out: output directory; must not exist or be empty.
+    params: parameter pytree of host arrays (``{"dit": ..., "head": ...}``).
+    config: the training config (``ConfigDict`` or JSON-able dict).
+    info: fields of ``export.json`` (``step`` at least); ``num_params`` is added.
+
+  Returns:
+    The ``export.json`` record.
+
+  Raises:
+    FileExistsError: ``out`` exists and is not empty.
+  """
   out_path = epath.Path(out).absolute()
   if out_path.exists() and any(out_path.iterdir()):
     raise FileExistsError(f"export: --out {out_path} exists and is not empty; choose another --out")
+  if isinstance(config, ml_collections.ConfigDict):
+    config = checkpointing.config_to_json_dict(config)
+  info = dict(info, num_params=int(sum(np.size(x) for x in jax.tree.leaves(params))))
   # Everything is written into a sibling temporary directory that is renamed onto --out at the
   # end, so an interrupted export never leaves a half-written inference checkpoint behind.
   tmp_path = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}"
@@ -72,11 +96,7 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(tmp_path / "params", params)
     ckptr.wait_until_finished()
-    config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
-    (tmp_path / "config.json").write_text(json.dumps(config, indent=2))
-    info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype,
-            "ema": bool(use_ema),
-            "num_params": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
+    (tmp_path / "config.json").write_text(json.dumps(dict(config), indent=2))
     (tmp_path / "export.json").write_text(json.dumps(info, indent=2))
     if out_path.exists():
       out_path.rmdir()  # Empty (checked above).

@@ -1,0 +1,105 @@
+"""Loads a trained MVTrack4Gen model (weights + the modules of its config) for inference.
+
+``--checkpoint DIR`` of the entry points accepts either
+
+- an **export directory** written by ``python -m mvtrack_jax.export`` (``DIR/params/``,
+  ``DIR/config.json``, ``DIR/export.json``), or
+- a **training workdir** (``DIR/checkpoints/<step>/``, as written by ``mvtrack_jax.train``): only
+  the ``params`` (or ``ema_params``) subtree of the newest (or given) step is read, on the host,
+  with no mesh, and the config stored with that checkpoint is used.
+
+The modules (``WanDiT``, ``MVTAPHead`` or None for a diffusion-only model, the autoencoder and the
+``ObjectiveConfig`` with the probe layers) are rebuilt from the config with
+``training.tasks.make_models``, exactly as the trainer built them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import ml_collections
+
+from mvtrack_jax.losses.objective import ObjectiveConfig
+from mvtrack_jax.models.tracking_head import MVTAPHead
+from mvtrack_jax.models.wan import WanDiT
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  """A trained model ready for inference.
+
+  Attributes:
+    config: the training config (``ConfigDict``): ``model``, ``head``, ``autoencoder``,
+      ``objective``, ``data`` (resolution and frame count the model was trained at).
+    params: ``{"dit": ..., "head": ...}`` host numpy pytree (``"head"`` absent for diffusion-only).
+    dit: the ``WanDiT``.
+    head: the ``MVTAPHead``, or None when the model was trained without ``L_track``.
+    autoencoder: ``PixelAutoencoder`` / ``LatentShapeAutoencoder`` (``encode``/``decode``).
+    objective: the ``ObjectiveConfig`` (``head_layers``, ``context_length``, schedule).
+    step: training step of the weights.
+    source: absolute path it was loaded from.
+  """
+
+  config: ml_collections.ConfigDict
+  params: dict[str, Any]
+  dit: WanDiT
+  head: MVTAPHead | None
+  autoencoder: Any
+  objective: ObjectiveConfig
+  step: int
+  source: str
+
+  @property
+  def name(self) -> str:
+    """A short label: the config name and step (``default@200``)."""
+    return f"{self.config.get('name', 'model')}@{self.step}"
+
+  @property
+  def token_stride(self) -> int:
+    """Video pixels per DiT token along each axis (``vae_stride · patch``)."""
+    cfg = self.dit.config
+    return cfg.vae_stride * cfg.patch_size[1]
+
+
+def load_model(path: str | os.PathLike[str], *, step: int | None = None, use_ema: bool = False) -> LoadedModel:
+  """Loads an export directory or a training workdir (module docstring).
+
+  Args:
+    path: ``--checkpoint`` directory.
+    step: training step (workdirs only; default newest).
+    use_ema: read ``ema_params`` (workdirs only; the run must have kept an EMA).
+
+  Returns:
+    A :class:`LoadedModel`.
+
+  Raises:
+    FileNotFoundError: ``path`` is neither an export directory nor a workdir with checkpoints.
+    ValueError: ``step``/``use_ema`` given for an export directory, or the checkpoint's params do
+      not contain the head its config asks for.
+  """
+  from mvtrack_jax import export  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.training import checkpointing  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  root = os.path.abspath(os.fspath(path))
+  if os.path.isdir(os.path.join(root, "params")) and os.path.isfile(os.path.join(root, "config.json")):
+    if step is not None or use_ema:
+      raise ValueError(f"load_model: {root} is an export directory; step/use_ema apply to training workdirs only")
+    params, config, info = export.load_exported(root)
+    step = int(info.get("step", -1))
+  elif os.path.isdir(os.path.join(root, "checkpoints")):
+    ckpt_dir = os.path.join(root, "checkpoints")
+    key = "ema_params" if use_ema else "params"
+    step, trees = checkpointing.restore_params_to_host(ckpt_dir, step=step, keys=(key,))
+    params = trees[key]
+    config = ml_collections.ConfigDict(checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step))
+  else:
+    raise FileNotFoundError(
+        f"--checkpoint {root}: expected an export directory (params/ + config.json, from mvtrack_jax.export) or a "
+        f"training workdir (checkpoints/, from mvtrack_jax.train)")
+  dit, head, autoencoder, objective = tasks.make_models(config)
+  if head is not None and "head" not in params:
+    raise ValueError(f"load_model: the config of {root} has a tracking head but its params have only {sorted(params)}")
+  return LoadedModel(config=config, params=dict(params), dit=dit, head=head, autoencoder=autoencoder,
+                     objective=objective, step=int(step), source=root)
