@@ -6,7 +6,7 @@ pulling in OpenCV or scikit-image):
 - ``tapvid``: TAP-Vid AJ / δ_avg / OA (NumPy or ``jax.numpy``, jit-able) and the conversion from
   the project's track layout (``to_tapvid_format``, ``rescale_to_raster``).
 - ``camera``: CamI2V RotErr / TransErr / CamMC (+ per-frame means) and pose estimation of a video
-  from tracks or SIFT/ORB matches (essential matrix + recoverPose, triangulated scale).
+  from tracks, SIFT/ORB matches or Lucas–Kanade flow (essential matrix + recoverPose, triangulated scale).
 - ``fidelity``: per-frame PSNR / SSIM against ground-truth target views (scikit-image).
 - ``epipolar``: Sampson error of reference↔target correspondences under ground-truth cameras.
 - ``learned``: registry hook for MEt3R / VBench / LPIPS implementations with user-provided weights.
@@ -30,6 +30,7 @@ _EXPORTS = {
     "camera_errors": "camera",
     "estimate_poses_from_tracks": "camera",
     "estimate_poses_from_video": "camera",
+    "optical_flow_tracks": "camera",
     "video_fidelity": "fidelity",
     "epipolar_consistency": "epipolar",
     "compute_learned_metric": "learned",

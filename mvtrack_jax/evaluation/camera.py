@@ -26,7 +26,7 @@ translation for frames without measurable parallax.
 
 **Pose estimation** of a (generated) video with known intrinsics, from 2D correspondences between
 every frame and frame 0 — the tracking head's tracks, or feature matches (``match_feature_tracks``,
-OpenCV SIFT/ORB with Lowe's ratio test):
+OpenCV SIFT/ORB with Lowe's ratio test, or ``optical_flow_tracks``, pyramidal Lucas–Kanade for low-resolution videos):
 
 - per frame ``i``: ``cv2.findEssentialMat`` (5-point solver in OpenCV's USAC_ACCURATE RANSAC) on
   normalised image coordinates (so each frame may have its own intrinsics), a robust
@@ -431,8 +431,72 @@ def match_feature_tracks(video: Array, *, method: str = "sift", ratio: float = 0
   return tracks, visible
 
 
+def optical_flow_tracks(video: Array, *, grid_step: int = 4, max_level: int = 3, window: int = 9,
+                        max_forward_backward_px: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+  """Tracks of a regular grid of frame-0 points through a video with pyramidal Lucas–Kanade.
+
+  For low-resolution videos (the CPU models generate 32–64 px frames) where SIFT/ORB find too few
+  keypoints. Points on a ``grid_step`` lattice of frame 0 are tracked frame to frame with OpenCV's
+  ``calcOpticalFlowPyrLK`` (Bouguet's pyramidal LK); a point stays visible while the flow succeeds,
+  stays inside the frame and its forward–backward error (track ``i−1 → i → i−1``) is below
+  ``max_forward_backward_px``. A lost point is not re-acquired.
+
+  Args:
+    video: ``(T, H, W, 3)`` uint8 RGB (or ``(T, H, W)`` grey) frames.
+    grid_step: spacing of the frame-0 lattice in pixels (points at ``(k + ½)·grid_step``).
+    max_level: pyramid levels above the full resolution (``maxLevel``).
+    window: LK window size in pixels (``winSize = (window, window)``).
+    max_forward_backward_px: forward–backward consistency threshold (pixels).
+
+  Returns:
+    ``(tracks (T, N, 2) float64, visible (T, N) bool)``, corner-origin pixel convention.
+
+  Raises:
+    ValueError: bad video shape/dtype or non-positive settings.
+  """
+  video = np.asarray(video)
+  if video.ndim not in (3, 4) or (video.ndim == 4 and video.shape[-1] != 3) or video.dtype != np.uint8:
+    raise ValueError(f"video has shape {video.shape} dtype {video.dtype}, expected (T, H, W, 3) or (T, H, W) uint8")
+  if grid_step < 1 or window < 3 or max_level < 0 or not max_forward_backward_px > 0:
+    raise ValueError(f"optical_flow_tracks: need grid_step >= 1, window >= 3, max_level >= 0 and "
+                     f"max_forward_backward_px > 0, got {grid_step}, {window}, {max_level}, {max_forward_backward_px}")
+  grey = [f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]
+  h, w = grey[0].shape
+  ys, xs = np.meshgrid(np.arange(grid_step / 2, h, grid_step), np.arange(grid_step / 2, w, grid_step), indexing="ij")
+  # OpenCV puts pixel centres at integers: corner-origin x = OpenCV x + 0.5.
+  pts = np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32) - 0.5
+  num_frames, n = len(grey), pts.shape[0]
+  tracks = np.zeros((num_frames, n, 2))
+  visible = np.zeros((num_frames, n), bool)
+  tracks[0], visible[0] = pts + 0.5, True
+  params = dict(winSize=(window, window), maxLevel=max_level,
+                criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+  current, alive = pts.reshape(-1, 1, 2), np.ones(n, bool)
+  for i in range(1, num_frames):
+    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(grey[i - 1], grey[i], current, None, **params)
+    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey[i], grey[i - 1], nxt, None, **params)
+    fb = np.linalg.norm((back - current).reshape(-1, 2), axis=-1)
+    xy = nxt.reshape(-1, 2)
+    inside = (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
+    alive &= ok.ravel().astype(bool) & ok_back.ravel().astype(bool) & (fb < max_forward_backward_px) & inside
+    tracks[i] = xy + 0.5
+    visible[i] = alive
+    current = nxt
+  return tracks, visible
+
+
 def estimate_poses_from_video(video: Array, intrinsics: Array, *, method: str = "sift", ratio: float = 0.75,
                               **kwargs) -> PoseEstimate:
-  """``match_feature_tracks`` followed by ``estimate_poses_from_tracks`` (keyword args forwarded)."""
-  tracks, visible = match_feature_tracks(video, method=method, ratio=ratio)
+  """Correspondences with frame 0, then ``estimate_poses_from_tracks`` (keyword args forwarded).
+
+  ``method``: ``'sift'`` / ``'orb'`` (``match_feature_tracks``, with ``ratio``) or ``'flow'``
+  (``optical_flow_tracks``: Lucas–Kanade on a pixel lattice, for low-resolution videos).
+
+  Raises:
+    ValueError: unknown ``method`` or bad inputs.
+  """
+  if method == "flow":
+    tracks, visible = optical_flow_tracks(video)
+  else:
+    tracks, visible = match_feature_tracks(video, method=method, ratio=ratio)
   return estimate_poses_from_tracks(tracks, visible, intrinsics, **kwargs)
