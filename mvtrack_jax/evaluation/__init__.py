@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("tapvid", "camera", "fidelity", "epipolar", "learned")
+_SUBMODULES = ("tapvid", "camera", "fidelity", "epipolar", "learned", "probe")
 _EXPORTS = {
     "compute_tapvid_metrics": "tapvid",
     "to_tapvid_format": "tapvid",
