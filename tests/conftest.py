@@ -3,6 +3,7 @@
 import importlib.util
 import os
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def tiny_checkpoint(tmp_path_factory) -> str:
   from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
   config = load_config("default.py", "test")
   task = tasks.build_task(config)
-  params = jax.tree.map(np.asarray, jax.jit(task.init_params)(jax.random.key(0)))
+  params = jax.tree.map(np.asarray, jax.jit(lambda r: nn.unbox(task.init_params(r)))(jax.random.key(0)))
   out = str(tmp_path_factory.mktemp("tiny_checkpoint") / "export")
   export.write_export(out, params, config, {"step": 0, "dtype": "float32", "ema": False})
   return out

@@ -1,0 +1,260 @@
+"""Novel-view generation and tracking with a trained MVTrack4Gen model.
+
+:class:`NovelViewGenerator` wraps a :class:`~mvtrack_jax.inference.checkpoint.LoadedModel`:
+
+- :meth:`~NovelViewGenerator.generate`: the reference video is encoded (clean), the target
+  latents start from Gaussian noise at ``σ = 1`` and are integrated to ``σ = 0`` with the Euler
+  sampler on the shifted inference grid (``diffusion.sampler``; 50 steps, shift 5), the DiT seeing
+  ``target_noisy ⊕ reference`` and both views' cameras at every step, exactly as in training
+  (``losses.objective``). Classifier-free guidance with scale ``g`` combines the velocity under the
+  conditioning text context with the velocity under the **null context** (all zeros,
+  ``objective.context_length`` tokens — what the model is trained with when a dataset has no
+  captions): ``v̂ = v_null + g·(v_cond − v_null)``; both branches run as one batch of ``2B``. When no
+  text context is given, the conditioning context *is* the null context, guidance is the identity
+  and the second branch is skipped (one DiT call per step).
+- :meth:`~NovelViewGenerator.track`: the tracking head predicts where reference-view query points
+  are in both views. It reads the probe q/k of one extra DiT forward on the generated target latents
+  noised to ``track_sigma`` (default: the smallest σ of the training grid, 0.005 for shift 5, so the
+  features are in the training distribution and nearly clean — DiffTrack finds correspondence
+  sharpest at low noise). Tracks are at latent-frame rate (video frames ``0, k, 2k, …``).
+
+Inputs are batches in the pipeline layout (``data.pipeline``): ``reference_video`` ``(B, T, H, W,
+3)`` uint8, ``reference_intrinsics``/``target_intrinsics`` ``(B, T, 3, 3)`` pixels,
+``reference_cam_to_world``/``target_cam_to_world`` ``(B, T, 4, 4)`` OpenCV, metres (made
+relative to the reference camera at frame 0 here), ``query_points`` ``(B, N, 3)`` ``(t, x, y)``
+(video frame, pixels, corner origin). The model's own frame count / resolution is
+``config.data``; other sizes work when the autoencoder and token grid divide them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise
+from mvtrack_jax.diffusion.sampler import euler_sample, guided_velocity
+from mvtrack_jax.geometry import cameras as geometry
+from mvtrack_jax.inference.checkpoint import LoadedModel
+from mvtrack_jax.losses.objective import CAMERA_KEYS
+from mvtrack_jax.models import autoencoder as ae_lib
+from mvtrack_jax.models import tracking_head as head_lib
+from mvtrack_jax.models import wan as wan_lib
+
+Array = Any
+
+CLIP_KEYS = ("reference_video",) + CAMERA_KEYS
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+  """Sampler settings (ReCamMaster / ReDirector inference: 50 steps, shift 5, CFG 5, seed 0).
+
+  Attributes:
+    num_steps: Euler steps.
+    guidance_scale: classifier-free guidance scale ``g`` (1 = no guidance).
+    seed: PRNG seed of the initial noise (and of the tracking noise).
+    shift: timestep shift of the inference grid.
+    track_sigma: noise level of the tracking forward; None = smallest σ of the training grid.
+    visibility_threshold: a point is predicted visible when ``σ(vis)·σ(conf) >`` this (MV-TAP: 0.6).
+  """
+
+  num_steps: int = 50
+  guidance_scale: float = 5.0
+  seed: int = 0
+  shift: float = 5.0
+  track_sigma: float | None = None
+  visibility_threshold: float = 0.6
+
+  def __post_init__(self):
+    if self.num_steps < 1:
+      raise ValueError(f"SamplingConfig: num_steps must be >= 1, got {self.num_steps}")
+    if not np.isfinite(self.guidance_scale):
+      raise ValueError(f"SamplingConfig: guidance_scale must be finite, got {self.guidance_scale}")
+    if self.track_sigma is not None and not 0.0 <= self.track_sigma <= 1.0:
+      raise ValueError(f"SamplingConfig: track_sigma must be in [0, 1], got {self.track_sigma}")
+
+  def schedule(self) -> FlowMatchingSchedule:
+    return FlowMatchingSchedule(shift=self.shift, num_inference_steps=self.num_steps)
+
+
+def relative_cameras(clip: Mapping[str, Array]) -> dict[str, np.ndarray]:
+  """The four camera arrays as float32, poses relative to ``reference_cam_to_world[:, 0]``."""
+  ref0 = np.asarray(clip["reference_cam_to_world"], np.float64)[:, :1]
+  out = {}
+  for key in CAMERA_KEYS:
+    value = np.asarray(clip[key], np.float64)
+    if key.endswith("cam_to_world"):
+      value = geometry.relative_to_reference(value, ref0)
+    out[key] = value.astype(np.float32)
+  return out
+
+
+class NovelViewGenerator:
+  """Generates target views and tracks query points with one loaded model (module docstring).
+
+  Args:
+    model: a :class:`LoadedModel`.
+    context: optional ``(L, text_dim)`` or ``(B, L, text_dim)`` conditioning text embeddings (e.g.
+      umT5 features of a caption, computed elsewhere); None = the null context.
+
+  Raises:
+    ValueError: the autoencoder cannot decode latents (e.g. the shape-only Wan-VAE stand-in), or
+      ``context`` has the wrong width.
+  """
+
+  def __init__(self, model: LoadedModel, *, context: Array | None = None):
+    self.model = model
+    if not hasattr(model.autoencoder, "decode"):
+      raise ValueError(f"{model.source}: the autoencoder {type(model.autoencoder).__name__} cannot decode latents "
+                       "to pixels; generation needs a decoder (the Wan VAE port is pending)")
+    text_dim = model.dit.config.text_dim
+    if context is not None:
+      context = np.asarray(context, np.float32)
+      if context.ndim not in (2, 3) or context.shape[-1] != text_dim:
+        raise ValueError(f"context: expected (L, {text_dim}) or (B, L, {text_dim}) text embeddings, got {context.shape}")
+    self.context = context
+    self._velocity = jax.jit(self._velocity_impl, static_argnames=("guided",))
+    self._track = jax.jit(self._track_impl)
+
+  # ---------------------------------------------------------------------------------------------
+  # Jitted model calls.
+
+  def _dit(self, params, latents, sigma, reference, cameras, context, probe_layers=()):
+    b = latents.shape[0]
+    cfg = self.model.dit.config
+    cams = None if cfg.camera_mode == "none" else cameras
+    timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
+    return self.model.dit.apply({"params": params}, latents.astype(cfg.dtype), timestep, context,
+                                reference_latents=reference.astype(cfg.dtype), cameras=cams,
+                                probe_layers=probe_layers)
+
+  def _velocity_impl(self, params, x, sigma, reference, cameras, context, guidance_scale, guided):
+    if not guided:
+      return self._dit(params, x, sigma, reference, cameras, context)
+    null = jnp.zeros_like(context)
+    both = lambda a: jnp.concatenate([a, a], axis=0)
+    v = self._dit(params, both(x), sigma, both(reference), jax.tree.map(both, cameras),
+                  jnp.concatenate([context, null], axis=0))
+    v_cond, v_null = jnp.split(v, 2, axis=0)
+    return guided_velocity(v_cond, v_null, guidance_scale)
+
+  def _track_impl(self, params, target_latents, reference, cameras, context, query, point_mask, noise, sigma):
+    model = self.model
+    k = model.autoencoder.temporal_factor
+    layers = model.objective.head_layers
+    noisy = add_noise(target_latents, noise, jnp.full((target_latents.shape[0],), sigma))
+    _, probes = self._dit(params["dit"], noisy, sigma, reference, cameras, context, probe_layers=layers)
+    q_feat, k_feat = head_lib.features_from_probes(probes, layers)
+    grid = wan_lib.token_grid(model.dit.config, target_latents.shape)
+    idx = ae_lib.latent_frame_indices(cameras["target_cam_to_world"].shape[1], k)
+    head_cams = {key: value[:, idx] for key, value in cameras.items()}
+    pred = model.head.apply({"params": params["head"]}, q_feat, k_feat, query, grid=grid,
+                            token_stride=model.token_stride, cameras=head_cams, point_mask=point_mask)
+    return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1]
+
+  # ---------------------------------------------------------------------------------------------
+  # Public API.
+
+  def _inputs(self, clip: Mapping[str, Array]):
+    missing = [key for key in CLIP_KEYS if key not in clip]
+    if missing:
+      raise ValueError(f"NovelViewGenerator: clip lacks {missing}; expected keys {list(CLIP_KEYS)}")
+    video = np.asarray(clip["reference_video"])
+    if video.ndim != 5 or video.shape[-1] != 3 or video.dtype != np.uint8:
+      raise ValueError(f"reference_video: expected (B, T, H, W, 3) uint8, got {video.shape} {video.dtype}")
+    b, t = video.shape[:2]
+    for key in CAMERA_KEYS:
+      tail = (3, 3) if key.endswith("intrinsics") else (4, 4)
+      if tuple(np.shape(clip[key])) != (b, t) + tail:
+        raise ValueError(f"{key}: expected {(b, t) + tail}, got {tuple(np.shape(clip[key]))}")
+    reference = self.model.autoencoder.encode(video)
+    cameras = {key: jnp.asarray(v) for key, v in relative_cameras(clip).items()}
+    length, text_dim = self.model.objective.context_length, self.model.dit.config.text_dim
+    if self.context is None:
+      context = jnp.zeros((b, length, text_dim), jnp.float32)
+    else:
+      c = self.context if self.context.ndim == 3 else self.context[None]
+      if c.shape[0] not in (1, b):
+        raise ValueError(f"context: batch {c.shape[0]} does not match the clip batch {b}")
+      context = jnp.broadcast_to(jnp.asarray(c), (b,) + c.shape[1:])
+    return reference, cameras, context
+
+  def generate(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,
+               progress: bool = False) -> dict[str, np.ndarray]:
+    """Samples the target-view video of ``clip`` (module docstring).
+
+    Args:
+      clip: batch with :data:`CLIP_KEYS` (pipeline layout; ``target_video`` is ignored).
+      sampling: :class:`SamplingConfig`.
+      progress: tqdm bar over the denoising steps.
+
+    Returns:
+      dict with ``target_video`` ``(B, T, H, W, 3)`` uint8 and ``target_latents`` (float32 latents
+      of the autoencoder).
+
+    Raises:
+      ValueError: missing keys or wrong shapes (naming the key).
+    """
+    reference, cameras, context = self._inputs(clip)
+    guided = self.context is not None and sampling.guidance_scale != 1.0
+    noise = jax.random.normal(jax.random.key(sampling.seed), reference.shape, jnp.float32)
+    params = self.model.params["dit"]
+    scale = jnp.float32(sampling.guidance_scale)
+
+    def velocity(x, sigma):
+      return self._velocity(params, x, jnp.float32(sigma), reference, cameras, context, scale, guided=guided)
+
+    latents = euler_sample(velocity, noise, sampling.schedule().inference_sigmas(sampling.num_steps),
+                           progress=progress, description="denoising")
+    video = self.model.autoencoder.decode(latents)
+    return {"target_video": np.asarray(video), "target_latents": np.asarray(latents, np.float32)}
+
+  def track(self, clip: Mapping[str, Array], target_video: Array,
+            sampling: SamplingConfig = SamplingConfig()) -> dict[str, np.ndarray]:
+    """Tracks ``clip["query_points"]`` through the reference and a (generated) target video.
+
+    Args:
+      clip: batch with :data:`CLIP_KEYS` and ``query_points`` ``(B, N, 3)`` ``(t, x, y)`` in video
+        frames and pixels of the reference view; points outside the image are masked.
+      target_video: ``(B, T, H, W, 3)`` uint8, e.g. ``generate(...)["target_video"]``.
+      sampling: uses ``seed``, ``track_sigma`` and ``visibility_threshold``.
+
+    Returns:
+      dict of numpy arrays: ``tracks`` ``(B, 2, F, N, 2)`` float32 pixels ``(x, y)``, ``visible``
+      ``(B, 2, F, N)`` bool, ``visibility``/``confidence`` ``(B, 2, F, N)`` probabilities,
+      ``frames`` ``(F,)`` int32 video frame of each latent frame; view 0 = reference, 1 = target.
+
+    Raises:
+      ValueError: the model has no tracking head (diffusion-only), or shapes disagree.
+    """
+    if self.model.head is None:
+      raise ValueError(f"{self.model.source}: this model has no tracking head (trained with lambda_track = 0)")
+    reference, cameras, context = self._inputs(clip)
+    target_video = np.asarray(target_video)
+    if target_video.shape != np.shape(clip["reference_video"]):
+      raise ValueError(f"target_video: expected {np.shape(clip['reference_video'])} (the reference's shape), "
+                       f"got {target_video.shape}")
+    query = np.asarray(clip["query_points"], np.float32)
+    b, t, h, w, _ = target_video.shape
+    if query.ndim != 3 or query.shape[0] != b or query.shape[-1] != 3:
+      raise ValueError(f"query_points: expected ({b}, N, 3) (t, x, y), got {query.shape}")
+    target = self.model.autoencoder.encode(target_video)
+    k = self.model.autoencoder.temporal_factor
+    grid = wan_lib.token_grid(self.model.dit.config, target.shape)
+    query_latent = ae_lib.query_frames_to_latent(jnp.asarray(query), k, grid[0])
+    point_mask = (query[..., 1] >= 0) & (query[..., 1] < w) & (query[..., 2] >= 0) & (query[..., 2] < h)
+    sigma = sampling.track_sigma
+    if sigma is None:
+      sigma = float(FlowMatchingSchedule(shift=sampling.shift).training_sigmas()[-1])
+    noise = jax.random.normal(jax.random.fold_in(jax.random.key(sampling.seed), 1), target.shape, jnp.float32)
+    tracks, vis, conf = self._track(self.model.params, target, reference, cameras, context, query_latent,
+                                    jnp.asarray(point_mask), noise, jnp.float32(sigma))
+    vis_p, conf_p = jax.nn.sigmoid(vis), jax.nn.sigmoid(conf)
+    return {"tracks": np.asarray(tracks, np.float32),
+            "visible": np.asarray(vis_p * conf_p > sampling.visibility_threshold) & point_mask[:, None, None, :],
+            "visibility": np.asarray(vis_p, np.float32), "confidence": np.asarray(conf_p, np.float32),
+            "frames": ae_lib.latent_frame_indices(t, k)}
