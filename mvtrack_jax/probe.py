@@ -1,0 +1,296 @@
+r"""Attention-layer correspondence probe of a trained model (DiffTrack protocol; issue #6 item 3).
+
+``python -m mvtrack_jax.probe --checkpoint DIR --split test --out DIR2 [--layers 0,1,...]
+[--timesteps 999,...] [--grid_steps 0,10,...] [--num_batches N] [--batch_size B] [--pck_threshold 8]``
+
+For every batch of one deterministic pass over ``--split`` (centre crops, ``data.pipeline``) and
+every probed timestep: both videos → latents; the **target** latents are noised to ``σ`` with a
+fixed-seed noise (the same noise at every timestep of a batch), the reference latents stay clean;
+one ``WanDiT`` forward with an all-zero text context of ``objective.context_length`` tokens and both
+views' cameras — exactly as the training objective calls it (``losses.objective``) — returns the
+q/k of every probed layer, scored by ``evaluation.probe`` (reference-temporal, target-temporal and
+cross-view correspondence). Only the small per-layer sums leave the device; they are pooled over
+all valid (point, pair) entries of all batches.
+
+Timesteps: ``--timesteps`` in DiT units ``1000·σ``; by default the points ``--grid_steps``
+(0, 10, 20, 30, 40, 49) of the model's ``--num_inference_steps``-step (50) inference grid
+``objective.schedule.inference_sigmas`` (shifted grid), i.e. from pure noise (σ = 1, timestep
+1000) to the last denoising step.
+
+Writes to ``--out`` (atomically, file by file): ``probe_table.csv`` (one row per kind × layer ×
+timestep), ``probe.json`` (tables, top-3 layers per kind by mean harmonic mean over timesteps,
+settings, checkpoint name/step) and ``heatmap_<kind>.png``; prints the top layers per kind.
+
+A last partial batch is padded with copies of its first example whose ``track_mask`` is False, so
+every batch has one shape (one compile) and no example is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+
+from mvtrack_jax.evaluation import probe as probe_lib
+
+DEFAULT_GRID_STEPS = (0, 10, 20, 30, 40, 49)
+CAMERA_KEYS = ("reference_intrinsics", "target_intrinsics", "reference_cam_to_world", "target_cam_to_world")
+
+
+def probe_timesteps(schedule, grid_steps: Sequence[int] = DEFAULT_GRID_STEPS,
+                    num_inference_steps: int = 50) -> tuple[list[float], list[float]]:
+  """``(timesteps, sigmas)`` of the given points of the inference grid (timestep = ``1000·σ``).
+
+  Raises:
+    ValueError: a grid step outside ``[0, num_inference_steps)``.
+  """
+  sigmas = schedule.inference_sigmas(num_inference_steps)
+  bad = [s for s in grid_steps if not 0 <= int(s) < num_inference_steps]
+  if bad or not grid_steps:
+    raise ValueError(f"probe: grid_steps {list(grid_steps)} must be a non-empty list in [0, {num_inference_steps})")
+  sig = [float(sigmas[int(s)]) for s in grid_steps]
+  return [1000.0 * s for s in sig], sig
+
+
+def _unbox_restored(tree: Any) -> Any:
+  """Strips ``{"value": array}`` wrappers left by saving Flax ``Partitioned`` boxes (unboxed trees pass through).
+
+  An export written from ``init_params`` output without ``nn.unbox`` (the ``tiny_checkpoint`` test
+  fixture) restores every leaf as such a dict; a trained model's export has plain leaves.
+  """
+  if isinstance(tree, dict):
+    if set(tree) == {"value"} and not isinstance(tree["value"], dict):
+      return tree["value"]
+    return {key: _unbox_restored(value) for key, value in tree.items()}
+  return tree
+
+
+def _pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """Pads a partial batch to ``size`` with copies of example 0 marked ``track_mask = False``."""
+  b = batch["track_mask"].shape[0]
+  if b == size:
+    return batch
+  out = {}
+  for key, value in batch.items():
+    pad = np.repeat(value[:1], size - b, axis=0)
+    if key == "track_mask":
+      pad = np.zeros_like(pad)
+    out[key] = np.concatenate([value, pad], axis=0)
+  return out
+
+
+def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_threshold: float):
+  """Jitted ``fn(dit_params, batch, noise, sigma) -> (L, K, 4)`` sums for one timestep.
+
+  ``batch`` holds the pipeline keys the DiT and the metrics need; ``noise`` has the target latents'
+  shape; ``sigma`` is a float32 scalar (traced, so all timesteps share one compile per shape).
+  """
+  dit, autoencoder, objective = model.dit, model.autoencoder, model.objective
+  wcfg = dit.config
+  layers = tuple(int(l) for l in layers)
+  token_stride = model.token_stride
+  k = autoencoder.temporal_factor
+  from mvtrack_jax.diffusion.flow_matching import add_noise  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.models import wan as wan_lib  # pylint: disable=g-import-not-at-top
+
+  @jax.jit
+  def fn(dit_params, batch, noise, sigma):
+    target = autoencoder.encode(batch["target_video"])
+    reference = autoencoder.encode(batch["reference_video"])
+    b = target.shape[0]
+    noisy = add_noise(target, noise, jnp.full((b,), sigma, jnp.float32))
+    timestep = jnp.full((b,), 1000.0 * sigma, jnp.float32)
+    context = jnp.zeros((b, objective.context_length, wcfg.text_dim), jnp.float32)
+    cameras = None
+    if wcfg.camera_mode != "none":
+      cameras = {key: jnp.asarray(batch[key], jnp.float32) for key in CAMERA_KEYS}
+    _, probes = dit.apply({"params": dit_params}, noisy.astype(wcfg.dtype), timestep, context,
+                          reference_latents=reference.astype(wcfg.dtype), cameras=cameras, probe_layers=layers)
+    grid = wan_lib.token_grid(wcfg, target.shape)
+    tracks, visible = ae_lib.tracks_to_latent_rate(jnp.asarray(batch["tracks"], jnp.float32),
+                                                   jnp.asarray(batch["visible"], bool), k)
+    return probe_lib.probe_sums(probes, tracks, visible, jnp.asarray(batch["track_mask"], bool), grid=grid,
+                                token_stride=token_stride, layers=layers, kinds=kinds,
+                                pck_threshold=pck_threshold)
+
+  return fn
+
+
+def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequence[int] | None = None,
+              timesteps: Sequence[float] | None = None, grid_steps: Sequence[int] = DEFAULT_GRID_STEPS,
+              num_inference_steps: int = 50, num_batches: int | None = None, batch_size: int = 1,
+              pck_threshold: float = probe_lib.DEFAULT_PCK_THRESHOLD, top_k: int = 3, seed: int = 0,
+              progress: bool = True) -> dict[str, Any]:
+  """Runs the probe and writes its outputs (module docstring).
+
+  Args:
+    checkpoint: export directory or training workdir (``inference.checkpoint.load_model``).
+    out: output directory (created).
+    split: data split of the model's dataset ("train", "validation" or "test"); always one
+      deterministic pass with centre crops.
+    layers: 0-based DiT layers (default all).
+    timesteps: DiT timesteps ``1000·σ`` in ``[0, 1000]``; default from ``grid_steps``.
+    grid_steps: points of the ``num_inference_steps``-step inference grid used when ``timesteps``
+      is None.
+    num_inference_steps: size of that grid.
+    num_batches: stop after this many batches (default: the whole split).
+    batch_size: examples per batch.
+    pck_threshold: PCK threshold in video pixels (strict ``<``).
+    top_k: top layers reported per kind.
+    seed: seed of the noise (batch ``i`` uses ``fold_in(key(seed), i)``).
+    progress: show a tqdm bar over batches × timesteps.
+
+  Returns:
+    The ``probe.json`` record.
+
+  Raises:
+    ValueError: bad layers / timesteps / sizes, or a split without any example.
+  """
+  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.inference.checkpoint import load_model  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+
+  if batch_size < 1:
+    raise ValueError(f"probe: batch_size must be >= 1, got {batch_size}")
+  if num_batches is not None and num_batches < 1:
+    raise ValueError(f"probe: num_batches must be >= 1 or None, got {num_batches}")
+  if not pck_threshold > 0:
+    raise ValueError(f"probe: pck_threshold must be > 0 pixels, got {pck_threshold}")
+  if top_k < 1:
+    raise ValueError(f"probe: top_k must be >= 1, got {top_k}")
+  model = load_model(checkpoint)
+  num_layers = model.dit.config.num_layers
+  layers = list(range(num_layers)) if not layers else sorted({int(l) for l in layers})
+  if any(not 0 <= l < num_layers for l in layers):
+    raise ValueError(f"probe: layers {layers} out of range, expected 0-based indices < {num_layers}")
+  explicit = bool(timesteps)
+  if explicit:
+    timesteps = [float(t) for t in timesteps]
+    if any(not 0.0 <= t <= 1000.0 for t in timesteps):
+      raise ValueError(f"probe: timesteps {timesteps} must be DiT timesteps 1000·σ in [0, 1000]")
+    sigmas = [t / 1000.0 for t in timesteps]
+  else:
+    timesteps, sigmas = probe_timesteps(model.objective.schedule, grid_steps, num_inference_steps)
+  kinds = probe_lib.KINDS
+
+  source = tasks.data_source(model.config.data, split)
+  config = tasks.pipeline_config(model.config.data, batch_size, train=False)
+  config = dataclasses.replace(config, drop_remainder=False)
+  total = -(-len(source) // batch_size)
+  if num_batches is not None:
+    total = min(total, num_batches)
+  iterator = pipeline.make_iterator(source, config, seed=0, train=False)
+
+  fn = make_probe_fn(model, layers, kinds, pck_threshold)
+  dit_params = jax.device_put(_unbox_restored(model.params["dit"]))
+  sums = np.zeros((len(layers), len(timesteps), len(kinds), len(probe_lib.SUM_FIELDS)), np.float64)
+  bar = None
+  if progress:
+    import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm.tqdm(total=total * len(timesteps), desc="probe", unit="fwd")
+  start = time.time()
+  num_done = num_examples = 0
+  key = jax.random.key(seed)
+  for batch in iterator:
+    if num_done >= total:
+      break
+    num_examples += int(batch["track_mask"].shape[0])
+    batch = _pad_batch(dict(batch), batch_size)
+    arrays = {k: batch[k] for k in ("reference_video", "target_video", "tracks", "visible", "track_mask")
+              + CAMERA_KEYS}
+    latent_shape = model.autoencoder.latent_shape(batch["target_video"].shape)
+    noise = jax.random.normal(jax.random.fold_in(key, num_done), latent_shape, jnp.float32)
+    for j, sigma in enumerate(sigmas):
+      sums[:, j] += np.asarray(jax.device_get(fn(dit_params, arrays, noise, jnp.float32(sigma))), np.float64)
+      if bar is not None:
+        bar.update(1)
+    num_done += 1
+  if bar is not None:
+    bar.close()
+  if num_done == 0:
+    raise ValueError(f"probe: split {split!r} gave no batch")
+
+  tables = probe_lib.metric_tables(sums, kinds, layers, top_k)
+  os.makedirs(out, exist_ok=True)
+  probe_lib.write_csv(os.path.join(out, "probe_table.csv"), tables, layers, timesteps, sigmas)
+  record = {
+      "checkpoint": {"name": model.name, "step": model.step, "source": model.source},
+      "settings": {"split": split, "layers": layers, "timesteps": timesteps, "sigmas": sigmas,
+                   "grid_steps": None if explicit else [int(s) for s in grid_steps],
+                   "num_inference_steps": num_inference_steps, "num_batches": num_done,
+                   "num_examples": num_examples, "batch_size": batch_size, "pck_threshold": pck_threshold,
+                   "top_k": top_k, "seed": seed, "token_stride": model.token_stride,
+                   "context": f"zeros x {model.objective.context_length}",
+                   "aggregation": "mean over all valid (point, pair) entries of a kind, pooled over batches",
+                   "ranking": "layers by mean harmonic mean over timesteps"},
+      "kinds": list(kinds),
+      "top_layers": {kind: [int(l) for l in tables[kind]["top_layers"]] for kind in kinds},
+      "tables": probe_lib.tables_to_json(tables),
+      "seconds": round(time.time() - start, 3),
+  }
+  probe_lib.write_json(os.path.join(out, "probe.json"), record)
+  for kind in kinds:
+    probe_lib.write_heatmap(os.path.join(out, f"heatmap_{kind}.png"), kind, tables[kind], layers, timesteps)
+  return record
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing this module defines none).
+
+  ``mvtrack_jax.export`` (imported by ``load_model``) defines a module-level ``--out``; it is imported
+  first and its flag reused, so that the two definitions do not collide.
+  """
+  from mvtrack_jax import export  # pylint: disable=g-import-not-at-top,unused-import
+  if "out" in flags.FLAGS:
+    flags.FLAGS["out"].help = "Output directory."
+  else:
+    flags.DEFINE_string("out", None, "Output directory.")
+  flags.DEFINE_string("checkpoint", None, "Export directory or training workdir.")
+  flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Data split (one pass, centre crops).")
+  flags.DEFINE_list("layers", [], "0-based DiT layers to probe (default: all).")
+  flags.DEFINE_list("timesteps", [], "DiT timesteps 1000·σ (default: --grid_steps of the inference grid).")
+  flags.DEFINE_list("grid_steps", [str(s) for s in DEFAULT_GRID_STEPS],
+                    "Steps of the inference grid probed when --timesteps is empty.")
+  flags.DEFINE_integer("num_inference_steps", 50, "Size of the inference grid.")
+  flags.DEFINE_integer("num_batches", None, "Batches to probe (default: the whole split).")
+  flags.DEFINE_integer("batch_size", 1, "Examples per batch.")
+  flags.DEFINE_float("pck_threshold", probe_lib.DEFAULT_PCK_THRESHOLD, "PCK threshold in video pixels (strict <).")
+  flags.DEFINE_integer("top_k", 3, "Top layers reported per kind.")
+  flags.DEFINE_integer("seed", 0, "Noise seed.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def main(argv):
+  """Entry point under ``absl.app.run`` (after :func:`define_flags`)."""
+  f = flags.FLAGS
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not f.checkpoint or not f.out:
+    raise app.UsageError("--checkpoint and --out are required")
+  try:
+    layers = [int(l) for l in f.layers]
+    timesteps = [float(t) for t in f.timesteps]
+    grid_steps = [int(s) for s in f.grid_steps]
+  except ValueError as e:
+    raise app.UsageError(f"--layers/--grid_steps must be integers and --timesteps numbers: {e}") from e
+  record = run_probe(f.checkpoint, f.out, split=f.split, layers=layers, timesteps=timesteps, grid_steps=grid_steps,
+                     num_inference_steps=f.num_inference_steps, num_batches=f.num_batches, batch_size=f.batch_size,
+                     pck_threshold=f.pck_threshold, top_k=f.top_k, seed=f.seed, progress=f.progress)
+  print(f"probe of {record['checkpoint']['name']} on {f.split} → {os.path.abspath(f.out)}")
+  for kind, top in record["top_layers"].items():
+    print(f"  top-{len(top)} layers ({kind}): {top}")
+  print(json.dumps({"seconds": record["seconds"], "num_examples": record["settings"]["num_examples"]}))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
