@@ -21,6 +21,8 @@ Stages (grain 0.2.18 dataset API, DESIGN.md §2):
    reference camera at frame 0 of the window (``geometry.relative_to_reference``). The part of
    the record an example uses (two views × the window; ``depth`` is not used) is checked with
    ``schema.validate_record`` first, so bad data fails with an error naming the source index.
+   Everything after drawing the view pair and window start is ``window_example`` (deterministic for
+   given views/start; evaluation calls it directly).
 5. Query points: sampled **uniformly over the (t, n) entries visible in the reference view**, with
    distinct points preferred: a uniformly random permutation of all visible entries is taken and
    the first occurrence of each point comes first (so each point appears at most once while
@@ -224,6 +226,9 @@ def sample_example_with_metadata(
     train: bool = True, source: str = "<record>") -> tuple[Example, dict[str, np.ndarray]]:
   """Turns one record into one training example and says which parts of the record it used.
 
+  Draws an ordered pair of distinct views and a window start from ``rng``, then hands the rest to
+  ``window_example`` with the same ``rng`` (crop offset, query points).
+
   Args:
     record: a schema record (``video`` ``(V, T, H, W, 3)`` with ``V ≥ 2``, ``T ≥ window_span``).
     config: output sizes and sampling settings.
@@ -243,21 +248,81 @@ def sample_example_with_metadata(
       the part of it the example uses (the two views over the window; ``depth`` is ignored)
       violates the schema.
   """
-  if "video" not in record or np.ndim(record["video"]) != 5:
-    schema.validate_record(record, source=source)  # raises the schema's error for a bad video field
-  v, t, h, w, _ = np.shape(record["video"])
+  v, t = _video_views_and_frames(record, config, source)
   if v < 2:
     raise schema.RecordError(source, "video", f"{v} view(s); a (reference, target) pair needs >= 2")
+  ref = int(rng.integers(v))
+  tgt = int(rng.integers(v - 1))
+  tgt += tgt >= ref
+  start = int(rng.integers(t - config.window_span + 1))
+  return window_example(record, config, views=(ref, tgt), start=start, rng=rng, train=train, source=source)
+
+
+def _video_views_and_frames(record: Mapping[str, np.ndarray], config: PipelineConfig, source: str) -> tuple[int, int]:
+  """``(V, T)`` of the record's video, checking that it is 5-D and long enough for one window."""
+  if "video" not in record or np.ndim(record["video"]) != 5:
+    schema.validate_record(record, source=source)  # raises the schema's error for a bad video field
+  v, t = np.shape(record["video"])[:2]
   span = config.window_span
   if t < span:
     raise schema.RecordError(
         source, "video", f"{t} frames; a window of num_frames={config.num_frames} with "
         f"frame_stride={config.frame_stride} needs {span}")
-  ref = int(rng.integers(v))
-  tgt = int(rng.integers(v - 1))
-  tgt += tgt >= ref
-  views = np.array([ref, tgt])
-  start = int(rng.integers(t - span + 1))
+  return v, t
+
+
+def window_example(
+    record: Mapping[str, np.ndarray], config: PipelineConfig, *, views: Sequence[int], start: int,
+    rng: np.random.Generator | None = None, train: bool = False, source: str = "<record>",
+    query_points: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Example, dict[str, np.ndarray]]:
+  """The example of a given view pair and window: ``sample_example_with_metadata`` after its draws.
+
+  Deterministic for fixed arguments: validates the used part of the record, resizes and crops
+  (random offset from ``rng`` only when ``train`` and ``config.random_crop``, else centred), updates
+  intrinsics and tracks, makes the cameras relative to the reference camera at the window's first
+  frame and samples the query points. ``sample_example_with_metadata`` is this function after
+  drawing ``views`` and ``start``, so with the views/start it drew (its ``metadata``) and a
+  generator in the same state, the outputs are identical. Evaluation uses it to window a
+  reference view and a ground-truth target view (e.g. ``synthetic.render_scene_views``) together.
+
+  Args:
+    record: a schema record with ``T ≥ start + window_span`` frames.
+    config: output sizes and sampling settings (``batch_size`` is ignored).
+    views: ``(reference, target)`` view indices in ``[0, V)`` (they may coincide).
+    start: first record frame of the window (frames ``start, start + frame_stride, …``), in
+      ``[0, T − window_span]``.
+    rng: generator of the crop offset (training only) and the query points; ``None`` means a fresh
+      ``np.random.default_rng(0)``.
+    train: random crop when ``config.random_crop``; ``False`` (default) crops at the centre.
+    source: name of the record for error messages.
+    query_points: optional ``(frames, points)`` int arrays of equal length ``k ≤ num_query_points``
+      (window frame, record point index), used instead of sampling (``rng`` then only crops); each
+      must be visible in the reference view at its frame after the crop. ``sample_query_points``
+      returns this form; a previous example's queries are
+      ``(example["query_points"][mask, 0].astype(int), metadata["points"][mask])`` with
+      ``mask = example["track_mask"]``.
+
+  Returns:
+    ``(example, metadata)`` as ``sample_example_with_metadata`` returns them.
+
+  Raises:
+    ValueError: ``views``, ``start`` or ``query_points`` out of range or malformed.
+    schema.RecordError: the record is too short for the window, or the part of it the example uses
+      violates the schema.
+  """
+  v, t = _video_views_and_frames(record, config, source)
+  views = np.asarray(views)
+  if views.shape != (2,) or not np.issubdtype(views.dtype, np.integer) or np.any((views < 0) | (views >= v)):
+    raise ValueError(f"window_example: views must be 2 view indices in [0, {v}), got {views.tolist()}")
+  views = views.astype(np.int64)
+  span = config.window_span
+  if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= t - span:
+    raise ValueError(f"window_example: start must be an int in [0, {t - span}] ({t} frames, window span {span}), "
+                     f"got {start!r}")
+  start = int(start)
+  if rng is None:
+    rng = np.random.default_rng(0)
+  h, w = np.shape(record["video"])[2:4]
   frames = start + config.frame_stride * np.arange(config.num_frames)
   record = _validated_window(record, views, frames, source)  # now (2, T, ...) fields
 
@@ -280,7 +345,10 @@ def sample_example_with_metadata(
   visible = record["visible"] & inside  # (2, T, N_rec)
 
   n_out = config.num_query_points
-  q_frames, q_points = sample_query_points(visible[0], n_out, rng)
+  if query_points is None:
+    q_frames, q_points = sample_query_points(visible[0], n_out, rng)
+  else:
+    q_frames, q_points = _given_query_points(query_points, visible[0], n_out)
   k = q_frames.size
   out_tracks = np.zeros((2, config.num_frames, n_out, 2), np.float32)
   out_visible = np.zeros((2, config.num_frames, n_out), bool)
@@ -308,6 +376,29 @@ def sample_example_with_metadata(
       "visible": out_visible,
       "track_mask": mask,
   }, metadata
+
+
+def _given_query_points(query_points, visible_reference: np.ndarray, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+  """Checks caller-given ``(frames, points)`` queries against the window's reference visibility."""
+  try:
+    q_frames, q_points = (np.asarray(a) for a in query_points)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"window_example: query_points must be a (frames, points) pair of int arrays ({e})") from e
+  t, n = visible_reference.shape
+  ints = all(np.issubdtype(a.dtype, np.integer) for a in (q_frames, q_points))
+  if q_frames.ndim != 1 or q_frames.shape != q_points.shape or q_frames.size > num_points or \
+     (q_frames.size and not ints):
+    raise ValueError(f"window_example: query_points must be two int arrays of equal length <= num_query_points="
+                     f"{num_points}, got shapes {q_frames.shape} / {q_points.shape}")
+  q_frames, q_points = q_frames.astype(np.int64), q_points.astype(np.int64)
+  if np.any((q_frames < 0) | (q_frames >= t) | (q_points < 0) | (q_points >= n)):
+    raise ValueError(f"window_example: query frames must be in [0, {t}) and points in [0, {n})")
+  hidden = ~visible_reference[q_frames, q_points]
+  if hidden.any():
+    i = int(np.argmax(hidden))
+    raise ValueError(f"window_example: {int(hidden.sum())} query point(s) not visible in the reference view at "
+                     f"their frame, first (frame {q_frames[i]}, point {q_points[i]})")
+  return q_frames, q_points
 
 
 def _validated_window(record: Mapping[str, np.ndarray], views: np.ndarray, frames: np.ndarray,

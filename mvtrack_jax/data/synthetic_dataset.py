@@ -5,8 +5,11 @@ intrinsics, world_to_camera, depth, tracks, visible, points_3d), stored with pla
 ``tfds.features.Tensor`` features (raw-bytes encoding: exact and cheap to write; the default int64/float
 lists made the default build take 134 s instead of 86 s of CPU) in ``array_record`` files, so it is
 random-access and needs no TensorFlow (Image/Video features and the ``tfds build`` CLI need
-TensorFlow, which the project does not install). Splits draw disjoint seeds: train ``[0, n)``, validation ``[10⁶, 10⁶ + n)``, test
-``[2·10⁶, 2·10⁶ + n)``, so a larger train split never overlaps the evaluation scenes.
+TensorFlow, which the project does not install). Splits draw disjoint seeds (``scene_seed(split, index)``):
+train ``[0, n)``, validation ``[10⁶, 10⁶ + n)``, test ``[2·10⁶, 2·10⁶ + n)``, so a larger train split never
+overlaps the evaluation scenes. Record ``i`` of a split is
+``synthetic.render_scene(scene_seed(split, i), **record_sizes(config))``; ``synthetic.render_scene_views``
+with the same arguments re-renders its scene and tracked points from other cameras (novel-view ground truth).
 
 Sizes come from a ``SyntheticConfig`` (a TFDS ``BuilderConfig``): the registered ``default``
 (``configs/synthetic_data.py``'s values) and ``tiny``, or any custom one made with
@@ -45,8 +48,8 @@ SPLITS = ("train", "validation", "test")
 SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
 MAX_SPLIT_SIZE = 1_000_000
 _INCOMPLETE_PREFIX = "incomplete."
-_SIZE_FIELDS = ("num_views", "num_frames", "height", "width", "num_tracks", "num_train", "num_validation",
-                "num_test")
+RECORD_SIZE_FIELDS = ("num_views", "num_frames", "height", "width", "num_tracks")
+_SIZE_FIELDS = RECORD_SIZE_FIELDS + ("num_train", "num_validation", "num_test")
 
 
 @dataclasses.dataclass(eq=False)
@@ -68,6 +71,10 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 
   def split_size(self, split: str) -> int:
     return {"train": self.num_train, "validation": self.num_validation, "test": self.num_test}[split]
+
+  def record_sizes(self) -> dict[str, int]:
+    """``{num_views, num_frames, height, width, num_tracks}``: the ``synthetic.render_scene`` keywords."""
+    return {f: int(getattr(self, f)) for f in RECORD_SIZE_FIELDS}
 
   @classmethod
   def from_config_dict(cls, cfg: Any) -> "SyntheticConfig":
@@ -123,10 +130,13 @@ def _feature_spec(cfg: SyntheticConfig) -> dict[str, tuple[tuple[int, ...], Any]
 class MvtrackSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "__main__"):
   """TFDS builder of procedurally rendered multi-view dynamic scenes with exact point tracks."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {
       "1.0.0": "Ray-cast rooms with moving textured objects; exact tracks and depth.",
       "1.1.0": "Tensors stored as raw bytes (not readable by 1.0.0 code, hence the new version).",
+      "1.2.0": "Scenes rendered from the stored float32 cameras (depth changes in the last bits, rare "
+               "pixels and possibly the sampled points), so synthetic.render_scene_views re-renders a "
+               "record's scene exactly; a 1.1.0 build would not match it.",
   }
   BUILDER_CONFIGS = [DEFAULT_CONFIG, TINY_CONFIG]
   DEFAULT_CONFIG_NAME = "default"
@@ -155,10 +165,50 @@ class MvtrackSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=__name
   def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     cfg = self.builder_config
     for i in range(cfg.split_size(split)):
-      seed = SPLIT_SEED_OFFSETS[split] + i
-      record = synthetic.render_scene(seed, num_views=cfg.num_views, num_frames=cfg.num_frames,
-                                      height=cfg.height, width=cfg.width, num_tracks=cfg.num_tracks)
-      yield seed, record
+      seed = scene_seed(split, i, cfg)
+      yield seed, synthetic.render_scene(seed, **cfg.record_sizes())
+
+
+def scene_seed(split: str, index: int, config: Any = None) -> int:
+  """The ``synthetic.render_scene`` seed of scene ``index`` of ``split``: ``SPLIT_SEED_OFFSETS[split] + index``.
+
+  Record ``index`` of a built split is ``render_scene(scene_seed(split, index), **record_sizes(config))``,
+  and ``synthetic.render_scene_views`` re-renders it from other cameras with the same arguments.
+
+  Args:
+    split: ``"train"``, ``"validation"`` or ``"test"``.
+    index: position in the split, ``0 <= index < MAX_SPLIT_SIZE``; when ``config`` is given (anything
+      ``resolve_config`` takes), ``0 <= index <`` that config's split size.
+    config: optional dataset config to check ``index`` against.
+
+  Raises:
+    ValueError: an unknown split, an index that is not an int or is out of range, or a bad config.
+  """
+  if split not in SPLITS:
+    raise ValueError(f"scene_seed: unknown split {split!r}; expected one of {SPLITS}")
+  if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+    raise ValueError(f"scene_seed: index must be an int, got {type(index).__name__} {index!r}")
+  if config is None:
+    size, where = MAX_SPLIT_SIZE, "the split seed range"
+  else:
+    cfg = resolve_config(config)
+    size, where = cfg.split_size(split), f"split {split!r} of config {cfg.name!r}"
+  if not 0 <= index < size:
+    raise ValueError(f"scene_seed: index {index} out of range: {where} has {size} scene(s)")
+  return SPLIT_SEED_OFFSETS[split] + int(index)
+
+
+def record_sizes(config: Any = None) -> dict[str, int]:
+  """Record sizes of a dataset config (``None``, ``"default"``, ``"tiny"``, a mapping, …; ``resolve_config``).
+
+  Returns:
+    ``{"num_views", "num_frames", "height", "width", "num_tracks"}`` ints, the keyword arguments of
+    ``synthetic.render_scene`` / ``render_scene_views`` for that config's scenes.
+
+  Raises:
+    ValueError: an unknown config name or invalid sizes.
+  """
+  return resolve_config(config).record_sizes()
 
 
 def default_data_dir() -> str:

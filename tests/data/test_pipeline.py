@@ -1,6 +1,7 @@
 """Tests of the grain input pipeline: batch contract, geometry consistency, determinism, sharding."""
 
 import dataclasses
+import hashlib
 import json
 
 import grain
@@ -254,3 +255,172 @@ def test_multiprocess_prefetch_matches_in_process_and_restores(records):
   for x, y in zip(first + [expected], in_process):
     _assert_batches_equal(x, y)
   _assert_batches_equal(expected, next(pipeline.make_iterator(records, config, seed=5, state=state)))
+
+
+# --- window_example: the per-example transform after the view/window draws --------------------------
+
+# Captured with sample_example_with_metadata as it was before window_example existed (commit 8732395):
+# tiny_record(3, num_views=3, num_frames=6, height=40, width=56, num_tracks=24), example_rng(0, 0, i) for the
+# cases of _GOLDEN_CASES. Metadata exact; uint8/bool arrays by sha256 prefix; float arrays by (sum, weighted
+# sum) since the float outputs differ across processes in the last bits (~1e-17 in the relative cameras).
+_GOLDEN = [
+    ({
+        "views": [2, 1],
+        "frames": [1, 2, 3, 4],
+        "points": [0, 8, 18, 12, 20, 11, 5, 16, 2, 3, 1, 19, 9, 22, 23, 13, 11, 20, 5, 18],
+        "scale": [0.8035714285714286, 0.8],
+        "crop": [5, 0],
+    }, {
+        "query_points": [732.562171, 1112.537541],
+        "reference_cam_to_world": [15.747386, 23.551725],
+        "reference_intrinsics": [449.076309, 654.084799],
+        "reference_video": "4f9d884212abd795",
+        "target_cam_to_world": [8.326276, 13.091623],
+        "target_intrinsics": [449.076309, 654.084799],
+        "target_video": "471f2873edf1e490",
+        "track_mask": "9b8f65607d891ebc",
+        "tracks": [5517.136981, 8249.860067],
+        "visible": "60fdc67c27a53a71",
+    }),
+    ({
+        "views": [2, 0],
+        "frames": [0, 1, 2, 3],
+        "points": [11, 20, 6, 13, 18, 8, 16, 23, 17, 10, 14, 1, 9, 5, 21, 2, 19, 7, 22, 0],
+        "scale": [0.8035714285714286, 0.8],
+        "crop": [8, 0],
+    }, {
+        "query_points": [680.454361, 1022.811383],
+        "reference_cam_to_world": [15.748216, 23.55317],
+        "reference_intrinsics": [437.076309, 636.770513],
+        "reference_video": "36e6448443bcb567",
+        "target_cam_to_world": [7.076971, 12.085095],
+        "target_intrinsics": [437.076309, 636.770513],
+        "target_video": "b0ac1b1b260fb611",
+        "track_mask": "9b8f65607d891ebc",
+        "tracks": [4967.715496, 7366.859586],
+        "visible": "e1dbadd789b6721b",
+    }),
+    ({
+        "views": [0, 2],
+        "frames": [0, 2, 4],
+        "points": [14, 21, 8, 12, 1, 18, 6, 4, 10, 9, 20, 22, 0, 7, 17, 23, 13, 15, 5, 19, 11, 2, 3, 16, 14, 14, 18, 4,
+                   12, 8],
+        "scale": [0.39285714285714285, 0.4],
+        "crop": [3, 0],
+    }, {
+        "query_points": [510.033971, 770.910213],
+        "reference_cam_to_world": [12.291052, 18.485179],
+        "reference_intrinsics": [166.35458, 240.276843],
+        "reference_video": "e64afa214031d57f",
+        "target_cam_to_world": [23.637101, 35.978657],
+        "target_intrinsics": [166.35458, 240.276843],
+        "target_video": "7333609a6a24e01a",
+        "track_mask": "5cc7f71eb464de4b",
+        "tracks": [3027.105924, 4573.162015],
+        "visible": "59278ecd80902c8e",
+    }),
+]
+_GOLDEN_CASES = [  # (config overrides, train, example index)
+    (dict(num_frames=4, height=32, width=24, num_query_points=20), True, 0),
+    (dict(num_frames=4, height=32, width=24, num_query_points=20), True, 1),
+    (dict(num_frames=3, frame_stride=2, height=16, width=16, num_query_points=30), False, 2),
+]
+
+
+def _summary(array):
+  array = np.asarray(array)
+  if array.dtype.kind in "biu":
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+  x = array.astype(np.float64).ravel()
+  return [float(x.sum()), float((x * np.linspace(1.0, 2.0, x.size)).sum())]
+
+
+def test_sample_example_with_metadata_unchanged_by_the_window_example_refactor():
+  rec = tiny_record(3, num_views=3, num_frames=6, height=40, width=56, num_tracks=24)
+  for (overrides, train, index), (meta_expected, summaries) in zip(_GOLDEN_CASES, _GOLDEN):
+    config = pipeline.PipelineConfig(**overrides)
+    ex, meta = pipeline.sample_example_with_metadata(rec, config, pipeline.example_rng(0, 0, index), train=train)
+    assert {k: v.tolist() for k, v in meta.items()} == meta_expected
+    assert sorted(ex) == sorted(summaries)
+    for key, expected in summaries.items():
+      got = _summary(ex[key])
+      if isinstance(expected, str):
+        assert got == expected, key
+      else:
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5, err_msg=key)
+
+
+def _window_after_draws(record, config, index, train, **kwargs):
+  """``sample_example_with_metadata``'s example and ``window_example`` with the views/start it drew."""
+  expected, meta = pipeline.sample_example_with_metadata(record, config, pipeline.example_rng(0, 0, index),
+                                                         train=train)
+  rng = pipeline.example_rng(0, 0, index)
+  v, t = record["video"].shape[:2]
+  rng.integers(v), rng.integers(v - 1), rng.integers(t - config.window_span + 1)  # the draws, in order
+  got, got_meta = pipeline.window_example(record, config, views=meta["views"], start=int(meta["frames"][0]),
+                                          rng=rng, train=train, **kwargs)
+  return expected, meta, got, got_meta
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_window_example_with_the_drawn_views_and_start_is_identical(records, train):
+  config = dataclasses.replace(CONFIG, height=24, width=16, frame_stride=2, num_frames=3, num_query_points=20)
+  for index in range(4):
+    expected, meta, got, got_meta = _window_after_draws(records[index % 2], config, index, train)
+    assert got.keys() == expected.keys() and got_meta.keys() == meta.keys()
+    for key in expected:
+      assert got[key].dtype == expected[key].dtype, key
+      np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    for key in meta:
+      np.testing.assert_array_equal(got_meta[key], meta[key], err_msg=key)
+
+
+def test_window_example_defaults_are_deterministic_and_take_given_queries(records):
+  rec = records[2]
+  ex, meta = pipeline.window_example(rec, CONFIG, views=(1, 2), start=1)
+  again, _ = pipeline.window_example(rec, CONFIG, views=np.array([1, 2]), start=np.int64(1))
+  explicit, _ = pipeline.window_example(rec, CONFIG, views=(1, 2), start=1, rng=np.random.default_rng(0))
+  for key in ex:
+    np.testing.assert_array_equal(ex[key], again[key], err_msg=key)
+    np.testing.assert_array_equal(ex[key], explicit[key], err_msg=key)
+  np.testing.assert_array_equal(meta["views"], [1, 2])
+  np.testing.assert_array_equal(meta["frames"], [1, 2, 3, 4])
+  np.testing.assert_array_equal(meta["crop"], [0, (24 - 16) // 2])  # rng=None, train=False: centre crop
+  # Given queries (a previous example's) reproduce that example: same rows, no sampling.
+  mask = ex["track_mask"]
+  queries = (ex["query_points"][mask, 0].astype(int), meta["points"][mask])
+  other, other_meta = pipeline.window_example(rec, CONFIG, views=(1, 2), start=1, rng=np.random.default_rng(7),
+                                              query_points=queries)
+  for key in ex:
+    np.testing.assert_array_equal(other[key], ex[key], err_msg=key)
+  np.testing.assert_array_equal(other_meta["points"], meta["points"])
+  # The same view twice is allowed (e.g. a reference paired with itself).
+  same, _ = pipeline.window_example(rec, CONFIG, views=(0, 0), start=0)
+  np.testing.assert_array_equal(same["reference_video"], same["target_video"])
+
+
+def test_window_example_rejects_bad_views_start_and_queries(records):
+  rec = records[0]  # 3 views, 6 frames; CONFIG windows span 4 frames
+  for views in [(0, 3), (-1, 1), (0,), (0.0, 1.0)]:
+    with pytest.raises(ValueError, match="views"):
+      pipeline.window_example(rec, CONFIG, views=views, start=0)
+  for start in [-1, 3, 1.0, True]:
+    with pytest.raises(ValueError, match="start"):
+      pipeline.window_example(rec, CONFIG, views=(0, 1), start=start)
+  with pytest.raises(schema.RecordError, match="needs 7"):
+    pipeline.window_example(rec, dataclasses.replace(CONFIG, frame_stride=2), views=(0, 1), start=0)
+  ex, meta = pipeline.window_example(rec, CONFIG, views=(0, 1), start=0)
+  hidden = np.argwhere(~ex["visible"][0, :, ex["track_mask"]].T)  # (t, query slot) not visible in the reference
+  bad_queries = [
+      ((np.array([0]), np.array([0, 1])), "equal length"),
+      ((np.zeros(13, int), np.zeros(13, int)), "equal length"),  # more than num_query_points=12
+      ((np.array([0.0]), np.array([1.0])), "int arrays"),
+      ((np.array([4]), np.array([0])), "frames must be in"),
+      ((np.array([0]), np.array([32])), "points in"),
+  ]
+  if hidden.size:
+    t, slot = hidden[0]
+    bad_queries.append(((np.array([t]), np.array([meta["points"][slot]])), "not visible"))
+  for queries, message in bad_queries:
+    with pytest.raises(ValueError, match=message):
+      pipeline.window_example(rec, CONFIG, views=(0, 1), start=0, query_points=queries)

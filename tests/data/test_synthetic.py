@@ -7,6 +7,7 @@ from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import textures
 from mvtrack_jax.geometry import cameras
+from mvtrack_jax.geometry import trajectories
 
 
 def assert_exact_record(record, every_point_seen=True):
@@ -199,3 +200,92 @@ def test_textures_are_real_photographs():
   for image in loaded.values():
     assert image.dtype == np.float32 and image.ndim == 3 and image.shape[-1] == 3
     assert max(image.shape[:2]) <= textures.MAX_TEXTURE_SIDE and 0 <= image.min() and image.max() <= 1
+
+
+# --- render_scene_views: the same scene and points from other cameras --------------------------------
+
+_VIEWS_SIZES = dict(num_views=2, num_frames=4, height=20, width=28, num_tracks=24)
+
+
+def test_render_scene_views_with_the_records_own_cameras_reproduces_it_exactly():
+  rec = synthetic.render_scene(6, **_VIEWS_SIZES)
+  c2w = cameras.invert_rigid(rec["world_to_camera"].astype(np.float64))
+  again = synthetic.render_scene_views(6, rec["intrinsics"], c2w, **_VIEWS_SIZES)
+  assert again.keys() == rec.keys()
+  for key in rec:
+    assert again[key].dtype == rec[key].dtype, key
+    np.testing.assert_array_equal(again[key], rec[key], err_msg=key)
+  # One view alone (another V') is the same view.
+  one = synthetic.render_scene_views(6, rec["intrinsics"][1:], c2w[1:], **_VIEWS_SIZES)
+  for key in ("video", "depth", "tracks", "visible"):
+    np.testing.assert_array_equal(one[key], rec[key][1:], err_msg=key)
+
+
+@pytest.mark.parametrize("name, magnitude", [("arc_left", None), ("translate_up", 1.0)])
+def test_render_scene_views_along_a_preset_trajectory(name, magnitude):
+  rec = synthetic.render_scene(8, **_VIEWS_SIZES)
+  c2w_ref = cameras.invert_rigid(rec["world_to_camera"][0, 0].astype(np.float64))
+  traj = trajectories.preset_trajectory(name, 4, start_cam_to_world=c2w_ref, magnitude=magnitude)
+  new = synthetic.render_scene_views(8, rec["intrinsics"][:1], traj[None], **_VIEWS_SIZES)
+  assert schema.record_dims(new) == {"V": 1, "T": 4, "H": 20, "W": 28, "N": 24}
+  np.testing.assert_array_equal(new["points_3d"], rec["points_3d"])
+  assert_exact_record(new, every_point_seen=False)  # tracks = projections of points_3d where visible, depth test
+  xy, _ = cameras.project_points(new["points_3d"][None], new["intrinsics"], new["world_to_camera"])
+  np.testing.assert_allclose(new["tracks"][new["visible"]], xy[new["visible"]], rtol=0, atol=1e-3)
+  np.testing.assert_allclose(cameras.invert_rigid(new["world_to_camera"].astype(np.float64))[0], traj, atol=1e-5)
+  assert new["visible"].any() and not np.array_equal(new["video"][0, -1], rec["video"][0, -1])
+  # Frame 0 is the reference camera: the reference view's frame 0, exactly.
+  for key in ("video", "depth", "tracks", "visible"):
+    np.testing.assert_array_equal(new[key][0, 0], rec[key][0, 0], err_msg=key)
+
+
+def test_cameras_outside_the_room_see_through_the_near_wall_and_misses_are_black():
+  # Room z in [-10, 20]; the camera stands behind the -z wall at z = -15. Looking +z it sees through
+  # that wall (one-sided) the sphere at z = 4 and the far wall; looking -z every ray misses.
+  scene = synthetic.Scene(_room(), (_sphere([0, 0, 4], 1.0, 1),), 1)
+  k, _ = _identity_camera(1, 24, 32)
+  c2w = np.broadcast_to(np.eye(4), (2, 1, 4, 4)).copy()
+  c2w[:, 0, 2, 3] = -15.0
+  c2w[1, 0, :3, :3] = np.diag([-1.0, 1.0, -1.0])  # turned around
+  owners = np.array([1, 0, 0])
+  local = np.array([[0.0, 0.0, -1.0], [2.0, 1.0, 20.0], [0.0, 0.0, -10.0]])  # sphere front, far wall, near wall
+  rec = synthetic.render_record(scene, np.broadcast_to(k, (2, 1, 3, 3)), c2w, 24, 32, owners, local)
+  schema.validate_record(rec)
+  assert 18.0 < rec["depth"][0, 0, 12, 16] < 18.2  # sphere front (z = 3) at the pixel next to the centre
+  assert rec["depth"][0, 0, 12, 10] == pytest.approx(35.0, rel=1e-4)  # far wall (z = 20) left of the sphere
+  assert (rec["depth"][0] > 5.0).all()  # nothing at the near wall (z = -10, depth 5): it is transparent
+  np.testing.assert_array_equal(rec["visible"][:, 0], [[True, True, False], [False, False, False]])
+  assert (rec["depth"][1] == 0).all() and (rec["video"][1] == 0).all()
+  # The same for a random scene whose camera zooms far out of the room.
+  rec = synthetic.render_scene(8, **_VIEWS_SIZES)
+  c2w_ref = cameras.invert_rigid(rec["world_to_camera"][0, 0].astype(np.float64))
+  traj = trajectories.preset_trajectory("zoom_out", 4, start_cam_to_world=c2w_ref, magnitude=15.0)
+  assert not np.all(np.abs(traj[-1, :3, 3]) < [7.0, 5.0, 7.0])  # the last camera is outside the room
+  new = synthetic.render_scene_views(8, rec["intrinsics"][:1], traj[None], **_VIEWS_SIZES)
+  schema.validate_record(new)
+  miss = new["depth"] == 0
+  assert miss[0, -1].any() and not miss[0, 0].any() and (new["video"][miss] == 0).all()
+  assert new["visible"][0, -1].any()
+  vi, ti, ni = np.nonzero(new["visible"])
+  col, row = np.floor(new["tracks"][vi, ti, ni]).astype(int).T
+  assert (new["depth"][vi, ti, row, col] > 0).all()
+
+
+def test_render_scene_views_rejects_bad_cameras():
+  k = np.broadcast_to(cameras.intrinsics_from_fov(8, 8, 60.0), (1, 2, 3, 3))
+  c2w = np.broadcast_to(np.eye(4), (1, 2, 4, 4)).copy()
+  sizes = dict(num_views=1, num_frames=2, height=8, width=8, num_tracks=2)
+  with pytest.raises(ValueError, match="intrinsics"):
+    synthetic.render_scene_views(0, k[0], c2w, **sizes)
+  with pytest.raises(ValueError, match="cam_to_world"):
+    synthetic.render_scene_views(0, k, c2w[:, :1], **sizes)
+  with pytest.raises(ValueError, match="frames"):
+    synthetic.render_scene_views(0, k, c2w, **dict(sizes, num_frames=3))
+  skewed = c2w.copy()
+  skewed[0, 1, 0, 1] = 0.3
+  with pytest.raises(ValueError, match="rigid"):
+    synthetic.render_scene_views(0, k, skewed, **sizes)
+  with pytest.raises(ValueError, match="supersample"):
+    synthetic.render_scene_views(0, k, c2w, supersample=0, **sizes)
+  with pytest.raises(ValueError, match="render_scene_views: num_tracks"):
+    synthetic.render_scene_views(0, k, c2w, **dict(sizes, num_tracks=-1))

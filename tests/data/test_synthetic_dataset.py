@@ -140,3 +140,31 @@ def test_killed_build_is_not_mistaken_for_a_dataset(tmp_path):
   assert len(train) == 3
   schema.validate_record(train[0])
   assert [d for d in _version_dirs(tmp_path, cfg) if not d.startswith(".")] == [str(sd.MvtrackSynthetic.VERSION)]
+
+
+def test_scene_seed_and_record_sizes():
+  assert sd.scene_seed("train", 0) == 0
+  assert sd.scene_seed("test", 5) == 2_000_005
+  assert sd.scene_seed("validation", np.int64(1), config="tiny") == 1_000_001
+  assert sd.scene_seed("train", sd.MAX_SPLIT_SIZE - 1) == sd.MAX_SPLIT_SIZE - 1
+  for split, index, config, message in [
+      ("training", 0, None, "unknown split"), ("train", -1, None, "out of range"),
+      ("train", sd.MAX_SPLIT_SIZE, None, "out of range"), ("test", 2, "tiny", "2 scene"),
+      ("test", 1, dict(SMALL), "1 scene"), ("train", 1.0, None, "int"), ("train", True, None, "int"),
+      ("train", 0, "huge", "unknown synthetic dataset config")]:
+    with pytest.raises(ValueError, match=message):
+      sd.scene_seed(split, index, config)
+  assert sd.record_sizes("tiny") == dict(num_views=2, num_frames=4, height=32, width=48, num_tracks=32)
+  assert sd.record_sizes() == sd.record_sizes("default") == dict(num_views=4, num_frames=16, height=64, width=64,
+                                                                   num_tracks=256)
+  assert sd.record_sizes(SMALL) == SMALL_RENDER
+  assert sd.record_sizes(synthetic_data.get_config("tiny")) == sd.TINY_CONFIG.record_sizes()
+
+
+def test_generated_examples_are_render_scene_of_scene_seed(monkeypatch, tmp_path):
+  calls = []
+  monkeypatch.setattr(sd.synthetic, "render_scene", lambda seed, **kwargs: calls.append((seed, kwargs)) or seed)
+  builder = sd.MvtrackSynthetic(config=sd.resolve_config(SMALL), data_dir=str(tmp_path))
+  examples = list(builder._generate_examples("train"))  # pylint: disable=protected-access
+  assert examples == [(sd.scene_seed("train", i), sd.scene_seed("train", i)) for i in range(3)]
+  assert calls == [(i, SMALL_RENDER) for i in range(3)]
