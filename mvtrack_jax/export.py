@@ -31,6 +31,8 @@ from mvtrack_jax.training import checkpointing
 
 _DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
 
+FLAGS = flags.FLAGS
+
 
 def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = False,
            step: int | None = None) -> dict[str, Any]:
@@ -133,22 +135,25 @@ def load_exported(path: str) -> tuple[Any, ml_collections.ConfigDict, dict[str, 
   return params, config, info
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.")
-_OUT = flags.DEFINE_string("out", None, "Output directory for the inference checkpoint.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", sorted(_DTYPES), "Parameter dtype.")
-_USE_EMA = flags.DEFINE_bool("use_ema", False, "Export the EMA parameters.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_string("workdir", None, "Training run directory.")
+  flags.DEFINE_string("out", None, "Output directory for the inference checkpoint.")
+  flags.DEFINE_enum("dtype", "float32", sorted(_DTYPES), "Parameter dtype.")
+  flags.DEFINE_bool("use_ema", False, "Export the EMA parameters.")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _WORKDIR.value or not _OUT.value:
+  if not FLAGS.workdir or not FLAGS.out:
     raise app.UsageError("--workdir and --out are required")
-  info = export(_WORKDIR.value, _OUT.value, dtype=_DTYPE.value, use_ema=_USE_EMA.value,
-                step=_STEP.value)
+  info = export(FLAGS.workdir, FLAGS.out, dtype=FLAGS.dtype, use_ema=FLAGS.use_ema,
+                step=FLAGS.step)
   print(json.dumps(info, indent=2))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -60,19 +60,6 @@ def probe_timesteps(schedule, grid_steps: Sequence[int] = DEFAULT_GRID_STEPS,
   return [1000.0 * s for s in sig], sig
 
 
-def _unbox_restored(tree: Any) -> Any:
-  """Strips ``{"value": array}`` wrappers left by saving Flax ``Partitioned`` boxes (unboxed trees pass through).
-
-  An export written from ``init_params`` output without ``nn.unbox`` (the ``tiny_checkpoint`` test
-  fixture) restores every leaf as such a dict; a trained model's export has plain leaves.
-  """
-  if isinstance(tree, dict):
-    if set(tree) == {"value"} and not isinstance(tree["value"], dict):
-      return tree["value"]
-    return {key: _unbox_restored(value) for key, value in tree.items()}
-  return tree
-
-
 def _pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
   """Pads a partial batch to ``size`` with copies of example 0 marked ``track_mask = False``."""
   b = batch["track_mask"].shape[0]
@@ -191,7 +178,7 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
   iterator = pipeline.make_iterator(source, config, seed=0, train=False)
 
   fn = make_probe_fn(model, layers, kinds, pck_threshold)
-  dit_params = jax.device_put(_unbox_restored(model.params["dit"]))
+  dit_params = jax.device_put(model.params["dit"])
   sums = np.zeros((len(layers), len(timesteps), len(kinds), len(probe_lib.SUM_FIELDS)), np.float64)
   bar = None
   if progress:
@@ -244,16 +231,8 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
 
 
 def define_flags() -> None:
-  """Defines the command-line flags (only when run as a program, so importing this module defines none).
-
-  ``mvtrack_jax.export`` (imported by ``load_model``) defines a module-level ``--out``; it is imported
-  first and its flag reused, so that the two definitions do not collide.
-  """
-  from mvtrack_jax import export  # pylint: disable=g-import-not-at-top,unused-import
-  if "out" in flags.FLAGS:
-    flags.FLAGS["out"].help = "Output directory."
-  else:
-    flags.DEFINE_string("out", None, "Output directory.")
+  """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_string("checkpoint", None, "Export directory or training workdir.")
   flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Data split (one pass, centre crops).")
   flags.DEFINE_list("layers", [], "0-based DiT layers to probe (default: all).")

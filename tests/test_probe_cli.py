@@ -51,9 +51,3 @@ def test_pad_batch_masks_padding():
   assert padded["track_mask"].tolist() == [[True] * 3, [False] * 3, [False] * 3]
   np.testing.assert_array_equal(padded["tracks"][2], batch["tracks"][0])
   assert probe_cli._pad_batch(batch, 1) is batch
-
-
-def test_unbox_restored():
-  tree = {"a": {"kernel": {"value": np.ones(2)}}, "b": np.zeros(1), "value": {"kernel": np.ones(1)}}
-  out = probe_cli._unbox_restored(tree)
-  assert isinstance(out["a"]["kernel"], np.ndarray) and isinstance(out["value"]["kernel"], np.ndarray)

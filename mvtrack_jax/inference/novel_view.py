@@ -29,6 +29,7 @@ relative to the reference camera at frame 0 here), ``query_points`` ``(B, N, 3)`
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -93,6 +94,43 @@ def relative_cameras(clip: Mapping[str, Array]) -> dict[str, np.ndarray]:
   return out
 
 
+def _dit_call(dit, params, latents, sigma, reference, cameras, context, probe_layers=()):
+  cfg = dit.config
+  timestep = jnp.full((latents.shape[0],), 1000.0, jnp.float32) * sigma
+  return dit.apply({"params": params}, latents.astype(cfg.dtype), timestep, context,
+                   reference_latents=reference.astype(cfg.dtype),
+                   cameras=None if cfg.camera_mode == "none" else cameras, probe_layers=probe_layers)
+
+
+# Module-level jits with the (hashable) Flax modules static: every generator of the same model
+# shares one compiled executable per input shape.
+@functools.partial(jax.jit, static_argnames=("dit", "guided"))
+def _velocity(dit, params, x, sigma, reference, cameras, context, guidance_scale, guided):
+  """The (guided) velocity at ``sigma``; cond and null branches as one batch of 2B."""
+  if not guided:
+    return _dit_call(dit, params, x, sigma, reference, cameras, context)
+  both = lambda a: jnp.concatenate([a, a], axis=0)
+  v = _dit_call(dit, params, both(x), sigma, both(reference), jax.tree.map(both, cameras),
+                jnp.concatenate([context, jnp.zeros_like(context)], axis=0))
+  v_cond, v_null = jnp.split(v, 2, axis=0)
+  return guided_velocity(v_cond, v_null, guidance_scale)
+
+
+@functools.partial(jax.jit, static_argnames=("dit", "head", "layers", "token_stride", "temporal_factor"))
+def _track(dit, head, layers, token_stride, temporal_factor, params, target_latents, reference, cameras, context,
+           query, point_mask, noise, sigma):
+  """Head predictions (last iteration) from the probe q/k of the DiT on noised target latents."""
+  noisy = add_noise(target_latents, noise, jnp.full((target_latents.shape[0],), sigma))
+  _, probes = _dit_call(dit, params["dit"], noisy, sigma, reference, cameras, context, probe_layers=layers)
+  q_feat, k_feat = head_lib.features_from_probes(probes, layers)
+  grid = wan_lib.token_grid(dit.config, target_latents.shape)
+  idx = ae_lib.latent_frame_indices(cameras["target_cam_to_world"].shape[1], temporal_factor)
+  head_cams = {key: value[:, idx] for key, value in cameras.items()}
+  pred = head.apply({"params": params["head"]}, q_feat, k_feat, query, grid=grid, token_stride=token_stride,
+                    cameras=head_cams, point_mask=point_mask)
+  return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1]
+
+
 class NovelViewGenerator:
   """Generates target views and tracks query points with one loaded model (module docstring).
 
@@ -117,45 +155,6 @@ class NovelViewGenerator:
       if context.ndim not in (2, 3) or context.shape[-1] != text_dim:
         raise ValueError(f"context: expected (L, {text_dim}) or (B, L, {text_dim}) text embeddings, got {context.shape}")
     self.context = context
-    self._velocity = jax.jit(self._velocity_impl, static_argnames=("guided",))
-    self._track = jax.jit(self._track_impl)
-
-  # ---------------------------------------------------------------------------------------------
-  # Jitted model calls.
-
-  def _dit(self, params, latents, sigma, reference, cameras, context, probe_layers=()):
-    b = latents.shape[0]
-    cfg = self.model.dit.config
-    cams = None if cfg.camera_mode == "none" else cameras
-    timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
-    return self.model.dit.apply({"params": params}, latents.astype(cfg.dtype), timestep, context,
-                                reference_latents=reference.astype(cfg.dtype), cameras=cams,
-                                probe_layers=probe_layers)
-
-  def _velocity_impl(self, params, x, sigma, reference, cameras, context, guidance_scale, guided):
-    if not guided:
-      return self._dit(params, x, sigma, reference, cameras, context)
-    null = jnp.zeros_like(context)
-    both = lambda a: jnp.concatenate([a, a], axis=0)
-    v = self._dit(params, both(x), sigma, both(reference), jax.tree.map(both, cameras),
-                  jnp.concatenate([context, null], axis=0))
-    v_cond, v_null = jnp.split(v, 2, axis=0)
-    return guided_velocity(v_cond, v_null, guidance_scale)
-
-  def _track_impl(self, params, target_latents, reference, cameras, context, query, point_mask, noise, sigma):
-    model = self.model
-    k = model.autoencoder.temporal_factor
-    layers = model.objective.head_layers
-    noisy = add_noise(target_latents, noise, jnp.full((target_latents.shape[0],), sigma))
-    _, probes = self._dit(params["dit"], noisy, sigma, reference, cameras, context, probe_layers=layers)
-    q_feat, k_feat = head_lib.features_from_probes(probes, layers)
-    grid = wan_lib.token_grid(model.dit.config, target_latents.shape)
-    idx = ae_lib.latent_frame_indices(cameras["target_cam_to_world"].shape[1], k)
-    head_cams = {key: value[:, idx] for key, value in cameras.items()}
-    pred = model.head.apply({"params": params["head"]}, q_feat, k_feat, query, grid=grid,
-                            token_stride=model.token_stride, cameras=head_cams, point_mask=point_mask)
-    return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1]
-
   # ---------------------------------------------------------------------------------------------
   # Public API.
 
@@ -206,7 +205,8 @@ class NovelViewGenerator:
     scale = jnp.float32(sampling.guidance_scale)
 
     def velocity(x, sigma):
-      return self._velocity(params, x, jnp.float32(sigma), reference, cameras, context, scale, guided=guided)
+      return _velocity(self.model.dit, params, x, jnp.float32(sigma), reference, cameras, context, scale,
+                       guided=guided)
 
     latents = euler_sample(velocity, noise, sampling.schedule().inference_sigmas(sampling.num_steps),
                            progress=progress, description="denoising")
@@ -251,8 +251,9 @@ class NovelViewGenerator:
     if sigma is None:
       sigma = float(FlowMatchingSchedule(shift=sampling.shift).training_sigmas()[-1])
     noise = jax.random.normal(jax.random.fold_in(jax.random.key(sampling.seed), 1), target.shape, jnp.float32)
-    tracks, vis, conf = self._track(self.model.params, target, reference, cameras, context, query_latent,
-                                    jnp.asarray(point_mask), noise, jnp.float32(sigma))
+    tracks, vis, conf = _track(self.model.dit, self.model.head, tuple(self.model.objective.head_layers),
+                               self.model.token_stride, k, self.model.params, target, reference, cameras, context,
+                               query_latent, jnp.asarray(point_mask), noise, jnp.float32(sigma))
     vis_p, conf_p = jax.nn.sigmoid(vis), jax.nn.sigmoid(conf)
     return {"tracks": np.asarray(tracks, np.float32),
             "visible": np.asarray(vis_p * conf_p > sampling.visibility_threshold) & point_mask[:, None, None, :],
