@@ -1,0 +1,351 @@
+r"""Generates a novel-view video from a reference video and a target camera trajectory.
+
+Examples::
+
+  # A test scene of the model's dataset, camera arcing left around the scene.
+  python -m mvtrack_jax.generate --checkpoint out/demo --reference dataset:test:0 \
+      --trajectory arc_left --out out/demo/generate
+  # Any mp4 (60° horizontal field of view unless --intrinsics is given), custom cameras, 3x guidance.
+  python -m mvtrack_jax.generate --checkpoint out/export --reference clip.mp4 --fov 50 \
+      --trajectory cameras.json --cfg 3 --steps 30 --out out/clip
+
+``--checkpoint``: an export directory (``mvtrack_jax.export``) or a training workdir (newest step).
+
+``--reference``:
+
+- ``PATH.mp4`` (anything ffmpeg reads): frames ``--start_frame, +frame_stride, …``; intrinsics from
+  ``--intrinsics`` (JSON 3×3 in the video's pixels) or a pinhole of ``--fov`` degrees horizontal field
+  of view centred in the frame; the reference camera is assumed static (monocular videos carry no
+  poses: estimate them with a SfM/SLAM tool and pass an ``.npz`` clip to condition on real motion).
+- ``PATH.npz``: a clip in the project's interchange format (``data.readers``), view ``--reference_view``.
+- ``dataset:SPLIT:INDEX``: record ``INDEX`` of split ``SPLIT`` of the dataset in the model's config
+  (the built-in synthetic dataset for ``configs/default.py``), view ``--reference_view``.
+
+The clip is resized to cover the model's resolution and centre-cropped (as in evaluation), with its
+``num_frames`` (``config.data``; override with ``--num_frames/--height/--width``).
+
+``--trajectory``: one of ``static``, ``pan_left/right``, ``tilt_up/down``, ``zoom_in/out``,
+``translate_up/down``, ``arc_left/right`` (ReCamMaster's ten presets; ``geometry.trajectories``:
+``--magnitude`` in degrees or metres, ``--look_at_depth`` metres for the translate/arc pivot), or a
+JSON file ``{"cam_to_world": [T × 4×4], "intrinsics": 3×3 or [T × 3×3] (optional)}`` with OpenCV
+camera-to-world poses **relative to the reference camera at frame 0** (metres) and intrinsics in
+pixels of the generated video (default: the reference's). ``cameras.json`` in the output is in this
+format.
+
+Writes into ``--out`` (atomically, file by file):
+
+- ``target.mp4``: the generated target view; ``reference.mp4``: the reference as the model saw it;
+- ``side_by_side.mp4``: reference | generated with the head's tracks drawn (if the model has a head);
+- ``tracks.npz``: ``tracks`` ``(2, F, N, 2)`` pixels ``(x, y)`` of the generated video's resolution
+  (view 0 reference, 1 target), ``visible`` ``(2, F, N)`` bool, ``visibility``/``confidence``
+  probabilities, ``frames`` ``(F,)`` video frame of each track frame, ``query_points`` ``(N, 3)``
+  ``(t, x, y)``;
+- ``cameras.json`` (the trajectory used) and ``generation.json`` (settings, checkpoint, timings).
+
+``--query_points``: a ``.npy``/``.json``/``.txt`` array ``(N, 3)`` ``(t, x, y)`` or ``(N, 2)`` ``(x, y)``
+(frame 0), in pixels of the *input* reference video and frames of the generated clip; default a
+``--grid × --grid`` grid of points at frame 0.
+
+``--context``: optional ``.npy`` ``(L, text_dim)`` text embeddings (e.g. umT5 of a caption) for
+classifier-free guidance against the null (all-zero) context. Without it the model is conditioned on
+the null context it was trained with, and ``--cfg`` has no effect (guidance would compare the context
+with itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from mvtrack_jax.geometry import trajectories
+
+FLAGS = flags.FLAGS
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs.
+
+
+def _load_array(path: str, name: str) -> np.ndarray:
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--{name} {path}: no such file")
+  try:
+    if path.endswith(".npy"):
+      return np.load(path, allow_pickle=False)
+    if path.endswith(".json"):
+      with open(path) as f:
+        return np.asarray(json.load(f), np.float64)
+    return np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=2)
+  except (OSError, ValueError, json.JSONDecodeError) as e:
+    raise ValueError(f"--{name} {path}: cannot read an array ({e})") from e
+
+
+def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: float = 60.0,
+                     intrinsics: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], str, float | None]:
+  """A 2-view schema record whose view 0 is the reference video (view 1 a copy or another view).
+
+  Args:
+    spec: ``--reference`` (module docstring).
+    model_config: the model's training config (``data`` block for ``dataset:`` specs).
+    reference_view: view of an ``.npz`` / dataset record.
+    fov: horizontal field of view (degrees) of an mp4 without ``intrinsics``.
+    intrinsics: ``(3, 3)`` pixel intrinsics of an mp4.
+
+  Returns:
+    ``(record, source_name, fps or None)``.
+
+  Raises:
+    ValueError: malformed spec, view or intrinsics; FileNotFoundError: missing file;
+    data.schema.RecordError / video_io.VideoError: unreadable data (naming the file).
+  """
+  from mvtrack_jax.data import readers, video_io  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
+  fps = None
+  if spec.startswith("dataset:"):
+    parts = spec.split(":")
+    if len(parts) != 3 or not parts[2].isdigit():
+      raise ValueError(f"--reference {spec!r}: expected dataset:SPLIT:INDEX, e.g. dataset:test:0")
+    from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+    source = tasks.data_source(model_config.data, parts[1])
+    index = int(parts[2])
+    if index >= len(source):
+      raise ValueError(f"--reference {spec!r}: split {parts[1]!r} has {len(source)} records")
+    record = dict(source[index])
+  elif spec.endswith(".npz"):
+    record = readers.read_npz_clip(spec)
+  else:
+    if not os.path.isfile(spec):
+      raise FileNotFoundError(f"--reference {spec}: no such file (expected an mp4, an .npz or dataset:SPLIT:INDEX)")
+    video = video_io.read_video(spec)
+    fps = video_io.video_fps(spec)
+    t, h, w, _ = video.shape
+    if intrinsics is None:
+      k = geometry.intrinsics_from_fov(h, w, fov)
+    else:
+      k = np.asarray(intrinsics, np.float64)
+      if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ValueError(f"--intrinsics: expected a finite 3x3 pinhole matrix with positive focals, got {k.tolist()}")
+    record = {
+        "video": video[None], "intrinsics": np.broadcast_to(k, (1, t, 3, 3)).astype(np.float32),
+        "world_to_camera": np.broadcast_to(np.eye(4), (1, t, 4, 4)).astype(np.float32),
+        "tracks": np.zeros((1, t, 0, 2), np.float32), "visible": np.zeros((1, t, 0), bool),
+        "points_3d": np.zeros((t, 0, 3), np.float32)}
+  v = record["video"].shape[0]
+  if not 0 <= reference_view < v:
+    raise ValueError(f"--reference_view {reference_view}: {spec} has {v} view(s)")
+  views = [reference_view, (reference_view + 1) % v] if v > 1 else [0, 0]
+  record = {key: (value if key == "points_3d" else np.asarray(value)[views])
+            for key, value in record.items() if key != "depth"}
+  return record, spec, fps
+
+
+def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndarray, *,
+                       magnitude: float | None = None, look_at_depth: float | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, str]:
+  """Target ``(cam_to_world (T, 4, 4), intrinsics (T, 3, 3), name)`` relative to the reference frame 0.
+
+  Args:
+    spec: a preset name (``geometry.trajectories.TRAJECTORY_NAMES``) or a cameras JSON path.
+    num_frames: ``T``.
+    reference_intrinsics: ``(T, 3, 3)`` (used when the JSON gives none, and for presets).
+    magnitude, look_at_depth: preset options.
+
+  Raises:
+    ValueError: unknown name / malformed JSON (naming the field, got vs expected).
+  """
+  if spec in trajectories.TRAJECTORY_NAMES:
+    look_at = None if look_at_depth is None else np.array([0.0, 0.0, float(look_at_depth)])
+    c2w = trajectories.preset_trajectory(spec, num_frames, look_at_point=look_at, magnitude=magnitude)
+    return c2w.astype(np.float32), np.asarray(reference_intrinsics, np.float32), spec
+  if not spec.endswith(".json"):
+    raise ValueError(f"--trajectory {spec!r}: expected one of {', '.join(trajectories.TRAJECTORY_NAMES)} or a "
+                     ".json cameras file")
+  if not os.path.isfile(spec):
+    raise FileNotFoundError(f"--trajectory {spec}: no such file")
+  try:
+    with open(spec) as f:
+      data = json.load(f)
+    c2w = np.asarray(data["cam_to_world"], np.float64)
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"--trajectory {spec}: expected JSON with a 'cam_to_world' list of 4x4 matrices ({e})") from e
+  if c2w.shape != (num_frames, 4, 4) or not np.all(np.isfinite(c2w)):
+    raise ValueError(f"--trajectory {spec}: cam_to_world has shape {c2w.shape}, expected ({num_frames}, 4, 4) "
+                     f"(one pose per generated frame)")
+  rot = c2w[:, :3, :3]
+  if not np.allclose(rot @ np.swapaxes(rot, -1, -2), np.eye(3), atol=1e-4) or np.any(np.linalg.det(rot) < 0):
+    raise ValueError(f"--trajectory {spec}: cam_to_world rotations must be orthonormal with determinant +1")
+  intr = np.asarray(reference_intrinsics, np.float64)
+  if data.get("intrinsics") is not None:
+    k = np.asarray(data["intrinsics"], np.float64)
+    if k.shape == (3, 3):
+      k = np.broadcast_to(k, (num_frames, 3, 3))
+    if k.shape != (num_frames, 3, 3) or not np.all(np.isfinite(k)):
+      raise ValueError(f"--trajectory {spec}: intrinsics has shape {k.shape}, expected (3, 3) or ({num_frames}, 3, 3)")
+    intr = k
+  return c2w.astype(np.float32), intr.astype(np.float32), os.path.basename(spec)
+
+
+def grid_query_points(height: int, width: int, grid: int) -> np.ndarray:
+  """``(grid², 3)`` float32 ``(0, x, y)`` at the centres of a ``grid × grid`` partition of the frame."""
+  if grid < 1:
+    raise ValueError(f"--grid must be >= 1, got {grid}")
+  ys = (np.arange(grid) + 0.5) * height / grid
+  xs = (np.arange(grid) + 0.5) * width / grid
+  yy, xx = np.meshgrid(ys, xs, indexing="ij")
+  return np.stack([np.zeros(grid * grid), xx.ravel(), yy.ravel()], -1).astype(np.float32)
+
+
+def user_query_points(path: str, scale: np.ndarray, crop: np.ndarray, num_frames: int) -> np.ndarray:
+  """Query points from a file, mapped from input-video pixels to the generated video's (module doc)."""
+  q = np.asarray(_load_array(path, "query_points"), np.float64)
+  if q.ndim != 2 or q.shape[1] not in (2, 3) or not np.all(np.isfinite(q)):
+    raise ValueError(f"--query_points {path}: expected an (N, 3) (t, x, y) or (N, 2) (x, y) array, got {q.shape}")
+  if q.shape[1] == 2:
+    q = np.concatenate([np.zeros((q.shape[0], 1)), q], axis=1)
+  if np.any((q[:, 0] < 0) | (q[:, 0] > num_frames - 1)):
+    raise ValueError(f"--query_points {path}: frame indices must be in [0, {num_frames - 1}]")
+  q[:, 1:] = q[:, 1:] * scale - crop
+  return q.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# The run.
+
+
+def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: int = 50, cfg: float = 5.0,
+        seed: int = 0, query_points: str | None = None, grid: int = 8, reference_view: int = 0,
+        start_frame: int = 0, num_frames: int | None = None, height: int | None = None, width: int | None = None,
+        fov: float = 60.0, intrinsics: str | None = None, magnitude: float | None = None,
+        look_at_depth: float | None = None, context: str | None = None, fps: float | None = None,
+        step: int | None = None, use_ema: bool = False, progress: bool = True) -> dict[str, Any]:
+  """The command (module docstring); returns the ``generation.json`` record."""
+  from mvtrack_jax.data import pipeline, video_io  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.inference import novel_view, visualize  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  model = checkpoint_lib.load_model(checkpoint, step=step, use_ema=use_ema)
+  k_in = None if intrinsics is None else _load_array(intrinsics, "intrinsics")
+  record, source_name, source_fps = reference_record(reference, model.config, reference_view=reference_view,
+                                                     fov=fov, intrinsics=k_in)
+  data = model.config.data
+  base = tasks.pipeline_config(data, 1, train=False)
+  pcfg = pipeline.PipelineConfig(
+      batch_size=1, num_frames=int(num_frames or base.num_frames), frame_stride=base.frame_stride,
+      height=int(height or base.height), width=int(width or base.width), num_query_points=0, random_crop=False)
+  example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False,
+                                          source=source_name)
+  t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
+  c2w, k_tgt, traj_name = trajectory_cameras(trajectory, t, example["reference_intrinsics"], magnitude=magnitude,
+                                             look_at_depth=look_at_depth)
+  if query_points:
+    queries = user_query_points(query_points, meta["scale"], meta["crop"], t)
+  else:
+    queries = grid_query_points(h, w, grid)
+  clip = {"reference_video": example["reference_video"][None],
+          "reference_intrinsics": example["reference_intrinsics"][None],
+          "reference_cam_to_world": example["reference_cam_to_world"][None],
+          "target_intrinsics": k_tgt[None], "target_cam_to_world": c2w[None], "query_points": queries[None]}
+  text = None if context is None else _load_array(context, "context")
+  generator = novel_view.NovelViewGenerator(model, context=text)
+  sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
+  t0 = time.time()
+  result = generator.generate(clip, sampling, progress=progress)
+  t_generate = time.time() - t0
+  generated = result["target_video"][0]
+
+  os.makedirs(out, exist_ok=True)
+  fps = fps or source_fps or video_io.DEFAULT_FPS
+  video_io.write_video(os.path.join(out, "target.mp4"), generated, fps=fps)
+  video_io.write_video(os.path.join(out, "reference.mp4"), example["reference_video"], fps=fps)
+  cameras = {"trajectory": traj_name, "cam_to_world": c2w.tolist(), "intrinsics": k_tgt.tolist(),
+             "reference_cam_to_world": example["reference_cam_to_world"].tolist(),
+             "reference_intrinsics": example["reference_intrinsics"].tolist()}
+  _write_json(os.path.join(out, "cameras.json"), cameras)
+  files = ["target.mp4", "reference.mp4", "cameras.json"]
+  t_track = 0.0
+  if model.head is not None:
+    t0 = time.time()
+    tracked = generator.track(clip, result["target_video"], sampling)
+    t_track = time.time() - t0
+    arrays = {key: tracked[key][0] for key in ("tracks", "visible", "visibility", "confidence")}
+    arrays.update(frames=tracked["frames"], query_points=queries)
+    with video_io.atomic_output(os.path.join(out, "tracks.npz")) as tmp:
+      with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    panels = visualize.side_by_side_with_tracks(example["reference_video"], generated, arrays["tracks"],
+                                                arrays["visible"], arrays["frames"])
+    video_io.write_video(os.path.join(out, "side_by_side.mp4"), panels, fps=fps)
+    files += ["tracks.npz", "side_by_side.mp4"]
+  else:
+    panels = visualize.side_by_side_with_tracks(example["reference_video"], generated,
+                                                np.zeros((2, t, 0, 2)), np.zeros((2, t, 0), bool))
+    video_io.write_video(os.path.join(out, "side_by_side.mp4"), panels, fps=fps)
+    files.append("side_by_side.mp4")
+  info = {"checkpoint": model.source, "model": model.name, "reference": source_name, "trajectory": traj_name,
+          "num_frames": t, "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
+          "guidance_active": text is not None and cfg != 1.0, "seed": seed, "num_query_points": int(len(queries)),
+          "seconds_generate": round(t_generate, 3), "seconds_track": round(t_track, 3),
+          "seconds_total": round(time.time() - start, 3), "files": files}
+  _write_json(os.path.join(out, "generation.json"), info)
+  return info
+
+
+def _write_json(path: str, value: Any) -> None:
+  from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
+  with video_io.atomic_output(path) as tmp:
+    with open(tmp, "w") as f:
+      json.dump(value, f, indent=2)
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_string("checkpoint", None, "Export directory or training workdir.")
+  flags.DEFINE_string("reference", None, "PATH.mp4, PATH.npz or dataset:SPLIT:INDEX.")
+  flags.DEFINE_string("trajectory", None,
+                      f"One of {', '.join(trajectories.TRAJECTORY_NAMES)} or a cameras JSON file.")
+  flags.DEFINE_string("out", None, "Output directory.")
+  flags.DEFINE_integer("steps", 50, "Euler steps.")
+  flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale (needs --context to have an effect).")
+  flags.DEFINE_integer("seed", 0, "Seed of the initial noise.")
+  flags.DEFINE_string("query_points", None, "Query points file (N, 3) (t, x, y) or (N, 2).")
+  flags.DEFINE_integer("grid", 8, "Default query points: a grid x grid lattice at frame 0.")
+  flags.DEFINE_integer("reference_view", 0, "View of an .npz / dataset record used as reference.")
+  flags.DEFINE_integer("start_frame", 0, "First frame of the reference clip.")
+  flags.DEFINE_integer("num_frames", None, "Frames to generate (default: the model's).")
+  flags.DEFINE_integer("height", None, "Output height (default: the model's).")
+  flags.DEFINE_integer("width", None, "Output width (default: the model's).")
+  flags.DEFINE_float("fov", 60.0, "Horizontal field of view (degrees) of an mp4 reference.")
+  flags.DEFINE_string("intrinsics", None, "JSON 3x3 intrinsics of an mp4 reference (its pixels).")
+  flags.DEFINE_float("magnitude", None, "Preset trajectory size (degrees or metres).")
+  flags.DEFINE_float("look_at_depth", None, "Pivot depth (m) of translate/arc presets.")
+  flags.DEFINE_string("context", None, ".npy text embeddings (L, text_dim) for CFG.")
+  flags.DEFINE_float("fps", None, "Output frame rate (default: the mp4's, else 15).")
+  flags.DEFINE_integer("step", None, "Training step (workdir checkpoints; default newest).")
+  flags.DEFINE_bool("use_ema", False, "Use the EMA weights of a training workdir.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for name in ("checkpoint", "reference", "trajectory", "out"):
+    if not getattr(FLAGS, name):
+      raise app.UsageError(f"--{name} is required")
+  info = run(FLAGS.checkpoint, FLAGS.reference, FLAGS.trajectory, FLAGS.out, steps=FLAGS.steps, cfg=FLAGS.cfg,
+             seed=FLAGS.seed, query_points=FLAGS.query_points, grid=FLAGS.grid,
+             reference_view=FLAGS.reference_view, start_frame=FLAGS.start_frame, num_frames=FLAGS.num_frames,
+             height=FLAGS.height, width=FLAGS.width, fov=FLAGS.fov, intrinsics=FLAGS.intrinsics,
+             magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
+             fps=FLAGS.fps, step=FLAGS.step, use_ema=FLAGS.use_ema)
+  print(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

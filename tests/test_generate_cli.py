@@ -1,0 +1,62 @@
+"""python -m mvtrack_jax.generate end to end on the tiny checkpoint (CPU, 2 Euler steps)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mvtrack_jax import generate
+from mvtrack_jax.data import video_io
+
+
+def test_dataset_reference_with_preset_writes_every_output(tiny_checkpoint, tmp_path):
+  out = tmp_path / "gen"
+  info = generate.run(tiny_checkpoint, "dataset:test:0", "arc_left", str(out), steps=2, grid=3, progress=False)
+  for name in ("target.mp4", "reference.mp4", "side_by_side.mp4", "tracks.npz", "cameras.json", "generation.json"):
+    assert (out / name).is_file(), name
+  target = video_io.read_video(out / "target.mp4")
+  assert target.shape == (4, 32, 32, 3)  # the model's 4 frames of 32 x 32
+  side = video_io.read_video(out / "side_by_side.mp4")
+  assert side.shape[0] == 4 and side.shape[2] > 2 * side.shape[1]  # two enlarged panels side by side
+  with np.load(out / "tracks.npz") as f:
+    assert f["tracks"].shape == (2, 4, 9, 2) and f["visible"].shape == (2, 4, 9)
+    np.testing.assert_allclose(f["query_points"][:, 1:].min(), 32 / 6)  # 3 x 3 grid of cell centres
+  cameras = json.loads((out / "cameras.json").read_text())
+  c2w = np.asarray(cameras["cam_to_world"])
+  np.testing.assert_allclose(c2w[0], np.eye(4), atol=1e-6)  # starts at the reference camera
+  assert np.linalg.norm(c2w[-1, :3, 3]) > 0.1  # and arcs away
+  assert info["trajectory"] == "arc_left" and info["guidance_active"] is False and info["steps"] == 2
+
+
+def test_mp4_reference_with_cameras_json_and_query_points(tiny_checkpoint, tmp_path):
+  rng = np.random.default_rng(0)
+  clip = rng.integers(0, 256, (6, 40, 56, 3), dtype=np.uint8)
+  video_io.write_video(tmp_path / "in.mp4", clip, fps=10)
+  c2w = np.broadcast_to(np.eye(4), (4, 4, 4)).copy()
+  c2w[:, 0, 3] = np.linspace(0, 0.3, 4)
+  (tmp_path / "cams.json").write_text(json.dumps({"cam_to_world": c2w.tolist()}))
+  np.save(tmp_path / "q.npy", np.array([[0, 28.0, 20.0], [1, 10.0, 5.0]]))
+  out = tmp_path / "gen"
+  info = generate.run(tiny_checkpoint, str(tmp_path / "in.mp4"), str(tmp_path / "cams.json"), str(out), steps=2,
+                      query_points=str(tmp_path / "q.npy"), progress=False)
+  assert info["num_query_points"] == 2 and info["trajectory"] == "cams.json"
+  with np.load(out / "tracks.npz") as f:
+    # 40 x 56 → covers 32 x 32 by scaling to 32 x 45 (x by 45/56) and cropping 6 px on the left.
+    np.testing.assert_allclose(f["query_points"][0], [0, 28 * 45 / 56 - 6, 20 * 0.8], atol=1e-4)
+  assert video_io.video_fps(out / "target.mp4") == pytest.approx(10, rel=0.05)
+
+
+def test_bad_arguments_are_named(tiny_checkpoint, tmp_path):
+  with pytest.raises(ValueError, match="pan_left"):
+    generate.run(tiny_checkpoint, "dataset:test:0", "spiral", str(tmp_path / "a"), steps=1, progress=False)
+  (tmp_path / "bad.json").write_text(json.dumps({"cam_to_world": np.eye(4)[None].tolist()}))
+  with pytest.raises(ValueError, match=r"\(4, 4, 4\)"):
+    generate.run(tiny_checkpoint, "dataset:test:0", str(tmp_path / "bad.json"), str(tmp_path / "b"), steps=1,
+                 progress=False)
+  with pytest.raises(ValueError, match="dataset:SPLIT:INDEX"):
+    generate.run(tiny_checkpoint, "dataset:test", "static", str(tmp_path / "c"), steps=1, progress=False)
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    generate.run(tiny_checkpoint, str(tmp_path / "missing.mp4"), "static", str(tmp_path / "d"), steps=1,
+                 progress=False)
+  assert not os.path.exists(tmp_path / "a")  # nothing written before the inputs were checked
