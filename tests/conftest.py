@@ -19,18 +19,28 @@ def load_config(name: str, arg: str | None = None):
   return module.get_config(arg)
 
 
+def _export_initial_params(config, out: str) -> str:
+  """Writes an export directory of ``config``'s initial parameters (no training)."""
+  from mvtrack_jax import export  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  task = tasks.build_task(config)
+  params = jax.tree.map(np.asarray, jax.jit(lambda r: nn.unbox(task.init_params(r)))(jax.random.key(0)))
+  export.write_export(out, params, config, {"step": 0, "dtype": "float32", "ema": False})
+  return out
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> str:
   """An export directory of ``configs/default.py:test`` at its initial parameters (DiT + head).
 
-  Tiny-pixel DiT, tiny MV-TAP head, 4 frames of 32×48 (tiny synthetic dataset). Built from
-  ``init_params`` (no training), ~15 s of CPU once per test worker.
+  Tiny-pixel DiT, tiny MV-TAP head, 4 frames of 32×32 crops of the tiny synthetic dataset (32×48).
+  Built from ``init_params`` (no training), ~15 s of CPU once per test worker.
   """
-  from mvtrack_jax import export  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
-  config = load_config("default.py", "test")
-  task = tasks.build_task(config)
-  params = jax.tree.map(np.asarray, jax.jit(lambda r: nn.unbox(task.init_params(r)))(jax.random.key(0)))
-  out = str(tmp_path_factory.mktemp("tiny_checkpoint") / "export")
-  export.write_export(out, params, config, {"step": 0, "dtype": "float32", "ema": False})
-  return out
+  return _export_initial_params(load_config("default.py", "test"), str(tmp_path_factory.mktemp("tiny") / "export"))
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline_checkpoint(tmp_path_factory) -> str:
+  """The diffusion-only twin of ``tiny_checkpoint`` (``configs/default_diffusion_only.py:test``, no head)."""
+  return _export_initial_params(load_config("default_diffusion_only.py", "test"),
+                                str(tmp_path_factory.mktemp("tiny_baseline") / "export"))

@@ -34,6 +34,18 @@ def test_two_checkpoints_side_by_side(tiny_checkpoint, tmp_path):
   assert record["rows"][0]["model"] == "gt_video"
 
 
+def test_head_model_vs_diffusion_only_baseline(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path):
+  out = tmp_path / "eval"
+  evaluate.run([tiny_checkpoint, tiny_baseline_checkpoint], str(out), max_scenes=1, steps=1,
+               trajectory_names=["zoom_in"], progress=False)
+  summary = json.loads((out / "metrics.json").read_text())["summary"]
+  assert set(summary) == {"default@0", "default_diffusion_only@0", "gt_video"}
+  assert "aj_target" in summary["default@0"]["all"]
+  baseline = summary["default_diffusion_only@0"]["all"]
+  assert "aj_target" not in baseline and np.isfinite(baseline["psnr"]["mean"])  # no head: no tracking metrics
+  assert "| aj_target ↑ | " in (out / "metrics.md").read_text()
+
+
 def test_names_must_match_checkpoints(tiny_checkpoint, tmp_path):
   with pytest.raises(ValueError, match="distinct names"):
     evaluate.run([tiny_checkpoint], str(tmp_path), names=["a", "b"], max_scenes=1, steps=1, progress=False)

@@ -60,3 +60,10 @@ def test_bad_arguments_are_named(tiny_checkpoint, tmp_path):
     generate.run(tiny_checkpoint, str(tmp_path / "missing.mp4"), "static", str(tmp_path / "d"), steps=1,
                  progress=False)
   assert not os.path.exists(tmp_path / "a")  # nothing written before the inputs were checked
+
+
+def test_diffusion_only_model_generates_without_tracks(tiny_baseline_checkpoint, tmp_path):
+  out = tmp_path / "gen"
+  info = generate.run(tiny_baseline_checkpoint, "dataset:test:1", "zoom_out", str(out), steps=1, progress=False)
+  assert "tracks.npz" not in info["files"] and not (out / "tracks.npz").exists()
+  assert video_io.read_video(out / "side_by_side.mp4").shape[0] == 4

@@ -155,8 +155,8 @@ class NovelViewGenerator:
       if context.ndim not in (2, 3) or context.shape[-1] != text_dim:
         raise ValueError(f"context: expected (L, {text_dim}) or (B, L, {text_dim}) text embeddings, got {context.shape}")
     self.context = context
-  # ---------------------------------------------------------------------------------------------
-  # Public API.
+    # On the device once: the host copy would otherwise be transferred at every denoising step.
+    self.params = jax.device_put(model.params)
 
   def _inputs(self, clip: Mapping[str, Array]):
     missing = [key for key in CLIP_KEYS if key not in clip]
@@ -201,7 +201,7 @@ class NovelViewGenerator:
     reference, cameras, context = self._inputs(clip)
     guided = self.context is not None and sampling.guidance_scale != 1.0
     noise = jax.random.normal(jax.random.key(sampling.seed), reference.shape, jnp.float32)
-    params = self.model.params["dit"]
+    params = self.params["dit"]
     scale = jnp.float32(sampling.guidance_scale)
 
     def velocity(x, sigma):
@@ -252,7 +252,7 @@ class NovelViewGenerator:
       sigma = float(FlowMatchingSchedule(shift=sampling.shift).training_sigmas()[-1])
     noise = jax.random.normal(jax.random.fold_in(jax.random.key(sampling.seed), 1), target.shape, jnp.float32)
     tracks, vis, conf = _track(self.model.dit, self.model.head, tuple(self.model.objective.head_layers),
-                               self.model.token_stride, k, self.model.params, target, reference, cameras, context,
+                               self.model.token_stride, k, self.params, target, reference, cameras, context,
                                query_latent, jnp.asarray(point_mask), noise, jnp.float32(sigma))
     vis_p, conf_p = jax.nn.sigmoid(vis), jax.nn.sigmoid(conf)
     return {"tracks": np.asarray(tracks, np.float32),
