@@ -28,10 +28,14 @@ venv: $(DEV_STAMP)
 
 # The project's main job on the built-in default: train configs/default.py (tiny Plücker DiT +
 # tracking head + full objective on the synthetic dataset, built on first use) into $(DEMO_OUT),
-# then write a preview of the data it trained on.
+# write a preview of the data it trained on, then use the checkpoint: generate a novel view of a
+# test scene, probe which layers' attention carries correspondence, evaluate on the test split.
 demo: $(RUNTIME_STAMP)
 	$(PY) -m mvtrack_jax.train --config=configs/default.py --workdir=$(DEMO_OUT)
 	$(PY) -m mvtrack_jax.data.preview --split train --index 0 --out $(DEMO_OUT)/data_preview
+	$(PY) -m mvtrack_jax.generate --checkpoint $(DEMO_OUT) --reference dataset:test:0 --trajectory arc_left --out $(DEMO_OUT)/generate
+	$(PY) -m mvtrack_jax.probe --checkpoint $(DEMO_OUT) --split test --out $(DEMO_OUT)/probe
+	$(PY) -m mvtrack_jax.evaluate --checkpoint $(DEMO_OUT) --split test --out $(DEMO_OUT)/evaluate
 
 # The whole default test suite on both cores (slow-marked tests are excluded; see test-all).
 # XLA compiles are single-threaded, so two pytest workers halve the wall time.
