@@ -40,9 +40,9 @@ from absl import app
 from absl import flags
 
 from mvtrack_jax.evaluation import probe as probe_lib
+from mvtrack_jax.losses.objective import CAMERA_KEYS
 
 DEFAULT_GRID_STEPS = (0, 10, 20, 30, 40, 49)
-CAMERA_KEYS = ("reference_intrinsics", "target_intrinsics", "reference_cam_to_world", "target_cam_to_world")
 
 
 def probe_timesteps(schedule, grid_steps: Sequence[int] = DEFAULT_GRID_STEPS,
@@ -88,6 +88,7 @@ def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_thresh
   from mvtrack_jax.diffusion.flow_matching import add_noise  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import wan as wan_lib  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
 
   @jax.jit
   def fn(dit_params, batch, noise, sigma):
@@ -95,13 +96,9 @@ def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_thresh
     reference = autoencoder.encode(batch["reference_video"])
     b = target.shape[0]
     noisy = add_noise(target, noise, jnp.full((b,), sigma, jnp.float32))
-    timestep = jnp.full((b,), 1000.0 * sigma, jnp.float32)
     context = jnp.zeros((b, objective.context_length, wcfg.text_dim), jnp.float32)
-    cameras = None
-    if wcfg.camera_mode != "none":
-      cameras = {key: jnp.asarray(batch[key], jnp.float32) for key in CAMERA_KEYS}
-    _, probes = dit.apply({"params": dit_params}, noisy.astype(wcfg.dtype), timestep, context,
-                          reference_latents=reference.astype(wcfg.dtype), cameras=cameras, probe_layers=layers)
+    cameras = {key: jnp.asarray(batch[key], jnp.float32) for key in CAMERA_KEYS}
+    _, probes = novel_view.dit_forward(dit, dit_params, noisy, sigma, reference, cameras, context, layers)
     grid = wan_lib.token_grid(wcfg, target.shape)
     tracks, visible = ae_lib.tracks_to_latent_rate(jnp.asarray(batch["tracks"], jnp.float32),
                                                    jnp.asarray(batch["visible"], bool), k)

@@ -94,7 +94,21 @@ def relative_cameras(clip: Mapping[str, Array]) -> dict[str, np.ndarray]:
   return out
 
 
-def _dit_call(dit, params, latents, sigma, reference, cameras, context, probe_layers=()):
+def dit_forward(dit: wan_lib.WanDiT, params: Any, latents: Array, sigma: Array, reference: Array,
+                cameras: Mapping[str, Array] | None, context: Array, probe_layers: tuple[int, ...] = ()):
+  """One ``WanDiT`` call on ``latents ⊕ reference`` at noise level ``sigma``, as the training objective makes it.
+
+  Args:
+    dit: the module; params: its parameters.
+    latents: ``(B, F, h, w, C)`` noisy target latents; reference: the same shape, clean.
+    sigma: scalar ``σ`` (the DiT timestep is ``1000·σ``).
+    cameras: the four ``CAMERA_KEYS`` arrays ``(B, T, …)`` (ignored when ``camera_mode == "none"``).
+    context: ``(B, L, text_dim)`` text embeddings (zeros = the null context).
+    probe_layers: 0-based layers whose q/k to return.
+
+  Returns:
+    ``velocity`` ``(B, F, h, w, C)`` float32, or ``(velocity, probes)`` with ``probe_layers``.
+  """
   cfg = dit.config
   timestep = jnp.full((latents.shape[0],), 1000.0, jnp.float32) * sigma
   return dit.apply({"params": params}, latents.astype(cfg.dtype), timestep, context,
@@ -108,9 +122,9 @@ def _dit_call(dit, params, latents, sigma, reference, cameras, context, probe_la
 def _velocity(dit, params, x, sigma, reference, cameras, context, guidance_scale, guided):
   """The (guided) velocity at ``sigma``; cond and null branches as one batch of 2B."""
   if not guided:
-    return _dit_call(dit, params, x, sigma, reference, cameras, context)
+    return dit_forward(dit, params, x, sigma, reference, cameras, context)
   both = lambda a: jnp.concatenate([a, a], axis=0)
-  v = _dit_call(dit, params, both(x), sigma, both(reference), jax.tree.map(both, cameras),
+  v = dit_forward(dit, params, both(x), sigma, both(reference), jax.tree.map(both, cameras),
                 jnp.concatenate([context, jnp.zeros_like(context)], axis=0))
   v_cond, v_null = jnp.split(v, 2, axis=0)
   return guided_velocity(v_cond, v_null, guidance_scale)
@@ -121,7 +135,7 @@ def _track(dit, head, layers, token_stride, temporal_factor, params, target_late
            query, point_mask, noise, sigma):
   """Head predictions (last iteration) from the probe q/k of the DiT on noised target latents."""
   noisy = add_noise(target_latents, noise, jnp.full((target_latents.shape[0],), sigma))
-  _, probes = _dit_call(dit, params["dit"], noisy, sigma, reference, cameras, context, probe_layers=layers)
+  _, probes = dit_forward(dit, params["dit"], noisy, sigma, reference, cameras, context, probe_layers=layers)
   q_feat, k_feat = head_lib.features_from_probes(probes, layers)
   grid = wan_lib.token_grid(dit.config, target_latents.shape)
   idx = ae_lib.latent_frame_indices(cameras["target_cam_to_world"].shape[1], temporal_factor)
