@@ -12,7 +12,7 @@ from mvtrack_jax.data import video_io
 
 def test_dataset_reference_with_preset_writes_every_output(tiny_checkpoint, tmp_path):
   out = tmp_path / "gen"
-  info = generate.run(tiny_checkpoint, "dataset:test:0", "arc_left", str(out), steps=2, grid=3, progress=False)
+  info = generate.run(tiny_checkpoint, "dataset:test:0", "arc_left", str(out), steps=2, grid=4, progress=False)
   for name in ("target.mp4", "reference.mp4", "side_by_side.mp4", "tracks.npz", "cameras.json", "generation.json"):
     assert (out / name).is_file(), name
   target = video_io.read_video(out / "target.mp4")
@@ -20,8 +20,8 @@ def test_dataset_reference_with_preset_writes_every_output(tiny_checkpoint, tmp_
   side = video_io.read_video(out / "side_by_side.mp4")
   assert side.shape[0] == 4 and side.shape[2] > 2 * side.shape[1]  # two enlarged panels side by side
   with np.load(out / "tracks.npz") as f:
-    assert f["tracks"].shape == (2, 4, 9, 2) and f["visible"].shape == (2, 4, 9)
-    np.testing.assert_allclose(f["query_points"][:, 1:].min(), 32 / 6)  # 3 x 3 grid of cell centres
+    assert f["tracks"].shape == (2, 4, 16, 2) and f["visible"].shape == (2, 4, 16)
+    np.testing.assert_allclose(f["query_points"][:, 1:].min(), 32 / 8)  # 4 x 4 grid of cell centres
   cameras = json.loads((out / "cameras.json").read_text())
   c2w = np.asarray(cameras["cam_to_world"])
   np.testing.assert_allclose(c2w[0], np.eye(4), atol=1e-6)  # starts at the reference camera
@@ -36,11 +36,12 @@ def test_mp4_reference_with_cameras_json_and_query_points(tiny_checkpoint, tmp_p
   c2w = np.broadcast_to(np.eye(4), (4, 4, 4)).copy()
   c2w[:, 0, 3] = np.linspace(0, 0.3, 4)
   (tmp_path / "cams.json").write_text(json.dumps({"cam_to_world": c2w.tolist()}))
-  np.save(tmp_path / "q.npy", np.array([[0, 28.0, 20.0], [1, 10.0, 5.0]]))
+  # 16 points (the N the other tests compile the head for): one checked, the rest a lattice.
+  np.save(tmp_path / "q.npy", np.concatenate([[[0, 28.0, 20.0]], [[t % 4, 10.0 + 2 * t, 5.0 + t] for t in range(15)]]))
   out = tmp_path / "gen"
   info = generate.run(tiny_checkpoint, str(tmp_path / "in.mp4"), str(tmp_path / "cams.json"), str(out), steps=2,
                       query_points=str(tmp_path / "q.npy"), progress=False)
-  assert info["num_query_points"] == 2 and info["trajectory"] == "cams.json"
+  assert info["num_query_points"] == 16 and info["trajectory"] == "cams.json"
   with np.load(out / "tracks.npz") as f:
     # 40 x 56 → covers 32 x 32 by scaling to 32 x 45 (x by 45/56) and cropping 6 px on the left.
     np.testing.assert_allclose(f["query_points"][0], [0, 28 * 45 / 56 - 6, 20 * 0.8], atol=1e-4)
