@@ -79,12 +79,8 @@ FLAGS = flags.FLAGS
 
 
 def _window_config(model_config):
-  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
-  base = tasks.pipeline_config(model_config.data, 1, train=False)
-  return pipeline.PipelineConfig(batch_size=1, num_frames=base.num_frames, frame_stride=base.frame_stride,
-                                 height=base.height, width=base.width, num_query_points=base.num_query_points,
-                                 random_crop=False)
+  return tasks.pipeline_config(model_config.data, 1, train=False)  # centre crops, the model's sizes
 
 
 def _preset_target_record(record: Mapping[str, np.ndarray], seed: int, sizes: Mapping[str, int], name: str,
@@ -163,13 +159,12 @@ def tracking_metrics(example: Mapping[str, np.ndarray], tracked: Mapping[str, np
   """TAP-Vid metrics per view and the epipolar proxy of the head's tracks (module docstring)."""
   from mvtrack_jax.evaluation import epipolar, tapvid  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   frames = tracked["frames"]
   mask = np.asarray(example["track_mask"], bool)
   h, w = example["reference_video"].shape[1:3]
-  query = np.asarray(example["query_points"], np.float32)[mask]
-  # Query frames at latent rate: frame t → its latent frame (round(t / k)); k = frames[1] − frames[0].
-  k = int(frames[1] - frames[0]) if frames.size > 1 else 1
-  query = np.concatenate([np.clip(np.round(query[:, :1] / k), 0, frames.size - 1), query[:, 1:]], axis=1)
+  k = int(frames[1] - frames[0]) if frames.size > 1 else 1  # video frames per latent frame
+  query = ae_lib.query_frames_to_latent(np.asarray(example["query_points"], np.float32)[mask], k, frames.size)
   gt_tracks = np.asarray(example["tracks"])[:, frames][:, :, mask]
   gt_vis = np.asarray(example["visible"])[:, frames][:, :, mask]
   pred_tracks = tracked["tracks"][:, :, mask]

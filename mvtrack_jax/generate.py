@@ -54,6 +54,7 @@ with itself).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -235,10 +236,9 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   record, source_name, source_fps = reference_record(reference, model.config, reference_view=reference_view,
                                                      fov=fov, intrinsics=k_in)
   data = model.config.data
-  base = tasks.pipeline_config(data, 1, train=False)
-  pcfg = pipeline.PipelineConfig(
-      batch_size=1, num_frames=int(num_frames or base.num_frames), frame_stride=base.frame_stride,
-      height=int(height or base.height), width=int(width or base.width), num_query_points=0, random_crop=False)
+  base = tasks.pipeline_config(data, 1, train=False)  # centre crops, the model's sizes
+  pcfg = dataclasses.replace(base, num_frames=int(num_frames or base.num_frames), height=int(height or base.height),
+                             width=int(width or base.width), num_query_points=0)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False,
                                           source=source_name)
   t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
