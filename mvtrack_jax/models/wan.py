@@ -126,6 +126,10 @@ class WanConfig:
       ``layers`` axis) instead of a Python loop (``blocks_0 … blocks_{N−1}``).
     remat_policy: ``"none"`` or a name in ``REMAT_POLICIES`` (``"full"`` = recompute everything).
     rope_theta: RoPE base.
+
+  Raises:
+    ValueError: a field out of range, or a model narrower than its tokens (``dim < token_input_dim``, the
+      capacity rule: the error names both numbers).
   """
   patch_size: tuple[int, int, int] = (1, 2, 2)
   num_heads: int = 12
@@ -169,11 +173,28 @@ class WanConfig:
     for ok, name, expected in checks:
       if not ok:
         raise ValueError(f"WanConfig: {name} must be {expected}; got {getattr(self, name.split('/')[0])!r}")
+    if self.dim < self.token_input_dim:
+      pt, ph, pw = self.patch_size
+      raise ValueError(
+          f"WanConfig: the model width dim = num_heads·head_dim = {self.num_heads}·{self.head_dim} = {self.dim} is "
+          f"narrower than its token input {self.token_input_dim} = patch volume {pt}·{ph}·{pw} × "
+          f"max(in_channels, out_channels) = {max(self.in_channels, self.out_channels)}: a token could not even "
+          f"represent the noise it must predict; widen the model (num_heads/head_dim) or use a smaller patch_size")
 
   @property
   def dim(self) -> int:
     """Model width ``num_heads · head_dim``."""
     return self.num_heads * self.head_dim
+
+  @property
+  def token_input_dim(self) -> int:
+    """Numbers one token carries in (and must predict out): ``pt·ph·pw · max(in_channels, out_channels)``.
+
+    The capacity rule: ``dim`` must be at least this, or the patch embedding is a projection that loses
+    information and the output head cannot span the velocity of a patch (Wan2.1: 1·2·2·16 = 64 ≪ 1536).
+    """
+    pt, ph, pw = self.patch_size
+    return pt * ph * pw * max(self.in_channels, self.out_channels)
 
 
 _WAN_1_3B = dict(num_heads=12, head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256)
@@ -183,12 +204,14 @@ PRESETS: dict[str, WanConfig] = {
     # Exact Wan2.1 shapes (DESIGN.md §4.1).
     "wan2.1-t2v-1.3b": WanConfig(**_WAN_1_3B),
     "wan2.1-t2v-14b": WanConfig(**_WAN_14B),
-    # CPU-sized Wan-VAE-latent model (16 channels, 8 px / cell, 4 frames / latent frame).
-    "tiny": WanConfig(num_heads=2, head_dim=32, ffn_dim=128, num_layers=2, text_dim=32, freq_dim=32),
-    # CPU demo in pixel space: a 4×4 space-to-depth "autoencoder" gives 48 channels, 4 px / cell,
-    # one video frame per latent frame.
-    "tiny-pixel": WanConfig(num_heads=4, head_dim=24, ffn_dim=256, num_layers=3, text_dim=32, freq_dim=64,
-                            in_channels=48, out_channels=48, vae_stride=4, frames_per_latent=1),
+    # CPU-sized Wan-VAE-latent model (16 channels, 8 px / cell, 4 frames / latent frame); width 128 is twice
+    # its token input (1·2·2·16 = 64), see ``WanConfig.token_input_dim``.
+    "tiny": WanConfig(num_heads=2, head_dim=64, ffn_dim=256, num_layers=2, text_dim=32, freq_dim=32),
+    # CPU demo in pixel space: a 4×4 space-to-depth "autoencoder" gives 48 channels, 4 px / cell, one video
+    # frame per latent frame; one cell per token (patch 1×1×1: 48 numbers in a 128-wide model).
+    "tiny-pixel": WanConfig(num_heads=4, head_dim=32, ffn_dim=512, num_layers=4, text_dim=32, freq_dim=64,
+                            patch_size=(1, 1, 1), in_channels=48, out_channels=48, vae_stride=4,
+                            frames_per_latent=1),
 }
 
 

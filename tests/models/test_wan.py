@@ -79,6 +79,21 @@ def test_presets_and_token_grid():
     wan.get_config("tiny", camera_mode="fancy")
 
 
+def test_capacity_rule_rejects_a_model_narrower_than_its_tokens():
+  # 1×2×2 patches of 48 channels are 192 numbers per token: a 96-wide model (the old tiny-pixel) is refused,
+  # and the error names both numbers.
+  with pytest.raises(ValueError, match=r"dim = .*= 96 is narrower than its token input 192"):
+    wan.get_config("tiny-pixel", num_heads=4, head_dim=24, patch_size=(1, 2, 2))
+  # The output side counts too: 16 channels in, 64 out through 1×2×2 patches need 256.
+  with pytest.raises(ValueError, match="token input 256"):
+    wan.WanConfig(num_heads=2, head_dim=64, in_channels=16, out_channels=64)
+  exact = wan.WanConfig(num_heads=1, head_dim=64, in_channels=16, out_channels=16)  # 64 = 1·2·2·16 is allowed
+  assert exact.dim == exact.token_input_dim == 64
+  # Every preset keeps at least twice the width its tokens need.
+  for name, cfg in wan.PRESETS.items():
+    assert cfg.dim >= 2 * cfg.token_input_dim, name
+
+
 def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   cfg, inputs, params = plucker
   vel, probes = _apply(cfg, params, inputs, probe_layers=(1, 0))
