@@ -2,13 +2,17 @@
 
 On synthetic held-out scenes the ground-truth target view exists, so pixel fidelity is measurable
 (ReDirector and MVTrack4Gen report PSNR / LPIPS on DyCheck / iPhone for the same reason). Both
-metrics come from scikit-image (``skimage.metrics``), computed **per frame, then averaged over the
-frames** of a video:
+metrics come from scikit-image (``skimage.metrics``):
 
-- PSNR = 10 · log10(data_range² / MSE) in dB, MSE over all pixels and channels of the frame
-  (``peak_signal_noise_ratio``). A frame identical to its target has MSE 0 and PSNR = +inf; the
-  video mean is then +inf as well (it is reported, not clipped).
-- SSIM (Wang et al., IEEE TIP 2004) with the paper's settings, as scikit-image documents them for
+- PSNR = 10 · log10(data_range² / MSE) in dB (``peak_signal_noise_ratio``). :func:`psnr` gives it per
+  frame (MSE over all pixels and channels of the frame; +inf for an exact frame). The video score of
+  :func:`video_fidelity` pools the error first: MSE over **all frames**, pixels and channels, then
+  PSNR (equal to skimage's PSNR of the whole video array). A per-frame mean would be +inf as soon as
+  one frame is exact, and that happens in evaluation: a preset trajectory starts at the reference
+  camera, so frame 0 of its ground truth *is* the reference frame, and the ``copy_reference``
+  baseline (or any model) would score +inf however wrong its other frames are. The video PSNR is
+  +inf only when the whole video is exact.
+- SSIM (Wang et al., IEEE TIP 2004), per frame and then averaged over the frames, with the paper's settings, as scikit-image documents them for
   matching the original implementation: 11 × 11 Gaussian window with σ = 1.5, population
   covariances (``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``); colour frames
   are scored per channel and averaged (``channel_axis=-1``). ``gaussian_weights=False`` gives
@@ -117,9 +121,15 @@ def ssim(generated: Array, target: Array, data_range: float | None = None, *,
 
 def video_fidelity(generated: Array, target: Array, data_range: float | None = None, *,
                    gaussian_weights: bool = True) -> dict[str, float]:
-  """Mean over frames of PSNR (dB) and SSIM: ``{'psnr': float, 'ssim': float}``.
+  """Video PSNR (dB, MSE pooled over all frames; module docstring) and mean per-frame SSIM.
+
+  Returns:
+    ``{'psnr': float, 'ssim': float}``; ``psnr`` is +inf only when every frame is exact.
 
   Args / Raises: as ``psnr`` and ``ssim``.
   """
-  return {"psnr": float(np.mean(psnr(generated, target, data_range))),
+  gen, tgt, rng = _prepare(generated, target, data_range)
+  with np.errstate(divide="ignore"):
+    video_psnr = skimage.metrics.peak_signal_noise_ratio(tgt, gen, data_range=rng)
+  return {"psnr": float(video_psnr),
           "ssim": float(np.mean(ssim(generated, target, data_range, gaussian_weights=gaussian_weights)))}

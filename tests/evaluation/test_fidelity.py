@@ -19,7 +19,14 @@ def test_hand_computed_psnr_uint8_and_float():
   generated[1] += 20   # MSE 400
   expected = [10 * np.log10(255 ** 2 / 100), 10 * np.log10(255 ** 2 / 400)]  # 28.13 dB, 22.11 dB
   np.testing.assert_allclose(fidelity.psnr(generated, target), expected, rtol=1e-12)
-  np.testing.assert_allclose(fidelity.video_fidelity(generated, target)["psnr"], np.mean(expected), rtol=1e-12)
+  # The video PSNR pools the MSE over frames: (100 + 400) / 2 = 250, not the mean of the per-frame dB.
+  np.testing.assert_allclose(fidelity.video_fidelity(generated, target)["psnr"], 10 * np.log10(255 ** 2 / 250),
+                             rtol=1e-12)
+  # One exact frame (per-frame PSNR +inf) leaves the video PSNR finite: MSE (0 + 400) / 2.
+  generated[0] = target[0]
+  assert fidelity.psnr(generated, target)[0] == np.inf
+  np.testing.assert_allclose(fidelity.video_fidelity(generated, target)["psnr"], 10 * np.log10(255 ** 2 / 200),
+                             rtol=1e-12)
   # Float video in [0, 1]: a uniform error of 0.1 is MSE 0.01, i.e. 20 dB.
   target_f = np.full((1, 16, 16, 1), 0.5)
   np.testing.assert_allclose(fidelity.psnr(target_f + 0.1, target_f), [20.0], rtol=1e-12)
