@@ -36,11 +36,24 @@ Writes into ``--out`` (atomically, file by file):
 
 - ``target.mp4``: the generated target view; ``reference.mp4``: the reference as the model saw it;
 - ``side_by_side.mp4``: reference | generated with the head's tracks drawn (if the model has a head);
+- ``strip.png``: a still overview without a video player: 4 frames (first, last and evenly spaced) as
+  rows of reference | generated [| ground truth] panels, enlarged, with the head's tracks (and the
+  ground-truth tracks of the same query points) drawn, one colour per query point, hollow where
+  (predicted) occluded (``inference.visualize.comparison_strip``);
+- ``ground_truth.mp4`` (where the ground truth is known, below): the true target view;
 - ``tracks.npz``: ``tracks`` ``(2, F, N, 2)`` pixels ``(x, y)`` of the generated video's resolution
   (view 0 reference, 1 target), ``visible`` ``(2, F, N)`` bool, ``visibility``/``confidence``
   probabilities, ``frames`` ``(F,)`` video frame of each track frame, ``query_points`` ``(N, 3)``
   ``(t, x, y)``;
-- ``cameras.json`` (the trajectory used) and ``generation.json`` (settings, checkpoint, timings).
+- ``cameras.json`` (the trajectory used) and ``generation.json`` (settings, checkpoint, timings, the
+  ``files`` written; ``psnr`` (dB) / ``ssim`` of the generated video against the ground truth where
+  it is known, ``evaluation.fidelity.video_fidelity``).
+
+Ground truth is known for a ``dataset:SPLIT:INDEX`` reference of the built-in synthetic dataset with a
+preset ``--trajectory``: the same scene is re-rendered (``data.synthetic.render_novel_view``, as in
+``evaluate``) along exactly the cameras the model was given (the reference camera at window frame 0
+composed with the trajectory, reference intrinsics), and the query points are tracked in it. There
+is none for mp4/npz references, other datasets or JSON cameras.
 
 ``--query_points``: a ``.npy``/``.json``/``.txt`` array ``(N, 3)`` ``(t, x, y)`` or ``(N, 2)`` ``(x, y)``
 (frame 0), in pixels of the *input* reference video and frames of the generated clip; default a
@@ -192,6 +205,64 @@ def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndar
   return c2w.astype(np.float32), intr.astype(np.float32), os.path.basename(spec)
 
 
+def ground_truth_target(reference: str, model_config, record: dict[str, np.ndarray], config, start: int,
+                        target_cam_to_world: np.ndarray, query_points: np.ndarray, scale: np.ndarray,
+                        crop: np.ndarray) -> dict[str, np.ndarray] | None:
+  """The true target view of a generation where it is known (module docstring), else ``None``.
+
+  Known for ``reference = "dataset:SPLIT:INDEX"`` when ``model_config.data.dataset`` is the built-in
+  ``"synthetic"`` one: the scene (``synthetic_dataset.scene_seed(SPLIT, INDEX)``) is re-rendered by
+  ``data.synthetic.render_novel_view`` from the reference camera (``record`` view 0) and the target
+  cameras ``reference_cam_to_world(window frame 0) @ target_cam_to_world`` with the reference's
+  intrinsics, then windowed, resized and cropped exactly as the reference (``pipeline.window_example``).
+  The caller decides that the cameras are a preset's (the reference's intrinsics; JSON cameras may
+  carry others and get no ground truth in ``run``).
+
+  Args:
+    reference: the ``--reference`` spec.
+    model_config: the model's config (``data`` block).
+    record: ``reference_record``'s record (view 0 = the reference view, record pixels and frames).
+    config: the ``pipeline.PipelineConfig`` the reference example was made with.
+    start: first record frame of the window (``--start_frame``).
+    target_cam_to_world: ``(T, 4, 4)`` OpenCV camera-to-world poses relative to the reference camera at
+      window frame 0 (metres), as given to the model.
+    query_points: ``(N, 3)`` ``(t, x, y)``: window frame (rounded to the nearest) and pixel of the
+      generated video (corner origin, centres at +0.5).
+    scale, crop: ``(2,)`` the reference example's ``(sx, sy)`` resize factors and ``(x0, y0)`` crop offset
+      (``window_example`` metadata): video pixel = record pixel · scale − crop.
+
+  Returns:
+    ``None``, or ``{"video": (T, H, W, 3) uint8, "tracks": (T, N, 2) float32 pixels (x, y) of the query
+    points in the true target view (NaN where a query ray hit nothing), "visible": (T, N) bool,
+    "cam_to_world": (T, 4, 4) float32 the true target cameras relative to the reference at window
+    frame 0 (the given ones up to float32 rounding)}``.
+
+  Raises:
+    ValueError: a malformed spec or cameras (``render_novel_view``).
+  """
+  if not reference.startswith("dataset:") or model_config.data.dataset != "synthetic":
+    return None
+  from mvtrack_jax.data import pipeline, synthetic, synthetic_dataset  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
+  _, split, index = reference.split(":")
+  sizes = synthetic_dataset.record_sizes(model_config.data.get("synthetic"))
+  frames = start + config.frame_stride * np.arange(config.num_frames)
+  q = np.asarray(query_points, np.float64)
+  q_record = np.concatenate([frames[np.clip(np.round(q[:, :1]).astype(int), 0, frames.size - 1)],
+                             (q[:, 1:] + crop) / scale], axis=1)
+  novel = synthetic.render_novel_view(
+      synthetic_dataset.scene_seed(split, int(index)), record["intrinsics"][0],
+      geometry.invert_rigid(np.asarray(record["world_to_camera"][0], np.float64)), frames, target_cam_to_world,
+      query_points=q_record, **sizes)
+  example, _ = pipeline.window_example(novel.record, config, views=(0, 1), start=start, train=False,
+                                       source=f"{reference} (ground truth)")
+  tracks = novel.query_tracks[1, frames].astype(np.float64) * scale - crop
+  inside = ((tracks[..., 0] >= 0) & (tracks[..., 0] <= config.width) &
+            (tracks[..., 1] >= 0) & (tracks[..., 1] <= config.height))  # as the pipeline crops tracks
+  return {"video": example["target_video"], "tracks": tracks.astype(np.float32),
+          "visible": novel.query_visible[1, frames] & inside, "cam_to_world": example["target_cam_to_world"]}
+
+
 def grid_query_points(height: int, width: int, grid: int) -> np.ndarray:
   """``(grid², 3)`` float32 ``(0, x, y)`` at the centres of a ``grid × grid`` partition of the frame."""
   if grid < 1:
@@ -248,6 +319,10 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
     queries = user_query_points(query_points, meta["scale"], meta["crop"], t)
   else:
     queries = grid_query_points(h, w, grid)
+  truth = None
+  if trajectory in trajectories.TRAJECTORY_NAMES:
+    truth = ground_truth_target(reference, model.config, record, pcfg, start_frame, c2w, queries, meta["scale"],
+                                meta["crop"])
   clip = {"reference_video": example["reference_video"][None],
           "reference_intrinsics": example["reference_intrinsics"][None],
           "reference_cam_to_world": example["reference_cam_to_world"][None],
@@ -283,18 +358,41 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
                                                 arrays["visible"], arrays["frames"])
     video_io.write_video(os.path.join(out, "side_by_side.mp4"), panels, fps=fps)
     files += ["tracks.npz", "side_by_side.mp4"]
+    drawn = {"tracks": arrays["tracks"], "visible": arrays["visible"], "frames": arrays["frames"]}
   else:
     panels = visualize.side_by_side_with_tracks(example["reference_video"], generated,
                                                 np.zeros((2, t, 0, 2)), np.zeros((2, t, 0), bool))
     video_io.write_video(os.path.join(out, "side_by_side.mp4"), panels, fps=fps)
     files.append("side_by_side.mp4")
+    drawn = {}
+  fidelity_metrics = {}
+  if truth is not None:
+    from mvtrack_jax.evaluation import fidelity  # pylint: disable=g-import-not-at-top
+    video_io.write_video(os.path.join(out, "ground_truth.mp4"), truth["video"], fps=fps)
+    files.append("ground_truth.mp4")
+    scores = fidelity.video_fidelity(generated, truth["video"])
+    fidelity_metrics = {key: round(float(scores[key]), 4) for key in ("psnr", "ssim")}
+    if model.head is not None:  # ground-truth tracks of the head's query points; nothing to compare without a head
+      drawn.update(gt_tracks=truth["tracks"], gt_visible=truth["visible"])
+  strip, _ = visualize.comparison_strip(example["reference_video"], generated,
+                                        None if truth is None else truth["video"], **drawn)
+  _write_png(os.path.join(out, "strip.png"), strip)
+  files.append("strip.png")
   info = {"checkpoint": model.source, "model": model.name, "reference": source_name, "trajectory": traj_name,
           "num_frames": t, "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
           "guidance_active": text is not None and cfg != 1.0, "seed": seed, "num_query_points": int(len(queries)),
+          "ground_truth": truth is not None, **fidelity_metrics,
           "seconds_generate": round(t_generate, 3), "seconds_track": round(t_track, 3),
           "seconds_total": round(time.time() - start, 3), "files": files}
   _write_json(os.path.join(out, "generation.json"), info)
   return info
+
+
+def _write_png(path: str, image: np.ndarray) -> None:
+  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
+  with video_io.atomic_output(path) as tmp:
+    iio.imwrite(tmp, image, extension=".png")
 
 
 def _write_json(path: str, value: Any) -> None:

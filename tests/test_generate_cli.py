@@ -1,20 +1,38 @@
 """python -m mvtrack_jax.generate end to end on the tiny checkpoint (CPU, 2 Euler steps)."""
 
+import dataclasses
 import json
 import os
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
 from mvtrack_jax import generate
+from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import video_io
+from mvtrack_jax.inference import visualize
+from mvtrack_jax.training import tasks
+from tests.conftest import load_config
+
+
+def _strip_shape(panels: int, tracks: bool) -> tuple[int, ...]:
+  """The shape of generate's strip.png for the tiny model's 4 frames of 32 x 32 (its layout depends on shapes only)."""
+  video = np.zeros((4, 32, 32, 3), np.uint8)
+  kwargs = dict(tracks=np.zeros((2, 4, 1, 2)), visible=np.ones((2, 4, 1), bool)) if tracks else {}
+  return visualize.comparison_strip(video, video, video if panels == 3 else None, **kwargs)[0].shape
 
 
 def test_dataset_reference_with_preset_writes_every_output(tiny_checkpoint, tmp_path):
   out = tmp_path / "gen"
   info = generate.run(tiny_checkpoint, "dataset:test:0", "arc_left", str(out), steps=2, grid=4, progress=False)
-  for name in ("target.mp4", "reference.mp4", "side_by_side.mp4", "tracks.npz", "cameras.json", "generation.json"):
+  for name in ("target.mp4", "reference.mp4", "side_by_side.mp4", "tracks.npz", "cameras.json", "generation.json",
+               "strip.png", "ground_truth.mp4"):
     assert (out / name).is_file(), name
+  assert {"strip.png", "ground_truth.mp4"} <= set(info["files"])
+  assert info["ground_truth"] is True and np.isfinite(info["psnr"]) and -1 <= info["ssim"] <= 1
+  assert video_io.read_video(out / "ground_truth.mp4").shape == (4, 32, 32, 3)
+  assert iio.imread(out / "strip.png").shape == _strip_shape(3, tracks=True)  # 4 rows x (ref | gen | GT)
   target = video_io.read_video(out / "target.mp4")
   assert target.shape == (4, 32, 32, 3)  # the model's 4 frames of 32 x 32
   side = video_io.read_video(out / "side_by_side.mp4")
@@ -46,6 +64,8 @@ def test_mp4_reference_with_cameras_json_and_query_points(tiny_checkpoint, tmp_p
     # 40 x 56 → covers 32 x 32 by scaling to 32 x 45 (x by 45/56) and cropping 6 px on the left.
     np.testing.assert_allclose(f["query_points"][0], [0, 28 * 45 / 56 - 6, 20 * 0.8], atol=1e-4)
   assert video_io.video_fps(out / "target.mp4") == pytest.approx(10, rel=0.05)
+  assert info["ground_truth"] is False and "psnr" not in info and not (out / "ground_truth.mp4").exists()
+  assert iio.imread(out / "strip.png").shape == _strip_shape(2, tracks=True)  # no ground-truth panel
 
 
 def test_bad_arguments_are_named(tiny_checkpoint, tmp_path):
@@ -68,3 +88,37 @@ def test_diffusion_only_model_generates_without_tracks(tiny_baseline_checkpoint,
   info = generate.run(tiny_baseline_checkpoint, "dataset:test:1", "zoom_out", str(out), steps=1, progress=False)
   assert "tracks.npz" not in info["files"] and not (out / "tracks.npz").exists()
   assert video_io.read_video(out / "side_by_side.mp4").shape[0] == 4
+  assert "strip.png" in info["files"] and "psnr" in info  # a preset on a dataset scene: ground truth known
+  assert iio.imread(out / "strip.png").shape == _strip_shape(3, tracks=False)  # panels without tracks
+
+
+def _ground_truth(reference_view: int, trajectory: str):
+  config = load_config("default.py", "test")
+  record, _, _ = generate.reference_record("dataset:test:0", config, reference_view=reference_view)
+  pcfg = dataclasses.replace(tasks.pipeline_config(config.data, 1, train=False), num_query_points=0)
+  example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=0)
+  c2w, _, _ = generate.trajectory_cameras(trajectory, pcfg.num_frames, example["reference_intrinsics"])
+  queries = generate.grid_query_points(32, 32, 4)
+  truth = generate.ground_truth_target("dataset:test:0", config, record, pcfg, 0, c2w, queries, meta["scale"],
+                                       meta["crop"])
+  return example, c2w, queries, truth
+
+
+def test_ground_truth_is_rendered_along_the_cameras_the_model_was_given():
+  # View 1 of test scene 0 of the tiny dataset stands still: 'static' re-renders exactly its own frames.
+  example, c2w, queries, truth = _ground_truth(1, "static")
+  np.testing.assert_allclose(example["reference_cam_to_world"], np.broadcast_to(np.eye(4), (4, 4, 4)), atol=1e-6)
+  np.testing.assert_array_equal(truth["video"], example["reference_video"])
+  # The query points are the surface points under the grid: at frame 0 they sit on their own pixels, visible.
+  np.testing.assert_allclose(truth["tracks"][0], queries[:, 1:], atol=1e-4)
+  assert truth["visible"][0].all()
+  # View 0 moves: 'static' holds its frame-0 pose, so only frame 0 matches; arc_left leaves along its cameras.
+  example, _, _, truth = _ground_truth(0, "static")
+  np.testing.assert_array_equal(truth["video"][0], example["reference_video"][0])
+  assert np.abs(truth["video"][1:].astype(int) - example["reference_video"][1:]).mean() > 10
+  example, c2w, _, truth = _ground_truth(0, "arc_left")
+  np.testing.assert_allclose(truth["cam_to_world"], c2w, atol=1e-5)  # GT cameras relative to the reference
+  np.testing.assert_array_equal(truth["video"][0], example["reference_video"][0])
+  assert np.linalg.norm(c2w[-1, :3, 3]) > 0.1
+  config = load_config("default.py", "test")
+  assert generate.ground_truth_target("clip.mp4", config, {}, None, 0, c2w, queries, None, None) is None

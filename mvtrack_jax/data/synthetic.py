@@ -30,7 +30,9 @@ half on foreground objects by default, and every returned point is visible in at
 at some frame.
 
 Public API: ``render_scene`` (a random scene from a seed → record), ``render_scene_views`` (that
-scene and its tracked points from other cameras: novel-view ground truth), and for explicitly
+scene and its tracked points from other cameras: novel-view ground truth), ``render_novel_view``
+(a reference view and a target path given relative to it, as generation takes cameras, with optional
+query pixels tracked: the ground truth of ``evaluate`` and ``generate``), and for explicitly
 constructed scenes ``Scene``/``Room``/``SceneObject``/``render_record``.
 """
 
@@ -383,10 +385,22 @@ def points_world(scene: Scene, owners: np.ndarray, local: np.ndarray) -> np.ndar
   return out
 
 
-def _track(scene: Scene, intrinsics, world_to_camera, points, owners, depth):
+def _owner_local(scene: Scene, owners: np.ndarray, frames: np.ndarray, world: np.ndarray) -> np.ndarray:
+  """Object-local coordinates ``(R, 3)`` of world points ``(R, 3)`` on their owners at ``frames`` (room: world)."""
+  local = world.copy()
+  for k, obj in enumerate(scene.objects):
+    mk = owners == k + 1
+    if mk.any():
+      local[mk] = np.einsum("rji,rj->ri", obj.rotations[frames[mk]], world[mk] - obj.centres[frames[mk]])
+  return local
+
+
+def _track(scene: Scene, intrinsics, world_to_camera, points, owners, depth, depth_test: bool = True):
   """Projections and visibility of world paths ``points`` (T, N, 3) in every view and frame.
 
-  All inputs are the (float32-representable) values the record stores, in float64.
+  All inputs are the (float32-representable) values the record stores, in float64. Without
+  ``depth_test`` only the ray-cast occlusion test decides (not the 1 % agreement with ``depth`` at
+  the containing pixel, which a record's points must meet).
 
   Returns:
     ``(tracks (V,T,N,2) float64, visible (V,T,N) bool)``.
@@ -411,7 +425,7 @@ def _track(scene: Scene, intrinsics, world_to_camera, points, owners, depth):
     length = np.linalg.norm(ray, axis=-1)
     dist, hit = cast_rays(scene, centre, ray / length[:, None], ti)
     self_hit = (hit == owners[ni]) & (np.abs(dist - length) <= _SELF_HIT_REL_TOL * length + 1e-7)
-    visible[vi, ti, ni] = depth_ok & self_hit
+    visible[vi, ti, ni] = (depth_ok | (not depth_test)) & self_hit
   return xy, visible
 
 
@@ -626,11 +640,7 @@ def _sample_points(rng, scene, intrinsics, w2c64, depth, owner_map, count, fg_sh
         continue
       hit, ti = hit[keep], ti[keep]
       world = origins[keep] + dist[keep, None] * dirs[keep]
-      local = world.copy()
-      for k, obj in enumerate(scene.objects):
-        mk = hit == k + 1
-        if mk.any():
-          local[mk] = np.einsum("rji,rj->ri", obj.rotations[ti[mk]], world[mk] - obj.centres[ti[mk]])
+      local = _owner_local(scene, hit, ti, world)
       pts = points_world(scene, hit.astype(np.int64), local).astype(np.float32)
       _, vis = _track(scene, intrinsics, w2c64, pts.astype(np.float64), hit.astype(np.int64), depth)
       ok = vis.any(axis=(0, 1))
@@ -804,6 +814,13 @@ def render_scene_views(
   """
   caller = "render_scene_views"
   supersample = _check_int("supersample", supersample, 1, caller)
+  k, c2w = _checked_cameras(intrinsics, cam_to_world, num_frames, caller)
+  s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller)
+  return _record_for_cameras(s.scene, k, c2w, height, width, s.owners, s.points_3d, supersample)
+
+
+def _checked_cameras(intrinsics, cam_to_world, num_frames, caller: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(V', T, 3, 3)`` intrinsics and rigid ``(V', T, 4, 4)`` poses as float64, or a ValueError naming ``caller``."""
   k = np.asarray(intrinsics, np.float64)
   c2w = np.asarray(cam_to_world, np.float64)
   if k.ndim != 4 or k.shape[0] < 1 or k.shape[2:] != (3, 3) or not np.all(np.isfinite(k)):
@@ -817,5 +834,126 @@ def render_scene_views(
   if not (np.allclose(rot @ np.swapaxes(rot, -1, -2), np.eye(3), atol=1e-5) and np.all(np.linalg.det(rot) > 0)
           and np.allclose(c2w[..., 3, :], [0.0, 0.0, 0.0, 1.0])):
     raise ValueError(f"{caller}: cam_to_world must be rigid (orthonormal rotation, det +1, last row [0, 0, 0, 1])")
+  return k, c2w
+
+
+@dataclasses.dataclass(frozen=True)
+class NovelView:
+  """A reference camera and a novel target camera of a seeded scene (``render_novel_view``).
+
+  Attributes:
+    record: a 2-view schema record with ``render_scene_views``' fields over the scene's ``T``
+      frames: view 0 the reference camera (re-rendered from the record's own camera, so equal to
+      that view of the dataset record), view 1 the target camera; ``points_3d`` / ``tracks`` /
+      ``visible`` are the scene's own tracked points.
+    query_tracks: ``(2, T, Q, 2)`` float32 pixels ``(x, y)`` (corner origin) of the query points in
+      both views at every frame (also where not visible; NaN for a query whose ray hit nothing), or
+      ``None`` when no query points were given.
+    query_visible: ``(2, T, Q)`` bool visibility of the query points, or ``None``: in front of the
+      camera, inside the image and the first surface along the ray from the camera centre (the
+      ray-cast test of ``render_scene``'s points, without their 1 % depth-map test at the containing
+      pixel, which would hide a query point on a steep surface between pixel centres).
+  """
+  record: dict[str, np.ndarray]
+  query_tracks: np.ndarray | None = None
+  query_visible: np.ndarray | None = None
+
+
+def render_novel_view(
+    seed: int,
+    reference_intrinsics: np.ndarray,
+    reference_cam_to_world: np.ndarray,
+    frames: np.ndarray,
+    target_cam_to_world: np.ndarray,
+    *,
+    num_views: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    num_tracks: int,
+    query_points: np.ndarray | None = None,
+    supersample: int = 1,
+) -> NovelView:
+  """Ground truth of a novel view of a seeded scene: a reference camera and a target path relative to it.
+
+  The target camera path is given as the generation models take it: camera-to-world poses
+  **relative to the reference camera at window frame** ``frames[0]``; in the scene's world frame
+  the target pose at window frame ``i`` is ``reference_cam_to_world[frames[0]] @ target_cam_to_world[i]``.
+  Record frames outside the window (before it, between strided window frames, after it) hold the
+  pose of the latest window frame at or before them (the first one before the window). The target
+  camera has the reference's intrinsics at every frame. Both views are rendered with
+  ``render_scene_views`` (view 0 with the reference's own cameras, so it reproduces the record's
+  view exactly); ``pipeline.window_example(novel.record, config, views=(0, 1), start=frames[0])``
+  turns the result into a (reference, ground-truth target) example.
+
+  Query points (optional) are arbitrary pixels of the reference view: each becomes the surface
+  point first hit by the ray through it at its frame, attached to that surface (it moves with its
+  object), and is projected and visibility-tested in both views at every frame like the scene's
+  tracked points (visibility: ``NovelView.query_visible``).
+
+  Args:
+    seed: the scene's ``render_scene`` seed (``synthetic_dataset.scene_seed(split, index)``).
+    reference_intrinsics: ``(T, 3, 3)`` pixel intrinsics of the reference view (record pixels).
+    reference_cam_to_world: ``(T, 4, 4)`` rigid OpenCV camera-to-world poses of the reference view
+      in the scene's world frame, metres (a record's ``geometry.invert_rigid(world_to_camera[v])``
+      in float64).
+    frames: ``(F,)`` strictly increasing int record frames of the window, in ``[0, T)``.
+    target_cam_to_world: ``(F, 4, 4)`` rigid target poses relative to the reference camera at
+      ``frames[0]`` (identity = the reference camera's frame-0 pose).
+    num_views, num_frames, height, width, num_tracks: ``render_scene``'s sizes of the scene
+      (``synthetic_dataset.record_sizes``); ``T == num_frames``.
+    query_points: optional ``(Q, 3)`` ``(t, x, y)``: integer record frame ``t`` in ``[0, T)`` and
+      continuous pixel ``(x, y)`` of the reference view (corner origin, centres at +0.5).
+    supersample: colour samples per pixel side (``render_scene_views``).
+
+  Returns:
+    A ``NovelView`` (record and, with query points, their tracks and visibility).
+
+  Raises:
+    ValueError: malformed cameras, frames or query points (the message names the argument), or a
+      size argument as in ``render_scene``.
+  """
+  caller = "render_novel_view"
+  supersample = _check_int("supersample", supersample, 1, caller)
+  k = np.asarray(reference_intrinsics, np.float64)
+  ref = np.asarray(reference_cam_to_world, np.float64)
+  if k.ndim != 3 or k.shape[1:] != (3, 3) or ref.shape != k.shape[:1] + (4, 4):
+    raise ValueError(f"{caller}: reference intrinsics (T, 3, 3) and cam_to_world (T, 4, 4) expected, got "
+                     f"{k.shape} and {ref.shape}")
+  t = k.shape[0]
+  frames = np.asarray(frames)
+  if (frames.ndim != 1 or frames.size < 1 or not np.issubdtype(frames.dtype, np.integer)
+      or np.any(np.diff(frames) <= 0) or frames[0] < 0 or frames[-1] >= t):
+    raise ValueError(f"{caller}: frames must be strictly increasing ints in [0, {t}), got {frames.tolist()}")
+  rel = np.asarray(target_cam_to_world, np.float64)
+  if rel.shape != (frames.size, 4, 4) or not np.all(np.isfinite(rel)):
+    raise ValueError(f"{caller}: target_cam_to_world must be a finite ({frames.size}, 4, 4) array (one pose per "
+                     f"window frame), got shape {rel.shape}")
+  world = ref[frames[0]] @ rel
+  position = np.clip(np.searchsorted(frames, np.arange(t), side="right") - 1, 0, frames.size - 1)
+  k, c2w = _checked_cameras(np.stack([k, k]), np.stack([ref, world[position]]), num_frames, caller)
   s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller)
-  return _record_for_cameras(s.scene, k, c2w, height, width, s.owners, s.points_3d, supersample)
+  record = _record_for_cameras(s.scene, k, c2w, height, width, s.owners, s.points_3d, supersample)
+  if query_points is None:
+    return NovelView(record)
+  q = np.asarray(query_points, np.float64)
+  if q.ndim != 2 or q.shape[1] != 3 or not np.all(np.isfinite(q)):
+    raise ValueError(f"{caller}: query_points must be a finite (Q, 3) (t, x, y) array, got shape {q.shape}")
+  if np.any(q[:, 0] != np.round(q[:, 0])) or np.any((q[:, 0] < 0) | (q[:, 0] >= t)):
+    raise ValueError(f"{caller}: query frames must be integers in [0, {t}), got {q[:, 0].tolist()}")
+  if not q.shape[0]:
+    return NovelView(record, np.zeros((2, t, 0, 2), np.float32), np.zeros((2, t, 0), bool))
+  qt = q[:, 0].astype(np.int64)
+  k_stored = record["intrinsics"].astype(np.float64)  # rays and projections use the cameras as stored
+  w2c_stored = record["world_to_camera"].astype(np.float64)
+  origins, dirs = _rays_through(k_stored[0, qt], cameras.invert_rigid(w2c_stored[0, qt]), q[:, 1:])
+  dist, hit = cast_rays(s.scene, origins, dirs, qt)
+  miss = hit == MISS
+  owners = np.where(miss, 0, hit).astype(np.int64)
+  hits = origins + np.where(miss, 0.0, dist)[:, None] * dirs
+  points = points_world(s.scene, owners, _owner_local(s.scene, owners, qt, hits)).astype(np.float32)
+  tracks, visible = _track(s.scene, k_stored, w2c_stored, points.astype(np.float64), owners,
+                           record["depth"].astype(np.float64), depth_test=False)
+  tracks[:, :, miss] = np.nan
+  visible[:, :, miss] = False
+  return NovelView(record, tracks.astype(np.float32), visible)
