@@ -38,7 +38,28 @@ points (sampled among the ground-truth points visible in the reference view). Me
 - learned metrics registered with ``evaluation.learned`` (MEt3R, VBench, … with user weights):
   ``<name>/<key>`` columns.
 
-Writes ``--out/metrics.json`` (settings, per-clip rows, means per model × trajectory and overall),
+Model-free baselines (``--baselines``, on by default; computed once per clip, scored by the same
+functions as the models): a number in the table only means something next to what a prediction
+that needs **no model** reaches, so a model must beat these columns to have learnt anything.
+
+- ``copy_reference``: the target video predicted as the reference video itself: the PSNR/SSIM of
+  ignoring the target camera, and camera errors of the reference's own motion taken for the
+  target trajectory.
+- ``mean_colour``: every pixel of every frame is the reference video's mean colour (per RGB
+  channel, over all ``T·H·W`` pixels, rounded to uint8): the PSNR/SSIM of predicting no structure;
+  its camera errors are those of a video the pose estimator cannot track (what a failed estimate
+  scores against this trajectory).
+- ``zero_motion`` (tracking): every query point stays at its reference-view ``(x, y)`` in both
+  views at every track frame, always visible; scored by the same TAP-Vid / epipolar code as the
+  head at the same track frames (video frames ``0, k, 2k, …`` of the first head model's
+  autoencoder, ``k`` its frames per latent frame). Its ``aj_reference`` is what assuming that
+  nothing moves scores: a head must beat it to show it tracks anything.
+
+The column names ``copy_reference``, ``mean_colour``, ``zero_motion`` and ``gt_video`` are reserved
+(``--names`` may not use them); columns are ordered models…, baselines, ``gt_video``.
+
+Writes ``--out/metrics.json`` (settings, ``baselines`` and ``zero_motion_frames``, per-clip rows
+with ``"model"`` a label or a baseline name, means per model × trajectory and overall),
 ``--out/metrics.md`` (the summary and per-trajectory tables, models side by side) and
 ``--out/per_clip.csv``; with ``--save_videos``, ``videos/<model>/scene<i>_<trajectory>.mp4``
 (reference | generated | ground truth). Means skip NaN (a metric a clip could not produce); ``n``
@@ -64,6 +85,12 @@ from mvtrack_jax.geometry import trajectories
 RECORDED = "recorded"
 DEFAULT_TRAJECTORIES = (RECORDED, "pan_right", "zoom_in", "arc_left", "translate_up")
 GT_VIDEO = "gt_video"
+COPY_REFERENCE = "copy_reference"
+MEAN_COLOUR = "mean_colour"
+ZERO_MOTION = "zero_motion"
+VIDEO_BASELINES = (COPY_REFERENCE, MEAN_COLOUR)  # predictions of the target video
+BASELINES = VIDEO_BASELINES + (ZERO_MOTION,)  # column order after the models
+RESERVED_NAMES = BASELINES + (GT_VIDEO,)
 # Metric → True when higher is better (table arrows; unknown/learned metrics get no arrow).
 HIGHER_IS_BETTER = {
     "psnr": True, "ssim": True, "m_rot_err_deg": False, "m_trans_err": False, "m_cam_mc": False, "pose_valid": True,
@@ -85,20 +112,20 @@ def _window_config(model_config):
 
 def _preset_target_record(record: Mapping[str, np.ndarray], seed: int, sizes: Mapping[str, int], name: str,
                           frames: np.ndarray) -> dict[str, np.ndarray]:
-  """A 2-view record: view 0 = the reference (view 0), view 1 = the preset trajectory, re-rendered."""
+  """A 2-view record: view 0 = the reference (view 0), view 1 = the preset trajectory, re-rendered.
+
+  The preset starts at the reference camera's pose at ``frames[0]`` (default magnitudes) and pivots
+  on the optical axis at the median depth of that frame; ``data.synthetic.render_novel_view`` (shared
+  with ``generate``) renders it from poses relative to that camera.
+  """
   from mvtrack_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
   ref_c2w = geometry.invert_rigid(np.asarray(record["world_to_camera"][0], np.float64))  # (T_rec, 4, 4)
-  start = ref_c2w[frames[0]]
   depth = np.asarray(record["depth"][0, frames[0]], np.float64) if "depth" in record else None
   distance = float(np.median(depth[np.isfinite(depth) & (depth > 0)])) if depth is not None else None
-  look_at = None if not distance else start[:3, 3] + distance * start[:3, 2]
-  path = trajectories.preset_trajectory(name, frames.size, start_cam_to_world=start, look_at_point=look_at)
-  # Poses for every record frame: the preset inside the window, held constant outside it.
-  position = np.clip(np.searchsorted(frames, np.arange(ref_c2w.shape[0]), side="right") - 1, 0, frames.size - 1)
-  target_c2w = path[position]
-  intr = np.asarray(record["intrinsics"][0], np.float64)
-  return synthetic.render_scene_views(seed, np.stack([intr, intr]), np.stack([ref_c2w, target_c2w]), **sizes)
+  look_at = None if not distance else np.array([0.0, 0.0, distance])  # in the start camera's frame
+  path = trajectories.preset_trajectory(name, frames.size, look_at_point=look_at)  # relative to the start camera
+  return synthetic.render_novel_view(seed, record["intrinsics"][0], ref_c2w, frames, path, **sizes).record
 
 
 def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence[str]) -> list[dict[str, np.ndarray]]:
@@ -197,6 +224,116 @@ def learned_metrics(generated: np.ndarray, target: np.ndarray) -> dict[str, floa
   return out
 
 
+def prediction_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], pose_method: str) -> dict[str, float]:
+  """The metrics of one predicted target video (a model's or a baseline's): fidelity, camera, learned.
+
+  Args:
+    video: ``(T, H, W, 3)`` uint8 prediction of ``example["target_video"]``.
+    example: one clip in the pipeline layout (``target_video``, ``target_intrinsics``,
+      ``target_cam_to_world``).
+    pose_method: the ``camera_metrics`` pose estimator (``flow``, ``sift`` or ``orb``).
+
+  Returns:
+    ``psnr`` (dB, +inf when every frame is exact; ``fidelity.video_fidelity``), ``ssim``,
+    ``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``, ``pose_valid`` and the learned metrics.
+
+  Raises:
+    ValueError: ``video`` and the ground truth differ in shape or dtype (``fidelity``).
+  """
+  from mvtrack_jax.evaluation import fidelity  # pylint: disable=g-import-not-at-top
+  metrics = fidelity.video_fidelity(video, example["target_video"])
+  metrics.update(camera_metrics(video, example, pose_method))
+  metrics.update(learned_metrics(video, example["target_video"]))
+  return metrics
+
+
+# ------------------------------------------------------------------------------------------------
+# Model-free baselines (module docstring).
+
+
+def baseline_videos(clip: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The target-video predictions that need no model: ``{copy_reference, mean_colour}``.
+
+  Args:
+    clip: one clip with ``reference_video`` ``(T, H, W, 3)`` uint8.
+
+  Returns:
+    ``copy_reference``: the reference video (a copy); ``mean_colour``: ``(T, H, W, 3)`` uint8, every
+    pixel the reference's mean colour (mean over all ``T·H·W`` pixels per RGB channel, rounded half
+    to even as ``np.round`` does).
+
+  Raises:
+    ValueError: ``clip`` has no ``reference_video`` or it is not ``(T, H, W, 3)`` uint8.
+  """
+  if "reference_video" not in clip:
+    raise ValueError(f"baseline_videos: clip lacks 'reference_video' (keys {sorted(clip)})")
+  video = np.asarray(clip["reference_video"])
+  if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8 or video.shape[0] == 0:
+    raise ValueError(f"baseline_videos: reference_video is {video.shape} {video.dtype}, expected (T, H, W, 3) uint8 "
+                     "with T >= 1")
+  colour = np.round(video.reshape(-1, 3).mean(axis=0, dtype=np.float64)).astype(np.uint8)
+  return {COPY_REFERENCE: video.copy(), MEAN_COLOUR: np.broadcast_to(colour, video.shape).copy()}
+
+
+def zero_motion_tracks(example: Mapping[str, np.ndarray], frames: np.ndarray) -> dict[str, np.ndarray]:
+  """The ``zero_motion`` tracking baseline: every query point stays put and is always visible.
+
+  Args:
+    example: one clip with ``query_points`` ``(N, 3)`` ``(t, x, y)`` (video frame; pixels, corner
+      origin, of the reference view). ``track_mask`` is not applied here (``tracking_metrics``
+      scores only the real points).
+    frames: ``(F,)`` increasing non-negative video frames of the track frames, the ``frames`` of a
+      head model's ``NovelViewGenerator.track`` (``0, k, 2k, …``).
+
+  Returns:
+    ``{"tracks": (2, F, N, 2) float32, "visible": (2, F, N) bool, "frames": (F,) int32}``, view 0 =
+    reference, 1 = target: the query's ``(x, y)`` at every frame of both views, all True — the
+    layout ``tracking_metrics`` takes.
+
+  Raises:
+    ValueError: ``query_points`` missing or not ``(N, 3)``, or ``frames`` not a non-empty
+      increasing 1-D array of non-negative integers (below ``T`` when the clip has a
+      ``reference_video``).
+  """
+  if "query_points" not in example:
+    raise ValueError(f"zero_motion_tracks: example lacks 'query_points' (keys {sorted(example)})")
+  query = np.asarray(example["query_points"], np.float32)
+  if query.ndim != 2 or query.shape[-1] != 3:
+    raise ValueError(f"zero_motion_tracks: query_points has shape {query.shape}, expected (N, 3) (t, x, y)")
+  frames_in = np.asarray(frames)
+  bad = (frames_in.ndim != 1 or frames_in.size == 0 or not np.all(np.mod(frames_in, 1) == 0)
+         or np.any(frames_in < 0) or np.any(np.diff(frames_in) <= 0))
+  num_frames = np.shape(example["reference_video"])[0] if "reference_video" in example else None
+  if bad or (num_frames is not None and frames_in.max() >= num_frames):
+    raise ValueError(f"zero_motion_tracks: frames={frames_in.tolist()}, expected a non-empty increasing 1-D array of "
+                     f"video frames >= 0" + (f" and < {num_frames}" if num_frames is not None else ""))
+  f, n = frames_in.size, query.shape[0]
+  tracks = np.broadcast_to(query[:, 1:3], (2, f, n, 2)).copy()
+  return {"tracks": tracks, "visible": np.ones((2, f, n), bool), "frames": frames_in.astype(np.int32)}
+
+
+def baseline_rows(example: Mapping[str, np.ndarray], scene: int, trajectory: str, frames: np.ndarray | None,
+                  pose_method: str) -> list[dict[str, Any]]:
+  """The ``metrics.json`` rows of the three baselines on one clip (``zero_motion`` only with tracks).
+
+  Args:
+    example: one clip in the pipeline layout.
+    scene, trajectory: row labels.
+    frames: track frames for ``zero_motion`` (see :func:`zero_motion_tracks`); None skips it.
+    pose_method: as :func:`prediction_metrics`.
+
+  Returns:
+    ``[{"model", "scene", "trajectory", "metrics"}, …]`` in :data:`BASELINES` order.
+  """
+  rows = [{"model": name, "scene": scene, "trajectory": trajectory,
+           "metrics": prediction_metrics(video, example, pose_method)}
+          for name, video in baseline_videos(example).items()]
+  if frames is not None and np.asarray(example["track_mask"], bool).any():
+    rows.append({"model": ZERO_MOTION, "scene": scene, "trajectory": trajectory,
+                 "metrics": tracking_metrics(example, zero_motion_tracks(example, frames))})
+  return rows
+
+
 # ------------------------------------------------------------------------------------------------
 # Tables.
 
@@ -272,17 +409,20 @@ def _write_text(path: str, text: str) -> None:
 def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = None, split: str = "test",
         trajectory_names: Sequence[str] = DEFAULT_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
         cfg: float = 5.0, seed: int = 0, pose_method: str = "flow", save_videos: bool = False,
-        progress: bool = True) -> dict[str, Any]:
+        baselines: bool = True, progress: bool = True) -> dict[str, Any]:
   """The command (module docstring); returns the ``metrics.json`` record.
 
+  ``baselines``: add the model-free columns ``copy_reference``, ``mean_colour`` and ``zero_motion``
+  (rows with those ``"model"`` names in ``metrics.json``, entries in its ``summary``).
+
   Raises:
-    ValueError: no checkpoint, names of the wrong length, models with different data settings, or
-      bad trajectories.
+    ValueError: no checkpoint, names of the wrong length or reserved (:data:`RESERVED_NAMES`),
+      models with different data settings, or bad trajectories.
   """
   from mvtrack_jax.data import preview, video_io  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.evaluation import fidelity  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
   if not checkpoints:
     raise ValueError("evaluate: give at least one --checkpoint")
@@ -291,8 +431,10 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   labels = list(names) if names else [m.name for m in models]
   if len(labels) != len(models) or len(set(labels)) != len(labels):
     raise ValueError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
-  if GT_VIDEO in labels:
-    raise ValueError(f"--names: {GT_VIDEO!r} is reserved for the ground-truth column")
+  reserved = [label for label in labels if label in RESERVED_NAMES]
+  if reserved:
+    raise ValueError(f"--names {labels}: {reserved} reserved for the baseline / ground-truth columns "
+                     f"({', '.join(RESERVED_NAMES)}); choose other names")
   data0 = models[0].config.data
   for model in models[1:]:
     for key in ("dataset", "synthetic", "data_dir", "num_frames", "frame_stride", "height", "width"):
@@ -304,6 +446,9 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   if max_scenes is not None:
     num_scenes = min(num_scenes, max_scenes)
   generators = [novel_view.NovelViewGenerator(m) for m in models]
+  # zero_motion is scored at the track frames of a head model (NovelViewGenerator.track's "frames").
+  track_model = next((m for m in models if m.head is not None), models[0])
+  track_frames = ae_lib.latent_frame_indices(int(data0.num_frames), track_model.autoencoder.temporal_factor)
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   rows = []
   scenes = range(num_scenes)
@@ -316,15 +461,15 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
     for name, clip in zip(trajectory_names, clips):
       rows.append({"model": GT_VIDEO, "scene": index, "trajectory": name,
                    "metrics": camera_metrics(clip["target_video"], clip, pose_method)})
+      if baselines:
+        rows.extend(baseline_rows(clip, index, name, track_frames, pose_method))
     for label, model, generator in zip(labels, models, generators):
       generated = generator.generate(batch, sampling)["target_video"]
       tracked = generator.track(batch, generated, sampling) if model.head is not None else None
       for b, (name, clip) in enumerate(zip(trajectory_names, clips)):
-        metrics = fidelity.video_fidelity(generated[b], clip["target_video"])
-        metrics.update(camera_metrics(generated[b], clip, pose_method))
+        metrics = prediction_metrics(generated[b], clip, pose_method)
         if tracked is not None and clip["track_mask"].any():
           metrics.update(tracking_metrics(clip, {k: v[b] if k != "frames" else v for k, v in tracked.items()}))
-        metrics.update(learned_metrics(generated[b], clip["target_video"]))
         rows.append({"model": label, "scene": index, "trajectory": name, "metrics": metrics})
         if save_videos:
           scale = preview.upscale_factor(generated.shape[2], 128)
@@ -332,9 +477,12 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
               np.stack([clip["reference_video"], generated[b], clip["target_video"]]), scale)
           video_io.write_video(os.path.join(out, "videos", label, f"scene{index}_{name}.mp4"), panels)
   summary = summarize(rows)
-  columns = labels + [GT_VIDEO]
+  columns = labels + (list(BASELINES) if baselines else []) + [GT_VIDEO]
+  columns = [c for c in columns if c != ZERO_MOTION or c in summary]  # zero_motion only where a clip had tracks
   record = {
       "checkpoints": {label: {"source": m.source, "step": m.step} for label, m in zip(labels, models)},
+      "baselines": [c for c in BASELINES if c in columns],
+      "zero_motion_frames": [int(f) for f in track_frames] if ZERO_MOTION in columns else None,
       "split": split, "num_scenes": num_scenes, "trajectories": trajectory_names, "steps": steps,
       "guidance_scale": cfg, "seed": seed, "pose_method": pose_method,
       "resolution": [int(data0.num_frames), int(data0.height), int(data0.width)],
@@ -344,6 +492,9 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   header = (f"# Novel-view evaluation: split `{split}`, {num_scenes} scenes × {len(trajectory_names)} trajectories\n\n"
             f"{steps} Euler steps, CFG {cfg}, seed {seed}, poses from `{pose_method}` tracks; models: "
             + ", ".join(f"`{label}` = {m.source} (step {m.step})" for label, m in zip(labels, models))
+            + (f"; baselines without a model: `{COPY_REFERENCE}` = the reference video as the prediction, "
+               f"`{MEAN_COLOUR}` = its mean colour everywhere, `{ZERO_MOTION}` = query points that never move "
+               f"(track frames {[int(f) for f in track_frames]})" if baselines else "")
             + f"; `{GT_VIDEO}` = the pose estimator on the ground-truth target video.")
   _write_text(os.path.join(out, "metrics.md"), markdown_tables(summary, columns, trajectory_names, header))
   keys = sorted({k for row in rows for k in row["metrics"]})
@@ -370,6 +521,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_enum("pose_method", "flow", ["flow", "sift", "orb"], "Pose estimator correspondences.")
   flags.DEFINE_bool("save_videos", False, "Write reference | generated | GT videos.")
+  flags.DEFINE_bool("baselines", True, f"Add the model-free columns {', '.join(BASELINES)} (--nobaselines: off).")
 
 
 def main(argv):
@@ -379,7 +531,8 @@ def main(argv):
     raise app.UsageError("--checkpoint and --out are required")
   record = run(FLAGS.checkpoint, FLAGS.out, names=FLAGS.names, split=FLAGS.split,
                trajectory_names=FLAGS.trajectories, max_scenes=FLAGS.max_scenes, steps=FLAGS.steps,
-               cfg=FLAGS.cfg, seed=FLAGS.seed, pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos)
+               cfg=FLAGS.cfg, seed=FLAGS.seed, pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos,
+               baselines=FLAGS.baselines)
   with open(os.path.join(FLAGS.out, "metrics.md")) as f:
     print(f.read())
   print(f"wrote {FLAGS.out}/metrics.json, metrics.md, per_clip.csv in {record['seconds']} s")
