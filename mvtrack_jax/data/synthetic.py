@@ -3,7 +3,9 @@
 A synthetic scene is a textured room (the background enclosure) containing 2–6 textured
 foreground objects (spheres, boxes and two-sided planar cards) that translate along smooth random
 paths and rotate. ``V`` synchronised pinhole cameras look at the middle of the room, each moving
-along one of ReCamMaster's preset trajectories (``geometry.trajectories``) or standing still.
+along one of ReCamMaster's preset trajectories (``geometry.trajectories``) or standing still. Views
+come in pairs that start at the same camera (``_random_cameras``), so a dataset holds both the
+novel-view task of ReCamMaster (the target path begins at the reference camera) and wide baselines.
 World gravity is +y (so the floor is the plane ``y = room.hi[1]``), OpenCV cameras, metres.
 
 Rendering is exact ray casting in NumPy: every pixel-centre ray (``geometry.camera_rays``) is
@@ -563,19 +565,28 @@ def _camera_ok(c2w: np.ndarray) -> bool:
 def _random_cameras(rng: np.random.Generator, num_views: int, num_frames: int, height: int, width: int):
   """``num_views`` cameras around the scene centre on random preset trajectories.
 
+  Views come in pairs: an even view ``2k`` starts at its own place around the room (the starts of the
+  even views spread over a random arc), and the odd view ``2k + 1`` starts at **the same camera**
+  (pose and intrinsics of view ``2k`` at frame 0) and follows another random preset. A reference →
+  target pair of such views is the novel-view task as ReCamMaster poses it and as ``evaluate`` scores
+  it (the target trajectory begins at the reference camera); pairs across pairs are wide-baseline.
+
   Returns:
     ``(intrinsics (V,T,3,3), cam_to_world (V,T,4,4), names)``.
   """
   az0 = rng.uniform(0, 2 * np.pi)
   span = rng.uniform(np.pi / 2, 2 * np.pi)
+  starts = (num_views + 1) // 2
   ks, poses, names = [], [], []
   for v in range(num_views):
-    azimuth = az0 + span * v / num_views + rng.normal(scale=0.15)
-    radius = rng.uniform(2.8, 3.8)
-    eye = np.array([radius * np.cos(azimuth), rng.uniform(-1.8, -0.3), radius * np.sin(azimuth)])
-    target = _SCENE_CENTRE + rng.normal(scale=0.2, size=3)
-    start = cameras.invert_rigid(cameras.look_at(eye, target))
-    distance = float(np.linalg.norm(target - eye))
+    if v % 2 == 0:
+      azimuth = az0 + span * (v // 2) / starts + rng.normal(scale=0.15)
+      radius = rng.uniform(2.8, 3.8)
+      eye = np.array([radius * np.cos(azimuth), rng.uniform(-1.8, -0.3), radius * np.sin(azimuth)])
+      target = _SCENE_CENTRE + rng.normal(scale=0.2, size=3)
+      start = cameras.invert_rigid(cameras.look_at(eye, target))
+      distance = float(np.linalg.norm(target - eye))
+      fov = rng.uniform(45.0, 70.0)
     for _ in range(10):
       name = trajectories.TRAJECTORY_NAMES[int(rng.integers(len(trajectories.TRAJECTORY_NAMES)))]
       kind = name.partition("_")[0]
@@ -591,7 +602,6 @@ def _random_cameras(rng: np.random.Generator, num_views: int, num_frames: int, h
         break
     else:
       name, c2w = "static", trajectories.preset_trajectory("static", num_frames, start_cam_to_world=start)
-    fov = rng.uniform(45.0, 70.0)
     ks.append(np.broadcast_to(cameras.intrinsics_from_fov(height, width, fov).astype(np.float64),
                               (num_frames, 3, 3)))
     poses.append(c2w)

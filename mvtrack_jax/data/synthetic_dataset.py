@@ -130,13 +130,15 @@ def _feature_spec(cfg: SyntheticConfig) -> dict[str, tuple[tuple[int, ...], Any]
 class MvtrackSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "__main__"):
   """TFDS builder of procedurally rendered multi-view dynamic scenes with exact point tracks."""
 
-  VERSION = tfds.core.Version("1.2.0")
+  VERSION = tfds.core.Version("1.3.0")
   RELEASE_NOTES = {
       "1.0.0": "Ray-cast rooms with moving textured objects; exact tracks and depth.",
       "1.1.0": "Tensors stored as raw bytes (not readable by 1.0.0 code, hence the new version).",
       "1.2.0": "Scenes rendered from the stored float32 cameras (depth changes in the last bits, rare "
                "pixels and possibly the sampled points), so synthetic.render_scene_views re-renders a "
                "record's scene exactly; a 1.1.0 build would not match it.",
+      "1.3.0": "Views in pairs that start at the same camera (the target path of ReCamMaster's novel-view task "
+               "begins at the reference camera); every scene differs from 1.2.0.",
   }
   BUILDER_CONFIGS = [DEFAULT_CONFIG, TINY_CONFIG]
   DEFAULT_CONFIG_NAME = "default"

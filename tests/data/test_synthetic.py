@@ -69,6 +69,18 @@ def test_default_scene_content():
   assert 0.05 < rec["visible"].mean() < 0.95
 
 
+def test_views_come_in_pairs_that_start_at_the_same_camera():
+  rec = synthetic.render_scene(3, num_views=4, num_frames=6, height=16, width=16, num_tracks=8)
+  w2c, k = rec["world_to_camera"], rec["intrinsics"]
+  for a, b in ((0, 1), (2, 3)):  # odd view starts where its even partner starts (pose and intrinsics)
+    np.testing.assert_array_equal(w2c[a, 0], w2c[b, 0])
+    np.testing.assert_array_equal(k[a], k[b])
+    np.testing.assert_array_equal(rec["video"][a, 0], rec["video"][b, 0])  # same first frame
+  # The pairs start at different places around the room (wide baselines across pairs).
+  centres = cameras.invert_rigid(w2c[:, 0].astype(np.float64))[:, :3, 3]
+  assert np.linalg.norm(centres[0] - centres[2]) > 0.5
+
+
 def test_deterministic_and_seed_dependent():
   kwargs = dict(num_views=2, num_frames=3, height=20, width=24, num_tracks=16)
   a = synthetic.render_scene(11, **kwargs)
