@@ -48,6 +48,9 @@ def shift_sigmas(sigmas: Array, shift: float) -> Array:
   return shift * sigmas / (1.0 + (shift - 1.0) * sigmas)
 
 
+WEIGHTINGS = ("wan", "uniform")
+
+
 @dataclasses.dataclass(frozen=True)
 class FlowMatchingSchedule:
   """The training and inference grids of the Wan flow-matching scheduler.
@@ -56,17 +59,24 @@ class FlowMatchingSchedule:
     num_train_steps: size of the training grid (1000 in Wan/DiffSynth).
     shift: timestep shift ``s`` (5 for Wan2.1 T2V at 480p, ReCamMaster, ReDirector).
     num_inference_steps: default number of Euler steps for sampling (50).
+    weighting: loss weight over the training grid: ``"wan"`` (the bell curve below, DiffSynth's
+      ``training_weight``; for fine-tuning a pretrained Wan, it gives the grid ends ``σ' → 1`` and
+      ``σ' → 0`` almost no weight) or ``"uniform"`` (``w = 1``; for a model trained from scratch, which must
+      also learn the first denoising steps where the global layout of the sample is decided).
   """
 
   num_train_steps: int = 1000
   shift: float = 5.0
   num_inference_steps: int = 50
+  weighting: str = "wan"
 
   def __post_init__(self):
     if self.num_train_steps < 2:
       raise ValueError(f"FlowMatchingSchedule: num_train_steps must be >= 2, got {self.num_train_steps}")
     if self.shift <= 0:
       raise ValueError(f"FlowMatchingSchedule: shift must be > 0, got {self.shift}")
+    if self.weighting not in WEIGHTINGS:
+      raise ValueError(f"FlowMatchingSchedule: weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
     if self.num_inference_steps < 1:
       raise ValueError(f"FlowMatchingSchedule: num_inference_steps must be >= 1, got {self.num_inference_steps}")
 
@@ -80,11 +90,14 @@ class FlowMatchingSchedule:
     return 1000.0 * self.training_sigmas()
 
   def training_weights(self) -> np.ndarray:
-    """Loss-weight table ``(num_train_steps,)`` float64, mean exactly 1 (DiffSynth ``training_weight``).
+    """Loss-weight table ``(num_train_steps,)`` float64, mean exactly 1.
 
-    ``y = exp(−2·((t − 500)/1000)²)`` with ``t = 1000·σ'``; ``w = (y − min y)·N / Σ(y − min y)``.
-    The grid point with the smallest ``y`` gets weight 0 (as in the reference scheduler).
+    ``"wan"`` (DiffSynth ``training_weight``): ``y = exp(−2·((t − 500)/1000)²)`` with ``t = 1000·σ'``;
+    ``w = (y − min y)·N / Σ(y − min y)``, so the grid point with the smallest ``y`` gets weight 0 (as in the
+    reference scheduler). ``"uniform"``: ``w = 1``.
     """
+    if self.weighting == "uniform":
+      return np.ones(self.num_train_steps, np.float64)
     t = self.training_timesteps()
     y = np.exp(-2.0 * ((t - self.num_train_steps / 2) / self.num_train_steps) ** 2)
     y = y - y.min()

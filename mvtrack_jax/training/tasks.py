@@ -23,6 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule
 from mvtrack_jax.training.task import Task
 
 DATASETS = ("synthetic", "npz", "multicamvideo")
@@ -217,6 +218,7 @@ def make_models(config: ml_collections.ConfigDict):
       lambda_diff=float(o.lambda_diff), lambda_track=float(o.lambda_track),
       lambda_corr=float(o.lambda_corr), head_layers=tuple(o.head_layers), corr=corr_cfg,
       tracking=tracking.TrackingLossConfig(**dict(o.get("tracking", {}))),
+      schedule=FlowMatchingSchedule(**dict(o.get("schedule", {}))),
       context_length=int(o.context_length))
   head = None
   if obj_cfg.lambda_track > 0:

@@ -39,6 +39,17 @@ def test_weight_table_matches_formula():
   np.testing.assert_allclose(w.max(), 2.0764, atol=1e-4)
 
 
+def test_uniform_weighting_and_bad_weighting():
+  uniform = fm.FlowMatchingSchedule(weighting="uniform")
+  np.testing.assert_array_equal(uniform.training_weights(), np.ones(1000))
+  # The grid is the same; only the weights change (Wan's gives σ' = 1 no weight at all).
+  np.testing.assert_array_equal(uniform.training_sigmas(), fm.FlowMatchingSchedule().training_sigmas())
+  batch = uniform.sample_training(jax.random.key(0), 16)
+  np.testing.assert_array_equal(np.asarray(batch["weight"]), np.ones(16, np.float32))
+  with pytest.raises(ValueError, match="weighting"):
+    fm.FlowMatchingSchedule(weighting="bell")
+
+
 def test_sample_training_batch_one_is_finite_and_uses_table():
   s = fm.FlowMatchingSchedule()
   out = s.sample_training(jax.random.key(0), 1)
