@@ -4,7 +4,8 @@
 
 - :meth:`~NovelViewGenerator.generate`: the reference video is encoded (clean), the target
   latents start from Gaussian noise at ``σ = 1`` and are integrated to ``σ = 0`` with the Euler
-  sampler on the shifted inference grid (``diffusion.sampler``; 50 steps, shift 5), the DiT seeing
+  sampler on the shifted inference grid (``diffusion.sampler``; 50 steps, the model's training shift:
+  5 for Wan / ReCamMaster), the DiT seeing
   ``target_noisy ⊕ reference`` and both views' cameras at every step, exactly as in training
   (``losses.objective``). Classifier-free guidance with scale ``g`` combines the velocity under the
   conditioning text context with the velocity under the **null context** (all zeros,
@@ -58,7 +59,8 @@ class SamplingConfig:
     num_steps: Euler steps.
     guidance_scale: classifier-free guidance scale ``g`` (1 = no guidance).
     seed: PRNG seed of the initial noise (and of the tracking noise).
-    shift: timestep shift of the inference grid.
+    shift: timestep shift of the inference grid; None = the shift the model was trained with
+      (``objective.schedule.shift``: 5 for Wan / ReCamMaster, lower for small pixel-space models).
     track_sigma: noise level of the tracking forward; None = smallest σ of the training grid.
     visibility_threshold: a point is predicted visible when ``σ(vis)·σ(conf) >`` this (MV-TAP: 0.6).
   """
@@ -66,7 +68,7 @@ class SamplingConfig:
   num_steps: int = 50
   guidance_scale: float = 5.0
   seed: int = 0
-  shift: float = 5.0
+  shift: float | None = None
   track_sigma: float | None = None
   visibility_threshold: float = 0.6
 
@@ -78,8 +80,10 @@ class SamplingConfig:
     if self.track_sigma is not None and not 0.0 <= self.track_sigma <= 1.0:
       raise ValueError(f"SamplingConfig: track_sigma must be in [0, 1], got {self.track_sigma}")
 
-  def schedule(self) -> FlowMatchingSchedule:
-    return FlowMatchingSchedule(shift=self.shift, num_inference_steps=self.num_steps)
+  def schedule(self, trained: FlowMatchingSchedule) -> FlowMatchingSchedule:
+    """The inference schedule: ``shift`` (or the model's ``trained`` shift when None), ``num_steps``."""
+    shift = trained.shift if self.shift is None else self.shift
+    return dataclasses.replace(trained, shift=shift, num_inference_steps=self.num_steps)
 
 
 def relative_cameras(clip: Mapping[str, Array]) -> dict[str, np.ndarray]:
@@ -222,7 +226,7 @@ class NovelViewGenerator:
       return _velocity(self.model.dit, params, x, jnp.float32(sigma), reference, cameras, context, scale,
                        guided=guided)
 
-    latents = euler_sample(velocity, noise, sampling.schedule().inference_sigmas(sampling.num_steps),
+    latents = euler_sample(velocity, noise, sampling.schedule(self.model.objective.schedule).inference_sigmas(sampling.num_steps),
                            progress=progress, description="denoising")
     video = self.model.autoencoder.decode(latents)
     return {"target_video": np.asarray(video), "target_latents": np.asarray(latents, np.float32)}
@@ -263,7 +267,7 @@ class NovelViewGenerator:
     point_mask = (query[..., 1] >= 0) & (query[..., 1] < w) & (query[..., 2] >= 0) & (query[..., 2] < h)
     sigma = sampling.track_sigma
     if sigma is None:
-      sigma = float(FlowMatchingSchedule(shift=sampling.shift).training_sigmas()[-1])
+      sigma = float(sampling.schedule(self.model.objective.schedule).training_sigmas()[-1])
     noise = jax.random.normal(jax.random.fold_in(jax.random.key(sampling.seed), 1), target.shape, jnp.float32)
     tracks, vis, conf = _track(self.model.dit, self.model.head, tuple(self.model.objective.head_layers),
                                self.model.token_stride, k, self.params, target, reference, cameras, context,

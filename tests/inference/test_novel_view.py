@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule
 from mvtrack_jax.inference import checkpoint
 from mvtrack_jax.inference import novel_view
 from mvtrack_jax.training import tasks
@@ -43,6 +44,16 @@ def test_guidance_zero_is_the_null_context_and_seeds_are_deterministic(model, cl
   other = novel_view.NovelViewGenerator(model).generate(clip, novel_view.SamplingConfig(num_steps=2, seed=2))
   assert not np.array_equal(other["target_video"], null["target_video"])
   assert null["target_video"].shape == clip["reference_video"].shape and null["target_video"].dtype == np.uint8
+
+
+def test_sampling_shift_defaults_to_the_models_training_shift():
+  trained = FlowMatchingSchedule(shift=3.0, weighting="uniform")
+  np.testing.assert_allclose(novel_view.SamplingConfig(num_steps=7).schedule(trained).inference_sigmas(7),
+                             FlowMatchingSchedule(shift=3.0).inference_sigmas(7))
+  explicit = novel_view.SamplingConfig(num_steps=7, shift=5.0).schedule(trained)
+  assert (explicit.shift, explicit.num_inference_steps) == (5.0, 7)
+  with pytest.raises(ValueError, match="shift"):
+    novel_view.SamplingConfig(shift=0.0).schedule(trained)
 
 
 def test_track_shapes_and_out_of_frame_queries(model, clip):
