@@ -38,7 +38,7 @@ venv: $(DEV_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(PY) -m mvtrack_jax.train --config=configs/default.py --workdir=$(DEMO_OUT)
 	$(PY) -m mvtrack_jax.train --config=configs/default_diffusion_only.py --workdir=$(DEMO_OUT)/diffusion_only
-	$(PY) -m mvtrack_jax.data.preview --split train --index 0 --out $(DEMO_OUT)/data_preview
+	$(PY) -m mvtrack_jax.data.preview --config=configs/default.py --split train --index 0 --out $(DEMO_OUT)/data_preview
 	$(PY) -m mvtrack_jax.generate --checkpoint $(DEMO_OUT) --reference dataset:test:0 --trajectory arc_left --steps $(DEMO_STEPS) --out $(DEMO_OUT)/generate
 	$(PY) -m mvtrack_jax.compare --checkpoint $(DEMO_OUT) --checkpoint $(DEMO_OUT)/diffusion_only \
 	    --names mvtrack4gen,diffusion_only --split test --out $(DEMO_OUT)/compare --max_scenes $(DEMO_SCENES) --steps $(DEMO_STEPS) --progress=false

@@ -1,8 +1,10 @@
 """Preview one record: a side-by-side mp4 of its views and a frame grid with its tracks drawn.
 
-Command line (``make demo`` runs the first one; it builds the synthetic dataset on first use)::
+Command line (``make demo`` runs the second one: the dataset of a training config; both build the synthetic
+dataset on first use)::
 
   python -m mvtrack_jax.data.preview --split train --index 0 --out out/demo
+  python -m mvtrack_jax.data.preview --config=configs/default.py --split train --index 0 --out out/demo/data_preview
   python -m mvtrack_jax.data.preview --npz clip.npz --out out/clip
   python -m mvtrack_jax.data.preview --multicam /data/MultiCamVideo/train/f24_aperture5/scene1 \\
       --out out/scene1 --max_side 256 --num_frames 21
@@ -27,12 +29,13 @@ from __future__ import annotations
 import colorsys
 import math
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 from absl import app
 from absl import flags
 import cv2
 import numpy as np
+from ml_collections import config_flags
 
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
@@ -161,7 +164,7 @@ def write_preview(record: Mapping[str, np.ndarray], out_dir: str | os.PathLike[s
 
 def load_record(*, split: str = "train", index: int = 0, npz: str | None = None, multicam: str | None = None,
                 max_side: int | None = 256, num_frames: int | None = None, data_dir: str | None = None,
-                dataset_config: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+                dataset_config: Any = None) -> tuple[dict[str, np.ndarray], str]:
   """Loads the record to preview: ``npz`` file, MultiCamVideo scene, or ``split[index]`` of the synthetic set.
 
   Returns:
@@ -206,9 +209,16 @@ def main(argv) -> None:
   """Entry point under ``absl.app.run`` (flags defined in the ``__main__`` block)."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  data_dir, dataset_config = FLAGS.data_dir, FLAGS.dataset_config
+  if FLAGS.config is not None:  # the synthetic dataset a training config trains on
+    data = FLAGS.config.data
+    if data.dataset != "synthetic" or dataset_config:
+      raise app.UsageError(f"--config: previews the synthetic dataset of a training config (its data.dataset is "
+                           f"{data.dataset!r}); not together with --dataset_config")
+    data_dir, dataset_config = data_dir or data.data_dir or None, data.synthetic
   record, name = load_record(split=FLAGS.split, index=FLAGS.index, npz=FLAGS.npz, multicam=FLAGS.multicam,
-                             max_side=FLAGS.max_side, num_frames=FLAGS.num_frames, data_dir=FLAGS.data_dir,
-                             dataset_config=FLAGS.dataset_config)
+                             max_side=FLAGS.max_side, num_frames=FLAGS.num_frames, data_dir=data_dir,
+                             dataset_config=dataset_config)
   paths = write_preview(record, FLAGS.out, fps=FLAGS.fps, grid_frames=FLAGS.grid_frames,
                         max_tracks=FLAGS.max_tracks, min_side=FLAGS.min_side, source=name)
   dims = schema.record_dims(record)
@@ -226,6 +236,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("out", None, "Output directory for preview.mp4 and tracks.png.", required=True)
   flags.DEFINE_string("data_dir", None, "Synthetic dataset root (default $MVTRACK_DATA_DIR or ~/.cache/...).")
   flags.DEFINE_string("dataset_config", None, "Synthetic dataset config: default or tiny.")
+  config_flags.DEFINE_config_file("config", None, "A training config: preview the synthetic dataset it trains on "
+                                  "(data.synthetic, data.data_dir), e.g. configs/default.py.")
   flags.DEFINE_integer("num_frames", None, "Preview only the first frames.")
   flags.DEFINE_integer("max_side", 256, "MultiCamVideo: decode at most this many pixels per side.")
   flags.DEFINE_integer("min_side", 128, "Enlarge panels (integer factor) to at least this height.")
