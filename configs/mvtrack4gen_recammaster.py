@@ -68,7 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.objective.context_length = 512  # umT5 tokens (zero context when the batch has none)
 
   c.data.dataset = "multicamvideo"
-  c.data.synthetic = "default"
+  with c.data.ignore_type():  # the demo's dict of sizes → the registered dataset name (unused with multicamvideo)
+    c.data.synthetic = "default"
   c.data.data_dir = ""  # set to the MultiCamVideo train root
   c.data.num_frames = 81
   c.data.height = 480

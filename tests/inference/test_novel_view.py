@@ -22,7 +22,7 @@ def clip(model):
 
 def test_load_model_rebuilds_the_config_modules(model, tiny_checkpoint):
   assert model.head is not None and model.step == 0 and model.source == tiny_checkpoint
-  assert model.token_stride == 8 and set(model.params) == {"dit", "head"}
+  assert model.token_stride == 4 and set(model.params) == {"dit", "head"}  # 4-px cells, one per token
   with pytest.raises(FileNotFoundError, match="export directory"):
     checkpoint.load_model(tiny_checkpoint + "/params")
   with pytest.raises(ValueError, match="export directory"):
