@@ -10,7 +10,7 @@ points):
 - ``losses``: diffusion, tracking and attention-correspondence losses.
 - ``training``, ``evaluation``, ``convert``: trainer, metrics, weight import/export.
 
-See ``../shared/DESIGN.md`` (design notes) and ``README.md``.
+See ``docs/design.md`` (design notes) and ``README.md``.
 """
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ and for each ``--trajectories`` entry a ground-truth target view is built:
 Every model generates the target view (Euler + CFG, ``--steps``/``--cfg``/``--seed``; all
 trajectories of a scene in one batch) and, if it has a tracking head, tracks the clip's query
 points (sampled among the ground-truth points visible in the reference view). Metrics per clip
-(DESIGN.md §4.6; the table's arrows say which way is better):
+(docs/design.md §4.6; the table's arrows say which way is better):
 
 - ``psnr`` ↑ / ``ssim`` ↑: against the ground-truth target view (``evaluation.fidelity``).
 - ``m_rot_err_deg`` ↓, ``m_trans_err`` ↓, ``m_cam_mc`` ↓: CamI2V errors (per-frame means) of the

@@ -1,6 +1,6 @@
 """Import PyTorch Wan2.1 / ReCamMaster transformer weights into ``mvtrack_jax.models.wan.WanDiT`` params.
 
-Supported state-dict namings (DESIGN.md §4.1), given as ``{name: numpy array}``:
+Supported state-dict namings (docs/design.md §4.1), given as ``{name: numpy array}``:
 
 - **diffusers** ``WanTransformer3DModel``: ``patch_embedding``, ``condition_embedder.{time_embedder.
   linear_1/2, time_proj, text_embedder.linear_1/2}``, ``blocks.N.attn1.{to_q,to_k,to_v,to_out.0,

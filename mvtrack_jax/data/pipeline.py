@@ -1,6 +1,6 @@
 """The grain input pipeline: records → fixed-shape training batches of (reference, target) pairs.
 
-Stages (grain 0.2.18 dataset API, DESIGN.md §2):
+Stages (grain 0.2.18 dataset API, docs/design.md §2):
 
 1. ``grain.MapDataset.source(source)``: any random-access source — an object with ``len`` and
    ``__getitem__`` returning schema records (the TFDS data source of
@@ -58,7 +58,7 @@ track_mask                  (B,N) bool        True for real query points, False 
 =========================== ================= ================================================
 
 Pixel coordinates have the origin at the top-left corner of the top-left pixel and pixel centres
-at +0.5 (TAP-Vid convention, DESIGN.md §3).
+at +0.5 (TAP-Vid convention, docs/design.md §3).
 """
 
 from __future__ import annotations

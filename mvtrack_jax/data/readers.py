@@ -3,7 +3,7 @@
 Two formats are supported, each with a reader of one clip and a random-access source (``len`` +
 ``__getitem__`` → record) that ``mvtrack_jax.data.pipeline`` consumes.
 
-1. ReCamMaster **MultiCamVideo** (Bai et al., arXiv 2503.11647; DESIGN.md §4.8)::
+1. ReCamMaster **MultiCamVideo** (Bai et al., arXiv 2503.11647; docs/design.md §4.8)::
 
      <root>/.../f{18,24,35,50}_aperture{...}/sceneK/videos/cam01.mp4 ... cam10.mp4
      <root>/.../f{18,24,35,50}_aperture{...}/sceneK/cameras/camera_extrinsics.json
@@ -23,7 +23,7 @@ Two formats are supported, each with a reader of one clip and a random-access so
    can represent. The reader therefore re-expresses the world in a right-handed frame by negating
    the world y axis (``WORLD_FLIP = diag(1, −1, 1, 1)`` applied on the left) when all matrices of
    the scene have determinant −1. Every relative pose ``inv(c2w_a) @ c2w_b`` — the only thing the
-   models see (DESIGN.md §3, "relative cameras") — is unchanged by this, because
+   models see (docs/design.md §3, "relative cameras") — is unchanged by this, because
    ``inv(F c_a) F c_b = inv(c_a) c_b``. A scene whose cameras mix both handednesses is rejected
    (no single world frame makes all of them rigid).
 

@@ -1,6 +1,6 @@
 """Real photographs used as textures by the synthetic renderer (scikit-image's bundled images).
 
-scikit-image ships a few dozen real images inside its wheel (DESIGN.md §5): portraits, animals,
+scikit-image ships a few dozen real images inside its wheel (docs/design.md §5): portraits, animals,
 objects, microscopy and astronomy photographs, and material close-ups (brick, grass, gravel).
 They load offline, so synthetic scenes get natural image statistics without any download. Images
 that need a download (``eagle``, ``cells3d`` …) fail offline and are skipped; every image is tried

@@ -1,6 +1,6 @@
 """Reading and writing RGB videos as mp4 files.
 
-Videos are ``(T, H, W, 3)`` uint8 arrays (channels-last, DESIGN.md §3). Encoding uses imageio's
+Videos are ``(T, H, W, 3)`` uint8 arrays (channels-last, docs/design.md §3). Encoding uses imageio's
 ``ffmpeg`` plugin with the ffmpeg binary that the ``imageio-ffmpeg`` wheel ships, so nothing has
 to be installed system-wide. Files are H.264 (``libx264``) with ``yuv420p`` chroma subsampling,
 the pixel format every player and the ReCamMaster / MultiCamVideo files use.

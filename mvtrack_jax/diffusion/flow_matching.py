@@ -4,7 +4,7 @@ The model learns the velocity of the straight path between data and noise:
 
   ``x_σ = (1 − σ)·x₀ + σ·ε``,  target velocity ``v = ε − x₀``,  ``σ ∈ [0, 1]`` (1 = pure noise).
 
-Training (DESIGN.md §4.3, DiffSynth ``FlowMatchScheduler(shift=5, sigma_min=0, extra_one_step=True)``
+Training (docs/design.md §4.3, DiffSynth ``FlowMatchScheduler(shift=5, sigma_min=0, extra_one_step=True)``
 with ``set_timesteps(1000, training=True)``):
 
 - grid: ``σ = linspace(1, 0, 1001)[:-1]`` shifted by ``σ' = s·σ / (1 + (s − 1)·σ)``, ``s = 5``;
@@ -31,7 +31,7 @@ Array = Any
 
 
 def shift_sigmas(sigmas: Array, shift: float) -> Array:
-  """Applies the timestep shift ``σ' = s·σ / (1 + (s − 1)·σ)`` (SD3 / Wan; DESIGN.md §4.3).
+  """Applies the timestep shift ``σ' = s·σ / (1 + (s − 1)·σ)`` (SD3 / Wan; docs/design.md §4.3).
 
   Args:
     sigmas: any-shape array of ``σ ∈ [0, 1]`` (NumPy or JAX).
@@ -138,7 +138,7 @@ def _expand(sigma: Array, ndim: int) -> Array:
 
 
 def add_noise(clean: Array, noise: Array, sigma: Array) -> jax.Array:
-  """Noises latents along the straight path ``x_σ = (1 − σ)·x₀ + σ·ε`` (DESIGN.md §4.3).
+  """Noises latents along the straight path ``x_σ = (1 − σ)·x₀ + σ·ε`` (docs/design.md §4.3).
 
   Args:
     clean: ``x₀`` ``(B, ...)`` latents.

@@ -1,4 +1,4 @@
-"""Evaluation metrics of novel-view generation and tracking (DESIGN.md §4.6).
+"""Evaluation metrics of novel-view generation and tracking (docs/design.md §4.6).
 
 Submodules (imported lazily, so that e.g. the jitted training step can use ``tapvid`` without
 pulling in OpenCV or scikit-image):

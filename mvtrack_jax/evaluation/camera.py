@@ -49,7 +49,7 @@ OpenCV SIFT/ORB with Lowe's ratio test, or ``optical_flow_tracks``, pyramidal Lu
 
 Frames with too few correspondences keep the last valid pose and are flagged in ``valid``.
 OpenCV keypoints put pixel centres at integer coordinates; they are shifted by +0.5 into the
-project's corner-origin convention (DESIGN.md §3) before use.
+project's corner-origin convention (docs/design.md §3) before use.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Which DiT layers and denoising timesteps encode point correspondence in their se
 DiffTrack (Nam et al., arXiv 2506.17220; code ``soow0n/difftrack-v1``: ``utils/evaluation.py``,
 ``utils/confidence_attention_score.py``, ``utils/harmonic_mean.py``) scores every (layer × timestep)
 by three numbers; MVTrack4Gen (project page, "layer analysis") does the same for temporal
-correspondence in each view and for cross-view correspondence (DESIGN.md §4.6,
+correspondence in each view and for cross-view correspondence (docs/design.md §4.6,
 ``reference/paper-notes.md`` §1.6).
 
 Inputs are the probe features of ``WanDiT(..., probe_layers=...)``: ``q``/``k`` of shape
@@ -12,7 +12,7 @@ Inputs are the probe features of ``WanDiT(..., probe_layers=...)``: ``q``/``k`` 
 ``S = 2·F·h·w``, **target frames first, then reference frames**, each frame row-major ``(h, w)``.
 Token ``(f, i, j)`` covers video pixels ``[j·s, (j+1)·s) × [i·s, (i+1)·s)``, centre
 ``((j+½)·s, (i+½)·s)``, ``s`` = token stride in video pixels (``LoadedModel.token_stride``).
-Pixel coordinates: continuous ``(x, y)``, origin at the top-left pixel's corner (DESIGN.md §3).
+Pixel coordinates: continuous ``(x, y)``, origin at the top-left pixel's corner (docs/design.md §3).
 Ground truth: tracks ``(B, 2, F, N, 2)`` at latent-frame rate (view 0 = reference, 1 = target),
 ``visible`` ``(B, 2, F, N)``, ``point_mask`` ``(B, N)``.
 

@@ -33,7 +33,7 @@ Layouts. TAP-Vid uses query points ``(t, y, x)`` and ``(B, N, T)``-major tracks 
 ``(..., T, N, 2)`` tracks and a *visible* flag. ``to_tapvid_format`` is the one place where that
 conversion (and the rescale to the 256 × 256 raster) happens; ``rescale_to_raster`` maps pixel
 coordinates of an ``H × W`` image to the raster. Pixel coordinates are continuous with the origin
-at the top-left corner of the top-left pixel (DESIGN.md §3), so a resize is an exact scaling.
+at the top-left corner of the top-left pixel (docs/design.md §3), so a resize is an exact scaling.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Camera geometry shared by data, models and evaluation (conventions: DESIGN.md §3)."""
+"""Camera geometry shared by data, models and evaluation (conventions: docs/design.md §3)."""
 
 from mvtrack_jax.geometry.cameras import (
     camera_rays,

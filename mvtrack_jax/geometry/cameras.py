@@ -1,6 +1,6 @@
 """Pinhole cameras in the project's one convention, and the operations every module shares.
 
-Conventions (DESIGN.md §3):
+Conventions (docs/design.md §3):
 
 - Intrinsics ``K`` are pixel-unit pinhole matrices ``(..., 3, 3)``: ``[[fx, 0, cx], [0, fy, cy],
   [0, 0, 1]]``.
@@ -52,7 +52,7 @@ def invert_rigid(transform: Array) -> Array:
 def relative_to_reference(cam_to_world: Array, reference_cam_to_world: Array) -> Array:
   """Expresses camera-to-world poses in the frame of a reference camera.
 
-  ``c2w_rel = inv(reference_cam_to_world) @ cam_to_world`` (DESIGN.md §3: every camera of both views
+  ``c2w_rel = inv(reference_cam_to_world) @ cam_to_world`` (docs/design.md §3: every camera of both views
   relative to the reference camera at frame 0, as in ReCamMaster and ReDirector).
 
   Args:

@@ -2,7 +2,7 @@
 
 For each pixel centre, the ray with unit world direction ``d`` through it and origin ``o`` (the
 camera centre) is encoded by its Plücker coordinates ``[o × d, d]`` (6 channels, moment first:
-CameraCtrl / ReDirector ``ray_condition`` order; DESIGN.md §3). Callers express ``cam_to_world``
+CameraCtrl / ReDirector ``ray_condition`` order; docs/design.md §3). Callers express ``cam_to_world``
 relative to the reference camera at frame 0 (``geometry.relative_to_reference``) before encoding.
 """
 

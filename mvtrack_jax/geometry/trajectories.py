@@ -6,7 +6,7 @@ in/out, translate up/down (with rotation), arc left/right (with rotation). This 
 plus ``static``, for any start pose, so the synthetic renderer can move its cameras and the
 generation CLI can take ``--trajectory NAME``.
 
-Conventions (DESIGN.md §3): poses are ``cam_to_world`` ``(4, 4)`` float64 matrices with OpenCV
+Conventions (docs/design.md §3): poses are ``cam_to_world`` ``(4, 4)`` float64 matrices with OpenCV
 camera axes (x right, y down, z forward) in metres. All motions are defined in the **start
 camera's own axes**, so they mean the same thing whatever the start pose is (ReCamMaster feeds
 cameras relative to the reference frame 0, where the start pose is the identity):

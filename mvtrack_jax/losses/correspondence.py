@@ -21,7 +21,7 @@ location. The paper gives no equation; this module implements the reconstruction
 one latent frame at a time are scored against the domain's keys inside a rematerialised
 ``lax.map``, so temporary memory is ``O(B·N·heads·|domain|) ≤ O(B·N·S·heads)``.
 
-Token layout (``WanDiT`` probes, DESIGN.md §3/§4.2): ``S = 2·F·h·w`` tokens, target frames first,
+Token layout (``WanDiT`` probes, docs/design.md §3/§4.2): ``S = 2·F·h·w`` tokens, target frames first,
 then reference frames; each frame's tokens row-major ``(h, w)``; token ``(f, i, j)`` covers video
 pixels ``[j·s, (j+1)·s) × [i·s, (i+1)·s)`` with ``s = vae_stride · patch_h``, centre
 ``((j + ½)·s, (i + ½)·s)``.

@@ -1,4 +1,4 @@
-"""L_diff: the weighted flow-matching MSE on the target half (Wan / ReCamMaster; DESIGN.md §4.3).
+"""L_diff: the weighted flow-matching MSE on the target half (Wan / ReCamMaster; docs/design.md §4.3).
 
 ``L_diff = mean_b w(t_b) · mean_{f,h,w,c} (v̂ − (ε − x₀))²`` over the *target* latents only (the
 reference half is clean conditioning and is not scored). ``w`` comes from the precomputed table

@@ -1,7 +1,7 @@
 """The MVTrack4Gen training objective in one pure function of ``(params, batch, rng)``.
 
 ``L = λ_diff·L_diff + λ_track·L_track + λ_corr·L_corr`` with ``λ = (1, 0.01, 0.01)``
-(MVTrack4Gen project page, step 3; DESIGN.md §1):
+(MVTrack4Gen project page, step 3; docs/design.md §1):
 
 1. both views' videos → latents with the autoencoder (``PixelAutoencoder`` on CPU; Wan VAE later);
 2. one flow-matching grid index per sample (``FlowMatchingSchedule``), noise on the **target**

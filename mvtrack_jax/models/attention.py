@@ -4,7 +4,7 @@
 unmasked) attention as in Wan2.1. Backends (all agree to ~1e-6 in float32 on CPU; tested):
 
 - ``"einsum"``: two einsums with the logits and softmax in float32. Materialises the ``S×T``
-  attention map, so it is for CPU and small sequences (it is the fastest on CPU, DESIGN.md §5).
+  attention map, so it is for CPU and small sequences (it is the fastest on CPU, docs/design.md §5).
 - ``"dot_product"``: ``jax.nn.dot_product_attention``. On a GPU with bf16/fp16 inputs and a head
   dim that cuDNN supports it asks for the cuDNN fused flash kernel (``implementation="cudnn"``);
   everywhere else it uses XLA's implementation.

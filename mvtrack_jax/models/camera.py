@@ -1,10 +1,10 @@
 """Camera conditioning of the novel-view DiT: ReCamMaster pose features and Plücker patch tokens.
 
 Both encodings first re-express every camera relative to the reference camera at frame 0
-(``c2w_rel = inv(c2w_ref[0]) @ c2w``, DESIGN.md §3), an idempotent step when the caller already
+(``c2w_rel = inv(c2w_ref[0]) @ c2w``, docs/design.md §3), an idempotent step when the caller already
 did it. Camera arrays are per *video* frame: ``Tc = F · frames_per_latent`` frames for ``F``
 latent frames (for a Wan VAE the first RGB frame is repeated 3 times, 81 → 84 frames, so that
-every latent frame covers 4 consecutive entries; DESIGN.md §4.2 — ``pack_causal_camera_frames``
+every latent frame covers 4 consecutive entries; docs/design.md §4.2 — ``pack_causal_camera_frames``
 does this, and ``WanDiT`` applies it to the causal count ``1 + k·(F − 1)``).
 
 - **ReCamMaster** (arXiv 2503.11647; ``train_recammaster.py`` / ``diffsynth/models/wan_video_dit.py``

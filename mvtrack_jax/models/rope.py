@@ -4,11 +4,11 @@ Every self-attention token carries a 3D position ``(frame, row, column)`` on the
 head dimension ``d`` is split into three bands, ``h_dim = w_dim = 2·⌊d/6⌋`` and
 ``t_dim = d − 2·h_dim`` (44/42/42 for ``d = 128``), laid out ``[t | h | w]``. Inside band ``b`` of
 width ``n`` the ``i``-th channel pair rotates by ``pos_b · θ^(−2i/n)`` with ``θ = 10000``, and the
-pairs are *interleaved*: ``(x[2i], x[2i+1])`` (DESIGN.md §4.1; diffusers ``WanRotaryPosEmbed`` +
+pairs are *interleaved*: ``(x[2i], x[2i+1])`` (docs/design.md §4.1; diffusers ``WanRotaryPosEmbed`` +
 ``WanAttnProcessor.apply_rotary_emb``, original Wan ``rope_params``/``rope_apply``). A half-split
 rotation (``x[i], x[i + d/2]``) is a different network.
 
-Novel-view layout (DESIGN.md §4.2): target tokens come first, then reference tokens. With
+Novel-view layout (docs/design.md §4.2): target tokens come first, then reference tokens. With
 ``rope_mode="distinct"`` (ReCamMaster) the reference frames continue the frame index
 (``F'..2F'−1``); with ``rope_mode="shared"`` (ReDirector) both halves use ``0..F'−1``.
 

@@ -4,7 +4,7 @@ MVTrack4Gen routes the query/key features of selected DiT self-attention layers 
 tracking head (project page: "features from selected DiT layers are upsampled by a lightweight MLP
 and correlated into cross-view cost volumes"; "a transformer head over multi-scale local 4D
 correlation volumes predicts multi-view point tracks, visibility, and confidence"). The head
-follows MV-TAP (arXiv 2512.02006) / CoTracker3 (DESIGN.md §4.5); what the paper leaves open is a
+follows MV-TAP (arXiv 2512.02006) / CoTracker3 (docs/design.md §4.5); what the paper leaves open is a
 :class:`TrackingHeadConfig` field. Forward pass, at latent-frame rate, for both views
 (view 0 = reference, 1 = target):
 
@@ -57,7 +57,7 @@ Array = Any
 
 @dataclasses.dataclass(frozen=True)
 class TrackingHeadConfig:
-  """Hyper-parameters of :class:`MVTAPHead` (defaults: MV-TAP / CoTracker3, DESIGN.md §4.5).
+  """Hyper-parameters of :class:`MVTAPHead` (defaults: MV-TAP / CoTracker3, docs/design.md §4.5).
 
   Attributes:
     hidden_dim: transformer width (384).

@@ -1,7 +1,7 @@
 """Camera-conditioned Wan2.1 diffusion transformer (DiT) in Flax linen, channels-last.
 
 The network is numerically the diffusers ``WanTransformer3DModel`` (0.42.1) / original Wan2.1
-``WanModel`` (DESIGN.md §4.1; parity-tested in ``tests/convert/test_wan_parity.py``):
+``WanModel`` (docs/design.md §4.1; parity-tested in ``tests/convert/test_wan_parity.py``):
 
 - patchify: Conv3d with kernel = stride = ``patch_size`` on ``(B, F, H, W, C)`` latents → tokens
   ``(B, f·h·w, dim)`` in ``(f, h, w)`` row-major order;
@@ -14,7 +14,7 @@ The network is numerically the diffusers ``WanTransformer3DModel`` (0.42.1) / or
   GELU-tanh FFN gated by ``c_gate``;
 - head: ``(shift, scale) = table(1, 2, dim) + temb``, ``Linear`` → unpatchify (output channel fastest).
 
-Novel-view layout (ReCamMaster / ReDirector, DESIGN.md §4.2): target and clean reference latents
+Novel-view layout (ReCamMaster / ReDirector, docs/design.md §4.2): target and clean reference latents
 are patchified by the same Conv and concatenated along the token axis, target first, so one 3D
 self-attention covers both views; RoPE frame indices are ``distinct`` (0..2F'−1) or ``shared``
 (0..F'−1 for both halves). The velocity is returned for the target half only. Both halves use the
@@ -48,7 +48,7 @@ Precision: params in ``param_dtype`` (float32), compute in ``dtype``; LayerNorms
 statistics, modulation, residual updates and softmax statistics in float32; velocity returned as
 float32. Logical axis names on every parameter (``embed``, ``heads``, ``mlp``; ``layers`` on the
 scan axis) and ``("batch", "length", "embed")`` constraints on the residual stream; shard with
-``LOGICAL_AXIS_RULES`` on a mesh with ``axis_types=(AxisType.Auto,)*n`` (DESIGN.md §5).
+``LOGICAL_AXIS_RULES`` on a mesh with ``axis_types=(AxisType.Auto,)*n`` (docs/design.md §5).
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ _WAN_1_3B = dict(num_heads=12, head_dim=128, ffn_dim=8960, num_layers=30, text_d
 _WAN_14B = dict(num_heads=40, head_dim=128, ffn_dim=13824, num_layers=40, text_dim=4096, freq_dim=256)
 
 PRESETS: dict[str, WanConfig] = {
-    # Exact Wan2.1 shapes (DESIGN.md §4.1).
+    # Exact Wan2.1 shapes (docs/design.md §4.1).
     "wan2.1-t2v-1.3b": WanConfig(**_WAN_1_3B),
     "wan2.1-t2v-14b": WanConfig(**_WAN_14B),
     # CPU-sized Wan-VAE-latent model (16 channels, 8 px / cell, 4 frames / latent frame); width 128 is twice
@@ -233,7 +233,7 @@ def token_grid(config: WanConfig, latent_shape: Sequence[int]) -> tuple[int, int
   its view; reference tokens follow all target tokens) covers latent frames ``[f·pt, (f+1)·pt)``
   and video pixels ``x ∈ [j·s, (j+1)·s)``, ``y ∈ [i·s, (i+1)·s)`` with ``s = vae_stride·ph``
   (``ph = pw`` in Wan; use ``vae_stride·pw`` for x otherwise). Pixel coordinates: corner origin,
-  centres at +0.5 (DESIGN.md §3).
+  centres at +0.5 (docs/design.md §3).
 
   Raises:
     ValueError: for a shape of another rank or not divisible by the patch size.

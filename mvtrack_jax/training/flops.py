@@ -7,7 +7,7 @@ hardware work, not model work). With frozen parameters the true backward is chea
 gradients for them), so MFU computed with 3× slightly overstates work for partially frozen runs;
 ``train_flops_per_example`` therefore also reports the exact frozen-aware figure.
 
-DiT (Wan2.1 block, DESIGN.md §4.1) with ``S`` tokens (target + reference), width ``D``, FFN ``F``,
+DiT (Wan2.1 block, docs/design.md §4.1) with ``S`` tokens (target + reference), width ``D``, FFN ``F``,
 ``L`` text tokens, per layer:
 
 - self-attention projections ``q, k, v, o``: ``4 · 2 S D²``; scores and values (the S² terms):

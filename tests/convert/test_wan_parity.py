@@ -2,7 +2,7 @@
 
 Tiny random diffusers models (every parameter re-randomised: diffusers zero/one-initialises some)
 are converted with ``load_diffusers_transformer`` and must match PyTorch to
-``max|err| ≤ 1e-4 · max|ref|`` for every attention backend (DESIGN.md §4.1).
+``max|err| ≤ 1e-4 · max|ref|`` for every attention backend (docs/design.md §4.1).
 """
 
 import functools

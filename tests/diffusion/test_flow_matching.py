@@ -1,4 +1,4 @@
-"""Flow-matching schedule vs. the DESIGN.md §4.3 / DiffSynth values."""
+"""Flow-matching schedule vs. the docs/design.md §4.3 / DiffSynth values."""
 
 import jax
 import jax.numpy as jnp
