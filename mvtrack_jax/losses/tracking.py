@@ -3,12 +3,20 @@
 For the head's ``K`` refinement iterations ``k = 0 … K−1`` (iteration weights ``γ^(K−k−1)``,
 ``γ = 0.8``; MV-TAP ``model_utils.track_loss``):
 
-- ``L_pos = (1/K) Σ_k γ^(K−k−1) · mean_{GT-visible} Huber_δ(p̂_k − p)`` (Huber per coordinate,
-  averaged over ``x, y``), ``δ = 6 px`` at CoTracker's 384×512 resolution, scaled by the video
-  diagonal (``δ · diag(H, W) / 640``);
+- ``L_pos = (1/K) Σ_k γ^(K−k−1) · mean_{GT-visible} Huber_δ(e_k)`` (Huber per coordinate,
+  averaged over ``x, y``), ``δ = 6 px``;
 - ``L_vis = (1/K) Σ_k mean_{valid} BCE-with-logits(vis_k, GT visible)``;
-- ``L_conf = (1/K) Σ_k mean_{GT-visible} BCE-with-logits(conf_k, ‖sg(p̂_k) − p‖ < 12 px·scale)``;
+- ``L_conf = (1/K) Σ_k mean_{GT-visible} BCE-with-logits(conf_k, ‖sg(e_k)‖ < 12 px)``;
 - ``L_track = 0.05·L_pos + L_vis + L_conf``.
+
+**Units.** MV-TAP and CoTracker3 resize every video to their 384×512 model resolution, so their
+errors, δ and the 12 px radius are pixels *of that resolution*, and the 0.05 weight balances an
+``L_pos`` measured in them. Here videos keep their own size, so the error is converted to that
+resolution first: ``e_k = (p̂_k − p) / s`` with ``s = diag(H, W) / diag(384, 512)``. This keeps every
+term, and the balance between them, independent of the video size. (Scaling only δ instead would
+make ``L_pos`` grow as ``s²``: ×2.25 at 480×832, ×0.005 at 32×32, where the position term then
+vanished next to the two BCEs and the head never learned to move its tracks.) The scale is
+isotropic (the diagonal), an approximation of MV-TAP's anisotropic resize for other aspect ratios.
 
 The logits go through exactly one sigmoid (inside the BCE); the public MV-TAP code applies two.
 Means are global masked means over (batch, view, frame, point), so samples whose ``track_mask`` is
@@ -33,10 +41,11 @@ class TrackingLossConfig:
   """Weights and thresholds of L_track (MV-TAP defaults).
 
   Attributes:
-    huber_delta_px: Huber δ at the reference resolution (pixels).
-    confidence_threshold_px: "correct" radius for the confidence target at the reference resolution.
-    reference_size: ``(H, W)`` at which the pixel thresholds are defined (CoTracker's 384×512);
-      thresholds scale by ``diag(video) / diag(reference_size)``.
+    huber_delta_px: Huber δ, in pixels of the reference resolution.
+    confidence_threshold_px: "correct" radius for the confidence target, in pixels of the reference
+      resolution.
+    reference_size: ``(H, W)`` in whose pixels errors are measured (MV-TAP's 384×512 model
+      resolution); a video's errors are divided by ``diag(video) / diag(reference_size)``.
     gamma: iteration discount γ.
     position_weight: weight of ``L_pos`` inside ``L_track`` (0.05).
     visibility_weight, confidence_weight: weights of ``L_vis`` and ``L_conf`` (1, 1).
@@ -51,7 +60,7 @@ class TrackingLossConfig:
   confidence_weight: float = 1.0
 
   def pixel_scale(self, image_size: Sequence[int]) -> float:
-    """Factor applied to the pixel thresholds for an ``(H, W)`` video."""
+    """Video pixels per reference-resolution pixel for an ``(H, W)`` video (diagonal ratio)."""
     return math.hypot(*image_size) / math.hypot(*self.reference_size)
 
 
@@ -72,7 +81,7 @@ def tracking_loss(pred_tracks: Array, pred_visibility: Array, pred_confidence: A
     gt_tracks: ``(B, V, F, N, 2)`` GT ``(x, y)`` pixels.
     gt_visible: ``(B, V, F, N)`` bool.
     track_mask: ``(B, N)`` bool; False = padding / no GT (ignored by every term).
-    image_size: ``(H, W)`` of the video (pixel thresholds scale with its diagonal).
+    image_size: ``(H, W)`` of the video (errors are converted to reference-resolution pixels).
     config: :class:`TrackingLossConfig`.
 
   Returns:
@@ -96,8 +105,6 @@ def tracking_loss(pred_tracks: Array, pred_visibility: Array, pred_confidence: A
     raise ValueError(f"tracking_loss: track_mask must be {(b, n)}, got {track_mask.shape}")
 
   scale = config.pixel_scale(image_size)
-  delta = config.huber_delta_px * scale
-  threshold = config.confidence_threshold_px * scale
   pred_tracks = jnp.asarray(pred_tracks, jnp.float32)
   gt_tracks = jax.lax.stop_gradient(jnp.asarray(gt_tracks, jnp.float32))
   valid = jnp.asarray(track_mask, bool)[:, None, None, :]                 # (B, 1, 1, N)
@@ -107,8 +114,8 @@ def tracking_loss(pred_tracks: Array, pred_visibility: Array, pred_confidence: A
   weights = jnp.asarray([config.gamma ** (k_iters - k - 1) for k in range(k_iters)], jnp.float32)
   # Keep masked entries finite (NaN/inf GT at invisible points must not leak through the mask).
   safe_gt = jnp.where(visible[..., None], gt_tracks, 0.0)
-  diff = jnp.where(visible[None, ..., None], pred_tracks - safe_gt[None], 0.0)
-  huber = optax.huber_loss(diff, delta=delta).mean(axis=-1)               # (K, B, V, F, N)
+  diff = jnp.where(visible[None, ..., None], pred_tracks - safe_gt[None], 0.0) / scale   # reference-res. pixels
+  huber = optax.huber_loss(diff, delta=config.huber_delta_px).mean(axis=-1)               # (K, B, V, F, N)
   pos_k = jax.vmap(lambda h: _masked_mean(h, visible))(huber)
   l_pos = jnp.sum(weights * pos_k) / k_iters
 
@@ -116,7 +123,7 @@ def tracking_loss(pred_tracks: Array, pred_visibility: Array, pred_confidence: A
   l_vis = jnp.mean(jax.vmap(lambda x: _masked_mean(x, valid))(vis_bce))
 
   dist = jnp.linalg.norm(jax.lax.stop_gradient(diff), axis=-1)
-  conf_target = (dist < threshold).astype(jnp.float32)
+  conf_target = (dist < config.confidence_threshold_px).astype(jnp.float32)
   conf_bce = optax.sigmoid_binary_cross_entropy(jnp.asarray(pred_confidence, jnp.float32), conf_target)
   l_conf = jnp.mean(jax.vmap(lambda x: _masked_mean(x, visible))(conf_bce))
 

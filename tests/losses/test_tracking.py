@@ -77,16 +77,26 @@ def test_no_visible_points_and_no_points():
   assert float(total) == 0.0
 
 
-def test_thresholds_scale_with_video_size():
+def test_loss_is_independent_of_video_size():
   cfg = tracking.TrackingLossConfig()
   assert cfg.pixel_scale((384, 512)) == pytest.approx(1.0)
   assert cfg.pixel_scale((768, 1024)) == pytest.approx(2.0)
   pred, vis, conf, gt, gt_vis, mask = _data(3)
-  # Doubling every coordinate and the video size doubles δ: Huber δ·(|d| − δ/2) grows 4×.
-  far = np.broadcast_to(gt[None] + 100.0, pred.shape)
-  l1 = _loss(far, vis, conf, gt, gt_vis, mask)[1]["track_pos"]
-  l2 = _loss(2 * far, vis, conf, 2 * gt, gt_vis, mask, image_size=(768, 1024))[1]["track_pos"]
-  np.testing.assert_allclose(float(l2), 4 * float(l1), rtol=1e-5)
+  # The same tracks at 1/8 and 2× the reference resolution: errors are measured in reference pixels,
+  # so every term is unchanged (a δ-only scaling made L_pos grow as the square of the size).
+  terms = _loss(pred, vis, conf, gt, gt_vis, mask)[1]
+  for f in (0.125, 2.0):
+    size = (int(384 * f), int(512 * f))
+    scaled = _loss(f * pred, vis, conf, f * gt, gt_vis, mask, image_size=size)[1]
+    for name in terms:
+      np.testing.assert_allclose(float(scaled[name]), float(terms[name]), rtol=1e-4, err_msg=f"{name} at {size}")
+  # At 32×32 a 1.5-px error is 21 reference pixels: the linear Huber regime, 6·(21.2 − 3) per coordinate.
+  one = np.ones((1, 1, 1, 1, 1), bool)
+  pos = _loss(np.full((1, 1, 1, 1, 1, 2), 1.5, np.float32), np.zeros((1, 1, 1, 1, 1), np.float32),
+              np.zeros((1, 1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1, 2), np.float32), one[0],
+              one[0, 0, 0], image_size=(32, 32))[1]["track_pos"]
+  e = 1.5 / (np.hypot(32, 32) / 640.0)
+  np.testing.assert_allclose(float(pos), 6 * (e - 3), rtol=1e-5)
 
 
 def test_shape_errors():
