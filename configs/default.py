@@ -87,9 +87,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       schedule=ml_collections.ConfigDict(dict(shift=5.0, weighting="uniform")),
       corr=ml_collections.ConfigDict(dict(
           domain="reference_frame", target="bilinear", head_reduction="per_head")),
-      # Confidence target "within r px": MV-TAP's 12 px at 384×512 scales to 0.85 px at 32×32, finer than the
-      # head gets in 400 steps, so it called nearly every point occluded (reference AJ 0.002). 48 px there is
-      # 3.4 px here, under one 4-px token (reference AJ 0.059 on 5 test scenes, 2026-11-27).
+      # Confidence target "within r px" (in 384×512 pixels, losses.tracking): MV-TAP's 12 px is 0.85 px at
+      # 32×32, finer than the head gets in 400 steps, so it called nearly every point occluded (reference AJ
+      # 0.002). 48 px is 3.4 px here, under one 4-px token (reference AJ 0.110 vs zero_motion 0.104 on the
+      # 10-scene demo comparison, 2026-11-27).
       tracking=ml_collections.ConfigDict(dict(confidence_threshold_px=48.0))))
 
   # Data (data.pipeline over a random-access source).
