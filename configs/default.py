@@ -100,6 +100,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # start at the same camera, 16 frames of 64×64, 400/20/20 scenes (built in about 40 s).
       synthetic="tiny" if arg == "test" else ml_collections.ConfigDict(dict(num_views=2, num_train=400)),
       data_dir="",  # "" = $MVTRACK_DATA_DIR (synthetic) / required for npz & multicamvideo
+      latents_dir="",  # Wan-VAE latent cache of the dataset (python -m mvtrack_jax.data.encode_latents)
       train_split="train", eval_split="validation",
       num_frames=4, frame_stride=5, height=32, width=32, num_query_points=64,
       random_crop=True, shuffle=True, read_threads=2, prefetch_buffer_size=4, worker_count=0))

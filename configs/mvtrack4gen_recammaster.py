@@ -13,10 +13,18 @@ probe layer 18 (0-based) feeds the MV-TAP tracking head and the attention-corres
 rematerialisation of the scanned blocks; trainable = self-attention + camera modules + head
 (the FFNs, cross-attention and embeddings stay frozen and have no optimizer state).
 
-Pretrained weights: import Wan2.1 (and ReCamMaster) PyTorch checkpoints with
-``mvtrack_jax.convert`` (not loaded here). The Wan VAE is not ported yet: the autoencoder is
-``latent_shape`` (``training.tasks.LatentShapeAutoencoder``), which has the VAE's shapes but not
-its quality — the token layout, memory and speed are the paper's, the results are not.
+Pretrained weights: import Wan2.1 (and ReCamMaster) PyTorch transformer checkpoints with
+``mvtrack_jax.convert`` (not loaded here). The autoencoder is the Wan2.1 VAE
+(``models.wan_vae``); point it at its weights and encode the dataset once (the trainer then reads
+the cached latents and never runs the encoder)::
+
+  python -m mvtrack_jax.data.encode_latents --config=configs/mvtrack4gen_recammaster.py \
+      --config.autoencoder.path=/ckpt/Wan2.1-T2V-1.3B-Diffusers/vae \
+      --config.data.data_dir=/data/MultiCamVideo-Dataset/train --out /data/latents
+  python -m mvtrack_jax.train ... --config.autoencoder.path=/ckpt/.../vae --config.data.latents_dir=/data/latents
+
+Without ``latents_dir`` the input iterator encodes each batch with the frozen VAE before the step.
+With ``autoencoder.path`` empty only shapes are known (enough for ``bench``); encoding raises.
 ``configs/recammaster_diffusion_only.py`` is the λ = 0 baseline. ``get_config("small")`` shrinks
 frames/resolution for smoke runs on one GPU.
 """
@@ -58,7 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       scan_layers=True, remat_policy="full"))
   c.head = ml_collections.ConfigDict({"preset": "default", "overrides": ml_collections.ConfigDict(
       dict(dtype="bfloat16"))})
-  c.autoencoder = ml_collections.ConfigDict({"kind": "latent_shape", "patch": 8})
+  c.autoencoder = ml_collections.ConfigDict({
+      "kind": "wan", "path": "",  # diffusers vae/ folder or Wan2.1_VAE.pth ("random": random init, tests)
+      "seed": 0, "vae": ml_collections.ConfigDict(), "tiling": ()})
 
   c.objective.lambda_diff = 1.0
   c.objective.lambda_track = 0.01

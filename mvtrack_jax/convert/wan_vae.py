@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mvtrack_jax.convert.wan import load_safetensors
-from mvtrack_jax.models import wan_vae
 from mvtrack_jax.models.wan_vae import WanVAE, WanVAEConfig
 
 _LIST_NAMES = ("down_blocks", "up_blocks", "resnets", "attentions")
@@ -218,14 +217,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   return {k: v.float().numpy() for k, v in obj.items() if hasattr(v, "float")}
 
 
-def load_vae(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict[str, Any]]:
-  """Loads a Wan2.1 VAE from a diffusers ``vae/`` folder (``config.json`` + safetensors) or from an
-  original checkpoint file (``Wan2.1_VAE.pth`` or a ``.safetensors`` with original names; Wan2.1's
-  default architecture is assumed, since such files carry no config).
-
-  Raises:
-    FileNotFoundError, ValueError, ImportError: as :func:`read_state_dict` and :func:`convert_state_dict`.
-  """
+def read_config(path: str | os.PathLike, **overrides) -> WanVAEConfig:
+  """The :class:`WanVAEConfig` of the weights at ``path`` without reading them: a diffusers folder's
+  ``config.json``, or Wan2.1's architecture for a single file (which carries no config)."""
   path = os.fspath(path)
   config: dict[str, Any] = {}
   if os.path.isdir(path):
@@ -234,8 +228,29 @@ def load_vae(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict[str,
       raise FileNotFoundError(f"{path}: a diffusers VAE folder must hold config.json (and *.safetensors)")
     with open(config_path) as fh:
       config = json.load(fh)
-  return load_diffusers_vae(read_state_dict(path), config, **overrides)
+  elif not os.path.exists(path):
+    raise FileNotFoundError(f"Wan VAE weights: no such file or folder {path}")
+  return WanVAEConfig.from_diffusers(config, **overrides)
 
 
-__all__ = ["convert_state_dict", "load_diffusers_vae", "load_vae", "read_state_dict", "num_params",
-           "expected_param_shapes", "original_to_diffusers_names", "wan_vae"]
+def random_params(config: WanVAEConfig, seed: int = 0) -> dict[str, Any]:
+  """Randomly initialised :class:`WanVAE` params (tests and benchmarks; no weights needed)."""
+  s, t = config.spatial_factor, config.temporal_factor
+  video = jnp.zeros((1, 1 + t, s, s, 3), jnp.float32)
+  return jax.jit(lambda key: WanVAE(config).init(key, video)["params"])(jax.random.key(seed))
+
+
+def load_vae(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict[str, Any]]:
+  """Loads a Wan2.1 VAE from a diffusers ``vae/`` folder (``config.json`` + safetensors) or from an
+  original checkpoint file (``Wan2.1_VAE.pth`` or a ``.safetensors`` with original names; Wan2.1's
+  default architecture is assumed, since such files carry no config).
+
+  Raises:
+    FileNotFoundError, ValueError, ImportError: as :func:`read_state_dict` and :func:`convert_state_dict`.
+  """
+  cfg = read_config(path, **overrides)
+  return WanVAE(cfg), convert_state_dict(read_state_dict(path), cfg)
+
+
+__all__ = ["convert_state_dict", "load_diffusers_vae", "load_vae", "read_config", "read_state_dict", "random_params",
+           "num_params", "expected_param_shapes", "original_to_diffusers_names"]

@@ -55,7 +55,18 @@ query_points                (B,N,3) f32       (t, x, y): frame in the window, re
 tracks                      (B,2,T,N,2) f32   (x, y) output pixels; view 0 reference, 1 target
 visible                     (B,2,T,N) bool
 track_mask                  (B,N) bool        True for real query points, False for padding
+reference_latents (cache)   (B,F,h,w,z) f32   cached VAE latents of the window (``latent_shape``)
+target_latents (cache)      (B,F,h,w,z) f32
 =========================== ================= ================================================
+
+**Cached latents** (``config.latent_shape`` set; ``data.latent_cache``): each record carries
+``latents`` ``(V, F_rec, h, w, z)``, the normalised VAE latents of every view of the whole record,
+encoded once at the output size with the centred crop. A window then starts at a multiple of the
+VAE's temporal factor ``k`` (the latent stride), uses every frame (``frame_stride`` 1), is centred
+(no random crop) and takes latent frames ``start/k … start/k + F − 1``. Tracks and cameras stay at
+video frame rate. For ``start > 0`` the window's first latent frame is a 4-frame chunk of the
+record's latent sequence, not the single-frame latent a fresh encode of the window would give
+(the ReCamMaster setting, 81-frame records and windows, always has ``start = 0``).
 
 Pixel coordinates have the origin at the top-left corner of the top-left pixel and pixel centres
 at +0.5 (TAP-Vid convention, docs/design.md §3).
@@ -98,6 +109,9 @@ class PipelineConfig:
     prefetch_buffer_size: batches buffered ahead by those threads.
     worker_count: grain worker processes (``mp_prefetch``); 0 = in-process (tests, notebooks).
     worker_buffer_size: batches buffered per worker process.
+    latent_shape: ``(F, h, w, z)`` of one view's cached latents per example, or None (no cache);
+      records must then carry ``latents`` (see the module docstring).
+    frames_per_latent: the VAE's temporal factor ``k`` (window starts are multiples of it).
   """
 
   batch_size: int = 2
@@ -114,6 +128,8 @@ class PipelineConfig:
   prefetch_buffer_size: int = 8
   worker_count: int = 0
   worker_buffer_size: int = 2
+  latent_shape: tuple[int, int, int, int] | None = None
+  frames_per_latent: int = 4
 
   def __post_init__(self):
     for name in ("batch_size", "num_frames", "frame_stride", "height", "width", "read_threads"):
@@ -126,6 +142,17 @@ class PipelineConfig:
         raise ValueError(f"PipelineConfig.{name} must be an integer >= 0, got {value!r}")
     if self.num_epochs is not None and self.num_epochs < 1:
       raise ValueError(f"PipelineConfig.num_epochs must be >= 1 or None, got {self.num_epochs}")
+    if self.latent_shape is not None:
+      object.__setattr__(self, "latent_shape", tuple(int(v) for v in self.latent_shape))
+      k = self.frames_per_latent
+      expected = 1 + (self.num_frames - 1) // k
+      if len(self.latent_shape) != 4 or self.latent_shape[0] != expected or (self.num_frames - 1) % k:
+        raise ValueError(f"PipelineConfig.latent_shape={self.latent_shape}: expected (F, h, w, z) with "
+                         f"num_frames = 1 + {k}(F − 1); num_frames={self.num_frames} gives F={expected}")
+      if self.frame_stride != 1 or self.random_crop:
+        raise ValueError(f"PipelineConfig: cached latents need frame_stride=1 and random_crop=False (latents are "
+                         f"encoded once, centred, at every frame); got frame_stride={self.frame_stride}, "
+                         f"random_crop={self.random_crop}")
 
   @property
   def window_span(self) -> int:
@@ -137,7 +164,9 @@ def output_spec(config: PipelineConfig) -> dict[str, tuple[tuple[int, ...], np.d
   """``{key: (shape, dtype)}`` of one batch (per process) for ``config``; see the module table."""
   b, t, h, w, n = config.batch_size, config.num_frames, config.height, config.width, config.num_query_points
   u8, f32, b8 = np.dtype(np.uint8), np.dtype(np.float32), np.dtype(bool)
-  return {
+  latents = {} if config.latent_shape is None else {
+      "reference_latents": ((b,) + config.latent_shape, f32), "target_latents": ((b,) + config.latent_shape, f32)}
+  return latents | {
       "reference_video": ((b, t, h, w, 3), u8),
       "target_video": ((b, t, h, w, 3), u8),
       "reference_intrinsics": ((b, t, 3, 3), f32),
@@ -254,7 +283,8 @@ def sample_example_with_metadata(
   ref = int(rng.integers(v))
   tgt = int(rng.integers(v - 1))
   tgt += tgt >= ref
-  start = int(rng.integers(t - config.window_span + 1))
+  k = config.frames_per_latent if config.latent_shape is not None else 1
+  start = k * int(rng.integers((t - config.window_span) // k + 1))
   return window_example(record, config, views=(ref, tgt), start=start, rng=rng, train=train, source=source)
 
 
@@ -322,6 +352,10 @@ def window_example(
   start = int(start)
   if rng is None:
     rng = np.random.default_rng(0)
+  latents = None
+  if config.latent_shape is not None:
+    latents = _cached_latents(record, config, views, start, source)
+  record = {k: v for k, v in record.items() if k != "latents"}
   h, w = np.shape(record["video"])[2:4]
   frames = start + config.frame_stride * np.arange(config.num_frames)
   record = _validated_window(record, views, frames, source)  # now (2, T, ...) fields
@@ -364,7 +398,8 @@ def window_example(
   points[:k] = q_points
   metadata = {"views": views, "frames": frames, "points": points, "scale": np.array([sx, sy]),
               "crop": np.array([x0, y0])}
-  return {
+  example = {} if latents is None else {"reference_latents": latents[0], "target_latents": latents[1]}
+  return example | {
       "reference_video": video[0],
       "target_video": video[1],
       "reference_intrinsics": intr[0].astype(np.float32),
@@ -376,6 +411,30 @@ def window_example(
       "visible": out_visible,
       "track_mask": mask,
   }, metadata
+
+
+def _cached_latents(record, config: PipelineConfig, views: np.ndarray, start: int, source: str) -> np.ndarray:
+  """The window's ``(2, F, h, w, z)`` float32 latents of a record with cached ``latents``."""
+  if "latents" not in record:
+    raise schema.RecordError(source, "latents", "missing: config.data.latents_dir is set but this record has no "
+                             "cached latents (run python -m mvtrack_jax.data.encode_latents)")
+  k = config.frames_per_latent
+  if start % k:
+    raise ValueError(f"window_example: with cached latents start must be a multiple of {k}, got {start}")
+  f = config.latent_shape[0]
+  cached = record["latents"]
+  if cached.ndim != 5 or tuple(cached.shape[2:]) != config.latent_shape[1:] or cached.shape[1] < start // k + f:
+    raise schema.RecordError(source, "latents", f"cached shape {tuple(cached.shape)} does not fit a window of "
+                             f"latent shape {config.latent_shape} at frame {start} (re-encode the cache at this size)")
+  return np.asarray(cached[views, start // k:start // k + f], np.float32)
+
+
+def resized_video(video: np.ndarray, config: PipelineConfig) -> np.ndarray:
+  """``(..., h, w, 3)`` frames resized to cover ``(height, width)`` and centre-cropped, as the
+  pipeline's evaluation crop (what the latent cache encodes)."""
+  h, w = video.shape[-3:-1]
+  new_h, new_w, x0, y0 = _resize_plan(h, w, config, None, False)
+  return np.ascontiguousarray(_resize_frames(video, new_h, new_w)[..., y0:y0 + config.height, x0:x0 + config.width, :])
 
 
 def _given_query_points(query_points, visible_reference: np.ndarray, num_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -465,7 +524,8 @@ class _WithSourceIndex:
 
 
 def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: PipelineConfig, *, seed: int,
-                 train: bool = True, shard_options: grain.sharding.ShardOptions | None = None) -> grain.IterDataset:
+                 train: bool = True, shard_options: grain.sharding.ShardOptions | None = None,
+                 batch_transform: Any = None) -> grain.IterDataset:
   """Builds the grain pipeline (module docstring) over a random-access source of records.
 
   Args:
@@ -475,6 +535,8 @@ def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: Pipel
     train: shuffle + repeat + random crops; ``False``: one pass in order with centred crops.
     shard_options: which part of the source this process reads; default
       ``grain.sharding.ShardByJaxProcess(drop_remainder=True)``.
+    batch_transform: optional ``batch → batch`` function applied last, in this process (e.g. adding
+      latents from a frozen VAE on the accelerator); it is part of the checkpointable iterator.
 
   Returns:
     A ``grain.IterDataset`` of batches (dicts of NumPy arrays, ``output_spec(config)``); iterate it
@@ -503,18 +565,21 @@ def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: Pipel
   if config.worker_count > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size))
+  if batch_transform is not None:
+    it = it.map(batch_transform)
   return it
 
 
 def make_iterator(source: Sequence[Mapping[str, np.ndarray]] | Any, config: PipelineConfig, *, seed: int,
                   train: bool = True, shard_options: grain.sharding.ShardOptions | None = None,
-                  state: Mapping[str, Any] | None = None) -> grain.DatasetIterator:
+                  state: Mapping[str, Any] | None = None, batch_transform: Any = None) -> grain.DatasetIterator:
   """``iter(make_dataset(...))``, optionally restored to a saved ``iterator.get_state()``.
 
   The state is a small JSON-serialisable dict; ``iterator.set_state(state)`` on a fresh iterator
   of the same pipeline (same source, config, seed, sharding) continues with exactly the next batch.
   """
-  iterator = iter(make_dataset(source, config, seed=seed, train=train, shard_options=shard_options))
+  iterator = iter(make_dataset(source, config, seed=seed, train=train, shard_options=shard_options,
+                               batch_transform=batch_transform))
   if state is not None:
     iterator.set_state(dict(state))
   return iterator

@@ -36,7 +36,7 @@ class LoadedModel:
     params: ``{"dit": ..., "head": ...}`` host numpy pytree (``"head"`` absent for diffusion-only).
     dit: the ``WanDiT``.
     head: the ``MVTAPHead``, or None when the model was trained without ``L_track``.
-    autoencoder: ``PixelAutoencoder`` / ``LatentShapeAutoencoder`` (``encode``/``decode``).
+    autoencoder: ``PixelAutoencoder`` / ``WanVAEAutoencoder`` (``encode``/``decode``).
     objective: the ``ObjectiveConfig`` (``head_layers``, ``context_length``, schedule).
     step: training step of the weights.
     source: absolute path it was loaded from.

@@ -158,15 +158,14 @@ class NovelViewGenerator:
       umT5 features of a caption, computed elsewhere); None = the null context.
 
   Raises:
-    ValueError: the autoencoder cannot decode latents (e.g. the shape-only Wan-VAE stand-in), or
-      ``context`` has the wrong width.
+    ValueError: the autoencoder cannot decode latents, or ``context`` has the wrong width.
   """
 
   def __init__(self, model: LoadedModel, *, context: Array | None = None):
     self.model = model
     if not hasattr(model.autoencoder, "decode"):
       raise ValueError(f"{model.source}: the autoencoder {type(model.autoencoder).__name__} cannot decode latents "
-                       "to pixels; generation needs a decoder (the Wan VAE port is pending)")
+                       "to pixels; generation needs a decoder")
     text_dim = model.dit.config.text_dim
     if context is not None:
       context = np.asarray(context, np.float32)

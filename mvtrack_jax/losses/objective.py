@@ -87,6 +87,16 @@ class ObjectiveConfig:
     return tuple(sorted(layers))
 
 
+def batch_latents(autoencoder: Any, batch: Mapping[str, Array], view: str) -> jax.Array:
+  """The ``view`` ("target"/"reference") latents of a batch: ``batch[f"{view}_latents"]`` when the
+  input side provides them (latent cache, or encoded by the iterator for a frozen Wan VAE), else
+  ``autoencoder.encode(batch[f"{view}_video"])`` (the parameter-free pixel autoencoder)."""
+  key = f"{view}_latents"
+  if key in batch:
+    return jnp.asarray(batch[key], jnp.float32)
+  return autoencoder.encode(batch[f"{view}_video"])
+
+
 def validate_batch(batch: Mapping[str, Array], autoencoder: ae_lib.PixelAutoencoder) -> None:
   """Eager shape/dtype checks of a host batch (pipeline layout; see ``data.pipeline``).
 
@@ -100,7 +110,11 @@ def validate_batch(batch: Mapping[str, Array], autoencoder: ae_lib.PixelAutoenco
   if video.ndim != 5 or batch["reference_video"].shape != video.shape:
     raise ValueError(f"objective batch: target_video {video.shape} and reference_video "
                      f"{batch['reference_video'].shape} must both be (B, T, H, W, 3)")
-  autoencoder.latent_shape(video.shape)
+  latent = tuple(autoencoder.latent_shape(video.shape))
+  for key in ("target_latents", "reference_latents"):
+    if key in batch and tuple(batch[key].shape) != latent:
+      raise ValueError(f"objective batch: {key} has shape {tuple(batch[key].shape)}, expected {latent} "
+                       f"(the autoencoder's latents of {tuple(video.shape)} videos)")
   b, t = video.shape[:2]
   for key in CAMERA_KEYS:
     trailing = (3, 3) if key.endswith("intrinsics") else (4, 4)
@@ -172,8 +186,8 @@ def make_objective(dit: wan_lib.WanDiT, head: head_lib.MVTAPHead | None, autoenc
   k = autoencoder.temporal_factor
 
   def objective(params, batch, rng):
-    target = autoencoder.encode(batch["target_video"])
-    reference = autoencoder.encode(batch["reference_video"])
+    target = batch_latents(autoencoder, batch, "target")
+    reference = batch_latents(autoencoder, batch, "reference")
     b = target.shape[0]
     height, width = batch["target_video"].shape[2:4]
     rng_t, rng_n = jax.random.split(rng)
@@ -235,7 +249,7 @@ def init_params(rng: jax.Array, dit: wan_lib.WanDiT, head: head_lib.MVTAPHead | 
   """
   rng_d, rng_h = jax.random.split(rng)
   wcfg = dit.config
-  target = autoencoder.encode(batch["target_video"])
+  target = batch_latents(autoencoder, batch, "target")
   b = target.shape[0]
   cameras = None
   if wcfg.camera_mode != "none":

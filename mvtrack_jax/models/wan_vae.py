@@ -450,8 +450,8 @@ class WanVAE(nn.Module):
   - ``__call__(video)``: ``decode(encode(video).mean)`` (used to initialise every parameter).
 
   Raises ``ValueError`` for a wrong rank, channel count, frame count or frame size, naming the
-  argument, the shape received and the shape expected. (Non-finite values are checked by the
-  eager entry points that see concrete arrays, ``convert.wan_vae.WanVAEAutoencoder``.)
+  argument, the shape received and the shape expected, and, when called eagerly (concrete
+  arrays, not under ``jit``), for non-finite values.
   """
 
   config: WanVAEConfig = WanVAEConfig()
@@ -475,6 +475,10 @@ class WanVAE(nn.Module):
     if x.shape[2] % s or x.shape[3] % s:
       raise ValueError(f"WanVAE: {name} height and width must be multiples of {s}, got {x.shape[2]}×{x.shape[3]} "
                        f"(shape {tuple(x.shape)})")
+    if not isinstance(x, jax.core.Tracer):   # concrete input (eager apply): check the values too
+      bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
+      if bad:
+        raise ValueError(f"WanVAE: {name} has {bad} non-finite values (shape {tuple(x.shape)})")
 
   def __call__(self, video):
     mean, _ = self.encode(video)
@@ -584,3 +588,91 @@ def _blend(a, b, extent, axis):
   b_head = jax.lax.slice_in_dim(b, 0, extent, axis=axis)
   mixed = a_tail * (1 - ramp) + b_head * ramp
   return jnp.concatenate([mixed, jax.lax.slice_in_dim(b, extent, b.shape[axis], axis=axis)], axis=axis)
+
+
+class WanVAEAutoencoder:
+  """The project's autoencoder interface over a frozen :class:`WanVAE` (like ``PixelAutoencoder``).
+
+  ``encode``: uint8 video ``(B, T, H, W, 3)`` → normalised latents ``(B, 1 + (T − 1)/4, H/8, W/8,
+  z_dim)`` float32 (the posterior mean, then :func:`normalize_latents`; what Wan's DiT trains on).
+  ``decode``: normalised latents → uint8 video. Both run a jitted function that takes the VAE
+  params as an argument, eagerly. They refuse to be traced inside another ``jit``: that would bake
+  the weights (127 M parameters for Wan2.1) into the program as constants. A training step gets its
+  latents in the batch instead (``{reference,target}_latents``, from the latent cache or encoded by
+  the input iterator; ``training.tasks``).
+
+  Args:
+    config: the VAE architecture and latent statistics.
+    load_params: returns the params when first needed (weights are read lazily, so shapes and
+      factors are available without loading them).
+    tiling: optional spatial tiling for large frames.
+  """
+
+  def __init__(self, config: WanVAEConfig, load_params, tiling: Tiling | None = None, source: str = "<random>"):
+    self.config = config
+    self.module = WanVAE(config)
+    self.tiling = tiling
+    self.source = source
+    self._load_params = load_params
+    self._params = None
+    self._encode = jax.jit(lambda p, v: self.module.apply({"params": p}, v, self.tiling, method="encode")[0])
+    self._decode = jax.jit(lambda p, z: self.module.apply({"params": p}, z, self.tiling, method="decode"))
+
+  @property
+  def params(self):
+    if self._params is None:
+      self._params = self._load_params()
+    return self._params
+
+  @property
+  def temporal_factor(self) -> int:
+    return self.config.temporal_factor
+
+  @property
+  def spatial_factor(self) -> int:
+    return self.config.spatial_factor
+
+  @property
+  def latent_channels(self) -> int:
+    return self.config.z_dim
+
+  def latent_shape(self, video_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Latent shape of a ``(B, T, H, W, 3)`` video; raises ``ValueError`` as :meth:`encode` would."""
+    k, s = self.temporal_factor, self.spatial_factor
+    if len(video_shape) != 5 or video_shape[-1] != 3:
+      raise ValueError(f"WanVAEAutoencoder: video must be (B, T, H, W, 3), got shape {tuple(video_shape)}")
+    b, t, h, w, _ = video_shape
+    if (t - 1) % k or h % s or w % s:
+      raise ValueError(f"WanVAEAutoencoder: video needs T = 1 + {k}k frames and H, W multiples of {s}, "
+                       f"got shape {tuple(video_shape)}")
+    return (b, 1 + (t - 1) // k, h // s, w // s, self.config.z_dim)
+
+  def _refuse_tracing(self, x, what):
+    if isinstance(x, jax.core.Tracer):
+      raise ValueError(f"WanVAEAutoencoder.{what} called inside a traced (jitted) function: the VAE weights would "
+                       "become constants of that program. Pass reference_latents / target_latents in the batch.")
+
+  def encode(self, video: Array) -> jax.Array:
+    """uint8 video → normalised latents (see the class doc). Raises ``ValueError`` on bad shape/dtype."""
+    self._refuse_tracing(video, "encode")
+    self.latent_shape(np.shape(video))
+    if np.dtype(video.dtype) != np.uint8:
+      raise ValueError(f"WanVAEAutoencoder.encode: video must be uint8, got dtype {video.dtype}")
+    x = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
+    return normalize_latents(self._encode(self.params, x), self.config)
+
+  def decode(self, latents: Array) -> jax.Array:
+    """Normalised latents ``(B, F, h, w, z_dim)`` → uint8 video ``(B, 1 + 4(F − 1), 8h, 8w, 3)``.
+
+    Raises:
+      ValueError: wrong shape, or non-finite latents (naming how many).
+    """
+    self._refuse_tracing(latents, "decode")
+    if np.ndim(latents) != 5 or np.shape(latents)[-1] != self.config.z_dim:
+      raise ValueError(f"WanVAEAutoencoder.decode: latents must be (B, F, h, w, {self.config.z_dim}), "
+                       f"got shape {np.shape(latents)}")
+    bad = int(np.size(latents) - np.isfinite(np.asarray(latents)).sum())
+    if bad:
+      raise ValueError(f"WanVAEAutoencoder.decode: latents have {bad} non-finite values")
+    video = self._decode(self.params, denormalize_latents(latents, self.config))
+    return jnp.round((video + 1.0) * 127.5).astype(jnp.uint8)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -88,23 +89,56 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
   """Grain iterator of per-process numpy batches (``data.pipeline`` output layout).
 
   Training (``split == config.data.train_split``) shuffles, repeats and random-crops; other splits
-  make one pass in order with centred crops.
+  make one pass in order with centred crops. With the Wan VAE (``autoencoder.kind = "wan"``) the
+  batches also carry ``reference_latents`` / ``target_latents``: read from the latent cache when
+  ``config.data.latents_dir`` is set (windows are then centred, every frame, starting on the
+  4-frame latent stride; ``data.pipeline``), else encoded by the frozen VAE as the last step of
+  the iterator, so the train step never runs the encoder.
   """
-  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import latent_cache, pipeline  # pylint: disable=g-import-not-at-top
   data = config.data
   name = data.get("train_split", "train") if split == "train" else data.get(
       "eval_split", "validation")
   train = split == "train"
-  return pipeline.make_iterator(
-      data_source(data, name), pipeline_config(data, per_process_batch, train=train),
-      seed=seed, train=train)
+  source = data_source(data, name)
+  pcfg = pipeline_config(data, per_process_batch, train=train)
+  transform = None
+  latents_dir = str(data.get("latents_dir", "") or "")
+  if latents_dir or config.autoencoder.kind == "wan":
+    ae = make_autoencoder(config)
+    if config.autoencoder.kind != "wan":
+      raise ValueError(f"config.data.latents_dir is set, but config.autoencoder.kind={config.autoencoder.kind!r}; "
+                       "cached latents are Wan-VAE latents (kind='wan')")
+    if latents_dir:
+      latent = ae.latent_shape((1, pcfg.num_frames, pcfg.height, pcfg.width, 3))[1:]
+      pcfg = dataclasses.replace(pcfg, latent_shape=latent, frames_per_latent=ae.temporal_factor, random_crop=False)
+      source = latent_cache.LatentCacheSource(
+          source, latents_dir, name, expect=latent_cache.cache_metadata(pcfg.height, pcfg.width, ae))
+    else:
+      transform = _EncodeLatents(ae)
+  return pipeline.make_iterator(source, pcfg, seed=seed, train=train, batch_transform=transform)
+
+
+class _EncodeLatents:
+  """Batch transform: adds the frozen VAE's latents of both views (``WanVAEAutoencoder.encode``)."""
+
+  def __init__(self, autoencoder):
+    self.autoencoder = autoencoder
+
+  def __call__(self, batch):
+    return batch | {f"{view}_latents": np.asarray(self.autoencoder.encode(batch[f"{view}_video"]))
+                    for view in ("reference", "target")}
 
 
 def batch_spec(config: ml_collections.ConfigDict, global_batch: int
                ) -> dict[str, jax.ShapeDtypeStruct]:
-  """Shapes/dtypes of one global batch (``data.pipeline.output_spec``)."""
+  """Shapes/dtypes of one global batch (``data.pipeline.output_spec``, plus the latents of both
+  views for the Wan VAE; see ``make_iterator``)."""
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   spec = pipeline.output_spec(pipeline_config(config.data, global_batch, train=True))
+  if config.autoencoder.kind == "wan":
+    latent = make_autoencoder(config).latent_shape(spec["target_video"][0])
+    spec |= {"reference_latents": (latent, np.dtype(np.float32)), "target_latents": (latent, np.dtype(np.float32))}
   return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
 
 
@@ -140,64 +174,66 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
       "visible": np.ones((b, 2, t, n), bool),
       "track_mask": np.ones((b, n), bool),
   }
+  for key in ("reference_latents", "target_latents"):
+    if key in spec:
+      out[key] = rng.standard_normal((b,) + tuple(spec[key].shape[1:])).astype(np.float32)
   missing = set(spec) - set(out)
   if missing:
     raise ValueError(f"random_batch: no generator for batch keys {sorted(missing)}")
   return {key: out[key] for key in spec}
 
 
-class LatentShapeAutoencoder:
-  """Parameter-free stand-in with the Wan VAE's *shapes*: ``(B, T, H, W, 3) → (B, 1+(T−1)/4, H/8,
-  W/8, 16)``.
-
-  The Wan2.1 VAE (causal 4× temporal, 8× spatial, 16 channels) is not ported yet; this keeps the
-  paper configuration's token layout (2×21 latent frames at 60×104 for 81 frames at 480×832)
-  buildable, lowerable and benchmarkable. Encoding: the first frame is repeated 3× in front (the
-  causal first latent frame sees frame 0 only), frames are grouped 4 at a time, each 8×8 pixel
-  block of a group (4·8·8·3 = 768 values in ``[−1, 1]``) is projected onto 16 fixed orthonormal
-  directions (seeded QR). It is *not* a substitute for the VAE's quality: train real models on
-  VAE latents once the VAE lands.
-  """
-
-  temporal_factor = 4
-  spatial_factor = 8
-  latent_channels = 16
-
-  def __init__(self, seed: int = 0):
-    t, s = self.temporal_factor, self.spatial_factor
-    m = np.random.default_rng(seed).standard_normal((t * s * s * 3, self.latent_channels))
-    self._projection = np.linalg.qr(m)[0].astype(np.float32)  # orthonormal columns
-
-  def latent_shape(self, video_shape):
-    if len(video_shape) != 5 or video_shape[-1] != 3:
-      raise ValueError(f"LatentShapeAutoencoder: video must be (B, T, H, W, 3), got {tuple(video_shape)}")
-    b, t, h, w, _ = video_shape
-    s, k = self.spatial_factor, self.temporal_factor
-    if (t - 1) % k or h % s or w % s:
-      raise ValueError(f"LatentShapeAutoencoder: need T = 1 + 4·n and H, W divisible by 8, got {tuple(video_shape)}")
-    return (b, 1 + (t - 1) // k, h // s, w // s, self.latent_channels)
-
-  def encode(self, video):
-    """``(B, T, H, W, 3)`` uint8 → ``(B, 1+(T−1)/4, H/8, W/8, 16)`` float32 (see class doc)."""
-    import einops  # pylint: disable=g-import-not-at-top
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    self.latent_shape(video.shape)
-    x = jnp.asarray(video).astype(jnp.float32) / 127.5 - 1.0
-    x = jnp.concatenate([jnp.repeat(x[:, :1], self.temporal_factor - 1, axis=1), x], axis=1)
-    s, k = self.spatial_factor, self.temporal_factor
-    x = einops.rearrange(x, "b (f k) (h p1) (w p2) c -> b f h w (k p1 p2 c)", k=k, p1=s, p2=s)
-    return x @ jnp.asarray(self._projection)
-
-
 def make_autoencoder(config: ml_collections.ConfigDict):
-  """``config.autoencoder``: ``{"kind": "pixel", "patch": p}`` or ``{"kind": "latent_shape"}``."""
-  kind = config.autoencoder.kind
+  """The autoencoder of ``config.autoencoder``.
+
+  - ``{"kind": "pixel", "patch": p}``: ``models.autoencoder.PixelAutoencoder`` (CPU stand-in);
+  - ``{"kind": "wan", "path": P, "seed": s, "vae": {...}, "tiling": ()}``: the Wan2.1 VAE
+    (``models.wan_vae.WanVAEAutoencoder``) with weights from ``P`` (a diffusers ``vae/`` folder or an
+    original ``Wan2.1_VAE.pth`` / ``.safetensors``), or randomly initialised from ``seed`` when
+    ``P == "random"`` (tests). ``vae`` overrides ``WanVAEConfig`` fields; ``tiling`` is empty or
+    ``(min_height, min_width, stride_height, stride_width)`` pixels. Weights are read on first use
+    (shapes and factors need none, so benchmarks of the DiT run with ``P`` empty; encoding or
+    decoding then raises) and shared by every caller with the same settings.
+
+  Raises:
+    ValueError: unknown kind; FileNotFoundError: a missing ``path``.
+  """
+  ae = config.autoencoder
+  kind = ae.kind
   if kind == "pixel":
     from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
-    return ae_lib.PixelAutoencoder(patch=int(config.autoencoder.patch))
-  if kind == "latent_shape":
-    return LatentShapeAutoencoder()
-  raise ValueError(f"config.autoencoder.kind={kind!r}; expected 'pixel' or 'latent_shape'")
+    return ae_lib.PixelAutoencoder(patch=int(ae.patch))
+  if kind == "wan":
+    import json  # pylint: disable=g-import-not-at-top
+    vae = ae.get("vae", ml_collections.ConfigDict())
+    vae = vae.to_dict() if isinstance(vae, ml_collections.ConfigDict) else dict(vae)
+    return _wan_autoencoder(str(ae.get("path", "") or ""), int(ae.get("seed", 0)), json.dumps(vae, sort_keys=True),
+                            tuple(int(v) for v in ae.get("tiling", ()) or ()))
+  raise ValueError(f"config.autoencoder.kind={kind!r}; expected 'pixel' or 'wan'")
+
+
+@functools.lru_cache(maxsize=4)
+def _wan_autoencoder(path: str, seed: int, vae_json: str, tiling: tuple[int, ...]):
+  import json  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.convert import wan_vae as convert_vae  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.models import wan_vae  # pylint: disable=g-import-not-at-top
+  overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in json.loads(vae_json).items()}
+  if tiling and len(tiling) != 4:
+    raise ValueError(f"config.autoencoder.tiling={tiling}: expected () or (min_height, min_width, stride_height, "
+                     "stride_width)")
+  tiles = wan_vae.Tiling(*tiling) if tiling else None
+  if path and path != "random":
+    cfg = convert_vae.read_config(path, **overrides)
+    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.load_vae(path, **overrides)[1], tiles, source=path)
+  cfg = wan_vae.WanVAEConfig(**overrides)
+  if path == "random":
+    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.random_params(cfg, seed), tiles,
+                                     source=f"<random init, seed {seed}>")
+
+  def no_weights():
+    raise ValueError("config.autoencoder.path is empty: set it to a diffusers vae/ folder or a Wan2.1_VAE.pth "
+                     "(or 'random' for a randomly initialised VAE, tests only) to encode or decode videos")
+  return wan_vae.WanVAEAutoencoder(cfg, no_weights, tiles, source="<no weights>")
 
 
 def make_models(config: ml_collections.ConfigDict):

@@ -1,0 +1,91 @@
+r"""Encodes every view of every record of a dataset once with the config's Wan VAE (the latent cache).
+
+Run::
+
+  python -m mvtrack_jax.data.encode_latents --config=configs/mvtrack4gen_recammaster.py \
+      --config.autoencoder.path=/ckpt/Wan2.1-T2V-1.3B-Diffusers/vae --out /data/latents
+  # then train on the cache (the trainer does not run the encoder):
+  python -m mvtrack_jax.train --config=configs/mvtrack4gen_recammaster.py \
+      --config.autoencoder.path=... --config.data.latents_dir=/data/latents --workdir=...
+
+Which records: the config's ``data`` block (dataset, ``data_dir``) for the splits ``--splits``
+(default: the config's train and evaluation splits). At which size: ``data.height × data.width``
+with the pipeline's centred crop (``pipeline.resized_video``). Layout, atomic writes and resuming:
+``data.latent_cache``. Work is split across processes (record ``i`` goes to process
+``i mod process_count``) and each record's views are encoded as one batch, sharded over this
+process's local devices (padded to a multiple of their count).
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from mvtrack_jax.training import distributed
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with autoencoder.kind='wan'.",
+                                          lock_config=True)
+_OUT = flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
+_SPLITS = flags.DEFINE_list("splits", None, "Splits to encode (default: config.data train_split and eval_split).")
+_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+
+
+def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str, int]:
+  """Encodes ``splits`` of ``config``'s dataset into ``out``; returns ``{split: records encoded now}``.
+
+  Raises:
+    ValueError: ``config.autoencoder.kind`` is not ``"wan"``, or ``out`` holds a cache made with
+      other settings.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import latent_cache, pipeline  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+
+  if config.autoencoder.kind != "wan":
+    raise ValueError(f"encode_latents: config.autoencoder.kind={config.autoencoder.kind!r}; the latent cache is for "
+                     "the Wan VAE (kind='wan')")
+  ae = tasks.make_autoencoder(config)
+  pcfg = tasks.pipeline_config(config.data, 1, train=False)
+  latent_cache.write_metadata(out, latent_cache.cache_metadata(int(config.data.height), int(config.data.width), ae))
+  k = ae.temporal_factor
+  devices = jax.local_devices()
+  mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+  done = {}
+  for split in splits:
+    source = tasks.data_source(config.data, split)
+    mine = [i for i in range(len(source)) if i % jax.process_count() == jax.process_index()]
+    todo = [i for i in mine if not os.path.exists(latent_cache.record_path(out, split, i))]
+    bar = tqdm(todo, desc=f"encode {split}", unit="record", disable=not progress,
+               initial=len(mine) - len(todo), total=len(mine))
+    for index in bar:
+      video = np.asarray(source[index]["video"])                 # (V, T, H, W, 3)
+      t = 1 + (video.shape[1] - 1) // k * k
+      views = pipeline.resized_video(video[:, :t], pcfg)
+      pad = (-views.shape[0]) % len(devices)
+      batch = np.concatenate([views, np.repeat(views[-1:], pad, axis=0)]) if pad else views
+      latents = ae.encode(jax.device_put(batch, sharding))
+      latent_cache.write_atomic(latent_cache.record_path(out, split, index), np.asarray(latents)[:views.shape[0]])
+    done[split] = len(todo)
+  return done
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None or not _OUT.value:
+    raise app.UsageError("--config and --out are required")
+  distributed.initialize(None, None, None, None)
+  config = _CONFIG.value
+  splits = _SPLITS.value or [config.data.get("train_split", "train"), config.data.get("eval_split", "validation")]
+  done = encode_dataset(config, _OUT.value, splits, progress=_PROGRESS.value)
+  print(f"latent cache {_OUT.value}: " + ", ".join(f"{s}: {n} records encoded" for s, n in done.items()))
+
+
+if __name__ == "__main__":
+  app.run(main)
