@@ -609,6 +609,10 @@ class WanVAEAutoencoder:
   """
 
   def __init__(self, config: WanVAEConfig, load_params, tiling: Tiling | None = None, source: str = "<random>"):
+    if len(config.latents_mean) != config.z_dim or len(config.latents_std) != config.z_dim:
+      raise ValueError(f"Wan VAE {source}: z_dim is {config.z_dim} but its config has {len(config.latents_mean)} "
+                       f"latents_mean and {len(config.latents_std)} latents_std values; latent normalisation needs "
+                       "z_dim of each (set them in the VAE's config.json or in config.autoencoder.vae)")
     self.config = config
     self.module = WanVAE(config)
     self.tiling = tiling

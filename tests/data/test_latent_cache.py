@@ -116,6 +116,10 @@ def test_autoencoder_refuses_tracing_and_missing_weights(vae_folder):
     jax.jit(ae.encode)(np.zeros((1, 5, 16, 16, 3), np.uint8))
   with pytest.raises(ValueError, match="non-finite"):
     ae.decode(np.full((1, 1, 2, 2, Z), np.nan, np.float32))
+  mismatched = _config(vae_folder, "")
+  mismatched.autoencoder.vae = ml_collections.ConfigDict({"latents_std": [1.0] * 16})
+  with pytest.raises(ValueError, match="z_dim is 4 but its config has 4 latents_mean and 16 latents_std"):
+    tasks.make_autoencoder(mismatched)
   empty = _config("", "")
   with pytest.raises(ValueError, match="path is empty"):
     tasks.make_autoencoder(empty).encode(np.zeros((1, 5, 16, 16, 3), np.uint8))
