@@ -1,16 +1,30 @@
 r"""Exports inference weights from a training run: params only, no optimizer state.
 
-``python -m mvtrack_jax.export --workdir=DIR --out=DIR2 [--dtype=bfloat16] [--use_ema]
-[--step=N]`` reads the newest (or given) checkpoint in ``DIR/checkpoints`` — only the ``params``
-(or ``ema_params``) subtree is read, on the host, with no mesh — casts floating-point leaves to
-``--dtype`` and writes:
+``python -m mvtrack_jax.export --workdir=DIR --out=DIR2 [--format=orbax|diffusers] [--dtype=bfloat16]
+[--use_ema] [--step=N]`` reads the newest (or given) checkpoint in ``DIR/checkpoints`` — only the
+``params`` (or ``ema_params``) subtree is read, on the host, with no mesh — casts floating-point
+leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed onto ``DIR2``):
+
+``--format=orbax`` (default; what ``generate`` / ``evaluate`` / ``probe`` read):
 
 - ``DIR2/params/``: an Orbax PyTree checkpoint of the parameter tree (``{"dit": ..., "head":
   ...}`` for MVTrack4Gen);
 - ``DIR2/config.json``: the training config (model preset, objective, data resolution);
 - ``DIR2/export.json``: source workdir, step, dtype, whether EMA weights were used.
 
-``load_exported(DIR2)`` returns ``(params, config_dict, info)`` for generation/evaluation code.
+``--format=diffusers`` (for PyTorch: ``WanTransformer3DModel.from_pretrained(DIR2)``):
+
+- ``DIR2/config.json`` + ``DIR2/diffusion_pytorch_model.safetensors``: the Wan transformer in
+  diffusers' names and layout (float32; ``--dtype=float16`` keeps float16), loadable with no
+  missing or unexpected key;
+- ``DIR2/mvtrack_modules.safetensors``: what ``WanTransformer3DModel`` has no place for — the
+  camera modules under the names ``convert.wan`` imports (``camera_encoder.*``,
+  ``blocks.N.camera_proj.*`` for Plücker cameras; ``blocks.N.cam_encoder.*``,
+  ``blocks.N.projector.*`` for ReCamMaster's), PyTorch layout, and the tracking head as
+  ``head.<Flax param path joined by dots>`` in Flax layout; absent when there is neither;
+- ``DIR2/mvtrack_config.json`` (the training config) and ``DIR2/export.json``.
+
+``load_exported(DIR2)`` returns ``(params, config_dict, info)`` of an Orbax export.
 """
 
 from __future__ import annotations
@@ -26,16 +40,20 @@ import orbax.checkpoint as ocp
 from absl import app
 from absl import flags
 from etils import epath
+from flax import traverse_util
 
+from mvtrack_jax.convert import wan as convert_wan
 from mvtrack_jax.training import checkpointing
+from mvtrack_jax.training import tasks
 
 _DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
+FORMATS = ("orbax", "diffusers")
 
 FLAGS = flags.FLAGS
 
 
 def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = False,
-           step: int | None = None) -> dict[str, Any]:
+           step: int | None = None, fmt: str = "orbax") -> dict[str, Any]:
   """Writes an inference checkpoint (see module docstring).
 
   Args:
@@ -44,16 +62,20 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
     dtype: "float32", "bfloat16" or "float16" for floating leaves.
     use_ema: export ``ema_params`` instead of ``params``.
     step: checkpoint step; default newest.
+    fmt: ``"orbax"`` or ``"diffusers"`` (module docstring).
 
   Returns:
     The ``export.json`` record.
 
   Raises:
-    ValueError: unknown dtype; FileExistsError: ``out/params`` exists; FileNotFoundError: no
-    checkpoint; KeyError: ``use_ema`` but the run kept no EMA.
+    ValueError: unknown dtype or format; FileExistsError: ``out`` exists and is not empty;
+    FileNotFoundError: no checkpoint; KeyError: ``use_ema`` but the run kept no EMA.
   """
   if dtype not in _DTYPES:
     raise ValueError(f"dtype={dtype!r}; expected one of {sorted(_DTYPES)}")
+  if fmt not in FORMATS:
+    raise ValueError(f"format={fmt!r}; expected one of {FORMATS}")
+  _check_out(out)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   key = "ema_params" if use_ema else "params"
   step, trees = checkpointing.restore_params_to_host(ckpt_dir, step=step, keys=(key,))
@@ -63,6 +85,8 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
       else np.asarray(x), trees[key])
   config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
   info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype, "ema": bool(use_ema)}
+  if fmt == "diffusers":
+    return write_diffusers(out, params, config, info)
   return write_export(out, params, config, info)
 
 
@@ -82,31 +106,82 @@ def write_export(out: str, params: Any, config: Mapping[str, Any] | ml_collectio
   Raises:
     FileExistsError: ``out`` exists and is not empty.
   """
-  out_path = epath.Path(out).absolute()
-  if out_path.exists() and any(out_path.iterdir()):
-    raise FileExistsError(f"export: --out {out_path} exists and is not empty; choose another --out")
   if isinstance(config, ml_collections.ConfigDict):
     config = checkpointing.config_to_json_dict(config)
   info = dict(info, num_params=int(sum(np.size(x) for x in jax.tree.leaves(params))))
-  # Everything is written into a sibling temporary directory that is renamed onto --out at the
-  # end, so an interrupted export never leaves a half-written inference checkpoint behind.
+
+  def write(tmp: epath.Path) -> None:
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(tmp / "params", params)
+    ckptr.wait_until_finished()
+    (tmp / "config.json").write_text(json.dumps(dict(config), indent=2))
+    (tmp / "export.json").write_text(json.dumps(info, indent=2))
+
+  _write_dir_atomically(out, write)
+  return info
+
+
+def write_diffusers(out: str, params: Any, config: Mapping[str, Any] | ml_collections.ConfigDict,
+                    info: Mapping[str, Any]) -> dict[str, Any]:
+  """Writes ``params`` as a diffusers ``WanTransformer3DModel`` folder plus ``mvtrack_modules.safetensors``
+  (module docstring), atomically.
+
+  Args:
+    out: output directory; must not exist or be empty.
+    params: ``{"dit": ..., "head": ...}`` host arrays.
+    config: the training config (it names the DiT preset and overrides).
+    info: fields of ``export.json``.
+
+  Raises:
+    FileExistsError: ``out`` exists and is not empty.
+  """
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  if not isinstance(config, ml_collections.ConfigDict):
+    config = ml_collections.ConfigDict(dict(config))
+  dit, _, _, _ = tasks.make_models(config)
+  diffusers_config, wan_sd, extra = convert_wan.to_diffusers(params["dit"], dit.config)
+  keep = np.float16 if info.get("dtype") == "float16" else np.float32
+  wan_sd = {k: v.astype(keep) for k, v in wan_sd.items()}
+  for path, value in traverse_util.flatten_dict(dict(params.get("head") or {})).items():
+    extra["head." + ".".join(path)] = np.ascontiguousarray(np.asarray(value, np.float32))
+  info = dict(info, format="diffusers", num_params=int(sum(np.size(x) for x in jax.tree.leaves(params))),
+              wan_tensors=len(wan_sd), mvtrack_tensors=len(extra))
+
+  def write(tmp: epath.Path) -> None:
+    save_file(wan_sd, str(tmp / "diffusion_pytorch_model.safetensors"))
+    if extra:
+      save_file(extra, str(tmp / "mvtrack_modules.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(diffusers_config, indent=2))
+    (tmp / "mvtrack_config.json").write_text(json.dumps(checkpointing.config_to_json_dict(config), indent=2))
+    (tmp / "export.json").write_text(json.dumps(info, indent=2))
+
+  _write_dir_atomically(out, write)
+  return info
+
+
+def _check_out(out: str) -> epath.Path:
+  out_path = epath.Path(out).absolute()
+  if out_path.exists() and any(out_path.iterdir()):
+    raise FileExistsError(f"export: --out {out_path} exists and is not empty; choose another --out")
+  return out_path
+
+
+def _write_dir_atomically(out: str, write) -> None:
+  """Runs ``write(tmp)`` into a sibling temporary directory, then renames it onto ``out``, so an
+  interrupted export never leaves a half-written folder behind."""
+  out_path = _check_out(out)
   tmp_path = out_path.parent / f".{out_path.name}.tmp-{os.getpid()}"
   if tmp_path.exists():
     tmp_path.rmtree()
   tmp_path.mkdir(parents=True)
   try:
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(tmp_path / "params", params)
-    ckptr.wait_until_finished()
-    (tmp_path / "config.json").write_text(json.dumps(dict(config), indent=2))
-    (tmp_path / "export.json").write_text(json.dumps(info, indent=2))
+    write(tmp_path)
     if out_path.exists():
       out_path.rmdir()  # Empty (checked above).
     tmp_path.rename(out_path)
   except BaseException:
     tmp_path.rmtree(missing_ok=True)
     raise
-  return info
 
 
 def load_exported(path: str) -> tuple[Any, ml_collections.ConfigDict, dict[str, Any]]:
@@ -142,6 +217,7 @@ def define_flags() -> None:
   flags.DEFINE_enum("dtype", "float32", sorted(_DTYPES), "Parameter dtype.")
   flags.DEFINE_bool("use_ema", False, "Export the EMA parameters.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+  flags.DEFINE_enum("format", "orbax", list(FORMATS), "orbax (for this project's tools) or diffusers (PyTorch).")
 
 
 def main(argv):
@@ -150,7 +226,7 @@ def main(argv):
   if not FLAGS.workdir or not FLAGS.out:
     raise app.UsageError("--workdir and --out are required")
   info = export(FLAGS.workdir, FLAGS.out, dtype=FLAGS.dtype, use_ema=FLAGS.use_ema,
-                step=FLAGS.step)
+                step=FLAGS.step, fmt=FLAGS.format)
   print(json.dumps(info, indent=2))
 
 

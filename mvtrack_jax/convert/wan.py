@@ -35,7 +35,7 @@ from flax import traverse_util
 import jax
 import numpy as np
 
-from mvtrack_jax.models.wan import WanConfig, WanDiT, example_inputs, stack_block_params
+from mvtrack_jax.models.wan import WanConfig, WanDiT, example_inputs, stack_block_params, unstack_block_params
 
 ORIGINAL_PREFIX = "model.diffusion_model."
 
@@ -315,6 +315,36 @@ def load_original_transformer(state_dict: Mapping[str, np.ndarray], config: WanC
 
 # ----------------------------------------------------------------------------------------------
 # Files.
+
+
+def to_diffusers(params: Mapping[str, Any], config: WanConfig) -> tuple[dict[str, Any], dict[str, np.ndarray],
+                                                                        dict[str, np.ndarray]]:
+  """``WanDiT`` params → diffusers ``WanTransformer3DModel`` (the inverse of :func:`convert_state_dict`).
+
+  Args:
+    params: the DiT params (scanned or not, boxed or not, any float dtype).
+    config: their ``WanConfig``.
+
+  Returns:
+    ``(diffusers_config, wan_state_dict, camera_state_dict)``: the constructor fields for
+    ``config.json``; float32 tensors in PyTorch layout under diffusers names; and the camera
+    modules, which ``WanTransformer3DModel`` does not have, under this importer's names
+    (``camera_encoder.*`` and ``blocks.N.camera_proj.*`` for ``plucker``, ReCamMaster's
+    ``blocks.N.cam_encoder.*`` / ``blocks.N.projector.*``), empty for ``camera_mode="none"``.
+  """
+  tree = unstack_block_params(params) if config.scan_layers else nn.meta.unbox(params)
+  wan_sd, camera_sd = {}, {}
+  for path, value in traverse_util.flatten_dict(tree).items():
+    name = _torch_name(path)
+    array = _to_torch(np.asarray(value, np.float32), path[-1])
+    (camera_sd if _is_camera_name(name) else wan_sd)[name] = np.ascontiguousarray(array)
+  fields = {ours: diff for diff, ours in _DIFFUSERS_FIELDS.items()}
+  diffusers_config = {"_class_name": "WanTransformer3DModel", "qk_norm": "rms_norm_across_heads",
+                      "image_dim": None, "added_kv_proj_dim": None, "rope_max_seq_len": 1024}
+  for ours, diff in fields.items():
+    value = getattr(config, ours)
+    diffusers_config[diff] = list(value) if isinstance(value, tuple) else value
+  return diffusers_config, wan_sd, camera_sd
 
 
 def _read_safetensors_file(path: str) -> dict[str, np.ndarray]:
