@@ -69,6 +69,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       trainable_patterns=(".*",)))
   c.ema_decay = 0.0  # > 0 keeps an EMA of the parameters (exportable with --use_ema)
 
+  # Start from pretrained weights (a new run only; a checkpoint in the workdir wins): a diffusers
+  # transformer/ folder, a .safetensors file or shard index, or an original Wan / DiffSynth / ReCamMaster
+  # checkpoint (.ckpt/.pth/.bin through torch). Its architecture must equal config.model's.
+  c.init = ml_collections.ConfigDict(dict(transformer=""))
+
   # Model: models.wan preset + WanConfig overrides.
   c.model = ml_collections.ConfigDict({
       "preset": "tiny-pixel",

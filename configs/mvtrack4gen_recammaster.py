@@ -13,8 +13,9 @@ probe layer 18 (0-based) feeds the MV-TAP tracking head and the attention-corres
 rematerialisation of the scanned blocks; trainable = self-attention + camera modules + head
 (the FFNs, cross-attention and embeddings stay frozen and have no optimizer state).
 
-Pretrained weights: import Wan2.1 (and ReCamMaster) PyTorch transformer checkpoints with
-``mvtrack_jax.convert`` (not loaded here). The autoencoder is the Wan2.1 VAE
+Pretrained weights: ``--config.init.transformer=/ckpt/Wan2.1-T2V-1.3B-Diffusers/transformer`` (or a
+ReCamMaster / DiffSynth ``.ckpt``) starts a new run from them; the camera modules and the head
+start fresh. The autoencoder is the Wan2.1 VAE
 (``models.wan_vae``); point it at its weights and encode the dataset once (the trainer then reads
 the cached latents and never runs the encoder)::
 

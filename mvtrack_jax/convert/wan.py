@@ -405,3 +405,107 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
       raise ValueError(f"load_safetensors: tensors {missing} listed in {path} are not in their shards")
     return out
   return _read_safetensors_file(path)
+
+
+def read_torch_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """``{name: float32 array}`` from a torch pickle (``.ckpt``/``.pth``/``.pt``/``.bin``), loaded with
+  ``weights_only=True`` (no code runs) and memory-mapped; a ``state_dict`` / ``module`` wrapper is
+  unwrapped and bf16/fp16 tensors become float32.
+
+  Raises:
+    ImportError: torch is not installed; the message says how to convert the file without it.
+    ValueError: the file holds no tensors.
+  """
+  path = os.fspath(path)
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        f"{path}: reading a torch pickle needs torch (pip install torch==2.13.0 --index-url "
+        "https://download.pytorch.org/whl/cpu), or convert it once elsewhere with "
+        "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')") from e
+  obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+  for key in ("state_dict", "module"):
+    if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+      obj = obj[key]
+  tensors = {k: v.float().numpy() for k, v in obj.items() if hasattr(v, "float")} if isinstance(obj, Mapping) else {}
+  if not tensors:
+    raise ValueError(f"{path}: no tensors found (a {type(obj).__name__}); expected a state dict")
+  return tensors
+
+
+def read_transformer(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+  """Reads transformer weights and, for a diffusers folder, its ``config.json``.
+
+  ``path``: a diffusers ``transformer/`` folder (``config.json`` + one or sharded safetensors), a
+  ``.safetensors`` file or ``*.safetensors.index.json``, or an original Wan / DiffSynth /
+  ReCamMaster torch pickle. Returns ``(state_dict, diffusers_config or None)``.
+
+  Raises:
+    FileNotFoundError, ImportError, ValueError: as the readers.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"transformer weights: no such file or folder {path}")
+  if os.path.isdir(path):
+    config = None
+    if os.path.exists(os.path.join(path, "config.json")):
+      with open(os.path.join(path, "config.json")) as fh:
+        config = json.load(fh)
+    return load_safetensors(path), config
+  if path.endswith((".safetensors", ".json")):
+    return load_safetensors(path), None
+  return read_torch_pickle(path), None
+
+
+ARCHITECTURE_FIELDS = ("patch_size", "num_heads", "head_dim", "in_channels", "out_channels", "text_dim", "freq_dim",
+                       "ffn_dim", "num_layers", "cross_attn_norm")
+
+
+def pretrained_params(path: str | os.PathLike, config: WanConfig) -> tuple[dict[str, Any], dict[str, list[str]]]:
+  """The parameters of a pretrained checkpoint for a model of ``config``, to start training from.
+
+  The checkpoint's architecture (its ``config.json``, or inferred from the tensor shapes with
+  ``config.head_dim``) must equal ``config``'s in every field of :data:`ARCHITECTURE_FIELDS`; the
+  other fields (dtype, attention backend, remat, scan, camera mode) are the run's to choose.
+  Tensors of modules the checkpoint lacks — camera modules of another camera mode — are left out
+  (the caller keeps its fresh initialisation of them); the checkpoint's camera modules that
+  ``config`` does not have are ignored. Both are reported.
+
+  Returns:
+    ``(params, report)``: a (partial) params tree in ``config``'s layout (scanned blocks stacked)
+    as float32 NumPy arrays, and ``{"loaded", "fresh", "ignored"}`` lists of diffusers names.
+
+  Raises:
+    ValueError: architecture fields that differ (naming checkpoint and config values), missing or
+      unexpected non-camera tensors, mis-shaped tensors.
+  """
+  state_dict, diffusers_config = read_transformer(path)
+  sd = to_diffusers_names(state_dict)
+  found = (config_from_diffusers(diffusers_config) if diffusers_config is not None
+           else infer_config(sd, head_dim=config.head_dim))
+  conflicts = [f"{f}: checkpoint {getattr(found, f)!r}, config {getattr(config, f)!r}" for f in ARCHITECTURE_FIELDS
+               if tuple(np.atleast_1d(getattr(found, f))) != tuple(np.atleast_1d(getattr(config, f)))]
+  if conflicts:
+    raise ValueError(f"{os.fspath(path)}: the checkpoint's architecture differs from config.model "
+                     f"(only dtype, attention backend, remat, scan and camera mode may differ): {conflicts}")
+  expected = traverse_util.flatten_dict(_expected_params(config))
+  by_name = {_torch_name(p): (p, shape) for p, shape in expected.items()}
+  unknown = sorted(set(sd) - set(by_name))
+  missing = sorted(set(by_name) - set(sd))
+  bad = [n for n in unknown if not _is_camera_name(n)] + [n for n in missing if not _is_camera_name(n)]
+  flat, misshaped = {}, []
+  for name, (p, shape) in by_name.items():
+    if name in sd:
+      value = _to_flax(np.asarray(sd[name], np.float32), p[-1], len(shape.shape))
+      if value.shape != shape.shape:
+        misshaped.append(f"{name}: got {tuple(np.shape(sd[name]))} -> {value.shape}, expected {shape.shape}")
+      flat[p] = value
+  if bad or misshaped:
+    raise ValueError(f"{os.fspath(path)}: weights do not fit the model: missing or unknown non-camera tensors "
+                     f"{bad[:20]} ({len(bad)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
+  tree = traverse_util.unflatten_dict(flat)
+  if config.scan_layers:
+    tree = stack_block_params(tree, config.num_layers)
+  report = {"loaded": sorted(n for n in by_name if n in sd), "fresh": missing, "ignored": unknown}
+  return jax.tree.map(np.asarray, tree), report

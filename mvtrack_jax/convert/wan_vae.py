@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mvtrack_jax.convert.wan import load_safetensors
+from mvtrack_jax.convert.wan import load_safetensors, read_torch_pickle
 from mvtrack_jax.models.wan_vae import WanVAE, WanVAEConfig
 
 _LIST_NAMES = ("down_blocks", "up_blocks", "resnets", "attentions")
@@ -204,17 +204,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f"Wan VAE weights: no such file or folder {path}")
   if os.path.isdir(path) or path.endswith((".safetensors", ".json")):
     return load_safetensors(path)
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(
-        f"{path}: a torch pickle needs torch to read (pip install torch==2.13.0 --index-url "
-        "https://download.pytorch.org/whl/cpu), or convert it once elsewhere with "
-        "`safetensors.torch.save_file(torch.load(path, weights_only=True), 'vae.safetensors')`") from e
-  obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-  if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-    obj = obj["state_dict"]
-  return {k: v.float().numpy() for k, v in obj.items() if hasattr(v, "float")}
+  return read_torch_pickle(path)
 
 
 def read_config(path: str | os.PathLike, **overrides) -> WanVAEConfig:

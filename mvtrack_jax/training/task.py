@@ -42,6 +42,9 @@ class Task:
     flops_per_example: optional analytic model FLOPs of one training example (fwd + bwd), for
       the benchmark's MFU.
     tokens_per_example: optional number of DiT tokens per example, for tokens/s.
+    pretrained_params: optional ``() -> (params subtree, report)``: host arrays that replace the
+      matching leaves of freshly initialised params (and EMA params) before the first step of a
+      new run (never on resume); ``report`` (``{"loaded", "fresh", "ignored"}`` name lists) is logged.
   """
   name: str
   init_params: Callable[[jax.Array], Any]
@@ -53,3 +56,4 @@ class Task:
   eval_fn: Callable[..., Mapping[str, jax.Array]] | None = None
   flops_per_example: float | None = None
   tokens_per_example: int | None = None
+  pretrained_params: Callable[[], tuple[Any, Mapping[str, Sequence[str]]]] | None = None

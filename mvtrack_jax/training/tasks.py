@@ -306,8 +306,16 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     head_fwd = flops_lib.head_forward_flops(
         head.config, grid=grid, in_channels=len(obj_cfg.head_layers) * dit.config.dim,
         num_points=spec1["query_points"].shape[1])
+  pretrained = None
+  transformer_path = str(config.init.transformer)
+  if transformer_path:
+    def pretrained():
+      from mvtrack_jax.convert import wan as convert_wan  # pylint: disable=g-import-not-at-top
+      dit_params, report = convert_wan.pretrained_params(transformer_path, dit.config)
+      return {"dit": dit_params}, report
+
   return Task(
-      name=config.get("name", "mvtrack4gen"), init_params=init_params, loss_fn=loss_fn,
+      name=config.get("name", "mvtrack4gen"), init_params=init_params, loss_fn=loss_fn, pretrained_params=pretrained,
       logical_axis_rules=tuple(wan.LOGICAL_AXIS_RULES),
       make_iterator=lambda split, b, seed: make_iterator(config, split, b, seed),
       batch_spec=lambda global_batch: batch_spec(config, global_batch),

@@ -19,8 +19,10 @@ from typing import Any
 
 import flax.linen as nn
 import flax.struct
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from mvtrack_jax.training import mesh as mesh_lib
@@ -107,6 +109,35 @@ def init_train_state(init_params: Callable[[jax.Array], Any], tx: optax.Gradient
   with jax.set_mesh(mesh), nn.logical_axis_rules(tuple(rules)):
     state = jax.jit(lambda r: nn.unbox(fn(r)), out_shardings=shardings)(rng)
   return state, shardings
+
+
+def overlay_params(state: TrainState, values: Any) -> TrainState:
+  """Replaces leaves of ``state.params`` (and ``ema_params``) with host ``values``, outside jit.
+
+  ``values`` is a (partial) tree with the params' structure; each of its leaves is cast to the
+  target leaf's dtype and placed with ``jax.device_put`` onto that leaf's sharding, so weights are
+  never baked into a compiled program and each device receives only its shards.
+
+  Raises:
+    ValueError: a path of ``values`` that ``state.params`` lacks, or a shape that differs.
+  """
+  targets = flax.traverse_util.flatten_dict(state.params)
+  updates = {}
+  for path, value in flax.traverse_util.flatten_dict(values).items():
+    if path not in targets:
+      raise ValueError(f"overlay_params: {'/'.join(path)} is not a parameter of the model")
+    target = targets[path]
+    if tuple(value.shape) != tuple(target.shape):
+      raise ValueError(f"overlay_params: {'/'.join(path)} has shape {tuple(value.shape)}, the model's is "
+                       f"{tuple(target.shape)}")
+    updates[path] = jax.device_put(np.asarray(value).astype(target.dtype), target.sharding)
+
+  def merged(tree):
+    flat = flax.traverse_util.flatten_dict(tree)
+    flat.update(updates)
+    return flax.traverse_util.unflatten_dict(flat)
+  return state.replace(params=merged(state.params),
+                       ema_params=None if state.ema_params is None else merged(state.ema_params))
 
 
 @functools.partial(jax.jit, static_argnames=("dtype",))

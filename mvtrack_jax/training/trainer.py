@@ -178,6 +178,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   else:
     state, _ = state_lib.init_train_state(
         task.init_params, tx, init_key, use_ema=use_ema, mesh=mesh, rules=rules)
+    if task.pretrained_params is not None:  # a new run starts from pretrained weights; a resume never does
+      values, report = task.pretrained_params()
+      state = state_lib.overlay_params(state, values)
+      logging.info("initialised %d tensors from pretrained weights; freshly initialised: %s; ignored: %s",
+                   len(report["loaded"]), list(report["fresh"]) or "none", list(report["ignored"]) or "none")
   start_step = int(jax.device_get(state.step))
   if jax.process_index() == 0:
     with video_io.atomic_output(os.path.join(workdir, "config.json")) as tmp:
