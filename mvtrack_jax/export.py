@@ -24,6 +24,15 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
   ``head.<Flax param path joined by dots>`` in Flax layout; absent when there is neither;
 - ``DIR2/mvtrack_config.json`` (the training config) and ``DIR2/export.json``.
 
+``--format=diffsynth`` (ReCamMaster's / DiffSynth's training and inference scripts):
+
+- ``DIR2/model.safetensors``: the whole DiT under the original Wan2.1 names (``blocks.N.self_attn.q``,
+  ``norm3``, ``ffn.0``, ``modulation``, ``head.head`` …) with the camera modules as they are named
+  in ``convert.wan`` — for ``camera_mode="recammaster"`` exactly ReCamMaster's
+  ``blocks.N.cam_encoder`` / ``blocks.N.projector``; ``convert.wan.load_original_transformer``
+  reads it back;
+- ``DIR2/mvtrack_modules.safetensors`` (the head, if any), ``mvtrack_config.json``, ``export.json``.
+
 ``load_exported(DIR2)`` returns ``(params, config_dict, info)`` of an Orbax export.
 """
 
@@ -47,7 +56,7 @@ from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import tasks
 
 _DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
-FORMATS = ("orbax", "diffusers")
+FORMATS = ("orbax", "diffusers", "diffsynth")
 
 FLAGS = flags.FLAGS
 
@@ -85,8 +94,8 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
       else np.asarray(x), trees[key])
   config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
   info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype, "ema": bool(use_ema)}
-  if fmt == "diffusers":
-    return write_diffusers(out, params, config, info)
+  if fmt in ("diffusers", "diffsynth"):
+    return write_torch(out, params, config, info, fmt=fmt)
   return write_export(out, params, config, info)
 
 
@@ -121,37 +130,47 @@ def write_export(out: str, params: Any, config: Mapping[str, Any] | ml_collectio
   return info
 
 
-def write_diffusers(out: str, params: Any, config: Mapping[str, Any] | ml_collections.ConfigDict,
-                    info: Mapping[str, Any]) -> dict[str, Any]:
-  """Writes ``params`` as a diffusers ``WanTransformer3DModel`` folder plus ``mvtrack_modules.safetensors``
-  (module docstring), atomically.
+def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collections.ConfigDict,
+                info: Mapping[str, Any], *, fmt: str = "diffusers") -> dict[str, Any]:
+  """Writes ``params`` as PyTorch safetensors in diffusers' or DiffSynth's layout (module docstring),
+  atomically.
 
   Args:
     out: output directory; must not exist or be empty.
     params: ``{"dit": ..., "head": ...}`` host arrays.
     config: the training config (it names the DiT preset and overrides).
     info: fields of ``export.json``.
+    fmt: ``"diffusers"`` or ``"diffsynth"``.
 
   Raises:
-    FileExistsError: ``out`` exists and is not empty.
+    FileExistsError: ``out`` exists and is not empty; ValueError: unknown ``fmt``.
   """
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+  if fmt not in ("diffusers", "diffsynth"):
+    raise ValueError(f"write_torch: fmt={fmt!r}; expected 'diffusers' or 'diffsynth'")
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(dict(config))
   dit, _, _, _ = tasks.make_models(config)
-  diffusers_config, wan_sd, extra = convert_wan.to_diffusers(params["dit"], dit.config)
+  diffusers_config, wan_sd, camera_sd = convert_wan.to_diffusers(params["dit"], dit.config)
   keep = np.float16 if info.get("dtype") == "float16" else np.float32
-  wan_sd = {k: v.astype(keep) for k, v in wan_sd.items()}
+  extra = {}
+  if fmt == "diffusers":
+    weights_name, weights = "diffusion_pytorch_model.safetensors", {k: v.astype(keep) for k, v in wan_sd.items()}
+    extra.update(camera_sd)
+  else:
+    weights_name = "model.safetensors"
+    weights = {k: v.astype(keep) for k, v in convert_wan.to_original_names({**wan_sd, **camera_sd}).items()}
   for path, value in traverse_util.flatten_dict(dict(params.get("head") or {})).items():
     extra["head." + ".".join(path)] = np.ascontiguousarray(np.asarray(value, np.float32))
-  info = dict(info, format="diffusers", num_params=int(sum(np.size(x) for x in jax.tree.leaves(params))),
-              wan_tensors=len(wan_sd), mvtrack_tensors=len(extra))
+  info = dict(info, format=fmt, num_params=int(sum(np.size(x) for x in jax.tree.leaves(params))),
+              wan_tensors=len(weights), mvtrack_tensors=len(extra))
 
   def write(tmp: epath.Path) -> None:
-    save_file(wan_sd, str(tmp / "diffusion_pytorch_model.safetensors"))
+    save_file(weights, str(tmp / weights_name))
     if extra:
       save_file(extra, str(tmp / "mvtrack_modules.safetensors"))
-    (tmp / "config.json").write_text(json.dumps(diffusers_config, indent=2))
+    if fmt == "diffusers":
+      (tmp / "config.json").write_text(json.dumps(diffusers_config, indent=2))
     (tmp / "mvtrack_config.json").write_text(json.dumps(checkpointing.config_to_json_dict(config), indent=2))
     (tmp / "export.json").write_text(json.dumps(info, indent=2))
 
@@ -217,7 +236,8 @@ def define_flags() -> None:
   flags.DEFINE_enum("dtype", "float32", sorted(_DTYPES), "Parameter dtype.")
   flags.DEFINE_bool("use_ema", False, "Export the EMA parameters.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
-  flags.DEFINE_enum("format", "orbax", list(FORMATS), "orbax (for this project's tools) or diffusers (PyTorch).")
+  flags.DEFINE_enum("format", "orbax", list(FORMATS),
+                    "orbax (this project's tools), diffusers or diffsynth (PyTorch; ReCamMaster's names).")
 
 
 def main(argv):

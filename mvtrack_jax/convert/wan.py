@@ -76,6 +76,26 @@ _ORIGINAL_TO_DIFFUSERS = [
 ]
 
 
+# diffusers name → original Wan2.1 / DiffSynth / ReCamMaster name: the inverse of the table above.
+_DIFFUSERS_TO_ORIGINAL = [
+    (r"^condition_embedder\.text_embedder\.linear_1\.", "text_embedding.0."),
+    (r"^condition_embedder\.text_embedder\.linear_2\.", "text_embedding.2."),
+    (r"^condition_embedder\.time_embedder\.linear_1\.", "time_embedding.0."),
+    (r"^condition_embedder\.time_embedder\.linear_2\.", "time_embedding.2."),
+    (r"^condition_embedder\.time_proj\.", "time_projection.1."),
+    (r"^proj_out\.", "head.head."),
+    (r"^scale_shift_table$", "head.modulation"),
+    (r"^(blocks\.\d+\.attn\d)\.to_out\.0\.", r"\1.o."),
+    (r"^(blocks\.\d+\.attn\d)\.to_([qkv])\.", r"\1.\2."),
+    (r"^(blocks\.\d+)\.attn1\.", r"\1.self_attn."),
+    (r"^(blocks\.\d+)\.attn2\.", r"\1.cross_attn."),
+    (r"^(blocks\.\d+)\.norm2\.", r"\1.norm3."),
+    (r"^(blocks\.\d+)\.ffn\.net\.0\.proj\.", r"\1.ffn.0."),
+    (r"^(blocks\.\d+)\.ffn\.net\.2\.", r"\1.ffn.2."),
+    (r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation"),
+]
+
+
 # ----------------------------------------------------------------------------------------------
 # Configs.
 
@@ -166,6 +186,18 @@ def to_diffusers_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
       new = re.sub(pattern, repl, new)
     if new in out:
       raise ValueError(f"to_diffusers_names: two keys map to {new!r} (mixed namings?)")
+    out[new] = value
+  return out
+
+
+def to_original_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+  """Renames a diffusers-named state dict to original Wan2.1 / DiffSynth / ReCamMaster names (the
+  names ReCamMaster's training scripts load; camera modules keep their names, no prefix)."""
+  out = {}
+  for name, value in state_dict.items():
+    new = name
+    for pattern, repl in _DIFFUSERS_TO_ORIGINAL:
+      new = re.sub(pattern, repl, new)
     out[new] = value
   return out
 

@@ -17,6 +17,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from mvtrack_jax import export  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
+from mvtrack_jax.training import tasks  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 
 
@@ -78,7 +79,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   """The demo-shaped model (Plücker cameras + head) through ``write_diffusers``, as ``--format=diffusers`` writes it."""
   params, config, _ = export.load_exported(tiny_checkpoint)
   out = tmp_path / "diffusers"
-  info = export.write_diffusers(str(out), params, config, {"step": 0, "dtype": "float32"})
+  info = export.write_torch(str(out), params, config, {"step": 0, "dtype": "float32"})
   assert sorted(p.name for p in out.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors",
                                                     "export.json", "mvtrack_config.json", "mvtrack_modules.safetensors"]
   model, loading = diffusers.WanTransformer3DModel.from_pretrained(out,
@@ -89,7 +90,21 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   assert {"head." + ".".join(p) for p in head} <= set(extra)
   assert info["mvtrack_tensors"] == len(extra) and info["wan_tensors"] == len(model.state_dict())
   with pytest.raises(FileExistsError):
-    export.write_diffusers(str(out), params, config, {"step": 0})
+    export.write_torch(str(out), params, config, {"step": 0})
   with pytest.raises(ValueError, match="format"):
     export.export("unused", str(tmp_path / "x"), fmt="diffsynth-typo")
   assert isinstance(config, ml_collections.ConfigDict)
+
+
+def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoint, tmp_path):
+  params, config, _ = export.load_exported(tiny_checkpoint)
+  config.model.overrides.camera_mode = "recammaster"
+  cfg = tasks.make_models(config)[0].config
+  params = {"dit": _random_params(cfg, seed=4), "head": params["head"]}
+  export.write_torch(str(tmp_path / "ds"), params, config, {"step": 0}, fmt="diffsynth")
+  weights = load_file(str(tmp_path / "ds" / "model.safetensors"))
+  assert "blocks.0.cam_encoder.weight" in weights and "blocks.0.projector.weight" in weights
+  assert "blocks.0.self_attn.q.weight" in weights and "head.head.weight" in weights and "blocks.0.norm3.weight" in weights
+  module, again = convert.load_original_transformer(weights, head_dim=cfg.head_dim)
+  assert module.config.camera_mode == "recammaster"
+  jax.tree.map(np.testing.assert_array_equal, again, params["dit"])
