@@ -1,99 +1,144 @@
 r"""MVTrack4Gen on the ReCamMaster setting (the paper's configuration), for GPU/TPU clusters.
 
-Run (one host; see launch/ for SLURM and TPU pods)::
-
-  python -m mvtrack_jax.train --config=configs/mvtrack4gen_recammaster.py --workdir=out/mvtrack4gen \
-      --config.data.data_dir=/data/MultiCamVideo-Dataset/train
-
 Wan2.1-T2V-1.3B (30 blocks, width 1536) with dense Plücker camera maps injected into every block
 (MVTrack4Gen's improved camera encoding; ReCamMaster's distinct RoPE frames), target and
 reference videos of 81 frames at 480×832 → 2 × 21 latent frames of 60×104 → 65,520 tokens;
 probe layer 18 (0-based) feeds the MV-TAP tracking head and the attention-correspondence loss;
 ``L = L_diff + 0.01·L_track + 0.01·L_corr``; AdamW lr 1e-4; bf16 compute with full
 rematerialisation of the scanned blocks; trainable = self-attention + camera modules + head
-(the FFNs, cross-attention and embeddings stay frozen and have no optimizer state).
+(the FFNs, cross-attention and embeddings stay frozen and have no optimizer state). This file
+stands alone (nothing is inherited from the CPU demo's config).
 
-Pretrained weights: ``--config.init.transformer=/ckpt/Wan2.1-T2V-1.3B-Diffusers/transformer`` (or a
-ReCamMaster / DiffSynth ``.ckpt``) starts a new run from them; the camera modules and the head
-start fresh. The autoencoder is the Wan2.1 VAE
-(``models.wan_vae``); point it at its weights and encode the dataset once (the trainer then reads
-the cached latents and never runs the encoder)::
+Fine-tuning a pretrained Wan2.1, the whole sequence (one host; see launch/ for SLURM and TPU
+pods; ``W=/ckpt/Wan2.1-T2V-1.3B-Diffusers``, ``D=/data/MultiCamVideo-Dataset/train``)::
 
+  # 1. encode every view of the dataset once with the Wan VAE (the trainer never runs the encoder)
   python -m mvtrack_jax.data.encode_latents --config=configs/mvtrack4gen_recammaster.py \
-      --config.autoencoder.path=/ckpt/Wan2.1-T2V-1.3B-Diffusers/vae \
-      --config.data.data_dir=/data/MultiCamVideo-Dataset/train --out /data/latents
-  python -m mvtrack_jax.train ... --config.autoencoder.path=/ckpt/.../vae --config.data.latents_dir=/data/latents
+      --config.autoencoder.path=$W/vae --config.data.data_dir=$D --out /data/latents
+  # 2. train, starting from the pretrained transformer (camera modules and head start fresh)
+  python -m mvtrack_jax.train --config=configs/mvtrack4gen_recammaster.py --workdir=out/mvtrack4gen \
+      --config.autoencoder.path=$W/vae --config.data.data_dir=$D --config.data.latents_dir=/data/latents \
+      --config.init.transformer=$W/transformer
+  # 3. export for PyTorch (diffusers; --format=diffsynth for ReCamMaster's scripts)
+  python -m mvtrack_jax.export --workdir=out/mvtrack4gen --out=out/mvtrack4gen_diffusers --format=diffusers
+  # 4. generate a novel view (decoded by the Wan VAE)
+  python -m mvtrack_jax.generate --checkpoint out/mvtrack4gen --reference clip.mp4 --trajectory arc_left \
+      --out out/novel_view
 
-Without ``latents_dir`` the input iterator encodes each batch with the frozen VAE before the step.
-With ``autoencoder.path`` empty only shapes are known (enough for ``bench``); encoding raises.
-``configs/recammaster_diffusion_only.py`` is the λ = 0 baseline. ``get_config("small")`` shrinks
-frames/resolution for smoke runs on one GPU.
+Text: the null context (zeros) is used; umT5 caption embeddings are not wired in yet. A released
+ReCamMaster ``.ckpt`` works as ``init.transformer`` with ``model.overrides.camera_mode="recammaster"``.
+``configs/recammaster_diffusion_only.py`` is the λ = 0 baseline.
+
+Variants: ``get_config("small")`` shrinks frames/resolution (17 frames at 240×416) for smoke runs on
+one GPU; ``get_config("smoke")`` runs the sequence above on a CPU in seconds with tiny random
+stand-ins (a ``tiny`` DiT: 2 blocks × 128, 4 latent channels, patch 1×1×1; the built-in synthetic
+dataset at 9 frames of 32×48; 2 steps) — the README's "Fine-tune a pretrained Wan2.1" writes the
+stand-ins with diffusers' ``save_pretrained`` and ``tests/data/test_latent_cache.py`` runs it.
 """
 
 import ml_collections
 
-from configs import default
-
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """``arg``: None/"" (paper setting) or "small" (17 frames at 240×416, for smoke tests)."""
-  c = default.get_config()
+  """``arg``: None/"" (paper setting), "small" (17 frames at 240×416) or "smoke" (CPU stand-ins)."""
+  if arg not in (None, "", "small", "smoke"):
+    raise ValueError(f"configs/mvtrack4gen_recammaster.py: unknown arg {arg!r}; expected '', 'small' or 'smoke'")
+  c = ml_collections.ConfigDict()
   c.name = "mvtrack4gen_recammaster"
+  c.seed = 0
+
+  # Loop.
   c.num_train_steps = 4800  # the paper's evaluated ReCamMaster checkpoint
   c.log_every_steps = 10
   c.eval_every_steps = 500
   c.eval_steps = 8
+  c.eval_at_start = False
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 3
+  c.async_checkpointing = True
+  c.stop_after_steps = -1
+  c.max_consecutive_nonfinite = 5
+  c.tensorboard = True
   c.progress_bar = True
+
+  c.mesh = ml_collections.ConfigDict({"shape": (-1, 1, 1), "axes": ("data", "fsdp", "tensor")})  # FSDP: (-1, 8, 1)
   c.batch_size = 8  # global; 1 per H100 on one node
-  c.mesh.shape = (-1, 1, 1)  # pure data parallelism; FSDP: e.g. (-1, 8, 1)
 
-  c.optimizer.learning_rate = 1e-4
-  c.optimizer.warmup_steps = 100
-  c.optimizer.schedule = "constant"
-  c.optimizer.weight_decay = 1e-2
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.trainable_patterns = (
-      r"^dit/.*attn1/",  # self-attention (q, k, v, out, q/k RMSNorm)
-      r"^dit/camera_encoder/", r"camera_proj", r"cam_encoder", r"projector",  # camera modules
-      r"^head/",  # tracking head
-  )
+  c.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=1e-4, warmup_steps=100, schedule="constant", end_lr_factor=1.0,
+      b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2, grad_clip_norm=1.0,
+      trainable_patterns=(
+          r"^dit/.*attn1/",  # self-attention (q, k, v, out, q/k RMSNorm)
+          r"^dit/camera_encoder/", r"camera_proj", r"cam_encoder", r"projector",  # camera modules
+          r"^head/",  # tracking head
+      )))
+  c.ema_decay = 0.0
 
-  c.model.preset = "wan2.1-t2v-1.3b"
-  c.model.overrides = ml_collections.ConfigDict(dict(
-      camera_mode="plucker", rope_mode="distinct", dtype="bfloat16",
-      attention_backend="dot_product",  # cuDNN flash attention on GPU; "splash" on TPU
-      scan_layers=True, remat_policy="full"))
+  # Start from pretrained weights (a new run only; a checkpoint in the workdir wins).
+  c.init = ml_collections.ConfigDict(dict(transformer=""))  # diffusers transformer/ folder, .safetensors or .ckpt
+
+  c.model = ml_collections.ConfigDict({
+      "preset": "wan2.1-t2v-1.3b",
+      "overrides": ml_collections.ConfigDict(dict(
+          camera_mode="plucker", rope_mode="distinct", dtype="bfloat16",
+          attention_backend="dot_product",  # cuDNN flash attention on GPU; "splash" on TPU
+          scan_layers=True, remat_policy="full")),
+  })
   c.head = ml_collections.ConfigDict({"preset": "default", "overrides": ml_collections.ConfigDict(
       dict(dtype="bfloat16"))})
   c.autoencoder = ml_collections.ConfigDict({
       "kind": "wan", "path": "",  # diffusers vae/ folder or Wan2.1_VAE.pth ("random": random init, tests)
       "seed": 0, "vae": ml_collections.ConfigDict(), "tiling": ()})
 
-  c.objective.lambda_diff = 1.0
-  c.objective.lambda_track = 0.01
-  c.objective.lambda_corr = 0.01
-  c.objective.head_layers = (18,)
-  c.objective.corr_layers = (18,)
-  c.objective.context_length = 512  # umT5 tokens (zero context when the batch has none)
+  c.objective = ml_collections.ConfigDict(dict(
+      lambda_diff=1.0, lambda_track=0.01, lambda_corr=0.01,
+      head_layers=(18,), corr_layers=(18,),
+      context_length=512,  # umT5 tokens (zero context when the batch has none)
+      schedule=ml_collections.ConfigDict(dict(shift=5.0, weighting="wan")),
+      corr=ml_collections.ConfigDict(dict(domain="reference_frame", target="bilinear", head_reduction="per_head")),
+      tracking=ml_collections.ConfigDict()))
 
-  c.data.dataset = "multicamvideo"
-  with c.data.ignore_type():  # the demo's dict of sizes → the registered dataset name (unused with multicamvideo)
-    c.data.synthetic = "default"
-  c.data.data_dir = ""  # set to the MultiCamVideo train root
-  c.data.num_frames = 81
-  c.data.height = 480
-  c.data.width = 832
-  c.data.num_query_points = 256
-  c.data.worker_count = 4
-  c.data.read_threads = 4
+  c.data = ml_collections.ConfigDict(dict(
+      dataset="multicamvideo",
+      synthetic="default",  # used only with dataset="synthetic"
+      data_dir="",  # the MultiCamVideo train root
+      latents_dir="",  # latent cache of data_dir (python -m mvtrack_jax.data.encode_latents)
+      train_split="train", eval_split="validation",
+      num_frames=81, frame_stride=1, height=480, width=832, num_query_points=256,
+      random_crop=True, shuffle=True, read_threads=4, prefetch_buffer_size=4, worker_count=4))
 
   if arg == "small":
     c.data.num_frames = 17
     c.data.height = 240
     c.data.width = 416
     c.batch_size = 1
-  elif arg not in (None, ""):
-    raise ValueError(f"configs/mvtrack4gen_recammaster.py: unknown arg {arg!r}; expected '' or 'small'")
+  elif arg == "smoke":
+    c.num_train_steps = 2
+    c.log_every_steps = 1
+    c.eval_every_steps = 2
+    c.eval_steps = 1
+    c.checkpoint_every_steps = 2
+    c.progress_bar = False
+    c.batch_size = 2
+    c.optimizer.warmup_steps = 1
+    c.model.preset = "tiny"
+    c.model.overrides.update(dict(patch_size=(1, 1, 1), in_channels=4, out_channels=4, vae_stride=8,
+                                  frames_per_latent=4, dtype="float32", attention_backend="einsum",
+                                  scan_layers=False, remat_policy="none"))
+    c.head.preset = "tiny"
+    c.head.overrides = ml_collections.ConfigDict()
+    c.objective.head_layers = (1,)
+    c.objective.corr_layers = (1,)
+    c.objective.context_length = 8
+    c.data.dataset = "synthetic"
+    with c.data.ignore_type():
+      c.data.synthetic = ml_collections.ConfigDict(dict(num_views=2, num_frames=9, height=32, width=48, num_tracks=16,
+                                                        num_train=2, num_validation=1, num_test=1))
+    c.data.num_frames = 5
+    c.data.height = 32
+    c.data.width = 32
+    c.data.num_query_points = 8
+    c.data.random_crop = False
+    c.data.read_threads = 1
+    c.data.worker_count = 0
   return c

@@ -1,4 +1,6 @@
-"""Paper-shaped run on the Wan VAE: encode the latent cache, resume it, train on it, generate an mp4."""
+"""The paper config's fine-tuning sequence on CPU stand-ins (``mvtrack4gen_recammaster.py:smoke``): a tiny random
+Wan VAE and transformer saved with diffusers' save_pretrained; encode the latent cache (and resume it), train from
+the pretrained transformer on the cache, export to diffusers, generate a decoded mp4."""
 
 import os
 
@@ -9,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from mvtrack_jax import generate  # noqa: E402
+from mvtrack_jax import export, generate  # noqa: E402
 from mvtrack_jax.data import encode_latents, latent_cache, pipeline, video_io  # noqa: E402
 from mvtrack_jax.models import wan_vae  # noqa: E402
-from mvtrack_jax.training import tasks, trainer  # noqa: E402
+from mvtrack_jax.training import checkpointing, metric_writers, tasks, trainer  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 
 Z = 4
@@ -28,27 +30,28 @@ def vae_folder(tmp_path_factory):
   return str(path)
 
 
-def _config(vae_path: str, latents_dir: str):
-  c = load_config("default.py", "test")
-  c.model.preset = "tiny"
-  c.model.overrides.update(dict(patch_size=(1, 1, 1), in_channels=Z, out_channels=Z, vae_stride=8,
-                                frames_per_latent=4))
-  c.autoencoder = ml_collections.ConfigDict({"kind": "wan", "path": vae_path, "seed": 0,
-                                             "vae": ml_collections.ConfigDict(), "tiling": ()})
-  with c.data.ignore_type():
-    c.data.synthetic = ml_collections.ConfigDict(dict(num_views=2, num_frames=9, height=32, width=48, num_tracks=16,
-                                                      num_train=2, num_validation=1, num_test=1))
-  c.data.num_frames = 5
-  c.data.frame_stride = 1
-  c.data.num_query_points = 8
+@pytest.fixture(scope="module")
+def transformer_folder(tmp_path_factory):
+  """A tiny random diffusers WanTransformer3DModel with the smoke config's DiT architecture."""
+  torch.manual_seed(1)
+  path = tmp_path_factory.mktemp("wan") / "transformer"
+  diffusers.WanTransformer3DModel(patch_size=(1, 1, 1), num_attention_heads=2, attention_head_dim=64, in_channels=Z,
+                                  out_channels=Z, text_dim=32, freq_dim=32, ffn_dim=256,
+                                  num_layers=2).save_pretrained(path)
+  return str(path)
+
+
+def _config(vae_path: str, latents_dir: str, transformer_path: str = ""):
+  c = load_config("mvtrack4gen_recammaster.py", "smoke")
+  c.autoencoder.path = vae_path
   c.data.latents_dir = latents_dir
-  c.checkpoint_every_steps = 3
+  c.init.transformer = transformer_path
   return c
 
 
-def test_cache_train_generate(vae_folder, tmp_path, monkeypatch):
+def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, monkeypatch):
   cache = str(tmp_path / "latents")
-  config = _config(vae_folder, cache)
+  config = _config(vae_folder, cache, transformer_folder)
   ae = tasks.make_autoencoder(config)
   assert isinstance(ae, wan_vae.WanVAEAutoencoder) and ae.latent_channels == Z
 
@@ -82,17 +85,25 @@ def test_cache_train_generate(vae_folder, tmp_path, monkeypatch):
     windows = [rec[i, v, s:s + 2] for i in range(2) for v in range(2) for s in (0, 1)]
     assert any(np.array_equal(batch["reference_latents"][b], w) for w in windows)
 
-  # Train on the cache: the encoder must never run.
+  # Train on the cache from the pretrained transformer: the encoder must never run.
   def no_encoder(*_):
     raise AssertionError("the trainer ran the VAE encoder")
   monkeypatch.setattr(wan_vae.WanVAEAutoencoder, "encode", no_encoder)
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(config, workdir)
   monkeypatch.undo()
-  import json
-  with open(os.path.join(workdir, "metrics.jsonl")) as fh:
-    rows = [json.loads(line) for line in fh]
-  assert rows[-1]["step"] == 3 and all(np.isfinite(r["loss"]) for r in rows)
+  rows = metric_writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  assert rows[-1]["step"] == config.num_train_steps and all(np.isfinite(r["loss"]) for r in rows)
+  # Frozen weights are still the pretrained ones (the FFNs are not trainable in the paper config).
+  _, trees = checkpointing.restore_params_to_host(os.path.join(workdir, "checkpoints"), keys=("params",))
+  reference = diffusers.WanTransformer3DModel.from_pretrained(transformer_folder).state_dict()
+  np.testing.assert_array_equal(trees["params"]["dit"]["blocks_0"]["ffn_in"]["kernel"],
+                                reference["blocks.0.ffn.net.0.proj.weight"].numpy().T)
+
+  # Export for diffusers: it loads the fine-tuned transformer with no missing or unexpected key.
+  export.export(workdir, str(tmp_path / "diffusers"), fmt="diffusers")
+  _, loading = diffusers.WanTransformer3DModel.from_pretrained(str(tmp_path / "diffusers"), output_loading_info=True)
+  assert not loading["missing_keys"] and not loading["unexpected_keys"]
 
   # Generate decodes the sample with the VAE into an mp4 of the input's 5 frames.
   out = tmp_path / "gen"
