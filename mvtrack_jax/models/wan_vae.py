@@ -13,7 +13,7 @@ convolution keeps the last 2 frames of its input as a cache for the next chunk (
 first chunk, which is exactly the causal zero padding of the whole video), the temporal
 downsamplers keep 1 frame, the temporal upsamplers 2. The chunks after the first go through
 ``nn.scan`` with the cache as carry, so one chunk's activations are alive at a time and the peak
-memory does not grow with ``T`` (``benchmarks/wan_vae.py`` reads it from ``memory_analysis``).
+memory does not grow with ``T`` (``benchmarks/vae_bench.py`` reads it from ``memory_analysis``).
 Two first-chunk rules of the reference are kept: a temporal downsampler passes the first frame
 through (``1 + 4k → 1 + 2k → 1 + k`` frames), and a temporal upsampler passes the first latent
 frame through and starts its time convolution on the second one with zero context
