@@ -15,6 +15,7 @@ Timings are wall clock on whatever machine runs it; nothing here is asserted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -74,6 +75,7 @@ def bench_train_step(frames: int, size: int, num_points: int, repeats: int) -> N
   from mvtrack_jax.models import autoencoder as ae
   from mvtrack_jax.models import tracking_head as th
   from mvtrack_jax.models import wan
+  from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 
   rng = np.random.default_rng(0)
   b = 1
@@ -95,15 +97,13 @@ def bench_train_step(frames: int, size: int, num_points: int, repeats: int) -> N
   head = th.MVTAPHead(th.TrackingHeadConfig.tiny())
   print(f"\nTrain step (value_and_grad) on tiny-pixel WanDiT + tiny head: B={b}, T={frames}, {size}×{size}, "
         f"N={num_points}")
-  base = dict(head_layers=(1,), corr=CorrespondenceConfig(layers=(1,)), context_length=8)
-  params = None
+  base = dict(corr=CorrespondenceConfig(layers=(1,)))
+  model = MVTrack4Gen(dit, head, autoencoder, head_layers=(1,), context_length=8)
+  params = jax.jit(model.init)(jax.random.key(0), batch)
   for name, kw in (("L_diff only", dict(lambda_track=0.0, lambda_corr=0.0)),
                    ("L_diff + L_track + L_corr", {})):
     cfg = obj.ObjectiveConfig(**base, **kw)
-    if params is None:
-      full_cfg = obj.ObjectiveConfig(**base)
-      params = jax.jit(lambda r, bt: obj.init_params(r, dit, head, autoencoder, bt, full_cfg))(jax.random.key(0), batch)
-    fn = obj.make_objective(dit, head if cfg.lambda_track > 0 else None, autoencoder, cfg)
+    fn = obj.make_objective(model if cfg.lambda_track > 0 else dataclasses.replace(model, head=None), cfg)
     p = params if cfg.lambda_track > 0 else {"dit": params["dit"]}
     step = jax.jit(jax.value_and_grad(lambda p, bt, r: fn(p, bt, r)[0]))
     t = time.perf_counter()

@@ -106,8 +106,8 @@ FLAGS = flags.FLAGS
 
 
 def _window_config(model_config):
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
-  return tasks.pipeline_config(model_config.data, 1, train=False)  # centre crops, the model's sizes
+  from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
+  return sources.pipeline_config(model_config.data, 1, train=False)  # centre crops, the model's sizes
 
 
 def _preset_target_record(record: Mapping[str, np.ndarray], seed: int, sizes: Mapping[str, int], name: str,
@@ -136,9 +136,9 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
       ``recorded`` trajectory on a single-view record.
   """
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
   data = model_config.data
-  source = tasks.data_source(data, split)
+  source = sources.data_source(data, split)
   record = source[index]
   pcfg = _window_config(model_config)
   frames = np.arange(pcfg.num_frames) * pcfg.frame_stride
@@ -423,7 +423,7 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
   if not checkpoints:
     raise ValueError("evaluate: give at least one --checkpoint")
   started = time.time()
@@ -442,7 +442,7 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
         raise ValueError(f"evaluate: {model.source} has data.{key}={model.config.data.get(key)!r} but "
                          f"{models[0].source} has {data0.get(key)!r}; compare models trained on the same data")
   trajectory_names = list(trajectory_names)
-  num_scenes = len(tasks.data_source(data0, split))
+  num_scenes = len(sources.data_source(data0, split))
   if max_scenes is not None:
     num_scenes = min(num_scenes, max_scenes)
   generators = [novel_view.NovelViewGenerator(m) for m in models]

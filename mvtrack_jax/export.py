@@ -52,8 +52,8 @@ from etils import epath
 from flax import traverse_util
 
 from mvtrack_jax.convert import wan as convert_wan
+from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.training import checkpointing
-from mvtrack_jax.training import tasks
 
 _DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
 FORMATS = ("orbax", "diffusers", "diffsynth")
@@ -150,8 +150,7 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
     raise ValueError(f"write_torch: fmt={fmt!r}; expected 'diffusers' or 'diffsynth'")
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(dict(config))
-  dit, _, _, _ = tasks.make_models(config)
-  diffusers_config, wan_sd, camera_sd = convert_wan.to_diffusers(params["dit"], dit.config)
+  diffusers_config, wan_sd, camera_sd = convert_wan.to_diffusers(params["dit"], mvtrack4gen.dit_config(config))
   keep = np.float16 if info.get("dtype") == "float16" else np.float32
   extra = {}
   if fmt == "diffusers":

@@ -125,8 +125,8 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     parts = spec.split(":")
     if len(parts) != 3 or not parts[2].isdigit():
       raise ValueError(f"--reference {spec!r}: expected dataset:SPLIT:INDEX, e.g. dataset:test:0")
-    from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
-    source = tasks.data_source(model_config.data, parts[1])
+    from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
+    source = sources.data_source(model_config.data, parts[1])
     index = int(parts[2])
     if index >= len(source):
       raise ValueError(f"--reference {spec!r}: split {parts[1]!r} has {len(source)} records")
@@ -300,14 +300,14 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   from mvtrack_jax.data import pipeline, video_io  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view, visualize  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
   start = time.time()
   model = checkpoint_lib.load_model(checkpoint, step=step, use_ema=use_ema)
   k_in = None if intrinsics is None else _load_array(intrinsics, "intrinsics")
   record, source_name, source_fps = reference_record(reference, model.config, reference_view=reference_view,
                                                      fov=fov, intrinsics=k_in)
   data = model.config.data
-  base = tasks.pipeline_config(data, 1, train=False)  # centre crops, the model's sizes
+  base = sources.pipeline_config(data, 1, train=False)  # centre crops, the model's sizes
   pcfg = dataclasses.replace(base, num_frames=int(num_frames or base.num_frames), height=int(height or base.height),
                              width=int(width or base.width), num_query_points=0)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False,

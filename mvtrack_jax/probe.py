@@ -6,8 +6,9 @@ r"""Attention-layer correspondence probe of a trained model (DiffTrack protocol;
 For every batch of one deterministic pass over ``--split`` (centre crops, ``data.pipeline``) and
 every probed timestep: both videos → latents; the **target** latents are noised to ``σ`` with a
 fixed-seed noise (the same noise at every timestep of a batch), the reference latents stay clean;
-one ``WanDiT`` forward with an all-zero text context of ``objective.context_length`` tokens and both
-views' cameras — exactly as the training objective calls it (``losses.objective``) — returns the
+one ``WanDiT`` forward with the null text context (zeros of ``MVTrack4Gen.context_length`` tokens) and
+both views' cameras — exactly as the training objective calls it (``MVTrack4Gen.prepare`` /
+``velocity``) — returns the
 q/k of every probed layer, scored by ``evaluation.probe`` (reference-temporal, target-temporal and
 cross-view correspondence). Only the small per-layer sums leave the device; they are pooled over
 all valid (point, pair) entries of all batches.
@@ -40,7 +41,7 @@ from absl import app
 from absl import flags
 
 from mvtrack_jax.evaluation import probe as probe_lib
-from mvtrack_jax.losses.objective import CAMERA_KEYS
+from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS
 
 DEFAULT_GRID_STEPS = (0, 10, 20, 30, 40, 49)
 
@@ -80,30 +81,19 @@ def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_thresh
   ``batch`` holds the pipeline keys the DiT and the metrics need; ``noise`` has the target latents'
   shape; ``sigma`` is a float32 scalar (traced, so all timesteps share one compile per shape).
   """
-  dit, autoencoder, objective = model.dit, model.autoencoder, model.objective
-  wcfg = dit.config
+  net = model.model
   layers = tuple(int(l) for l in layers)
-  token_stride = model.token_stride
-  k = autoencoder.temporal_factor
   from mvtrack_jax.diffusion.flow_matching import add_noise  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.models import wan as wan_lib  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
 
   @jax.jit
   def fn(dit_params, batch, noise, sigma):
-    target = autoencoder.encode(batch["target_video"])
-    reference = autoencoder.encode(batch["reference_video"])
-    b = target.shape[0]
-    noisy = add_noise(target, noise, jnp.full((b,), sigma, jnp.float32))
-    context = jnp.zeros((b, objective.context_length, wcfg.text_dim), jnp.float32)
-    cameras = {key: jnp.asarray(batch[key], jnp.float32) for key in CAMERA_KEYS}
-    _, probes = novel_view.dit_forward(dit, dit_params, noisy, sigma, reference, cameras, context, layers)
-    grid = wan_lib.token_grid(wcfg, target.shape)
-    tracks, visible = ae_lib.tracks_to_latent_rate(jnp.asarray(batch["tracks"], jnp.float32),
-                                                   jnp.asarray(batch["visible"], bool), k)
-    return probe_lib.probe_sums(probes, tracks, visible, jnp.asarray(batch["track_mask"], bool), grid=grid,
-                                token_stride=token_stride, layers=layers, kinds=kinds,
+    p = net.prepare(batch)
+    b = p["target"].shape[0]
+    noisy = add_noise(p["target"], noise, jnp.full((b,), sigma, jnp.float32))
+    timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
+    _, probes = net.velocity(dit_params, noisy, timestep, p, probe_layers=layers)
+    return probe_lib.probe_sums(probes, p["tracks"], p["visible"], jnp.asarray(batch["track_mask"], bool),
+                                grid=p["grid"], token_stride=net.token_stride, layers=layers, kinds=kinds,
                                 pck_threshold=pck_threshold)
 
   return fn
@@ -141,7 +131,7 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
   """
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference.checkpoint import load_model  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
 
   if batch_size < 1:
     raise ValueError(f"probe: batch_size must be >= 1, got {batch_size}")
@@ -166,8 +156,8 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
     timesteps, sigmas = probe_timesteps(model.objective.schedule, grid_steps, num_inference_steps)
   kinds = probe_lib.KINDS
 
-  source = tasks.data_source(model.config.data, split)
-  config = tasks.pipeline_config(model.config.data, batch_size, train=False)
+  source = sources.data_source(model.config.data, split)
+  config = sources.pipeline_config(model.config.data, batch_size, train=False)
   config = dataclasses.replace(config, drop_remainder=False)
   total = -(-len(source) // batch_size)
   if num_batches is not None:
@@ -189,10 +179,10 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
       break
     num_examples += int(batch["track_mask"].shape[0])
     batch = _pad_batch(dict(batch), batch_size)
-    arrays = {k: batch[k] for k in ("reference_video", "target_video", "tracks", "visible", "track_mask")
-              + CAMERA_KEYS}
-    latent_shape = model.autoencoder.latent_shape(batch["target_video"].shape)
-    noise = jax.random.normal(jax.random.fold_in(key, num_done), latent_shape, jnp.float32)
+    # Latents are encoded here, eagerly (a Wan VAE never runs inside the jitted probe).
+    arrays = {k: batch[k] for k in ("tracks", "visible", "track_mask") + CAMERA_KEYS}
+    arrays |= {f"{v}_latents": model.autoencoder.encode(batch[f"{v}_video"]) for v in ("reference", "target")}
+    noise = jax.random.normal(jax.random.fold_in(key, num_done), arrays["target_latents"].shape, jnp.float32)
     for j, sigma in enumerate(sigmas):
       sums[:, j] += np.asarray(jax.device_get(fn(dit_params, arrays, noise, jnp.float32(sigma))), np.float64)
       if bar is not None:
@@ -213,7 +203,7 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
                    "num_inference_steps": num_inference_steps, "num_batches": num_done,
                    "num_examples": num_examples, "batch_size": batch_size, "pck_threshold": pck_threshold,
                    "top_k": top_k, "seed": seed, "token_stride": model.token_stride,
-                   "context": f"zeros x {model.objective.context_length}",
+                   "context": f"zeros x {model.model.context_length}",
                    "aggregation": "mean over all valid (point, pair) entries of a kind, pooled over batches",
                    "ranking": "layers by mean harmonic mean over timesteps"},
       "kinds": list(kinds),

@@ -12,7 +12,7 @@ from mvtrack_jax import generate
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import video_io
 from mvtrack_jax.inference import visualize
-from mvtrack_jax.training import tasks
+from mvtrack_jax.data import sources
 from tests.conftest import load_config
 
 
@@ -95,7 +95,7 @@ def test_diffusion_only_model_generates_without_tracks(tiny_baseline_checkpoint,
 def _ground_truth(reference_view: int, trajectory: str):
   config = load_config("default.py", "test")
   record, _, _ = generate.reference_record("dataset:test:0", config, reference_view=reference_view)
-  pcfg = dataclasses.replace(tasks.pipeline_config(config.data, 1, train=False), num_query_points=0)
+  pcfg = dataclasses.replace(sources.pipeline_config(config.data, 1, train=False), num_query_points=0)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=0)
   if trajectory == "reference":  # the reference's own path (relative to its frame 0), as the target
     c2w = example["reference_cam_to_world"].astype(np.float64)

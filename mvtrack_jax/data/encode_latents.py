@@ -43,14 +43,14 @@ def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str,
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.data import latent_cache, pipeline  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import latent_cache, pipeline, sources  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.models import mvtrack4gen  # pylint: disable=g-import-not-at-top
 
   if config.autoencoder.kind != "wan":
     raise ValueError(f"encode_latents: config.autoencoder.kind={config.autoencoder.kind!r}; the latent cache is for "
                      "the Wan VAE (kind='wan')")
-  ae = tasks.make_autoencoder(config)
-  pcfg = tasks.pipeline_config(config.data, 1, train=False)
+  ae = mvtrack4gen.make_autoencoder(config)
+  pcfg = sources.pipeline_config(config.data, 1, train=False)
   latent_cache.write_metadata(out, latent_cache.cache_metadata(int(config.data.height), int(config.data.width), ae))
   k = ae.temporal_factor
   devices = jax.local_devices()
@@ -58,7 +58,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str,
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
   done = {}
   for split in splits:
-    source = tasks.data_source(config.data, split)
+    source = sources.data_source(config.data, split)
     mine = [i for i in range(len(source)) if i % jax.process_count() == jax.process_index()]
     todo = [i for i in mine if not os.path.exists(latent_cache.record_path(out, split, i))]
     bar = tqdm(todo, desc=f"encode {split}", unit="record", disable=not progress,

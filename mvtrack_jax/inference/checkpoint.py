@@ -8,9 +8,9 @@
   the ``params`` (or ``ema_params``) subtree of the newest (or given) step is read, on the host,
   with no mesh, and the config stored with that checkpoint is used.
 
-The modules (``WanDiT``, ``MVTAPHead`` or None for a diffusion-only model, the autoencoder and the
-``ObjectiveConfig`` with the probe layers) are rebuilt from the config with
-``training.tasks.make_models``, exactly as the trainer built them.
+The model (``models.mvtrack4gen.MVTrack4Gen``: DiT, head or None for a diffusion-only model,
+autoencoder) and the ``ObjectiveConfig`` (noise schedule, supervised layers) are rebuilt from the
+config exactly as the trainer built them.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import ml_collections
 
 from mvtrack_jax.losses.objective import ObjectiveConfig
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
 from mvtrack_jax.models.wan import WanDiT
 
@@ -34,19 +35,15 @@ class LoadedModel:
     config: the training config (``ConfigDict``): ``model``, ``head``, ``autoencoder``,
       ``objective``, ``data`` (resolution and frame count the model was trained at).
     params: ``{"dit": ..., "head": ...}`` host numpy pytree (``"head"`` absent for diffusion-only).
-    dit: the ``WanDiT``.
-    head: the ``MVTAPHead``, or None when the model was trained without ``L_track``.
-    autoencoder: ``PixelAutoencoder`` / ``WanVAEAutoencoder`` (``encode``/``decode``).
-    objective: the ``ObjectiveConfig`` (``head_layers``, ``context_length``, schedule).
+    model: the ``MVTrack4Gen`` (``dit``, ``head`` or None, ``autoencoder``, ``head_layers``).
+    objective: the ``ObjectiveConfig`` (noise schedule, ``lambda_corr`` and ``corr.layers``).
     step: training step of the weights.
     source: absolute path it was loaded from.
   """
 
   config: ml_collections.ConfigDict
   params: dict[str, Any]
-  dit: WanDiT
-  head: MVTAPHead | None
-  autoencoder: Any
+  model: MVTrack4Gen
   objective: ObjectiveConfig
   step: int
   source: str
@@ -57,10 +54,21 @@ class LoadedModel:
     return f"{self.config.get('name', 'model')}@{self.step}"
 
   @property
+  def dit(self) -> WanDiT:
+    return self.model.dit
+
+  @property
+  def head(self) -> MVTAPHead | None:
+    return self.model.head
+
+  @property
+  def autoencoder(self) -> Any:
+    return self.model.autoencoder
+
+  @property
   def token_stride(self) -> int:
     """Video pixels per DiT token along each axis (``vae_stride · patch``)."""
-    cfg = self.dit.config
-    return cfg.vae_stride * cfg.patch_size[1]
+    return self.model.token_stride
 
 
 def load_model(path: str | os.PathLike[str], *, step: int | None = None, use_ema: bool = False) -> LoadedModel:
@@ -81,7 +89,6 @@ def load_model(path: str | os.PathLike[str], *, step: int | None = None, use_ema
   """
   from mvtrack_jax import export  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.training import checkpointing  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
   root = os.path.abspath(os.fspath(path))
   if os.path.isdir(os.path.join(root, "params")) and os.path.isfile(os.path.join(root, "config.json")):
     if step is not None or use_ema:
@@ -98,8 +105,8 @@ def load_model(path: str | os.PathLike[str], *, step: int | None = None, use_ema
     raise FileNotFoundError(
         f"--checkpoint {root}: expected an export directory (params/ + config.json, from mvtrack_jax.export) or a "
         f"training workdir (checkpoints/, from mvtrack_jax.train)")
-  dit, head, autoencoder, objective = tasks.make_models(config)
-  if head is not None and "head" not in params:
+  model = MVTrack4Gen.from_config(config)
+  if model.head is not None and "head" not in params:
     raise ValueError(f"load_model: the config of {root} has a tracking head but its params have only {sorted(params)}")
-  return LoadedModel(config=config, params=dict(params), dit=dit, head=head, autoencoder=autoencoder,
-                     objective=objective, step=int(step), source=root)
+  return LoadedModel(config=config, params=dict(params), model=model, objective=ObjectiveConfig.from_config(config),
+                     step=int(step), source=root)

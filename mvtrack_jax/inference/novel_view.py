@@ -7,9 +7,9 @@
   sampler on the shifted inference grid (``diffusion.sampler``; 50 steps, the model's training shift:
   5 for Wan / ReCamMaster), the DiT seeing
   ``target_noisy ⊕ reference`` and both views' cameras at every step, exactly as in training
-  (``losses.objective``). Classifier-free guidance with scale ``g`` combines the velocity under the
+  (``MVTrack4Gen.prepare`` / ``velocity``, as ``losses.objective``). Classifier-free guidance with scale ``g`` combines the velocity under the
   conditioning text context with the velocity under the **null context** (all zeros,
-  ``objective.context_length`` tokens — what the model is trained with when a dataset has no
+  ``MVTrack4Gen.context_length`` tokens — what the model is trained with when a dataset has no
   captions): ``v̂ = v_null + g·(v_cond − v_null)``; both branches run as one batch of ``2B``. When no
   text context is given, the conditioning context *is* the null context, guidance is the identity
   and the second branch is skipped (one DiT call per step).
@@ -22,7 +22,7 @@
 Inputs are batches in the pipeline layout (``data.pipeline``): ``reference_video`` ``(B, T, H, W,
 3)`` uint8, ``reference_intrinsics``/``target_intrinsics`` ``(B, T, 3, 3)`` pixels,
 ``reference_cam_to_world``/``target_cam_to_world`` ``(B, T, 4, 4)`` OpenCV, metres (made
-relative to the reference camera at frame 0 here), ``query_points`` ``(B, N, 3)`` ``(t, x, y)``
+relative to the reference camera at frame 0 by ``MVTrack4Gen.prepare``), ``query_points`` ``(B, N, 3)`` ``(t, x, y)``
 (video frame, pixels, corner origin). The model's own frame count / resolution is
 ``config.data``; other sizes work when the autoencoder and token grid divide them.
 """
@@ -39,12 +39,9 @@ import numpy as np
 
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise
 from mvtrack_jax.diffusion.sampler import euler_sample, guided_velocity
-from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.inference.checkpoint import LoadedModel
-from mvtrack_jax.losses.objective import CAMERA_KEYS
 from mvtrack_jax.models import autoencoder as ae_lib
-from mvtrack_jax.models import tracking_head as head_lib
-from mvtrack_jax.models import wan as wan_lib
+from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS, MVTrack4Gen
 
 Array = Any
 
@@ -86,67 +83,33 @@ class SamplingConfig:
     return dataclasses.replace(trained, shift=shift, num_inference_steps=self.num_steps)
 
 
-def relative_cameras(clip: Mapping[str, Array]) -> dict[str, np.ndarray]:
-  """The four camera arrays as float32, poses relative to ``reference_cam_to_world[:, 0]``."""
-  ref0 = np.asarray(clip["reference_cam_to_world"], np.float64)[:, :1]
-  out = {}
-  for key in CAMERA_KEYS:
-    value = np.asarray(clip[key], np.float64)
-    if key.endswith("cam_to_world"):
-      value = geometry.relative_to_reference(value, ref0)
-    out[key] = value.astype(np.float32)
-  return out
-
-
-def dit_forward(dit: wan_lib.WanDiT, params: Any, latents: Array, sigma: Array, reference: Array,
-                cameras: Mapping[str, Array] | None, context: Array, probe_layers: tuple[int, ...] = ()):
-  """One ``WanDiT`` call on ``latents ⊕ reference`` at noise level ``sigma``, as the training objective makes it.
-
-  Args:
-    dit: the module; params: its parameters.
-    latents: ``(B, F, h, w, C)`` noisy target latents; reference: the same shape, clean.
-    sigma: scalar ``σ`` (the DiT timestep is ``1000·σ``).
-    cameras: the four ``CAMERA_KEYS`` arrays ``(B, T, …)`` (ignored when ``camera_mode == "none"``).
-    context: ``(B, L, text_dim)`` text embeddings (zeros = the null context).
-    probe_layers: 0-based layers whose q/k to return.
-
-  Returns:
-    ``velocity`` ``(B, F, h, w, C)`` float32, or ``(velocity, probes)`` with ``probe_layers``.
-  """
-  cfg = dit.config
-  timestep = jnp.full((latents.shape[0],), 1000.0, jnp.float32) * sigma
-  return dit.apply({"params": params}, latents.astype(cfg.dtype), timestep, context,
-                   reference_latents=reference.astype(cfg.dtype),
-                   cameras=None if cfg.camera_mode == "none" else cameras, probe_layers=probe_layers)
-
-
-# Module-level jits with the (hashable) Flax modules static: every generator of the same model
-# shares one compiled executable per input shape.
-@functools.partial(jax.jit, static_argnames=("dit", "guided"))
-def _velocity(dit, params, x, sigma, reference, cameras, context, guidance_scale, guided):
+# Module-level jits with the (hashable) model static: every generator of the same model shares one
+# compiled executable per input shape.
+@functools.partial(jax.jit, static_argnames=("model", "guided"))
+def _velocity(model: MVTrack4Gen, params, x, sigma, inputs, guidance_scale, guided):
   """The (guided) velocity at ``sigma``; cond and null branches as one batch of 2B."""
+  p = model.prepare(inputs)
+  b = x.shape[0]
+  timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
   if not guided:
-    return dit_forward(dit, params, x, sigma, reference, cameras, context)
+    return model.velocity(params, x, timestep, p)
   both = lambda a: jnp.concatenate([a, a], axis=0)
-  v = dit_forward(dit, params, both(x), sigma, both(reference), jax.tree.map(both, cameras),
-                jnp.concatenate([context, jnp.zeros_like(context)], axis=0))
-  v_cond, v_null = jnp.split(v, 2, axis=0)
+  doubled = {"reference": both(p["reference"]), "cameras": jax.tree.map(both, p["cameras"]),
+             "context": jnp.concatenate([p["context"], model.null_context(b)], axis=0)}
+  v_cond, v_null = jnp.split(model.velocity(params, both(x), both(timestep), doubled), 2, axis=0)
   return guided_velocity(v_cond, v_null, guidance_scale)
 
 
-@functools.partial(jax.jit, static_argnames=("dit", "head", "layers", "token_stride", "temporal_factor"))
-def _track(dit, head, layers, token_stride, temporal_factor, params, target_latents, reference, cameras, context,
-           query, point_mask, noise, sigma):
+@functools.partial(jax.jit, static_argnames=("model",))
+def _track(model: MVTrack4Gen, params, inputs, target_latents, noise, sigma):
   """Head predictions (last iteration) from the probe q/k of the DiT on noised target latents."""
-  noisy = add_noise(target_latents, noise, jnp.full((target_latents.shape[0],), sigma))
-  _, probes = dit_forward(dit, params["dit"], noisy, sigma, reference, cameras, context, probe_layers=layers)
-  q_feat, k_feat = head_lib.features_from_probes(probes, layers)
-  grid = wan_lib.token_grid(dit.config, target_latents.shape)
-  idx = ae_lib.latent_frame_indices(cameras["target_cam_to_world"].shape[1], temporal_factor)
-  head_cams = {key: value[:, idx] for key, value in cameras.items()}
-  pred = head.apply({"params": params["head"]}, q_feat, k_feat, query, grid=grid, token_stride=token_stride,
-                    cameras=head_cams, point_mask=point_mask)
-  return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1]
+  p = model.prepare(inputs, target=target_latents)
+  b = target_latents.shape[0]
+  noisy = add_noise(p["target"], noise, jnp.full((b,), sigma))
+  timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
+  _, probes = model.velocity(params["dit"], noisy, timestep, p, probe_layers=model.head_layers)
+  pred = model.track(params["head"], probes, p)
+  return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1], p["point_mask"]
 
 
 class NovelViewGenerator:
@@ -187,17 +150,14 @@ class NovelViewGenerator:
       tail = (3, 3) if key.endswith("intrinsics") else (4, 4)
       if tuple(np.shape(clip[key])) != (b, t) + tail:
         raise ValueError(f"{key}: expected {(b, t) + tail}, got {tuple(np.shape(clip[key]))}")
-    reference = self.model.autoencoder.encode(video)
-    cameras = {key: jnp.asarray(v) for key, v in relative_cameras(clip).items()}
-    length, text_dim = self.model.objective.context_length, self.model.dit.config.text_dim
-    if self.context is None:
-      context = jnp.zeros((b, length, text_dim), jnp.float32)
-    else:
+    inputs = {key: jnp.asarray(clip[key], jnp.float32) for key in CAMERA_KEYS}
+    inputs["reference_latents"] = self.model.autoencoder.encode(video)
+    if self.context is not None:
       c = self.context if self.context.ndim == 3 else self.context[None]
       if c.shape[0] not in (1, b):
         raise ValueError(f"context: batch {c.shape[0]} does not match the clip batch {b}")
-      context = jnp.broadcast_to(jnp.asarray(c), (b,) + c.shape[1:])
-    return reference, cameras, context
+      inputs["context"] = jnp.broadcast_to(jnp.asarray(c), (b,) + c.shape[1:])
+    return inputs
 
   def generate(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,
                progress: bool = False) -> dict[str, np.ndarray]:
@@ -215,15 +175,14 @@ class NovelViewGenerator:
     Raises:
       ValueError: missing keys or wrong shapes (naming the key).
     """
-    reference, cameras, context = self._inputs(clip)
+    inputs = self._inputs(clip)
     guided = self.context is not None and sampling.guidance_scale != 1.0
-    noise = jax.random.normal(jax.random.key(sampling.seed), reference.shape, jnp.float32)
+    noise = jax.random.normal(jax.random.key(sampling.seed), inputs["reference_latents"].shape, jnp.float32)
     params = self.params["dit"]
     scale = jnp.float32(sampling.guidance_scale)
 
     def velocity(x, sigma):
-      return _velocity(self.model.dit, params, x, jnp.float32(sigma), reference, cameras, context, scale,
-                       guided=guided)
+      return _velocity(self.model.model, params, x, jnp.float32(sigma), inputs, scale, guided=guided)
 
     latents = euler_sample(velocity, noise, sampling.schedule(self.model.objective.schedule).inference_sigmas(sampling.num_steps),
                            progress=progress, description="denoising")
@@ -250,29 +209,24 @@ class NovelViewGenerator:
     """
     if self.model.head is None:
       raise ValueError(f"{self.model.source}: this model has no tracking head (trained with lambda_track = 0)")
-    reference, cameras, context = self._inputs(clip)
+    inputs = self._inputs(clip)
     target_video = np.asarray(target_video)
     if target_video.shape != np.shape(clip["reference_video"]):
       raise ValueError(f"target_video: expected {np.shape(clip['reference_video'])} (the reference's shape), "
                        f"got {target_video.shape}")
     query = np.asarray(clip["query_points"], np.float32)
-    b, t, h, w, _ = target_video.shape
+    b, t = target_video.shape[:2]
     if query.ndim != 3 or query.shape[0] != b or query.shape[-1] != 3:
       raise ValueError(f"query_points: expected ({b}, N, 3) (t, x, y), got {query.shape}")
+    inputs["query_points"] = jnp.asarray(query)
     target = self.model.autoencoder.encode(target_video)
-    k = self.model.autoencoder.temporal_factor
-    grid = wan_lib.token_grid(self.model.dit.config, target.shape)
-    query_latent = ae_lib.query_frames_to_latent(jnp.asarray(query), k, grid[0])
-    point_mask = (query[..., 1] >= 0) & (query[..., 1] < w) & (query[..., 2] >= 0) & (query[..., 2] < h)
     sigma = sampling.track_sigma
     if sigma is None:
       sigma = float(sampling.schedule(self.model.objective.schedule).training_sigmas()[-1])
     noise = jax.random.normal(jax.random.fold_in(jax.random.key(sampling.seed), 1), target.shape, jnp.float32)
-    tracks, vis, conf = _track(self.model.dit, self.model.head, tuple(self.model.objective.head_layers),
-                               self.model.token_stride, k, self.params, target, reference, cameras, context,
-                               query_latent, jnp.asarray(point_mask), noise, jnp.float32(sigma))
+    tracks, vis, conf, point_mask = _track(self.model.model, self.params, inputs, target, noise, jnp.float32(sigma))
     vis_p, conf_p = jax.nn.sigmoid(vis), jax.nn.sigmoid(conf)
     return {"tracks": np.asarray(tracks, np.float32),
-            "visible": np.asarray(vis_p * conf_p > sampling.visibility_threshold) & point_mask[:, None, None, :],
+            "visible": np.asarray(vis_p * conf_p > sampling.visibility_threshold) & np.asarray(point_mask)[:, None, None, :],
             "visibility": np.asarray(vis_p, np.float32), "confidence": np.asarray(conf_p, np.float32),
-            "frames": ae_lib.latent_frame_indices(t, k)}
+            "frames": ae_lib.latent_frame_indices(t, self.model.model.temporal_factor)}

@@ -7,7 +7,7 @@ from mvtrack_jax.losses.correspondence import (
     multi_layer_correspondence_loss,
 )
 from mvtrack_jax.losses.diffusion import flow_matching_loss
-from mvtrack_jax.losses.objective import ObjectiveConfig, init_params, make_objective, validate_batch
+from mvtrack_jax.losses.objective import ObjectiveConfig, make_objective, validate_batch
 from mvtrack_jax.losses.tracking import TrackingLossConfig, tracking_loss
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "attention_correspondence_loss",
     "correspondence_targets",
     "flow_matching_loss",
-    "init_params",
     "make_objective",
     "multi_layer_correspondence_loss",
     "tracking_loss",

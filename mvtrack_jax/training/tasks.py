@@ -7,8 +7,10 @@
   directory of ``.npz`` clips (``data.readers.NpzClipSource``) or a MultiCamVideo tree
   (``data.readers.MultiCamVideoSource``) — fed through the grain pipeline
   (``data.pipeline.make_iterator``), one shard per JAX process;
-- model + objective (``config.model``, ``config.head``, ``config.objective``): see
-  ``_model_and_objective``.
+  (sources: ``data.sources``);
+- model + objective (``config.model``, ``config.head``, ``config.autoencoder``,
+  ``config.objective``): ``models.mvtrack4gen.MVTrack4Gen.from_config`` and
+  ``losses.objective.ObjectiveConfig.from_config``.
 
 ``random_batch`` makes a valid random batch with a task's batch spec (benchmarks, abstract tests).
 """
@@ -16,73 +18,22 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule
+from mvtrack_jax.convert import wan as convert_wan
+from mvtrack_jax.data import latent_cache, pipeline, sources
+from mvtrack_jax.geometry import cameras as geometry
+from mvtrack_jax.losses import objective as objective_lib
+from mvtrack_jax.models import wan
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen, make_autoencoder
+from mvtrack_jax.training import flops as flops_lib
 from mvtrack_jax.training.task import Task
-
-DATASETS = ("synthetic", "npz", "multicamvideo")
-
-
-def pipeline_config(data: ml_collections.ConfigDict, per_process_batch: int, *, train: bool):
-  """``data.pipeline.PipelineConfig`` from the ``config.data`` block."""
-  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.PipelineConfig(
-      batch_size=int(per_process_batch), num_frames=int(data.num_frames),
-      frame_stride=int(data.get("frame_stride", 1)), height=int(data.height),
-      width=int(data.width), num_query_points=int(data.num_query_points),
-      random_crop=bool(data.get("random_crop", True)) and train,
-      shuffle=bool(data.get("shuffle", True)), read_threads=int(data.get("read_threads", 2)),
-      prefetch_buffer_size=int(data.get("prefetch_buffer_size", 4)),
-      worker_count=int(data.get("worker_count", 0)) if train else 0)
-
-
-@functools.lru_cache(maxsize=8)
-def _source(dataset: str, split: str, location: str, synthetic_json: str):
-  if dataset == "synthetic":
-    import json  # pylint: disable=g-import-not-at-top
-    from mvtrack_jax.data import synthetic_dataset  # pylint: disable=g-import-not-at-top
-    synthetic = json.loads(synthetic_json)
-    cfg = synthetic if isinstance(synthetic, str) or synthetic is None else (
-        ml_collections.ConfigDict(synthetic))
-    return synthetic_dataset.load_split(split, data_dir=location or None, config=cfg)
-  from mvtrack_jax.data import readers  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  root = os.path.join(location, split) if os.path.isdir(os.path.join(location, split)) else location
-  if dataset == "npz":
-    return readers.NpzClipSource(root)
-  return readers.MultiCamVideoSource(root)
-
-
-def data_source(data: ml_collections.ConfigDict, split: str):
-  """The random-access record source of ``split`` ("train"/"validation"/"test").
-
-  ``config.data.dataset``: ``"synthetic"`` (``data.synthetic`` = None/"default"/"tiny" or a
-  ``configs/synthetic_data.py``-style dict; ``data.data_dir`` overrides ``$MVTRACK_DATA_DIR``),
-  ``"npz"`` or ``"multicamvideo"`` (``data.data_dir`` = root; a ``<root>/<split>`` subdirectory is
-  used when it exists).
-
-  Raises:
-    ValueError: unknown ``dataset``, or a non-synthetic dataset without ``data_dir``.
-  """
-  import json  # pylint: disable=g-import-not-at-top
-  dataset = data.dataset
-  if dataset not in DATASETS:
-    raise ValueError(f"config.data.dataset={dataset!r}; expected one of {DATASETS}")
-  location = str(data.get("data_dir", "") or "")
-  if dataset != "synthetic" and not location:
-    raise ValueError(f"config.data.dataset={dataset!r} needs config.data.data_dir")
-  synthetic = data.get("synthetic", None)
-  if isinstance(synthetic, ml_collections.ConfigDict):
-    synthetic = synthetic.to_dict()
-  return _source(dataset, split, location, json.dumps(synthetic, sort_keys=True))
-
 
 def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_batch: int,
                   seed: int):
@@ -95,13 +46,12 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
   4-frame latent stride; ``data.pipeline``), else encoded by the frozen VAE as the last step of
   the iterator, so the train step never runs the encoder.
   """
-  from mvtrack_jax.data import latent_cache, pipeline  # pylint: disable=g-import-not-at-top
   data = config.data
   name = data.get("train_split", "train") if split == "train" else data.get(
       "eval_split", "validation")
   train = split == "train"
-  source = data_source(data, name)
-  pcfg = pipeline_config(data, per_process_batch, train=train)
+  source = sources.data_source(data, name)
+  pcfg = sources.pipeline_config(data, per_process_batch, train=train)
   transform = None
   latents_dir = str(data.get("latents_dir", "") or "")
   if latents_dir or config.autoencoder.kind == "wan":
@@ -134,8 +84,7 @@ def batch_spec(config: ml_collections.ConfigDict, global_batch: int
                ) -> dict[str, jax.ShapeDtypeStruct]:
   """Shapes/dtypes of one global batch (``data.pipeline.output_spec``, plus the latents of both
   views for the Wan VAE; see ``make_iterator``)."""
-  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  spec = pipeline.output_spec(pipeline_config(config.data, global_batch, train=True))
+  spec = pipeline.output_spec(sources.pipeline_config(config.data, global_batch, train=True))
   if config.autoencoder.kind == "wan":
     latent = make_autoencoder(config).latent_shape(spec["target_video"][0])
     spec |= {"reference_latents": (latent, np.dtype(np.float32)), "target_latents": (latent, np.dtype(np.float32))}
@@ -150,7 +99,6 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
   the target camera orbiting by up to 0.3 rad around a point 4 m ahead, query points and tracks
   uniform in the image, all points visible and real.
   """
-  from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   b = per_process_batch
   t, h, w = (spec["reference_video"].shape[i] for i in (1, 2, 3))
@@ -183,89 +131,6 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
   return {key: out[key] for key in spec}
 
 
-def make_autoencoder(config: ml_collections.ConfigDict):
-  """The autoencoder of ``config.autoencoder``.
-
-  - ``{"kind": "pixel", "patch": p}``: ``models.autoencoder.PixelAutoencoder`` (CPU stand-in);
-  - ``{"kind": "wan", "path": P, "seed": s, "vae": {...}, "tiling": ()}``: the Wan2.1 VAE
-    (``models.wan_vae.WanVAEAutoencoder``) with weights from ``P`` (a diffusers ``vae/`` folder or an
-    original ``Wan2.1_VAE.pth`` / ``.safetensors``), or randomly initialised from ``seed`` when
-    ``P == "random"`` (tests). ``vae`` overrides ``WanVAEConfig`` fields; ``tiling`` is empty or
-    ``(min_height, min_width, stride_height, stride_width)`` pixels. Weights are read on first use
-    (shapes and factors need none, so benchmarks of the DiT run with ``P`` empty; encoding or
-    decoding then raises) and shared by every caller with the same settings.
-
-  Raises:
-    ValueError: unknown kind; FileNotFoundError: a missing ``path``.
-  """
-  ae = config.autoencoder
-  kind = ae.kind
-  if kind == "pixel":
-    from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
-    return ae_lib.PixelAutoencoder(patch=int(ae.patch))
-  if kind == "wan":
-    import json  # pylint: disable=g-import-not-at-top
-    vae = ae.get("vae", ml_collections.ConfigDict())
-    vae = vae.to_dict() if isinstance(vae, ml_collections.ConfigDict) else dict(vae)
-    return _wan_autoencoder(str(ae.get("path", "") or ""), int(ae.get("seed", 0)), json.dumps(vae, sort_keys=True),
-                            tuple(int(v) for v in ae.get("tiling", ()) or ()))
-  raise ValueError(f"config.autoencoder.kind={kind!r}; expected 'pixel' or 'wan'")
-
-
-@functools.lru_cache(maxsize=4)
-def _wan_autoencoder(path: str, seed: int, vae_json: str, tiling: tuple[int, ...]):
-  import json  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.convert import wan_vae as convert_vae  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.models import wan_vae  # pylint: disable=g-import-not-at-top
-  overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in json.loads(vae_json).items()}
-  if tiling and len(tiling) != 4:
-    raise ValueError(f"config.autoencoder.tiling={tiling}: expected () or (min_height, min_width, stride_height, "
-                     "stride_width)")
-  tiles = wan_vae.Tiling(*tiling) if tiling else None
-  if path and path != "random":
-    cfg = convert_vae.read_config(path, **overrides)
-    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.load_vae(path, **overrides)[1], tiles, source=path)
-  cfg = wan_vae.WanVAEConfig(**overrides)
-  if path == "random":
-    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.random_params(cfg, seed), tiles,
-                                     source=f"<random init, seed {seed}>")
-
-  def no_weights():
-    raise ValueError("config.autoencoder.path is empty: set it to a diffusers vae/ folder or a Wan2.1_VAE.pth "
-                     "(or 'random' for a randomly initialised VAE, tests only) to encode or decode videos")
-  return wan_vae.WanVAEAutoencoder(cfg, no_weights, tiles, source="<no weights>")
-
-
-def make_models(config: ml_collections.ConfigDict):
-  """``(dit, head_or_None, autoencoder, objective_config)`` from the config blocks."""
-  from mvtrack_jax.losses import correspondence  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.losses import objective as objective_lib  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.losses import tracking  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.models import tracking_head as head_lib  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.models import wan  # pylint: disable=g-import-not-at-top
-  m = config.model
-  overrides = {k: (tuple(v) if isinstance(v, list) else v)
-               for k, v in m.get("overrides", ml_collections.ConfigDict()).items()}
-  dit = wan.WanDiT(wan.get_config(m.preset, **overrides))
-  o = config.objective
-  corr_cfg = correspondence.CorrespondenceConfig(**{
-      "layers": tuple(o.corr_layers), **dict(o.get("corr", {}))})
-  obj_cfg = objective_lib.ObjectiveConfig(
-      lambda_diff=float(o.lambda_diff), lambda_track=float(o.lambda_track),
-      lambda_corr=float(o.lambda_corr), head_layers=tuple(o.head_layers), corr=corr_cfg,
-      tracking=tracking.TrackingLossConfig(**dict(o.get("tracking", {}))),
-      schedule=FlowMatchingSchedule(**dict(o.get("schedule", {}))),
-      context_length=int(o.context_length))
-  head = None
-  if obj_cfg.lambda_track > 0:
-    h = config.head
-    kwargs = dict(h.get("overrides", {}))
-    head_cfg = (head_lib.TrackingHeadConfig.tiny(**kwargs) if h.preset == "tiny"
-                else head_lib.TrackingHeadConfig(**kwargs))
-    head = head_lib.MVTAPHead(head_cfg)
-  return dit, head, make_autoencoder(config), obj_cfg
-
-
 # Objective metric names → the names logged in metrics.jsonl (issue 5 / README).
 _RENAME = {"diff_loss": "loss_diff", "track_loss": "loss_track", "corr_loss": "loss_corr"}
 
@@ -276,12 +141,10 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   Metrics: the objective's, with ``diff_loss/track_loss/corr_loss`` renamed
   ``loss_diff/loss_track/loss_corr``; a term that is off (λ = 0) is logged as 0.
   """
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.losses import objective as objective_lib  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.models import wan  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import flops as flops_lib  # pylint: disable=g-import-not-at-top
-  dit, head, autoencoder, obj_cfg = make_models(config)
-  objective = objective_lib.make_objective(dit, head, autoencoder, obj_cfg)
+  model = MVTrack4Gen.from_config(config)
+  obj_cfg = objective_lib.ObjectiveConfig.from_config(config)
+  objective = objective_lib.make_objective(model, obj_cfg)
+  dit, head = model.dit, model.head
 
   def loss_fn(params, batch, rng):
     loss, metrics = objective(params, batch, rng)
@@ -293,24 +156,21 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   spec1 = batch_spec(config, 1)
 
   def init_params(rng):
-    zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in spec1.items()}
-    return objective_lib.init_params(rng, dit, head, autoencoder, zeros, obj_cfg)
+    return model.init(rng, {k: jnp.zeros(v.shape, v.dtype) for k, v in spec1.items()})
 
-  latent = autoencoder.latent_shape(spec1["target_video"].shape)
+  latent = model.autoencoder.latent_shape(spec1["target_video"].shape)
   grid = wan.token_grid(dit.config, latent)
   tokens_per_view = grid[0] * grid[1] * grid[2]
-  dit_fwd = flops_lib.dit_forward_flops(dit.config, tokens_per_view,
-                                        text_len=obj_cfg.context_length)
+  dit_fwd = flops_lib.dit_forward_flops(dit.config, tokens_per_view, text_len=model.context_length)
   head_fwd = 0.0
   if head is not None:
     head_fwd = flops_lib.head_forward_flops(
-        head.config, grid=grid, in_channels=len(obj_cfg.head_layers) * dit.config.dim,
+        head.config, grid=grid, in_channels=len(model.head_layers) * dit.config.dim,
         num_points=spec1["query_points"].shape[1])
   pretrained = None
   transformer_path = str(config.init.transformer)
   if transformer_path:
     def pretrained():
-      from mvtrack_jax.convert import wan as convert_wan  # pylint: disable=g-import-not-at-top
       dit_params, report = convert_wan.pretrained_params(transformer_path, dit.config)
       return {"dit": dit_params}, report
 

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from mvtrack_jax import export  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
-from mvtrack_jax.training import tasks  # noqa: E402
+from mvtrack_jax.models import mvtrack4gen  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 
 
@@ -99,7 +99,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
 def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoint, tmp_path):
   params, config, _ = export.load_exported(tiny_checkpoint)
   config.model.overrides.camera_mode = "recammaster"
-  cfg = tasks.make_models(config)[0].config
+  cfg = mvtrack4gen.dit_config(config)
   params = {"dit": _random_params(cfg, seed=4), "head": params["head"]}
   export.write_torch(str(tmp_path / "ds"), params, config, {"step": 0}, fmt="diffsynth")
   weights = load_file(str(tmp_path / "ds" / "model.safetensors"))

@@ -14,6 +14,8 @@ diffusers = pytest.importorskip("diffusers")
 from mvtrack_jax import export, generate  # noqa: E402
 from mvtrack_jax.data import encode_latents, latent_cache, pipeline, video_io  # noqa: E402
 from mvtrack_jax.models import wan_vae  # noqa: E402
+from mvtrack_jax.data import sources  # noqa: E402
+from mvtrack_jax.models import mvtrack4gen  # noqa: E402
 from mvtrack_jax.training import checkpointing, metric_writers, tasks, trainer  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 
@@ -52,7 +54,7 @@ def _config(vae_path: str, latents_dir: str, transformer_path: str = ""):
 def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, monkeypatch):
   cache = str(tmp_path / "latents")
   config = _config(vae_folder, cache, transformer_folder)
-  ae = tasks.make_autoencoder(config)
+  ae = mvtrack4gen.make_autoencoder(config)
   assert isinstance(ae, wan_vae.WanVAEAutoencoder) and ae.latent_channels == Z
 
   # Encode; every record of both splits once, V views of (1 + 2) latent frames of 4 × 4.
@@ -61,8 +63,8 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, m
   cached = np.load(latent_cache.record_path(cache, "train", 0))
   assert cached.shape == (2, 3, 4, 4, Z) and cached.dtype == np.float32
   # The cache is the VAE's normalised encoding of the pipeline's centred crop of each view.
-  record = tasks.data_source(config.data, "train")[0]
-  pcfg = tasks.pipeline_config(config.data, 1, train=False)
+  record = sources.data_source(config.data, "train")[0]
+  pcfg = sources.pipeline_config(config.data, 1, train=False)
   np.testing.assert_allclose(cached, ae.encode(pipeline.resized_video(record["video"], pcfg)), atol=1e-5)
 
   # Resume: a missing file and a stale temporary from a killed run; only the missing record is redone.
@@ -115,14 +117,14 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, m
 def test_without_cache_the_iterator_encodes(vae_folder):
   config = _config(vae_folder, "")
   batch = next(tasks.make_iterator(config, "train", 1, seed=0))
-  ae = tasks.make_autoencoder(config)
+  ae = mvtrack4gen.make_autoencoder(config)
   np.testing.assert_allclose(batch["target_latents"], ae.encode(batch["target_video"]), atol=1e-6)
   assert batch["reference_latents"].shape == (1, 2, 4, 4, Z)
 
 
 def test_autoencoder_refuses_tracing_and_missing_weights(vae_folder):
   import jax
-  ae = tasks.make_autoencoder(_config(vae_folder, ""))
+  ae = mvtrack4gen.make_autoencoder(_config(vae_folder, ""))
   with pytest.raises(ValueError, match="traced"):
     jax.jit(ae.encode)(np.zeros((1, 5, 16, 16, 3), np.uint8))
   with pytest.raises(ValueError, match="non-finite"):
@@ -130,7 +132,7 @@ def test_autoencoder_refuses_tracing_and_missing_weights(vae_folder):
   mismatched = _config(vae_folder, "")
   mismatched.autoencoder.vae = ml_collections.ConfigDict({"latents_std": [1.0] * 16})
   with pytest.raises(ValueError, match="z_dim is 4 but its config has 4 latents_mean and 16 latents_std"):
-    tasks.make_autoencoder(mismatched)
+    mvtrack4gen.make_autoencoder(mismatched)
   empty = _config("", "")
   with pytest.raises(ValueError, match="path is empty"):
-    tasks.make_autoencoder(empty).encode(np.zeros((1, 5, 16, 16, 3), np.uint8))
+    mvtrack4gen.make_autoencoder(empty).encode(np.zeros((1, 5, 16, 16, 3), np.uint8))

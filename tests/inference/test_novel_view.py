@@ -32,7 +32,7 @@ def test_load_model_rebuilds_the_config_modules(model, tiny_checkpoint):
 def test_guidance_zero_is_the_null_context_and_seeds_are_deterministic(model, clip):
   sampling = novel_view.SamplingConfig(num_steps=2, guidance_scale=0.0, seed=1)
   null = novel_view.NovelViewGenerator(model).generate(clip, sampling)
-  text = np.random.default_rng(0).normal(size=(model.objective.context_length, model.dit.config.text_dim))
+  text = np.random.default_rng(0).normal(size=(model.model.context_length, model.dit.config.text_dim))
   guided = novel_view.NovelViewGenerator(model, context=text)
   # g = 0 keeps only the null branch of the 2B batch: exactly the null-context sample.
   np.testing.assert_allclose(guided.generate(clip, sampling)["target_latents"], null["target_latents"], atol=1e-5)

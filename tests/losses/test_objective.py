@@ -12,6 +12,7 @@ from mvtrack_jax.losses.correspondence import CorrespondenceConfig
 from mvtrack_jax.models import autoencoder as ae
 from mvtrack_jax.models import tracking_head as th
 from mvtrack_jax.models import wan
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 
 T, H, W, N = 2, 32, 32, 6
 
@@ -39,18 +40,21 @@ AE = ae.PixelAutoencoder(4)
 HEAD = th.MVTAPHead(th.TrackingHeadConfig.tiny(num_levels=2, radius=1))
 
 
-def _setup(camera_mode="plucker", **cfg_kw):
+def _model(camera_mode="plucker", head=HEAD):
   dit = wan.WanDiT(wan.get_config("tiny-pixel", camera_mode=camera_mode))
-  cfg = obj.ObjectiveConfig(head_layers=(1,), corr=CorrespondenceConfig(layers=(1,)), context_length=4, **cfg_kw)
-  head = HEAD if cfg.lambda_track > 0 else None
-  fn = obj.make_objective(dit, head, AE, cfg)
-  return dit, head, cfg, fn
+  return MVTrack4Gen(dit, head, AE, head_layers=(1,), context_length=4)
+
+
+def _setup(camera_mode="plucker", **cfg_kw):
+  cfg = obj.ObjectiveConfig(corr=CorrespondenceConfig(layers=(1,)), **cfg_kw)
+  model = _model(camera_mode, HEAD if cfg.lambda_track > 0 else None)
+  return model, model.head, cfg, obj.make_objective(model, cfg)
 
 
 @functools.lru_cache(maxsize=None)
 def _params(camera_mode):
-  dit, _, cfg, _ = _setup(camera_mode)
-  return jax.jit(lambda r, b: obj.init_params(r, dit, HEAD, AE, b, cfg))(jax.random.key(0), _batch())
+  model = _model(camera_mode)
+  return jax.jit(model.init)(jax.random.key(0), _batch())
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,8 +77,8 @@ def test_full_objective_runs_jitted_with_all_terms(camera_mode):
 
 
 def test_lambda_zero_skips_terms_and_tracks_do_not_matter():
-  _, head, cfg, fn = _setup(lambda_track=0.0, lambda_corr=0.0)
-  assert head is None and cfg.probe_layers() == ()
+  model, head, cfg, fn = _setup(lambda_track=0.0, lambda_corr=0.0)
+  assert head is None and cfg.probe_layers(model.head_layers) == ()
   params = {"dit": _params("plucker")["dit"]}
   batch = _batch()
   loss, m = jax.jit(fn)(params, batch, jax.random.key(1))
@@ -120,11 +124,13 @@ def test_gradient_of_corr_reaches_probe_layer_qk_and_not_blocks_above():
 
 def test_bad_inputs():
   with pytest.raises(ValueError, match="lambda_track > 0 needs a tracking head"):
-    obj.make_objective(wan.WanDiT(wan.get_config("tiny-pixel")), None, AE, obj.ObjectiveConfig(head_layers=(1,)))
+    obj.make_objective(_model(head=None), obj.ObjectiveConfig())
   with pytest.raises(ValueError, match="out of range"):
-    obj.make_objective(wan.WanDiT(wan.get_config("tiny-pixel")), HEAD, AE, obj.ObjectiveConfig())
+    obj.make_objective(_model(), obj.ObjectiveConfig(corr=CorrespondenceConfig(layers=(18,))))
+  with pytest.raises(ValueError, match="head layers \\[18\\] out of range"):
+    MVTrack4Gen(wan.WanDiT(wan.get_config("tiny-pixel")), HEAD, AE, head_layers=(18,))
   with pytest.raises(ValueError, match="vae_stride"):
-    obj.make_objective(wan.WanDiT(wan.get_config("tiny")), HEAD, AE, obj.ObjectiveConfig(head_layers=(1,)))
+    MVTrack4Gen(wan.WanDiT(wan.get_config("tiny")), HEAD, AE, head_layers=(1,))
   batch = _batch()
   with pytest.raises(ValueError, match="track_mask"):
     obj.validate_batch(dict(batch, track_mask=batch["track_mask"][:, :2]), AE)

@@ -1,0 +1,271 @@
+"""MVTrack4Gen: one object owning the DiT, the tracking head and the autoencoder, for training and inference.
+
+The training objective (``losses.objective``), the trainer (``training.tasks``), ``generate``,
+``probe`` and ``evaluate`` all go through it, so the glue between a batch and the networks exists
+once (maxdiffusion's pipeline object plays the same role):
+
+- :meth:`MVTrack4Gen.prepare` — a batch in the pipeline layout → everything the networks take:
+  both views' latents (from the batch, else encoded), the four camera arrays with poses relative
+  to the reference camera at frame 0 (the one place they are made relative), the same at
+  latent-frame rate for the head, tracks/visibility at latent-frame rate, query points at latent
+  frames, the valid-point mask, and the text context (the batch's, else the null context);
+- :meth:`MVTrack4Gen.velocity` — one ``WanDiT`` forward on ``noisy target ⊕ clean reference``
+  (optionally returning probe-layer q/k);
+- :meth:`MVTrack4Gen.track` — the head on those probes;
+- :meth:`MVTrack4Gen.init` — initial parameters ``{"dit", "head"}``;
+- :meth:`MVTrack4Gen.from_config` — the modules of a run config (``model``, ``head``,
+  ``autoencoder``, ``objective.head_layers`` / ``context_length``).
+
+The null context is all zeros of ``(context_length, text_dim)`` (no text model is wired in yet).
+Latent-frame rate: with temporal factor ``k`` latent frame ``f`` is video frame ``f·k``
+(``models.autoencoder``). The object is a frozen, hashable dataclass, so jitted functions can take
+it as a static argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mvtrack_jax import geometry
+from mvtrack_jax.convert import wan_vae as convert_vae
+from mvtrack_jax.models import autoencoder as ae_lib
+from mvtrack_jax.models import tracking_head as head_lib
+from mvtrack_jax.models import wan as wan_lib
+from mvtrack_jax.models import wan_vae
+
+Array = Any
+
+CAMERA_KEYS = ("reference_intrinsics", "target_intrinsics", "reference_cam_to_world", "target_cam_to_world")
+
+
+@dataclasses.dataclass(frozen=True)
+class MVTrack4Gen:
+  """The networks of one model (see the module docstring).
+
+  Attributes:
+    dit: the camera-conditioned ``WanDiT``.
+    head: the ``MVTAPHead``, or None (diffusion-only model).
+    autoencoder: ``PixelAutoencoder`` or ``WanVAEAutoencoder`` (its factors must match the DiT's).
+    head_layers: 0-based DiT layers whose q/k (concatenated) feed the head.
+    context_length: text tokens ``L`` of the null context.
+  """
+
+  dit: wan_lib.WanDiT
+  head: head_lib.MVTAPHead | None
+  autoencoder: Any
+  head_layers: tuple[int, ...] = ()
+  context_length: int = 512
+
+  def __post_init__(self):
+    cfg = self.dit.config
+    if cfg.vae_stride != self.autoencoder.spatial_factor or cfg.frames_per_latent != self.autoencoder.temporal_factor:
+      raise ValueError(f"MVTrack4Gen: DiT vae_stride/frames_per_latent = {cfg.vae_stride}/{cfg.frames_per_latent} "
+                       f"but the autoencoder has {self.autoencoder.spatial_factor}/{self.autoencoder.temporal_factor}")
+    if cfg.patch_size[1] != cfg.patch_size[2]:
+      raise ValueError(f"MVTrack4Gen: non-square token patches {cfg.patch_size} are not supported")
+    bad = [l for l in self.head_layers if not 0 <= l < cfg.num_layers]
+    if bad:
+      raise ValueError(f"MVTrack4Gen: head layers {bad} out of range for a {cfg.num_layers}-layer DiT")
+    if self.head is not None and not self.head_layers:
+      raise ValueError("MVTrack4Gen: a tracking head needs head_layers")
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, *, with_head: bool | None = None) -> "MVTrack4Gen":
+    """The model of a run config. The head exists when ``objective.lambda_track > 0`` (or ``with_head``).
+
+    Raises:
+      ValueError: unknown presets or autoencoder kind, inconsistent factors.
+    """
+    dit = wan_lib.WanDiT(dit_config(config))
+    o = config.objective
+    if with_head is None:
+      with_head = float(o.lambda_track) > 0
+    head = None
+    if with_head:
+      kwargs = dict(config.head.overrides)
+      head_cfg = (head_lib.TrackingHeadConfig.tiny(**kwargs) if config.head.preset == "tiny"
+                  else head_lib.TrackingHeadConfig(**kwargs))
+      head = head_lib.MVTAPHead(head_cfg)
+    return cls(dit=dit, head=head, autoencoder=make_autoencoder(config), head_layers=tuple(o.head_layers),
+               context_length=int(o.context_length))
+
+  @property
+  def token_stride(self) -> int:
+    """Video pixels per DiT token along each axis (``vae_stride · patch``)."""
+    return self.dit.config.vae_stride * self.dit.config.patch_size[1]
+
+  @property
+  def temporal_factor(self) -> int:
+    return self.autoencoder.temporal_factor
+
+  def latents(self, batch: Mapping[str, Array], view: str) -> jax.Array:
+    """``batch[f"{view}_latents"]`` when the input side provides them (latent cache, or encoded by
+    the iterator for a frozen Wan VAE), else ``autoencoder.encode(batch[f"{view}_video"])``."""
+    key = f"{view}_latents"
+    if key in batch:
+      return jnp.asarray(batch[key], jnp.float32)
+    return self.autoencoder.encode(batch[f"{view}_video"])
+
+  def null_context(self, batch_size: int) -> jax.Array:
+    """``(B, context_length, text_dim)`` zeros: the context of a batch without text."""
+    return jnp.zeros((batch_size, self.context_length, self.dit.config.text_dim), jnp.float32)
+
+  def prepare(self, batch: Mapping[str, Array], *, target: Array | None = None) -> dict[str, Any]:
+    """Everything the networks need from a batch in the pipeline layout (module docstring).
+
+    Args:
+      batch: ``reference_latents`` (or ``reference_video``, encoded here), the four camera arrays
+        ``(B, T, …)``; optionally ``target_latents`` / ``target_video``, ``context``, and for
+        tracking ``query_points``, ``tracks``, ``visible``, ``track_mask``.
+      target: target latents to use instead of the batch's (e.g. a generated video's).
+
+    Returns:
+      dict with ``reference`` (and, when known, ``target``) latents ``(B, F, h, w, C)``,
+      ``cameras`` (video rate, relative to the reference camera at frame 0), ``head_cameras``
+      (latent rate), ``context``, ``grid`` ``(F, h, w)`` and ``image_size`` ``(H, W)`` (Python
+      ints); with query points also ``query`` ``(B, N, 3)`` at latent frames and ``point_mask``
+      ``(B, N)`` (padding and points outside the frame are False); with tracks also ``tracks``
+      ``(B, 2, F, N, 2)`` and ``visible`` ``(B, 2, F, N)`` at latent-frame rate.
+    """
+    reference = self.latents(batch, "reference")
+    if target is None and ("target_latents" in batch or "target_video" in batch):
+      target = self.latents(batch, "target")
+    b = reference.shape[0]
+    s = self.autoencoder.spatial_factor
+    height, width = reference.shape[2] * s, reference.shape[3] * s
+    cameras = relative_cameras(batch)
+    idx = ae_lib.latent_frame_indices(cameras["reference_cam_to_world"].shape[1], self.temporal_factor)
+    grid = wan_lib.token_grid(self.dit.config, reference.shape)
+    context = batch.get("context")
+    out = {"reference": reference, "cameras": cameras, "head_cameras": {k: v[:, idx] for k, v in cameras.items()},
+           "context": self.null_context(b) if context is None else jnp.asarray(context, jnp.float32),
+           "grid": grid, "image_size": (int(height), int(width))}
+    if target is not None:
+      out["target"] = jnp.asarray(target, jnp.float32)
+    if "query_points" in batch:
+      query = jnp.asarray(batch["query_points"], jnp.float32)
+      qx, qy = query[..., 1], query[..., 2]
+      mask = (qx >= 0) & (qx < width) & (qy >= 0) & (qy < height)
+      if "track_mask" in batch:
+        mask = mask & jnp.asarray(batch["track_mask"], bool)
+      out["query"] = ae_lib.query_frames_to_latent(query, self.temporal_factor, grid[0])
+      out["point_mask"] = mask
+    if "tracks" in batch:
+      out["tracks"], out["visible"] = ae_lib.tracks_to_latent_rate(
+          jnp.asarray(batch["tracks"], jnp.float32), jnp.asarray(batch["visible"], bool), self.temporal_factor)
+    return out
+
+  def velocity(self, dit_params: Any, noisy: Array, timestep: Array, prepared: Mapping[str, Any],
+               probe_layers: tuple[int, ...] = (), context: Array | None = None):
+    """One DiT forward on ``noisy ⊕ prepared["reference"]`` at ``timestep`` ``(B,)`` in [0, 1000].
+
+    Returns ``velocity`` ``(B, F, h, w, C)``, or ``(velocity, probes)`` with ``probe_layers``.
+    ``context`` overrides ``prepared["context"]`` (e.g. the null branch of guidance).
+    """
+    cfg = self.dit.config
+    cameras = None if cfg.camera_mode == "none" else prepared["cameras"]
+    return self.dit.apply({"params": dit_params}, jnp.asarray(noisy).astype(cfg.dtype), timestep,
+                          prepared["context"] if context is None else context,
+                          reference_latents=prepared["reference"].astype(cfg.dtype), cameras=cameras,
+                          probe_layers=probe_layers)
+
+  def track(self, head_params: Any, probes: Mapping[int, Any], prepared: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The head on the probes of :meth:`velocity` (``MVTAPHead`` outputs, every iteration)."""
+    if self.head is None:
+      raise ValueError("MVTrack4Gen.track: this model has no tracking head (diffusion-only)")
+    q_feat, k_feat = head_lib.features_from_probes(probes, self.head_layers)
+    return self.head.apply({"params": head_params}, q_feat, k_feat, prepared["query"], grid=prepared["grid"],
+                           token_stride=self.token_stride, cameras=prepared["head_cameras"],
+                           point_mask=prepared["point_mask"])
+
+  def init(self, rng: jax.Array, batch: Mapping[str, Array]) -> dict[str, Any]:
+    """Initial ``{"dit": ..., "head": ...}`` params for batches shaped like ``batch`` (jit-able).
+
+    The head is initialised on zero probe features of the right shape (no DiT forward needed).
+    """
+    rng_d, rng_h = jax.random.split(rng)
+    p = self.prepare(batch)
+    cfg = self.dit.config
+    b = p["reference"].shape[0]
+    cameras = None if cfg.camera_mode == "none" else p["cameras"]
+    params = {"dit": self.dit.init(rng_d, p["reference"], jnp.zeros((b,), jnp.float32), p["context"],
+                                   reference_latents=p["reference"], cameras=cameras)["params"]}
+    if self.head is not None:
+      grid = p["grid"]
+      feats = jnp.zeros((b, 2 * grid[0] * grid[1] * grid[2], len(self.head_layers) * cfg.dim), jnp.float32)
+      params["head"] = self.head.init(rng_h, feats, feats, p["query"], grid=grid, token_stride=self.token_stride,
+                                      cameras=p["head_cameras"])["params"]
+    return params
+
+
+def dit_config(config: ml_collections.ConfigDict) -> wan_lib.WanConfig:
+  """The ``WanConfig`` of a run config's ``model`` block (preset + overrides)."""
+  overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.model.overrides.items()}
+  return wan_lib.get_config(config.model.preset, **overrides)
+
+
+def relative_cameras(batch: Mapping[str, Array]) -> dict[str, jax.Array]:
+  """The four camera arrays as float32, poses relative to ``reference_cam_to_world[:, 0]``.
+
+  Idempotent: pipeline batches are already relative (their reference pose at frame 0 is the identity).
+  """
+  ref0 = jnp.asarray(batch["reference_cam_to_world"], jnp.float32)[:, :1]
+  out = {}
+  for key in CAMERA_KEYS:
+    value = jnp.asarray(batch[key], jnp.float32)
+    out[key] = geometry.relative_to_reference(value, ref0) if key.endswith("cam_to_world") else value
+  return out
+
+
+def make_autoencoder(config: ml_collections.ConfigDict):
+  """The autoencoder of ``config.autoencoder``.
+
+  - ``{"kind": "pixel", "patch": p}``: ``models.autoencoder.PixelAutoencoder`` (CPU stand-in);
+  - ``{"kind": "wan", "path": P, "seed": s, "vae": {...}, "tiling": ()}``: the Wan2.1 VAE
+    (``models.wan_vae.WanVAEAutoencoder``) with weights from ``P`` (a diffusers ``vae/`` folder or an
+    original ``Wan2.1_VAE.pth`` / ``.safetensors``), or randomly initialised from ``seed`` when
+    ``P == "random"`` (tests). ``vae`` overrides ``WanVAEConfig`` fields; ``tiling`` is empty or
+    ``(min_height, min_width, stride_height, stride_width)`` pixels. Weights are read on first use
+    (shapes and factors need none, so benchmarks of the DiT run with ``P`` empty; encoding or
+    decoding then raises) and shared by every caller with the same settings.
+
+  Raises:
+    ValueError: unknown kind; FileNotFoundError: a missing ``path``.
+  """
+  ae = config.autoencoder
+  if ae.kind == "pixel":
+    return ae_lib.PixelAutoencoder(patch=int(ae.patch))
+  if ae.kind == "wan":
+    vae = ae.vae.to_dict() if isinstance(ae.vae, ml_collections.ConfigDict) else dict(ae.vae)
+    return _wan_autoencoder(str(ae.path), int(ae.seed), json.dumps(vae, sort_keys=True),
+                            tuple(int(v) for v in ae.tiling))
+  raise ValueError(f"config.autoencoder.kind={ae.kind!r}; expected 'pixel' or 'wan'")
+
+
+@functools.lru_cache(maxsize=4)
+def _wan_autoencoder(path: str, seed: int, vae_json: str, tiling: tuple[int, ...]):
+  overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in json.loads(vae_json).items()}
+  if tiling and len(tiling) != 4:
+    raise ValueError(f"config.autoencoder.tiling={tiling}: expected () or (min_height, min_width, stride_height, "
+                     "stride_width)")
+  tiles = wan_vae.Tiling(*tiling) if tiling else None
+  if path and path != "random":
+    cfg = convert_vae.read_config(path, **overrides)
+    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.load_vae(path, **overrides)[1], tiles, source=path)
+  cfg = wan_vae.WanVAEConfig(**overrides)
+  if path == "random":
+    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.random_params(cfg, seed), tiles,
+                                     source=f"<random init, seed {seed}>")
+
+  def no_weights():
+    raise ValueError("config.autoencoder.path is empty: set it to a diffusers vae/ folder or a Wan2.1_VAE.pth "
+                     "(or 'random' for a randomly initialised VAE, tests only) to encode or decode videos")
+  return wan_vae.WanVAEAutoencoder(cfg, no_weights, tiles, source="<no weights>")
