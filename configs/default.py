@@ -94,7 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           domain="reference_frame", target="bilinear", head_reduction="per_head")),
       # Confidence target "within r px" (in 384×512 pixels, losses.tracking): MV-TAP's 12 px is 0.85 px at
       # 32×32, finer than the head gets in 400 steps, so it called nearly every point occluded (reference AJ
-      # 0.002). 48 px is 3.4 px here, under one 4-px token (reference AJ 0.110 vs zero_motion 0.104 on the
+      # 0.002). 48 px is 3.4 px here, under one 4-px token (reference AJ 0.111 vs zero_motion 0.104 on the
       # 10-scene demo comparison, 2026-11-27).
       tracking=ml_collections.ConfigDict(dict(confidence_threshold_px=48.0))))
 
