@@ -271,27 +271,37 @@ def convert_state_dict(state_dict: Mapping[str, Any], config: WanConfig, *, init
     ValueError: listing unknown, missing and mis-shaped keys.
   """
   sd = to_diffusers_names(state_dict)
-  expected = traverse_util.flatten_dict(_expected_params(config))
-  by_name = {_torch_name(path): (path, shape) for path, shape in expected.items()}
-  unknown = sorted(set(sd) - set(by_name))
-  missing = sorted(set(by_name) - set(sd))
+  flat, unknown, missing, misshaped = _match(sd, config)
   if init_missing_camera and missing and all(_is_camera_name(n) for n in missing):
-    sd.update(_fresh_camera_params(config, set(missing), seed))
+    flat.update(_match(_fresh_camera_params(config, set(missing), seed), config)[0])
     missing = []
-  params, misshaped = {}, []
-  for name, (path, shape) in by_name.items():
-    if name not in sd:
-      continue
-    value = _to_flax(np.asarray(sd[name]), path[-1], len(shape.shape))
-    if value.shape != shape.shape:
-      misshaped.append(f"{name}: got {tuple(np.shape(sd[name]))} -> {value.shape}, expected {shape.shape}")
-      continue
-    params[path] = value.astype(config.param_dtype)
   if unknown or missing or misshaped:
     raise ValueError(f"convert_state_dict: state dict does not match {config}:\n"
                      f"  unknown keys ({len(unknown)}): {unknown}\n  missing keys ({len(missing)}): {missing}\n"
                      f"  mis-shaped keys ({len(misshaped)}): {misshaped}")
-  tree = traverse_util.unflatten_dict(params)
+  return _params_tree({p: v.astype(config.param_dtype) for p, v in flat.items()}, config)
+
+
+def _match(sd: Mapping[str, Any], config: WanConfig) -> tuple[dict[tuple[str, ...], np.ndarray], list[str], list[str],
+                                                             list[str]]:
+  """Matches diffusers-named tensors to ``config``'s params: ``(flat params of the well-shaped names
+  present, unknown names, missing names, mis-shape messages)``; values in Flax layout, dtype kept."""
+  expected = traverse_util.flatten_dict(_expected_params(config))
+  by_name = {_torch_name(path): (path, shape) for path, shape in expected.items()}
+  flat, misshaped = {}, []
+  for name, (path, shape) in by_name.items():
+    if name in sd:
+      value = _to_flax(np.asarray(sd[name]), path[-1], len(shape.shape))
+      if value.shape != shape.shape:
+        misshaped.append(f"{name}: got {tuple(np.shape(sd[name]))} -> {value.shape}, expected {shape.shape}")
+      else:
+        flat[path] = value
+  return flat, sorted(set(sd) - set(by_name)), sorted(set(by_name) - set(sd)), misshaped
+
+
+def _params_tree(flat: Mapping[tuple[str, ...], np.ndarray], config: WanConfig) -> dict[str, Any]:
+  """Flat params → the nested tree of ``config`` (blocks stacked when it scans its layers)."""
+  tree = traverse_util.unflatten_dict(dict(flat))
   return stack_block_params(tree, config.num_layers) if config.scan_layers else tree
 
 
@@ -466,19 +476,20 @@ def read_torch_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
   return tensors
 
 
-def read_transformer(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-  """Reads transformer weights and, for a diffusers folder, its ``config.json``.
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+  """Reads PyTorch weights and, for a diffusers folder, its ``config.json`` (transformer or VAE).
 
-  ``path``: a diffusers ``transformer/`` folder (``config.json`` + one or sharded safetensors), a
-  ``.safetensors`` file or ``*.safetensors.index.json``, or an original Wan / DiffSynth /
-  ReCamMaster torch pickle. Returns ``(state_dict, diffusers_config or None)``.
+  ``path``: a diffusers model folder (``config.json`` + one or sharded safetensors), a
+  ``.safetensors`` file or ``*.safetensors.index.json``, or a torch pickle (original Wan /
+  DiffSynth / ReCamMaster checkpoints, ``Wan2.1_VAE.pth``). Returns ``(state_dict, diffusers_config
+  or None)``.
 
   Raises:
     FileNotFoundError, ImportError, ValueError: as the readers.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"transformer weights: no such file or folder {path}")
+    raise FileNotFoundError(f"weights: no such file or folder {path}")
   if os.path.isdir(path):
     config = None
     if os.path.exists(os.path.join(path, "config.json")):
@@ -512,7 +523,7 @@ def pretrained_params(path: str | os.PathLike, config: WanConfig) -> tuple[dict[
     ValueError: architecture fields that differ (naming checkpoint and config values), missing or
       unexpected non-camera tensors, mis-shaped tensors.
   """
-  state_dict, diffusers_config = read_transformer(path)
+  state_dict, diffusers_config = read_checkpoint(path)
   sd = to_diffusers_names(state_dict)
   found = (config_from_diffusers(diffusers_config) if diffusers_config is not None
            else infer_config(sd, head_dim=config.head_dim))
@@ -521,23 +532,11 @@ def pretrained_params(path: str | os.PathLike, config: WanConfig) -> tuple[dict[
   if conflicts:
     raise ValueError(f"{os.fspath(path)}: the checkpoint's architecture differs from config.model "
                      f"(only dtype, attention backend, remat, scan and camera mode may differ): {conflicts}")
-  expected = traverse_util.flatten_dict(_expected_params(config))
-  by_name = {_torch_name(p): (p, shape) for p, shape in expected.items()}
-  unknown = sorted(set(sd) - set(by_name))
-  missing = sorted(set(by_name) - set(sd))
-  bad = [n for n in unknown if not _is_camera_name(n)] + [n for n in missing if not _is_camera_name(n)]
-  flat, misshaped = {}, []
-  for name, (p, shape) in by_name.items():
-    if name in sd:
-      value = _to_flax(np.asarray(sd[name], np.float32), p[-1], len(shape.shape))
-      if value.shape != shape.shape:
-        misshaped.append(f"{name}: got {tuple(np.shape(sd[name]))} -> {value.shape}, expected {shape.shape}")
-      flat[p] = value
+  flat, unknown, missing, misshaped = _match(sd, config)
+  bad = [n for n in unknown + missing if not _is_camera_name(n)]
   if bad or misshaped:
     raise ValueError(f"{os.fspath(path)}: weights do not fit the model: missing or unknown non-camera tensors "
                      f"{bad[:20]} ({len(bad)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
-  tree = traverse_util.unflatten_dict(flat)
-  if config.scan_layers:
-    tree = stack_block_params(tree, config.num_layers)
-  report = {"loaded": sorted(n for n in by_name if n in sd), "fresh": missing, "ignored": unknown}
+  tree = _params_tree({p: v.astype(np.float32) for p, v in flat.items()}, config)
+  report = {"loaded": sorted(n for n in sd if n not in unknown), "fresh": missing, "ignored": unknown}
   return jax.tree.map(np.asarray, tree), report

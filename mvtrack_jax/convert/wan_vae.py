@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mvtrack_jax.convert.wan import load_safetensors, read_torch_pickle
+from mvtrack_jax.convert.wan import read_checkpoint
 from mvtrack_jax.models.wan_vae import WanVAE, WanVAEConfig
 
 _LIST_NAMES = ("down_blocks", "up_blocks", "resnets", "attentions")
@@ -191,22 +191,6 @@ def load_diffusers_vae(state_dict: Mapping[str, np.ndarray], config: Mapping[str
   return WanVAE(cfg), convert_state_dict(state_dict, cfg)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Reads VAE weights: ``.safetensors`` (or a folder / sharded index, no torch) or a torch pickle
-  (``.pth`` / ``.ckpt`` / ``.pt``, needs torch; loaded with ``weights_only=True``).
-
-  Raises:
-    FileNotFoundError: the path does not exist.
-    ImportError: a torch pickle without torch installed; the message says how to convert it.
-  """
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"Wan VAE weights: no such file or folder {path}")
-  if os.path.isdir(path) or path.endswith((".safetensors", ".json")):
-    return load_safetensors(path)
-  return read_torch_pickle(path)
-
-
 def read_config(path: str | os.PathLike, **overrides) -> WanVAEConfig:
   """The :class:`WanVAEConfig` of the weights at ``path`` without reading them: a diffusers folder's
   ``config.json``, or Wan2.1's architecture for a single file (which carries no config)."""
@@ -236,11 +220,11 @@ def load_vae(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict[str,
   default architecture is assumed, since such files carry no config).
 
   Raises:
-    FileNotFoundError, ValueError, ImportError: as :func:`read_state_dict` and :func:`convert_state_dict`.
+    FileNotFoundError, ValueError, ImportError: as ``convert.wan.read_checkpoint`` and :func:`convert_state_dict`.
   """
   cfg = read_config(path, **overrides)
-  return WanVAE(cfg), convert_state_dict(read_state_dict(path), cfg)
+  return WanVAE(cfg), convert_state_dict(read_checkpoint(path)[0], cfg)
 
 
-__all__ = ["convert_state_dict", "load_diffusers_vae", "load_vae", "read_config", "read_state_dict", "random_params",
+__all__ = ["convert_state_dict", "load_diffusers_vae", "load_vae", "read_config", "random_params",
            "num_params", "expected_param_shapes", "original_to_diffusers_names"]

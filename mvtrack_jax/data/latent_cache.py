@@ -35,6 +35,7 @@ def cache_metadata(height: int, width: int, autoencoder: Any) -> dict[str, Any]:
 
 
 def record_path(root: str, split: str, index: int) -> str:
+  """``root/<split>/<index:08d>.npy``: the cached ``(V, F, h, w, z)`` float32 latents of record ``index``."""
   return os.path.join(root, split, f"{int(index):08d}.npy")
 
 
@@ -69,6 +70,11 @@ def write_metadata(root: str, metadata: Mapping[str, Any]) -> None:
 
 
 def read_metadata(root: str) -> dict[str, Any]:
+  """``root/cache.json`` as a dict.
+
+  Raises:
+    FileNotFoundError: ``root`` is not a latent cache; the message gives the command that makes one.
+  """
   path = os.path.join(root, CACHE_JSON)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{root}: not a latent cache (no {CACHE_JSON}); make one with "

@@ -111,9 +111,9 @@ class WanVAEConfig:
       ValueError: a Wan 2.2 or otherwise unsupported setting (``is_residual``, ``patch_size``,
         ``decoder_base_dim`` ≠ ``base_dim``, ``attn_scales``, channels ≠ 3), naming the field.
     """
-    unsupported = {"is_residual": False, "patch_size": None, "attn_scales": [], "in_channels": 3, "out_channels": 3}
-    for key, ok in unsupported.items():
-      if key in config and config[key] not in (ok, tuple(ok) if isinstance(ok, list) else ok):
+    supported = {"is_residual": False, "patch_size": None, "attn_scales": [], "in_channels": 3, "out_channels": 3}
+    for key, ok in supported.items():
+      if key in config and (list(config[key]) if isinstance(config[key], tuple) else config[key]) != ok:
         raise ValueError(f"WanVAEConfig.from_diffusers: {key}={config[key]!r} is not supported (Wan 2.1 VAE: {ok!r})")
     if config.get("decoder_base_dim") not in (None, config.get("base_dim", cls.base_dim)):
       raise ValueError(f"WanVAEConfig.from_diffusers: decoder_base_dim={config['decoder_base_dim']} differs from "
@@ -363,8 +363,7 @@ class Encoder3d(nn.Module):
   @nn.compact
   def __call__(self, x, cache=None):
     cfg, dt = self.config, self.config.dtype
-    first = cache is None
-    cache = cache or {}
+    cache = cache or {}   # empty: the first chunk (zero context, first-frame rules of the resamplers)
     new = {}
     x, new["conv_in"] = CausalConv3d(cfg.base_dim, dtype=dt, name="conv_in")(x, cache.get("conv_in"))
     for i, (kind, out_dim) in enumerate(_encoder_layout(cfg)):
@@ -372,7 +371,7 @@ class Encoder3d(nn.Module):
       if kind == "res":
         x, new[name] = ResidualBlock(out_dim, dt, name=name)(x, cache.get(name))
       else:
-        x, new[name] = Resample(kind, out_dim, dt, name=name)(x, None if first else cache[name])
+        x, new[name] = Resample(kind, out_dim, dt, name=name)(x, cache.get(name))
     x, new["mid_block"] = MidBlock(dt, name="mid_block")(x, cache.get("mid_block"))
     x = nn.silu(RMSNorm(name="norm_out")(x))
     x, new["conv_out"] = CausalConv3d(2 * cfg.z_dim, dtype=dt, name="conv_out")(x, cache.get("conv_out"))
@@ -389,7 +388,6 @@ class UpBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, cache=None):
-    first = cache is None
     cache = cache or {}
     new = {}
     for j in range(self.num_res_blocks + 1):
@@ -397,7 +395,7 @@ class UpBlock(nn.Module):
     if self.upsample_mode is not None:
       # Wan 2.1: the upsampler halves the channels (the next block's input is out_dim // 2).
       x, new["upsampler"] = Resample(self.upsample_mode, self.out_dim // 2, self.dtype, name="upsampler")(
-          x, None if first else cache["upsampler"])
+          x, cache.get("upsampler"))
     return x, new
 
 
@@ -409,15 +407,14 @@ class Decoder3d(nn.Module):
   @nn.compact
   def __call__(self, x, cache=None):
     cfg, dt = self.config, self.config.dtype
-    first = cache is None
-    cache = cache or {}
+    cache = cache or {}   # empty: the first latent frame
     new = {}
     top = cfg.base_dim * cfg.dim_mult[-1]
     x, new["conv_in"] = CausalConv3d(top, dtype=dt, name="conv_in")(x, cache.get("conv_in"))
     x, new["mid_block"] = MidBlock(dt, name="mid_block")(x, cache.get("mid_block"))
     for i, (out_dim, mode) in enumerate(_decoder_layout(cfg)):
       name = f"up_blocks_{i}"
-      x, new[name] = UpBlock(out_dim, cfg.num_res_blocks, mode, dt, name=name)(x, None if first else cache[name])
+      x, new[name] = UpBlock(out_dim, cfg.num_res_blocks, mode, dt, name=name)(x, cache.get(name))
     x = nn.silu(RMSNorm(name="norm_out")(x))
     x, new["conv_out"] = CausalConv3d(3, dtype=dt, name="conv_out")(x, cache.get("conv_out"))
     return x, new
