@@ -66,7 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       learning_rate=3e-3, warmup_steps=30, schedule="cosine", end_lr_factor=0.1,
       b1=0.9, b2=0.99, eps=1e-8, weight_decay=1e-4, grad_clip_norm=1.0,
       # Regexes on '/'-joined parameter paths ("dit/blocks_0/attn1/to_q/kernel", "head/...").
-      trainable_patterns=(".*",)))
+      trainable_patterns=(r"^(dit|head)/",)))
   c.ema_decay = 0.0  # > 0 keeps an EMA of the parameters (exportable with --use_ema)
 
   # Start from pretrained weights (a new run only; a checkpoint in the workdir wins): a diffusers
@@ -87,7 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Objective (losses.objective): λs, probe layers (0-based), correspondence and tracking options.
   c.objective = ml_collections.ConfigDict(dict(
       lambda_diff=1.0, lambda_track=0.01, lambda_corr=0.01,
-      head_layers=(1,), corr_layers=(1,), context_length=8,
+      head_layers=(1,), corr_layers=(1,),
       # Flow-matching training grid (diffusion.flow_matching.FlowMatchingSchedule): Wan's shift, uniform weight.
       schedule=ml_collections.ConfigDict(dict(shift=5.0, weighting="uniform")),
       corr=ml_collections.ConfigDict(dict(
@@ -97,6 +97,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # 0.002). 48 px is 3.4 px here, under one 4-px token (reference AJ 0.111 vs zero_motion 0.104 on the
       # 10-scene demo comparison, 2026-11-27).
       tracking=ml_collections.ConfigDict(dict(confidence_threshold_px=48.0))))
+
+  # Text (umT5 caption embeddings, models.mvtrack4gen): the synthetic scenes have no captions, so the
+  # DiT sees the null context (zeros of context_length tokens) as a text-free Wan would.
+  c.text = ml_collections.ConfigDict(dict(
+      encoder="",  # umT5: a diffusers Wan2.1 folder (text_encoder/ + tokenizer/), for encode_text / generate --prompt
+      cache="",  # text cache (python -m mvtrack_jax.data.encode_text); "" = no text, zero null context
+      context_length=8, caption_dropout=0.1))
 
   # Data (data.pipeline over a random-access source).
   c.data = ml_collections.ConfigDict(dict(

@@ -10,30 +10,33 @@ rematerialisation of the scanned blocks; trainable = self-attention + camera mod
 stands alone (nothing is inherited from the CPU demo's config).
 
 Fine-tuning a pretrained Wan2.1, the whole sequence (one host; see launch/ for SLURM and TPU
-pods; ``W=/ckpt/Wan2.1-T2V-1.3B-Diffusers``, ``D=/data/MultiCamVideo-Dataset/train``)::
+pods; ``W=/ckpt/Wan2.1-T2V-1.3B-Diffusers``, ``D=/data/MultiCamVideo-Dataset/train`` with
+ReCamMaster's ``metadata.csv`` of captions)::
 
+  C="--config=configs/mvtrack4gen_recammaster.py --config.autoencoder.path=$W/vae --config.data.data_dir=$D \
+     --config.text.encoder=$W"
   # 1. encode every view of the dataset once with the Wan VAE (the trainer never runs the encoder)
-  python -m mvtrack_jax.data.encode_latents --config=configs/mvtrack4gen_recammaster.py \
-      --config.autoencoder.path=$W/vae --config.data.data_dir=$D --out /data/latents
-  # 2. train, starting from the pretrained transformer (camera modules and head start fresh)
-  python -m mvtrack_jax.train --config=configs/mvtrack4gen_recammaster.py --workdir=out/mvtrack4gen \
-      --config.autoencoder.path=$W/vae --config.data.data_dir=$D --config.data.latents_dir=/data/latents \
-      --config.init.transformer=$W/transformer
-  # 3. export for PyTorch (diffusers; --format=diffsynth for ReCamMaster's scripts)
+  python -m mvtrack_jax.data.encode_latents $C --out /data/latents
+  # 2. encode the captions once with umT5 (and the empty prompt: the null context)
+  python -m mvtrack_jax.data.encode_text $C --captions $D/metadata.csv --out /data/text
+  # 3. train, starting from the pretrained transformer (camera modules and head start fresh)
+  python -m mvtrack_jax.train $C --workdir=out/mvtrack4gen --config.data.latents_dir=/data/latents \
+      --config.text.cache=/data/text --config.init.transformer=$W/transformer
+  # 4. export for PyTorch (diffusers; --format=diffsynth for ReCamMaster's scripts)
   python -m mvtrack_jax.export --workdir=out/mvtrack4gen --out=out/mvtrack4gen_diffusers --format=diffusers
-  # 4. generate a novel view (decoded by the Wan VAE)
+  # 5. generate a novel view (decoded by the Wan VAE), guided by a prompt (CFG 5 against the null context)
   python -m mvtrack_jax.generate --checkpoint out/mvtrack4gen --reference clip.mp4 --trajectory arc_left \
-      --out out/novel_view
+      --prompt "a man dancing in a plaza" --out out/novel_view
 
-Text: the null context (zeros) is used; umT5 caption embeddings are not wired in yet. A released
-ReCamMaster ``.ckpt`` works as ``init.transformer`` with ``model.overrides.camera_mode="recammaster"``.
+A released ReCamMaster ``.ckpt`` works as ``init.transformer`` with ``model.overrides.camera_mode="recammaster"``.
 ``configs/recammaster_diffusion_only.py`` is the λ = 0 baseline.
 
 Variants: ``get_config("small")`` shrinks frames/resolution (17 frames at 240×416) for smoke runs on
 one GPU; ``get_config("smoke")`` runs the sequence above on a CPU in seconds with tiny random
-stand-ins (a ``tiny`` DiT: 2 blocks × 128, 4 latent channels, patch 1×1×1; the built-in synthetic
-dataset at 9 frames of 32×48; 2 steps) — the README's "Fine-tune a pretrained Wan2.1" writes the
-stand-ins with diffusers' ``save_pretrained`` and ``tests/data/test_latent_cache.py`` runs it.
+stand-ins (``python -m mvtrack_jax.convert.standins --out W``: a ``tiny`` DiT of 2 blocks × 128, 4
+latent channels, patch 1×1×1; a tiny VAE and umT5; the built-in synthetic dataset at 9 frames of
+32×48, captioned by ``<split>/<index>``; 2 steps) — the README's "Fine-tune a pretrained Wan2.1"
+lists the commands and ``tests/data/test_latent_cache.py`` runs them.
 """
 
 import ml_collections
@@ -93,10 +96,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict(dict(
       lambda_diff=1.0, lambda_track=0.01, lambda_corr=0.01,
       head_layers=(18,), corr_layers=(18,),
-      context_length=512,  # umT5 tokens (zero context when the batch has none)
       schedule=ml_collections.ConfigDict(dict(shift=5.0, weighting="wan")),
       corr=ml_collections.ConfigDict(dict(domain="reference_frame", target="bilinear", head_reduction="per_head")),
       tracking=ml_collections.ConfigDict()))
+
+  # umT5 captions: encoded once into text.cache; the empty prompt's embedding is the null context
+  # (caption dropout, CFG). An empty cache trains with the zero null context.
+  c.text = ml_collections.ConfigDict(dict(
+      encoder="",  # a diffusers Wan2.1 folder (text_encoder/ + tokenizer/), for encode_text / generate --prompt
+      cache="",  # text cache of data_dir (python -m mvtrack_jax.data.encode_text)
+      context_length=512, caption_dropout=0.1))
 
   c.data = ml_collections.ConfigDict(dict(
       dataset="multicamvideo",
@@ -129,7 +138,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.head.overrides = ml_collections.ConfigDict()
     c.objective.head_layers = (1,)
     c.objective.corr_layers = (1,)
-    c.objective.context_length = 8
+    c.text.context_length = 8
     c.data.dataset = "synthetic"
     with c.data.ignore_type():
       c.data.synthetic = ml_collections.ConfigDict(dict(num_views=2, num_frames=9, height=32, width=48, num_tracks=16,

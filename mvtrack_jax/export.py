@@ -21,7 +21,10 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
   camera modules under the names ``convert.wan`` imports (``camera_encoder.*``,
   ``blocks.N.camera_proj.*`` for Plücker cameras; ``blocks.N.cam_encoder.*``,
   ``blocks.N.projector.*`` for ReCamMaster's), PyTorch layout, and the tracking head as
-  ``head.<Flax param path joined by dots>`` in Flax layout; absent when there is neither;
+  ``head.<Flax param path joined by dots>`` in Flax layout, and for a model trained with text
+  ``text.null_context`` ``(context_length, text_dim)``, the stored umT5 embedding of the empty
+  prompt, zero-padded (what diffusers' ``WanPipeline`` computes itself for ``negative_prompt=""``);
+  absent when there is none of these;
 - ``DIR2/mvtrack_config.json`` (the training config) and ``DIR2/export.json``.
 
 ``--format=diffsynth`` (ReCamMaster's / DiffSynth's training and inference scripts):
@@ -31,9 +34,10 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
   in ``convert.wan`` — for ``camera_mode="recammaster"`` exactly ReCamMaster's
   ``blocks.N.cam_encoder`` / ``blocks.N.projector``; ``convert.wan.load_original_transformer``
   reads it back;
-- ``DIR2/mvtrack_modules.safetensors`` (the head, if any), ``mvtrack_config.json``, ``export.json``.
+- ``DIR2/mvtrack_modules.safetensors`` (the head and null context, if any), ``mvtrack_config.json``,
+  ``export.json``.
 
-``load_exported(DIR2)`` returns ``(params, config_dict, info)`` of an Orbax export.
+``inference.checkpoint.load_exported(DIR2)`` returns ``(params, config_dict, info)`` of an Orbax export.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from flax import traverse_util
 
 from mvtrack_jax.convert import wan as convert_wan
 from mvtrack_jax.models import mvtrack4gen
+from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
 
 _DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
@@ -87,12 +92,12 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
   _check_out(out)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   key = "ema_params" if use_ema else "params"
-  step, trees = checkpointing.restore_params_to_host(ckpt_dir, step=step, keys=(key,))
+  step, trees = checkpoint_lib.read_params(ckpt_dir, step=step, keys=(key,))
   target = _DTYPES[dtype]
   params = jax.tree.map(
       lambda x: np.asarray(x).astype(target) if np.issubdtype(np.asarray(x).dtype, np.floating)
       else np.asarray(x), trees[key])
-  config = checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step)
+  config = checkpoint_lib.read_config(ckpt_dir, step)
   info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype, "ema": bool(use_ema)}
   if fmt in ("diffusers", "diffsynth"):
     return write_torch(out, params, config, info, fmt=fmt)
@@ -137,7 +142,7 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
 
   Args:
     out: output directory; must not exist or be empty.
-    params: ``{"dit": ..., "head": ...}`` host arrays.
+    params: ``{"dit": ..., "head": ..., "text": ...}`` host arrays.
     config: the training config (it names the DiT preset and overrides).
     info: fields of ``export.json``.
     fmt: ``"diffusers"`` or ``"diffsynth"``.
@@ -159,8 +164,9 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
   else:
     weights_name = "model.safetensors"
     weights = {k: v.astype(keep) for k, v in convert_wan.to_original_names({**wan_sd, **camera_sd}).items()}
-  for path, value in traverse_util.flatten_dict(dict(params.get("head") or {})).items():
-    extra["head." + ".".join(path)] = np.ascontiguousarray(np.asarray(value, np.float32))
+  for top in ("head", "text"):
+    for path, value in traverse_util.flatten_dict(dict(params.get(top) or {})).items():
+      extra[".".join((top,) + path)] = np.ascontiguousarray(np.asarray(value, np.float32))
   info = dict(info, format=fmt, num_params=int(sum(np.size(x) for x in jax.tree.leaves(params))),
               wan_tensors=len(weights), mvtrack_tensors=len(extra))
 
@@ -200,32 +206,6 @@ def _write_dir_atomically(out: str, write) -> None:
   except BaseException:
     tmp_path.rmtree(missing_ok=True)
     raise
-
-
-def load_exported(path: str) -> tuple[Any, ml_collections.ConfigDict, dict[str, Any]]:
-  """Loads an exported inference checkpoint.
-
-  Args:
-    path: directory written by ``export``.
-
-  Returns:
-    ``(params, config, info)``: params as host numpy arrays (exported dtype), the training
-    config as a ``ConfigDict``, and ``export.json``.
-
-  Raises:
-    FileNotFoundError: ``path`` is not an export directory.
-  """
-  p = epath.Path(path).absolute()
-  if not (p / "params").exists() or not (p / "config.json").exists():
-    raise FileNotFoundError(f"{p} is not an export directory (expected params/ and config.json)")
-  meta = ocp.StandardCheckpointer().metadata(p / "params")
-  tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
-  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-  params = ocp.PyTreeCheckpointer().restore(
-      p / "params", args=ocp.args.PyTreeRestore(item=tree, restore_args=restore_args))
-  config = ml_collections.ConfigDict(json.loads((p / "config.json").read_text()))
-  info = json.loads((p / "export.json").read_text()) if (p / "export.json").exists() else {}
-  return params, config, info
 
 
 def define_flags() -> None:

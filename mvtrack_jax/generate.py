@@ -59,10 +59,18 @@ is none for mp4/npz references, other datasets or JSON cameras.
 (frame 0), in pixels of the *input* reference video and frames of the generated clip; default a
 ``--grid × --grid`` grid of points at frame 0.
 
-``--context``: optional ``.npy`` ``(L, text_dim)`` text embeddings (e.g. umT5 of a caption) for
-classifier-free guidance against the null (all-zero) context. Without it the model is conditioned on
-the null context it was trained with, and ``--cfg`` has no effect (guidance would compare the context
-with itself).
+Text (classifier-free guidance with ``--cfg``, default 5 as Wan / ReCamMaster):
+
+- ``--prompt "a person dancing in a plaza"``: encoded by the umT5 text encoder of ``--text_encoder``
+  (default: the checkpoint config's ``text.encoder``; a diffusers Wan2.1 folder with
+  ``text_encoder/`` and ``tokenizer/``; needs torch, transformers and ftfy); ``--negative_prompt``
+  likewise for the negative branch;
+- or ``--context`` / ``--negative_context``: ``.npy`` ``(L, text_dim)`` embeddings computed elsewhere
+  (``L ≤`` the model's ``context_length``; zero-padded as Wan pads prompts).
+
+A branch without text uses the model's null context (the empty prompt's embedding stored with a model
+trained with text; zeros otherwise). With neither branch given, both are the null context and ``--cfg``
+has no effect (guidance would compare the context with itself).
 """
 
 from __future__ import annotations
@@ -294,9 +302,19 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
         seed: int = 0, query_points: str | None = None, grid: int = 8, reference_view: int = 0,
         start_frame: int = 0, num_frames: int | None = None, height: int | None = None, width: int | None = None,
         fov: float = 60.0, intrinsics: str | None = None, magnitude: float | None = None,
-        look_at_depth: float | None = None, context: str | None = None, fps: float | None = None,
-        step: int | None = None, use_ema: bool = False, progress: bool = True) -> dict[str, Any]:
-  """The command (module docstring); returns the ``generation.json`` record."""
+        look_at_depth: float | None = None, context: str | None = None, negative_context: str | None = None,
+        prompt: str | None = None, negative_prompt: str | None = None, text_encoder: str | None = None,
+        fps: float | None = None, step: int | None = None, use_ema: bool = False,
+        progress: bool = True) -> dict[str, Any]:
+  """The command (module docstring); returns the ``generation.json`` record.
+
+  Raises:
+    ValueError: both a prompt and a context for one branch, or a prompt without a text encoder.
+  """
+  for text_flag, array_flag, a, b in (("prompt", "context", prompt, context),
+                                      ("negative_prompt", "negative_context", negative_prompt, negative_context)):
+    if a is not None and b is not None:
+      raise ValueError(f"--{text_flag} and --{array_flag} both given; pass one of them")
   from mvtrack_jax.data import pipeline, video_io  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view, visualize  # pylint: disable=g-import-not-at-top
@@ -327,8 +345,12 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
           "reference_intrinsics": example["reference_intrinsics"][None],
           "reference_cam_to_world": example["reference_cam_to_world"][None],
           "target_intrinsics": k_tgt[None], "target_cam_to_world": c2w[None], "query_points": queries[None]}
-  text = None if context is None else _load_array(context, "context")
-  generator = novel_view.NovelViewGenerator(model, context=text)
+  texts = _text_contexts(model, prompt, negative_prompt, text_encoder)
+  if context is not None:
+    texts["context"] = _load_array(context, "context")
+  if negative_context is not None:
+    texts["negative_context"] = _load_array(negative_context, "negative_context")
+  generator = novel_view.NovelViewGenerator(model, **texts)
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   t0 = time.time()
   result = generator.generate(clip, sampling, progress=progress)
@@ -380,12 +402,28 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   files.append("strip.png")
   info = {"checkpoint": model.source, "model": model.name, "reference": source_name, "trajectory": traj_name,
           "num_frames": t, "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
-          "guidance_active": text is not None and cfg != 1.0, "seed": seed, "num_query_points": int(len(queries)),
+          "guidance_active": bool(texts) and cfg != 1.0, "prompt": prompt, "negative_prompt": negative_prompt,
+          "seed": seed, "num_query_points": int(len(queries)),
           "ground_truth": truth is not None, **fidelity_metrics,
           "seconds_generate": round(t_generate, 3), "seconds_track": round(t_track, 3),
           "seconds_total": round(time.time() - start, 3), "files": files}
   _write_json(os.path.join(out, "generation.json"), info)
   return info
+
+
+def _text_contexts(model, prompt: str | None, negative_prompt: str | None, text_encoder: str | None
+                   ) -> dict[str, np.ndarray]:
+  """``{"context", "negative_context"}`` umT5 embeddings of the given prompts (module docstring)."""
+  prompts = {k: v for k, v in (("context", prompt), ("negative_context", negative_prompt)) if v is not None}
+  if not prompts:
+    return {}
+  from mvtrack_jax.models import text_encoder as text_lib  # pylint: disable=g-import-not-at-top
+  path = text_encoder or model.config.text.encoder
+  if not path:
+    raise ValueError(f"--prompt/--negative_prompt need a umT5 text encoder: pass --text_encoder (a diffusers "
+                     f"Wan2.1 folder with text_encoder/ and tokenizer/); the config of {model.source} names none")
+  encoder = text_lib.UMT5TextEncoder(path, max_length=model.model.context_length)
+  return dict(zip(prompts, encoder.encode(list(prompts.values()))))
 
 
 def _write_png(path: str, image: np.ndarray) -> None:
@@ -410,7 +448,7 @@ def define_flags() -> None:
                       f"One of {', '.join(trajectories.TRAJECTORY_NAMES)} or a cameras JSON file.")
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_integer("steps", 50, "Euler steps.")
-  flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale (needs --context to have an effect).")
+  flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale (needs a prompt or context to have an effect).")
   flags.DEFINE_integer("seed", 0, "Seed of the initial noise.")
   flags.DEFINE_string("query_points", None, "Query points file (N, 3) (t, x, y) or (N, 2).")
   flags.DEFINE_integer("grid", 8, "Default query points: a grid x grid lattice at frame 0.")
@@ -423,7 +461,11 @@ def define_flags() -> None:
   flags.DEFINE_string("intrinsics", None, "JSON 3x3 intrinsics of an mp4 reference (its pixels).")
   flags.DEFINE_float("magnitude", None, "Preset trajectory size (degrees or metres).")
   flags.DEFINE_float("look_at_depth", None, "Pivot depth (m) of translate/arc presets.")
-  flags.DEFINE_string("context", None, ".npy text embeddings (L, text_dim) for CFG.")
+  flags.DEFINE_string("prompt", None, "Text prompt, encoded with --text_encoder (umT5).")
+  flags.DEFINE_string("negative_prompt", None, "Negative prompt of guidance (default: the null context).")
+  flags.DEFINE_string("text_encoder", None, "umT5 folder for --prompt (default: the checkpoint config's text.encoder).")
+  flags.DEFINE_string("context", None, ".npy text embeddings (L, text_dim) instead of --prompt.")
+  flags.DEFINE_string("negative_context", None, ".npy text embeddings (L, text_dim) instead of --negative_prompt.")
   flags.DEFINE_float("fps", None, "Output frame rate (default: the mp4's, else 15).")
   flags.DEFINE_integer("step", None, "Training step (workdir checkpoints; default newest).")
   flags.DEFINE_bool("use_ema", False, "Use the EMA weights of a training workdir.")
@@ -440,7 +482,8 @@ def main(argv):
              reference_view=FLAGS.reference_view, start_frame=FLAGS.start_frame, num_frames=FLAGS.num_frames,
              height=FLAGS.height, width=FLAGS.width, fov=FLAGS.fov, intrinsics=FLAGS.intrinsics,
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
-             fps=FLAGS.fps, step=FLAGS.step, use_ema=FLAGS.use_ema)
+             negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
+             text_encoder=FLAGS.text_encoder, fps=FLAGS.fps, step=FLAGS.step, use_ema=FLAGS.use_ema)
   print(json.dumps(info, indent=2))
 
 

@@ -6,7 +6,7 @@ r"""Attention-layer correspondence probe of a trained model (DiffTrack protocol;
 For every batch of one deterministic pass over ``--split`` (centre crops, ``data.pipeline``) and
 every probed timestep: both videos → latents; the **target** latents are noised to ``σ`` with a
 fixed-seed noise (the same noise at every timestep of a batch), the reference latents stay clean;
-one ``WanDiT`` forward with the null text context (zeros of ``MVTrack4Gen.context_length`` tokens) and
+one ``WanDiT`` forward with the model's null text context (``MVTrack4Gen.null_context``) and
 both views' cameras — exactly as the training objective calls it (``MVTrack4Gen.prepare`` /
 ``velocity``) — returns the
 q/k of every probed layer, scored by ``evaluation.probe`` (reference-temporal, target-temporal and
@@ -76,7 +76,7 @@ def _pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]
 
 
 def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_threshold: float):
-  """Jitted ``fn(dit_params, batch, noise, sigma) -> (L, K, 4)`` sums for one timestep.
+  """Jitted ``fn(params, batch, noise, sigma) -> (L, K, 4)`` sums for one timestep.
 
   ``batch`` holds the pipeline keys the DiT and the metrics need; ``noise`` has the target latents'
   shape; ``sigma`` is a float32 scalar (traced, so all timesteps share one compile per shape).
@@ -86,12 +86,12 @@ def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_thresh
   from mvtrack_jax.diffusion.flow_matching import add_noise  # pylint: disable=g-import-not-at-top
 
   @jax.jit
-  def fn(dit_params, batch, noise, sigma):
-    p = net.prepare(batch)
+  def fn(params, batch, noise, sigma):
+    p = net.prepare(batch, params)
     b = p["target"].shape[0]
     noisy = add_noise(p["target"], noise, jnp.full((b,), sigma, jnp.float32))
     timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
-    _, probes = net.velocity(dit_params, noisy, timestep, p, probe_layers=layers)
+    _, probes = net.velocity(params["dit"], noisy, timestep, p, probe_layers=layers)
     return probe_lib.probe_sums(probes, p["tracks"], p["visible"], jnp.asarray(batch["track_mask"], bool),
                                 grid=p["grid"], token_stride=net.token_stride, layers=layers, kinds=kinds,
                                 pck_threshold=pck_threshold)
@@ -165,7 +165,7 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
   iterator = pipeline.make_iterator(source, config, seed=0, train=False)
 
   fn = make_probe_fn(model, layers, kinds, pck_threshold)
-  dit_params = jax.device_put(model.params["dit"])
+  params = jax.device_put(model.params)
   sums = np.zeros((len(layers), len(timesteps), len(kinds), len(probe_lib.SUM_FIELDS)), np.float64)
   bar = None
   if progress:
@@ -184,7 +184,7 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
     arrays |= {f"{v}_latents": model.autoencoder.encode(batch[f"{v}_video"]) for v in ("reference", "target")}
     noise = jax.random.normal(jax.random.fold_in(key, num_done), arrays["target_latents"].shape, jnp.float32)
     for j, sigma in enumerate(sigmas):
-      sums[:, j] += np.asarray(jax.device_get(fn(dit_params, arrays, noise, jnp.float32(sigma))), np.float64)
+      sums[:, j] += np.asarray(jax.device_get(fn(params, arrays, noise, jnp.float32(sigma))), np.float64)
       if bar is not None:
         bar.update(1)
     num_done += 1
@@ -203,7 +203,8 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
                    "num_inference_steps": num_inference_steps, "num_batches": num_done,
                    "num_examples": num_examples, "batch_size": batch_size, "pck_threshold": pck_threshold,
                    "top_k": top_k, "seed": seed, "token_stride": model.token_stride,
-                   "context": f"zeros x {model.model.context_length}",
+                   "context": ("null context (umT5 empty prompt)" if model.model.with_text
+                               else f"zeros x {model.model.context_length}"),
                    "aggregation": "mean over all valid (point, pair) entries of a kind, pooled over batches",
                    "ranking": "layers by mean harmonic mean over timesteps"},
       "kinds": list(kinds),

@@ -80,6 +80,12 @@ def test_bad_arguments_are_named(tiny_checkpoint, tmp_path):
   with pytest.raises(FileNotFoundError, match="no such file"):
     generate.run(tiny_checkpoint, str(tmp_path / "missing.mp4"), "static", str(tmp_path / "d"), steps=1,
                  progress=False)
+  with pytest.raises(ValueError, match="--prompt and --context both given"):
+    generate.run(tiny_checkpoint, "dataset:test:0", "static", str(tmp_path / "e"), steps=1, progress=False,
+                 prompt="a box", context="ctx.npy")
+  with pytest.raises(ValueError, match="--text_encoder"):  # the demo config names no umT5
+    generate.run(tiny_checkpoint, "dataset:test:0", "static", str(tmp_path / "f"), steps=1, progress=False,
+                 negative_prompt="blurry")
   assert not os.path.exists(tmp_path / "a")  # nothing written before the inputs were checked
 
 

@@ -11,7 +11,7 @@ Run::
 Which records: the config's ``data`` block (dataset, ``data_dir``) for the splits ``--splits``
 (default: the config's train and evaluation splits). At which size: ``data.height × data.width``
 with the pipeline's centred crop (``pipeline.resized_video``). Layout, atomic writes and resuming:
-``data.latent_cache``. Work is split across processes (record ``i`` goes to process
+``data.feature_cache``. Work is split across processes (record ``i`` goes to process
 ``i mod process_count``) and each record's views are encoded as one batch, sharded over this
 process's local devices (padded to a multiple of their count).
 """
@@ -26,13 +26,6 @@ from ml_collections import config_flags
 
 from mvtrack_jax.training import distributed
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with autoencoder.kind='wan'.",
-                                          lock_config=True)
-_OUT = flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
-_SPLITS = flags.DEFINE_list("splits", None, "Splits to encode (default: config.data train_split and eval_split).")
-_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-
-
 def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str, int]:
   """Encodes ``splits`` of ``config``'s dataset into ``out``; returns ``{split: records encoded now}``.
 
@@ -43,7 +36,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str,
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.data import latent_cache, pipeline, sources  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import feature_cache, pipeline, sources  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import mvtrack4gen  # pylint: disable=g-import-not-at-top
 
   if config.autoencoder.kind != "wan":
@@ -51,7 +44,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str,
                      "the Wan VAE (kind='wan')")
   ae = mvtrack4gen.make_autoencoder(config)
   pcfg = sources.pipeline_config(config.data, 1, train=False)
-  latent_cache.write_metadata(out, latent_cache.cache_metadata(int(config.data.height), int(config.data.width), ae))
+  feature_cache.write_metadata(out, feature_cache.cache_metadata(int(config.data.height), int(config.data.width), ae))
   k = ae.temporal_factor
   devices = jax.local_devices()
   mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
@@ -60,7 +53,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str,
   for split in splits:
     source = sources.data_source(config.data, split)
     mine = [i for i in range(len(source)) if i % jax.process_count() == jax.process_index()]
-    todo = [i for i in mine if not os.path.exists(latent_cache.record_path(out, split, i))]
+    todo = [i for i in mine if not os.path.exists(feature_cache.record_path(out, split, i))]
     bar = tqdm(todo, desc=f"encode {split}", unit="record", disable=not progress,
                initial=len(mine) - len(todo), total=len(mine))
     for index in bar:
@@ -70,22 +63,33 @@ def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str,
       pad = (-views.shape[0]) % len(devices)
       batch = np.concatenate([views, np.repeat(views[-1:], pad, axis=0)]) if pad else views
       latents = ae.encode(jax.device_put(batch, sharding))
-      latent_cache.write_atomic(latent_cache.record_path(out, split, index), np.asarray(latents)[:views.shape[0]])
+      feature_cache.write_atomic(feature_cache.record_path(out, split, index),
+                                 np.asarray(latents, np.float32)[:views.shape[0]])
     done[split] = len(todo)
   return done
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with autoencoder.kind='wan'.",
+                                  lock_config=True)
+  flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
+  flags.DEFINE_list("splits", None, "Splits to encode (default: config.data train_split and eval_split).")
+  flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None or not _OUT.value:
+  if flags.FLAGS.config is None or not flags.FLAGS.out:
     raise app.UsageError("--config and --out are required")
   distributed.initialize(None, None, None, None)
-  config = _CONFIG.value
-  splits = _SPLITS.value or [config.data.get("train_split", "train"), config.data.get("eval_split", "validation")]
-  done = encode_dataset(config, _OUT.value, splits, progress=_PROGRESS.value)
-  print(f"latent cache {_OUT.value}: " + ", ".join(f"{s}: {n} records encoded" for s, n in done.items()))
+  config, out = flags.FLAGS.config, flags.FLAGS.out
+  splits = flags.FLAGS.splits or [config.data.train_split, config.data.eval_split]
+  done = encode_dataset(config, out, splits, progress=flags.FLAGS.progress)
+  print(f"latent cache {out}: " + ", ".join(f"{s}: {n} records encoded" for s, n in done.items()))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -57,9 +57,16 @@ visible                     (B,2,T,N) bool
 track_mask                  (B,N) bool        True for real query points, False for padding
 reference_latents (cache)   (B,F,h,w,z) f32   cached VAE latents of the window (``latent_shape``)
 target_latents (cache)      (B,F,h,w,z) f32
+context (text)              (B,L,D) f32       caption embeddings, zero-padded (``context_shape``)
 =========================== ================= ================================================
 
-**Cached latents** (``config.latent_shape`` set; ``data.latent_cache``): each record carries
+**Text** (``config.context_shape = (L, D)`` set; ``data.feature_cache``): each record carries
+``context``, umT5 embeddings of its caption ``(L_rec, D)`` or of each view's ``(V, L_rec, D)``; an
+example takes the **reference view's** caption (at inference the reference is the only video there
+is to caption) and zero-pads it to ``L`` rows as Wan does. Caption dropout is not applied here: the
+objective replaces whole contexts by the model's null context (``losses.objective``).
+
+**Cached latents** (``config.latent_shape`` set; ``data.feature_cache``): each record carries
 ``latents`` ``(V, F_rec, h, w, z)``, the normalised VAE latents of every view of the whole record,
 encoded once at the output size with the centred crop. A window then starts at a multiple of the
 VAE's temporal factor ``k`` (the latent stride), uses every frame (``frame_stride`` 1), is centred
@@ -112,6 +119,8 @@ class PipelineConfig:
     latent_shape: ``(F, h, w, z)`` of one view's cached latents per example, or None (no cache);
       records must then carry ``latents`` (see the module docstring).
     frames_per_latent: the VAE's temporal factor ``k`` (window starts are multiples of it).
+    context_shape: ``(L, D)`` of the text embeddings each example carries, or None (no text);
+      records must then carry ``context`` (see the module docstring).
   """
 
   batch_size: int = 2
@@ -130,6 +139,7 @@ class PipelineConfig:
   worker_buffer_size: int = 2
   latent_shape: tuple[int, int, int, int] | None = None
   frames_per_latent: int = 4
+  context_shape: tuple[int, int] | None = None
 
   def __post_init__(self):
     for name in ("batch_size", "num_frames", "frame_stride", "height", "width", "read_threads"):
@@ -142,6 +152,10 @@ class PipelineConfig:
         raise ValueError(f"PipelineConfig.{name} must be an integer >= 0, got {value!r}")
     if self.num_epochs is not None and self.num_epochs < 1:
       raise ValueError(f"PipelineConfig.num_epochs must be >= 1 or None, got {self.num_epochs}")
+    if self.context_shape is not None:
+      object.__setattr__(self, "context_shape", tuple(int(v) for v in self.context_shape))
+      if len(self.context_shape) != 2 or min(self.context_shape) < 1:
+        raise ValueError(f"PipelineConfig.context_shape={self.context_shape}: expected (L, D) with L, D >= 1")
     if self.latent_shape is not None:
       object.__setattr__(self, "latent_shape", tuple(int(v) for v in self.latent_shape))
       k = self.frames_per_latent
@@ -166,6 +180,8 @@ def output_spec(config: PipelineConfig) -> dict[str, tuple[tuple[int, ...], np.d
   u8, f32, b8 = np.dtype(np.uint8), np.dtype(np.float32), np.dtype(bool)
   latents = {} if config.latent_shape is None else {
       "reference_latents": ((b,) + config.latent_shape, f32), "target_latents": ((b,) + config.latent_shape, f32)}
+  if config.context_shape is not None:
+    latents["context"] = ((b,) + config.context_shape, f32)
   return latents | {
       "reference_video": ((b, t, h, w, 3), u8),
       "target_video": ((b, t, h, w, 3), u8),
@@ -352,10 +368,12 @@ def window_example(
   start = int(start)
   if rng is None:
     rng = np.random.default_rng(0)
-  latents = None
+  example = {}
   if config.latent_shape is not None:
-    latents = _cached_latents(record, config, views, start, source)
-  record = {k: v for k, v in record.items() if k != "latents"}
+    example["reference_latents"], example["target_latents"] = _cached_latents(record, config, views, start, source)
+  if config.context_shape is not None:
+    example["context"] = _reference_context(record, config, int(views[0]), v, source)
+  record = {k: v for k, v in record.items() if k not in ("latents", "context")}
   h, w = np.shape(record["video"])[2:4]
   frames = start + config.frame_stride * np.arange(config.num_frames)
   record = _validated_window(record, views, frames, source)  # now (2, T, ...) fields
@@ -398,7 +416,6 @@ def window_example(
   points[:k] = q_points
   metadata = {"views": views, "frames": frames, "points": points, "scale": np.array([sx, sy]),
               "crop": np.array([x0, y0])}
-  example = {} if latents is None else {"reference_latents": latents[0], "target_latents": latents[1]}
   return example | {
       "reference_video": video[0],
       "target_video": video[1],
@@ -427,6 +444,23 @@ def _cached_latents(record, config: PipelineConfig, views: np.ndarray, start: in
     raise schema.RecordError(source, "latents", f"cached shape {tuple(cached.shape)} does not fit a window of "
                              f"latent shape {config.latent_shape} at frame {start} (re-encode the cache at this size)")
   return np.asarray(cached[views, start // k:start // k + f], np.float32)
+
+
+def _reference_context(record, config: PipelineConfig, view: int, num_views: int, source: str) -> np.ndarray:
+  """The ``context_shape`` float32 caption embedding of ``view`` (zero-padded) of a record with ``context``."""
+  if "context" not in record:
+    raise schema.RecordError(source, "context", "missing: config.text.cache is set but this record has no text "
+                             "embeddings (run python -m mvtrack_jax.data.encode_text)")
+  context = schema.validate_context(record["context"], num_views, source)
+  if context.ndim == 3:
+    context = context[view]
+  length, dim = config.context_shape
+  if context.shape[1] != dim or context.shape[0] > length:
+    raise schema.RecordError(source, "context", f"{context.shape[0]} tokens of width {context.shape[1]}; the model "
+                             f"takes at most {length} tokens of width {dim} (re-encode the text cache for this model)")
+  out = np.zeros((length, dim), np.float32)
+  out[:context.shape[0]] = context
+  return out
 
 
 def resized_video(video: np.ndarray, config: PipelineConfig) -> np.ndarray:

@@ -351,6 +351,13 @@ class MultiCamVideoSource:
       raise IndexError(f"MultiCamVideoSource index {index} out of range [0, {len(self)})")
     return read_multicam_scene(self.scenes[index], **self._kwargs)
 
+  def caption_keys(self, index: int) -> list[str]:
+    """The absolute ``videos/camXX.mp4`` path of each view of record ``index``, in record order (what a
+    captions file such as ReCamMaster's ``metadata.csv`` names; ``data.encode_text``)."""
+    scene = self.scenes[int(index)]
+    cameras = self._kwargs["cameras"] or list_scene_cameras(scene)
+    return [os.path.abspath(os.path.join(scene, VIDEOS_DIR, f"{name}.mp4")) for name in cameras]
+
   def __repr__(self) -> str:
     return f"MultiCamVideoSource(root={self.root!r}, scenes={len(self)}, {self._kwargs})"
 
@@ -441,6 +448,10 @@ class NpzClipSource:
     if not -len(self) <= index < len(self):
       raise IndexError(f"NpzClipSource index {index} out of range [0, {len(self)})")
     return read_npz_clip(self.paths[index])
+
+  def caption_keys(self, index: int) -> list[str]:
+    """``[absolute path of clip index]``: one caption for all views of the clip (``data.encode_text``)."""
+    return [os.path.abspath(self.paths[int(index)])]
 
   def __repr__(self) -> str:
     return f"NpzClipSource({len(self)} clips, first={self.paths[0]!r})"

@@ -16,6 +16,10 @@ tracks         (V, T, N, 2)                ``(x, y)`` pixel positions of each po
 visible        (V, T, N) bool              point is in front of the camera, inside the image and
                                            not occluded (depth test).
 points_3d      (T, N, 3)                   world positions of the points, metres.
+context        (L, D) or (V, L, D)         [optional] text embeddings of the clip's caption (or of
+               float16/float32             each view's): umT5 token features, ``L`` tokens of
+                                           width ``D`` (4096 for umT5-XXL), unpadded or
+                                           zero-padded (Wan's convention).
 ============== =========================== ==================================================
 
 Records without ground-truth tracks (e.g. ReCamMaster's MultiCamVideo) carry ``N = 0``: tracks
@@ -38,7 +42,7 @@ from typing import Mapping
 import numpy as np
 
 REQUIRED_FIELDS = ("video", "intrinsics", "world_to_camera", "tracks", "visible", "points_3d")
-OPTIONAL_FIELDS = ("depth",)
+OPTIONAL_FIELDS = ("depth", "context")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 # Tolerances of camera validity checks.
@@ -83,7 +87,8 @@ def validate_record(record: Mapping[str, np.ndarray], source: str = "<record>") 
     source: what to name in errors: the file path, or ``split[index]`` of a dataset.
 
   Returns:
-    A new dict with ``video`` uint8, ``visible`` bool and every other field float32.
+    A new dict with ``video`` uint8, ``visible`` bool, ``context`` float16 or float32 (as given) and
+    every other field float32.
 
   Raises:
     RecordError: a field is missing or unknown, has the wrong rank/shape/dtype, disagrees with the
@@ -112,8 +117,10 @@ def validate_record(record: Mapping[str, np.ndarray], source: str = "<record>") 
   expected = _expected_shapes(dims)
 
   out: dict[str, np.ndarray] = {}
+  if "context" in record:
+    out["context"] = validate_context(record["context"], dims["V"], source)
   for name in FIELDS:
-    if name not in record:
+    if name not in record or name == "context":
       continue
     value = np.asarray(record[name])
     if value.shape != expected[name]:
@@ -154,6 +161,26 @@ def validate_record(record: Mapping[str, np.ndarray], source: str = "<record>") 
           f"{int(outside.sum())} visible track point(s) outside the image [0, {w}] x [0, {h}] "
           f"(pixel coordinates, corner origin); first at (v, t, n) = {first}: {xy[np.argmax(outside)].tolist()}")
   return out
+
+
+def validate_context(context: np.ndarray, num_views: int, source: str = "<record>") -> np.ndarray:
+  """Checks a record's ``context`` (text embeddings, module table) and returns it as float16 or float32.
+
+  Raises:
+    RecordError: not ``(L, D)`` or ``(V, L, D)`` with ``V = num_views`` and ``L, D ≥ 1``, not a float
+      type, or non-finite values.
+  """
+  value = np.asarray(context)
+  if value.ndim not in (2, 3) or min(value.shape, default=0) < 1 or (value.ndim == 3 and value.shape[0] != num_views):
+    raise RecordError(source, "context", f"shape {value.shape}, expected (L, D) or (V={num_views}, L, D) text "
+                      "embeddings")
+  if not np.issubdtype(value.dtype, np.floating):
+    raise RecordError(source, "context", f"dtype {value.dtype}, expected float16 or float32")
+  if value.dtype not in (np.float16, np.float32):
+    value = value.astype(np.float32)
+  if not np.isfinite(value).all():
+    raise RecordError(source, "context", f"{int((~np.isfinite(value)).sum())} non-finite value(s)")
+  return value
 
 
 def _check_intrinsics(k: np.ndarray, source: str) -> None:

@@ -11,20 +11,121 @@
 The model (``models.mvtrack4gen.MVTrack4Gen``: DiT, head or None for a diffusion-only model,
 autoencoder) and the ``ObjectiveConfig`` (noise schedule, supervised layers) are rebuilt from the
 config exactly as the trainer built them.
+
+This module also owns the on-disk names of a training checkpoint step (``STATE``, ``DATA_ITER``,
+``CONFIG``; written by ``training.checkpointing``) and the host-side readers of both layouts
+(:func:`read_params`, :func:`read_config`, :func:`load_exported`), so inference never imports the
+trainer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any
 
+from etils import epath
+import jax
 import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
 
 from mvtrack_jax.losses.objective import ObjectiveConfig
 from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
 from mvtrack_jax.models.wan import WanDiT
+
+
+# Items of one training checkpoint step: WORKDIR/checkpoints/<step>/{state,data_iter,config}.
+STATE = "state"
+DATA_ITER = "data_iter"
+CONFIG = "config"
+
+
+def read_params(directory: str | os.PathLike[str], *, step: int | None = None,
+                keys: tuple[str, ...] = ("params",)) -> tuple[int, dict[str, Any]]:
+  """Reads only some top-level fields of a checkpoint's train state as numpy arrays.
+
+  No optimizer state is read, no mesh is needed (for export / inference on any machine).
+
+  Args:
+    directory: checkpoint root (``WORKDIR/checkpoints``).
+    step: step to read; default the latest.
+    keys: ``TrainState`` fields to read (``"params"``, ``"ema_params"``).
+
+  Returns:
+    ``(step, {key: numpy pytree})``.
+
+  Raises:
+    FileNotFoundError: no checkpoint; KeyError: a requested field is absent (e.g. EMA off).
+  """
+  directory = epath.Path(directory).absolute()  # Orbax needs absolute paths.
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    state_dir = directory / str(step) / STATE
+    meta = ocp.PyTreeCheckpointer().metadata(state_dir)
+    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    missing = [k for k in keys if k not in tree or tree[k] is None]
+    if missing:
+      raise KeyError(f"checkpoint {state_dir} has no {missing}; it has {sorted(tree)}")
+    target = {k: tree[k] for k in keys}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    restored = ocp.PyTreeCheckpointer().restore(
+        state_dir, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True))
+  return step, {k: restored[k] for k in keys}
+
+
+def read_config(directory: str | os.PathLike[str], step: int | None = None) -> dict[str, Any]:
+  """The config JSON stored with checkpoint ``step`` (default latest) under ``directory``.
+
+  Raises:
+    FileNotFoundError: no checkpoint (at ``step``).
+  """
+  directory = epath.Path(directory).absolute()
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None or step not in manager.all_steps():
+      raise FileNotFoundError(f"no checkpoint{'' if step is None else f' for step {step}'} in {directory}")
+    return dict(manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG])
+
+
+def load_exported(path: str | os.PathLike[str]) -> tuple[Any, ml_collections.ConfigDict, dict[str, Any]]:
+  """Loads an export directory written by ``mvtrack_jax.export --format=orbax``.
+
+  Returns:
+    ``(params, config, info)``: params as host numpy arrays (exported dtype), the training
+    config as a ``ConfigDict``, and ``export.json``.
+
+  Raises:
+    FileNotFoundError: ``path`` is not an export directory.
+  """
+  p = epath.Path(path).absolute()
+  if not (p / "params").exists() or not (p / "config.json").exists():
+    raise FileNotFoundError(f"{p} is not an export directory (expected params/ and config.json)")
+  meta = ocp.StandardCheckpointer().metadata(p / "params")
+  tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  params = ocp.PyTreeCheckpointer().restore(
+      p / "params", args=ocp.args.PyTreeRestore(item=tree, restore_args=restore_args))
+  config = ml_collections.ConfigDict(json.loads((p / "config.json").read_text()))
+  info = json.loads((p / "export.json").read_text()) if (p / "export.json").exists() else {}
+  return params, config, info
+
+
+def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A stored run config in today's schema: configs saved before the ``text`` block existed had
+  ``objective.context_length`` and no text (zero null context, no caption dropout)."""
+  if "text" in config:
+    return config
+  config = ml_collections.ConfigDict(config.to_dict())
+  length = config.objective.get("context_length", 512)
+  if "context_length" in config.objective:
+    del config.objective["context_length"]
+  config.text = ml_collections.ConfigDict(dict(encoder="", cache="", context_length=int(length), caption_dropout=0.0))
+  return config
 
 
 @dataclasses.dataclass
@@ -87,24 +188,23 @@ def load_model(path: str | os.PathLike[str], *, step: int | None = None, use_ema
     ValueError: ``step``/``use_ema`` given for an export directory, or the checkpoint's params do
       not contain the head its config asks for.
   """
-  from mvtrack_jax import export  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import checkpointing  # pylint: disable=g-import-not-at-top
   root = os.path.abspath(os.fspath(path))
   if os.path.isdir(os.path.join(root, "params")) and os.path.isfile(os.path.join(root, "config.json")):
     if step is not None or use_ema:
       raise ValueError(f"load_model: {root} is an export directory; step/use_ema apply to training workdirs only")
-    params, config, info = export.load_exported(root)
+    params, config, info = load_exported(root)
     step = int(info.get("step", -1))
   elif os.path.isdir(os.path.join(root, "checkpoints")):
     ckpt_dir = os.path.join(root, "checkpoints")
     key = "ema_params" if use_ema else "params"
-    step, trees = checkpointing.restore_params_to_host(ckpt_dir, step=step, keys=(key,))
+    step, trees = read_params(ckpt_dir, step=step, keys=(key,))
     params = trees[key]
-    config = ml_collections.ConfigDict(checkpointing.Checkpointer(ckpt_dir, async_save=False).restore_config(step))
+    config = ml_collections.ConfigDict(read_config(ckpt_dir, step))
   else:
     raise FileNotFoundError(
         f"--checkpoint {root}: expected an export directory (params/ + config.json, from mvtrack_jax.export) or a "
         f"training workdir (checkpoints/, from mvtrack_jax.train)")
+  config = upgrade_config(config)
   model = MVTrack4Gen.from_config(config)
   if model.head is not None and "head" not in params:
     raise ValueError(f"load_model: the config of {root} has a tracking head but its params have only {sorted(params)}")

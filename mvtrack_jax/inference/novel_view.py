@@ -7,12 +7,13 @@
   sampler on the shifted inference grid (``diffusion.sampler``; 50 steps, the model's training shift:
   5 for Wan / ReCamMaster), the DiT seeing
   ``target_noisy ⊕ reference`` and both views' cameras at every step, exactly as in training
-  (``MVTrack4Gen.prepare`` / ``velocity``, as ``losses.objective``). Classifier-free guidance with scale ``g`` combines the velocity under the
-  conditioning text context with the velocity under the **null context** (all zeros,
-  ``MVTrack4Gen.context_length`` tokens — what the model is trained with when a dataset has no
-  captions): ``v̂ = v_null + g·(v_cond − v_null)``; both branches run as one batch of ``2B``. When no
-  text context is given, the conditioning context *is* the null context, guidance is the identity
-  and the second branch is skipped (one DiT call per step).
+  (``MVTrack4Gen.prepare`` / ``velocity``, as ``losses.objective``). Classifier-free guidance with
+  scale ``g`` combines the velocity under the conditioning text context with the velocity under the
+  negative context: ``v̂ = v_neg + g·(v_cond − v_neg)``; both branches run as one batch of ``2B``.
+  Either context defaults to the model's **null context** (``MVTrack4Gen.null_context``: the umT5
+  embedding of the empty prompt stored with a model trained with text, zeros otherwise), as Wan's
+  pipelines default the negative prompt to ``""``. When neither is given both branches are the
+  null context, guidance is the identity and the second branch is skipped (one DiT call per step).
 - :meth:`~NovelViewGenerator.track`: the tracking head predicts where reference-view query points
   are in both views. It reads the probe q/k of one extra DiT forward on the generated target latents
   noised to ``track_sigma`` (default: the smallest σ of the training grid, 0.005 for shift 5, so the
@@ -86,24 +87,25 @@ class SamplingConfig:
 # Module-level jits with the (hashable) model static: every generator of the same model shares one
 # compiled executable per input shape.
 @functools.partial(jax.jit, static_argnames=("model", "guided"))
-def _velocity(model: MVTrack4Gen, params, x, sigma, inputs, guidance_scale, guided):
-  """The (guided) velocity at ``sigma``; cond and null branches as one batch of 2B."""
-  p = model.prepare(inputs)
+def _velocity(model: MVTrack4Gen, params, x, sigma, inputs, negative, guidance_scale, guided):
+  """The (guided) velocity at ``sigma``; cond and negative branches as one batch of 2B."""
+  p = model.prepare(inputs, params)
   b = x.shape[0]
   timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
   if not guided:
-    return model.velocity(params, x, timestep, p)
+    return model.velocity(params["dit"], x, timestep, p)
+  negative = model.null_context(params, b) if negative is None else model.pad_context(negative)
   both = lambda a: jnp.concatenate([a, a], axis=0)
   doubled = {"reference": both(p["reference"]), "cameras": jax.tree.map(both, p["cameras"]),
-             "context": jnp.concatenate([p["context"], model.null_context(b)], axis=0)}
-  v_cond, v_null = jnp.split(model.velocity(params, both(x), both(timestep), doubled), 2, axis=0)
-  return guided_velocity(v_cond, v_null, guidance_scale)
+             "context": jnp.concatenate([p["context"], negative], axis=0)}
+  v_cond, v_neg = jnp.split(model.velocity(params["dit"], both(x), both(timestep), doubled), 2, axis=0)
+  return guided_velocity(v_cond, v_neg, guidance_scale)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _track(model: MVTrack4Gen, params, inputs, target_latents, noise, sigma):
   """Head predictions (last iteration) from the probe q/k of the DiT on noised target latents."""
-  p = model.prepare(inputs, target=target_latents)
+  p = model.prepare(inputs, params, target=target_latents)
   b = target_latents.shape[0]
   noisy = add_noise(p["target"], noise, jnp.full((b,), sigma))
   timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
@@ -117,26 +119,44 @@ class NovelViewGenerator:
 
   Args:
     model: a :class:`LoadedModel`.
-    context: optional ``(L, text_dim)`` or ``(B, L, text_dim)`` conditioning text embeddings (e.g.
-      umT5 features of a caption, computed elsewhere); None = the null context.
+    context: optional ``(L, text_dim)`` or ``(B, L, text_dim)`` conditioning text embeddings (umT5
+      features of a caption, e.g. ``UMT5TextEncoder.encode``; ``L ≤ context_length``, zero-padded
+      here); None = the null context.
+    negative_context: the same for the negative branch of guidance; None = the null context.
 
   Raises:
-    ValueError: the autoencoder cannot decode latents, or ``context`` has the wrong width.
+    ValueError: the autoencoder cannot decode latents, or a context has the wrong shape or values.
   """
 
-  def __init__(self, model: LoadedModel, *, context: Array | None = None):
+  def __init__(self, model: LoadedModel, *, context: Array | None = None, negative_context: Array | None = None):
     self.model = model
     if not hasattr(model.autoencoder, "decode"):
       raise ValueError(f"{model.source}: the autoencoder {type(model.autoencoder).__name__} cannot decode latents "
                        "to pixels; generation needs a decoder")
-    text_dim = model.dit.config.text_dim
-    if context is not None:
-      context = np.asarray(context, np.float32)
-      if context.ndim not in (2, 3) or context.shape[-1] != text_dim:
-        raise ValueError(f"context: expected (L, {text_dim}) or (B, L, {text_dim}) text embeddings, got {context.shape}")
-    self.context = context
+    self.context = self._checked(context, "context")
+    self.negative_context = self._checked(negative_context, "negative_context")
     # On the device once: the host copy would otherwise be transferred at every denoising step.
     self.params = jax.device_put(model.params)
+
+  def _checked(self, context: Array | None, name: str) -> np.ndarray | None:
+    """``(B, L, text_dim)`` float32 (a 2-D context gains a batch axis of 1), or None."""
+    if context is None:
+      return None
+    context = np.asarray(context, np.float32)
+    text_dim, length = self.model.dit.config.text_dim, self.model.model.context_length
+    if context.ndim not in (2, 3) or context.shape[-1] != text_dim or context.shape[-2] > length:
+      raise ValueError(f"{name}: expected (L, {text_dim}) or (B, L, {text_dim}) text embeddings with L <= {length}, "
+                       f"got {context.shape}")
+    if not np.isfinite(context).all():
+      raise ValueError(f"{name}: non-finite values in the text embeddings")
+    return context if context.ndim == 3 else context[None]
+
+  def _batched(self, context: np.ndarray | None, b: int, name: str) -> jax.Array | None:
+    if context is None:
+      return None
+    if context.shape[0] not in (1, b):
+      raise ValueError(f"{name}: batch {context.shape[0]} does not match the clip batch {b}")
+    return jnp.broadcast_to(jnp.asarray(context), (b,) + context.shape[1:])
 
   def _inputs(self, clip: Mapping[str, Array]):
     missing = [key for key in CLIP_KEYS if key not in clip]
@@ -153,10 +173,7 @@ class NovelViewGenerator:
     inputs = {key: jnp.asarray(clip[key], jnp.float32) for key in CAMERA_KEYS}
     inputs["reference_latents"] = self.model.autoencoder.encode(video)
     if self.context is not None:
-      c = self.context if self.context.ndim == 3 else self.context[None]
-      if c.shape[0] not in (1, b):
-        raise ValueError(f"context: batch {c.shape[0]} does not match the clip batch {b}")
-      inputs["context"] = jnp.broadcast_to(jnp.asarray(c), (b,) + c.shape[1:])
+      inputs["context"] = self._batched(self.context, b, "context")
     return inputs
 
   def generate(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,
@@ -176,13 +193,13 @@ class NovelViewGenerator:
       ValueError: missing keys or wrong shapes (naming the key).
     """
     inputs = self._inputs(clip)
-    guided = self.context is not None and sampling.guidance_scale != 1.0
+    guided = (self.context is not None or self.negative_context is not None) and sampling.guidance_scale != 1.0
     noise = jax.random.normal(jax.random.key(sampling.seed), inputs["reference_latents"].shape, jnp.float32)
-    params = self.params["dit"]
+    negative = self._batched(self.negative_context, noise.shape[0], "negative_context")
     scale = jnp.float32(sampling.guidance_scale)
 
     def velocity(x, sigma):
-      return _velocity(self.model.model, params, x, jnp.float32(sigma), inputs, scale, guided=guided)
+      return _velocity(self.model.model, self.params, x, jnp.float32(sigma), inputs, negative, scale, guided=guided)
 
     latents = euler_sample(velocity, noise, sampling.schedule(self.model.objective.schedule).inference_sigmas(sampling.num_steps),
                            progress=progress, description="denoising")

@@ -4,7 +4,10 @@
 (MVTrack4Gen project page, step 3; docs/design.md §1):
 
 1. ``MVTrack4Gen.prepare``: both views' latents (from the batch, or the pixel autoencoder), relative
-   cameras, latent-rate tracks and query frames, the text context;
+   cameras, latent-rate tracks and query frames, the text context; for a model with text, **caption
+   dropout** then replaces each example's context by the null context with probability
+   ``caption_dropout`` (Wan / ReCamMaster practice; it trains the null branch that classifier-free
+   guidance uses at sampling; the draw uses ``fold_in(rng, 1)``, so the noise draws are unchanged);
 2. one flow-matching grid index per sample (``FlowMatchingSchedule``), noise on the **target**
    latents only; the reference latents stay clean (ReCamMaster / ReDirector);
 3. one ``WanDiT`` forward on ``target_noisy ⊕ reference`` with both views' cameras, also returning
@@ -55,6 +58,8 @@ class ObjectiveConfig:
     tracking: :class:`TrackingLossConfig`.
     schedule: :class:`FlowMatchingSchedule`.
     visibility_threshold: ``σ(vis)·σ(conf)`` threshold for the AJ metric (MV-TAP: 0.6).
+    caption_dropout: probability that an example's text context is replaced by the null context
+      (models with text only; ``config.text.caption_dropout``, default 0.1).
   """
 
   lambda_diff: float = 1.0
@@ -64,18 +69,21 @@ class ObjectiveConfig:
   tracking: TrackingLossConfig = TrackingLossConfig()
   schedule: FlowMatchingSchedule = FlowMatchingSchedule()
   visibility_threshold: float = 0.6
+  caption_dropout: float = 0.0
 
   def __post_init__(self):
     for name in ("lambda_diff", "lambda_track", "lambda_corr"):
       if getattr(self, name) < 0:
         raise ValueError(f"ObjectiveConfig: {name} must be >= 0, got {getattr(self, name)}")
+    if not 0.0 <= self.caption_dropout <= 1.0:
+      raise ValueError(f"ObjectiveConfig: caption_dropout must be in [0, 1], got {self.caption_dropout}")
 
   @classmethod
   def from_config(cls, config) -> "ObjectiveConfig":
-    """From a run config's ``objective`` block."""
+    """From a run config's ``objective`` block (and ``text.caption_dropout``)."""
     o = config.objective
     return cls(lambda_diff=float(o.lambda_diff), lambda_track=float(o.lambda_track),
-               lambda_corr=float(o.lambda_corr),
+               lambda_corr=float(o.lambda_corr), caption_dropout=float(config.text.caption_dropout),
                corr=CorrespondenceConfig(**{"layers": tuple(o.corr_layers), **dict(o.corr)}),
                tracking=TrackingLossConfig(**dict(o.tracking)), schedule=FlowMatchingSchedule(**dict(o.schedule)))
 
@@ -151,7 +159,7 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     config: :class:`ObjectiveConfig`.
 
   Returns:
-    The objective; ``params = {"dit": ..., "head": ...}`` (``MVTrack4Gen.init``); batch in the
+    The objective; ``params = {"dit": ..., "head": ..., "text": ...}`` (``MVTrack4Gen.init``); batch in the
     ``data.pipeline`` layout, optionally with ``context`` ``(B, L, text_dim)`` and
     ``reference_latents`` / ``target_latents``. Metrics: ``loss``, ``diff_loss``, ``sigma`` (batch
     mean), and when on ``track_loss``, ``track_pos/vis/conf``, ``head_aj``, ``corr_loss``,
@@ -168,9 +176,12 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     raise ValueError(f"make_objective: probe layers {bad} out of range for a {model.dit.config.num_layers}-layer DiT")
 
   def objective(params, batch, rng):
-    p = model.prepare(batch)
+    p = model.prepare(batch, params)
     target = p["target"]
     b = target.shape[0]
+    if model.with_text and config.caption_dropout > 0:
+      drop = jax.random.bernoulli(jax.random.fold_in(rng, 1), config.caption_dropout, (b,))
+      p["context"] = jnp.where(drop[:, None, None], model.null_context(params, b), p["context"])
     rng_t, rng_n = jax.random.split(rng)
     sample = config.schedule.sample_training(rng_t, b)
     noise = jax.random.normal(rng_n, target.shape, jnp.float32)

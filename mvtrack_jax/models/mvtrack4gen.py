@@ -8,15 +8,23 @@ once (maxdiffusion's pipeline object plays the same role):
   both views' latents (from the batch, else encoded), the four camera arrays with poses relative
   to the reference camera at frame 0 (the one place they are made relative), the same at
   latent-frame rate for the head, tracks/visibility at latent-frame rate, query points at latent
-  frames, the valid-point mask, and the text context (the batch's, else the null context);
+  frames, the valid-point mask, and the text context (the batch's, zero-padded to
+  ``context_length`` as Wan pads prompts, else the null context);
 - :meth:`MVTrack4Gen.velocity` — one ``WanDiT`` forward on ``noisy target ⊕ clean reference``
   (optionally returning probe-layer q/k);
 - :meth:`MVTrack4Gen.track` — the head on those probes;
-- :meth:`MVTrack4Gen.init` — initial parameters ``{"dit", "head"}``;
+- :meth:`MVTrack4Gen.init` — initial parameters ``{"dit", "head", "text"}``;
 - :meth:`MVTrack4Gen.from_config` — the modules of a run config (``model``, ``head``,
-  ``autoencoder``, ``objective.head_layers`` / ``context_length``).
+  ``autoencoder``, ``objective.head_layers``, ``text``).
 
-The null context is all zeros of ``(context_length, text_dim)`` (no text model is wired in yet).
+**Text.** A model trained with umT5 caption embeddings (``with_text``: ``config.text.cache`` set)
+keeps the **null context** — the umT5 embedding of the empty prompt, zero-padded to
+``(context_length, text_dim)`` — in its params as ``params["text"]["null_context"]``: a frozen
+buffer (never trainable, checked by ``training.tasks``), initialised from the text cache's
+``null.npy`` on a new run and carried by checkpoints and exports, so inference needs no text
+encoder for it. It is the context of a batch without captions, of caption dropout and of the null
+branch of classifier-free guidance, as in Wan (whose null branch is that embedding, or a negative
+prompt's). A model without text has no ``"text"`` params and its null context is all zeros.
 Latent-frame rate: with temporal factor ``k`` latent frame ``f`` is video frame ``f·k``
 (``models.autoencoder``). The object is a frozen, hashable dataclass, so jitted functions can take
 it as a static argument.
@@ -55,7 +63,8 @@ class MVTrack4Gen:
     head: the ``MVTAPHead``, or None (diffusion-only model).
     autoencoder: ``PixelAutoencoder`` or ``WanVAEAutoencoder`` (its factors must match the DiT's).
     head_layers: 0-based DiT layers whose q/k (concatenated) feed the head.
-    context_length: text tokens ``L`` of the null context.
+    context_length: text tokens ``L`` every context is zero-padded to (Wan: 512).
+    with_text: params carry ``text/null_context`` (module docstring).
   """
 
   dit: wan_lib.WanDiT
@@ -63,6 +72,7 @@ class MVTrack4Gen:
   autoencoder: Any
   head_layers: tuple[int, ...] = ()
   context_length: int = 512
+  with_text: bool = False
 
   def __post_init__(self):
     cfg = self.dit.config
@@ -95,7 +105,7 @@ class MVTrack4Gen:
                   else head_lib.TrackingHeadConfig(**kwargs))
       head = head_lib.MVTAPHead(head_cfg)
     return cls(dit=dit, head=head, autoencoder=make_autoencoder(config), head_layers=tuple(o.head_layers),
-               context_length=int(o.context_length))
+               context_length=int(config.text.context_length), with_text=bool(config.text.cache))
 
   @property
   def token_stride(self) -> int:
@@ -114,17 +124,44 @@ class MVTrack4Gen:
       return jnp.asarray(batch[key], jnp.float32)
     return self.autoencoder.encode(batch[f"{view}_video"])
 
-  def null_context(self, batch_size: int) -> jax.Array:
-    """``(B, context_length, text_dim)`` zeros: the context of a batch without text."""
-    return jnp.zeros((batch_size, self.context_length, self.dit.config.text_dim), jnp.float32)
+  def null_context(self, params: Mapping[str, Any] | None, batch_size: int) -> jax.Array:
+    """``(B, context_length, text_dim)`` float32: ``params["text"]["null_context"]`` for a model with
+    text, else zeros (module docstring).
 
-  def prepare(self, batch: Mapping[str, Array], *, target: Array | None = None) -> dict[str, Any]:
+    Raises:
+      ValueError: a model with text whose ``params`` lack ``text/null_context``.
+    """
+    shape = (batch_size, self.context_length, self.dit.config.text_dim)
+    if not self.with_text:
+      return jnp.zeros(shape, jnp.float32)
+    if params is None or "text" not in params:
+      raise ValueError("MVTrack4Gen.null_context: this model was trained with text (config.text.cache) but the "
+                       f"params have no text/null_context (top-level keys: {sorted(params or {})})")
+    return jnp.broadcast_to(jnp.asarray(params["text"]["null_context"], jnp.float32), shape)
+
+  def pad_context(self, context: Array) -> jax.Array:
+    """``(B, L, text_dim)`` text embeddings zero-padded to ``(B, context_length, text_dim)`` float32.
+
+    Raises:
+      ValueError: wrong rank or width, or ``L > context_length``.
+    """
+    context = jnp.asarray(context, jnp.float32)
+    if context.ndim != 3 or context.shape[2] != self.dit.config.text_dim or context.shape[1] > self.context_length:
+      raise ValueError(f"context: expected (B, L <= {self.context_length}, {self.dit.config.text_dim}) text "
+                       f"embeddings, got {tuple(context.shape)}")
+    return jnp.pad(context, ((0, 0), (0, self.context_length - context.shape[1]), (0, 0)))
+
+  def prepare(self, batch: Mapping[str, Array], params: Mapping[str, Any] | None = None, *,
+              target: Array | None = None) -> dict[str, Any]:
     """Everything the networks need from a batch in the pipeline layout (module docstring).
 
     Args:
       batch: ``reference_latents`` (or ``reference_video``, encoded here), the four camera arrays
-        ``(B, T, …)``; optionally ``target_latents`` / ``target_video``, ``context``, and for
-        tracking ``query_points``, ``tracks``, ``visible``, ``track_mask``.
+        ``(B, T, …)``; optionally ``target_latents`` / ``target_video``, ``context``
+        ``(B, L, text_dim)``, and for tracking ``query_points``, ``tracks``, ``visible``,
+        ``track_mask``.
+      params: the model's params; only their null context is read, for a batch without
+        ``context`` (see :meth:`null_context`).
       target: target latents to use instead of the batch's (e.g. a generated video's).
 
     Returns:
@@ -146,7 +183,7 @@ class MVTrack4Gen:
     grid = wan_lib.token_grid(self.dit.config, reference.shape)
     context = batch.get("context")
     out = {"reference": reference, "cameras": cameras, "head_cameras": {k: v[:, idx] for k, v in cameras.items()},
-           "context": self.null_context(b) if context is None else jnp.asarray(context, jnp.float32),
+           "context": self.null_context(params, b) if context is None else self.pad_context(context),
            "grid": grid, "image_size": (int(height), int(width))}
     if target is not None:
       out["target"] = jnp.asarray(target, jnp.float32)
@@ -187,17 +224,21 @@ class MVTrack4Gen:
                            point_mask=prepared["point_mask"])
 
   def init(self, rng: jax.Array, batch: Mapping[str, Array]) -> dict[str, Any]:
-    """Initial ``{"dit": ..., "head": ...}`` params for batches shaped like ``batch`` (jit-able).
+    """Initial ``{"dit": ..., "head": ..., "text": ...}`` params for batches shaped like ``batch`` (jit-able).
 
-    The head is initialised on zero probe features of the right shape (no DiT forward needed).
+    The head is initialised on zero probe features of the right shape (no DiT forward needed); the
+    null context of a model with text starts as zeros (the trainer overlays the text cache's).
     """
     rng_d, rng_h = jax.random.split(rng)
-    p = self.prepare(batch)
     cfg = self.dit.config
+    text = {"null_context": jnp.zeros((self.context_length, cfg.text_dim), jnp.float32)}
+    p = self.prepare(batch, {"text": text})
     b = p["reference"].shape[0]
     cameras = None if cfg.camera_mode == "none" else p["cameras"]
     params = {"dit": self.dit.init(rng_d, p["reference"], jnp.zeros((b,), jnp.float32), p["context"],
                                    reference_latents=p["reference"], cameras=cameras)["params"]}
+    if self.with_text:
+      params["text"] = text
     if self.head is not None:
       grid = p["grid"]
       feats = jnp.zeros((b, 2 * grid[0] * grid[1] * grid[2], len(self.head_layers) * cfg.dim), jnp.float32)

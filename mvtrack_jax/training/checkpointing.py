@@ -3,7 +3,8 @@
 Layout: ``WORKDIR/checkpoints/<step>/{state,data_iter,config}``; ``state`` is an Orbax
 ``StandardSave`` of the whole ``TrainState`` (params, optimizer state, EMA, counters),
 ``data_iter`` the grain iterator state (one JSON file per process, written by
-``grain.checkpoint.CheckpointSave``), ``config`` the run's ``ConfigDict`` as JSON. Saving is
+``grain.checkpoint.CheckpointSave``), ``config`` the run's ``ConfigDict`` as JSON (the item names
+and the host-side readers used by export and inference live in ``inference.checkpoint``). Saving is
 asynchronous (device→host copy happens before ``save`` returns, so the state may be donated to the
 next step right away) and the manager keeps the last ``max_to_keep`` steps.
 
@@ -25,9 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-STATE = "state"
-DATA_ITER = "data_iter"
-CONFIG = "config"
+from mvtrack_jax.inference.checkpoint import CONFIG, DATA_ITER, STATE
 
 
 def config_to_json_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
@@ -107,15 +106,6 @@ class Checkpointer:
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     return restored[STATE]
 
-  def restore_config(self, step: int | None = None) -> dict[str, Any]:
-    """The config JSON stored with checkpoint ``step`` (default latest)."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        **{CONFIG: ocp.args.JsonRestore()}))
-    return dict(restored[CONFIG])
-
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are committed."""
     self._manager.wait_until_finished()
@@ -123,40 +113,3 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
-
-
-def restore_params_to_host(directory: str | epath.Path, *, step: int | None = None,
-                           keys: tuple[str, ...] = ("params",)) -> dict[str, Any]:
-  """Reads only some top-level fields of a checkpoint's train state as numpy arrays.
-
-  No optimizer state is read, no mesh is needed (for export / inference on any machine).
-
-  Args:
-    directory: checkpoint root (``WORKDIR/checkpoints``).
-    step: step to read; default the latest.
-    keys: ``TrainState`` fields to read (``"params"``, ``"ema_params"``).
-
-  Returns:
-    ``(step, {key: numpy pytree})``.
-
-  Raises:
-    FileNotFoundError: no checkpoint; KeyError: a requested field is absent (e.g. EMA off).
-  """
-  directory = epath.Path(directory).absolute()  # Orbax needs absolute paths.
-  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      read_only=True)) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {directory}")
-    state_dir = directory / str(step) / STATE
-    meta = ocp.PyTreeCheckpointer().metadata(state_dir)
-    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
-    missing = [k for k in keys if k not in tree or tree[k] is None]
-    if missing:
-      raise KeyError(f"checkpoint {state_dir} has no {missing}; it has {sorted(tree)}")
-    target = {k: tree[k] for k in keys}
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    restored = ocp.PyTreeCheckpointer().restore(
-        state_dir, args=ocp.args.PyTreeRestore(
-            item=target, restore_args=restore_args, partial_restore=True))
-  return step, {k: restored[k] for k in keys}

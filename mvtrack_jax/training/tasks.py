@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,11 +29,11 @@ import ml_collections
 import numpy as np
 
 from mvtrack_jax.convert import wan as convert_wan
-from mvtrack_jax.data import latent_cache, pipeline, sources
+from mvtrack_jax.data import feature_cache, pipeline, sources
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.losses import objective as objective_lib
 from mvtrack_jax.models import wan
-from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen, make_autoencoder
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen, dit_config, make_autoencoder
 from mvtrack_jax.training import flops as flops_lib
 from mvtrack_jax.training.task import Task
 
@@ -44,14 +46,20 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
   batches also carry ``reference_latents`` / ``target_latents``: read from the latent cache when
   ``config.data.latents_dir`` is set (windows are then centred, every frame, starting on the
   4-frame latent stride; ``data.pipeline``), else encoded by the frozen VAE as the last step of
-  the iterator, so the train step never runs the encoder.
+  the iterator, so the train step never runs the encoder. With ``config.text.cache`` the batches
+  carry ``context``: the reference view's caption embeddings from the text cache
+  (``data.encode_text``), zero-padded to ``text.context_length``.
   """
   data = config.data
   name = data.get("train_split", "train") if split == "train" else data.get(
       "eval_split", "validation")
   train = split == "train"
   source = sources.data_source(data, name)
-  pcfg = sources.pipeline_config(data, per_process_batch, train=train)
+  pcfg = _pipeline_config(config, per_process_batch, train)
+  if pcfg.context_shape is not None:
+    length, dim = pcfg.context_shape
+    source = feature_cache.CachedFeatureSource(source, str(config.text.cache), name, feature_cache.TEXT_JSON,
+                                               expect={"max_length": length, "dim": dim})
   transform = None
   latents_dir = str(data.get("latents_dir", "") or "")
   if latents_dir or config.autoencoder.kind == "wan":
@@ -62,8 +70,8 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
     if latents_dir:
       latent = ae.latent_shape((1, pcfg.num_frames, pcfg.height, pcfg.width, 3))[1:]
       pcfg = dataclasses.replace(pcfg, latent_shape=latent, frames_per_latent=ae.temporal_factor, random_crop=False)
-      source = latent_cache.LatentCacheSource(
-          source, latents_dir, name, expect=latent_cache.cache_metadata(pcfg.height, pcfg.width, ae))
+      source = feature_cache.CachedFeatureSource(
+          source, latents_dir, name, expect=feature_cache.cache_metadata(pcfg.height, pcfg.width, ae))
     else:
       transform = _EncodeLatents(ae)
   return pipeline.make_iterator(source, pcfg, seed=seed, train=train, batch_transform=transform)
@@ -80,11 +88,20 @@ class _EncodeLatents:
                     for view in ("reference", "target")}
 
 
+def _pipeline_config(config: ml_collections.ConfigDict, per_process_batch: int, train: bool):
+  """``sources.pipeline_config`` of ``config.data`` plus the text embeddings' ``context_shape``."""
+  pcfg = sources.pipeline_config(config.data, per_process_batch, train=train)
+  if config.text.cache:
+    pcfg = dataclasses.replace(pcfg, context_shape=(int(config.text.context_length),
+                                                    dit_config(config).text_dim))
+  return pcfg
+
+
 def batch_spec(config: ml_collections.ConfigDict, global_batch: int
                ) -> dict[str, jax.ShapeDtypeStruct]:
   """Shapes/dtypes of one global batch (``data.pipeline.output_spec``, plus the latents of both
   views for the Wan VAE; see ``make_iterator``)."""
-  spec = pipeline.output_spec(sources.pipeline_config(config.data, global_batch, train=True))
+  spec = pipeline.output_spec(_pipeline_config(config, global_batch, True))
   if config.autoencoder.kind == "wan":
     latent = make_autoencoder(config).latent_shape(spec["target_video"][0])
     spec |= {"reference_latents": (latent, np.dtype(np.float32)), "target_latents": (latent, np.dtype(np.float32))}
@@ -122,13 +139,38 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
       "visible": np.ones((b, 2, t, n), bool),
       "track_mask": np.ones((b, n), bool),
   }
-  for key in ("reference_latents", "target_latents"):
+  for key in ("reference_latents", "target_latents", "context"):
     if key in spec:
       out[key] = rng.standard_normal((b,) + tuple(spec[key].shape[1:])).astype(np.float32)
   missing = set(spec) - set(out)
   if missing:
     raise ValueError(f"random_batch: no generator for batch keys {sorted(missing)}")
   return {key: out[key] for key in spec}
+
+
+def _null_context(config: ml_collections.ConfigDict, model: MVTrack4Gen) -> np.ndarray:
+  """The text cache's empty-prompt embedding zero-padded to ``(context_length, text_dim)``.
+
+  Raises:
+    FileNotFoundError: ``config.text.cache`` is not a text cache. ValueError: its embeddings do not
+      fit the model.
+  """
+  root = str(config.text.cache)
+  feature_cache.read_metadata(root, feature_cache.TEXT_JSON)
+  null = np.load(os.path.join(root, feature_cache.NULL_NPY))
+  try:
+    return np.asarray(model.pad_context(null[None]))[0]
+  except ValueError as e:
+    raise ValueError(f"config.text.cache={root}: {feature_cache.NULL_NPY} does not fit the model: {e}") from e
+
+
+def _check_null_context_frozen(config: ml_collections.ConfigDict) -> None:
+  """``text/null_context`` is a buffer: no trainable pattern may select it."""
+  hits = [p for p in config.optimizer.trainable_patterns if re.search(p, "text/null_context")]
+  if hits:
+    raise ValueError(f"config.optimizer.trainable_patterns {hits} select text/null_context, the stored umT5 "
+                     "embedding of the empty prompt (the null branch of guidance); it must stay frozen: "
+                     r"use patterns such as '^(dit|head)/' instead of '.*'")
 
 
 # Objective metric names → the names logged in metrics.jsonl (issue 5 / README).
@@ -167,12 +209,19 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     head_fwd = flops_lib.head_forward_flops(
         head.config, grid=grid, in_channels=len(model.head_layers) * dit.config.dim,
         num_points=spec1["query_points"].shape[1])
+  if model.with_text:
+    _check_null_context_frozen(config)
   pretrained = None
   transformer_path = str(config.init.transformer)
-  if transformer_path:
+  if transformer_path or model.with_text:
     def pretrained():
-      dit_params, report = convert_wan.pretrained_params(transformer_path, dit.config)
-      return {"dit": dit_params}, report
+      values, report = {}, {"loaded": [], "fresh": [], "ignored": []}
+      if transformer_path:
+        values["dit"], report = convert_wan.pretrained_params(transformer_path, dit.config)
+      if model.with_text:
+        values["text"] = {"null_context": _null_context(config, model)}
+        report = dict(report, loaded=list(report["loaded"]) + ["text/null_context"])
+      return values, report
 
   return Task(
       name=config.get("name", "mvtrack4gen"), init_params=init_params, loss_fn=loss_fn, pretrained_params=pretrained,

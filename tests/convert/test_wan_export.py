@@ -15,6 +15,7 @@ diffusers = pytest.importorskip("diffusers")
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from mvtrack_jax import export  # noqa: E402
+from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
 from mvtrack_jax.models import mvtrack4gen  # noqa: E402
@@ -77,7 +78,7 @@ def test_scanned_plucker_model_round_trips_with_its_camera_modules():
 
 def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   """The demo-shaped model (Plücker cameras + head) through ``write_diffusers``, as ``--format=diffusers`` writes it."""
-  params, config, _ = export.load_exported(tiny_checkpoint)
+  params, config, _ = checkpoint_lib.load_exported(tiny_checkpoint)
   out = tmp_path / "diffusers"
   info = export.write_torch(str(out), params, config, {"step": 0, "dtype": "float32"})
   assert sorted(p.name for p in out.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors",
@@ -97,7 +98,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
 
 
 def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoint, tmp_path):
-  params, config, _ = export.load_exported(tiny_checkpoint)
+  params, config, _ = checkpoint_lib.load_exported(tiny_checkpoint)
   config.model.overrides.camera_mode = "recammaster"
   cfg = mvtrack4gen.dit_config(config)
   params = {"dit": _random_params(cfg, seed=4), "head": params["head"]}

@@ -1,6 +1,6 @@
 """The paper config's fine-tuning sequence on CPU stand-ins (``mvtrack4gen_recammaster.py:smoke``): a tiny random
-Wan VAE and transformer saved with diffusers' save_pretrained; encode the latent cache (and resume it), train from
-the pretrained transformer on the cache, export to diffusers, generate a decoded mp4."""
+Wan VAE, transformer and umT5 saved with save_pretrained; encode the latent cache (and resume it) and the captions,
+train from the pretrained transformer on both caches, export to diffusers, generate a decoded mp4 from a prompt."""
 
 import os
 
@@ -12,11 +12,13 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from mvtrack_jax import export, generate  # noqa: E402
-from mvtrack_jax.data import encode_latents, latent_cache, pipeline, video_io  # noqa: E402
+from mvtrack_jax.convert import standins  # noqa: E402
+from mvtrack_jax.data import encode_latents, encode_text, feature_cache, pipeline, video_io  # noqa: E402
 from mvtrack_jax.models import wan_vae  # noqa: E402
 from mvtrack_jax.data import sources  # noqa: E402
 from mvtrack_jax.models import mvtrack4gen  # noqa: E402
-from mvtrack_jax.training import checkpointing, metric_writers, tasks, trainer  # noqa: E402
+from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
+from mvtrack_jax.training import metric_writers, tasks, trainer  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 
 Z = 4
@@ -43,6 +45,14 @@ def transformer_folder(tmp_path_factory):
   return str(path)
 
 
+@pytest.fixture(scope="module")
+def text_folder(tmp_path_factory):
+  """Tiny random umT5 + tokenizer in the diffusers Wan layout (text_encoder/, tokenizer/)."""
+  path = str(tmp_path_factory.mktemp("wan_text"))
+  standins.write_standins(path)
+  return path
+
+
 def _config(vae_path: str, latents_dir: str, transformer_path: str = ""):
   c = load_config("mvtrack4gen_recammaster.py", "smoke")
   c.autoencoder.path = vae_path
@@ -51,7 +61,7 @@ def _config(vae_path: str, latents_dir: str, transformer_path: str = ""):
   return c
 
 
-def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, monkeypatch):
+def test_cache_train_export_generate(vae_folder, transformer_folder, text_folder, tmp_path, monkeypatch):
   cache = str(tmp_path / "latents")
   config = _config(vae_folder, cache, transformer_folder)
   ae = mvtrack4gen.make_autoencoder(config)
@@ -60,7 +70,7 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, m
   # Encode; every record of both splits once, V views of (1 + 2) latent frames of 4 × 4.
   assert encode_latents.encode_dataset(config, cache, ["train", "validation"], progress=False) == {
       "train": 2, "validation": 1}
-  cached = np.load(latent_cache.record_path(cache, "train", 0))
+  cached = np.load(feature_cache.record_path(cache, "train", 0))
   assert cached.shape == (2, 3, 4, 4, Z) and cached.dtype == np.float32
   # The cache is the VAE's normalised encoding of the pipeline's centred crop of each view.
   record = sources.data_source(config.data, "train")[0]
@@ -68,7 +78,7 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, m
   np.testing.assert_allclose(cached, ae.encode(pipeline.resized_video(record["video"], pcfg)), atol=1e-5)
 
   # Resume: a missing file and a stale temporary from a killed run; only the missing record is redone.
-  os.remove(latent_cache.record_path(cache, "train", 1))
+  os.remove(feature_cache.record_path(cache, "train", 1))
   with open(os.path.join(cache, "train", ".tmp-killed.npy"), "wb") as fh:
     fh.write(b"half")
   assert encode_latents.encode_dataset(config, cache, ["train", "validation"], progress=False) == {
@@ -79,11 +89,24 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, m
   with pytest.raises(ValueError, match="height"):
     encode_latents.encode_dataset(other, cache, ["train"], progress=False)
 
-  # Windows start on the latent stride and carry the matching cached latent frames.
+  # Captions of the synthetic records (named <split>/<index>): record 1 of train has none.
+  captions = tmp_path / "metadata.csv"
+  captions.write_text('file_name,text\ntrain/0,"a red box, turning"\nvalidation/0,a blue ball rolls\n')
+  text_dir = str(tmp_path / "text")
+  config.text.encoder = text_folder
+  assert encode_text.encode_captions(config, str(captions), text_dir, ["train", "validation"], progress=False) == {
+      "train": {"encoded": 2, "uncaptioned": 1}, "validation": {"encoded": 1, "uncaptioned": 0}}
+  null = np.load(f"{text_dir}/{feature_cache.NULL_NPY}")
+  assert null.shape == (1, 32) and np.load(feature_cache.record_path(text_dir, "train", 0)).dtype == np.float16
+  np.testing.assert_array_equal(np.load(feature_cache.record_path(text_dir, "train", 1)), null.astype(np.float16))
+  config.text.cache = text_dir
+
+  # Windows start on the latent stride and carry the matching cached latent frames and captions.
   batch = next(tasks.make_iterator(config, "train", 2, seed=0))
+  assert batch["context"].shape == (2, config.text.context_length, 32)
   assert batch["target_latents"].shape == (2, 2, 4, 4, Z) and batch["reference_video"].shape == (2, 5, 32, 32, 3)
   for b in range(2):
-    rec = np.stack([np.load(latent_cache.record_path(cache, "train", i)) for i in range(2)])
+    rec = np.stack([np.load(feature_cache.record_path(cache, "train", i)) for i in range(2)])
     windows = [rec[i, v, s:s + 2] for i in range(2) for v in range(2) for s in (0, 1)]
     assert any(np.array_equal(batch["reference_latents"][b], w) for w in windows)
 
@@ -97,10 +120,14 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, m
   rows = metric_writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   assert rows[-1]["step"] == config.num_train_steps and all(np.isfinite(r["loss"]) for r in rows)
   # Frozen weights are still the pretrained ones (the FFNs are not trainable in the paper config).
-  _, trees = checkpointing.restore_params_to_host(os.path.join(workdir, "checkpoints"), keys=("params",))
+  _, trees = checkpoint_lib.read_params(os.path.join(workdir, "checkpoints"), keys=("params",))
   reference = diffusers.WanTransformer3DModel.from_pretrained(transformer_folder).state_dict()
   np.testing.assert_array_equal(trees["params"]["dit"]["blocks_0"]["ffn_in"]["kernel"],
                                 reference["blocks.0.ffn.net.0.proj.weight"].numpy().T)
+  # The null context is the cache's empty-prompt embedding, zero-padded, and stays frozen.
+  stored = trees["params"]["text"]["null_context"]
+  np.testing.assert_array_equal(stored[:1], null)
+  assert stored.shape == (config.text.context_length, 32) and not stored[1:].any()
 
   # Export for diffusers: it loads the fine-tuned transformer with no missing or unexpected key.
   export.export(workdir, str(tmp_path / "diffusers"), fmt="diffusers")
@@ -109,9 +136,10 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, tmp_path, m
 
   # Generate decodes the sample with the VAE into an mp4 of the input's 5 frames.
   out = tmp_path / "gen"
-  info = generate.run(workdir, "dataset:test:0", "arc_left", str(out), steps=2, grid=2, progress=False)
+  info = generate.run(workdir, "dataset:test:0", "arc_left", str(out), steps=2, grid=2, progress=False,
+                      prompt="a red box, turning")
   assert video_io.read_video(out / "target.mp4").shape == (5, 32, 32, 3)
-  assert np.isfinite(info["psnr"])
+  assert np.isfinite(info["psnr"]) and info["guidance_active"] and info["prompt"] == "a red box, turning"
 
 
 def test_without_cache_the_iterator_encodes(vae_folder):

@@ -41,6 +41,12 @@ def test_guidance_zero_is_the_null_context_and_seeds_are_deterministic(model, cl
   a = guided.generate(clip, g2)["target_latents"]
   assert not np.allclose(a, null["target_latents"], atol=1e-4)
   np.testing.assert_array_equal(a, guided.generate(clip, g2)["target_latents"])
+  # A negative context alone also activates guidance (the conditional branch is the null context); g = 1
+  # is the conditional sample whatever the negative.
+  negative = novel_view.NovelViewGenerator(model, negative_context=text[:3])
+  assert not np.allclose(negative.generate(clip, g2)["target_latents"], null["target_latents"], atol=1e-4)
+  g1 = novel_view.SamplingConfig(num_steps=2, guidance_scale=1.0, seed=1)
+  np.testing.assert_allclose(negative.generate(clip, g1)["target_latents"], null["target_latents"], atol=1e-5)
   other = novel_view.NovelViewGenerator(model).generate(clip, novel_view.SamplingConfig(num_steps=2, seed=2))
   assert not np.array_equal(other["target_video"], null["target_video"])
   assert null["target_video"].shape == clip["reference_video"].shape and null["target_video"].dtype == np.uint8
@@ -77,5 +83,10 @@ def test_bad_inputs_are_named(model, clip):
     gen.generate({k: v for k, v in clip.items() if k != "target_cam_to_world"})
   with pytest.raises(ValueError, match="context"):
     novel_view.NovelViewGenerator(model, context=np.zeros((4, 3)))
+  too_long = np.zeros((model.model.context_length + 1, model.dit.config.text_dim))
+  with pytest.raises(ValueError, match="negative_context: expected"):
+    novel_view.NovelViewGenerator(model, negative_context=too_long)
+  with pytest.raises(ValueError, match="non-finite"):
+    novel_view.NovelViewGenerator(model, context=np.full((2, model.dit.config.text_dim), np.nan))
   with pytest.raises(ValueError, match="num_steps"):
     novel_view.SamplingConfig(num_steps=0)

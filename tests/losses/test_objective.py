@@ -136,3 +136,39 @@ def test_bad_inputs():
     obj.validate_batch(dict(batch, track_mask=batch["track_mask"][:, :2]), AE)
   with pytest.raises(ValueError, match="lacks"):
     obj.validate_batch({k: v for k, v in batch.items() if k != "tracks"}, AE)
+
+
+def test_caption_dropout_swaps_in_the_stored_null_context():
+  """dropout 1 == every context replaced by params' null context; dropout 0 == the batch's context."""
+  dit = wan.WanDiT(wan.get_config("tiny-pixel"))
+  model = MVTrack4Gen(dit, None, AE, context_length=4, with_text=True)
+  batch = _batch()
+  params = jax.jit(model.init)(jax.random.key(0), batch)
+  assert params["text"]["null_context"].shape == (4, dit.config.text_dim)  # zeros until the trainer overlays it
+  rng = np.random.default_rng(3)
+  params["text"]["null_context"] = jnp.asarray(rng.normal(size=(4, dit.config.text_dim)), jnp.float32)
+  caption = rng.normal(size=(2, 3, dit.config.text_dim)).astype(np.float32)  # 3 tokens, zero-padded to 4
+  with_caption = dict(batch, context=caption)
+  with_null = dict(batch, context=np.broadcast_to(params["text"]["null_context"], (2, 4, dit.config.text_dim)))
+  key = jax.random.key(1)
+
+  def loss(dropout, b):
+    cfg = obj.ObjectiveConfig(lambda_track=0.0, lambda_corr=0.0, caption_dropout=dropout)
+    return float(jax.jit(obj.make_objective(model, cfg))(params, b, key)[0])
+
+  assert loss(1.0, with_caption) == pytest.approx(loss(0.0, with_null), rel=1e-6)
+  assert loss(0.0, with_caption) != pytest.approx(loss(0.0, with_null), rel=1e-4)
+  # A batch without context sees the null context.
+  assert loss(0.0, batch) == pytest.approx(loss(0.0, with_null), rel=1e-6)
+  # Zero-padding is Wan's: a 3-token caption equals the same caption padded by hand.
+  padded = dict(batch, context=np.concatenate([caption, np.zeros((2, 1, dit.config.text_dim), np.float32)], 1))
+  assert loss(0.0, with_caption) == pytest.approx(loss(0.0, padded), rel=1e-6)
+  # Without text the null context is zeros and dropout has nothing to drop.
+  plain = MVTrack4Gen(dit, None, AE, context_length=4)
+  np.testing.assert_array_equal(plain.null_context(None, 2), np.zeros((2, 4, dit.config.text_dim)))
+  with pytest.raises(ValueError, match="text/null_context"):
+    model.null_context({"dit": params["dit"]}, 2)
+  with pytest.raises(ValueError, match="L <= 4"):
+    model.pad_context(np.zeros((2, 5, dit.config.text_dim)))
+  with pytest.raises(ValueError, match="caption_dropout"):
+    obj.ObjectiveConfig(caption_dropout=1.5)

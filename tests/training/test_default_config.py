@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mvtrack_jax import export
+from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import metric_writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -118,7 +119,7 @@ def test_export_round_trip(runs, tmp_path):
        "--dtype=bfloat16"], cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
       capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  params, config, info = export.load_exported(str(out))
+  params, config, info = checkpoint_lib.load_exported(str(out))
   assert set(params) == {"dit"} and info["step"] == STEPS
   assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params))
   assert config.model.preset == "tiny-pixel" and config.objective.corr_layers == [1]

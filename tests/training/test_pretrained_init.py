@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from mvtrack_jax.convert import wan as convert  # noqa: E402
-from mvtrack_jax.training import checkpointing, tasks, train_state, trainer  # noqa: E402
+from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
+from mvtrack_jax.training import tasks, train_state, trainer  # noqa: E402
 from mvtrack_jax.training import mesh as mesh_lib  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 
@@ -75,7 +76,7 @@ def test_initial_params_equal_the_checkpoint_exactly(folder):
 def test_training_moves_only_trainable_params_and_resume_wins(folder, tmp_path):
   workdir = tmp_path / "run"
   trainer.train_and_evaluate(_config(folder), str(workdir))
-  _, trees = checkpointing.restore_params_to_host(str(workdir / "checkpoints"), keys=("params",))
+  _, trees = checkpoint_lib.read_params(str(workdir / "checkpoints"), keys=("params",))
   trained = traverse_util.flatten_dict(trees["params"]["dit"])
   expected = traverse_util.flatten_dict(_config_values(folder))
   moved = [p for p, v in expected.items() if not np.array_equal(np.asarray(trained[p]), v)]
@@ -99,6 +100,16 @@ def test_architecture_mismatch_and_missing_tensors_are_named(tmp_path):
     task.pretrained_params()
   with pytest.raises(FileNotFoundError, match="no-such"):
     tasks.build_task(_config(str(tmp_path / "no-such"))).pretrained_params()
+
+
+def test_null_context_comes_from_the_text_cache_and_must_stay_frozen(tmp_path):
+  config = _config("")
+  config.text.cache = str(tmp_path / "text")
+  with pytest.raises(FileNotFoundError, match="not a context cache.*encode_text"):
+    tasks.build_task(config).pretrained_params()
+  config.optimizer.trainable_patterns = (".*",)
+  with pytest.raises(ValueError, match=r"\['\.\*'\] select text/null_context"):
+    tasks.build_task(config)
 
 
 def test_compiled_step_does_not_contain_the_weights(folder):

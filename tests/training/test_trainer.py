@@ -14,6 +14,7 @@ import portpicker
 import pytest
 
 from mvtrack_jax import export
+from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import metric_writers
 from mvtrack_jax.training import optimizer as optimizer_lib
@@ -180,7 +181,7 @@ def test_frozen_params_have_no_optimizer_state_and_stay_fixed(tmp_path):
   n_opt = sum(x.size for x in jax.tree.leaves(abstract.opt_state) if x.ndim)
   assert n_opt == 2 * n_head < 2 * n_params  # Adam mu + nu of the head only.
   trainer.train_and_evaluate(cfg, str(tmp_path), task=task)
-  _, trees = __import__("mvtrack_jax.training.checkpointing", fromlist=["x"]).restore_params_to_host(
+  _, trees = checkpoint_lib.read_params(
       tmp_path / "checkpoints")
   init = jax.jit(task.init_params)(trainer.base_keys(0)[0])
   init = jax.tree.map(lambda x: getattr(x, "value", x), init,
@@ -195,8 +196,8 @@ def test_export_round_trip(single_device_run, tmp_path):
   info = export.export(str(single_device_run), str(tmp_path / "exp"), dtype="bfloat16",
                        use_ema=True)
   assert info["step"] == 6 and info["num_params"] == 8 * 32 + 32 + 32 * 4 + 4
-  params, config, _ = export.load_exported(str(tmp_path / "exp"))
-  _, host = __import__("mvtrack_jax.training.checkpointing", fromlist=["x"]).restore_params_to_host(
+  params, config, _ = checkpoint_lib.load_exported(str(tmp_path / "exp"))
+  _, host = checkpoint_lib.read_params(
       single_device_run / "checkpoints", keys=("ema_params",))
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(host["ema_params"])):
     assert a.dtype == jnp.bfloat16

@@ -1,0 +1,87 @@
+r"""Tiny random stand-ins of a diffusers Wan2.1 checkpoint, for smoke runs without downloads.
+
+Writes the folder layout of ``Wan2.1-T2V-1.3B-Diffusers`` with tiny random models, each saved by
+its library's ``save_pretrained``, so every command of the fine-tuning sequence (README, "Fine-tune a
+pretrained Wan2.1") runs on a CPU in seconds exactly as it would on the real checkpoint::
+
+  OUT/transformer/   diffusers WanTransformer3DModel: 2 blocks × 128 (2 heads × 64), 4 latent channels,
+                     patch 1×1×1, text_dim 32 (the ``tiny`` preset of models.wan)
+  OUT/vae/           diffusers AutoencoderKLWan: base_dim 8, z_dim 4, one residual block
+  OUT/text_encoder/  transformers UMT5EncoderModel: d_model 32, 2 layers
+  OUT/tokenizer/     a 64-piece unigram tokenizer (T5 layout: <pad> 0, </s> 1, <unk> 2; "</s>" appended)
+
+Run::
+
+  python -m mvtrack_jax.convert.standins --out out/standins
+
+The weights are random (seeded), so outputs mean nothing; shapes, names and file formats are the real
+ones. Needs torch, diffusers, transformers and tokenizers (``requirements-dev.txt``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app
+from absl import flags
+
+# A few sentences to fit the stand-in tokenizer's pieces on (any text works; these look like captions).
+_CORPUS = (
+    "a person walks across a sunny plaza while the camera orbits around them",
+    "a red car drives down a wet street at night with neon lights",
+    "two dancers spin in an empty hall, the camera slowly pans to the left",
+    "textured boxes and spheres rest on a checkered floor under soft light",
+)
+TEXT_DIM = 32
+
+
+def write_standins(out: str, seed: int = 0) -> dict[str, str]:
+  """Writes the four stand-in folders under ``out`` (module docstring); returns ``{name: folder}``.
+
+  Raises:
+    ImportError: torch, diffusers, transformers or tokenizers is missing.
+  """
+  import diffusers  # pylint: disable=g-import-not-at-top
+  import tokenizers  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  folders = {name: os.path.join(out, name) for name in ("transformer", "vae", "text_encoder", "tokenizer")}
+  torch.manual_seed(seed)
+  diffusers.WanTransformer3DModel(
+      patch_size=(1, 1, 1), num_attention_heads=2, attention_head_dim=64, in_channels=4, out_channels=4,
+      text_dim=TEXT_DIM, freq_dim=32, ffn_dim=256, num_layers=2).save_pretrained(folders["transformer"])
+  diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, num_res_blocks=1, latents_mean=[0.0] * 4,
+                             latents_std=[1.0] * 4).save_pretrained(folders["vae"])
+
+  tok = tokenizers.Tokenizer(tokenizers.models.Unigram())
+  tok.normalizer = tokenizers.normalizers.NFKC()
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace()
+  tok.decoder = tokenizers.decoders.Metaspace()
+  tok.train_from_iterator(_CORPUS, tokenizers.trainers.UnigramTrainer(
+      vocab_size=64, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"))
+  tok.post_processor = tokenizers.processors.TemplateProcessing(
+      single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
+  transformers.T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                               extra_ids=0).save_pretrained(folders["tokenizer"])
+  config = transformers.UMT5Config(
+      vocab_size=tok.get_vocab_size(), d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+      relative_attention_num_buckets=8, relative_attention_max_distance=16, feed_forward_proj="gated-gelu",
+      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+  transformers.UMT5EncoderModel(config).save_pretrained(folders["text_encoder"])
+  return folders
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS.out:
+    raise app.UsageError("--out is required")
+  for name, folder in write_standins(flags.FLAGS.out, flags.FLAGS.seed).items():
+    print(f"{name}: {folder}")
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("out", None, "Folder to write (transformer/, vae/, text_encoder/, tokenizer/).")
+  flags.DEFINE_integer("seed", 0, "torch seed of the random weights.")
+  app.run(main)

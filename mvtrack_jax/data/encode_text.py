@@ -1,0 +1,203 @@
+r"""Encodes the captions of a dataset once with the config's umT5 text encoder (the text cache).
+
+Run::
+
+  python -m mvtrack_jax.data.encode_text --config=configs/mvtrack4gen_recammaster.py \
+      --config.text.encoder=/ckpt/Wan2.1-T2V-1.3B-Diffusers --config.data.data_dir=$D \
+      --captions=$D/metadata.csv --out /data/text
+  # then train with the cache (the trainer never runs the text encoder):
+  python -m mvtrack_jax.train --config=configs/mvtrack4gen_recammaster.py --config.text.cache=/data/text ...
+
+**Captions file**: ReCamMaster's ``metadata.csv`` layout, a CSV whose header names the columns
+``file_name`` and ``text`` (others are ignored). A row's ``file_name`` is matched against the end of
+each view's name, compared by whole path components (so ``train/f18_aperture10/scene1/videos/cam01.mp4``,
+``scene1/videos/cam01.mp4`` and an absolute path all name the same video):
+
+- MultiCamVideo: each view's ``…/sceneK/videos/camXX.mp4``; a row naming a folder (``…/sceneK``)
+  captions every view below it that has no row of its own;
+- ``.npz`` clips: the clip file, one caption for all its views;
+- sources without files (the built-in synthetic dataset): ``<split>/<index>``, e.g. ``train/0``.
+
+A view without a caption gets the empty prompt (so it trains the null branch, as caption dropout
+does) and is counted in the summary; a captions file that matches no record at all is an error.
+
+**Output**: ``data.feature_cache`` (layout, atomic writes, resuming): ``text.json``, ``null.npy``
+(the empty prompt's embedding: the model's null context) and one file per record, ``(L, D)`` when
+all its views share a caption, else ``(V, L, D)``, zero-padded to the record's longest caption,
+``--dtype`` float16 (half the disk; values beyond float16's range are an error) or float32.
+``max_length`` is ``config.text.context_length`` (Wan: 512). ``text.json`` records the captions
+file's SHA-256: extending a cache with changed captions is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from typing import Any, Mapping, Sequence
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+import numpy as np
+from tqdm import tqdm
+
+from mvtrack_jax.data import feature_cache
+from mvtrack_jax.data import sources
+from mvtrack_jax.models import text_encoder as text_lib
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _parts(name: str) -> tuple[str, ...]:
+  return tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+
+
+def read_captions(path: str) -> dict[tuple[str, ...], str]:
+  """``{path components of file_name: text}`` of a captions CSV (module docstring).
+
+  Raises:
+    FileNotFoundError: no such file. ValueError: no ``file_name``/``text`` columns, an empty
+      ``file_name`` or ``text`` (naming the line), or one name with two different captions.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--captions {path!r}: no such file (expected a metadata.csv with file_name,text columns)")
+  captions: dict[tuple[str, ...], str] = {}
+  with open(path, newline="", encoding="utf-8") as fh:
+    reader = csv.DictReader(fh)
+    missing = [c for c in ("file_name", "text") if c not in (reader.fieldnames or [])]
+    if missing:
+      raise ValueError(f"--captions {path}: no column(s) {missing} in the header {reader.fieldnames}; expected "
+                       "ReCamMaster's metadata.csv layout (file_name,text)")
+    for row in reader:
+      line = reader.line_num
+      key, text = _parts(row["file_name"] or ""), (row["text"] or "").strip()
+      if not key or not text:
+        raise ValueError(f"--captions {path}, line {line}: empty {'file_name' if not key else 'text'}")
+      if captions.get(key, text) != text:
+        raise ValueError(f"--captions {path}, line {line}: {row['file_name']!r} already has another caption")
+      captions[key] = text
+  return captions
+
+
+def caption_for(captions: Mapping[tuple[str, ...], str], name: str) -> str | None:
+  """The caption of the view called ``name``: the row naming the longest tail of ``name`` itself,
+  else of its nearest folder (module docstring); None when no row matches."""
+  parts = _parts(name)
+  for end in range(len(parts), 0, -1):
+    for start in range(end):
+      text = captions.get(parts[start:end])
+      if text is not None:
+        return text
+  return None
+
+
+def caption_keys(source: Any, split: str, index: int) -> list[str]:
+  """Names of the views of record ``index`` (one name = one caption for all views; module docstring)."""
+  if hasattr(source, "caption_keys"):
+    return source.caption_keys(index)
+  return [f"{split}/{int(index)}"]
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as fh:
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def _record_array(embeddings: Sequence[np.ndarray], dtype: str, name: str) -> np.ndarray:
+  """``(L, D)`` when all views share one embedding, else ``(V, L_max, D)`` zero-padded; cast to ``dtype``."""
+  if all(e is embeddings[0] for e in embeddings):
+    out = embeddings[0]
+  else:
+    out = np.zeros((len(embeddings), max(e.shape[0] for e in embeddings), embeddings[0].shape[1]), np.float32)
+    for v, e in enumerate(embeddings):
+      out[v, :e.shape[0]] = e
+  if dtype == "float16" and np.abs(out).max() > _FLOAT16_MAX:
+    raise ValueError(f"{name}: text embeddings reach {np.abs(out).max():.3g}, beyond float16; use --dtype=float32")
+  return out.astype(dtype)
+
+
+def encode_captions(config, captions_path: str, out: str, splits: Sequence[str], *, dtype: str = "float16",
+                    encoder: text_lib.UMT5TextEncoder | None = None, progress: bool = True) -> dict[str, dict[str, int]]:
+  """Encodes the captions of ``splits`` of ``config``'s dataset into the text cache ``out``.
+
+  Args:
+    config: a run config (``text.encoder``, ``text.context_length``, the ``data`` block).
+    captions_path: the captions CSV (module docstring).
+    out: cache folder (created; an existing one is resumed).
+    splits: split names.
+    dtype: ``"float16"`` or ``"float32"`` record files.
+    encoder: an already built encoder (default: ``UMT5TextEncoder(config.text.encoder)``).
+    progress: tqdm bars.
+
+  Returns:
+    ``{split: {"encoded": records encoded now, "uncaptioned": their views without a caption}}``.
+
+  Raises:
+    ValueError: bad ``dtype``, ``config.text.encoder`` empty, a cache made with other settings, or
+      captions that name no view of the records still to encode (checked before anything is written).
+  """
+  if dtype not in ("float16", "float32"):
+    raise ValueError(f"encode_text: dtype={dtype!r}; expected 'float16' or 'float32'")
+  captions = read_captions(captions_path)
+  plan = {}
+  for split in splits:
+    source = sources.data_source(config.data, split)
+    todo = [i for i in range(len(source)) if not os.path.exists(feature_cache.record_path(out, split, i))]
+    plan[split] = (len(source), [(i, names, [caption_for(captions, n) for n in names])
+                                 for i in todo for names in [caption_keys(source, split, i)]])
+  views = [(names[0], t) for _, todo in plan.values() for _, names, texts in todo for t in texts]
+  if views and all(t is None for _, t in views):
+    raise ValueError(f"--captions {captions_path}: none of its {len(captions)} rows names a view of "
+                     f"{', '.join(splits)} (view names look like {views[0][0]!r}); nothing was written")
+  if encoder is None:
+    if not config.text.encoder:
+      raise ValueError("encode_text: config.text.encoder is empty; set it to a diffusers Wan2.1 folder (with "
+                       "text_encoder/ and tokenizer/) or a UMT5 model folder")
+    encoder = text_lib.UMT5TextEncoder(config.text.encoder, max_length=int(config.text.context_length))
+  feature_cache.write_metadata(out, {"encoder": encoder.source, "dim": encoder.dim, "max_length": encoder.max_length,
+                                     "dtype": dtype, "captions_sha256": _sha256(captions_path)},
+                               feature_cache.TEXT_JSON)
+  null = encoder.encode([""])[0]
+  feature_cache.write_atomic(os.path.join(out, feature_cache.NULL_NPY), null.astype(np.float32))
+  done = {}
+  for split, (total, todo) in plan.items():
+    for index, _, texts in tqdm(todo, desc=f"encode text {split}", unit="record", disable=not progress,
+                                initial=total - len(todo), total=total):
+      unique = sorted({t for t in texts if t is not None})
+      embedded = dict(zip(unique, encoder.encode(unique))) | {None: null}
+      path = feature_cache.record_path(out, split, index)
+      feature_cache.write_atomic(path, _record_array([embedded[t] for t in texts], dtype, path))
+    done[split] = {"encoded": len(todo), "uncaptioned": sum(t is None for _, _, texts in todo for t in texts)}
+  return done
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with text.encoder set.",
+                                  lock_config=True)
+  flags.DEFINE_string("captions", None, "Captions CSV (ReCamMaster's metadata.csv: file_name,text).")
+  flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
+  flags.DEFINE_list("splits", None, "Splits to encode (default: config.data train_split and eval_split).")
+  flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "dtype of the record files.")
+  flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  if f.config is None or not f.out or not f.captions:
+    raise app.UsageError("--config, --captions and --out are required")
+  splits = f.splits or [f.config.data.train_split, f.config.data.eval_split]
+  done = encode_captions(f.config, f.captions, f.out, splits, dtype=f.dtype, progress=f.progress)
+  print(f"text cache {f.out}: " + "; ".join(
+      f"{s}: {d['encoded']} records encoded, {d['uncaptioned']} views without a caption (empty prompt)"
+      for s, d in done.items()))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,146 @@
+"""Feature caches: what frozen encoders make of every record once, read back by the input pipeline.
+
+ReCamMaster, ReDirector and maxdiffusion train Wan on features extracted once, not per step: the
+VAE encoder costs about as much as a DiT forward at 81×480×832, and umT5-XXL is 5.7 B parameters.
+Two caches share one layout and one reader (:class:`CachedFeatureSource`):
+
+**Latent cache** (``python -m mvtrack_jax.data.encode_latents``; ``config.data.latents_dir``)::
+
+  DIR/cache.json                  what was encoded: VAE source and config, frame size, factors
+  DIR/<split>/<index:08d>.npy     float32 (V, F, h, w, z): normalised latents of record <index>
+
+Each record's views are resized to cover the training size and centre-cropped exactly as the
+pipeline's evaluation crop (``pipeline.resized_video``), trimmed to ``1 + k·⌊(T − 1)/k⌋`` frames
+and encoded as one video per view. Records gain the field ``latents``.
+
+**Text cache** (``python -m mvtrack_jax.data.encode_text``; ``config.text.cache``)::
+
+  DIR/text.json                   the encoder, its width, max_length, dtype, the captions file
+  DIR/null.npy                    float32 (L0, D): the empty prompt's embedding (L0 = 1, "</s>")
+  DIR/<split>/<index:08d>.npy     float16/32 (L, D), or (V, L, D) when the views' captions differ
+
+Record files hold umT5 caption embeddings zero-padded to the longest caption of the record (Wan pads
+with zeros, so this loses nothing). Records gain the field ``context``; a record without a caption
+holds the empty prompt's embedding.
+
+A file appears only complete (written to a temporary name in the same folder, then renamed), so a
+killed encoding run resumes by skipping existing files; a cache's metadata file is checked against
+the run that reads or extends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+
+CACHE_JSON = "cache.json"
+TEXT_JSON = "text.json"
+NULL_NPY = "null.npy"
+_MAKERS = {CACHE_JSON: ("latents", "python -m mvtrack_jax.data.encode_latents"),
+           TEXT_JSON: ("context", "python -m mvtrack_jax.data.encode_text")}
+
+
+def cache_metadata(height: int, width: int, autoencoder: Any) -> dict[str, Any]:
+  """``cache.json`` content: the encoding a training run must agree with (``WanVAEAutoencoder``)."""
+  vae = dataclasses.asdict(autoencoder.config)
+  vae.pop("dtype")
+  return {"vae": autoencoder.source, "vae_config": vae, "height": int(height), "width": int(width),
+          "frames_per_latent": autoencoder.temporal_factor, "spatial_factor": autoencoder.spatial_factor,
+          "normalized": True}
+
+
+def record_path(root: str, split: str, index: int) -> str:
+  """``root/<split>/<index:08d>.npy``: the cached features of record ``index`` of ``split``."""
+  return os.path.join(root, split, f"{int(index):08d}.npy")
+
+
+def write_atomic(path: str, array: np.ndarray) -> None:
+  """Writes ``array`` (dtype kept) as ``.npy`` to ``path`` all-or-nothing (temporary file + rename)."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=os.path.dirname(path) or ".")
+  try:
+    with os.fdopen(fd, "wb") as fh:
+      np.save(fh, np.asarray(array))
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _canonical(value: Any) -> Any:
+  return json.loads(json.dumps(value))
+
+
+def write_metadata(root: str, metadata: Mapping[str, Any], filename: str = CACHE_JSON) -> None:
+  """Writes ``root/filename``; an existing one must describe the same encoding (else ``ValueError``)."""
+  path = os.path.join(root, filename)
+  new = _canonical(dict(metadata))
+  if os.path.exists(path):
+    old = read_metadata(root, filename)
+    if old != new:
+      diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+      raise ValueError(f"{path}: the cache was encoded with other settings ({diff}); use a new --out folder")
+    return
+  os.makedirs(root, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=root)
+  with os.fdopen(fd, "w") as fh:
+    json.dump(new, fh, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def read_metadata(root: str, filename: str = CACHE_JSON) -> dict[str, Any]:
+  """``root/filename`` as a dict.
+
+  Raises:
+    FileNotFoundError: ``root`` is not such a cache; the message gives the command that makes one.
+  """
+  path = os.path.join(root, filename)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{root}: not a {_MAKERS[filename][0]} cache (no {filename}); make one with "
+                            f"{_MAKERS[filename][1]} --config=... --out {root}")
+  with open(path) as fh:
+    return json.load(fh)
+
+
+class CachedFeatureSource:
+  """A record source whose records also carry one cached field (``latents`` or ``context``).
+
+  Args:
+    source: the random-access record source the cache was made from.
+    root: the cache folder.
+    split: the split's folder name.
+    metadata_file: ``cache.json`` (latents) or ``text.json`` (text embeddings).
+    expect: metadata fields the reading run needs (e.g. ``height``, ``vae``); a different value
+      raises ``ValueError`` naming the field, before any training step.
+
+  Raises (on access): ``FileNotFoundError`` naming the missing file and the command that makes it.
+  """
+
+  def __init__(self, source, root: str, split: str, metadata_file: str = CACHE_JSON,
+               expect: Mapping[str, Any] | None = None):
+    self.source, self.root, self.split = source, root, split
+    self.field, self._maker = _MAKERS[metadata_file]
+    self.metadata = read_metadata(root, metadata_file)
+    for key, value in (expect or {}).items():
+      got = self.metadata.get(key)
+      if _canonical(got) != _canonical(value):
+        raise ValueError(f"{os.path.join(root, metadata_file)}: {key} = {got!r}, but this run needs {value!r}; "
+                         "re-encode the cache with this config")
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    record = dict(self.source[index])
+    path = record_path(self.root, self.split, index)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{self.field} cache: {path} is missing (record {index} of split {self.split!r}); "
+                              f"run {self._maker} --out {self.root} to finish it")
+    record[self.field] = np.load(path)
+    return record
