@@ -33,8 +33,12 @@ Per pair and point (:func:`pair_scores`):
 - **attention score** = attention mass of the full softmax over all ``S`` tokens (the layer's
   self-attention row for that query; exact when the query sits on a token centre, interpolated
   otherwise) that falls on the key frame's ``h·w`` tokens, mean over heads;
-- frame-restricted softmax over the key frame's ``h·w`` tokens, averaged over heads: **confidence**
-  = its max; predicted match = centre of its argmax token, in pixels;
+- **confidence** = the largest head-averaged full-softmax attention weight on a key-frame token
+  (DiffTrack ``confidence_attention_score.py``: the max of the full attention row over that frame's
+  tokens, not of a softmax renormalised over the frame — that one is larger by the factor 1/attention
+  score, 0.488 vs 0.0059 on one measured row, and could reorder layers);
+- predicted match = centre of the argmax token of the frame-restricted softmax (over the key
+  frame's ``h·w`` tokens, averaged over heads), in pixels;
 - **matching accuracy** = PCK: 100 × fraction of valid points with ``‖pred − gt‖ < threshold``
   (strict; 8 px by default, DiffTrack);
 - valid = GT-visible in both the query and key frames, both positions inside the image
@@ -169,7 +173,8 @@ def pair_scores(q: Array, k: Array, tracks: Array, visible: Array, point_mask: A
 
   Returns:
     dict of ``(P, B, N)`` arrays, ``P = len(pairs)``: ``valid`` bool, ``correct`` bool (within the
-    threshold), ``confidence`` float32 (max of the head-averaged frame softmax, in ``[1/(h·w), 1]``),
+    threshold), ``confidence`` float32 (max over key-frame tokens of the head-averaged full-softmax
+    attention, in ``[0, attention]``),
     ``attention`` float32 (head-averaged full-softmax mass on the key frame, in ``[0, 1]``),
     ``error`` float32 (pixels), and ``prediction`` ``(P, B, N, 2)`` float32 pixel ``(x, y)``.
     Entries where ``valid`` is False hold values computed anyway (ignore them).
@@ -223,7 +228,7 @@ def pair_scores(q: Array, k: Array, tracks: Array, visible: Array, point_mask: A
     lse_key = jax.nn.logsumexp(key_logits, axis=-1)
     attention = jnp.exp(lse_key - lse_all).mean(axis=-1)                     # (B, N)
     frame_attn = jax.nn.softmax(key_logits, axis=-1).mean(axis=2)            # (B, N, hw)
-    confidence = frame_attn.max(axis=-1)
+    confidence = jnp.exp(key_logits - lse_all[..., None]).mean(axis=2).max(axis=-1)  # full row, key frame
     best = jnp.argmax(frame_attn, axis=-1)
     prediction = jnp.stack([centres_x[best % w], centres_y[best // w]], axis=-1)
     error = jnp.linalg.norm(prediction - gt_xy, axis=-1)

@@ -154,7 +154,8 @@ def attention_correspondence_loss(q: Array, k: Array, tracks: Array, visible: Ar
   Returns:
     ``(loss, aux)``: scalar fp32 mean CE (nats) over valid rows, 0 when there is none;
     ``aux = {"rows": number of valid rows (fp32), "accuracy": fraction of valid rows whose
-    attention argmax (head-averaged) is a target token with non-zero weight}``.
+    argmax of the head-averaged attention (softmax over the domain per head, then the mean over
+    heads) is a target token with non-zero weight}``.
 
   Raises:
     ValueError: when ``q``/``k`` shapes disagree with each other or with ``grid``.
@@ -198,8 +199,9 @@ def attention_correspondence_loss(q: Array, k: Array, tracks: Array, visible: Ar
     idx = jnp.broadcast_to((col_f + offset_f)[:, :, None, :], logp.shape[:3] + (4,))
     picked = jnp.take_along_axis(logp, idx, axis=-1)                     # (B, N, H', 4)
     ce = -jnp.sum(picked * w_f[:, :, None, :], axis=-1).mean(axis=-1)    # (B, N)
-    mean_logits = logits.mean(axis=2)
-    best = jnp.argmax(mean_logits, axis=-1)                               # (B, N)
+    # The matched token is the argmax of the head-averaged attention (softmax per head, then the
+    # mean), not of the head-averaged logits: one head with large logits would otherwise decide.
+    best = jnp.argmax(jax.nn.softmax(logits, axis=-1).mean(axis=2), axis=-1)  # (B, N)
     hit = jnp.any((best[..., None] == col_f + offset_f) & (w_f > 0), axis=-1)
     return ce, hit
 

@@ -143,11 +143,55 @@ def tracks_to_latent_rate(tracks: Array, visible: Array, frames_per_latent: int)
   return tracks[:, :, idx], visible[:, :, idx]
 
 
+def queries_at_latent_frames(query_points: Array, tracks: Array, visible: Array, frames_per_latent: int,
+                             num_latent_frames: int) -> tuple[Array, Array]:
+  """Places query points on latent frames with their ground-truth positions there (training).
+
+  A query ``(t, x, y)`` at video frame ``t`` moves to the latent frame ``f`` whose representative
+  video frame ``f·k`` is nearest to ``t`` among those where the point is visible in the reference
+  view, and takes the ground-truth ``(x, y)`` at frame ``f·k``: the head samples features where the
+  point is in that latent frame, not where it was up to ``k/2`` video frames away
+  (:func:`query_frames_to_latent` keeps ``(x, y)``). Ties go to the earlier frame. With ``k = 1``
+  and a query at a visible entry this is the identity.
+
+  Args:
+    query_points: ``(B, N, 3)`` ``(t, x, y)``, ``t`` in video frames.
+    tracks: ``(B, T, N, 2)`` reference-view ground truth ``(x, y)`` at video rate.
+    visible: ``(B, T, N)`` bool.
+    frames_per_latent: ``k``.
+    num_latent_frames: ``F`` (``= ⌈T/k⌉``).
+
+  Returns:
+    ``(queries, ok)``: ``(B, N, 3)`` float32 ``(f, x, y)`` and ``(B, N)`` bool, False for a point
+    visible at no representative frame (its query is :func:`query_frames_to_latent`'s).
+
+  Raises:
+    ValueError: shapes disagree, or ``F ≠ ⌈T/k⌉``.
+  """
+  b, t_frames, n = visible.shape
+  if tracks.shape != (b, t_frames, n, 2) or query_points.shape != (b, n, 3):
+    raise ValueError(f"queries_at_latent_frames: query_points {query_points.shape}, tracks {tracks.shape} and "
+                     f"visible {visible.shape} must be (B, N, 3), (B, T, N, 2) and (B, T, N)")
+  idx = latent_frame_indices(t_frames, frames_per_latent)
+  if len(idx) != num_latent_frames:
+    raise ValueError(f"queries_at_latent_frames: {t_frames} video frames give {len(idx)} latent frames at k = "
+                     f"{frames_per_latent}, not {num_latent_frames}")
+  vis = jnp.moveaxis(jnp.asarray(visible)[:, idx], 1, 2)                  # (B, N, F)
+  distance = jnp.abs(jnp.asarray(idx, jnp.float32) - jnp.asarray(query_points)[..., :1])
+  best = jnp.argmin(jnp.where(vis, distance, jnp.inf), axis=-1)           # (B, N)
+  ok = vis.any(axis=-1)
+  xy = jnp.take_along_axis(jnp.moveaxis(jnp.asarray(tracks)[:, idx], 1, 2), best[..., None, None], axis=2)[:, :, 0]
+  fallback = query_frames_to_latent(jnp.asarray(query_points), frames_per_latent, num_latent_frames)
+  snapped = jnp.concatenate([best[..., None].astype(jnp.float32), xy.astype(jnp.float32)], axis=-1)
+  return jnp.where(ok[..., None], snapped, fallback), ok
+
+
 def query_frames_to_latent(query_points: Array, frames_per_latent: int, num_latent_frames: int) -> Array:
   """Maps query points ``(t, x, y)`` in video frames to latent frames: ``t → round(t / k)``.
 
   The query's ``(x, y)`` is kept: for ``k > 1`` and a query frame between two subsampled frames it
-  is used at the nearest subsampled frame (an approximation of at most ``k/2`` video frames).
+  is used at the nearest subsampled frame (an approximation of at most ``k/2`` video frames). Used
+  when there is no ground truth (inference); training uses :func:`queries_at_latent_frames`.
 
   Args:
     query_points: ``(B, N, 3)`` ``(t, x, y)``, ``t`` in video frames.

@@ -168,8 +168,10 @@ class MVTrack4Gen:
       dict with ``reference`` (and, when known, ``target``) latents ``(B, F, h, w, C)``,
       ``cameras`` (video rate, relative to the reference camera at frame 0), ``head_cameras``
       (latent rate), ``context``, ``grid`` ``(F, h, w)`` and ``image_size`` ``(H, W)`` (Python
-      ints); with query points also ``query`` ``(B, N, 3)`` at latent frames and ``point_mask``
-      ``(B, N)`` (padding and points outside the frame are False); with tracks also ``tracks``
+      ints); with query points also ``query`` ``(B, N, 3)`` at latent frames (with tracks, moved to
+      their ground-truth position at the latent frame: ``autoencoder.queries_at_latent_frames``) and
+      ``point_mask`` ``(B, N)`` (padding, points outside the frame and points visible at no latent
+      frame are False); with tracks also ``tracks``
       ``(B, 2, F, N, 2)`` and ``visible`` ``(B, 2, F, N)`` at latent-frame rate.
     """
     reference = self.latents(batch, "reference")
@@ -193,7 +195,13 @@ class MVTrack4Gen:
       mask = (qx >= 0) & (qx < width) & (qy >= 0) & (qy < height)
       if "track_mask" in batch:
         mask = mask & jnp.asarray(batch["track_mask"], bool)
-      out["query"] = ae_lib.query_frames_to_latent(query, self.temporal_factor, grid[0])
+      if "tracks" in batch:  # training / evaluation: the GT position at the query's latent frame
+        out["query"], ok = ae_lib.queries_at_latent_frames(
+            query, jnp.asarray(batch["tracks"], jnp.float32)[:, 0], jnp.asarray(batch["visible"], bool)[:, 0],
+            self.temporal_factor, grid[0])
+        mask = mask & ok
+      else:
+        out["query"] = ae_lib.query_frames_to_latent(query, self.temporal_factor, grid[0])
       out["point_mask"] = mask
     if "tracks" in batch:
       out["tracks"], out["visible"] = ae_lib.tracks_to_latent_rate(

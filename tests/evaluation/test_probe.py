@@ -57,15 +57,18 @@ def test_perfect_attention_scores_100(kind):
                              pairs=probe.kind_pairs(kind, GRID[0]))
   assert bool(np.all(scores["valid"]))
   np.testing.assert_allclose(scores["error"], 0.0, atol=1e-4)
-  np.testing.assert_allclose(scores["confidence"], 1.0, atol=1e-4)
   # Temporal kinds share the frame-0 query token across their F−1 pairs, so its q matches every key
   # frame equally and the full-softmax mass splits evenly over them; cross-view queries are distinct.
   expected_attention = 1.0 if kind == "cross_view" else 1.0 / (GRID[0] - 1)
   np.testing.assert_allclose(scores["attention"], expected_attention, atol=1e-4)
+  # DiffTrack's confidence is the peak of the full attention row on the key frame: all of the key
+  # frame's mass sits on one token, so it equals the attention score (a frame-renormalised softmax
+  # would give 1 for the temporal kinds too).
+  np.testing.assert_allclose(scores["confidence"], expected_attention, atol=1e-4)
   sums = np.asarray(probe.kind_sums(q, k, tracks, visible, mask, grid=GRID, token_stride=STRIDE, kind=kind))
   m = probe.metrics_from_sums(sums)
   assert m["accuracy"] == pytest.approx(100.0)
-  assert m["confidence"] == pytest.approx(1.0, abs=1e-4)
+  assert m["confidence"] == pytest.approx(expected_attention, abs=1e-4)
   assert m["attention_score"] == pytest.approx(expected_attention, abs=1e-4)
 
 
@@ -80,7 +83,9 @@ def test_validity_mask_and_weak_attention():
   assert not valid[1, 0, 0] and not valid[:, 1, 2].any() and not valid[2, 0, 1]
   assert valid.sum() == 3 * 2 * 4 - 1 - 3 - 1
   hw = GRID[1] * GRID[2]
-  np.testing.assert_allclose(scores["confidence"], 1.0 / hw, rtol=1e-5)   # flat frame softmax
+  # Uniform attention over all 2·F·h·w tokens: the peak of the full row is 1/(2·F·h·w), not the
+  # 1/(h·w) of a softmax renormalised over the key frame (DiffTrack's definition, not ours before).
+  np.testing.assert_allclose(scores["confidence"], 1.0 / (2 * GRID[0] * hw), rtol=1e-5)
   np.testing.assert_allclose(scores["attention"], 1.0 / (2 * GRID[0]), rtol=1e-5)  # 1 frame of 2F
   sums = np.asarray(probe.kind_sums(q, k, tracks, visible, mask, grid=GRID, token_stride=STRIDE, kind="cross_view"))
   assert sums[0] == valid.sum()

@@ -155,3 +155,24 @@ def test_multi_layer_sums_layers():
   total, m = corr.multi_layer_correspondence_loss(probes, tracks, visible, mask, grid=(F, H, W),
                                                   token_stride=STRIDE, config=cfg)
   np.testing.assert_allclose(float(total), float(m["corr_loss/layer_1"] + m["corr_loss/layer_4"]), rtol=1e-6)
+
+
+def test_accuracy_is_the_argmax_of_head_averaged_attention_not_of_logits():
+  """Head 0 puts all its attention on reference token 0 (the GT); head 1 spreads its attention but has
+  a very negative logit there. Averaged attention picks token 0; averaged logits would pick token 1."""
+  grid, stride = (1, 1, 4), 4                        # one frame of 1 × 4 tokens per view, 16 × 4 px
+  heads, head_dim = 2, 4
+  desired = np.array([[8.0, 0.0, 0.0, 0.0], [-20.0, 2.0, 0.0, 0.0]], np.float32)  # (heads, key tokens)
+  q = np.zeros((1, 8, heads, head_dim), np.float32)
+  q[:, :, :, :] = 2.0 * desired                       # every query token; logits = q·k / √head_dim
+  k = np.zeros_like(q)
+  for m in range(4):
+    k[0, 4 + m, :, m] = 1.0                           # reference tokens (after the 4 target tokens): one-hot
+  tracks = np.zeros((1, 2, 1, 1, 2), np.float32)
+  tracks[0, 0, 0, 0] = (2.0, 2.0)                     # reference view: the centre of token 0
+  tracks[0, 1, 0, 0] = (2.0, 2.0)                     # target view: query row = target token 0
+  visible, mask = np.ones((1, 2, 1, 1), bool), np.ones((1, 1), bool)
+  assert np.argmax(desired.mean(0)) == 1 and np.argmax(jax.nn.softmax(desired, -1).mean(0)) == 0
+  _, aux = corr.attention_correspondence_loss(q, k, tracks, visible, mask, grid=grid, token_stride=stride,
+                                              config=corr.CorrespondenceConfig(target="onehot"))
+  assert float(aux["rows"]) == 1.0 and float(aux["accuracy"]) == 1.0

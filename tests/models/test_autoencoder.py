@@ -53,3 +53,26 @@ def test_latent_rate_helpers():
   out = ae.query_frames_to_latent(q, 4, 21)
   np.testing.assert_array_equal(out[0, :, 0], [0, 1, 20])
   np.testing.assert_array_equal(out[..., 1:], q[..., 1:])
+
+
+def test_queries_move_to_their_ground_truth_position_at_the_latent_frame():
+  """k = 4, 9 frames → latent frames at video frames 0, 4, 8. A point moving 1 px/frame queried at
+  video frame 3 goes to latent frame 1 (frame 4) at its position there, not at its frame-3 position."""
+  t, n = 9, 3
+  x = 10.0 + np.arange(t, dtype=np.float32)
+  tracks = np.stack([np.stack([x, np.full(t, 5.0)], -1)] * n, axis=1)[None]   # (1, T, N, 2)
+  visible = np.ones((1, t, n), bool)
+  visible[0, 4, 1] = False                                  # point 1 hidden at frame 4: goes to frame 0 or 8
+  visible[0, [0, 4, 8], 2] = False                          # point 2 visible at no latent frame
+  query = np.array([[[3.0, 13.0, 5.0], [3.0, 13.0, 5.0], [5.0, 15.0, 5.0]]], np.float32)
+  out, ok = ae.queries_at_latent_frames(query, tracks, visible, 4, 3)
+  np.testing.assert_allclose(out[0, 0], [1.0, 14.0, 5.0])   # old behaviour: (1, 13, 5)
+  np.testing.assert_allclose(out[0, 1], [0.0, 10.0, 5.0])   # |0 − 3| < |8 − 3|
+  np.testing.assert_array_equal(ok[0], [True, True, False])
+  np.testing.assert_allclose(out[0, 2], ae.query_frames_to_latent(query, 4, 3)[0, 2])
+  # k = 1 and queries at visible entries: unchanged.
+  same, _ = ae.queries_at_latent_frames(np.array([[[2.0, 12.0, 5.0]]], np.float32), tracks[:, :, :1],
+                                        visible[:, :, :1], 1, t)
+  np.testing.assert_allclose(same[0, 0], [2.0, 12.0, 5.0])
+  with pytest.raises(ValueError, match="latent frames"):
+    ae.queries_at_latent_frames(query, tracks, visible, 4, 2)

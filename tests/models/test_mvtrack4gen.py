@@ -1,0 +1,33 @@
+"""MVTrack4Gen.prepare at a 4-frame latent stride (the Wan VAE's): cameras, tracks and queries at latent rate."""
+
+import numpy as np
+
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
+from tests.conftest import load_config
+
+
+def test_prepare_places_queries_at_their_latent_frame_ground_truth():
+  config = load_config("mvtrack4gen_recammaster.py", "smoke")   # Wan VAE factors (8 px, 4 frames), no weights
+  model = MVTrack4Gen.from_config(config)
+  assert model.temporal_factor == 4
+  b, t, n = 1, 9, 2
+  latents = np.zeros((b, 3, 4, 4, 4), np.float32)               # 9 frames of 32 × 32 → 3 × 4 × 4
+  eye = np.broadcast_to(np.eye(4, dtype=np.float32), (b, t, 4, 4))
+  k = np.broadcast_to(np.array([[20.0, 0, 16], [0, 20.0, 16], [0, 0, 1]], np.float32), (b, t, 3, 3))
+  x = 4.0 + 2.0 * np.arange(t, dtype=np.float32)                # 2 px per video frame
+  tracks = np.zeros((b, 2, t, n, 2), np.float32)
+  tracks[..., 0] = x[None, None, :, None]
+  tracks[..., 1] = 16.0
+  batch = {"reference_latents": latents, "target_latents": latents, "reference_intrinsics": k,
+           "target_intrinsics": k, "reference_cam_to_world": eye, "target_cam_to_world": eye,
+           "query_points": np.array([[[3.0, x[3], 16.0], [6.0, x[6], 16.0]]], np.float32), "tracks": tracks,
+           "visible": np.ones((b, 2, t, n), bool), "track_mask": np.ones((b, n), bool)}
+  p = model.prepare(batch)
+  # Query at video frame 3 → latent frame 1 = video frame 4, where the point is at x[4] (not x[3]);
+  # video frame 6 is equidistant from 4 and 8: the earlier one.
+  np.testing.assert_allclose(p["query"][0], [[1.0, x[4], 16.0], [1.0, x[4], 16.0]])
+  np.testing.assert_allclose(p["tracks"][0, 0, :, 0, 0], x[[0, 4, 8]])
+  assert p["head_cameras"]["target_cam_to_world"].shape == (b, 3, 4, 4) and bool(p["point_mask"].all())
+  # Without tracks (inference) the query keeps its (x, y) at the nearest latent frame.
+  no_gt = {key: v for key, v in batch.items() if key not in ("tracks", "visible")}
+  np.testing.assert_allclose(model.prepare(no_gt)["query"][0, 0], [1.0, x[3], 16.0])
