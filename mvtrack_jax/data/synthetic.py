@@ -31,6 +31,27 @@ the rendered image area (a random view, frame and sub-pixel position, then the s
 half on foreground objects by default, and every returned point is visible in at least one view
 at some frame.
 
+Render styles (``STYLES``, the ``style`` argument of ``render_scene`` and friends) change only the
+appearance, never geometry, cameras, depth or tracks (same seed and sizes → same fields except
+``video``). ``"default"`` (every dataset config but ``paper``-style ones; its records are unchanged
+by the styles' introduction): textures at most ``textures.MAX_TEXTURE_SIDE`` = 128 pixels, nearest-texel
+lookups, enough for 64-pixel frames. ``"paper"`` (the 480×832 frames of the paper's 81-frame
+videos): textures at their native resolution (≤ ``textures.PAPER_TEXTURE_SIDE`` = 1024 pixels) and
+trilinear mip-mapped lookups, so close surfaces are magnified smoothly (no texel blocks) and far or
+oblique ones are prefiltered (no texture aliasing). The mip level follows the pixel's footprint on
+the surface, ``dist · cos^1.5(α) / f`` metres across the ray (``α`` off-axis angle, ``f`` focal
+length in pixels, divided by ``s`` when supersampling) over ``√|cos θ|`` (``θ`` the incidence
+angle; the area-preserving isotropic choice), against the texels per metre of that surface.
+
+Object paths, spins and camera trajectories are defined over the clip, whatever ``T``: at the
+paper's 81 frames and 480×832 visible tracks move a median 2.6 pixels per frame (95th percentile
+6.4), a plausible video rate, so the paper style keeps the default scene layout and motion.
+
+Memory: rays are cast in chunks of whole frames of at most ``_MAX_CHUNK_RAYS`` (2²¹) rays, so a
+480×832 × 2-view × 81-frame scene (65 M rays) peaks at about 2.8 GB, not tens. The arithmetic is per
+frame, so chunked renders equal one-pass ones bit for bit, and a render that fits one chunk (every
+default-size or tiny scene) runs the single-pass code it always ran.
+
 Public API: ``render_scene`` (a random scene from a seed → record), ``render_scene_views`` (that
 scene and its tracked points from other cameras: novel-view ground truth), ``render_novel_view``
 (a reference view and a target path given relative to it, as generation takes cameras, with optional
@@ -66,6 +87,32 @@ _SCENE_CENTRE = np.array([0.0, -0.2, 0.0])
 _CAMERA_MIN_RADIUS = 2.2  # horizontal distance from the room axis that cameras never get under.
 _CAMERA_ROOM_MARGIN = 0.5
 _LIGHT = np.array([0.35, -1.0, -0.45]) / np.linalg.norm([0.35, -1.0, -0.45])  # towards the light.
+
+# Rays cast at once (whole frames; a frame larger than this is cast alone): bounds the float64
+# (3, R) ray and intersection temporaries to a few hundred MB.
+_MAX_CHUNK_RAYS = 1 << 21
+_MIN_COS = 0.02  # incidence cosines below this count as this in the mip-map footprint.
+_MIPMAP_CACHE_SIZE = 64  # textures whose mip-map pyramids are kept per process.
+TEXTURE_FILTERS = ("nearest", "trilinear")
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderStyle:
+  """How a random scene looks (module docstring, "Render styles").
+
+  Attributes:
+    texture_side: longest side of the textures in pixels (``textures.load_textures(texture_side)``).
+    texture_filter: ``"nearest"`` (one texel per lookup) or ``"trilinear"`` (mip-mapped, bilinear
+      within and linear between the two nearest levels of ``textures.mipmap_levels``).
+  """
+  texture_side: int
+  texture_filter: str
+
+
+STYLES = {
+    "default": RenderStyle(texture_side=textures_lib.MAX_TEXTURE_SIDE, texture_filter="nearest"),
+    "paper": RenderStyle(texture_side=textures_lib.PAPER_TEXTURE_SIDE, texture_filter="trilinear"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,9 +290,85 @@ def _sample_texture(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.nda
   return texture[row, col]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Mipmap:
+  """A texture's mip-map pyramid, levels stacked: ``texels (Σ h_l·w_l, 3)`` float32; ``(L,)`` int64
+  ``offsets`` (first texel of level l), ``heights`` and ``widths``."""
+  texels: np.ndarray
+  offsets: np.ndarray
+  heights: np.ndarray
+  widths: np.ndarray
+
+
+_MIPMAPS: dict[int, tuple[np.ndarray, _Mipmap]] = {}
+
+
+def _mipmap(texture: np.ndarray) -> _Mipmap:
+  """The (cached, per process) mip-map pyramid of ``texture``; textures are treated as immutable."""
+  entry = _MIPMAPS.get(id(texture))
+  if entry is not None and entry[0] is texture:  # the array is held, so its id is not reused.
+    return entry[1]
+  levels = textures_lib.mipmap_levels(texture)
+  sizes = np.array([level.shape[0] * level.shape[1] for level in levels], np.int64)
+  mip = _Mipmap(np.concatenate([level.reshape(-1, 3) for level in levels]),
+                np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
+                np.array([level.shape[0] for level in levels], np.int64),
+                np.array([level.shape[1] for level in levels], np.int64))
+  if len(_MIPMAPS) >= _MIPMAP_CACHE_SIZE:
+    _MIPMAPS.pop(next(iter(_MIPMAPS)))
+  _MIPMAPS[id(texture)] = (texture, mip)
+  return mip
+
+
+def _bilinear(mip: _Mipmap, level: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """``(R, 3)`` bilinear lookups at per-ray mip ``level`` ``(R,)`` int, wrap-around, period 1 in ``u, v``."""
+  h, w, offset = mip.heights[level], mip.widths[level], mip.offsets[level]
+  x = u * w - 0.5  # texel centres at (i + 0.5) / w
+  y = v * h - 0.5
+  x0, y0 = np.floor(x), np.floor(y)
+  ax = (x - x0).astype(np.float32)[:, None]
+  ay = (y - y0).astype(np.float32)[:, None]
+  c0 = x0.astype(np.int64) % w
+  c1 = (c0 + 1) % w
+  r0 = offset + (y0.astype(np.int64) % h) * w
+  r1 = offset + ((y0.astype(np.int64) + 1) % h) * w
+  t = mip.texels
+  top = t[r0 + c0] * (1.0 - ax) + t[r0 + c1] * ax
+  bottom = t[r1 + c0] * (1.0 - ax) + t[r1 + c1] * ax
+  return top * (1.0 - ay) + bottom * ay
+
+
+def _sample_mipmap(texture: np.ndarray, u: np.ndarray, v: np.ndarray, span_u: np.ndarray,
+                   span_v: np.ndarray) -> np.ndarray:
+  """Trilinear mip-mapped lookup with wrap-around (``_sample_texture``'s ``u``/``v``, period 1).
+
+  Args:
+    texture: ``(h, w, 3)`` float32.
+    u, v: ``(R,)`` texture coordinates along width / height.
+    span_u, span_v: ``(R,)`` extent of each lookup's pixel footprint in ``u`` / ``v`` units; the level
+      is ``log2`` of the larger one in level-0 texels (``≤ 1`` texel: level 0, bilinear).
+
+  Returns:
+    ``(R, 3)`` float32 colours.
+  """
+  mip = _mipmap(texture)
+  h0, w0 = texture.shape[:2]
+  rho = np.maximum(span_u * w0, span_v * h0)
+  lod = np.clip(np.log2(np.maximum(rho, 1.0)), 0.0, mip.offsets.size - 1)
+  lo = np.floor(lod).astype(np.int64)
+  hi = np.minimum(lo + 1, mip.offsets.size - 1)
+  frac = (lod - lo).astype(np.float32)[:, None]
+  return _bilinear(mip, lo, u, v) * (1.0 - frac) + _bilinear(mip, hi, u, v) * frac
+
+
 def _shade(scene: Scene, o: np.ndarray, d: np.ndarray, frames: np.ndarray, dist: np.ndarray,
-           owner: np.ndarray) -> np.ndarray:
-  """Colour ``(R, 3)`` float32 in [0, 1] of each hit; frame-sorted SoA rays ``(3, R)``."""
+           owner: np.ndarray, footprint: np.ndarray | None = None) -> np.ndarray:
+  """Colour ``(R, 3)`` float32 in [0, 1] of each hit; frame-sorted SoA rays ``(3, R)``.
+
+  ``footprint``: ``None`` → nearest-texel lookups (the ``"default"`` style); else ``(R,)`` metres a
+  pixel spans across each ray at its hit → trilinear mip-mapped lookups whose level follows that
+  footprint over ``√|cos θ|`` against the surface's metres per texture period.
+  """
   rgb = np.zeros((o.shape[1], 3), np.float32)
   points = o + np.where(owner == MISS, 0.0, dist)[None] * d  # misses stay black.
   sel = np.nonzero(owner == 0)[0]
@@ -262,7 +385,13 @@ def _shade(scene: Scene, o: np.ndarray, d: np.ndarray, frames: np.ndarray, dist:
     for f in range(6):
       m = face_index == f
       if m.any():
-        col[m] = _sample_texture(room.textures[f], first[m], second[m]) * (0.75 + 0.05 * f)
+        if footprint is None:
+          texel = _sample_texture(room.textures[f], first[m], second[m])
+        else:  # the face's normal is its axis; one texture period = room.tile metres.
+          cos = np.abs(d[axis[m], sel[m]])
+          span = footprint[sel[m]] / np.sqrt(np.maximum(cos, _MIN_COS)) / room.tile
+          texel = _sample_mipmap(room.textures[f], first[m], second[m], span, span)
+        col[m] = texel * (0.75 + 0.05 * f)
     rgb[sel] = col
   for k, obj in enumerate(scene.objects):
     sel = np.nonzero(owner == k + 1)[0]
@@ -297,7 +426,22 @@ def _shade(scene: Scene, o: np.ndarray, d: np.ndarray, frames: np.ndarray, dist:
       lambert[s:e] = _LIGHT @ (obj.rotations[t] @ normal[:, s:e])
     lambert = np.abs(lambert) if obj.kind == "card" else np.maximum(lambert, 0.0)
     shade = (0.45 + 0.55 * lambert).astype(np.float32)
-    rgb[sel] = _sample_texture(obj.texture, u, v) * shade[:, None]
+    if footprint is None:
+      texel = _sample_texture(obj.texture, u, v)
+    else:
+      # Metres per texture period along u and v (u, v as set above for each kind).
+      if obj.kind == "sphere":
+        metres_u = 2 * np.pi * size[0] * np.maximum(np.sqrt(np.maximum(1.0 - unit[1] ** 2, 0.0)), 1e-3)
+        metres_v = np.pi * size[0]
+      elif obj.kind == "box":
+        metres_u = 2 * size[np.where(axis == 0, 1, 0)]
+        metres_v = 2 * size[np.where(axis == 2, 1, 2)]
+      else:
+        metres_u, metres_v = 2 * size[0], 2 * size[1]
+      cos = np.abs((_to_local(obj, d[:, sel], bounds, False) * normal).sum(axis=0))
+      spread = footprint[sel] / np.sqrt(np.maximum(cos, _MIN_COS))
+      texel = _sample_mipmap(obj.texture, u, v, spread / metres_u, spread / metres_v)
+    rgb[sel] = texel * shade[:, None]
   return rgb
 
 
@@ -344,27 +488,71 @@ def _primary_rays(intrinsics, cam_to_world, height, width, offset=None):
   return o.reshape(3, -1), d.reshape(3, -1), frames, _frame_bounds(frames, t_count)
 
 
-def _render_views(scene: Scene, intrinsics, cam_to_world, height, width, supersample):
-  """Renders every view and frame.
+def _frames_of(scene: Scene, frames: slice) -> Scene:
+  """The scene restricted to a contiguous range of frames (object poses sliced, room shared)."""
+  objects = tuple(dataclasses.replace(obj, centres=obj.centres[frames], rotations=obj.rotations[frames])
+                  for obj in scene.objects)
+  return Scene(scene.room, objects, len(range(*frames.indices(scene.num_frames))))
+
+
+def _render_views(scene: Scene, intrinsics, cam_to_world, height, width, supersample, texture_filter="nearest"):
+  """Renders every view and frame, in chunks of whole frames of at most ``_MAX_CHUNK_RAYS`` rays.
+
+  A render that fits one chunk is one ``_render_frames`` call; otherwise each chunk renders the
+  scene restricted to its frames (``_frames_of``) with the same per-frame arithmetic.
 
   Returns:
     ``(video (V,T,H,W,3) uint8, depth (V,T,H,W) float64, owner (V,T,H,W) int32)``; pixels whose ray
     hits nothing (``MISS``, cameras outside the room) are black with depth 0.
   """
   v_count, t_count = intrinsics.shape[:2]
+  step = max(1, _MAX_CHUNK_RAYS // (v_count * height * width))
+  if step >= t_count:
+    return _render_frames(scene, intrinsics, cam_to_world, height, width, supersample, texture_filter)
+  video = np.empty((v_count, t_count, height, width, 3), np.uint8)
+  depth = np.empty((v_count, t_count, height, width))
+  owner = np.empty((v_count, t_count, height, width), np.int32)
+  for start in range(0, t_count, step):
+    chunk = slice(start, min(start + step, t_count))
+    video[:, chunk], depth[:, chunk], owner[:, chunk] = _render_frames(
+        _frames_of(scene, chunk), intrinsics[:, chunk], cam_to_world[:, chunk], height, width, supersample,
+        texture_filter)
+  return video, depth, owner
+
+
+def _pixel_footprint(intrinsics, d, forward, dist, owner, height, width, supersample) -> np.ndarray:
+  """``(R,)`` metres a pixel (a sub-pixel when supersampling) spans across each frame-major ray at its hit.
+
+  ``dist · cos^1.5(α) / f``: ``α`` the ray's angle to the optical axis (``cos α = d · forward``),
+  ``f`` the focal length in pixels (``fx``; square pixels); 0 where the ray hits nothing.
+  """
+  inv_f = np.repeat((1.0 / intrinsics[:, :, 0, 0]).T.reshape(-1), height * width)
+  cos_axis = np.maximum((d * forward).sum(axis=0), 0.0)
+  return np.where(owner == MISS, 0.0, dist) * cos_axis ** 1.5 * inv_f / supersample
+
+
+def _render_frames(scene: Scene, intrinsics, cam_to_world, height, width, supersample, texture_filter):
+  """``_render_views`` of the frames of ``scene`` in one pass (all rays at once)."""
+  if texture_filter not in TEXTURE_FILTERS:
+    raise ValueError(f"unknown texture filter {texture_filter!r}; expected one of {TEXTURE_FILTERS}")
+  trilinear = texture_filter == "trilinear"
+  v_count, t_count = intrinsics.shape[:2]
   o, d, frames, bounds = _primary_rays(intrinsics, cam_to_world, height, width)
   dist, owner = _cast_sorted(scene, o, d, bounds)
   forward = np.repeat(cam_to_world[:, :, :3, 2].transpose(2, 1, 0), height * width, axis=-1).reshape(3, -1)
   depth = np.where(owner == MISS, 0.0, dist) * (d * forward).sum(axis=0)  # no surface: depth 0 (and black).
   if supersample <= 1:
-    rgb = _shade(scene, o, d, frames, dist, owner)
+    footprint = _pixel_footprint(intrinsics, d, forward, dist, owner, height, width, 1) if trilinear else None
+    rgb = _shade(scene, o, d, frames, dist, owner, footprint)
   else:
     rgb = np.zeros((dist.size, 3), np.float32)
     for oy in (np.arange(supersample) + 0.5) / supersample:
       for ox in (np.arange(supersample) + 0.5) / supersample:
         o_s, d_s, _, _ = _primary_rays(intrinsics, cam_to_world, height, width, np.array([ox, oy]))
         dist_s, owner_s = _cast_sorted(scene, o_s, d_s, bounds)
-        rgb += _shade(scene, o_s, d_s, frames, dist_s, owner_s)
+        footprint = (_pixel_footprint(intrinsics, d_s, forward, dist_s, owner_s, height, width, supersample)
+                     if trilinear else None)
+        rgb += _shade(scene, o_s, d_s, frames, dist_s, owner_s, footprint)
     rgb /= supersample * supersample
   shape = (t_count, v_count, height, width)
   video = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8).reshape(shape + (3,)).transpose(1, 0, 2, 3, 4)
@@ -448,7 +636,8 @@ def _stored_world_to_camera(cam_to_world) -> np.ndarray:
   return w2c.astype(np.float32)
 
 
-def _render_stored(scene: Scene, k32: np.ndarray, w2c32: np.ndarray, height: int, width: int, supersample: int):
+def _render_stored(scene: Scene, k32: np.ndarray, w2c32: np.ndarray, height: int, width: int, supersample: int,
+                   texture_filter: str = "nearest"):
   """``_render_views`` from the cameras exactly as a record stores them (float32 ``K`` and ``world_to_camera``).
 
   Rendering from the stored values (not from the float64 poses they were rounded from) makes a
@@ -456,7 +645,7 @@ def _render_stored(scene: Scene, k32: np.ndarray, w2c32: np.ndarray, height: int
   (``render_scene_views``) reproduces it bit for bit.
   """
   c2w = cameras.invert_rigid(w2c32.astype(np.float64))
-  return _render_views(scene, k32.astype(np.float64), c2w, height, width, supersample)
+  return _render_views(scene, k32.astype(np.float64), c2w, height, width, supersample, texture_filter)
 
 
 def _tracked_record(scene: Scene, k32, w2c32, video, depth32, owners, pts32) -> dict[str, np.ndarray]:
@@ -475,11 +664,11 @@ def _tracked_record(scene: Scene, k32, w2c32, video, depth32, owners, pts32) -> 
 
 
 def _record_for_cameras(scene: Scene, intrinsics, cam_to_world, height: int, width: int, owners: np.ndarray,
-                        pts32: np.ndarray, supersample: int) -> dict[str, np.ndarray]:
+                        pts32: np.ndarray, supersample: int, texture_filter: str = "nearest") -> dict[str, np.ndarray]:
   """Renders ``scene`` from float64-given cameras and tracks the float32 world paths ``pts32``."""
   k32 = np.asarray(intrinsics, np.float32)
   w2c32 = _stored_world_to_camera(cam_to_world)
-  video, depth, _ = _render_stored(scene, k32, w2c32, height, width, supersample)
+  video, depth, _ = _render_stored(scene, k32, w2c32, height, width, supersample, texture_filter)
   return _tracked_record(scene, k32, w2c32, video, depth.astype(np.float32), owners, pts32)
 
 
@@ -609,9 +798,13 @@ def _random_cameras(rng: np.random.Generator, num_views: int, num_frames: int, h
   return np.stack(ks), np.stack(poses), names
 
 
-def random_scene(rng: np.random.Generator, num_frames: int) -> Scene:
-  """A random room with 2–6 moving foreground objects, textured with random photographs."""
-  texs = [image for _, image in textures_lib.load_textures()]
+def random_scene(rng: np.random.Generator, num_frames: int, style: str = "default") -> Scene:
+  """A random room with 2–6 moving foreground objects, textured with random photographs.
+
+  ``style`` (a ``STYLES`` name) picks the texture resolution only; the draws from ``rng`` and the
+  geometry are the same for every style.
+  """
+  texs = [image for _, image in textures_lib.load_textures(STYLES[style].texture_side)]
   pick = lambda: texs[int(rng.integers(len(texs)))]
   room = Room(_ROOM_LO.copy(), _ROOM_HI.copy(), tuple(pick() for _ in range(6)), tile=float(rng.uniform(2.5, 4.0)))
   count = int(rng.integers(2, 7))
@@ -682,6 +875,12 @@ def _check_int(name: str, value, minimum: int, caller: str = "render_scene") -> 
   return int(value)
 
 
+def _check_style(style, caller: str) -> RenderStyle:
+  if not isinstance(style, str) or style not in STYLES:
+    raise ValueError(f"{caller}: style must be one of {sorted(STYLES)}, got {style!r}")
+  return STYLES[style]
+
+
 @dataclasses.dataclass(frozen=True)
 class _RandomScene:
   """Everything a seed determines: the scene, its own cameras and their renders, the tracked points.
@@ -692,6 +891,7 @@ class _RandomScene:
     video, depth: ``(V, T, H, W, 3)`` uint8 / ``(V, T, H, W)`` float32 renders from those cameras.
     owners: ``(N,)`` int64 owner id of each tracked point.
     points_3d: ``(T, N, 3)`` float32 world paths of the tracked points.
+    style: the render style the scene's textures and renders use (``STYLES``).
   """
   scene: Scene
   intrinsics: np.ndarray
@@ -700,9 +900,11 @@ class _RandomScene:
   depth: np.ndarray
   owners: np.ndarray
   points_3d: np.ndarray
+  style: RenderStyle = STYLES["default"]
 
 
-def _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller: str) -> _RandomScene:
+def _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller: str,
+                             style: str = "default") -> _RandomScene:
   """The shared part of ``render_scene`` / ``render_scene_views``: validate, then draw in RNG order.
 
   ``np.random.default_rng(seed)`` is consumed by the scene, then the cameras, then the point
@@ -715,19 +917,20 @@ def _random_scene_and_points(seed, num_views, num_frames, height, width, num_tra
   height = _check_int("height", height, 1, caller)
   width = _check_int("width", width, 1, caller)
   num_tracks = _check_int("num_tracks", num_tracks, 0, caller)
+  render_style = _check_style(style, caller)
   rng = np.random.default_rng(seed)
-  scene = random_scene(rng, num_frames)
+  scene = random_scene(rng, num_frames, style)
   intrinsics, cam_to_world, _ = _random_cameras(rng, num_views, num_frames, height, width)
   k32 = intrinsics.astype(np.float32)
   w2c32 = _stored_world_to_camera(cam_to_world)
-  video, depth, owner_map = _render_stored(scene, k32, w2c32, height, width, 1)
+  video, depth, owner_map = _render_stored(scene, k32, w2c32, height, width, 1, render_style.texture_filter)
   depth32 = depth.astype(np.float32)
   if num_tracks:
     owners, pts32 = _sample_points(rng, scene, k32.astype(np.float64), w2c32.astype(np.float64),
                                    depth32.astype(np.float64), owner_map, num_tracks, FOREGROUND_SHARE)
   else:
     owners, pts32 = np.zeros((0,), np.int64), np.zeros((num_frames, 0, 3), np.float32)
-  return _RandomScene(scene, k32, w2c32, video, depth32, owners, pts32)
+  return _RandomScene(scene, k32, w2c32, video, depth32, owners, pts32, render_style)
 
 
 def render_scene(
@@ -738,6 +941,7 @@ def render_scene(
     height: int = 64,
     width: int = 64,
     num_tracks: int = 256,
+    style: str = "default",
 ) -> dict[str, np.ndarray]:
   """Renders one random multi-view dynamic scene with exact ground truth (module docstring).
 
@@ -749,6 +953,8 @@ def render_scene(
     num_frames: ``T >= 1`` frames.
     height, width: image size ``H, W >= 1`` pixels.
     num_tracks: ``N >= 0`` tracked points (half on foreground objects when they are in view).
+    style: a ``STYLES`` name: ``"default"`` or ``"paper"`` (high-resolution mip-mapped textures for
+      480×832 frames); it changes ``video`` only.
 
   Returns:
     A record that passes ``data.schema.validate_record``: video ``(V,T,H,W,3)`` uint8, intrinsics
@@ -759,9 +965,9 @@ def render_scene(
     ``depth`` at the pixel containing it.
 
   Raises:
-    ValueError: an argument is not an int or is out of range (the message names it).
+    ValueError: an argument is not an int or is out of range, or an unknown style (the message names it).
   """
-  s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, "render_scene")
+  s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, "render_scene", style)
   return _tracked_record(s.scene, s.intrinsics, s.world_to_camera, s.video, s.depth, s.owners, s.points_3d)
 
 
@@ -776,6 +982,7 @@ def render_scene_views(
     width: int,
     num_tracks: int,
     supersample: int = 1,
+    style: str = "default",
 ) -> dict[str, np.ndarray]:
   """``render_scene(seed, ...)``'s scene and tracked points, seen from other cameras.
 
@@ -810,6 +1017,8 @@ def render_scene_views(
       new views have the same ``T``, ``H × W`` and ``N``.
     supersample: ``s >= 1``: colour averages an ``s × s`` sub-pixel grid; depth, tracks and
       visibility are those of ``s = 1``. ``render_scene`` uses 1.
+    style: ``render_scene``'s style of the scene (``synthetic_dataset.record_sizes`` includes it for
+      configs that are not in the default style); the new views are rendered in it too.
 
   Returns:
     A schema record (``render_scene``'s fields and dtypes) of ``V'`` views: video, intrinsics and
@@ -819,14 +1028,15 @@ def render_scene_views(
     not be visible in any new view.
 
   Raises:
-    ValueError: a size argument as in ``render_scene``; cameras of the wrong shape (``T`` must be
-      ``num_frames``), non-finite, or poses that are not rigid; a bad ``supersample``.
+    ValueError: a size argument or style as in ``render_scene``; cameras of the wrong shape (``T``
+      must be ``num_frames``), non-finite, or poses that are not rigid; a bad ``supersample``.
   """
   caller = "render_scene_views"
   supersample = _check_int("supersample", supersample, 1, caller)
   k, c2w = _checked_cameras(intrinsics, cam_to_world, num_frames, caller)
-  s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller)
-  return _record_for_cameras(s.scene, k, c2w, height, width, s.owners, s.points_3d, supersample)
+  s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller, style)
+  return _record_for_cameras(s.scene, k, c2w, height, width, s.owners, s.points_3d, supersample,
+                             s.style.texture_filter)
 
 
 def _checked_cameras(intrinsics, cam_to_world, num_frames, caller: str) -> tuple[np.ndarray, np.ndarray]:
@@ -883,6 +1093,7 @@ def render_novel_view(
     num_tracks: int,
     query_points: np.ndarray | None = None,
     supersample: int = 1,
+    style: str = "default",
 ) -> NovelView:
   """Ground truth of a novel view of a seeded scene: a reference camera and a target path relative to it.
 
@@ -915,13 +1126,15 @@ def render_novel_view(
     query_points: optional ``(Q, 3)`` ``(t, x, y)``: integer record frame ``t`` in ``[0, T)`` and
       continuous pixel ``(x, y)`` of the reference view (corner origin, centres at +0.5).
     supersample: colour samples per pixel side (``render_scene_views``).
+    style: the scene's ``render_scene`` style (part of ``synthetic_dataset.record_sizes`` for
+      configs not in the default style).
 
   Returns:
     A ``NovelView`` (record and, with query points, their tracks and visibility).
 
   Raises:
     ValueError: malformed cameras, frames or query points (the message names the argument), or a
-      size argument as in ``render_scene``.
+      size argument or style as in ``render_scene``.
   """
   caller = "render_novel_view"
   supersample = _check_int("supersample", supersample, 1, caller)
@@ -942,8 +1155,9 @@ def render_novel_view(
   world = ref[frames[0]] @ rel
   position = np.clip(np.searchsorted(frames, np.arange(t), side="right") - 1, 0, frames.size - 1)
   k, c2w = _checked_cameras(np.stack([k, k]), np.stack([ref, world[position]]), num_frames, caller)
-  s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller)
-  record = _record_for_cameras(s.scene, k, c2w, height, width, s.owners, s.points_3d, supersample)
+  s = _random_scene_and_points(seed, num_views, num_frames, height, width, num_tracks, caller, style)
+  record = _record_for_cameras(s.scene, k, c2w, height, width, s.owners, s.points_3d, supersample,
+                               s.style.texture_filter)
   if query_points is None:
     return NovelView(record)
   q = np.asarray(query_points, np.float64)

@@ -7,8 +7,11 @@ that need a download (``eagle``, ``cells3d`` …) fail offline and are skipped; 
 once per process and the result is cached.
 
 Textures are ``(h, w, 3)`` float32 RGB in ``[0, 1]``, resized so that the longer side is at most
-``MAX_TEXTURE_SIDE`` pixels (anti-aliased), which keeps nearest-texel lookups cheap and sharp
-enough for the 64-pixel renders the default dataset uses. Grayscale images are replicated to RGB.
+``max_side`` pixels (anti-aliased). The default, ``MAX_TEXTURE_SIDE`` = 128, keeps nearest-texel
+lookups cheap and sharp enough for the 64-pixel renders the default dataset uses; the renderer's
+``"paper"`` style (480×832 frames) loads them at ``PAPER_TEXTURE_SIDE`` = 1024, i.e. at their native
+resolution (300–1000 pixels; only ``retina``, 1411², is reduced), and samples them through the
+mip-map pyramids of ``mipmap_levels``. Grayscale images are replicated to RGB.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import warnings
 
 import numpy as np
 
-MAX_TEXTURE_SIDE = 128
+MAX_TEXTURE_SIDE = 128  # default longer side, pixels (the "default" render style).
+PAPER_TEXTURE_SIDE = 1024  # longer side for the "paper" render style (480×832 frames), pixels.
 
 # scikit-image loaders, in a fixed order (scene sampling indexes into this list).
 TEXTURE_NAMES = (
@@ -59,8 +63,8 @@ def _to_rgb_float(image: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(image[..., :3])
 
 
-def _load_one(name: str) -> np.ndarray | None:
-  """Loads, converts and downsizes one skimage image; ``None`` when it cannot be loaded here."""
+def _load_one(name: str, max_side: int = MAX_TEXTURE_SIDE) -> np.ndarray | None:
+  """Loads, converts and downsizes one skimage image (longer side <= ``max_side``); ``None`` if unavailable."""
   import skimage.data  # pylint: disable=g-import-not-at-top
   import skimage.transform  # pylint: disable=g-import-not-at-top
   try:
@@ -76,7 +80,7 @@ def _load_one(name: str) -> np.ndarray | None:
   if isinstance(image, tuple):  # stereo_motorcycle → (left, right, disparity).
     image = image[0]
   image = _to_rgb_float(image)
-  scale = MAX_TEXTURE_SIDE / max(image.shape[:2])
+  scale = max_side / max(image.shape[:2])
   if scale < 1.0:
     shape = (max(2, round(image.shape[0] * scale)), max(2, round(image.shape[1] * scale)))
     image = skimage.transform.resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
@@ -84,19 +88,41 @@ def _load_one(name: str) -> np.ndarray | None:
 
 
 @functools.cache
-def load_textures() -> tuple[tuple[str, np.ndarray], ...]:
+def load_textures(max_side: int = MAX_TEXTURE_SIDE) -> tuple[tuple[str, np.ndarray], ...]:
   """The available textures as ``((name, (h, w, 3) float32 RGB in [0, 1]), ...)``.
 
-  Each name of ``TEXTURE_NAMES`` is tried once per process (cached); failures are skipped.
+  Each name of ``TEXTURE_NAMES`` is tried once per process and ``max_side`` (cached); failures are
+  skipped, so the list (and its order) is the same for every ``max_side``.
+
+  Args:
+    max_side: longest side in pixels; larger images are reduced (anti-aliased), smaller ones kept.
 
   Raises:
     RuntimeError: when none of the images can be loaded (scikit-image data missing).
   """
   out = []
   for name in TEXTURE_NAMES:
-    image = _load_one(name)
+    image = _load_one(name, max_side)
     if image is not None:
       out.append((name, image))
   if not out:
     raise RuntimeError(f"load_textures: none of the scikit-image images {TEXTURE_NAMES} could be loaded")
   return tuple(out)
+
+
+def mipmap_levels(image: np.ndarray) -> tuple[np.ndarray, ...]:
+  """The mip-map pyramid of a texture: ``image`` and successive halvings down to one texel.
+
+  Level ``l + 1`` is level ``l`` Gaussian-prefiltered and reduced by 2 (``skimage.transform.
+  pyramid_gaussian``; odd sides round up), so a lookup whose pixel covers ``≈ 2^l`` level-0
+  texels reads level ``l`` without aliasing.
+
+  Args:
+    image: ``(h, w, 3)`` float RGB in ``[0, 1]``.
+
+  Returns:
+    ``(image, (⌈h/2⌉, ⌈w/2⌉, 3), …, (1, 1, 3))`` float32 arrays in ``[0, 1]``.
+  """
+  import skimage.transform  # pylint: disable=g-import-not-at-top
+  levels = skimage.transform.pyramid_gaussian(np.asarray(image, np.float32), downscale=2, channel_axis=-1)
+  return tuple(np.clip(level, 0.0, 1.0).astype(np.float32) for level in levels)
