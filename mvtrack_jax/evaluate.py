@@ -1,4 +1,4 @@
-r"""Evaluates novel-view generation: every test scene under several trajectories, one metrics table.
+r"""Evaluates novel-view generation: scenes under several target trajectories, one metrics table.
 
 Examples::
 
@@ -6,10 +6,18 @@ Examples::
   # MVTrack4Gen vs the diffusion-only baseline trained with the same budget, side by side.
   python -m mvtrack_jax.evaluate --checkpoint out/mvtrack --checkpoint out/baseline \
       --names mvtrack4gen,diffusion_only --split test --out out/compare --steps 50
+  # The paper's benchmarks: DAVIS (a folder of mp4s) x the 10 ReCamMaster trajectories, DyCheck iPhone.
+  python -m mvtrack_jax.evaluate --checkpoint out/export --videos data/davis_val --pose_method sift \
+      --out out/davis
+  python -m mvtrack_jax.evaluate --checkpoint out/export --dycheck data/iphone --pose_method sift \
+      --out out/iphone
 
-For each scene ``i`` of ``--split`` (the dataset of the first checkpoint's config), view 0 over
-frames ``0 … T−1`` (the model's ``config.data`` frames/resolution, centre crop) is the reference,
-and for each ``--trajectories`` entry a ground-truth target view is built:
+Three protocols: the model's own ``--split`` (default, below), ``--videos DIR`` and ``--dycheck DIR``
+(sections after it). All write the same files and use the same metric functions.
+
+Protocol ``--split`` (default). For each scene ``i`` of ``--split`` (the dataset of the first
+checkpoint's config), view 0 over frames ``0 … T−1`` (the model's ``config.data`` frames/resolution,
+centre crop) is the reference, and for each ``--trajectories`` entry a ground-truth target view is built:
 
 - a preset name (``pan_right``, ``zoom_in``, ``arc_left``, …; ``geometry.trajectories``): the
   target camera starts at the reference camera's frame-0 pose and follows the preset (default
@@ -64,11 +72,94 @@ with ``"model"`` a label or a baseline name, means per model × trajectory and o
 ``--out/per_clip.csv``; with ``--save_videos``, ``videos/<model>/scene<i>_<trajectory>.mp4``
 (reference | generated | ground truth). Means skip NaN (a metric a clip could not produce); ``n``
 counts the clips of each mean.
+
+Protocol ``--videos DIR`` (DAVIS: MVTrack4Gen, arXiv 2606.26087, reports DAVIS × ReCamMaster's 10
+trajectories, after ReDirector's 50 DAVIS videos × 10 trajectories = 500 cases). Every ``*.mp4`` of
+``DIR`` (sorted by name, not recursive; ``--max_scenes`` keeps the first N) is a reference video,
+evaluated under each ``--trajectories`` preset (default :data:`VIDEO_TRAJECTORIES`: ``pan_right,
+pan_left, tilt_up, tilt_down, zoom_in, zoom_out, translate_up, translate_down, arc_left, arc_right``;
+``static`` allowed, ``recorded`` is not: there is no second view). Decisions:
+
+- Reading: ``generate.reference_record`` (the ``--reference PATH.mp4`` path of ``generate``), so both
+  commands see an mp4 identically: a pinhole camera of ``--fov`` degrees horizontal field of view
+  (default 60°, ``geometry.intrinsics_from_fov``, principal point at the image centre) that is
+  **static** (identity pose at every frame: a monocular video carries no poses, and this is the
+  reference camera the model is conditioned on). The whole file is decoded (DAVIS clips are at most
+  ~100 frames); trim long videos beforehand.
+- Window: frames ``0, s, 2s, …`` (``s`` = the model's ``config.data.frame_stride``) of
+  :func:`protocol_num_frames` length: the model's ``config.data.num_frames`` (81 for the paper config)
+  truncated to what the video has, rounded down to ``1 + k·m`` (``k`` = frames per latent frame of the
+  models' autoencoders, their least common multiple; 4 for the Wan VAE, so a 70-frame video gives 69
+  frames), at least ``1 + k``; resized to cover the model's resolution and centre-cropped as in
+  ``generate`` (``pipeline.window_example``).
+- Target cameras: ``generate.trajectory_cameras`` (``geometry.trajectories.preset_trajectory``, default
+  magnitudes, relative to the reference camera at frame 0, the reference's intrinsics); without depth
+  the translate/arc pivot is the presets' default point 4 m in front of the camera (``generate``
+  without ``--look_at_depth``).
+- No ground-truth target exists, so no PSNR/SSIM/TAP-Vid. Reported per clip: camera metrics
+  (``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``, ``pose_valid``: ``--pose_method`` poses of the
+  generated video against the requested trajectory, exactly as in ``--split``; use ``sift`` at full
+  resolution), the epipolar proxy and the learned-metric hook (below).
+
+Protocol ``--dycheck DIR`` (DyCheck iPhone, Gao et al. 2022; MVTrack4Gen's second benchmark, evaluated
+as in ReDirector-style work: the first 81 frames as input, the provided poses of a held-out camera as
+the target trajectory, PSNR/SSIM against its frames). ``DIR`` is
+one sequence folder (holding ``dataset.json``) or a folder of them (``data.dycheck`` reads the layout
+and converts the cameras: see its docstring for the conventions and their sources). Per sequence:
+
+- Reference video: the training camera's first frames (its sorted time ids ``0, s, 2s, …``), of
+  :func:`protocol_num_frames` length (81 for the paper config), read from ``rgb/<--dycheck_scale>x``
+  (default the highest resolution present: the model's resize then loses least).
+- One clip per validation camera (trajectory name ``camera<id>``): its frames at the same times are
+  the ground-truth target video, its cameras made relative to the reference camera at frame 0
+  (``pipeline.window_example``: ``c2w_rel = inv(c2w_ref[0]) @ c2w_val``, docs/design.md §3) are the
+  target trajectory, with the validation camera's own intrinsics; both views are resized and cropped
+  as in ``--split``. DyCheck dropped unsynchronised validation frames: a missing frame is filled with
+  the camera's nearest present frame (image and camera; exact cameras for DyCheck's static validation
+  rigs) and left out of PSNR/SSIM; a camera without any frame in the window is skipped (listed under
+  ``skipped`` in ``metrics.json``).
+- Reported: ``psnr``/``ssim`` (``evaluation.fidelity`` on the present frames; full frames, DyCheck's
+  co-visibility masks are not applied), the camera metrics against the validation trajectory, the
+  epipolar proxy, the learned hook; ``gt_video`` runs the pose estimator and (on its present frames)
+  the matched epipolar proxy on the real validation video: the floor of both, and its sub-pixel
+  epipolar error on real frames checks the camera conversion.
+
+Shared by ``--videos`` and ``--dycheck``:
+
+- Generation: every model generates each clip with ``--steps``/``--cfg`` and the **same seed**
+  ``--seed``; ``--batch_size`` clips of a scene per batch (default 1: every clip starts from the same
+  initial noise, ``normal(key(seed))``; with a larger batch clip ``b`` of a batch gets slice ``b`` of
+  the batch's noise, so numbers depend on ``--batch_size``).
+- Epipolar proxy (Sampson distance, ``evaluation.epipolar``, under the cameras given to the model,
+  scored at the head's track frames ``0, k, 2k, …``; a camera pair without baseline, e.g. every frame
+  of a pan or tilt and frame 0 of every preset, has no epipolar geometry and is excluded):
+  ``epipolar_sampson_px`` / ``epipolar_below_2px`` from the head's reference↔target tracks of a
+  ``--grid``² lattice of frame-0 query points (head models only, as in ``--split``), and, for **every**
+  column (models with or without a head, baselines, ``gt_video``),
+  ``epipolar_matched_sampson_px`` / ``epipolar_matched_below_2px`` from correspondences between
+  reference frame ``t`` and generated frame ``t`` found by the ``--pose_method`` matcher
+  (``flow``: Lucas–Kanade lattice tracks with a forward–backward check; ``sift``/``orb``: Lowe-ratio
+  matches). The matched proxy is model-independent (like the pose estimator, it does not favour a
+  model with a head) and is what a diffusion-only model is scored with instead of NaN. It is a
+  necessary, not sufficient, test: a copy of the reference satisfies the epipolar geometry of any
+  pure translation (``zoom_in``/``zoom_out``) exactly, hence the ``copy_reference`` column. For
+  ``--videos`` the reference camera is the assumed static one: the unknown own motion of a real
+  video's camera biases the proxy.
+- Learned metrics (``evaluation.learned``; the command line also registers
+  ``$MVTRACK_LEARNED_METRICS``): called with the generated video and, as ``reference``, the
+  ground-truth target video where there is one (``--dycheck``, as ``--split``), else the reference
+  video (``--videos``: MEt3R compares reference and generated frames).
+- Baselines (``--baselines``): ``copy_reference`` and ``mean_colour`` scored like a model;
+  ``zero_motion`` needs ground-truth tracks and is not run.
+- Scenes are named by the video's file stem / the sequence folder's name; ``metrics.json`` has
+  ``protocol``, the per-scene window (``scenes``: source, frames, present frames of each validation
+  camera) and the settings; with ``--save_videos``, ``videos/<model>/<scene>_<trajectory>.mp4``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -84,6 +175,13 @@ from mvtrack_jax.geometry import trajectories
 
 RECORDED = "recorded"
 DEFAULT_TRAJECTORIES = (RECORDED, "pan_right", "zoom_in", "arc_left", "translate_up")
+# ReCamMaster's ten preset trajectories: the --videos (DAVIS) protocol's default.
+VIDEO_TRAJECTORIES = tuple(name for name in trajectories.TRAJECTORY_NAMES if name != "static")
+PROTOCOLS = ("split", "videos", "dycheck")
+VIDEO_EXTENSION = ".mp4"
+# Data settings two models must share to be compared on the same clips.
+SPLIT_DATA_KEYS = ("dataset", "synthetic", "data_dir", "num_frames", "frame_stride", "height", "width")
+PROTOCOL_DATA_KEYS = ("num_frames", "frame_stride", "height", "width")
 GT_VIDEO = "gt_video"
 COPY_REFERENCE = "copy_reference"
 MEAN_COLOUR = "mean_colour"
@@ -96,6 +194,7 @@ HIGHER_IS_BETTER = {
     "psnr": True, "ssim": True, "m_rot_err_deg": False, "m_trans_err": False, "m_cam_mc": False, "pose_valid": True,
     "aj_reference": True, "aj_target": True, "delta_avg_target": True, "oa_target": True,
     "epipolar_sampson_px": False, "epipolar_below_2px": True,
+    "epipolar_matched_sampson_px": False, "epipolar_matched_below_2px": True,
 }
 
 FLAGS = flags.FLAGS
@@ -184,8 +283,7 @@ def camera_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], method:
 
 def tracking_metrics(example: Mapping[str, np.ndarray], tracked: Mapping[str, np.ndarray]) -> dict[str, float]:
   """TAP-Vid metrics per view and the epipolar proxy of the head's tracks (module docstring)."""
-  from mvtrack_jax.evaluation import epipolar, tapvid  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.evaluation import tapvid  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   frames = tracked["frames"]
   mask = np.asarray(example["track_mask"], bool)
@@ -205,13 +303,39 @@ def tracking_metrics(example: Mapping[str, np.ndarray], tracked: Mapping[str, np
     if label == "target":
       out["delta_avg_target"] = float(m["average_pts_within_thresh"][0])
       out["oa_target"] = float(m["occlusion_accuracy"][0])
+  out.update(epipolar_metrics(pred_tracks[0], pred_tracks[1], pred_vis[0] & pred_vis[1], example, frames))
+  return out
+
+
+def epipolar_metrics(points_ref: np.ndarray, points_tgt: np.ndarray, visible: np.ndarray | None,
+                     example: Mapping[str, np.ndarray], frames: np.ndarray,
+                     prefix: str = "epipolar") -> dict[str, float]:
+  """Sampson distance of reference↔target correspondences under the clip's cameras (``evaluation.epipolar``).
+
+  Args:
+    points_ref, points_tgt: ``(M, N, 2)`` pixels ``(x, y)`` (corner origin) in the reference video and
+      the (generated) target video.
+    visible: ``(M, N)`` bool, which pairs to score (None: all).
+    example: a clip with ``reference_intrinsics``/``target_intrinsics`` ``(T, 3, 3)`` and
+      ``reference_cam_to_world``/``target_cam_to_world`` ``(T, 4, 4)`` (OpenCV, relative to the
+      reference camera at frame 0).
+    frames: ``(M,)`` int video frame of each row: row ``m`` is scored under the cameras of frame
+      ``frames[m]``.
+    prefix: column prefix.
+
+  Returns:
+    ``{f"{prefix}_sampson_px": mean Sampson distance (px), f"{prefix}_below_2px": fraction below 2 px}``;
+    NaN when no pair is scored (none given, or all camera pairs without baseline).
+  """
+  from mvtrack_jax.evaluation import epipolar  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
+  frames = np.asarray(frames, np.int64)
   w2c = lambda key: geometry.invert_rigid(np.asarray(example[key], np.float64)[frames])
   epi = epipolar.epipolar_consistency(
-      pred_tracks[0], pred_tracks[1], pred_vis[0] & pred_vis[1], np.asarray(example["reference_intrinsics"])[frames],
-      w2c("reference_cam_to_world"), np.asarray(example["target_intrinsics"])[frames], w2c("target_cam_to_world"))
-  out["epipolar_sampson_px"] = float(epi["mean_sampson_px"])
-  out["epipolar_below_2px"] = float(epi["frac_below_2px"])
-  return out
+      points_ref, points_tgt, visible, np.asarray(example["reference_intrinsics"], np.float64)[frames],
+      w2c("reference_cam_to_world"), np.asarray(example["target_intrinsics"], np.float64)[frames],
+      w2c("target_cam_to_world"))
+  return {f"{prefix}_sampson_px": float(epi["mean_sampson_px"]), f"{prefix}_below_2px": float(epi["frac_below_2px"])}
 
 
 def learned_metrics(generated: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -335,6 +459,435 @@ def baseline_rows(example: Mapping[str, np.ndarray], scene: int, trajectory: str
 
 
 # ------------------------------------------------------------------------------------------------
+# The --videos and --dycheck protocols (module docstring).
+
+
+def protocol_num_frames(available: int, model_frames: int, frame_stride: int, frames_per_latent: int,
+                        source: str = "<video>") -> int:
+  """Window length ``T`` of a protocol clip: the model's frame count, truncated to the source, ``1 + k·m``.
+
+  Args:
+    available: frames (time steps) the source has.
+    model_frames: the model's ``config.data.num_frames`` (81 for the paper config).
+    frame_stride: source frames between consecutive window frames (``config.data.frame_stride``).
+    frames_per_latent: ``k``, video frames per latent frame (4 for the Wan VAE, 1 for pixel models).
+    source: named in the error.
+
+  Returns:
+    ``T = 1 + k·⌊(min(model_frames, ⌊(available − 1)/stride⌋ + 1) − 1)/k⌋`` (e.g. 81 → 81 for a
+    100-frame video, 69 for a 70-frame one, with ``k = 4``).
+
+  Raises:
+    ValueError: ``T < 1 + k``: the source has too few frames for two latent frames.
+  """
+  k = int(frames_per_latent)
+  fits = (int(available) - 1) // int(frame_stride) + 1 if available > 0 else 0
+  t = min(int(model_frames), fits)
+  t = 1 + k * ((t - 1) // k) if t >= 1 else 0
+  if t < 1 + k:
+    raise ValueError(f"{source}: {available} frame(s); a clip needs at least {1 + k} frames at stride {frame_stride} "
+                     f"(1 + k with k = {k} frames per latent frame)")
+  return t
+
+
+def list_videos(directory: str) -> list[str]:
+  """The ``*.mp4`` files of ``directory`` (not recursive), sorted by name.
+
+  Raises:
+    FileNotFoundError: ``directory`` is not a directory or holds no mp4 file.
+  """
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"--videos {directory}: not a directory")
+  paths = sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                 if n.lower().endswith(VIDEO_EXTENSION) and os.path.isfile(os.path.join(directory, n)))
+  if not paths:
+    raise FileNotFoundError(f"--videos {directory}: no {VIDEO_EXTENSION} files")
+  return paths
+
+
+def _protocol_clip(example: Mapping[str, np.ndarray], target_cam_to_world: np.ndarray, target_intrinsics: np.ndarray,
+                   query_points: np.ndarray, target_video: np.ndarray | None = None,
+                   present: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """A protocol clip: the reference view of ``example``, the target cameras, optional ground truth."""
+  clip = {"reference_video": example["reference_video"],
+          "reference_intrinsics": np.asarray(example["reference_intrinsics"], np.float32),
+          "reference_cam_to_world": np.asarray(example["reference_cam_to_world"], np.float32),
+          "target_intrinsics": np.asarray(target_intrinsics, np.float32),
+          "target_cam_to_world": np.asarray(target_cam_to_world, np.float32),
+          "query_points": np.asarray(query_points, np.float32)}
+  if target_video is not None:
+    clip["target_video"] = target_video
+    clip["present"] = np.ones(target_video.shape[0], bool) if present is None else np.asarray(present, bool)
+  return clip
+
+
+def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, frames_per_latent: int,
+                fov: float = 60.0, grid: int = 8) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
+  """The ``--videos`` clips of one mp4: one per preset trajectory (module docstring).
+
+  Args:
+    path: the mp4 file.
+    model_config: the model's config (``data`` block: frames, stride, resolution).
+    trajectory_names: presets of ``geometry.trajectories.TRAJECTORY_NAMES``.
+    frames_per_latent: ``k`` of :func:`protocol_num_frames`.
+    fov: horizontal field of view (degrees) of the assumed pinhole camera.
+    grid: the head's query points: a ``grid × grid`` lattice at frame 0 (``generate.grid_query_points``).
+
+  Returns:
+    ``(clips, info)``: per trajectory a clip with ``reference_video`` ``(T, H, W, 3)`` uint8,
+    ``reference_intrinsics``/``target_intrinsics`` ``(T, 3, 3)`` float32 pixels of the model's
+    resolution, ``reference_cam_to_world`` (identity: static) and ``target_cam_to_world`` ``(T, 4, 4)``
+    float32 OpenCV poses relative to the reference camera at frame 0, ``query_points`` ``(grid², 3)``
+    ``(t, x, y)``; no target video. ``info``: ``source``, ``available_frames``, ``num_frames``,
+    ``frame_stride``, ``frames`` (video frame indices).
+
+  Raises:
+    ValueError: an unknown trajectory or a video too short (:func:`protocol_num_frames`);
+    video_io.VideoError: an unreadable file.
+  """
+  from mvtrack_jax import generate  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  record, _, _ = generate.reference_record(path, model_config, fov=fov)
+  base = _window_config(model_config)
+  available = int(record["video"].shape[1])
+  t = protocol_num_frames(available, base.num_frames, base.frame_stride, frames_per_latent, path)
+  pcfg = dataclasses.replace(base, num_frames=t, num_query_points=0)
+  example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=0, train=False, source=path)
+  queries = generate.grid_query_points(pcfg.height, pcfg.width, grid)
+  clips = []
+  for name in trajectory_names:
+    c2w, k, _ = generate.trajectory_cameras(name, t, example["reference_intrinsics"])
+    clips.append(_protocol_clip(example, c2w, k, queries))
+  info = {"source": os.path.abspath(path), "available_frames": available, "num_frames": t,
+          "frame_stride": pcfg.frame_stride, "frames": [int(f) for f in meta["frames"]]}
+  return clips, info
+
+
+def dycheck_clips(sequence, model_config, *, frames_per_latent: int, grid: int = 8
+                  ) -> tuple[list[tuple[str, dict[str, np.ndarray]]], dict[str, Any]]:
+  """The ``--dycheck`` clips of one sequence: one per validation camera with a frame in the window.
+
+  Args:
+    sequence: ``data.dycheck.open_sequence``'s index.
+    model_config: the model's config (``data`` block).
+    frames_per_latent: ``k`` of :func:`protocol_num_frames`.
+    grid: the head's query points (as :func:`video_clips`).
+
+  Returns:
+    ``(clips, info)``: ``[("camera<id>", clip)]`` with :func:`video_clips`' keys plus the ground truth
+    ``target_video`` ``(T, H, W, 3)`` uint8 and ``present`` ``(T,)`` bool (False: a frame DyCheck
+    dropped, filled with the nearest one); the reference cameras are the training camera's, the target
+    cameras the validation camera's, both relative to the reference camera at frame 0. ``info``:
+    ``source``, ``scale``, ``available_frames``, ``num_frames``, ``frame_stride``, ``times`` (DyCheck
+    time ids), ``reference_camera``, ``cameras`` (per clip: ``camera_id``, ``present_frames``,
+    ``frame_names``) and ``skipped_cameras`` (no frame in the window).
+
+  Raises:
+    ValueError: a sequence too short (:func:`protocol_num_frames`) or without validation camera;
+    schema.RecordError: bad files (``data.dycheck``).
+  """
+  from mvtrack_jax.data import dycheck as dycheck_lib  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax import generate  # pylint: disable=g-import-not-at-top
+  if not sequence.validation_cameras:
+    raise ValueError(f"--dycheck {sequence.path}: dataset.json has no val_ids (no held-out camera, no ground truth)")
+  base = _window_config(model_config)
+  available = int(sequence.reference_times.size)
+  t = protocol_num_frames(available, base.num_frames, base.frame_stride, frames_per_latent, sequence.path)
+  times = sequence.reference_times[np.arange(t) * base.frame_stride]
+  cameras = [c for c in sequence.validation_cameras if sequence.present(c, times).any()]
+  info = {"source": os.path.abspath(sequence.path), "scale": sequence.scale, "available_frames": available,
+          "num_frames": t, "frame_stride": base.frame_stride, "times": [int(x) for x in times],
+          "reference_camera": sequence.reference_camera, "cameras": {},
+          "skipped_cameras": [c for c in sequence.validation_cameras if c not in cameras]}
+  if not cameras:
+    return [], info
+  data = dycheck_lib.read_clip(sequence, times, cameras)
+  pcfg = dataclasses.replace(base, num_frames=t, frame_stride=1, num_query_points=0)
+  queries = generate.grid_query_points(pcfg.height, pcfg.width, grid)
+  clips = []
+  for view, camera in enumerate(cameras, start=1):
+    example, _ = pipeline.window_example(data.record, pcfg, views=(0, view), start=0, train=False,
+                                         source=f"{sequence.path} (camera {camera})")
+    name = f"camera{camera}"
+    clips.append((name, _protocol_clip(example, example["target_cam_to_world"], example["target_intrinsics"], queries,
+                                       target_video=example["target_video"], present=data.present[view])))
+    info["cameras"][name] = {"camera_id": camera, "present_frames": int(data.present[view].sum()),
+                             "frame_names": list(data.frame_names[view])}
+  return clips, info
+
+
+def matched_epipolar_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], frames: np.ndarray,
+                             method: str) -> dict[str, float]:
+  """The model-independent epipolar proxy: matches between reference frame ``t`` and ``video`` frame ``t``.
+
+  Args:
+    video: ``(T, H, W, 3)`` uint8 target video (generated, a baseline's or the ground truth).
+    clip: a clip with ``reference_video`` and both views' cameras (:func:`epipolar_metrics`).
+    frames: video frames to score (the head's track frames ``0, k, 2k, …``).
+    method: ``flow`` (``evaluation.camera.optical_flow_tracks`` on the frame pair) or ``sift``/``orb``
+      (``evaluation.camera.match_feature_tracks``).
+
+  Returns:
+    ``epipolar_matched_sampson_px`` / ``epipolar_matched_below_2px`` (NaN without scored matches).
+  """
+  from mvtrack_jax.evaluation import camera  # pylint: disable=g-import-not-at-top
+  reference = np.asarray(clip["reference_video"])
+  points_ref, points_tgt, rows = [], [], []
+  for f in np.asarray(frames, np.int64):
+    pair = np.stack([reference[f], video[f]])
+    if method == "flow":
+      tracks, visible = camera.optical_flow_tracks(pair)
+    else:
+      tracks, visible = camera.match_feature_tracks(pair, method=method)
+    points_ref.append(tracks[0, visible[1]])
+    points_tgt.append(tracks[1, visible[1]])
+    rows.append(np.full(int(visible[1].sum()), f))
+  rows = np.concatenate(rows)
+  if rows.size == 0:
+    return {"epipolar_matched_sampson_px": math.nan, "epipolar_matched_below_2px": math.nan}
+  return epipolar_metrics(np.concatenate(points_ref)[:, None], np.concatenate(points_tgt)[:, None], None, clip, rows,
+                          prefix="epipolar_matched")
+
+
+def protocol_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], pose_method: str,
+                     frames: np.ndarray) -> dict[str, float]:
+  """The metrics of one predicted target video in the ``--videos`` / ``--dycheck`` protocols.
+
+  Args:
+    video: ``(T, H, W, 3)`` uint8 prediction (a model's or a baseline's).
+    clip: a protocol clip (:func:`video_clips`, :func:`dycheck_clips`).
+    pose_method: ``flow``, ``sift`` or ``orb``: the pose estimator's and the matched proxy's matcher.
+    frames: the matched proxy's frames.
+
+  Returns:
+    With a ground truth (``target_video``): ``psnr`` (dB) / ``ssim`` over its ``present`` frames; always
+    ``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``, ``pose_valid`` (:func:`camera_metrics`), the
+    matched epipolar proxy and the learned metrics (``reference`` = the ground truth, else the
+    reference video).
+  """
+  from mvtrack_jax.evaluation import fidelity  # pylint: disable=g-import-not-at-top
+  metrics = {}
+  target = clip.get("target_video")
+  if target is not None:
+    present = np.asarray(clip["present"], bool)
+    metrics.update(fidelity.video_fidelity(video[present], target[present]))
+  metrics.update(camera_metrics(video, clip, pose_method))
+  metrics.update(matched_epipolar_metrics(video, clip, frames, pose_method))
+  metrics.update(learned_metrics(video, clip["reference_video"] if target is None else target))
+  return metrics
+
+
+def _load_models(checkpoints: Sequence[str], names: Sequence[str] | None, data_keys: Sequence[str]):
+  """``(models, labels)``: the loaded checkpoints and their column names, checked (see :func:`run`)."""
+  from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  if not checkpoints:
+    raise ValueError("evaluate: give at least one --checkpoint")
+  models = [checkpoint_lib.load_model(c) for c in checkpoints]
+  labels = list(names) if names else [m.name for m in models]
+  if len(labels) != len(models) or len(set(labels)) != len(labels):
+    raise ValueError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
+  reserved = [label for label in labels if label in RESERVED_NAMES]
+  if reserved:
+    raise ValueError(f"--names {labels}: {reserved} reserved for the baseline / ground-truth columns "
+                     f"({', '.join(RESERVED_NAMES)}); choose other names")
+  data0 = models[0].config.data
+  for model in models[1:]:
+    for key in data_keys:
+      if model.config.data.get(key) != data0.get(key):
+        raise ValueError(f"evaluate: {model.source} has data.{key}={model.config.data.get(key)!r} but "
+                         f"{models[0].source} has {data0.get(key)!r}; compare models trained on the same data")
+  return models, labels
+
+
+def _protocol_scene_rows(scene: str, clips: Sequence[tuple[str, Mapping[str, np.ndarray]]], models, labels, generators,
+                         sampling, *, pose_method: str, batch_size: int, frames_per_latent: int, baselines: bool,
+                         save_videos: bool, out: str) -> list[dict[str, Any]]:
+  """The ``metrics.json`` rows of one protocol scene: ground truth, baselines, then every model.
+
+  ``gt_video`` (clips with a ``target_video``): the pose estimator on the ground truth and the matched
+  epipolar proxy on its *present* track frames (a filled frame shows another instant than the
+  reference frame it would be matched with). Models generate ``batch_size`` clips per batch; head
+  models add the head's epipolar proxy (:func:`epipolar_metrics` of its reference↔target tracks).
+  """
+  from mvtrack_jax.data import preview, video_io  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
+  num_frames = clips[0][1]["reference_video"].shape[0]
+  frames = ae_lib.latent_frame_indices(num_frames, frames_per_latent)
+  rows = []
+  for name, clip in clips:
+    if "target_video" in clip:
+      metrics = camera_metrics(clip["target_video"], clip, pose_method)
+      real = frames[np.asarray(clip["present"], bool)[frames]]
+      metrics.update(matched_epipolar_metrics(clip["target_video"], clip, real, pose_method))
+      rows.append({"model": GT_VIDEO, "scene": scene, "trajectory": name, "metrics": metrics})
+    if baselines:
+      rows.extend({"model": baseline, "scene": scene, "trajectory": name,
+                   "metrics": protocol_metrics(video, clip, pose_method, frames)}
+                  for baseline, video in baseline_videos(clip).items())
+  keys = novel_view.CLIP_KEYS + ("query_points",)
+  for label, model, generator in zip(labels, models, generators):
+    for i in range(0, len(clips), batch_size):
+      chunk = clips[i:i + batch_size]
+      batch = {key: np.stack([clip[key] for _, clip in chunk]) for key in keys}
+      generated = generator.generate(batch, sampling)["target_video"]
+      tracked = generator.track(batch, generated, sampling) if model.head is not None else None
+      for b, (name, clip) in enumerate(chunk):
+        metrics = protocol_metrics(generated[b], clip, pose_method, frames)
+        if tracked is not None:
+          tracks, visible = tracked["tracks"][b], tracked["visible"][b]
+          metrics.update(epipolar_metrics(tracks[0], tracks[1], visible[0] & visible[1], clip, tracked["frames"]))
+        rows.append({"model": label, "scene": scene, "trajectory": name, "metrics": metrics})
+        if save_videos:
+          panels = [clip["reference_video"], generated[b]] + ([clip["target_video"]] if "target_video" in clip else [])
+          scale = preview.upscale_factor(generated.shape[2], 128)
+          video_io.write_video(os.path.join(out, "videos", label, f"{scene}_{name}.mp4"),
+                               preview.side_by_side_video(np.stack(panels), scale))
+  return rows
+
+
+def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: int, settings: Mapping[str, Any], *,
+                  steps: int, cfg: float, seed: int, pose_method: str, grid: int, batch_size: int,
+                  frames_per_latent: int, save_videos: bool, baselines: bool, progress: bool,
+                  started: float) -> dict[str, Any]:
+  """Evaluates protocol scenes and writes ``metrics.json``, ``metrics.md`` and ``per_clip.csv`` into ``out``.
+
+  Args:
+    protocol: ``"videos"`` or ``"dycheck"`` (``metrics.json`` ``protocol``; the table header).
+    models, labels: :func:`_load_models`' loaded models and column names.
+    out: output directory.
+    scenes: iterable of ``(scene name, [(trajectory name, clip)], info)``, consumed lazily (one scene's
+      frames in memory at a time); ``info`` is stored under ``scenes`` in ``metrics.json``; a scene
+      without clips (every DyCheck validation camera skipped) adds no row.
+    num_scenes: for the progress bar.
+    settings: protocol settings merged into ``metrics.json`` (``videos``/``fov``, ``dycheck``/``scales``).
+    steps, cfg, seed: sampler settings; grid, batch_size, frames_per_latent, pose_method: as
+      :func:`run_videos`; save_videos, baselines, progress: as :func:`run`; started: ``time.time()``
+      at the start of the command.
+
+  Returns:
+    The ``metrics.json`` record.
+
+  Raises:
+    ValueError: two scenes with one name, or no clip at all.
+  """
+  from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
+  generators = [novel_view.NovelViewGenerator(m) for m in models]
+  sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
+  if progress:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    scenes = tqdm(scenes, total=num_scenes, desc="scenes", unit="scene")
+  rows, infos, order = [], {}, []
+  for scene, clips, info in scenes:
+    if scene in infos:
+      raise ValueError(f"evaluate --{protocol}: two scenes are named {scene!r} ({infos[scene]['source']}, "
+                       f"{info['source']}); rename one")
+    infos[scene] = info
+    if not clips:
+      continue
+    rows.extend(_protocol_scene_rows(scene, clips, models, labels, generators, sampling, pose_method=pose_method,
+                                     batch_size=batch_size, frames_per_latent=frames_per_latent,
+                                     baselines=baselines, save_videos=save_videos, out=out))
+    order.extend(name for name, _ in clips if name not in order)
+  if not rows:
+    raise ValueError(f"evaluate --{protocol}: nothing to evaluate: no scene has a clip "
+                     f"({ {k: v.get('skipped_cameras') for k, v in infos.items()} })")
+  summary = summarize(rows)
+  columns = labels + [c for c in VIDEO_BASELINES if c in summary] + ([GT_VIDEO] if GT_VIDEO in summary else [])
+  data = models[0].config.data
+  record = {
+      "protocol": protocol,
+      "checkpoints": {label: {"source": m.source, "step": m.step} for label, m in zip(labels, models)},
+      "baselines": [c for c in VIDEO_BASELINES if c in summary], **settings,
+      "num_scenes": len(infos), "scenes": infos, "trajectories": order,
+      "skipped": {k: v["skipped_cameras"] for k, v in infos.items() if v.get("skipped_cameras")},
+      "steps": steps, "guidance_scale": cfg, "seed": seed, "batch_size": batch_size, "pose_method": pose_method,
+      "grid": grid, "frames_per_latent": frames_per_latent,
+      "resolution": [int(data.num_frames), int(data.height), int(data.width)],
+      "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
+  what = {"videos": f"`{settings.get('videos')}`: {len(infos)} videos × {len(order)} trajectories (static "
+                    f"{settings.get('fov')}° pinhole reference camera)",
+          "dycheck": f"DyCheck `{settings.get('dycheck')}`: {len(infos)} sequences, one clip per validation camera "
+                     f"(rgb scale {settings.get('scales')})"}[protocol]
+  header = (f"# Novel-view evaluation, {what}\n\n"
+            f"{steps} Euler steps, CFG {cfg}, seed {seed} (batch {batch_size}), poses and matched epipolar proxy "
+            f"from `{pose_method}` correspondences; models: "
+            + ", ".join(f"`{label}` = {m.source} (step {m.step})" for label, m in zip(labels, models))
+            + (f"; baselines without a model: `{COPY_REFERENCE}` = the reference video as the prediction, "
+               f"`{MEAN_COLOUR}` = its mean colour everywhere" if baselines else "")
+            + (f"; `{GT_VIDEO}` = the pose estimator and matched proxy on the ground-truth target video"
+               if GT_VIDEO in columns else "") + ".")
+  _write_outputs(out, record, columns, order, header)
+  return record
+
+
+def run_videos(checkpoints: Sequence[str], out: str, videos: str, *, names: Sequence[str] | None = None,
+               trajectory_names: Sequence[str] = VIDEO_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
+               cfg: float = 5.0, seed: int = 0, pose_method: str = "flow", fov: float = 60.0, grid: int = 8,
+               batch_size: int = 1, save_videos: bool = False, baselines: bool = True,
+               progress: bool = True) -> dict[str, Any]:
+  """The ``--videos DIR`` protocol (module docstring); returns the ``metrics.json`` record.
+
+  Raises:
+    ValueError: a trajectory that is not a preset, bad ``--names``/checkpoints (:func:`run`), a
+      non-positive ``batch_size``/``grid``, a video too short; FileNotFoundError: no mp4 in ``videos``.
+  """
+  started = time.time()
+  trajectory_names = list(trajectory_names)
+  bad = [n for n in trajectory_names if n not in trajectories.TRAJECTORY_NAMES]
+  if bad or not trajectory_names:
+    raise ValueError(f"--trajectories {trajectory_names}: --videos takes preset trajectories "
+                     f"({', '.join(trajectories.TRAJECTORY_NAMES)}); {bad} are not presets"
+                     + (f" ('{RECORDED}' needs a second recorded view)" if RECORDED in bad else ""))
+  if batch_size < 1 or grid < 1:
+    raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
+  paths = list_videos(videos)[:max_scenes]
+  models, labels = _load_models(checkpoints, names, PROTOCOL_DATA_KEYS)
+  k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
+
+  def scenes():
+    for path in paths:
+      clips, info = video_clips(path, models[0].config, trajectory_names, frames_per_latent=k, fov=fov, grid=grid)
+      yield os.path.splitext(os.path.basename(path))[0], list(zip(trajectory_names, clips)), info
+
+  settings = {"videos": os.path.abspath(videos), "fov": fov}
+  return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, seed=seed,
+                       pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
+                       save_videos=save_videos, baselines=baselines, progress=progress, started=started)
+
+
+def run_dycheck(checkpoints: Sequence[str], out: str, dycheck: str, *, names: Sequence[str] | None = None,
+                scale: int | None = None, max_scenes: int | None = None, steps: int = 50, cfg: float = 5.0,
+                seed: int = 0, pose_method: str = "flow", grid: int = 8, batch_size: int = 1,
+                save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
+  """The ``--dycheck DIR`` protocol (module docstring); returns the ``metrics.json`` record.
+
+  Raises:
+    ValueError: bad ``--names``/checkpoints (:func:`run`), a non-positive ``batch_size``/``grid``, a
+      sequence too short or without validation camera, no clip at all; FileNotFoundError: no
+      sequence under ``dycheck``; schema.RecordError: bad DyCheck files (naming file and field).
+  """
+  from mvtrack_jax.data import dycheck as dycheck_lib  # pylint: disable=g-import-not-at-top
+  started = time.time()
+  if batch_size < 1 or grid < 1:
+    raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
+  sequences = [dycheck_lib.open_sequence(p, scale=scale) for p in dycheck_lib.find_sequences(dycheck)[:max_scenes]]
+  models, labels = _load_models(checkpoints, names, PROTOCOL_DATA_KEYS)
+  k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
+
+  def scenes():
+    for sequence in sequences:
+      clips, info = dycheck_clips(sequence, models[0].config, frames_per_latent=k, grid=grid)
+      yield sequence.name, clips, info
+
+  settings = {"dycheck": os.path.abspath(dycheck), "scales": sorted({s.scale for s in sequences})}
+  return _run_protocol("dycheck", models, labels, out, scenes(), len(sequences), settings, steps=steps, cfg=cfg,
+                       seed=seed, pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
+                       save_videos=save_videos, baselines=baselines, progress=progress, started=started)
+
+
+# ------------------------------------------------------------------------------------------------
 # Tables.
 
 
@@ -420,27 +973,12 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
       models with different data settings, or bad trajectories.
   """
   from mvtrack_jax.data import preview, video_io  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
-  if not checkpoints:
-    raise ValueError("evaluate: give at least one --checkpoint")
   started = time.time()
-  models = [checkpoint_lib.load_model(c) for c in checkpoints]
-  labels = list(names) if names else [m.name for m in models]
-  if len(labels) != len(models) or len(set(labels)) != len(labels):
-    raise ValueError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
-  reserved = [label for label in labels if label in RESERVED_NAMES]
-  if reserved:
-    raise ValueError(f"--names {labels}: {reserved} reserved for the baseline / ground-truth columns "
-                     f"({', '.join(RESERVED_NAMES)}); choose other names")
+  models, labels = _load_models(checkpoints, names, SPLIT_DATA_KEYS)
   data0 = models[0].config.data
-  for model in models[1:]:
-    for key in ("dataset", "synthetic", "data_dir", "num_frames", "frame_stride", "height", "width"):
-      if model.config.data.get(key) != data0.get(key):
-        raise ValueError(f"evaluate: {model.source} has data.{key}={model.config.data.get(key)!r} but "
-                         f"{models[0].source} has {data0.get(key)!r}; compare models trained on the same data")
   trajectory_names = list(trajectory_names)
   num_scenes = len(sources.data_source(data0, split))
   if max_scenes is not None:
@@ -480,6 +1018,7 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   columns = labels + (list(BASELINES) if baselines else []) + [GT_VIDEO]
   columns = [c for c in columns if c != ZERO_MOTION or c in summary]  # zero_motion only where a clip had tracks
   record = {
+      "protocol": "split",
       "checkpoints": {label: {"source": m.source, "step": m.step} for label, m in zip(labels, models)},
       "baselines": [c for c in BASELINES if c in columns],
       "zero_motion_frames": [int(f) for f in track_frames] if ZERO_MOTION in columns else None,
@@ -487,8 +1026,6 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
       "guidance_scale": cfg, "seed": seed, "pose_method": pose_method,
       "resolution": [int(data0.num_frames), int(data0.height), int(data0.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
-  os.makedirs(out, exist_ok=True)
-  _write_text(os.path.join(out, "metrics.json"), json.dumps(record, indent=2, allow_nan=True))
   header = (f"# Novel-view evaluation: split `{split}`, {num_scenes} scenes × {len(trajectory_names)} trajectories\n\n"
             f"{steps} Euler steps, CFG {cfg}, seed {seed}, poses from `{pose_method}` tracks; models: "
             + ", ".join(f"`{label}` = {m.source} (step {m.step})" for label, m in zip(labels, models))
@@ -496,7 +1033,17 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
                f"`{MEAN_COLOUR}` = its mean colour everywhere, `{ZERO_MOTION}` = query points that never move "
                f"(track frames {[int(f) for f in track_frames]})" if baselines else "")
             + f"; `{GT_VIDEO}` = the pose estimator on the ground-truth target video.")
-  _write_text(os.path.join(out, "metrics.md"), markdown_tables(summary, columns, trajectory_names, header))
+  _write_outputs(out, record, columns, trajectory_names, header)
+  return record
+
+
+def _write_outputs(out: str, record: Mapping[str, Any], columns: Sequence[str], trajectory_names: Sequence[str],
+                   header: str) -> None:
+  """Writes ``metrics.json`` (``record``), ``metrics.md`` (tables of ``record["summary"]``) and ``per_clip.csv``."""
+  os.makedirs(out, exist_ok=True)
+  _write_text(os.path.join(out, "metrics.json"), json.dumps(record, indent=2, allow_nan=True))
+  _write_text(os.path.join(out, "metrics.md"), markdown_tables(record["summary"], columns, trajectory_names, header))
+  rows = record["rows"]
   keys = sorted({k for row in rows for k in row["metrics"]})
   buffer = io.StringIO()
   writer = csv.writer(buffer)
@@ -504,7 +1051,6 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   for row in rows:
     writer.writerow([row["model"], row["scene"], row["trajectory"]] + [row["metrics"].get(k, "") for k in keys])
   _write_text(os.path.join(out, "per_clip.csv"), buffer.getvalue())
-  return record
 
 
 def define_flags() -> None:
@@ -513,9 +1059,17 @@ def define_flags() -> None:
   flags.DEFINE_list("names", None, "Column names of the checkpoints (default: config name@step).")
   flags.DEFINE_string("split", "test", "Dataset split.")
   flags.DEFINE_string("out", None, "Output directory.")
-  flags.DEFINE_list("trajectories", list(DEFAULT_TRAJECTORIES),
-                    f"'{RECORDED}' and/or presets: {', '.join(trajectories.TRAJECTORY_NAMES)}.")
-  flags.DEFINE_integer("max_scenes", None, "Evaluate the first N scenes only.")
+  flags.DEFINE_list("trajectories", None,
+                    f"'{RECORDED}' and/or presets: {', '.join(trajectories.TRAJECTORY_NAMES)} (default: "
+                    f"{','.join(DEFAULT_TRAJECTORIES)} for --split, the ten presets for --videos; not with --dycheck).")
+  flags.DEFINE_string("videos", None, "Protocol: a folder of mp4 reference videos (DAVIS) x preset trajectories.")
+  flags.DEFINE_string("dycheck", None, "Protocol: a DyCheck iPhone sequence folder, or a folder of them.")
+  flags.DEFINE_float("fov", 60.0, "--videos: horizontal field of view (degrees) of the mp4s' pinhole camera.")
+  flags.DEFINE_integer("dycheck_scale", None, "--dycheck: read rgb/<s>x (default: the highest resolution present).")
+  flags.DEFINE_integer("grid", 8, "--videos/--dycheck: the head's query points, a grid x grid lattice at frame 0.")
+  flags.DEFINE_integer("batch_size", 1,
+                       "--videos/--dycheck: clips per generation batch (1: the same noise for every clip).")
+  flags.DEFINE_integer("max_scenes", None, "Evaluate the first N scenes (videos, sequences) only.")
   flags.DEFINE_integer("steps", 50, "Euler steps.")
   flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale (needs a text context to matter).")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
@@ -529,10 +1083,23 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS.checkpoint or not FLAGS.out:
     raise app.UsageError("--checkpoint and --out are required")
-  record = run(FLAGS.checkpoint, FLAGS.out, names=FLAGS.names, split=FLAGS.split,
-               trajectory_names=FLAGS.trajectories, max_scenes=FLAGS.max_scenes, steps=FLAGS.steps,
-               cfg=FLAGS.cfg, seed=FLAGS.seed, pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos,
-               baselines=FLAGS.baselines)
+  if FLAGS.videos and FLAGS.dycheck:
+    raise app.UsageError("--videos and --dycheck are two protocols; give one of them")
+  if FLAGS.dycheck and FLAGS.trajectories:
+    raise app.UsageError("--trajectories does not apply to --dycheck (the targets are its validation cameras)")
+  from mvtrack_jax.evaluation import learned  # pylint: disable=g-import-not-at-top
+  learned.register_from_env()
+  common = dict(names=FLAGS.names, max_scenes=FLAGS.max_scenes, steps=FLAGS.steps, cfg=FLAGS.cfg, seed=FLAGS.seed,
+                pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos, baselines=FLAGS.baselines)
+  if FLAGS.videos:
+    record = run_videos(FLAGS.checkpoint, FLAGS.out, FLAGS.videos, trajectory_names=FLAGS.trajectories or
+                        VIDEO_TRAJECTORIES, fov=FLAGS.fov, grid=FLAGS.grid, batch_size=FLAGS.batch_size, **common)
+  elif FLAGS.dycheck:
+    record = run_dycheck(FLAGS.checkpoint, FLAGS.out, FLAGS.dycheck, scale=FLAGS.dycheck_scale, grid=FLAGS.grid,
+                         batch_size=FLAGS.batch_size, **common)
+  else:
+    record = run(FLAGS.checkpoint, FLAGS.out, split=FLAGS.split,
+                 trajectory_names=FLAGS.trajectories or DEFAULT_TRAJECTORIES, **common)
   with open(os.path.join(FLAGS.out, "metrics.md")) as f:
     print(f.read())
   print(f"wrote {FLAGS.out}/metrics.json, metrics.md, per_clip.csv in {record['seconds']} s")
