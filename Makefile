@@ -56,6 +56,7 @@ test-all: $(DEV_STAMP)
 # Speed benchmarks print figures (README "Performance" records them); nothing is asserted.
 bench: $(RUNTIME_STAMP)
 	$(PY) -m benchmarks.data_bench
+	$(PY) -m benchmarks.multicam_bench
 	$(PY) -m benchmarks.dit_bench
 	$(PY) -m benchmarks.vae_bench
 	$(PY) -m mvtrack_jax.bench --config=configs/default.py --baseline=configs/default_diffusion_only.py

@@ -9,19 +9,25 @@ rematerialisation of the scanned blocks; trainable = self-attention + camera mod
 (the FFNs, cross-attention and embeddings stay frozen and have no optimizer state). This file
 stands alone (nothing is inherited from the CPU demo's config).
 
+Data: MultiCamVideo (no tracks) is the primary source, mixed 1:1 with the paper-resolution synthetic
+set (``synthetic="paper"``: tracked, 81 frames at 480×832) so L_track and L_corr see tracks every
+step; periodic evaluation runs on the synthetic validation split (``data.eval_source``).
+
 Fine-tuning a pretrained Wan2.1, the whole sequence (one host; see launch/ for SLURM and TPU
-pods; ``W=/ckpt/Wan2.1-T2V-1.3B-Diffusers``, ``D=/data/MultiCamVideo-Dataset/train`` with
-ReCamMaster's ``metadata.csv`` of captions)::
+pods; ``W=/ckpt/Wan2.1-T2V-1.3B-Diffusers``, ``D=/data/MultiCamVideo-Dataset`` (``train/``, ``val/``)
+with ReCamMaster's ``metadata.csv`` of captions)::
 
   C="--config=configs/mvtrack4gen_recammaster.py --config.autoencoder.path=$W/vae --config.data.data_dir=$D \
-     --config.text.encoder=$W"
-  # 1. encode every view of the dataset once with the Wan VAE (the trainer never runs the encoder)
+     --config.text.encoder=$W --config.data.latents_dir=/data/latents \
+     --config.data.mixture.synthetic.latents_dir=/data/latents_synthetic"
+  # 1. encode every view of both sources once with the Wan VAE (the trainer never runs the encoder)
   python -m mvtrack_jax.data.encode_latents $C --out /data/latents
+  python -m mvtrack_jax.data.encode_latents $C --source synthetic --out /data/latents_synthetic
   # 2. encode the captions once with umT5 (and the empty prompt: the null context)
   python -m mvtrack_jax.data.encode_text $C --captions $D/metadata.csv --out /data/text
   # 3. train, starting from the pretrained transformer (camera modules and head start fresh)
-  python -m mvtrack_jax.train $C --workdir=out/mvtrack4gen --config.data.latents_dir=/data/latents \
-      --config.text.cache=/data/text --config.init.transformer=$W/transformer
+  python -m mvtrack_jax.train $C --workdir=out/mvtrack4gen --config.text.cache=/data/text \
+      --config.init.transformer=$W/transformer
   # 4. export for PyTorch (diffusers; --format=diffsynth for ReCamMaster's scripts)
   python -m mvtrack_jax.export --workdir=out/mvtrack4gen --out=out/mvtrack4gen_diffusers --format=diffusers
   # 5. generate a novel view (decoded by the Wan VAE), guided by a prompt (CFG 5 against the null context)
@@ -34,9 +40,10 @@ A released ReCamMaster ``.ckpt`` works as ``init.transformer`` with ``model.over
 Variants: ``get_config("small")`` shrinks frames/resolution (17 frames at 240×416) for smoke runs on
 one GPU; ``get_config("smoke")`` runs the sequence above on a CPU in seconds with tiny random
 stand-ins (``python -m mvtrack_jax.convert.standins --out W``: a ``tiny`` DiT of 2 blocks × 128, 4
-latent channels, patch 1×1×1; a tiny VAE and umT5; the built-in synthetic dataset at 9 frames of
-32×48, captioned by ``<split>/<index>``; 2 steps) — the README's "Fine-tune a pretrained Wan2.1"
-lists the commands and ``tests/data/test_latent_cache.py`` runs them.
+latent channels, patch 1×1×1; a tiny VAE and umT5; a MultiCamVideo-layout tree of 2 scenes × 3
+cameras × 9 frames of 32×48 as ``D``; the mixture entry a tiny synthetic set; 2 steps) — the
+README's "Fine-tune a pretrained Wan2.1" lists the commands and ``tests/data/test_latent_cache.py``
+runs them.
 """
 
 import ml_collections
@@ -107,11 +114,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       cache="",  # text cache of data_dir (python -m mvtrack_jax.data.encode_text)
       context_length=512, caption_dropout=0.1))
 
+  # Data (data.sources): MultiCamVideo (no tracks) is the primary source; the paper-resolution synthetic
+  # set (tracked: 81 frames at 480×832) is mixed in 1:1 so L_track and L_corr see tracks in every batch
+  # of 2+ examples on average. Periodic evaluation runs on the synthetic validation split (it has tracks).
   c.data = ml_collections.ConfigDict(dict(
       dataset="multicamvideo",
-      synthetic="default",  # used only with dataset="synthetic"
-      data_dir="",  # the MultiCamVideo train root
+      data_dir="",  # the MultiCamVideo-Dataset root (holding train/ and val/)
+      # Decode 1280² frames straight to 832² (cover the 480×832 crop), the views and frames an example uses only.
+      multicamvideo=ml_collections.ConfigDict(dict(cameras=(), size=(832, 832), num_frames=81,
+                                                   focal_length_mm=0.0)),
       latents_dir="",  # latent cache of data_dir (python -m mvtrack_jax.data.encode_latents)
+      weight=1.0,
+      mixture=ml_collections.ConfigDict({"synthetic": ml_collections.ConfigDict(dict(
+          dataset="synthetic", synthetic="paper", data_dir="", latents_dir="", text_cache="", weight=1.0))}),
+      eval_source="synthetic",
       train_split="train", eval_split="validation",
       num_frames=81, frame_stride=1, height=480, width=832, num_query_points=256,
       random_crop=True, shuffle=True, read_threads=4, prefetch_buffer_size=4, worker_count=4))
@@ -139,10 +155,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.objective.head_layers = (1,)
     c.objective.corr_layers = (1,)
     c.text.context_length = 8
-    c.data.dataset = "synthetic"
-    with c.data.ignore_type():
-      c.data.synthetic = ml_collections.ConfigDict(dict(num_views=2, num_frames=9, height=32, width=48, num_tracks=16,
-                                                        num_train=2, num_validation=1, num_test=1))
+    c.data.multicamvideo.size = (32, 48)
+    c.data.multicamvideo.num_frames = 9
+    with c.data.mixture.synthetic.ignore_type():
+      c.data.mixture.synthetic.synthetic = ml_collections.ConfigDict(dict(
+          num_views=2, num_frames=9, height=32, width=48, num_tracks=16, num_train=2, num_validation=2, num_test=1))
     c.data.num_frames = 5
     c.data.height = 32
     c.data.width = 32

@@ -3,9 +3,9 @@ r"""Diffusion-only baseline of the paper configuration (λ_track = λ_corr = 0),
 Run::
 
   python -m mvtrack_jax.train --config=configs/recammaster_diffusion_only.py --workdir=out/recammaster \
-      --config.data.data_dir=/data/MultiCamVideo-Dataset/train
+      --config.data.data_dir=/data/MultiCamVideo-Dataset
 
-Identical to ``configs/mvtrack4gen_recammaster.py`` except that the tracking and correspondence
+Identical to ``configs/mvtrack4gen_recammaster.py`` (the same data mixture) except that the tracking and correspondence
 terms are off: no tracking head, no probe q/k, ``L = L_diff`` — the ReCamMaster-style fine-tune
 (trainable self-attention + camera modules) that MVTrack4Gen is compared against, and the
 reference point of the benchmark's L_track + L_corr overhead::

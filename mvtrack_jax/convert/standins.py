@@ -9,6 +9,8 @@ pretrained Wan2.1") runs on a CPU in seconds exactly as it would on the real che
   OUT/vae/           diffusers AutoencoderKLWan: base_dim 8, z_dim 4, one residual block
   OUT/text_encoder/  transformers UMT5EncoderModel: d_model 32, 2 layers
   OUT/tokenizer/     a 64-piece unigram tokenizer (T5 layout: <pad> 0, </s> 1, <unk> 2; "</s>" appended)
+  OUT/multicamvideo/ a MultiCamVideo-layout dataset (``write_multicamvideo``): train/f24_aperture5/scene{i}
+                     with 3 cameras × 9 frames of 32×48 of synthetic scenes, one lens for all cameras
 
 Run::
 
@@ -24,6 +26,11 @@ import os
 
 from absl import app
 from absl import flags
+import numpy as np
+
+from mvtrack_jax.data import readers
+from mvtrack_jax.data import synthetic
+from mvtrack_jax.geometry import cameras as geometry
 
 # A few sentences to fit the stand-in tokenizer's pieces on (any text works; these look like captions).
 _CORPUS = (
@@ -72,6 +79,28 @@ def write_standins(out: str, seed: int = 0) -> dict[str, str]:
   return folders
 
 
+def write_multicamvideo(out: str, *, num_scenes: int = 2, num_views: int = 3, num_frames: int = 9, height: int = 32,
+                        width: int = 48, focal_length_mm: float = 24.0, seed: int = 0) -> list[str]:
+  """Writes ``out/train/f{mm}_aperture5/scene{i}`` in the MultiCamVideo layout (``readers.write_multicam_scene``).
+
+  Each scene is ``synthetic.render_scene(seed + i, …)``'s scene and cameras re-rendered with one lens for
+  every camera, ``fx = fy = W·f/23.76`` px with the principal point at the centre (what the reader derives
+  from the folder name), so videos and cameras are consistent. Returns the scene folders.
+  """
+  focal_px = width * focal_length_mm / readers.UNREAL_SENSOR_WIDTH_MM
+  k = np.array([[focal_px, 0.0, width / 2], [0.0, focal_px, height / 2], [0.0, 0.0, 1.0]])
+  sizes = dict(num_views=num_views, num_frames=num_frames, height=height, width=width, num_tracks=1)
+  folders = []
+  for i in range(num_scenes):
+    record = synthetic.render_scene(seed + i, **sizes)
+    c2w = geometry.invert_rigid(record["world_to_camera"].astype(np.float64))
+    views = synthetic.render_scene_views(seed + i, np.broadcast_to(k, c2w.shape[:2] + (3, 3)), c2w, **sizes)
+    folder = os.path.join(out, "train", f"f{focal_length_mm:g}_aperture5", f"scene{i}")
+    readers.write_multicam_scene(folder, views)
+    folders.append(folder)
+  return folders
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -79,6 +108,8 @@ def main(argv):
     raise app.UsageError("--out is required")
   for name, folder in write_standins(flags.FLAGS.out, flags.FLAGS.seed).items():
     print(f"{name}: {folder}")
+  scenes = write_multicamvideo(os.path.join(flags.FLAGS.out, "multicamvideo"), seed=flags.FLAGS.seed)
+  print(f"multicamvideo: {len(scenes)} scenes in {os.path.join(flags.FLAGS.out, 'multicamvideo')}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ Run::
   python -m mvtrack_jax.train --config=configs/mvtrack4gen_recammaster.py \
       --config.autoencoder.path=... --config.data.latents_dir=/data/latents --workdir=...
 
-Which records: the config's ``data`` block (dataset, ``data_dir``) for the splits ``--splits``
-(default: the config's train and evaluation splits). At which size: ``data.height × data.width``
+Which records: the config's primary source (``data.dataset``, ``data_dir``; ``data.sources``), or the
+mixture entry ``--source NAME`` (then set that entry's ``latents_dir`` to the cache for training), for
+the splits ``--splits`` (default: the config's train and evaluation splits). At which size: ``data.height × data.width``
 with the pipeline's centred crop (``pipeline.resized_video``). Layout, atomic writes and resuming:
 ``data.feature_cache``. Work is split across processes (record ``i`` goes to process
 ``i mod process_count``) and each record's views are encoded as one batch, sharded over this
@@ -22,23 +23,26 @@ import os
 
 from absl import app
 from absl import flags
+import jax
 from ml_collections import config_flags
+import numpy as np
+from tqdm import tqdm
 
+from mvtrack_jax.data import feature_cache
+from mvtrack_jax.data import pipeline
+from mvtrack_jax.data import sources
+from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.training import distributed
 
-def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str, int]:
-  """Encodes ``splits`` of ``config``'s dataset into ``out``; returns ``{split: records encoded now}``.
+
+def encode_dataset(config, out: str, splits, progress: bool = True, source: str | None = None) -> dict[str, int]:
+  """Encodes ``splits`` of one of ``config``'s sources (``source``: a ``data.mixture`` entry's name; default
+  the primary, ``data.sources``) into ``out``; returns ``{split: records encoded now}``.
 
   Raises:
     ValueError: ``config.autoencoder.kind`` is not ``"wan"``, or ``out`` holds a cache made with
       other settings.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.data import feature_cache, pipeline, sources  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.models import mvtrack4gen  # pylint: disable=g-import-not-at-top
-
   if config.autoencoder.kind != "wan":
     raise ValueError(f"encode_latents: config.autoencoder.kind={config.autoencoder.kind!r}; the latent cache is for "
                      "the Wan VAE (kind='wan')")
@@ -51,13 +55,13 @@ def encode_dataset(config, out: str, splits, progress: bool = True) -> dict[str,
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
   done = {}
   for split in splits:
-    source = sources.data_source(config.data, split)
-    mine = [i for i in range(len(source)) if i % jax.process_count() == jax.process_index()]
+    records = sources.data_source(config.data, split, source)
+    mine = [i for i in range(len(records)) if i % jax.process_count() == jax.process_index()]
     todo = [i for i in mine if not os.path.exists(feature_cache.record_path(out, split, i))]
     bar = tqdm(todo, desc=f"encode {split}", unit="record", disable=not progress,
                initial=len(mine) - len(todo), total=len(mine))
     for index in bar:
-      video = np.asarray(source[index]["video"])                 # (V, T, H, W, 3)
+      video = np.asarray(records[index]["video"])                # (V, T, H, W, 3)
       t = 1 + (video.shape[1] - 1) // k * k
       views = pipeline.resized_video(video[:, :t], pcfg)
       pad = (-views.shape[0]) % len(devices)
@@ -74,8 +78,9 @@ def define_flags() -> None:
   config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with autoencoder.kind='wan'.",
                                   lock_config=True)
   flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
-  flags.DEFINE_list("splits", None, "Splits to encode (default: config.data train_split and eval_split).")
+  flags.DEFINE_list("splits", None, "Splits to encode (default: the train split, and the eval split of the evaluation source).")
   flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+  flags.DEFINE_string("source", None, "A data.mixture entry to encode (default: the primary source).")
 
 
 def main(argv):
@@ -85,8 +90,8 @@ def main(argv):
     raise app.UsageError("--config and --out are required")
   distributed.initialize(None, None, None, None)
   config, out = flags.FLAGS.config, flags.FLAGS.out
-  splits = flags.FLAGS.splits or [config.data.train_split, config.data.eval_split]
-  done = encode_dataset(config, out, splits, progress=flags.FLAGS.progress)
+  splits = flags.FLAGS.splits or sources.splits_read(config.data, flags.FLAGS.source)
+  done = encode_dataset(config, out, splits, progress=flags.FLAGS.progress, source=flags.FLAGS.source)
   print(f"latent cache {out}: " + ", ".join(f"{s}: {n} records encoded" for s, n in done.items()))
 
 

@@ -121,7 +121,8 @@ def _record_array(embeddings: Sequence[np.ndarray], dtype: str, name: str) -> np
 
 
 def encode_captions(config, captions_path: str, out: str, splits: Sequence[str], *, dtype: str = "float16",
-                    encoder: text_lib.UMT5TextEncoder | None = None, progress: bool = True) -> dict[str, dict[str, int]]:
+                    encoder: text_lib.UMT5TextEncoder | None = None, progress: bool = True,
+                    source: str | None = None) -> dict[str, dict[str, int]]:
   """Encodes the captions of ``splits`` of ``config``'s dataset into the text cache ``out``.
 
   Args:
@@ -132,6 +133,8 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
     dtype: ``"float16"`` or ``"float32"`` record files.
     encoder: an already built encoder (default: ``UMT5TextEncoder(config.text.encoder)``).
     progress: tqdm bars.
+    source: a ``data.mixture`` entry's name (its ``text_cache`` is then ``out``); default the primary
+      source (``config.text.cache``).
 
   Returns:
     ``{split: {"encoded": records encoded now, "uncaptioned": their views without a caption}}``.
@@ -145,10 +148,10 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
   captions = read_captions(captions_path)
   plan = {}
   for split in splits:
-    source = sources.data_source(config.data, split)
-    todo = [i for i in range(len(source)) if not os.path.exists(feature_cache.record_path(out, split, i))]
-    plan[split] = (len(source), [(i, names, [caption_for(captions, n) for n in names])
-                                 for i in todo for names in [caption_keys(source, split, i)]])
+    records = sources.data_source(config.data, split, source)
+    todo = [i for i in range(len(records)) if not os.path.exists(feature_cache.record_path(out, split, i))]
+    plan[split] = (len(records), [(i, names, [caption_for(captions, n) for n in names])
+                                  for i in todo for names in [caption_keys(records, split, i)]])
   views = [(names[0], t) for _, todo in plan.values() for _, names, texts in todo for t in texts]
   if views and all(t is None for _, t in views):
     raise ValueError(f"--captions {captions_path}: none of its {len(captions)} rows names a view of "
@@ -181,9 +184,10 @@ def define_flags() -> None:
                                   lock_config=True)
   flags.DEFINE_string("captions", None, "Captions CSV (ReCamMaster's metadata.csv: file_name,text).")
   flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
-  flags.DEFINE_list("splits", None, "Splits to encode (default: config.data train_split and eval_split).")
+  flags.DEFINE_list("splits", None, "Splits to encode (default: the train split, and the eval split of the evaluation source).")
   flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "dtype of the record files.")
   flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+  flags.DEFINE_string("source", None, "A data.mixture entry to encode (default: the primary source).")
 
 def main(argv):
   if len(argv) > 1:
@@ -191,8 +195,8 @@ def main(argv):
   f = flags.FLAGS
   if f.config is None or not f.out or not f.captions:
     raise app.UsageError("--config, --captions and --out are required")
-  splits = f.splits or [f.config.data.train_split, f.config.data.eval_split]
-  done = encode_captions(f.config, f.captions, f.out, splits, dtype=f.dtype, progress=f.progress)
+  splits = f.splits or sources.splits_read(f.config.data, f.source)
+  done = encode_captions(f.config, f.captions, f.out, splits, dtype=f.dtype, progress=f.progress, source=f.source)
   print(f"text cache {f.out}: " + "; ".join(
       f"{s}: {d['encoded']} records encoded, {d['uncaptioned']} views without a caption (empty prompt)"
       for s, d in done.items()))

@@ -21,7 +21,8 @@ and encoded as one video per view. Records gain the field ``latents``.
 
 Record files hold umT5 caption embeddings zero-padded to the longest caption of the record (Wan pads
 with zeros, so this loses nothing). Records gain the field ``context``; a record without a caption
-holds the empty prompt's embedding.
+holds the empty prompt's embedding. :class:`NullContextSource` gives every record of an uncaptioned
+source (e.g. the synthetic set in a mixture) that empty-prompt embedding.
 
 A file appears only complete (written to a temporary name in the same folder, then renamed), so a
 killed encoding run resumes by skipping existing files; a cache's metadata file is checked against
@@ -144,3 +145,23 @@ class CachedFeatureSource:
                               f"run {self._maker} --out {self.root} to finish it")
     record[self.field] = np.load(path)
     return record
+
+
+class NullContextSource:
+  """A record source whose records all carry the text cache's empty-prompt embedding as ``context``
+  (sources without captions in a run with text: they train the null branch, as caption dropout does).
+
+  Raises:
+    FileNotFoundError: ``text_cache`` is not a text cache (the message says how to make one).
+  """
+
+  def __init__(self, source, text_cache: str):
+    read_metadata(text_cache, TEXT_JSON)
+    self.source = source
+    self.null = np.load(os.path.join(text_cache, NULL_NPY))
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return dict(self.source[index], context=self.null)

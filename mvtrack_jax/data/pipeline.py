@@ -33,6 +33,11 @@ Stages (grain 0.2.18 dataset API, docs/design.md §2):
 6. ``batch`` into fixed shapes; ``to_iter_dataset`` with thread prefetch; optional multiprocess
    prefetch (``config.worker_count > 0``; needs parsed absl flags and a ``__main__`` guard).
 
+**Mixtures** (``make_mixture_dataset``, training): stages 2–4 run per source with its own seed
+stream, ``grain.MapDataset.mix`` interleaves the example streams by weight, then stage 6 batches
+them, so a batch may hold examples of trackless sources (all-false ``track_mask``) next to tracked
+ones; each example carries ``source_id``.
+
 Determinism: every random choice of an example comes from
 ``np.random.SeedSequence([seed, shard_index, example_index])`` where ``example_index`` is the
 position in this process's (shuffled, repeated) stream, so a restored iterator
@@ -121,6 +126,8 @@ class PipelineConfig:
     frames_per_latent: the VAE's temporal factor ``k`` (window starts are multiples of it).
     context_shape: ``(L, D)`` of the text embeddings each example carries, or None (no text);
       records must then carry ``context`` (see the module docstring).
+    mixture: names of the sources of a mixture (:func:`make_mixture_dataset`); non-empty adds
+      ``source_id`` ``(B,)`` int32 to every batch, the index of the example's source.
   """
 
   batch_size: int = 2
@@ -140,6 +147,7 @@ class PipelineConfig:
   latent_shape: tuple[int, int, int, int] | None = None
   frames_per_latent: int = 4
   context_shape: tuple[int, int] | None = None
+  mixture: tuple[str, ...] = ()
 
   def __post_init__(self):
     for name in ("batch_size", "num_frames", "frame_stride", "height", "width", "read_threads"):
@@ -152,6 +160,7 @@ class PipelineConfig:
         raise ValueError(f"PipelineConfig.{name} must be an integer >= 0, got {value!r}")
     if self.num_epochs is not None and self.num_epochs < 1:
       raise ValueError(f"PipelineConfig.num_epochs must be >= 1 or None, got {self.num_epochs}")
+    object.__setattr__(self, "mixture", tuple(str(m) for m in self.mixture))
     if self.context_shape is not None:
       object.__setattr__(self, "context_shape", tuple(int(v) for v in self.context_shape))
       if len(self.context_shape) != 2 or min(self.context_shape) < 1:
@@ -182,6 +191,8 @@ def output_spec(config: PipelineConfig) -> dict[str, tuple[tuple[int, ...], np.d
       "reference_latents": ((b,) + config.latent_shape, f32), "target_latents": ((b,) + config.latent_shape, f32)}
   if config.context_shape is not None:
     latents["context"] = ((b,) + config.context_shape, f32)
+  if config.mixture:
+    latents["source_id"] = ((b,), np.dtype(np.int32))
   return latents | {
       "reference_video": ((b, t, h, w, 3), u8),
       "target_video": ((b, t, h, w, 3), u8),
@@ -499,12 +510,16 @@ def _validated_window(record: Mapping[str, np.ndarray], views: np.ndarray, frame
   """The (views × frames) part of a record that an example uses, validated with the schema.
 
   Only the used part is checked (and ``depth``, which the pipeline does not use, is dropped), which
-  costs a fraction of validating the whole record; errors name ``source``, the views and frames.
+  costs a fraction of validating the whole record; errors name ``source``, the views and frames. A
+  lazy ``video`` (``readers.LazyVideo``) is decoded for these views and frames only.
   """
   fields = [k for k in record if k != "depth"]
   try:
     window = {}
     for key in fields:
+      if hasattr(record[key], "read_window"):  # readers.LazyVideo: decode only these views and frames
+        window[key] = record[key].read_window(views, frames)
+        continue
       value = np.asarray(record[key])
       if key == "points_3d":
         window[key] = value[frames]
@@ -536,15 +551,27 @@ def _shard_range(length: int, shard: grain.sharding.ShardOptions) -> tuple[int, 
 
 
 class _Transform:
-  """Picklable per-example transform (grain worker processes pickle the pipeline)."""
+  """Picklable per-example transform (grain worker processes pickle the pipeline).
 
-  def __init__(self, config: PipelineConfig, seed: int, shard_index: int, train: bool):
-    self.config, self.seed, self.shard_index, self.train = config, seed, shard_index, train
+  ``stream`` is the source's position in a mixture (None for a single source): it enters the
+  example's seed, and with ``config.mixture`` the example gains ``source_id``.
+  """
+
+  def __init__(self, config: PipelineConfig, seed: int, shard_index: int, train: bool, stream: int | None = None):
+    self.config, self.seed, self.shard_index, self.train, self.stream = config, seed, shard_index, train, stream
 
   def __call__(self, example_index: int, indexed: tuple[int, Mapping[str, np.ndarray]]) -> Example:
     source_index, record = indexed
-    rng = example_rng(self.seed, self.shard_index, example_index)
-    return sample_example(record, self.config, rng, train=self.train, source=f"source[{source_index}]")
+    if self.stream is None:
+      rng = example_rng(self.seed, self.shard_index, example_index)
+      name = f"source[{source_index}]"
+    else:
+      rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.shard_index, self.stream, example_index]))
+      name = f"{self.config.mixture[self.stream]}[{source_index}]"
+    example = sample_example(record, self.config, rng, train=self.train, source=name)
+    if self.config.mixture:
+      example["source_id"] = np.int32(self.stream or 0)
+    return example
 
 
 class _WithSourceIndex:
@@ -559,7 +586,7 @@ class _WithSourceIndex:
 
 def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: PipelineConfig, *, seed: int,
                  train: bool = True, shard_options: grain.sharding.ShardOptions | None = None,
-                 batch_transform: Any = None) -> grain.IterDataset:
+                 batch_transform: Any = None, stream: int | None = None) -> grain.IterDataset:
   """Builds the grain pipeline (module docstring) over a random-access source of records.
 
   Args:
@@ -571,6 +598,8 @@ def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: Pipel
       ``grain.sharding.ShardByJaxProcess(drop_remainder=True)``.
     batch_transform: optional ``batch → batch`` function applied last, in this process (e.g. adding
       latents from a frozen VAE on the accelerator); it is part of the checkpointable iterator.
+    stream: this source's index in ``config.mixture`` (evaluating one source of a mixture: its
+      ``source_id``); None for a run of one source.
 
   Returns:
     A ``grain.IterDataset`` of batches (dicts of NumPy arrays, ``output_spec(config)``); iterate it
@@ -579,20 +608,58 @@ def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: Pipel
   Raises:
     ValueError: empty source, or fewer records than processes.
   """
+  if shard_options is None:
+    shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  ds = _examples(source, config, seed, train, shard_options, stream)
+  return _batched(ds, config, train, batch_transform)
+
+
+def make_mixture_dataset(sources: Sequence[Any], weights: Sequence[float], config: PipelineConfig, *, seed: int,
+                         shard_options: grain.sharding.ShardOptions | None = None,
+                         batch_transform: Any = None) -> grain.IterDataset:
+  """The training pipeline over a weighted mixture of sources (``config.mixture`` names them).
+
+  Each source is sharded, shuffled and repeated on its own (its own seed stream), then
+  ``grain.MapDataset.mix`` interleaves the example streams deterministically in the proportions of
+  ``weights`` (exact over every window of ``Σw/min w`` examples), and the mixed stream is batched:
+  batches of fixed shape mix tracked and trackless examples. Every example carries ``source_id``
+  (its index in ``sources``). The iterator state is a position, checkpointable as for one source.
+
+  Raises:
+    ValueError: lengths of ``sources``, ``weights`` and ``config.mixture`` differ, or a weight is < 0
+      or all are 0; the errors of :func:`make_dataset` for each source.
+  """
+  if not len(sources) == len(weights) == len(config.mixture) or not sources:
+    raise ValueError(f"make_mixture_dataset: {len(sources)} sources, {len(weights)} weights and mixture names "
+                     f"{config.mixture} must have one entry per source")
+  if min(weights) < 0 or not sum(weights) > 0:
+    raise ValueError(f"make_mixture_dataset: weights must be >= 0 and not all 0, got {list(weights)}")
+  if shard_options is None:
+    shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  kept = [i for i, w in enumerate(weights) if w > 0]
+  streams = [_examples(sources[i], config, seed, True, shard_options, i) for i in kept]
+  ds = streams[0] if len(streams) == 1 else grain.MapDataset.mix(streams, [float(weights[i]) for i in kept])
+  return _batched(ds, config, True, batch_transform)
+
+
+def _examples(source: Any, config: PipelineConfig, seed: int, train: bool, shard_options: grain.sharding.ShardOptions,
+              stream: int | None) -> grain.MapDataset:
+  """This process's shard of ``source`` (shuffled and repeated in training) mapped to examples."""
   length = len(source)
   if length == 0:
     raise ValueError("make_dataset: the source is empty")
-  if shard_options is None:
-    shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
   start, stop, step = _shard_range(length, shard_options)
   ds = grain.MapDataset.source(source)
   ds = ds[start:stop:step]
   ds = ds.map_with_index(_WithSourceIndex(start, step))
   if train:
     if config.shuffle:
-      ds = ds.shuffle(seed=seed)
+      ds = ds.shuffle(seed=seed if stream is None else int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
     ds = ds.repeat(config.num_epochs)
-  ds = ds.map_with_index(_Transform(config, seed, shard_options.shard_index, train))
+  return ds.map_with_index(_Transform(config, seed, shard_options.shard_index, train, stream))
+
+
+def _batched(ds: grain.MapDataset, config: PipelineConfig, train: bool, batch_transform: Any) -> grain.IterDataset:
   ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder or train)
   read = grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=config.prefetch_buffer_size)
   it = ds.to_iter_dataset(read)
@@ -606,14 +673,24 @@ def make_dataset(source: Sequence[Mapping[str, np.ndarray]] | Any, config: Pipel
 
 def make_iterator(source: Sequence[Mapping[str, np.ndarray]] | Any, config: PipelineConfig, *, seed: int,
                   train: bool = True, shard_options: grain.sharding.ShardOptions | None = None,
-                  state: Mapping[str, Any] | None = None, batch_transform: Any = None) -> grain.DatasetIterator:
-  """``iter(make_dataset(...))``, optionally restored to a saved ``iterator.get_state()``.
+                  state: Mapping[str, Any] | None = None, batch_transform: Any = None,
+                  weights: Sequence[float] | None = None, stream: int | None = None) -> grain.DatasetIterator:
+  """``iter(make_dataset(...))`` — or, with ``weights``, ``iter(make_mixture_dataset(source, weights, ...))``
+  (training only; ``source`` is then a sequence of sources) — optionally restored to a saved
+  ``iterator.get_state()``.
 
   The state is a small JSON-serialisable dict; ``iterator.set_state(state)`` on a fresh iterator
-  of the same pipeline (same source, config, seed, sharding) continues with exactly the next batch.
+  of the same pipeline (same sources, config, seed, sharding) continues with exactly the next batch.
   """
-  iterator = iter(make_dataset(source, config, seed=seed, train=train, shard_options=shard_options,
-                               batch_transform=batch_transform))
+  if weights is not None:
+    if not train:
+      raise ValueError("make_iterator: a mixture (weights) is for training; evaluate one source")
+    ds = make_mixture_dataset(source, weights, config, seed=seed, shard_options=shard_options,
+                              batch_transform=batch_transform)
+  else:
+    ds = make_dataset(source, config, seed=seed, train=train, shard_options=shard_options,
+                      batch_transform=batch_transform, stream=stream)
+  iterator = iter(ds)
   if state is not None:
     iterator.set_state(dict(state))
   return iterator

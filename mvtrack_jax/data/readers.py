@@ -29,9 +29,20 @@ Two formats are supported, each with a reader of one clip and a random-access so
 
    Intrinsics: focal length ``f`` mm from the folder name ``f{f}_aperture…`` with a 23.76 mm
    square sensor: ``fx = fy = W · f / 23.76`` pixels, principal point at the image centre
-   ``(W / 2, H / 2)`` (ReDirector's loader; paper-notes §2.7). The dataset has no depth and no
-   tracks: records carry ``N = 0`` (tracks ``(V, T, 0, 2)``, visible ``(V, T, 0)``, points_3d
+   ``(W / 2, H / 2)`` (ReDirector's loader). Scenes without such a folder above them (the
+   validation layout ``val/10basic_trajectories/``) take the focal length given by the caller
+   (``config.data.multicamvideo.focal_length_mm``). The dataset has no depth and no tracks:
+   records carry ``N = 0`` (tracks ``(V, T, 0, 2)``, visible ``(V, T, 0)``, points_3d
    ``(T, 0, 3)``).
+
+   **Lazy decoding.** A scene is 10 × 81 frames of 1280², about 4 GB decoded, of which a training
+   example uses two views and one window. ``MultiCamVideoSource`` therefore returns records whose
+   ``video`` is a :class:`LazyVideo`: the cameras are parsed at once (small JSON), the frames are
+   decoded only when ``read_window(views, frames)`` asks for them (the input pipeline does), each view's
+   mp4 up to the last requested frame, resized while decoding to ``size``. ``np.asarray`` of it
+   decodes everything, so code that needs the whole video keeps working.
+
+   ``write_multicam_scene`` writes a record in this layout (stand-ins, tests, benchmarks).
 
 2. **``.npz`` clips** — one record per file, the project's interchange format for multi-view
    tracking data (Kubric multi-view, Panoptic Studio, DexYCB, PointOdyssey...). The file is a
@@ -171,14 +182,16 @@ def _resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _load_json(path: str) -> Any:
+def load_json(path: str, field: str) -> Any:
+  """The parsed JSON file at ``path``; ``RecordError(path, field)`` when it is missing or not JSON
+  (shared by the dataset readers: MultiCamVideo here, ``data.dycheck``, ``data.convert_kubric``)."""
   if not os.path.isfile(path):
-    raise RecordError(path, "camera_extrinsics", "file not found")
+    raise RecordError(path, field, "file not found")
   try:
     with open(path, "r") as f:
       return json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise RecordError(path, "camera_extrinsics", f"not valid JSON: {e}") from e
+    raise RecordError(path, field, f"not valid JSON: {e}") from e
 
 
 def list_scene_cameras(scene_dir: str | os.PathLike[str]) -> list[str]:
@@ -192,9 +205,65 @@ def list_scene_cameras(scene_dir: str | os.PathLike[str]) -> list[str]:
   return names
 
 
+class LazyVideo:
+  """A record's ``(V, T, H, W, 3)`` uint8 ``video`` decoded on demand from one video file per view.
+
+  Attributes:
+    paths: one video file per view; ``shape``, ``ndim`` (5), ``dtype`` (uint8) as an array's.
+
+  ``read_window(views, frames)`` decodes only those views, each up to its last requested frame, resizing
+  to ``size`` while decoding (cv2 ``INTER_AREA`` when shrinking); ``np.asarray(video)`` and
+  indexing decode everything. Errors (``RecordError``) name the file: undecodable, a frame size
+  other than the first view's, fewer frames than ``T``.
+  """
+
+  ndim = 5
+  dtype = np.dtype(np.uint8)
+
+  def __init__(self, paths: Sequence[str], num_frames: int, native_hw: tuple[int, int],
+               size: tuple[int, int] | None = None):
+    self.paths, self.native_hw, self.size = list(paths), tuple(native_hw), None if size is None else tuple(size)
+    self.shape = (len(self.paths), int(num_frames)) + (self.size or self.native_hw) + (3,)
+
+  def read_window(self, views: Sequence[int], frames: Sequence[int]) -> np.ndarray:
+    """``(len(views), len(frames), H, W, 3)`` uint8: the given views at the given frames (any order)."""
+    frames = [int(f) for f in frames]
+    if not frames or min(frames) < 0 or max(frames) >= self.shape[1]:
+      raise ValueError(f"LazyVideo.read_window: frames must be in [0, {self.shape[1]}), got {frames}")
+    wanted = set(frames)
+    out = []
+    for view in views:
+      path = self.paths[int(view)]
+      decoded = {}
+      try:
+        for index, frame in enumerate(video_io.iter_video(path, num_frames=max(frames) + 1)):
+          if index == 0 and frame.shape[:2] != self.native_hw:
+            raise RecordError(path, "video", f"frame size {frame.shape[:2]} differs from {self.native_hw} of "
+                              f"{os.path.basename(self.paths[0])}")
+          if index in wanted:
+            decoded[index] = _resize_frame(frame, self.size) if self.size else frame
+      except video_io.VideoError as e:
+        raise RecordError(path, "video", str(e)) from e
+      if len(decoded) < len(wanted):
+        raise RecordError(path, "video", f"has {len(decoded) and max(decoded) + 1} frames; frame {max(frames)} "
+                          f"requested ({self.shape[1]} frames in the camera file)")
+      out.append(np.stack([decoded[f] for f in frames]))
+    return np.stack(out)
+
+  def __array__(self, dtype=None, copy=None):
+    video = self.read_window(range(self.shape[0]), range(self.shape[1]))
+    return video if dtype is None else video.astype(dtype)
+
+  def __getitem__(self, index):
+    return np.asarray(self)[index]
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+
 def read_multicam_scene(scene_dir: str | os.PathLike[str], *, cameras: Sequence[str] | None = None,
                         num_frames: int | None = None, focal_length_mm: float | None = None,
-                        size: tuple[int, int] | None = None) -> Record:
+                        size: tuple[int, int] | None = None, lazy: bool = False) -> Record:
   """Reads one MultiCamVideo scene into a record (``N = 0``: no tracks, no depth).
 
   Args:
@@ -202,17 +271,20 @@ def read_multicam_scene(scene_dir: str | os.PathLike[str], *, cameras: Sequence[
       ``cameras/camera_extrinsics.json``.
     cameras: camera names to read, in this order (e.g. ``["cam01", "cam05"]``); default all
       ``camXX.mp4`` files of ``videos/``, sorted.
-    num_frames: read the first ``num_frames`` frames (default: all frames of the videos).
-    focal_length_mm: lens focal length; default parsed from the nearest ``f{mm}_aperture…`` folder
-      above ``scene_dir``.
+    num_frames: read the first ``num_frames`` frames (default: all frames of the videos, or with
+      ``lazy`` all frames of the camera file).
+    focal_length_mm: lens focal length for a scene without an ``f{mm}_aperture…`` folder above it
+      (the folder's value wins when there is one).
     size: optional ``(height, width)`` to resize frames to while decoding (cv2 INTER_AREA when
       shrinking), with the intrinsics scaled to match (``geometry.scale_intrinsics``); keeps memory
       bounded for 1280×1280 sources.
+    lazy: return ``video`` as a :class:`LazyVideo` (nothing decoded yet; the record is then checked
+      when the pipeline validates the part it uses).
 
   Returns:
-    A validated record: ``video`` ``(V, T, H, W, 3)`` uint8, ``intrinsics`` ``(V, T, 3, 3)`` px,
-    ``world_to_camera`` ``(V, T, 4, 4)`` (OpenCV, metres, right-handed world; see module
-    docstring), empty ``tracks``/``visible``/``points_3d``.
+    A record: ``video`` ``(V, T, H, W, 3)`` uint8 (validated; or a ``LazyVideo``), ``intrinsics``
+    ``(V, T, 3, 3)`` px, ``world_to_camera`` ``(V, T, 4, 4)`` (OpenCV, metres, right-handed world;
+    see module docstring), empty ``tracks``/``visible``/``points_3d``.
 
   Raises:
     RecordError: naming the file and field for a missing folder/video/json, an undecodable mp4,
@@ -229,13 +301,14 @@ def read_multicam_scene(scene_dir: str | os.PathLike[str], *, cameras: Sequence[
   names = list(cameras) if cameras is not None else list_scene_cameras(scene_dir)
   if not names:
     raise ValueError("read_multicam_scene: `cameras` is empty")
-  if focal_length_mm is None:
-    focal_length_mm = focal_length_from_path(scene_dir)
-    if focal_length_mm is None:
-      raise RecordError(scene_dir, "intrinsics",
-                        "no focal length: no 'f{mm}_aperture...' folder above the scene; pass focal_length_mm")
-  if not focal_length_mm > 0:
+  if focal_length_mm is not None and not focal_length_mm > 0:
     raise ValueError(f"read_multicam_scene: focal_length_mm must be positive, got {focal_length_mm}")
+  focal_length_mm = focal_length_from_path(scene_dir) or focal_length_mm
+  if focal_length_mm is None:
+    raise RecordError(scene_dir, "intrinsics", "no focal length: no 'f{mm}_aperture...' folder above the scene; "
+                      "set it (config.data.multicamvideo.focal_length_mm)")
+  if lazy:
+    return _lazy_multicam_scene(scene_dir, names, num_frames, focal_length_mm, size)
 
   # Videos.
   videos = []
@@ -260,10 +333,43 @@ def read_multicam_scene(scene_dir: str | os.PathLike[str], *, cameras: Sequence[
     videos.append(np.stack(frames))
   video = np.stack(videos)
   v, t, h, w, _ = video.shape
+  record = _multicam_cameras(scene_dir, names, t, native_hw, (h, w), focal_length_mm)
+  record["video"] = video
+  return schema.validate_record(record, source=scene_dir)
 
-  # Cameras.
+
+def _lazy_multicam_scene(scene_dir: str, names: Sequence[str], num_frames: int | None, focal_length_mm: float,
+                         size: tuple[int, int] | None) -> Record:
+  """``read_multicam_scene(lazy=True)``: cameras now, frames on demand (``LazyVideo``)."""
+  paths = [os.path.join(scene_dir, VIDEOS_DIR, f"{name}.mp4") for name in names]
+  for path in paths:
+    if not os.path.isfile(path):
+      raise RecordError(path, "video", "video file not found")
+  try:
+    native_hw = video_io.frame_size(paths[0])
+  except video_io.VideoError as e:
+    raise RecordError(paths[0], "video", str(e)) from e
   json_path = os.path.join(scene_dir, EXTRINSICS_FILE)
-  data = _load_json(json_path)
+  data = load_json(json_path, "camera_extrinsics")
+  frames_in_json = sum(1 for key in data if re.fullmatch(r"frame\d+", key)) if isinstance(data, Mapping) else 0
+  t = frames_in_json if num_frames is None else num_frames
+  if t < 1:
+    raise RecordError(json_path, "camera_extrinsics", "no 'frame{i}' entries")
+  video = LazyVideo(paths, t, native_hw, size)
+  record = _multicam_cameras(scene_dir, names, t, native_hw, video.shape[2:4], focal_length_mm, data)
+  record["video"] = video
+  return record
+
+
+def _multicam_cameras(scene_dir: str, names: Sequence[str], t: int, native_hw: tuple[int, int],
+                      hw: tuple[int, int], focal_length_mm: float, data: Any = None) -> Record:
+  """Every record field of a MultiCamVideo scene but ``video``: cameras of ``t`` frames (from the parsed
+  extrinsics ``data``, read here when None), intrinsics of ``hw`` frames resized from ``native_hw``, empty
+  tracks."""
+  v, (h, w) = len(names), hw
+  json_path = os.path.join(scene_dir, EXTRINSICS_FILE)
+  if data is None:
+    data = load_json(json_path, "camera_extrinsics")
   if not isinstance(data, Mapping):
     raise RecordError(json_path, "camera_extrinsics", f"expected an object of 'frame{{i}}' entries, got {type(data).__name__}")
   raw = np.zeros((v, t, 4, 4))
@@ -297,15 +403,47 @@ def read_multicam_scene(scene_dir: str | os.PathLike[str], *, cameras: Sequence[
   k = multicam_intrinsics(native_hw[0], native_hw[1], focal_length_mm)
   if (h, w) != tuple(native_hw):
     k = geometry.scale_intrinsics(k, w / native_hw[1], h / native_hw[0])
-  record = {
-      "video": video,
+  return {
       "intrinsics": np.broadcast_to(k, (v, t, 3, 3)).astype(np.float32),
       "world_to_camera": world_to_camera.astype(np.float32),
       "tracks": np.zeros((v, t, 0, 2), np.float32),
       "visible": np.zeros((v, t, 0), bool),
       "points_3d": np.zeros((t, 0, 3), np.float32),
   }
-  return schema.validate_record(record, source=scene_dir)
+
+
+def write_multicam_scene(scene_dir: str | os.PathLike[str], record: Mapping[str, np.ndarray], *,
+                         fps: float = MULTICAM_FPS) -> list[str]:
+  """Writes a record's video and cameras in the MultiCamVideo layout (inverse of ``read_multicam_scene``).
+
+  ``videos/camXX.mp4`` per view (H.264, so frames come back within a few levels) and
+  ``cameras/camera_extrinsics.json`` (Unreal row-vector matrices in centimetres, the world's y axis
+  negated back to Unreal's left-handed axes). Tracks and depth are not stored (the format has
+  none); the intrinsics are not either: the reader derives them from the focal length of the
+  ``f{mm}_aperture…`` folder, so put ``scene_dir`` under one that matches the record's ``fx``.
+
+  Returns:
+    The camera names, ``cam01`` … in view order.
+  """
+  scene_dir = os.fspath(scene_dir)
+  video, w2c = np.asarray(record["video"]), np.asarray(record["world_to_camera"], np.float64)
+  names = [f"cam{j + 1:02d}" for j in range(video.shape[0])]
+  for j, name in enumerate(names):
+    video_io.write_video(os.path.join(scene_dir, VIDEOS_DIR, f"{name}.mp4"), video[j], fps=fps)
+  unreal = WORLD_FLIP @ geometry.invert_rigid(w2c)          # right-handed OpenCV world → Unreal's axes
+  unreal[..., :3, 3] *= 100.0                               # metres → centimetres
+  unreal[..., :3, 1] *= -1.0                                # camera y: down → up
+  rows = np.zeros_like(unreal)
+  rows[..., [1, 2, 0, 3]] = unreal                          # (right, up, forward) → (forward, right, up)
+  rows = np.swapaxes(rows, -1, -2)                          # column vectors → row vectors
+  text = lambda m: "".join("[" + " ".join(f"{v:.9g}" for v in row) + "] " for row in m)
+  data = {f"frame{i}": {name: text(rows[j, i]) for j, name in enumerate(names)} for i in range(video.shape[1])}
+  path = os.path.join(scene_dir, EXTRINSICS_FILE)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with video_io.atomic_output(path) as tmp:
+    with open(tmp, "w") as fh:
+      json.dump(data, fh)
+  return names
 
 
 def find_multicam_scenes(root: str | os.PathLike[str]) -> list[str]:
@@ -325,14 +463,16 @@ def find_multicam_scenes(root: str | os.PathLike[str]) -> list[str]:
 class MultiCamVideoSource:
   """Random-access source over the scenes of a MultiCamVideo tree: ``source[i]`` → record.
 
-  Scenes are found once (sorted paths, so indices are stable) and decoded on access, so the source
+  Scenes are found once (sorted paths, so indices are stable) and read on access, so the source
   is cheap to pickle into grain worker processes. Keyword arguments are forwarded to
-  ``read_multicam_scene`` (``cameras``, ``num_frames``, ``size``); full-size scenes are 10 × 81 ×
-  1280² × 3 bytes ≈ 4 GB, so pass ``size`` and/or ``num_frames`` for training.
+  ``read_multicam_scene`` (``cameras``, ``num_frames``, ``size``, ``focal_length_mm``, ``lazy``). By
+  default records are lazy (module docstring): the pipeline decodes only an example's two views
+  and window, at ``size``.
   """
 
   def __init__(self, root: str | os.PathLike[str], *, cameras: Sequence[str] | None = None,
-               num_frames: int | None = None, size: tuple[int, int] | None = None):
+               num_frames: int | None = None, size: tuple[int, int] | None = None,
+               focal_length_mm: float | None = None, lazy: bool = True):
     self.root = os.fspath(root)
     self.scenes = find_multicam_scenes(self.root)
     if not self.scenes:
@@ -340,7 +480,7 @@ class MultiCamVideoSource:
           f"no MultiCamVideo scenes under {self.root!r} (expected .../sceneK/videos/camXX.mp4 and "
           f".../sceneK/{EXTRINSICS_FILE})")
     self._kwargs = dict(cameras=None if cameras is None else list(cameras), num_frames=num_frames,
-                        size=None if size is None else tuple(size))
+                        size=None if size is None else tuple(size), focal_length_mm=focal_length_mm, lazy=lazy)
 
   def __len__(self) -> int:
     return len(self.scenes)

@@ -1,10 +1,31 @@
 """Record sources and pipeline settings of a run config's ``data`` block (shared by training and inference).
 
-- :func:`data_source`: the random-access record source of a split — the built-in synthetic dataset
-  (``data.synthetic_dataset.load_split``, built on first use into ``$MVTRACK_DATA_DIR``), a directory
-  of ``.npz`` clips (``data.readers.NpzClipSource``) or a MultiCamVideo tree
-  (``data.readers.MultiCamVideoSource``);
-- :func:`pipeline_config`: the ``data.pipeline.PipelineConfig`` of the block.
+A **source** is one dataset: the built-in synthetic dataset (``data.synthetic_dataset.load_split``,
+built on first use into ``$MVTRACK_DATA_DIR``), a tree of ``.npz`` clips (``data.readers.NpzClipSource``)
+or a MultiCamVideo tree (``data.readers.MultiCamVideoSource``, lazy: an example decodes only its two
+views and window). Its fields (:data:`SOURCE_FIELDS`):
+
+- ``dataset``: ``"synthetic"``, ``"npz"`` or ``"multicamvideo"``;
+- ``data_dir``: the dataset root, holding one folder per split (``<data_dir>/<split>``; a missing
+  split is an error, never a fallback to another split); for ``synthetic`` it overrides
+  ``$MVTRACK_DATA_DIR`` and may be empty;
+- ``synthetic``: the synthetic dataset's sizes (``"default"``, ``"tiny"``, ``"paper"`` or a
+  ``configs/synthetic_data.py``-style dict);
+- ``multicamvideo``: ``{cameras, size, num_frames, focal_length_mm}``: camera names to use (empty =
+  all), ``(height, width)`` to decode to (empty = native; decode near the training size, e.g.
+  ``(480, 832)``, it is far cheaper than resizing 1280² frames), frames per scene to use (0 = all)
+  and the focal length of scenes without an ``f{mm}_aperture`` folder above them (0 = none; the
+  validation layout ``val/10basic_trajectories`` needs it);
+- ``latents_dir``: its Wan-VAE latent cache (``data.encode_latents``), or empty;
+- ``weight``: its share of the training mixture.
+
+The **primary source** is the ``data`` block's own fields (``data.dataset``, ``data.data_dir``, …,
+``data.weight``): what evaluation, ``generate``/``probe``/``evaluate`` (``dataset:SPLIT:INDEX``) and
+the encoders read. ``data.mixture`` adds named sources, each a dict of the same fields (plus
+``text_cache``: its caption cache, ``data.encode_text``), mixed with the primary in training batches
+by weight (``pipeline.make_mixture_dataset``); missing fields take :data:`SOURCE_DEFAULTS`, unknown
+fields are an error. The primary is named after its dataset (``"multicamvideo"``), a mixture entry by
+its key. ``data.eval_source`` names the source of periodic evaluation (empty = the primary).
 """
 
 from __future__ import annotations
@@ -12,6 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from typing import Any, Mapping
 
 import ml_collections
 
@@ -20,6 +42,10 @@ from mvtrack_jax.data import readers
 from mvtrack_jax.data import synthetic_dataset
 
 DATASETS = ("synthetic", "npz", "multicamvideo")
+MULTICAMVIDEO_DEFAULTS = {"cameras": (), "size": (), "num_frames": 0, "focal_length_mm": 0.0}
+SOURCE_DEFAULTS = {"dataset": "synthetic", "data_dir": "", "synthetic": None, "multicamvideo": MULTICAMVIDEO_DEFAULTS,
+                   "latents_dir": "", "weight": 1.0, "text_cache": ""}
+SOURCE_FIELDS = tuple(SOURCE_DEFAULTS)
 
 
 def pipeline_config(data: ml_collections.ConfigDict, per_process_batch: int, *, train: bool):
@@ -34,37 +60,106 @@ def pipeline_config(data: ml_collections.ConfigDict, per_process_batch: int, *, 
       worker_count=int(data.get("worker_count", 0)) if train else 0)
 
 
-@functools.lru_cache(maxsize=8)
-def _source(dataset: str, split: str, location: str, synthetic_json: str):
-  if dataset == "synthetic":
-    synthetic = json.loads(synthetic_json)
-    cfg = synthetic if isinstance(synthetic, str) or synthetic is None else (
-        ml_collections.ConfigDict(synthetic))
-    return synthetic_dataset.load_split(split, data_dir=location or None, config=cfg)
-  root = os.path.join(location, split) if os.path.isdir(os.path.join(location, split)) else location
-  if dataset == "npz":
-    return readers.NpzClipSource(root)
-  return readers.MultiCamVideoSource(root)
+def _plain(value: Any) -> Any:
+  return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
-def data_source(data: ml_collections.ConfigDict, split: str):
-  """The random-access record source of ``split`` ("train"/"validation"/"test").
+def _spec(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+  """A source's fields with defaults filled in, checked (module docstring)."""
+  fields = {k: _plain(v) for k, v in fields.items()}
+  unknown = sorted(set(fields) - set(SOURCE_FIELDS))
+  if unknown:
+    raise ValueError(f"{where}: unknown field(s) {unknown}; a source has {list(SOURCE_FIELDS)}")
+  spec = {**SOURCE_DEFAULTS, **fields}
+  mcv = dict(spec["multicamvideo"] or {})
+  bad = sorted(set(mcv) - set(MULTICAMVIDEO_DEFAULTS))
+  if bad:
+    raise ValueError(f"{where}.multicamvideo: unknown field(s) {bad}; expected {list(MULTICAMVIDEO_DEFAULTS)}")
+  spec["multicamvideo"] = {**MULTICAMVIDEO_DEFAULTS, **mcv}
+  if spec["dataset"] not in DATASETS:
+    raise ValueError(f"{where}.dataset={spec['dataset']!r}; expected one of {DATASETS}")
+  if not float(spec["weight"]) >= 0:
+    raise ValueError(f"{where}.weight must be >= 0, got {spec['weight']}")
+  size = tuple(spec["multicamvideo"]["size"] or ())
+  if size and (len(size) != 2 or min(size) < 1):
+    raise ValueError(f"{where}.multicamvideo.size={size}: expected () or (height, width)")
+  return spec
 
-  ``config.data.dataset``: ``"synthetic"`` (``data.synthetic`` = None/"default"/"tiny" or a
-  ``configs/synthetic_data.py``-style dict; ``data.data_dir`` overrides ``$MVTRACK_DATA_DIR``),
-  ``"npz"`` or ``"multicamvideo"`` (``data.data_dir`` = root; a ``<root>/<split>`` subdirectory is
-  used when it exists).
+
+def source_specs(data: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+  """``{name: spec}`` of the primary source (first) and the ``data.mixture`` entries (module docstring).
 
   Raises:
-    ValueError: unknown ``dataset``, or a non-synthetic dataset without ``data_dir``.
+    ValueError: unknown fields or datasets, negative weights, a mixture entry named like the primary,
+      or all weights zero.
   """
-  dataset = data.dataset
-  if dataset not in DATASETS:
-    raise ValueError(f"config.data.dataset={dataset!r}; expected one of {DATASETS}")
-  location = str(data.get("data_dir", "") or "")
-  if dataset != "synthetic" and not location:
-    raise ValueError(f"config.data.dataset={dataset!r} needs config.data.data_dir")
-  synthetic = data.get("synthetic", None)
-  if isinstance(synthetic, ml_collections.ConfigDict):
-    synthetic = synthetic.to_dict()
-  return _source(dataset, split, location, json.dumps(synthetic, sort_keys=True))
+  primary = {k: data[k] for k in SOURCE_FIELDS if k in data and k != "text_cache"}
+  specs = {str(data.dataset): _spec(primary, "config.data")}
+  for name, fields in dict(data.get("mixture", None) or {}).items():
+    if name in specs:
+      raise ValueError(f"config.data.mixture.{name}: the primary source is already named {name!r}; rename the entry")
+    specs[name] = _spec(dict(fields), f"config.data.mixture.{name}")
+  if not sum(float(s["weight"]) for s in specs.values()) > 0:
+    raise ValueError("config.data: every source has weight 0")
+  return specs
+
+
+def eval_source_name(data: ml_collections.ConfigDict) -> str:
+  """The source of periodic evaluation: ``data.eval_source``, or the primary when empty.
+
+  Raises:
+    ValueError: ``eval_source`` names no source.
+  """
+  names = list(source_specs(data))
+  name = str(data.get("eval_source", "") or names[0])
+  if name not in names:
+    raise ValueError(f"config.data.eval_source={name!r}; the sources are {names}")
+  return name
+
+
+def splits_read(data: ml_collections.ConfigDict, name: str | None = None) -> list[str]:
+  """The splits a run reads from source ``name`` (default the primary): the train split, and the
+  eval split when it is the evaluation source (what the encoders cache by default)."""
+  name = next(iter(source_specs(data))) if name is None else name
+  return [data.train_split] + ([data.eval_split] if name == eval_source_name(data) else [])
+
+
+@functools.lru_cache(maxsize=16)
+def _source(spec_json: str, split: str):
+  spec = json.loads(spec_json)
+  dataset, location = spec["dataset"], spec["data_dir"]
+  if dataset == "synthetic":
+    synthetic = spec["synthetic"]
+    cfg = synthetic if isinstance(synthetic, str) or synthetic is None else ml_collections.ConfigDict(synthetic)
+    return synthetic_dataset.load_split(split, data_dir=location or None, config=cfg)
+  root = os.path.join(location, split)
+  if not os.path.isdir(root):
+    present = sorted(d for d in os.listdir(location) if os.path.isdir(os.path.join(location, d))) \
+        if os.path.isdir(location) else None
+    raise FileNotFoundError(
+        f"{dataset} split {split!r}: no folder {root}" + (f" (data_dir {location} does not exist)" if present is None
+                                                           else f" (data_dir has {present})"))
+  if dataset == "npz":
+    return readers.NpzClipSource(root)
+  mcv = spec["multicamvideo"]
+  return readers.MultiCamVideoSource(
+      root, cameras=list(mcv["cameras"]) or None, num_frames=int(mcv["num_frames"]) or None,
+      size=tuple(mcv["size"]) or None, focal_length_mm=float(mcv["focal_length_mm"]) or None)
+
+
+def data_source(data: ml_collections.ConfigDict, split: str, name: str | None = None):
+  """The random-access record source of ``split`` of source ``name`` (default: the primary).
+
+  Raises:
+    ValueError: a bad source spec, an unknown ``name`` or no ``data_dir``; FileNotFoundError: no
+      ``<data_dir>/<split>``.
+  """
+  specs = source_specs(data)
+  primary = next(iter(specs))
+  name = primary if name is None else name
+  if name not in specs:
+    raise ValueError(f"data_source: no source {name!r}; the sources are {list(specs)}")
+  if specs[name]["dataset"] != "synthetic" and not specs[name]["data_dir"]:
+    where = "config.data" if name == primary else f"config.data.mixture.{name}"
+    raise ValueError(f"{where}: dataset {specs[name]['dataset']!r} needs a data_dir (the dataset root)")
+  return _source(json.dumps(specs[name], sort_keys=True), split)

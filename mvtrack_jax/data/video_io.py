@@ -200,8 +200,14 @@ def iter_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
     raise VideoError(f"{path}: no decodable frames (corrupt or empty video)")
 
 
-def video_fps(path: str | os.PathLike[str]) -> float:
-  """Frame rate stored in a video file's metadata (frames per second); ``VideoError`` if unreadable."""
+def frame_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+  """``(height, width)`` of a video's frames from its metadata, without decoding; ``VideoError`` if unreadable."""
+  width, height = _metadata(path)["size"]
+  return int(height), int(width)
+
+
+def _metadata(path: str | os.PathLike[str]) -> dict:
+  """The ffmpeg reader's metadata of a video file; ``VideoError`` naming the file if unreadable."""
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise VideoError(f"{path}: video file not found")
@@ -210,6 +216,11 @@ def video_fps(path: str | os.PathLike[str]) -> float:
   except Exception as e:
     raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {_brief(e)}") from e
   try:
-    return float(reader.get_meta_data()["fps"])
+    return reader.get_meta_data()
   finally:
     reader.close()
+
+
+def video_fps(path: str | os.PathLike[str]) -> float:
+  """Frame rate stored in a video file's metadata (frames per second); ``VideoError`` if unreadable."""
+  return float(_metadata(path)["fps"])

@@ -41,40 +41,68 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
                   seed: int):
   """Grain iterator of per-process numpy batches (``data.pipeline`` output layout).
 
-  Training (``split == config.data.train_split``) shuffles, repeats and random-crops; other splits
-  make one pass in order with centred crops. With the Wan VAE (``autoencoder.kind = "wan"``) the
-  batches also carry ``reference_latents`` / ``target_latents``: read from the latent cache when
-  ``config.data.latents_dir`` is set (windows are then centred, every frame, starting on the
-  4-frame latent stride; ``data.pipeline``), else encoded by the frozen VAE as the last step of
-  the iterator, so the train step never runs the encoder. With ``config.text.cache`` the batches
-  carry ``context``: the reference view's caption embeddings from the text cache
-  (``data.encode_text``), zero-padded to ``text.context_length``.
+  Training (``split == "train"``: ``config.data.train_split`` of every source) mixes the primary
+  source and the ``config.data.mixture`` entries by weight (``data.sources``; one source: the plain
+  pipeline), shuffles, repeats and random-crops; evaluation makes one pass in order over
+  ``config.data.eval_split`` of ``config.data.eval_source`` with centred crops. With the Wan VAE
+  (``autoencoder.kind = "wan"``) the batches also carry ``reference_latents`` / ``target_latents``:
+  read from each source's latent cache (``latents_dir``; windows are then centred, every frame,
+  starting on the 4-frame latent stride; ``data.pipeline``) when every source has one, else encoded
+  by the frozen VAE as the last step of the iterator, so the train step never runs the encoder. With
+  ``config.text.cache`` the batches carry ``context``: the reference view's caption embeddings from
+  the primary's text cache (a mixture entry's ``text_cache``), zero-padded to
+  ``text.context_length``; a source without a caption cache gets the null context (the text
+  cache's empty prompt) for every example.
+
+  Raises:
+    ValueError: some but not all sources have a latent cache, or a latent cache without the Wan VAE.
   """
   data = config.data
-  name = data.get("train_split", "train") if split == "train" else data.get(
-      "eval_split", "validation")
   train = split == "train"
-  source = sources.data_source(data, name)
+  split_name = data.train_split if train else data.eval_split
+  specs = sources.source_specs(data)
+  names = list(specs) if train else [sources.eval_source_name(data)]
+  if train:
+    names = [n for n in names if float(specs[n]["weight"]) > 0]
   pcfg = _pipeline_config(config, per_process_batch, train)
-  if pcfg.context_shape is not None:
-    length, dim = pcfg.context_shape
-    source = feature_cache.CachedFeatureSource(source, str(config.text.cache), name, feature_cache.TEXT_JSON,
-                                               expect={"max_length": length, "dim": dim})
-  transform = None
-  latents_dir = str(data.get("latents_dir", "") or "")
-  if latents_dir or config.autoencoder.kind == "wan":
+  cached = [bool(specs[n]["latents_dir"]) for n in names]
+  transform, ae = None, None
+  if any(cached) or config.autoencoder.kind == "wan":
     ae = make_autoencoder(config)
     if config.autoencoder.kind != "wan":
-      raise ValueError(f"config.data.latents_dir is set, but config.autoencoder.kind={config.autoencoder.kind!r}; "
-                       "cached latents are Wan-VAE latents (kind='wan')")
-    if latents_dir:
+      raise ValueError(f"a latent cache (latents_dir) is set, but config.autoencoder.kind="
+                       f"{config.autoencoder.kind!r}; cached latents are Wan-VAE latents (kind='wan')")
+    if any(cached) and not all(cached):
+      raise ValueError(f"sources {[n for n, c in zip(names, cached) if not c]} have no latents_dir but "
+                       f"{[n for n, c in zip(names, cached) if c]} do: give every source of the run a latent cache "
+                       "(python -m mvtrack_jax.data.encode_latents --source NAME) or none")
+    if all(cached):
       latent = ae.latent_shape((1, pcfg.num_frames, pcfg.height, pcfg.width, 3))[1:]
       pcfg = dataclasses.replace(pcfg, latent_shape=latent, frames_per_latent=ae.temporal_factor, random_crop=False)
-      source = feature_cache.CachedFeatureSource(
-          source, latents_dir, name, expect=feature_cache.cache_metadata(pcfg.height, pcfg.width, ae))
     else:
       transform = _EncodeLatents(ae)
-  return pipeline.make_iterator(source, pcfg, seed=seed, train=train, batch_transform=transform)
+  first = next(iter(specs))
+  record_sources = []
+  for name in names:
+    source = sources.data_source(data, split_name, name)
+    spec = specs[name]
+    if spec["latents_dir"]:
+      source = feature_cache.CachedFeatureSource(
+          source, str(spec["latents_dir"]), split_name,
+          expect=feature_cache.cache_metadata(pcfg.height, pcfg.width, ae))
+    if pcfg.context_shape is not None:
+      text_cache = str(config.text.cache) if name == first else str(spec["text_cache"])
+      length, dim = pcfg.context_shape
+      source = (feature_cache.CachedFeatureSource(source, text_cache, split_name, feature_cache.TEXT_JSON,
+                                                  expect={"max_length": length, "dim": dim}) if text_cache
+                else feature_cache.NullContextSource(source, str(config.text.cache)))
+    record_sources.append(source)
+  if train and pcfg.mixture:
+    return pipeline.make_iterator(record_sources, pcfg, seed=seed, batch_transform=transform,
+                                  weights=[float(specs[n]["weight"]) for n in names])
+  stream = list(specs).index(names[0]) if pcfg.mixture else None
+  return pipeline.make_iterator(record_sources[0], pcfg, seed=seed, train=train, batch_transform=transform,
+                                stream=stream)
 
 
 class _EncodeLatents:
@@ -89,8 +117,12 @@ class _EncodeLatents:
 
 
 def _pipeline_config(config: ml_collections.ConfigDict, per_process_batch: int, train: bool):
-  """``sources.pipeline_config`` of ``config.data`` plus the text embeddings' ``context_shape``."""
+  """``sources.pipeline_config`` of ``config.data`` plus the text embeddings' ``context_shape`` and, for a
+  mixture, the names of its sources (batches then carry ``source_id``)."""
   pcfg = sources.pipeline_config(config.data, per_process_batch, train=train)
+  specs = sources.source_specs(config.data)
+  if len(specs) > 1:
+    pcfg = dataclasses.replace(pcfg, mixture=tuple(specs))
   if config.text.cache:
     pcfg = dataclasses.replace(pcfg, context_shape=(int(config.text.context_length),
                                                     dit_config(config).text_dim))
@@ -142,6 +174,8 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
   for key in ("reference_latents", "target_latents", "context"):
     if key in spec:
       out[key] = rng.standard_normal((b,) + tuple(spec[key].shape[1:])).astype(np.float32)
+  if "source_id" in spec:
+    out["source_id"] = np.zeros((b,), np.int32)
   missing = set(spec) - set(out)
   if missing:
     raise ValueError(f"random_batch: no generator for batch keys {sorted(missing)}")
@@ -188,11 +222,16 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   objective = objective_lib.make_objective(model, obj_cfg)
   dit, head = model.dit, model.head
 
+  mixture = tuple(sources.source_specs(config.data)) if len(sources.source_specs(config.data)) > 1 else ()
+
   def loss_fn(params, batch, rng):
     loss, metrics = objective(params, batch, rng)
     out = {_RENAME.get(k, k): v for k, v in metrics.items()}
     for name in _RENAME.values():
       out.setdefault(name, jnp.zeros((), jnp.float32))
+    if "source_id" in batch:  # examples of each source in this (global) batch
+      for i, name in enumerate(mixture):
+        out[f"examples/{name}"] = jnp.sum(batch["source_id"] == i).astype(jnp.float32)
     return loss, out
 
   spec1 = batch_spec(config, 1)

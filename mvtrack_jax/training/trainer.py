@@ -131,6 +131,10 @@ def evaluate(config: ml_collections.ConfigDict, task: Task, params: Any,
       if np.isfinite(v):
         sums[k] = sums.get(k, 0.0) + v
         counts[k] = counts.get(k, 0) + 1
+  if not sums:
+    logging.warning("evaluation produced no batch: the %r split of the evaluation source has fewer examples than "
+                    "one batch of %d per process (batches are never partial)", config.data.eval_split,
+                    per_process_batch)
   return {k: sums[k] / counts[k] for k in sums}
 
 

@@ -424,3 +424,31 @@ def test_window_example_rejects_bad_views_start_and_queries(records):
   for queries, message in bad_queries:
     with pytest.raises(ValueError, match=message):
       pipeline.window_example(rec, CONFIG, views=(0, 1), start=0, query_points=queries)
+
+
+def test_mixture_proportions_source_ids_and_state_restore(records):
+  trackless = [dict(r, tracks=r["tracks"][:, :, :0], visible=r["visible"][:, :, :0], points_3d=r["points_3d"][:, :0])
+               for r in records]
+  cfg = dataclasses.replace(CONFIG, batch_size=4, mixture=("multicamvideo", "synthetic"))
+  it = pipeline.make_iterator([trackless, records], cfg, seed=0, weights=[1.0, 3.0])
+  batches = _batches(it, 6)
+  ids = np.concatenate([b["source_id"] for b in batches])
+  assert np.bincount(ids).tolist() == [6, 18]                   # exactly 1:3 over every 4 examples
+  for b in batches:                                             # trackless examples have no real query point
+    assert not b["track_mask"][b["source_id"] == 0].any() and b["track_mask"][b["source_id"] == 1].any()
+  assert pipeline.output_spec(cfg)["source_id"] == ((4,), np.dtype(np.int32))
+  # Restoring a saved position continues with exactly the next batches.
+  it = pipeline.make_iterator([trackless, records], cfg, seed=0, weights=[1.0, 3.0])
+  _batches(it, 2)
+  state = it.get_state()
+  json.dumps(state)
+  restored = pipeline.make_iterator([trackless, records], cfg, seed=0, weights=[1.0, 3.0], state=state)
+  for a, b in zip(_batches(restored, 3), batches[2:5]):
+    _assert_batches_equal(a, b)
+  # A zero weight drops a source; bad mixtures are named.
+  only = _batches(pipeline.make_iterator([trackless, records], cfg, seed=0, weights=[0.0, 1.0]), 2)
+  assert all((b["source_id"] == 1).all() for b in only)
+  with pytest.raises(ValueError, match="one entry per source"):
+    pipeline.make_iterator([records], cfg, seed=0, weights=[1.0])
+  with pytest.raises(ValueError, match="for training"):
+    pipeline.make_iterator([trackless, records], cfg, seed=0, train=False, weights=[1.0, 1.0])

@@ -140,7 +140,7 @@ def test_read_multicam_scene_options(scene):
   assert out["video"].shape == (2, 2, 16, 24, 3)
   np.testing.assert_allclose(out["world_to_camera"][0], rec["world_to_camera"][2, :2], atol=1e-5)
   np.testing.assert_allclose(out["world_to_camera"][1], rec["world_to_camera"][0, :2], atol=1e-5)
-  f_px = 32 * 50 / 23.76
+  f_px = 32 * 24 / 23.76  # the scene's f24_aperture5 folder wins over the fallback focal length
   np.testing.assert_allclose(out["intrinsics"][0, 0],
                              [[f_px * 24 / 32, 0, 12], [0, f_px * 16 / 32, 8], [0, 0, 1]], rtol=1e-6)
 
@@ -278,3 +278,41 @@ def test_npz_errors_name_file_and_field(tmp_path):
     readers.read_npz_clip(tmp_path / "absent.npz")
   with pytest.raises(FileNotFoundError):
     readers.NpzClipSource(tmp_path / "nowhere")
+
+
+def test_lazy_scene_decodes_only_the_views_and_frames_taken(scene, monkeypatch):
+  scene_dir, _ = scene
+  eager = readers.read_multicam_scene(scene_dir, size=(16, 24))
+  lazy = readers.read_multicam_scene(scene_dir, size=(16, 24), lazy=True)
+  assert isinstance(lazy["video"], readers.LazyVideo) and lazy["video"].shape == eager["video"].shape
+  for key in ("intrinsics", "world_to_camera"):
+    np.testing.assert_array_equal(lazy[key], eager[key])
+  opened = []
+  iter_video = readers.video_io.iter_video
+  monkeypatch.setattr(readers.video_io, "iter_video",
+                      lambda path, **kw: (opened.append((os.path.basename(path), kw["num_frames"])), iter_video(path, **kw))[1])
+  window = lazy["video"].read_window([2, 0], [1, 3])
+  np.testing.assert_array_equal(window, eager["video"][[2, 0]][:, [1, 3]])
+  assert opened == [("cam03.mp4", 4), ("cam01.mp4", 4)]           # two views, up to the last frame needed
+  # The pipeline takes exactly one example's two views through it.
+  from mvtrack_jax.data import pipeline
+  opened.clear()
+  cfg = pipeline.PipelineConfig(batch_size=1, num_frames=2, height=16, width=16, num_query_points=0)
+  example, _ = pipeline.window_example(lazy, cfg, views=(1, 2), start=1, train=False)
+  assert sorted(name for name, _ in opened) == ["cam02.mp4", "cam03.mp4"] and example["reference_video"].shape == (2, 16, 16, 3)
+  np.testing.assert_array_equal(np.asarray(lazy["video"]), eager["video"])   # np.asarray decodes everything
+
+
+def test_validation_layout_takes_the_focal_length_from_the_caller(tmp_path):
+  rec = tiny_record(num_views=2, num_frames=3)
+  scene_dir = tmp_path / "val" / "10basic_trajectories"              # no f{mm}_aperture folder above it
+  readers.write_multicam_scene(str(scene_dir), rec)
+  with pytest.raises(readers.RecordError, match="no focal length.*focal_length_mm"):
+    readers.MultiCamVideoSource(str(tmp_path / "val"))[0]
+  out = readers.MultiCamVideoSource(str(tmp_path / "val"), focal_length_mm=35.0)[0]
+  assert out["intrinsics"][0, 0, 0, 0] == pytest.approx(32 * 35 / 23.76)
+  # write_multicam_scene is the reader's inverse for the cameras (relative poses; the world y axis flips).
+  rel = lambda w2c: geometry.relative_to_reference(geometry.invert_rigid(w2c.astype(np.float64)),
+                                                   geometry.invert_rigid(w2c[0, 0].astype(np.float64)))
+  np.testing.assert_allclose(rel(out["world_to_camera"]), rel(rec["world_to_camera"]), atol=1e-5)
+  assert np.abs(np.asarray(out["video"]).astype(int) - rec["video"]).mean() < 10  # H.264 of a 32-px pattern

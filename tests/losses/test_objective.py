@@ -172,3 +172,23 @@ def test_caption_dropout_swaps_in_the_stored_null_context():
     model.pad_context(np.zeros((2, 5, dit.config.text_dim)))
   with pytest.raises(ValueError, match="caption_dropout"):
     obj.ObjectiveConfig(caption_dropout=1.5)
+
+
+def test_trackless_examples_add_nothing_to_the_tracking_losses():
+  """Mixed batches: example 1 without tracks (track_mask all False). Swapping it for another trackless
+  example leaves L_track, L_corr and their row counts unchanged; L_diff changes."""
+  batch = _batch(seed=0)
+  other = _batch(seed=5)
+  for b in (batch, other):
+    b["track_mask"] = b["track_mask"].copy()
+    b["track_mask"][1] = False
+  swapped = {k: v.copy() for k, v in batch.items()}
+  for key in ("reference_video", "target_video"):
+    swapped[key][1] = other[key][1]
+  fn = _full_fn("plucker")
+  _, m1 = fn(_params("plucker"), batch, jax.random.key(2))
+  _, m2 = fn(_params("plucker"), swapped, jax.random.key(2))
+  for name in ("track_loss", "corr_loss", "corr_rows", "head_aj"):
+    np.testing.assert_allclose(float(m1[name]), float(m2[name]), rtol=1e-5, err_msg=name)
+  assert float(m1["corr_rows"]) == T * N                        # the tracked example's rows only
+  assert abs(float(m1["diff_loss"]) - float(m2["diff_loss"])) > 1e-4

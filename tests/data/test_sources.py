@@ -1,0 +1,49 @@
+"""Run-config sources: the primary, the training mixture, strict splits and the MultiCamVideo keys."""
+
+import ml_collections
+import numpy as np
+import pytest
+
+from mvtrack_jax.data import readers, sources
+from tests.data.test_readers import tiny_record
+
+
+def _data(**kw):
+  return ml_collections.ConfigDict(dict(dict(dataset="multicamvideo", data_dir="", train_split="train",
+                                             eval_split="val"), **kw))
+
+
+def test_specs_mixture_and_eval_source():
+  data = _data(data_dir="/d", mixture={"synthetic": {"dataset": "synthetic", "synthetic": "tiny", "weight": 3.0}},
+               eval_source="synthetic")
+  specs = sources.source_specs(data)
+  assert list(specs) == ["multicamvideo", "synthetic"] and specs["synthetic"]["weight"] == 3.0
+  assert specs["multicamvideo"]["multicamvideo"] == sources.MULTICAMVIDEO_DEFAULTS
+  assert sources.eval_source_name(data) == "synthetic"
+  assert sources.splits_read(data) == ["train"] and sources.splits_read(data, "synthetic") == ["train", "val"]
+  for bad, match in [(dict(mixture={"multicamvideo": {"dataset": "npz", "data_dir": "/x"}}), "already named"),
+                     (dict(mixture={"s": {"dataset": "synthetic", "wieght": 1.0}}), r"unknown field\(s\) \['wieght'\]"),
+                     (dict(multicamvideo={"size": (3,)}), "multicamvideo.size"),
+                     (dict(eval_source="nope"), "eval_source='nope'"), (dict(weight=0.0), "weight 0")]:
+    with pytest.raises(ValueError, match=match):
+      d = _data(data_dir="/d", **bad)
+      sources.source_specs(d)
+      sources.eval_source_name(d)
+
+
+def test_missing_split_is_an_error_and_multicamvideo_keys_apply(tmp_path):
+  rec = tiny_record(num_views=3, num_frames=4)
+  readers.write_multicam_scene(str(tmp_path / "train" / "f24_aperture5" / "scene0"), rec)
+  readers.write_multicam_scene(str(tmp_path / "val" / "10basic_trajectories"), rec)
+  data = _data(data_dir=str(tmp_path), multicamvideo={"cameras": ("cam03", "cam01"), "size": (16, 24),
+                                                      "num_frames": 3, "focal_length_mm": 35.0})
+  record = sources.data_source(data, "train")[0]
+  assert isinstance(record["video"], readers.LazyVideo) and record["video"].shape == (2, 3, 16, 24, 3)
+  assert record["intrinsics"][0, 0, 0, 0] == pytest.approx(24 * 24 / 23.76)       # the folder's lens
+  val = sources.data_source(data, "val")[0]
+  assert val["intrinsics"][0, 0, 0, 0] == pytest.approx(24 * 35 / 23.76)          # the configured lens
+  np.testing.assert_allclose(val["world_to_camera"], record["world_to_camera"], atol=1e-5)
+  with pytest.raises(ValueError, match=r"config.data.mixture.s: dataset 'npz' needs a data_dir"):
+    sources.data_source(_data(data_dir="/d", mixture={"s": {"dataset": "npz"}}), "train", "s")
+  with pytest.raises(FileNotFoundError, match=r"split 'validation': no folder .*validation \(data_dir has \['train', 'val'\]\)"):
+    sources.data_source(data, "validation")
