@@ -7,7 +7,13 @@ unmasked) attention as in Wan2.1. Backends (all agree to ~1e-6 in float32 on CPU
   attention map, so it is for CPU and small sequences (it is the fastest on CPU, docs/design.md §5).
 - ``"dot_product"``: ``jax.nn.dot_product_attention``. On a GPU with bf16/fp16 inputs and a head
   dim that cuDNN supports it asks for the cuDNN fused flash kernel (``implementation="cudnn"``);
-  everywhere else it uses XLA's implementation.
+  everywhere else it uses XLA's implementation. The cuDNN path goes through
+  :func:`with_named_residuals`, so its backward residuals (the output and the softmax statistics)
+  carry the checkpoint name :data:`ATTENTION_RESIDUALS` and a remat policy can keep them
+  (``models.wan``'s ``save_attention`` / ``offload_attention``): JAX's own cuDNN ``custom_vjp`` does
+  not name them, so under any named policy but ``everything_saveable`` the backward pass re-ran the
+  attention forward (a CUDA lowering showed 2 fused forwards per block instead of 1; attention is
+  ~80 % of the FLOPs at 65k tokens).
 - ``"splash"``: the Pallas TPU splash-attention kernel
   (``jax.experimental.pallas.ops.tpu.splash_attention``; blockwise online softmax, never
   materialising the map). Off TPU it runs in Pallas interpret mode, which works on CPU in
@@ -24,9 +30,12 @@ import functools
 import math
 
 import jax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 
 BACKENDS = ("einsum", "dot_product", "splash")
+# Checkpoint name of the attention backward's residuals (see with_named_residuals).
+ATTENTION_RESIDUALS = "attention_residuals"
 
 
 def _einsum_attention(q, k, v, scale):
@@ -35,10 +44,54 @@ def _einsum_attention(q, k, v, scale):
   return jnp.einsum("bnst,btnd->bsnd", probs, v, preferred_element_type=jnp.float32).astype(q.dtype)
 
 
+def cudnn_supported(q: jnp.ndarray) -> bool:
+  """Whether ``"dot_product"`` uses cuDNN for ``q``: a GPU backend, bf16/fp16, head dim a multiple of 8, ≤ 128."""
+  return (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+          and q.shape[-1] % 8 == 0 and q.shape[-1] <= 128)
+
+
 def _dot_product_attention(q, k, v, scale):
-  use_cudnn = (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
-               and q.shape[-1] % 8 == 0 and q.shape[-1] <= 128)
-  return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation="cudnn" if use_cudnn else None)
+  if cudnn_supported(q):
+    return with_named_residuals(
+        functools.partial(jax.nn.dot_product_attention, scale=scale, implementation="cudnn"), q, k, v)
+  return jax.nn.dot_product_attention(q, k, v, scale=scale)
+
+
+def with_named_residuals(fn, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+  """``fn(q, k, v)`` whose backward residuals are ordinary forward values named :data:`ATTENTION_RESIDUALS`.
+
+  ``jax.vjp(fn)`` runs on gradient-stopped inputs, so the forward (for cuDNN, one fused kernel that
+  also returns its softmax statistics) is part of the primal computation, and its residuals — the
+  leaves of the VJP closure, named with ``checkpoint_name`` — are what a remat policy can save or
+  offload. A ``custom_vjp`` routes the cotangent of the output back to ``q, k, v`` through that
+  closure. Same values and gradients as ``fn`` (tested with XLA's attention on CPU). Meant for
+  kernels with small residuals (cuDNN: output + per-row statistics); an implementation whose VJP
+  keeps the ``S × T`` probabilities would save those.
+  """
+  stop = jax.lax.stop_gradient
+  out, vjp_fn = jax.vjp(fn, stop(q), stop(k), stop(v))
+  leaves, treedef = jax.tree.flatten(vjp_fn)
+  leaves = [checkpoint_name(leaf, ATTENTION_RESIDUALS) for leaf in leaves]
+  return _through_residuals(treedef, q, k, v, checkpoint_name(out, ATTENTION_RESIDUALS), leaves)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _through_residuals(treedef, q, k, v, out, leaves):
+  del treedef, q, k, v, leaves
+  return out
+
+
+def _through_residuals_fwd(treedef, q, k, v, out, leaves):
+  del treedef, q, k, v
+  return out, leaves
+
+
+def _through_residuals_bwd(treedef, leaves, g):
+  dq, dk, dv = jax.tree.unflatten(treedef, leaves)(g)
+  return dq, dk, dv, jnp.zeros_like(g), [jnp.zeros_like(leaf) for leaf in leaves]
+
+
+_through_residuals.defvjp(_through_residuals_fwd, _through_residuals_bwd)
 
 
 def _round_up(n: int, m: int) -> int:

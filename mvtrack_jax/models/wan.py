@@ -65,7 +65,7 @@ import numpy as np
 
 from mvtrack_jax.models import camera as camera_lib
 from mvtrack_jax.models import rope as rope_lib
-from mvtrack_jax.models.attention import BACKENDS, attention
+from mvtrack_jax.models.attention import ATTENTION_RESIDUALS, BACKENDS, attention
 
 CAMERA_MODES = ("none", "recammaster", "plucker")
 
@@ -94,6 +94,13 @@ def _remat_policies() -> dict[str, Any]:
       "everything_saveable": cp.everything_saveable,
       "save_attention_out": cp.save_only_these_names("attention_out"),
       "save_qkv_attention_out": cp.save_only_these_names("query", "key", "value", "attention_out"),
+      # Recompute the block but never the cuDNN attention forward: its residuals (q, k, v, output,
+      # softmax statistics; models.attention.with_named_residuals) are kept on the device, or in
+      # pinned host memory for offload_attention. Without cuDNN nothing carries the name: = "full".
+      "save_attention": cp.save_only_these_names(ATTENTION_RESIDUALS),
+      "offload_attention": cp.save_and_offload_only_these_names(
+          names_which_can_be_saved=[], names_which_can_be_offloaded=[ATTENTION_RESIDUALS],
+          offload_src="device", offload_dst="pinned_host"),
   }
 
 

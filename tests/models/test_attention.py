@@ -62,3 +62,48 @@ def test_custom_scale_and_bad_arguments():
     attention(q, k, v[:, :5])
   with pytest.raises(ValueError, match="must be"):
     attention(q[0], k, v)
+
+
+def test_named_residuals_keep_values_and_gradients():
+  """with_named_residuals(fn) computes fn and its gradients (XLA attention on CPU stands in for cuDNN)."""
+  from mvtrack_jax.models.attention import with_named_residuals
+  rng = np.random.default_rng(4)
+  q, k, v = (jnp.asarray(rng.normal(size=(2, 12, 3, 8)), jnp.float32) for _ in range(3))
+  fn = functools.partial(jax.nn.dot_product_attention, scale=0.3)
+  loss = lambda f: lambda q, k, v: jnp.sum(jnp.sin(f(q, k, v)))
+  np.testing.assert_allclose(with_named_residuals(fn, q, k, v), fn(q, k, v), atol=1e-6)
+  wrapped = jax.grad(loss(lambda q, k, v: with_named_residuals(fn, q, k, v)), argnums=(0, 1, 2))(q, k, v)
+  for got, want in zip(wrapped, jax.grad(loss(fn), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy,forwards", [("full", 4), ("save_attention", 2), ("offload_attention", 2)])
+def test_cuda_lowering_runs_the_cudnn_forward_once_under_save_attention(monkeypatch, policy, forwards):
+  """The scanned bf16 DiT's train-step gradient lowered for CUDA (on this CPU machine): per block the
+  forward scan body has 2 fused attention forwards (self + cross); "full" remat recomputes both in the
+  backward body (4 in all), the policies that keep ATTENTION_RESIDUALS do not (2)."""
+  import importlib
+  import re
+  from jax import export
+  from mvtrack_jax.models import wan
+  attention_lib = importlib.import_module("mvtrack_jax.models.attention")  # the package exports a same-named function
+  fa = pytest.importorskip("jax._src.cudnn.fused_attention_stablehlo")
+  for name, value in (("check_cudnn_version", lambda: 91000), ("check_compute_capability", lambda c: True),
+                      ("is_cuda_compute_capability_equal", lambda c: False)):
+    if not hasattr(fa, name):
+      pytest.skip(f"this jax has no {name} to stub for a CPU-side CUDA lowering")
+    monkeypatch.setattr(fa, name, value)
+  monkeypatch.setattr(attention_lib, "cudnn_supported", lambda q: q.dtype == jnp.bfloat16)
+  cfg = wan.get_config("tiny", camera_mode="none", dtype="bfloat16", attention_backend="dot_product",
+                       scan_layers=True, remat_policy=policy)
+  model = wan.WanDiT(cfg)
+  inputs = wan.example_inputs(cfg, latent_shape=(2, 4, 4), context_length=8, with_reference=False)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), **inputs))["params"]
+
+  def loss(p):
+    return jnp.sum(model.apply({"params": p}, **inputs).astype(jnp.float32))
+
+  checks = [export.DisabledSafetyCheck.custom_call(n) for n in ("__cudnn$fmhaSoftmax", "__cudnn$fmhaSoftmaxBackward")]
+  text = export.export(jax.jit(jax.grad(loss)), platforms=["cuda"], disabled_checks=checks)(params).mlir_module()
+  assert len(re.findall(r"@__cudnn\$fmhaSoftmax\(", text)) == forwards
+  assert len(re.findall(r"@__cudnn\$fmhaSoftmaxBackward\(", text)) == 2
