@@ -1,7 +1,8 @@
 r"""Benchmarks the train step: step time, tokens/s, model TFLOP, MFU, peak memory, loss overhead.
 
 ``python -m mvtrack_jax.bench --config=configs/mvtrack4gen_recammaster.py
-[--baseline=configs/recammaster_diffusion_only.py] [--steps=10] [--warmup=3] [--config.x=y ...]``
+[--baseline=configs/recammaster_diffusion_only.py] [--torch_reference] [--steps=10] [--warmup=3]
+[--config.x=y ...]``
 
 For each config (and the optional diffusion-only baseline) it builds the real task and the
 sharded train state on all devices, feeds one fixed random (but valid) batch — no dataset is read,
@@ -10,11 +11,23 @@ so the figures are the model's, not the input pipeline's — compiles the jitted
 
 - step time (mean / min over the timed steps), compile time;
 - tokens/s (DiT tokens, target + reference, per second over all devices);
-- model TFLOP per step, analytic (``training.flops``: matmuls + S² attention + head; 3× forward)
-  and XLA's own count of the compiled step (includes remat recomputation);
-- MFU = analytic model FLOP/s ÷ (devices × bf16 peak of the device kind);
-- peak device memory (``memory_stats()['peak_bytes_in_use']``; not available on CPU);
-- with ``--baseline``: the overhead of L_track + L_corr, ``t_full / t_baseline − 1``.
+- model TFLOP per step, analytic (``training.flops``: matmuls + S² attention + head; 3× forward,
+  the MFU convention), the frozen-aware count (only the gradients a partially frozen run computes;
+  ``training.flops.frozen_aware_train_flops``) and XLA's own count of the compiled step (includes
+  remat recomputation);
+- MFU = analytic model FLOP/s ÷ (devices × dense bf16 peak of the device kind,
+  ``training.flops.PEAK_BF16_FLOPS``), and the same with the frozen-aware FLOPs;
+- memory: the compiled step's own footprint (``compiled.memory_analysis()``: arguments + outputs +
+  temporaries − aliased; per config, also on CPU) and the device allocator's peak so far
+  (``memory_stats()['peak_bytes_in_use']``, cumulative over the process: with ``--baseline`` the
+  baseline's figure includes the first config's peak);
+- with ``--baseline``: the overhead of L_track + L_corr, ``t_full / t_baseline − 1``;
+- with ``--torch_reference``: ``benchmarks/torch_reference.py`` (diffusers ``WanTransformer3DModel``,
+  bf16, SDPA, gradient checkpointing, ``attn1`` trainable) at the baseline's shapes (else the
+  config's) and the ratio of its step time to the JAX step (skipped without CUDA).
+
+``config.batch_size`` is the global batch, or ``−n`` for ``n`` per device (the paper config: 1 per
+GPU, so it runs as printed on one GPU or on eight).
 
 A JSON line with every figure is printed last (for the README's performance table).
 """
@@ -44,6 +57,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config to benchmark."
 _BASELINE = config_flags.DEFINE_config_file(
     "baseline", None, "Optional diffusion-only config for the L_track + L_corr overhead.",
     lock_config=True)
+_TORCH = flags.DEFINE_boolean("torch_reference", False, "Also time the PyTorch reference (benchmarks/torch_reference.py, "
+                               "diffusers WanTransformer3DModel) of the baseline's (else the config's) shapes and print "
+                               "the ratio; skipped without CUDA.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 
@@ -56,7 +72,8 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
     dict of figures (``step_time_s``, ``tokens_per_s``, ``model_tflop_per_step``, ``mfu``, ...).
   """
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
-  per_process = mesh_lib.check_batch_size(int(config.batch_size), mesh)
+  batch_size = mesh_lib.global_batch_size(int(config.batch_size), mesh)
+  per_process = mesh_lib.check_batch_size(batch_size, mesh)
   task = trainer.build_task(config)
   rules = tuple(task.logical_axis_rules)
   tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.num_train_steps))
@@ -68,7 +85,7 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
                                         mesh=mesh, rules=rules)
   step = trainer.build_train_step(config, task, tx, schedule, abstract, shardings, mesh,
                                  train_key=train_key)
-  spec = task.batch_spec(int(config.batch_size))
+  spec = task.batch_spec(batch_size)
   from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
   local = tasks.random_batch(spec, per_process, config, seed=jax.process_index())
   batch = mesh_lib.make_global_batch(local, mesh)
@@ -76,6 +93,13 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
+  footprint = None
+  try:
+    m = compiled.memory_analysis()
+    footprint = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                 - m.alias_size_in_bytes)
+  except Exception:  # pylint: disable=broad-except  (memory analysis is backend-dependent)
+    pass
   xla_flops = None
   try:
     cost = compiled.cost_analysis()
@@ -93,8 +117,8 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
     jax.block_until_ready(metrics["loss"])
     times.append(time.perf_counter() - t)
   step_s = float(np.mean(times))
-  batch_size = int(config.batch_size)
   model_flops = (task.flops_per_example or 0.0) * batch_size
+  frozen_flops = (task.frozen_aware_flops_per_example or 0.0) * batch_size
   device = jax.devices()[0]
   peak = flops_lib.peak_flops(device.device_kind)
   mem = None
@@ -113,10 +137,15 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
       "step_time_min_s": float(np.min(times)),
       "tokens_per_s": (task.tokens_per_example or 0) * batch_size / step_s,
       "model_tflop_per_step": model_flops / 1e12,
+      "frozen_aware_tflop_per_step": frozen_flops / 1e12,
       "xla_tflop_per_step": None if xla_flops is None else xla_flops / 1e12,
+      "peak_tflops_per_device": None if peak is None else peak / 1e12,
       "mfu": None if peak is None or not model_flops else
              model_flops / step_s / (peak * jax.device_count()),
-      "peak_memory_gib": None if mem is None else mem / 2 ** 30,
+      "mfu_frozen_aware": None if peak is None or not frozen_flops else
+                          frozen_flops / step_s / (peak * jax.device_count()),
+      "step_memory_gib": None if footprint is None else footprint / 2 ** 30,
+      "process_peak_memory_gib": None if mem is None else mem / 2 ** 30,
       "loss": float(metrics["loss"]),
       "date": time.strftime("%Y-%m-%d"),
   }
@@ -145,6 +174,16 @@ def main(argv):
     result["baseline_step_time_s"] = base["step_time_s"]
     result["track_corr_overhead"] = result["step_time_s"] / base["step_time_s"] - 1.0
     print(f"  L_track + L_corr overhead: {100 * result['track_corr_overhead']:.2f} %")
+  if _TORCH.value:
+    from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top  (run from the repository root)
+    compared = _BASELINE.value if _BASELINE.value is not None else _CONFIG.value
+    jax_s = result.get("baseline_step_time_s", result["step_time_s"])
+    ref = torch_reference.reference_step_time(compared, steps=_STEPS.value, warmup=_WARMUP.value)
+    if ref is not None:
+      result["torch_step_time_s"] = ref["step_time_s"]
+      result["speed_ratio_torch_over_jax"] = ref["step_time_s"] / jax_s
+      print(f"PyTorch reference ({ref['device']}, SDPA {ref['sdpa']}): {ref['step_time_s']:.3f} s/step; "
+            f"JAX is {result['speed_ratio_torch_over_jax']:.2f}x faster on {compared.get('name', '')}")
   print(json.dumps(result))
 
 

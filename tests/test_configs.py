@@ -47,7 +47,7 @@ def lower_train_step(config):
       shardings, mesh_lib.batch_sharding(mesh), mesh, task.logical_axis_rules)
   batch_sharding = mesh_lib.batch_sharding(mesh)
   batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding)
-           for k, v in task.batch_spec(config.batch_size).items()}
+           for k, v in task.batch_spec(mesh_lib.global_batch_size(config.batch_size, mesh)).items()}
   return step.lower(abstract, batch), abstract, task
 
 

@@ -380,13 +380,18 @@ def to_diffusers(params: Mapping[str, Any], config: WanConfig) -> tuple[dict[str
     name = _torch_name(path)
     array = _to_torch(np.asarray(value, np.float32), path[-1])
     (camera_sd if _is_camera_name(name) else wan_sd)[name] = np.ascontiguousarray(array)
+  return diffusers_config(config), wan_sd, camera_sd
+
+
+def diffusers_config(config: WanConfig) -> dict[str, Any]:
+  """The ``config.json`` of diffusers' ``WanTransformer3DModel`` with ``config``'s architecture."""
   fields = {ours: diff for diff, ours in _DIFFUSERS_FIELDS.items()}
-  diffusers_config = {"_class_name": "WanTransformer3DModel", "qk_norm": "rms_norm_across_heads",
-                      "image_dim": None, "added_kv_proj_dim": None, "rope_max_seq_len": 1024}
+  out = {"_class_name": "WanTransformer3DModel", "qk_norm": "rms_norm_across_heads",
+         "image_dim": None, "added_kv_proj_dim": None, "rope_max_seq_len": 1024}
   for ours, diff in fields.items():
     value = getattr(config, ours)
-    diffusers_config[diff] = list(value) if isinstance(value, tuple) else value
-  return diffusers_config, wan_sd, camera_sd
+    out[diff] = list(value) if isinstance(value, tuple) else value
+  return out
 
 
 def _read_safetensors_file(path: str) -> dict[str, np.ndarray]:

@@ -3,9 +3,14 @@
 Counts multiply–adds as 2 FLOPs, matrix products only (element-wise work, norms and softmax are
 ignored, as in MaxText's MFU). Training FLOPs = 3 × forward (backward = 2 × forward) for the DiT
 and the head — the model FLOPs convention; recomputation under remat is *not* counted (it is
-hardware work, not model work). With frozen parameters the true backward is cheaper (no weight
-gradients for them), so MFU computed with 3× slightly overstates work for partially frozen runs;
-``train_flops_per_example`` therefore also reports the exact frozen-aware figure.
+hardware work, not model work). With frozen parameters the true backward is cheaper, so
+:func:`frozen_aware_train_flops` counts it exactly: a matmul ``Y = X·W`` costs one forward-sized
+product for ``dX`` when anything below it is trained and one for ``dW`` when ``W`` is trainable;
+the attention products (no weights) need gradients for both operands in self-attention, for the
+query side only in cross-attention (the text is not trained). For ReCamMaster's trainable set
+(self-attention + camera modules + head) the frozen-aware count of Wan2.1-1.3B at 65,520 tokens is
+95.4 % of 3× forward: the S² attention products (~80 % of the forward) need both gradients whatever
+is frozen. The bench prints both.
 
 DiT (Wan2.1 block, docs/design.md §4.1) with ``S`` tokens (target + reference), width ``D``, FFN ``F``,
 ``L`` text tokens, per layer:
@@ -41,8 +46,10 @@ def dit_forward_flops(cfg: Any, tokens_per_view: int, *, text_len: int, num_view
     num_views: 2 for the novel-view layout (target + reference), 1 for plain T2V.
 
   Returns:
-    ``{component: FLOPs}`` with keys ``attn_proj``, ``attn_scores``, ``cross_attn``, ``ffn``,
-    ``camera``, ``embed_head``.
+    ``{component: FLOPs}`` with keys ``attn_proj``, ``attn_scores``, ``cross_attn_proj`` (q, o),
+    ``cross_attn_text`` (k, v of the text), ``cross_attn_scores``, ``ffn``, ``camera`` (per-block
+    camera modules), ``camera_embed`` (the Plücker patch encoder), ``patch_embed``, ``text_embed``,
+    ``out_head``.
   """
   s, d, f, n = tokens_per_view * num_views, cfg.dim, cfg.ffn_dim, cfg.num_layers
   patch = math.prod(cfg.patch_size)
@@ -51,20 +58,21 @@ def dit_forward_flops(cfg: Any, tokens_per_view: int, *, text_len: int, num_view
     camera = 2.0 * s * d * d
   elif cfg.camera_mode == "recammaster":
     camera = 2.0 * s * 12 * d + 2.0 * s * d * d
-  out = {
+  return {
       "attn_proj": n * 4 * 2.0 * s * d * d,
       "attn_scores": n * 2 * 2.0 * s * s * d,
-      "cross_attn": n * (2 * 2.0 * s * d * d + 2 * 2.0 * text_len * d * d
-                         + 2 * 2.0 * s * text_len * d),
+      "cross_attn_proj": n * 2 * 2.0 * s * d * d,
+      "cross_attn_text": n * 2 * 2.0 * text_len * d * d,
+      "cross_attn_scores": n * 2 * 2.0 * s * text_len * d,
       "ffn": n * 2 * 2.0 * s * d * f,
       "camera": n * camera,
-      "embed_head": (2.0 * s * cfg.in_channels * patch * d
-                     + 2.0 * text_len * (cfg.text_dim * d + d * d)
-                     + 2.0 * tokens_per_view * d * cfg.out_channels * patch),
+      # PluckerPatchEncoder: ~ one Dense from the packed rays.
+      "camera_embed": (2.0 * s * 6 * cfg.frames_per_latent * cfg.vae_stride ** 2 * patch * d
+                       if cfg.camera_mode == "plucker" else 0.0),
+      "patch_embed": 2.0 * s * cfg.in_channels * patch * d,
+      "text_embed": 2.0 * text_len * (cfg.text_dim * d + d * d),
+      "out_head": 2.0 * tokens_per_view * d * cfg.out_channels * patch,
   }
-  if cfg.camera_mode == "plucker":  # PluckerPatchEncoder: ~ one Dense from the packed rays.
-    out["embed_head"] += 2.0 * s * 6 * cfg.frames_per_latent * cfg.vae_stride ** 2 * patch * d
-  return out
 
 
 def head_forward_flops(head_cfg: Any, *, grid: tuple[int, int, int], in_channels: int,
@@ -104,9 +112,62 @@ def train_flops_per_example(dit_fwd: dict[str, float], head_fwd: float = 0.0) ->
   return 3.0 * (sum(dit_fwd.values()) + head_fwd)
 
 
-# Dense bf16 peak FLOP/s per device (vendor figures, no sparsity).
+# A parameter path of each DiT component's weights (Flax names, scanned or not), for trainable checks.
+_COMPONENT_PARAMS = {
+    "attn_proj": ("dit/blocks_0/attn1/to_q/kernel", "dit/blocks/block/attn1/to_q/kernel"),
+    "cross_attn_proj": ("dit/blocks_0/attn2/to_q/kernel", "dit/blocks/block/attn2/to_q/kernel"),
+    "cross_attn_text": ("dit/blocks_0/attn2/to_k/kernel", "dit/blocks/block/attn2/to_k/kernel"),
+    "ffn": ("dit/blocks_0/ffn_in/kernel", "dit/blocks/block/ffn_in/kernel"),
+    "camera": ("dit/blocks_0/camera_proj/kernel", "dit/blocks/block/camera_proj/kernel",
+               "dit/blocks_0/cam_encoder/kernel", "dit/blocks/block/cam_encoder/kernel"),
+    "camera_embed": ("dit/camera_encoder/patch/kernel",),
+    "patch_embed": ("dit/patch_embedding/kernel",),
+    "text_embed": ("dit/text_embedding_0/kernel",),
+    "out_head": ("dit/proj_out/kernel",),
+}
+
+
+def frozen_aware_train_flops(dit_fwd: dict[str, float], head_fwd: float, trainable: Any) -> float:
+  """Training FLOPs of one example counting only the gradients a partially frozen run computes.
+
+  Args:
+    dit_fwd: :func:`dit_forward_flops`.
+    head_fwd: :func:`head_forward_flops` (the head is trained whole: 3×).
+    trainable: ``path -> bool`` on ``/``-joined parameter paths (the optimizer's
+      ``trainable_patterns``, e.g. ``lambda p: any(re.search(x, p) for x in patterns)``).
+
+  Returns:
+    forward + backward FLOPs (module docstring). Activation gradients flow through every block when
+    any block weight is trainable; the patch and text embeddings then need none (their inputs are
+    data), the output head does.
+  """
+  train = {name: any(trainable(p) for p in paths) for name, paths in _COMPONENT_PARAMS.items()}
+  blocks_trained = any(train[c] for c in ("attn_proj", "cross_attn_proj", "cross_attn_text", "ffn", "camera"))
+  flows = blocks_trained or train["patch_embed"] or train["camera_embed"]  # dX needed inside the blocks
+  backward = {
+      "attn_scores": 2.0 if flows else 0.0,         # grads of both operands of q·kᵀ and p·v
+      "cross_attn_scores": 1.0 if flows else 0.0,   # the query side only
+      "cross_attn_text": float(train["cross_attn_text"]),
+      "patch_embed": float(train["patch_embed"]),
+      "camera_embed": float(train["camera_embed"]),
+      "text_embed": float(train["text_embed"]),
+      "out_head": 1.0 + float(train["out_head"]),   # dX always (the blocks below), dW when trained
+  }
+  for name in ("attn_proj", "cross_attn_proj", "ffn", "camera"):
+    backward[name] = float(flows) + float(train[name])
+  total = sum(dit_fwd.values()) + sum(backward[k] * v for k, v in dit_fwd.items())
+  return total + 3.0 * head_fwd
+
+
+# Dense bf16 peak FLOP/s per device (vendor figures, no sparsity), matched as substrings of
+# ``device_kind`` (the longest match wins, so "H100 PCIe" beats "H100"). Sources: NVIDIA H100 datasheet
+# (SXM 989 TF/s, PCIe 756 TF/s, NVL 835 TF/s), H200 datasheet (SXM 989, NVL 835), A100 datasheet (312,
+# SXM and PCIe), L40S datasheet (362); Google Cloud TPU system architecture pages (v4 275, v5e 197,
+# v5p 459, v6e "Trillium" 918 TF/s per chip). JAX reports e.g. "NVIDIA H100 80GB HBM3" (SXM),
+# "NVIDIA H100 PCIe", "TPU v5 lite" (v5e), "TPU v6 lite" (v6e).
 PEAK_BF16_FLOPS: dict[str, float] = {
-    "H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "L40S": 362e12,
+    "H100": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200": 989e12, "H200 NVL": 835e12,
+    "H800": 989e12, "A100": 312e12, "L40S": 362e12,
     "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
     "TPU v5": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12,
 }

@@ -99,6 +99,19 @@ def num_batch_shards(mesh: jax.sharding.Mesh) -> int:
   return math.prod(mesh.shape[a] for a in BATCH_AXES if a in mesh.axis_names)
 
 
+def global_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> int:
+  """The global batch of ``config.batch_size``: ``> 0`` the global batch itself; ``−n`` means ``n``
+  examples per slice of the batch axes (per device with a data/FSDP mesh), so a config runs as
+  printed on one GPU or on a node of eight (the paper config: ``−1``, ReCamMaster's 1 per GPU).
+
+  Raises:
+    ValueError: ``batch_size == 0``.
+  """
+  if batch_size == 0:
+    raise ValueError("batch_size=0: expected a global batch (> 0) or -n for n examples per device")
+  return batch_size if batch_size > 0 else -batch_size * num_batch_shards(mesh)
+
+
 def check_batch_size(global_batch_size: int, mesh: jax.sharding.Mesh) -> int:
   """Validates a global batch size and returns the per-process batch size.
 

@@ -39,8 +39,10 @@ class Task:
     batch_spec: ``global_batch_size -> {name: ShapeDtypeStruct}``.
     eval_fn: optional ``(params, batch, rng) -> {name: scalar}`` used for validation instead of
       ``loss_fn`` (e.g. adding tracking AJ / correspondence PCK); default ``loss_fn``'s metrics.
-    flops_per_example: optional analytic model FLOPs of one training example (fwd + bwd), for
-      the benchmark's MFU.
+    flops_per_example: optional analytic model FLOPs of one training example (3 × forward, the
+      MFU convention), for the benchmark's MFU.
+    frozen_aware_flops_per_example: optional FLOPs of one example counting only the gradients a
+      partially frozen run computes (``training.flops.frozen_aware_train_flops``).
     tokens_per_example: optional number of DiT tokens per example, for tokens/s.
     pretrained_params: optional ``() -> (params subtree, report)``: host arrays that replace the
       matching leaves of freshly initialised params (and EMA params) before the first step of a
@@ -55,5 +57,6 @@ class Task:
   batch_spec: Callable[[int], Mapping[str, jax.ShapeDtypeStruct]]
   eval_fn: Callable[..., Mapping[str, jax.Array]] | None = None
   flops_per_example: float | None = None
+  frozen_aware_flops_per_example: float | None = None
   tokens_per_example: int | None = None
   pretrained_params: Callable[[], tuple[Any, Mapping[str, Sequence[str]]]] | None = None

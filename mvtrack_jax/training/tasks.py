@@ -268,4 +268,6 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
       make_iterator=lambda split, b, seed: make_iterator(config, split, b, seed),
       batch_spec=lambda global_batch: batch_spec(config, global_batch),
       flops_per_example=flops_lib.train_flops_per_example(dit_fwd, head_fwd),
+      frozen_aware_flops_per_example=flops_lib.frozen_aware_train_flops(
+          dit_fwd, head_fwd, lambda path: any(re.search(p, path) for p in config.optimizer.trainable_patterns)),
       tokens_per_example=2 * tokens_per_view)

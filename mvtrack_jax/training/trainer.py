@@ -158,7 +158,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
   total_steps = int(config.num_train_steps)
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
-  per_process_batch = mesh_lib.check_batch_size(int(config.batch_size), mesh)
+  per_process_batch = mesh_lib.check_batch_size(mesh_lib.global_batch_size(int(config.batch_size), mesh), mesh)
   task = task or build_task(config)
   rules = tuple(task.logical_axis_rules)
   logging.info("task %s on mesh %s (%d processes), per-process batch %d", task.name,
