@@ -17,7 +17,9 @@ unmasked) attention as in Wan2.1. Backends (all agree to ~1e-6 in float32 on CPU
 - ``"splash"``: the Pallas TPU splash-attention kernel
   (``jax.experimental.pallas.ops.tpu.splash_attention``; blockwise online softmax, never
   materialising the map). Off TPU it runs in Pallas interpret mode, which works on CPU in
-  jax 0.10 (checked: forward and backward), so the same code path is tested here. Sequences are
+  jax 0.10 (checked: forward and backward), so the same code path is tested here. Under a
+  multi-device mesh it runs inside ``shard_map`` (examples over data × fsdp, heads over tensor;
+  tested on 8 fake CPU devices against the einsum backend). Sequences are
   padded to a multiple of the block size; padded keys get their own segment id so that no real
   query attends to them, padded queries are dropped.
 
@@ -99,7 +101,9 @@ def _round_up(n: int, m: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _splash_kernel(num_heads: int, q_len: int, kv_len: int, block_q: int, block_kv: int, interpret: bool):
+def _splash_kernel(num_heads: int, q_len: int, kv_len: int, block_q: int, block_kv: int, interpret: bool,
+                   mesh: object = None):
+  # ``mesh``: the context mesh of the call (part of the cache key: the kernel's mask arrays belong to it).
   # Imported lazily: the TPU Pallas module is only needed by this backend.
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
   from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
@@ -115,6 +119,27 @@ def _splash_kernel(num_heads: int, q_len: int, kv_len: int, block_q: int, block_
 
 
 def _splash_attention(q, k, v, scale):
+  """Splash attention; under a multi-device mesh (``jax.set_mesh``) one kernel per shard via ``shard_map``.
+
+  Pallas kernels are not partitioned by GSPMD, so on a mesh the examples are split over the mesh's
+  batch axes (``data``, ``fsdp``) and the heads over ``tensor``, as the activations' logical axes
+  (``models.wan.LOGICAL_AXIS_RULES``) place them; each device attends over the whole sequence of its
+  examples and heads (no communication). An axis that does not divide its dimension is not split.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return _splash_local(q, k, v, scale)
+  sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
+  batch_axes = tuple(a for a in ("data", "fsdp") if sizes.get(a, 1) > 1)
+  if q.shape[0] % math.prod(sizes[a] for a in batch_axes):
+    batch_axes = ()
+  heads_axis = "tensor" if sizes.get("tensor", 1) > 1 and q.shape[2] % sizes["tensor"] == 0 else None
+  spec = jax.sharding.PartitionSpec(batch_axes or None, None, heads_axis, None)
+  local = functools.partial(_splash_local, scale=scale)
+  return jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False)(q, k, v)
+
+
+def _splash_local(q, k, v, scale):
   batch, q_len, num_heads, _ = q.shape
   kv_len = k.shape[1]
   on_tpu = jax.default_backend() == "tpu"
@@ -122,7 +147,8 @@ def _splash_attention(q, k, v, scale):
   block_q = min(block, _round_up(q_len, 128))
   block_kv = min(block, _round_up(kv_len, 128))
   q_pad, kv_pad = _round_up(q_len, block_q), _round_up(kv_len, block_kv)
-  kernel, segment_ids_cls = _splash_kernel(num_heads, q_pad, kv_pad, block_q, block_kv, not on_tpu)
+  kernel, segment_ids_cls = _splash_kernel(num_heads, q_pad, kv_pad, block_q, block_kv, not on_tpu,
+                                           jax.sharding.get_abstract_mesh())
   # The kernel does not scale the logits: scale q (in float32, then back to the input dtype).
   qs = (q.astype(jnp.float32) * scale).astype(q.dtype)
   to_heads_first = lambda x, n, pad: jnp.pad(jnp.swapaxes(x, 1, 2), ((0, 0), (0, 0), (0, pad - n), (0, 0)))
