@@ -102,3 +102,48 @@ def test_config_lowers_its_train_step_abstractly(name, objective_overrides):
     assert "head" in abstract.params
   else:
     assert "head" not in abstract.params
+
+
+_LOWER_14B_FOR_CUDA = r"""
+import importlib, re
+import flax.linen as nn
+import jax, jax.numpy as jnp
+from jax._src.cudnn import fused_attention_stablehlo as fa
+from tests.test_configs import load_config
+from mvtrack_jax.training import mesh as mesh_lib, optimizer as optimizer_lib, tasks, train_state as state_lib
+from mvtrack_jax.training import train_step as step_lib, trainer
+fa.check_cudnn_version = lambda: 91000               # lowering only: no cuDNN on this machine
+importlib.import_module("mvtrack_jax.models.attention").cudnn_supported = lambda q: q.dtype == jnp.bfloat16
+_, c = load_config("mvtrack4gen_recammaster.py", "14b")
+mesh = mesh_lib.make_mesh(tuple(c.mesh.shape), tuple(c.mesh.axes))
+task = tasks.build_task(c)
+tx, schedule = optimizer_lib.make_optimizer(c.optimizer, c.num_train_steps)
+abstract, shardings = state_lib.state_shardings(task.init_params, tx, use_ema=False, mesh=mesh,
+                                                rules=task.logical_axis_rules)
+step = step_lib.jit_train_step(step_lib.make_train_step(
+    task.loss_fn, tx, schedule, base_rng=trainer.base_keys(0)[1], ema_decay=0.0,
+    trainable=optimizer_lib.trainable_mask(abstract.params, c.optimizer.trainable_patterns)),
+    shardings, mesh_lib.batch_sharding(mesh), mesh, task.logical_axis_rules)
+batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=mesh_lib.batch_sharding(mesh))
+         for k, v in task.batch_spec(mesh_lib.global_batch_size(c.batch_size, mesh)).items()}
+with jax.set_mesh(mesh), nn.logical_axis_rules(tuple(task.logical_axis_rules)):
+  text = step.jitted.trace(abstract, batch).lower(lowering_platforms=("cuda",)).as_text()
+params = sum(x.size for x in jax.tree.leaves(abstract.params))
+moments = sum(x.size for x in jax.tree.leaves(abstract.opt_state) if x.ndim)
+assert 15.0e9 < params < 16.0e9 and 10.0e9 < moments < 11.0e9, (params, moments)
+assert "CustomSPMDPartitioning" in text            # the cuDNN attention, partitioned per device
+print("ok", params, moments)
+"""
+
+
+@pytest.mark.slow
+def test_14b_fsdp_train_step_lowers_for_cuda_on_eight_devices():
+  """configs/mvtrack4gen_recammaster.py:14b: the sharded train step (FSDP over 8) lowers for CUDA here."""
+  import os
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=repo, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  proc = subprocess.run([sys.executable, "-c", _LOWER_14B_FOR_CUDA], cwd=repo, env=env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
