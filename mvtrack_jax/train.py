@@ -12,13 +12,19 @@ Examples::
       --coordinator_address=127.0.0.1:12345 --num_processes=2 --process_id=0
 
 Rerunning with the same ``--workdir`` resumes from the newest checkpoint in
-``WORKDIR/checkpoints`` (onto the current mesh/device count). Under SLURM (``srun``, > 1 task)
-or on a multi-host TPU VM the process group is joined automatically.
+``WORKDIR/checkpoints`` that restores (onto the current mesh/device count; a damaged newer step is
+moved to ``WORKDIR/checkpoints_damaged/``). Under SLURM (``srun``, > 1 task) or on a multi-host TPU
+VM the process group is joined automatically.
+
+Exit codes: 0 when the run finished; 75 (``EXIT_STOPPED``, EX_TEMPFAIL) when SIGTERM (pre-emption)
+or a first Ctrl-C stopped it after a checkpoint — rerun to resume, and ``train && evaluate`` does
+not evaluate an unfinished model; a second Ctrl-C aborts at once (130, no checkpoint); 1 on errors.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -26,6 +32,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from mvtrack_jax.training import distributed
+
+EXIT_STOPPED = 75  # stopped by a signal after checkpointing (EX_TEMPFAIL: rerun to resume)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/*.py); fields can be overridden with --config.x=y.",
@@ -67,7 +75,11 @@ def main(argv):
   # Imported after the distributed start: nothing may touch devices before it.
   from mvtrack_jax.training import trainer  # pylint: disable=g-import-not-at-top
   logging.info("config:\n%s", _CONFIG.value)
-  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except trainer.TrainingStopped as e:
+    print(e, file=sys.stderr)
+    sys.exit(EXIT_STOPPED)
 
 
 if __name__ == "__main__":

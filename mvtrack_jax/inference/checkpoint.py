@@ -118,7 +118,7 @@ def load_exported(path: str | os.PathLike[str]) -> tuple[Any, ml_collections.Con
 def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A stored run config in today's schema: configs saved before the ``text`` block existed had
   ``objective.context_length`` and no text (zero null context, no caption dropout)."""
-  if "text" in config:
+  if "text" in config or "objective" not in config:
     return config
   config = ml_collections.ConfigDict(config.to_dict())
   length = config.objective.get("context_length", 512)

@@ -16,6 +16,7 @@ staging copy, unlike maxdiffusion's restore-to-CPU-then-reshard).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,6 +106,24 @@ class Checkpointer:
       items[DATA_ITER] = grain.checkpoint.CheckpointRestore(data_iter)
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     return restored[STATE]
+
+  def move_aside(self, step: int) -> str:
+    """Moves checkpoint ``step`` out of the manager's folder (never deletes it) and returns where.
+
+    The destination is ``<directory>_damaged/<step>`` (``-1``, ``-2``, … appended when taken), a
+    sibling of the checkpoint folder, so no later run sees the step again.
+    """
+    self._manager.wait_until_finished()
+    source = self.directory / str(step)
+    target_root = self.directory.parent / f"{self.directory.name}_damaged"
+    target_root.mkdir(parents=True, exist_ok=True)
+    target, n = target_root / str(step), 0
+    while target.exists():
+      n += 1
+      target = target_root / f"{step}-{n}"
+    os.replace(str(source), str(target))
+    self._manager.reload()
+    return str(target)
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are committed."""

@@ -25,8 +25,10 @@ import json
 import os
 import signal
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from mvtrack_jax.data import video_io
+from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import metric_writers
@@ -49,33 +52,56 @@ class NonFiniteError(FloatingPointError):
   """Raised when too many consecutive train steps had a non-finite loss or gradient."""
 
 
+class TrainingStopped(Exception):
+  """A run stopped by SIGTERM or SIGINT after checkpointing: rerun with the same workdir to resume.
+
+  Attributes:
+    step: the step checkpointed; signal_name: ``"SIGTERM"`` or ``"SIGINT"``.
+  """
+
+  def __init__(self, step: int, signal_name: str, checkpoint_dir: str):
+    self.step, self.signal_name = step, signal_name
+    super().__init__(f"stopped by {signal_name} at step {step}; checkpoint in {checkpoint_dir}; rerun with the same "
+                     "--workdir to resume")
+
+
 class _PreemptionFlag:
-  """Set by SIGTERM (SLURM / TPU maintenance); the loop saves and exits at the next step."""
+  """Set by SIGTERM (SLURM / TPU maintenance) or a first SIGINT (Ctrl-C): the loop saves and stops at
+  the next log step. A second SIGINT aborts at once (``KeyboardInterrupt``, no checkpoint)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    self._previous = None
+    self.requested = None  # the name of the first signal received
+    self._previous = {}
 
   def install(self) -> None:
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handler)
-    except ValueError:  # Not the main thread (e.g. some test runners): no handler.
-      self._previous = None
+    for sig in self.SIGNALS:
+      try:
+        self._previous[sig] = signal.signal(sig, self._handler)
+      except ValueError:  # Not the main thread (e.g. some test runners): no handler.
+        pass
 
   def _handler(self, signum, frame):
-    del signum, frame
-    logging.warning("SIGTERM received: will checkpoint and stop after the current step")
-    self.requested = True
+    del frame
+    name = signal.Signals(signum).name
+    if self.requested is not None and signum == signal.SIGINT:
+      self.uninstall()
+      raise KeyboardInterrupt(f"second {name}: aborting without a checkpoint")
+    logging.warning("%s received: will checkpoint and stop at the next log step (Ctrl-C again aborts at once)", name)
+    self.requested = self.requested or name
 
   def uninstall(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      if previous is not None:
+        signal.signal(sig, previous)
+    self._previous = {}
 
   def any_process(self) -> bool:
     """Whether any process was signalled (a collective when there are several processes)."""
     if jax.process_count() == 1:
-      return self.requested
-    flags = multihost_utils.process_allgather(np.array([self.requested], np.int32))
+      return self.requested is not None
+    flags = multihost_utils.process_allgather(np.array([self.requested is not None], np.int32))
     return bool(np.asarray(flags).any())
 
 
@@ -138,6 +164,74 @@ def evaluate(config: ml_collections.ConfigDict, task: Task, params: Any,
   return {k: sums[k] / counts[k] for k in sums}
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint of a workdir restores (each step's cause is in the message)."""
+
+
+def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_iterator: Any
+                   ) -> tuple[int | None, Any, Any]:
+  """Restores the newest checkpoint that restores, moving damaged newer steps aside.
+
+  A step that fails to restore (a missing or corrupt data file, manifest or iterator state) is
+  logged in one line naming the step and the cause, moved to ``checkpoints_damaged/`` (never
+  deleted; ``Checkpointer.move_aside``) and the previous step is tried; ``metrics.jsonl`` is later
+  cut back to the restored step, so no step is logged twice.
+
+  Returns:
+    ``(step, state, train_iterator)``; ``(None, None, fresh iterator)`` when there is no checkpoint.
+
+  Raises:
+    CheckpointError: checkpoints exist but none restores.
+  """
+  failures = []
+  for step in sorted(ckpt.all_steps(), reverse=True):
+    data_iter = make_iterator()  # a failed restore may have moved an iterator half-way
+    try:
+      state = ckpt.restore(abstract_state, step=step, data_iter=data_iter)
+    except Exception as e:  # pylint: disable=broad-except  (any damage; the cause is reported)
+      cause = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+      where = ckpt.move_aside(step) if jax.process_index() == 0 else "(moved by process 0)"
+      logging.error("checkpoint step %d does not restore (%s); moved it to %s, trying the previous step",
+                    step, cause, where)
+      failures.append(f"step {step}: {cause}")
+      continue
+    logging.info("resuming from %s step %d", ckpt.directory, step)
+    return step, state, data_iter
+  if failures:
+    raise CheckpointError(f"no checkpoint in {ckpt.directory} restores ({'; '.join(failures)}); the damaged steps "
+                          f"are in {ckpt.directory}_damaged/. Start a new run in another --workdir, or repair them.")
+  return None, None, make_iterator()
+
+
+# Config blocks that define what a checkpoint holds (a change is an error on resume) and blocks whose
+# change on resume is allowed but reported.
+_RESUME_FIXED = ("model", "head", "objective", "autoencoder", "text.context_length")
+_RESUME_REPORTED = ("optimizer", "num_train_steps", "batch_size", "seed", "ema_decay", "mesh", "data")
+
+
+def check_resumed_config(stored: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
+  """Compares a resumed run's config with the one stored in its checkpoint.
+
+  Raises:
+    ValueError: the architecture or the objective changed (``model``, ``head``, ``objective``,
+      ``autoencoder``, ``text.context_length``), naming every changed field; optimizer, loop and data
+      changes are logged as warnings ``field: old → new``.
+  """
+  stored = checkpoint_lib.upgrade_config(ml_collections.ConfigDict(dict(stored))).to_dict()
+  old = flax.traverse_util.flatten_dict(json.loads(json.dumps(stored)), sep=".")
+  new = flax.traverse_util.flatten_dict(checkpointing.config_to_json_dict(config), sep=".")
+  changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+  under = lambda key, blocks: any(key == b or key.startswith(b + ".") for b in blocks)
+  fixed = [k for k in changed if under(k, _RESUME_FIXED)]
+  if fixed:
+    raise ValueError("the run in this workdir was trained with another architecture or objective; changed: "
+                     + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
+                     + ". Use a new --workdir, or the stored config.json, to resume.")
+  for k in changed:
+    if under(k, _RESUME_REPORTED):
+      logging.warning("resuming with a changed %s: %r -> %r", k, old.get(k), new.get(k))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        task: Task | None = None) -> dict[str, float]:
   """Trains (or resumes training) according to ``config``, writing everything to ``workdir``.
@@ -153,7 +247,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Raises:
     NonFiniteError: ``config.max_consecutive_nonfinite`` consecutive non-finite steps.
-    ValueError: inconsistent config (mesh vs devices, batch size vs mesh/processes).
+    ValueError: inconsistent config (mesh vs devices, batch size vs mesh/processes), or a resume
+      whose architecture or objective differs from the checkpoint's (``check_resumed_config``).
+    CheckpointError: checkpoints exist but none restores (``restore_newest``).
+    TrainingStopped: SIGTERM or a first SIGINT stopped the run after checkpointing.
+    KeyboardInterrupt: a second SIGINT.
   """
   os.makedirs(workdir, exist_ok=True)
   total_steps = int(config.num_train_steps)
@@ -174,11 +272,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   ckpt = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=int(config.keep_checkpoints),
       async_save=bool(config.get("async_checkpointing", True)))
-  train_iter = task.make_iterator("train", per_process_batch, int(config.seed))
-  resume_step = ckpt.latest_step()
+  resume_step, state, train_iter = restore_newest(
+      ckpt, abstract_state, lambda: task.make_iterator("train", per_process_batch, int(config.seed)))
   if resume_step is not None:
-    logging.info("resuming from %s step %d", ckpt.directory, resume_step)
-    state = ckpt.restore(abstract_state, step=resume_step, data_iter=train_iter)
+    check_resumed_config(checkpoint_lib.read_config(ckpt.directory, resume_step), config)
   else:
     state, _ = state_lib.init_train_state(
         task.init_params, tx, init_key, use_ema=use_ema, mesh=mesh, rules=rules)
@@ -273,4 +370,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     preemption.uninstall()
     writer.close()
     ckpt.close()
+  if preemption.requested is not None and step < total_steps:
+    raise TrainingStopped(step, preemption.requested, str(ckpt.directory))
   return last_logged

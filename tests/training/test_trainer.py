@@ -240,11 +240,47 @@ def test_sigterm_checkpoints_and_stops_at_the_next_log_step(tmp_path):
 
   import dataclasses  # pylint: disable=g-import-not-at-top
   cfg = toy_task.toy_config(num_train_steps=10, checkpoint_every_steps=0, eval_every_steps=0)
-  trainer.train_and_evaluate(cfg, str(tmp_path),
-                             task=dataclasses.replace(task, make_iterator=preempting_iterator))
+  with pytest.raises(trainer.TrainingStopped, match="stopped by SIGTERM at step 3"):
+    trainer.train_and_evaluate(cfg, str(tmp_path),
+                               task=dataclasses.replace(task, make_iterator=preempting_iterator))
   assert [r["step"] for r in metric_writers.read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2, 3]
   assert os.listdir(tmp_path / "checkpoints") == ["3"]
-  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed again
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed again
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_checkpoints_and_stops_a_second_one_aborts():
+  import signal  # pylint: disable=g-import-not-at-top
+  flag = trainer._PreemptionFlag()  # pylint: disable=protected-access
+  flag.install()
+  try:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert flag.requested == "SIGINT" and flag.any_process()      # the loop will checkpoint and stop
+    with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
+      os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  finally:
+    flag.uninstall()
+
+
+def test_train_cli_exits_75_when_stopped_by_a_signal(tmp_path):
+  """SIGTERM during training through the real entry point: checkpoint, a message, exit code 75."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "mvtrack_jax.train", "--config=configs/default.py:test", f"--workdir={tmp_path}",
+       "--config.num_train_steps=100000", "--config.log_every_steps=1", "--config.eval_every_steps=0",
+       "--config.checkpoint_every_steps=0", "--config.objective.lambda_track=0", "--compilation_cache_dir="],
+      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 600
+  while not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text():
+    assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.poll() else "timeout"
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode == 75, err[-3000:]
+  assert "stopped by SIGTERM" in err and os.listdir(tmp_path / "checkpoints")
 
 
 def test_detect_cluster():
@@ -258,3 +294,40 @@ def test_detect_cluster():
     distributed.initialize("127.0.0.1:1234")
   with pytest.raises(ValueError, match="not in"):
     distributed.initialize("127.0.0.1:1234", 2, 2)
+
+
+@pytest.mark.parametrize("damage", ["data_file", "manifest", "iterator_state"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_step(single_device_run, tmp_path, damage):
+  """Delete one file of the newest step (6): the resume logs it, moves step 6 aside, restores step 4,
+  trains to the end, and metrics.jsonl holds every step exactly once."""
+  import shutil
+  workdir = tmp_path / "run"
+  shutil.copytree(single_device_run, workdir)
+  step6 = workdir / "checkpoints" / "6"
+  victim = {"data_file": max((step6 / "state" / "d").iterdir(), key=lambda f: f.stat().st_size),  # merged data
+            "manifest": step6 / "state" / "manifest.ocdbt",
+            "iterator_state": step6 / "data_iter" / "process_0-of-1.json"}[damage]
+  os.remove(victim)
+  trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=8), str(workdir), task=toy_task.make_task())
+  assert (workdir / "checkpoints_damaged" / "6").is_dir()                       # moved, never deleted
+  steps = [r["step"] for r in metric_writers.read_jsonl(workdir / "metrics.jsonl")]
+  assert steps == list(range(1, 9)), steps
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "6", "8"]         # 6 re-saved from step 4
+
+
+def test_no_restorable_checkpoint_and_changed_configs_are_clear_errors(single_device_run, tmp_path):
+  import shutil
+  workdir = tmp_path / "run"
+  shutil.copytree(single_device_run, workdir)
+  config_json = (workdir / "config.json").read_text()
+  import ml_collections
+  changed = toy_task.toy_config(num_train_steps=8)
+  changed.model = ml_collections.ConfigDict({"preset": "other"})             # the toy run stored no model block
+  with pytest.raises(ValueError, match=r"another architecture or objective; changed: model.preset: None -> 'other'"):
+    trainer.train_and_evaluate(changed, str(workdir), task=toy_task.make_task())
+  assert (workdir / "config.json").read_text() == config_json                  # a failed resume writes nothing
+  for step in ("2", "4", "6"):
+    os.remove(workdir / "checkpoints" / step / "state" / "manifest.ocdbt")
+  with pytest.raises(trainer.CheckpointError, match=r"no checkpoint in .* restores \(step 6: .*step 4: .*step 2: "):
+    trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=8), str(workdir), task=toy_task.make_task())
+  assert sorted(os.listdir(workdir / "checkpoints_damaged")) == ["2", "4", "6"]
