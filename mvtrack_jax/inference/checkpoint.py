@@ -26,6 +26,8 @@ import os
 from typing import Any
 
 from etils import epath
+import flax
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -62,15 +64,17 @@ def read_params(directory: str | os.PathLike[str], *, step: int | None = None,
   """
   directory = epath.Path(directory).absolute()  # Orbax needs absolute paths.
   with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {directory}")
+    step = _checked_step(manager, directory, step)
     state_dir = directory / str(step) / STATE
     meta = ocp.PyTreeCheckpointer().metadata(state_dir)
     tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    if "ema_params" in keys and tree.get("ema_params") is None:
+      raise KeyError(f"checkpoint {state_dir} holds no EMA weights: the run was trained with config.ema_decay = 0; "
+                     "drop --use_ema (or train with --config.ema_decay=0.999)")
     missing = [k for k in keys if k not in tree or tree[k] is None]
     if missing:
-      raise KeyError(f"checkpoint {state_dir} has no {missing}; it has {sorted(tree)}")
+      raise KeyError(f"checkpoint {state_dir} has no {missing}; its fields are "
+                     f"{sorted(k for k in tree if tree[k] is not None)}")
     target = {k: tree[k] for k in keys}
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     restored = ocp.PyTreeCheckpointer().restore(
@@ -86,10 +90,24 @@ def read_config(directory: str | os.PathLike[str], step: int | None = None) -> d
   """
   directory = epath.Path(directory).absolute()
   with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None or step not in manager.all_steps():
-      raise FileNotFoundError(f"no checkpoint{'' if step is None else f' for step {step}'} in {directory}")
+    step = _checked_step(manager, directory, step)
     return dict(manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG])
+
+
+def _checked_step(manager: ocp.CheckpointManager, directory: Any, step: int | None) -> int:
+  """``step``, or the newest saved step when None.
+
+  Raises:
+    FileNotFoundError: no checkpoint, or ``step`` was never saved (the message lists the saved steps).
+  """
+  saved = sorted(manager.all_steps())
+  if not saved:
+    raise FileNotFoundError(f"no checkpoint in {directory}")
+  if step is None:
+    return saved[-1]
+  if step not in saved:
+    raise FileNotFoundError(f"--step {step}: no checkpoint of that step in {directory}; the saved steps are {saved}")
+  return int(step)
 
 
 def load_exported(path: str | os.PathLike[str]) -> tuple[Any, ml_collections.ConfigDict, dict[str, Any]]:
@@ -126,6 +144,29 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     del config.objective["context_length"]
   config.text = ml_collections.ConfigDict(dict(encoder="", cache="", context_length=int(length), caption_dropout=0.0))
   return config
+
+
+def check_params_match_config(params: Any, model: MVTrack4Gen, config: ml_collections.ConfigDict, source: str) -> None:
+  """Checks that a checkpoint's params are those of the model its config describes (names and shapes).
+
+  Raises:
+    ValueError: naming the first differing parameters (missing, unexpected, or of another shape), e.g.
+      an export whose ``config.json`` was edited or belongs to another run.
+  """
+  from mvtrack_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  spec = pipeline.output_spec(sources.pipeline_config(config.data, 1, train=False))
+  batch = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
+  latent = jax.ShapeDtypeStruct(tuple(model.autoencoder.latent_shape(spec["target_video"][0])), np.float32)
+  batch.update(reference_latents=latent, target_latents=latent)
+  expected = flax.traverse_util.flatten_dict(nn.unbox(jax.eval_shape(model.init, jax.random.key(0), batch)), sep="/")
+  got = flax.traverse_util.flatten_dict(dict(params), sep="/")
+  problems = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items() if k not in got]
+  problems += [f"unexpected {k} {tuple(np.shape(v))}" for k, v in got.items() if k not in expected]
+  problems += [f"{k}: {tuple(np.shape(got[k]))} in the checkpoint, {tuple(v.shape)} for its config"
+               for k, v in expected.items() if k in got and tuple(np.shape(got[k])) != tuple(v.shape)]
+  if problems:
+    raise ValueError(f"{source}: the params do not match the model of its config ({len(problems)} differences; "
+                     f"first: {'; '.join(problems[:5])})")
 
 
 @dataclasses.dataclass
@@ -206,7 +247,6 @@ def load_model(path: str | os.PathLike[str], *, step: int | None = None, use_ema
         f"training workdir (checkpoints/, from mvtrack_jax.train)")
   config = upgrade_config(config)
   model = MVTrack4Gen.from_config(config)
-  if model.head is not None and "head" not in params:
-    raise ValueError(f"load_model: the config of {root} has a tracking head but its params have only {sorted(params)}")
+  check_params_match_config(params, model, config, root)
   return LoadedModel(config=config, params=dict(params), model=model, objective=ObjectiveConfig.from_config(config),
                      step=int(step), source=root)

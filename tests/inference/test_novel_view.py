@@ -90,3 +90,15 @@ def test_bad_inputs_are_named(model, clip):
     novel_view.NovelViewGenerator(model, context=np.full((2, model.dit.config.text_dim), np.nan))
   with pytest.raises(ValueError, match="num_steps"):
     novel_view.SamplingConfig(num_steps=0)
+
+
+def test_an_export_whose_config_does_not_match_its_params_is_named(tiny_checkpoint, tmp_path):
+  import json
+  import shutil
+  copy = tmp_path / "export"
+  shutil.copytree(tiny_checkpoint, copy)
+  config = json.loads((copy / "config.json").read_text())
+  config["model"]["overrides"]["ffn_dim"] = 128          # another DiT than the one the params hold
+  (copy / "config.json").write_text(json.dumps(config))
+  with pytest.raises(ValueError, match=r"the params do not match the model of its config .*first: "):
+    checkpoint.load_model(str(copy))

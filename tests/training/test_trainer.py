@@ -331,3 +331,12 @@ def test_no_restorable_checkpoint_and_changed_configs_are_clear_errors(single_de
   with pytest.raises(trainer.CheckpointError, match=r"no checkpoint in .* restores \(step 6: .*step 4: .*step 2: "):
     trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=8), str(workdir), task=toy_task.make_task())
   assert sorted(os.listdir(workdir / "checkpoints_damaged")) == ["2", "4", "6"]
+
+
+def test_reading_a_step_never_saved_or_a_missing_ema_is_explained(single_device_run, tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"--step 150: .* the saved steps are \[2, 4, 6\]"):
+    checkpoint_lib.read_params(single_device_run / "checkpoints", step=150)
+  trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=2, ema_decay=0.0, eval_every_steps=0),
+                             str(tmp_path), task=toy_task.make_task())
+  with pytest.raises(KeyError, match="holds no EMA weights: the run was trained with config.ema_decay = 0"):
+    checkpoint_lib.read_params(tmp_path / "checkpoints", keys=("ema_params",))
