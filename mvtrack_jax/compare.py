@@ -307,6 +307,7 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   if not checkpoints:
     raise ValueError("compare: give at least one --checkpoint")
+  video_io.check_output_dir(out)  # before any model is loaded
   models = [checkpoint_lib.load_model(c) for c in checkpoints]
   labels = list(names) if names else [m.name for m in models]
   if len(labels) != len(models) or len(set(labels)) != len(labels):

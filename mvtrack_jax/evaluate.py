@@ -678,11 +678,14 @@ def protocol_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], pose_met
   return metrics
 
 
-def _load_models(checkpoints: Sequence[str], names: Sequence[str] | None, data_keys: Sequence[str]):
-  """``(models, labels)``: the loaded checkpoints and their column names, checked (see :func:`run`)."""
+def _load_models(out: str, checkpoints: Sequence[str], names: Sequence[str] | None, data_keys: Sequence[str]):
+  """``(models, labels)``: the loaded checkpoints and their column names, checked (see :func:`run`),
+  after checking that ``--out`` can be written (so a bad one fails before any model is loaded)."""
+  from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   if not checkpoints:
     raise ValueError("evaluate: give at least one --checkpoint")
+  video_io.check_output_dir(out)
   models = [checkpoint_lib.load_model(c) for c in checkpoints]
   labels = list(names) if names else [m.name for m in models]
   if len(labels) != len(models) or len(set(labels)) != len(labels):
@@ -843,7 +846,7 @@ def run_videos(checkpoints: Sequence[str], out: str, videos: str, *, names: Sequ
   if batch_size < 1 or grid < 1:
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   paths = list_videos(videos)[:max_scenes]
-  models, labels = _load_models(checkpoints, names, PROTOCOL_DATA_KEYS)
+  models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS)
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
 
   def scenes():
@@ -873,7 +876,7 @@ def run_dycheck(checkpoints: Sequence[str], out: str, dycheck: str, *, names: Se
   if batch_size < 1 or grid < 1:
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   sequences = [dycheck_lib.open_sequence(p, scale=scale) for p in dycheck_lib.find_sequences(dycheck)[:max_scenes]]
-  models, labels = _load_models(checkpoints, names, PROTOCOL_DATA_KEYS)
+  models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS)
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
 
   def scenes():
@@ -977,7 +980,7 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
   started = time.time()
-  models, labels = _load_models(checkpoints, names, SPLIT_DATA_KEYS)
+  models, labels = _load_models(out, checkpoints, names, SPLIT_DATA_KEYS)
   data0 = models[0].config.data
   trajectory_names = list(trajectory_names)
   num_scenes = len(sources.data_source(data0, split))

@@ -319,6 +319,16 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view, visualize  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
+  # Fail fast: the output folder and every input file, before the model is loaded.
+  video_io.check_output_dir(out)
+  if not reference.startswith("dataset:"):
+    video_io.ensure_input_file(reference, "--reference")
+  if trajectory.endswith(".json"):
+    video_io.ensure_input_file(trajectory, "--trajectory")
+  for flag, value in (("--query_points", query_points), ("--intrinsics", intrinsics), ("--context", context),
+                      ("--negative_context", negative_context)):
+    if value is not None:
+      video_io.ensure_input_file(value, flag)
   start = time.time()
   model = checkpoint_lib.load_model(checkpoint, step=step, use_ema=use_ema)
   k_in = None if intrinsics is None else _load_array(intrinsics, "intrinsics")

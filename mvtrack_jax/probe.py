@@ -40,6 +40,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import probe as probe_lib
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS
 
@@ -141,6 +142,7 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
     raise ValueError(f"probe: pck_threshold must be > 0 pixels, got {pck_threshold}")
   if top_k < 1:
     raise ValueError(f"probe: top_k must be >= 1, got {top_k}")
+  video_io.check_output_dir(out)  # fail before the model is loaded
   model = load_model(checkpoint)
   num_layers = model.dit.config.num_layers
   layers = list(range(num_layers)) if not layers else sorted({int(l) for l in layers})

@@ -131,3 +131,32 @@ def test_ground_truth_is_rendered_along_the_cameras_the_model_was_given():
   assert np.linalg.norm(c2w[-1, :3, 3]) > 0.1
   config = load_config("default.py", "test")
   assert generate.ground_truth_target("clip.mp4", config, {}, None, 0, c2w, queries, None, None) is None
+
+
+def test_bad_output_and_input_paths_fail_before_the_model_loads(tmp_path, monkeypatch):
+  """--out that is a file or under a file, and missing input files, fail at once (no model is loaded)."""
+  from mvtrack_jax import compare, evaluate, probe
+  from mvtrack_jax.inference import checkpoint as checkpoint_lib
+
+  def no_model(*_, **__):
+    raise AssertionError("a model was loaded before the paths were checked")
+  monkeypatch.setattr(checkpoint_lib, "load_model", no_model)
+  a_file = tmp_path / "a_file"
+  a_file.write_text("x")
+  for out in (a_file, a_file / "below"):
+    with pytest.raises(NotADirectoryError, match="--out"):
+      generate.run("ckpt", "dataset:test:0", "static", str(out), progress=False)
+    with pytest.raises(NotADirectoryError, match="--out"):
+      probe.run_probe("ckpt", str(out))
+    with pytest.raises(NotADirectoryError, match="--out"):
+      evaluate.run(["ckpt"], str(out), progress=False)
+    with pytest.raises(NotADirectoryError, match="--out"):
+      compare.run(["ckpt"], str(out))
+  for kwargs, flag in ((dict(reference=str(tmp_path / "missing.mp4")), "--reference"),
+                       (dict(trajectory=str(tmp_path / "cams.json")), "--trajectory"),
+                       (dict(query_points=str(tmp_path / "q.npy")), "--query_points"),
+                       (dict(context=str(tmp_path / "c.npy")), "--context")):
+    args = dict(reference="dataset:test:0", trajectory="static") | kwargs
+    with pytest.raises(FileNotFoundError, match=flag):
+      generate.run("ckpt", args.pop("reference"), args.pop("trajectory"), str(tmp_path / "out"), progress=False, **args)
+  assert not (tmp_path / "out").exists()

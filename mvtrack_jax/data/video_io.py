@@ -101,6 +101,43 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
     raise
 
 
+def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> str:
+  """Checks, before any work and without writing anything, that a command can write its output folder.
+
+  The folder must be a folder if it exists; it (or, when missing, its nearest existing ancestor, where
+  it will be created) must accept a new file (checked by creating and removing a temporary file).
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    NotADirectoryError: ``path`` or a parent of it is a file. PermissionError: not writable.
+  """
+  path = os.path.abspath(os.fspath(path))
+  probe = path
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise NotADirectoryError(f"{flag} {path}: " + ("is a file, not a folder" if probe == path else
+                                                   f"{probe} is a file, so the folder cannot be made"))
+  try:
+    with tempfile.TemporaryFile(dir=probe):
+      pass
+  except OSError as e:
+    raise PermissionError(f"{flag} {path}: cannot write in {probe} ({e.strerror})") from e
+  return path
+
+
+def ensure_input_file(path: str | os.PathLike[str], flag: str) -> str:
+  """``path`` if it is an existing, readable file; else ``FileNotFoundError`` naming ``flag``."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{flag} {path}: no such file")
+  if not os.access(path, os.R_OK):
+    raise PermissionError(f"{flag} {path}: not readable")
+  return path
+
+
 def write_video(path: str | os.PathLike[str], video: np.ndarray, *, fps: float = DEFAULT_FPS,
                 quality: float | None = 8.0) -> None:
   """Writes an RGB video to an H.264 / yuv420p mp4 file atomically.
