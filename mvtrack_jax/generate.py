@@ -85,6 +85,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
 
 FLAGS = flags.FLAGS
@@ -127,7 +128,6 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     data.schema.RecordError / video_io.VideoError: unreadable data (naming the file).
   """
   from mvtrack_jax.data import readers, video_io  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
   fps = None
   if spec.startswith("dataset:"):
     parts = spec.split(":")
@@ -151,8 +151,9 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
       k = geometry.intrinsics_from_fov(h, w, fov)
     else:
       k = np.asarray(intrinsics, np.float64)
-      if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise ValueError(f"--intrinsics: expected a finite 3x3 pinhole matrix with positive focals, got {k.tolist()}")
+      if k.shape != (3, 3):
+        raise ValueError(f"--intrinsics: expected a 3x3 pinhole matrix, got shape {k.shape}")
+      geometry.check_intrinsics(k, "--intrinsics")
     record = {
         "video": video[None], "intrinsics": np.broadcast_to(k, (1, t, 3, 3)).astype(np.float32),
         "world_to_camera": np.broadcast_to(np.eye(4), (1, t, 4, 4)).astype(np.float32),
@@ -196,20 +197,18 @@ def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndar
     c2w = np.asarray(data["cam_to_world"], np.float64)
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ValueError(f"--trajectory {spec}: expected JSON with a 'cam_to_world' list of 4x4 matrices ({e})") from e
-  if c2w.shape != (num_frames, 4, 4) or not np.all(np.isfinite(c2w)):
+  if c2w.shape != (num_frames, 4, 4):
     raise ValueError(f"--trajectory {spec}: cam_to_world has shape {c2w.shape}, expected ({num_frames}, 4, 4) "
                      f"(one pose per generated frame)")
-  rot = c2w[:, :3, :3]
-  if not np.allclose(rot @ np.swapaxes(rot, -1, -2), np.eye(3), atol=1e-4) or np.any(np.linalg.det(rot) < 0):
-    raise ValueError(f"--trajectory {spec}: cam_to_world rotations must be orthonormal with determinant +1")
+  geometry.check_rigid(c2w, f"--trajectory {spec}: cam_to_world")
   intr = np.asarray(reference_intrinsics, np.float64)
   if data.get("intrinsics") is not None:
     k = np.asarray(data["intrinsics"], np.float64)
     if k.shape == (3, 3):
       k = np.broadcast_to(k, (num_frames, 3, 3))
-    if k.shape != (num_frames, 3, 3) or not np.all(np.isfinite(k)):
+    if k.shape != (num_frames, 3, 3):
       raise ValueError(f"--trajectory {spec}: intrinsics has shape {k.shape}, expected (3, 3) or ({num_frames}, 3, 3)")
-    intr = k
+    intr = geometry.check_intrinsics(k, f"--trajectory {spec}: intrinsics")
   return c2w.astype(np.float32), intr.astype(np.float32), os.path.basename(spec)
 
 
@@ -251,7 +250,6 @@ def ground_truth_target(reference: str, model_config, record: dict[str, np.ndarr
   if not reference.startswith("dataset:") or model_config.data.dataset != "synthetic":
     return None
   from mvtrack_jax.data import pipeline, synthetic, synthetic_dataset  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.geometry import cameras as geometry  # pylint: disable=g-import-not-at-top
   _, split, index = reference.split(":")
   sizes = synthetic_dataset.record_sizes(model_config.data.get("synthetic"))
   frames = start + config.frame_stride * np.arange(config.num_frames)
@@ -281,16 +279,32 @@ def grid_query_points(height: int, width: int, grid: int) -> np.ndarray:
   return np.stack([np.zeros(grid * grid), xx.ravel(), yy.ravel()], -1).astype(np.float32)
 
 
-def user_query_points(path: str, scale: np.ndarray, crop: np.ndarray, num_frames: int) -> np.ndarray:
-  """Query points from a file, mapped from input-video pixels to the generated video's (module doc)."""
+def user_query_points(path: str, scale: np.ndarray, crop: np.ndarray, num_frames: int, height: int,
+                      width: int) -> np.ndarray:
+  """Query points from a file, mapped from input-video pixels to the generated video's (module doc).
+
+  Raises:
+    ValueError: not ``(N, 3)``/``(N, 2)``, non-finite, a frame outside ``[0, num_frames − 1]``, or a
+      point outside the generated ``height × width`` frame after the resize and crop (naming it).
+  """
   q = np.asarray(_load_array(path, "query_points"), np.float64)
-  if q.ndim != 2 or q.shape[1] not in (2, 3) or not np.all(np.isfinite(q)):
+  if q.ndim != 2 or q.shape[1] not in (2, 3):
     raise ValueError(f"--query_points {path}: expected an (N, 3) (t, x, y) or (N, 2) (x, y) array, got {q.shape}")
+  if not np.all(np.isfinite(q)):
+    row = int(np.argwhere(~np.isfinite(q))[0][0])
+    raise ValueError(f"--query_points {path}: row {row} is {q[row].tolist()}; query points must be finite")
   if q.shape[1] == 2:
     q = np.concatenate([np.zeros((q.shape[0], 1)), q], axis=1)
   if np.any((q[:, 0] < 0) | (q[:, 0] > num_frames - 1)):
     raise ValueError(f"--query_points {path}: frame indices must be in [0, {num_frames - 1}]")
+  original = q[:, 1:].copy()
   q[:, 1:] = q[:, 1:] * scale - crop
+  outside = (q[:, 1] < 0) | (q[:, 1] >= width) | (q[:, 2] < 0) | (q[:, 2] >= height)
+  if outside.any():
+    row = int(np.argmax(outside))
+    raise ValueError(f"--query_points {path}: {int(outside.sum())} point(s) outside the generated {height}x{width} frame "
+                     f"after the resize and centre crop; first: row {row}, (x, y) = {original[row].tolist()} input "
+                     f"pixels")
   return q.astype(np.float32)
 
 
@@ -319,8 +333,10 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view, visualize  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
-  # Fail fast: the output folder and every input file, before the model is loaded.
+  # Fail fast: the output folder, every input file and the camera flags, before the model is loaded.
   video_io.check_output_dir(out)
+  if not 0.0 < fov < 180.0:
+    raise ValueError(f"--fov {fov}: expected a horizontal field of view in (0, 180) degrees")
   if not reference.startswith("dataset:"):
     video_io.ensure_input_file(reference, "--reference")
   if trajectory.endswith(".json"):
@@ -344,7 +360,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   c2w, k_tgt, traj_name = trajectory_cameras(trajectory, t, example["reference_intrinsics"], magnitude=magnitude,
                                              look_at_depth=look_at_depth)
   if query_points:
-    queries = user_query_points(query_points, meta["scale"], meta["crop"], t)
+    queries = user_query_points(query_points, meta["scale"], meta["crop"], t, h, w)
   else:
     queries = grid_query_points(h, w, grid)
   truth = None

@@ -160,3 +160,35 @@ def test_bad_output_and_input_paths_fail_before_the_model_loads(tmp_path, monkey
     with pytest.raises(FileNotFoundError, match=flag):
       generate.run("ckpt", args.pop("reference"), args.pop("trajectory"), str(tmp_path / "out"), progress=False, **args)
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("cameras,match", [
+    ({"intrinsics": [[0, 0, 16], [0, 0, 16], [0, 0, 1]]}, r"intrinsics: focal length 0.0 px"),
+    ({"nan_pose": True}, r"cam_to_world: nan at index \(1, 0, 3\); poses must be finite"),
+    ({"scaled_pose": True}, r"cam_to_world: pose \(2,\) is not rigid"),
+])
+def test_camera_files_are_validated(tiny_checkpoint, tmp_path, cameras, match):
+  t = 4                                                    # the tiny checkpoint's frames
+  c2w = np.broadcast_to(np.eye(4), (t, 4, 4)).copy()
+  if cameras.pop("nan_pose", False):
+    c2w[1, 0, 3] = np.nan
+  if cameras.pop("scaled_pose", False):
+    c2w[2, :3, :3] *= 2.0
+  (tmp_path / "cams.json").write_text(json.dumps(dict(cameras, cam_to_world=c2w.tolist())).replace("NaN", "NaN"))
+  with pytest.raises(ValueError, match=match):
+    generate.run(tiny_checkpoint, "dataset:test:0", str(tmp_path / "cams.json"), str(tmp_path / "o"), steps=1,
+                 progress=False)
+  assert not (tmp_path / "o").exists()
+
+
+def test_fov_and_query_points_are_validated(tiny_checkpoint, tmp_path):
+  with pytest.raises(ValueError, match=r"--fov 0.0: expected a horizontal field of view in \(0, 180\)"):
+    generate.run(tiny_checkpoint, "dataset:test:0", "static", str(tmp_path / "a"), fov=0.0, progress=False)
+  np.save(tmp_path / "nan.npy", np.array([[0.0, np.nan, 3.0]]))
+  with pytest.raises(ValueError, match=r"row 0 is \[0.0, nan, 3.0\]; query points must be finite"):
+    generate.run(tiny_checkpoint, "dataset:test:0", "static", str(tmp_path / "b"), steps=1, progress=False,
+                 query_points=str(tmp_path / "nan.npy"))
+  np.save(tmp_path / "far.npy", np.array([[0.0, 20.0, 5.0], [0.0, 500.0, 5.0]]))  # 32x48 record, 8-px crop
+  with pytest.raises(ValueError, match=r"1 point\(s\) outside the generated 32x32 frame .* row 1, \(x, y\) = \[500.0, 5.0\]"):
+    generate.run(tiny_checkpoint, "dataset:test:0", "static", str(tmp_path / "c"), steps=1, progress=False,
+                 query_points=str(tmp_path / "far.npy"))

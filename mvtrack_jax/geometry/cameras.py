@@ -186,6 +186,69 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
 
 
 def intrinsics_from_fov(height: int, width: int, fov_x_degrees: float) -> np.ndarray:
-  """Pinhole intrinsics with square pixels, principal point at the image centre, float32 ``(3, 3)``."""
+  """Pinhole intrinsics with square pixels, principal point at the image centre, float32 ``(3, 3)``.
+
+  Raises:
+    ValueError: ``fov_x_degrees`` not in (0, 180).
+  """
+  if not 0.0 < float(fov_x_degrees) < 180.0:
+    raise ValueError(f"field of view {fov_x_degrees} degrees: expected a value in (0, 180)")
   fx = 0.5 * width / np.tan(np.deg2rad(fov_x_degrees) / 2.0)
   return np.array([[fx, 0.0, width / 2.0], [0.0, fx, height / 2.0], [0.0, 0.0, 1.0]], np.float32)
+
+
+def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
+  return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def check_intrinsics(k: np.ndarray, name: str) -> np.ndarray:
+  """``(..., 3, 3)`` pinhole intrinsics checked and returned as float64.
+
+  Args:
+    k: intrinsics in pixels.
+    name: what to name in errors (the flag or file and the field, e.g. ``"--trajectory c.json: intrinsics"``).
+
+  Raises:
+    ValueError: wrong shape, a non-finite entry (named as NaN/inf with its index), a focal length
+      ``≤ 0``, or a last row other than ``[0, 0, 1]``.
+  """
+  k = np.asarray(k, np.float64)
+  if k.ndim < 2 or k.shape[-2:] != (3, 3):
+    raise ValueError(f"{name}: shape {k.shape}, expected (..., 3, 3) intrinsics")
+  bad = ~np.isfinite(k)
+  if bad.any():
+    at = _first_bad(bad)
+    raise ValueError(f"{name}: {k[at]} at index {at}; intrinsics must be finite")
+  focal = np.stack([k[..., 0, 0], k[..., 1, 1]], -1)
+  if (focal <= 0).any():
+    at = _first_bad(focal <= 0)
+    raise ValueError(f"{name}: focal length {focal[at]} px at index {at}; fx and fy must be > 0")
+  if not np.allclose(k[..., 2, :], [0.0, 0.0, 1.0], atol=1e-6):
+    raise ValueError(f"{name}: last row must be [0, 0, 1]")
+  return k
+
+
+def check_rigid(m: np.ndarray, name: str, *, tolerance: float = 1e-4) -> np.ndarray:
+  """``(..., 4, 4)`` rigid transforms (camera-to-world or world-to-camera) checked and returned as float64.
+
+  Raises:
+    ValueError: wrong shape, a non-finite entry (named as NaN/inf with its index), a last row other
+      than ``[0, 0, 0, 1]``, or a rotation that is not orthonormal with determinant +1 (first index).
+  """
+  m = np.asarray(m, np.float64)
+  if m.ndim < 2 or m.shape[-2:] != (4, 4):
+    raise ValueError(f"{name}: shape {m.shape}, expected (..., 4, 4) poses")
+  bad = ~np.isfinite(m)
+  if bad.any():
+    at = _first_bad(bad)
+    raise ValueError(f"{name}: {m[at]} at index {at}; poses must be finite")
+  if not np.allclose(m[..., 3, :], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
+    raise ValueError(f"{name}: last row must be [0, 0, 0, 1]")
+  rot = m[..., :3, :3]
+  err = np.abs(rot @ np.swapaxes(rot, -1, -2) - np.eye(3)).max(axis=(-1, -2))
+  bad = (err > tolerance) | (np.linalg.det(rot) < 0)
+  if bad.any():
+    at = _first_bad(bad)
+    raise ValueError(f"{name}: pose {at} is not rigid (|R Rᵀ − I| = {err[at]:.3g}, det R = "
+                     f"{np.linalg.det(rot)[at]:.3g}); expected a rotation with determinant +1 and a translation")
+  return m

@@ -40,6 +40,7 @@ import numpy as np
 
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise
 from mvtrack_jax.diffusion.sampler import euler_sample, guided_velocity
+from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.inference.checkpoint import LoadedModel
 from mvtrack_jax.models import autoencoder as ae_lib
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS, MVTrack4Gen
@@ -170,6 +171,7 @@ class NovelViewGenerator:
       tail = (3, 3) if key.endswith("intrinsics") else (4, 4)
       if tuple(np.shape(clip[key])) != (b, t) + tail:
         raise ValueError(f"{key}: expected {(b, t) + tail}, got {tuple(np.shape(clip[key]))}")
+      (geometry.check_intrinsics if key.endswith("intrinsics") else geometry.check_rigid)(clip[key], key)
     inputs = {key: jnp.asarray(clip[key], jnp.float32) for key in CAMERA_KEYS}
     inputs["reference_latents"] = self.model.autoencoder.encode(video)
     if self.context is not None:

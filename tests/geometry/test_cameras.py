@@ -88,3 +88,23 @@ def test_resize_and_crop_intrinsics_move_projections_like_pixels():
   np.testing.assert_allclose(xy_c, xy - np.array([3.0, 5.0]), rtol=1e-5, atol=1e-4)
   kj = geometry.crop_intrinsics(jnp.asarray(k), 3.0, 5.0)
   np.testing.assert_allclose(np.asarray(kj), geometry.crop_intrinsics(k, 3.0, 5.0))
+
+
+def test_camera_validators_name_the_problem():
+  from mvtrack_jax.geometry import cameras as cams
+  k = cams.intrinsics_from_fov(32, 48, 60.0)
+  np.testing.assert_allclose(cams.check_intrinsics(np.stack([k, k]), "K"), np.stack([k, k]))
+  bad = np.stack([k, k]).astype(np.float64)
+  bad[1, 1, 1] = np.nan
+  with pytest.raises(ValueError, match=r"K: nan at index \(1, 1, 1\)"):
+    cams.check_intrinsics(bad, "K")
+  with pytest.raises(ValueError, match="focal length -1.0"):
+    cams.check_intrinsics(np.array([[-1.0, 0, 1], [0, 1, 1], [0, 0, 1]]), "K")
+  with pytest.raises(ValueError, match=r"field of view 0 degrees"):
+    cams.intrinsics_from_fov(32, 48, 0)
+  pose = np.eye(4)
+  cams.check_rigid(pose, "c2w")
+  for broken, match in ((np.diag([1.0, 1.0, -1.0, 1.0]), "not rigid"), (np.diag([2.0, 1.0, 1.0, 1.0]), "not rigid"),
+                        (np.full((4, 4), np.inf), "inf at index"), (np.eye(3), "expected")):
+    with pytest.raises(ValueError, match=match):
+      cams.check_rigid(broken, "c2w")
