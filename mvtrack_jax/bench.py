@@ -46,6 +46,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from mvtrack_jax import cli
 from mvtrack_jax.training import distributed
 from mvtrack_jax.training import flops as flops_lib
 from mvtrack_jax.training import mesh as mesh_lib
@@ -188,4 +189,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

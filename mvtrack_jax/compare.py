@@ -47,6 +47,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from mvtrack_jax import cli
 from mvtrack_jax import evaluate
 
 CROSS_VIEW = "cross_view"
@@ -396,4 +397,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -171,6 +171,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from mvtrack_jax import cli
 from mvtrack_jax.geometry import trajectories
 
 RECORDED = "recorded"
@@ -1110,4 +1111,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

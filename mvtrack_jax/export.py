@@ -55,6 +55,7 @@ from absl import flags
 from etils import epath
 from flax import traverse_util
 
+from mvtrack_jax import cli
 from mvtrack_jax.convert import wan as convert_wan
 from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
@@ -226,9 +227,10 @@ def main(argv):
     raise app.UsageError("--workdir and --out are required")
   info = export(FLAGS.workdir, FLAGS.out, dtype=FLAGS.dtype, use_ema=FLAGS.use_ema,
                 step=FLAGS.step, fmt=FLAGS.format)
-  print(json.dumps(info, indent=2))
+  print(f"exported step {info['step']} ({FLAGS.format}, {info['dtype']}{', EMA' if info['ema'] else ''}) to "
+        f"{os.path.abspath(FLAGS.out)} (details in export.json)")
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -85,6 +85,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from mvtrack_jax import cli
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
 
@@ -510,9 +511,11 @@ def main(argv):
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
              negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
              text_encoder=FLAGS.text_encoder, fps=FLAGS.fps, step=FLAGS.step, use_ema=FLAGS.use_ema)
-  print(json.dumps(info, indent=2))
+  extra = f", PSNR {info['psnr']} dB" if "psnr" in info else ""
+  print(f"wrote {', '.join(info['files'])} to {os.path.abspath(FLAGS.out)} ({info['seconds_total']} s{extra}; settings "
+        "in generation.json)")
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -40,6 +40,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from mvtrack_jax import cli
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import probe as probe_lib
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS
@@ -254,12 +255,12 @@ def main(argv):
   record = run_probe(f.checkpoint, f.out, split=f.split, layers=layers, timesteps=timesteps, grid_steps=grid_steps,
                      num_inference_steps=f.num_inference_steps, num_batches=f.num_batches, batch_size=f.batch_size,
                      pck_threshold=f.pck_threshold, top_k=f.top_k, seed=f.seed, progress=f.progress)
-  print(f"probe of {record['checkpoint']['name']} on {f.split} → {os.path.abspath(f.out)}")
   for kind, top in record["top_layers"].items():
     print(f"  top-{len(top)} layers ({kind}): {top}")
-  print(json.dumps({"seconds": record["seconds"], "num_examples": record["settings"]["num_examples"]}))
+  print(f"probe of {record['checkpoint']['name']} on {f.split} ({record['settings']['num_examples']} examples, "
+        f"{record['seconds']} s): wrote {os.path.abspath(f.out)}")
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -31,6 +31,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from mvtrack_jax import cli
 from mvtrack_jax.training import distributed
 
 EXIT_STOPPED = 75  # stopped by a signal after checkpointing (EX_TEMPFAIL: rerun to resume)
@@ -74,13 +75,19 @@ def main(argv):
   enable_compilation_cache(_COMPILATION_CACHE.value)
   # Imported after the distributed start: nothing may touch devices before it.
   from mvtrack_jax.training import trainer  # pylint: disable=g-import-not-at-top
-  logging.info("config:\n%s", _CONFIG.value)
+  config, workdir = _CONFIG.value, os.path.abspath(_WORKDIR.value)
+  logging.info("config:\n%s", config)  # the full config goes to WORKDIR/config.json
+  print(f"training {config.get('name', 'model')}: {config.num_train_steps} steps, batch_size {config.batch_size}, "
+        f"workdir {workdir} (config in config.json)", flush=True)
   try:
-    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    last = trainer.train_and_evaluate(config, workdir)
   except trainer.TrainingStopped as e:
     print(e, file=sys.stderr)
     sys.exit(EXIT_STOPPED)
+  shown = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "loss_diff", "loss_track", "loss_corr") if k in last)
+  print(f"trained to step {last.get('step', config.num_train_steps)}: {shown}; checkpoints in "
+        f"{os.path.join(workdir, 'checkpoints')}, metrics in {os.path.join(workdir, 'metrics.jsonl')}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

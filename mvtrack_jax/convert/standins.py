@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from mvtrack_jax import cli
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.geometry import cameras as geometry
@@ -115,4 +116,4 @@ def main(argv):
 if __name__ == "__main__":
   flags.DEFINE_string("out", None, "Folder to write (transformer/, vae/, text_encoder/, tokenizer/).")
   flags.DEFINE_integer("seed", 0, "torch seed of the random weights.")
-  app.run(main)
+  cli.run(main)

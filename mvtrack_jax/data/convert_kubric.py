@@ -106,6 +106,7 @@ from absl import flags
 import imageio.v3 as iio
 import numpy as np
 
+from mvtrack_jax import cli
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.geometry import cameras as geometry
@@ -698,4 +699,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

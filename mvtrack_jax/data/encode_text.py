@@ -42,6 +42,7 @@ from ml_collections import config_flags
 import numpy as np
 from tqdm import tqdm
 
+from mvtrack_jax import cli
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import sources
 from mvtrack_jax.models import text_encoder as text_lib
@@ -204,4 +205,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from ml_collections import config_flags
 
+from mvtrack_jax import cli
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
@@ -244,4 +245,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("grid_frames", 6, "Frames (columns) in tracks.png.")
   flags.DEFINE_integer("max_tracks", 48, "Tracks drawn in tracks.png.")
   flags.DEFINE_float("fps", 8.0, "Frame rate of preview.mp4.")
-  app.run(main)
+  cli.run(main)

@@ -92,6 +92,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mvtrack_jax import cli
 from mvtrack_jax.data import synthetic
 
 SPLITS = ("train", "validation", "test")
@@ -658,7 +659,7 @@ def _run_cli() -> None:
       if resolve_config(cfg).split_size(split):
         print(f"{split}: {len(builder.as_data_source(split))} scenes in {builder.data_path}")
 
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

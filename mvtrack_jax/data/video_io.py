@@ -23,10 +23,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from typing import Iterator
 
 import imageio.v2 as imageio
 import numpy as np
+
+# ffmpeg runs in a child started by subprocess (fork + exec): the child never runs JAX, so JAX's
+# "os.fork() was called ... deadlock" warning does not apply to these forks; only they are silenced.
+warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning, module="subprocess")
 
 DEFAULT_FPS = 15.0
 _CODEC = "libx264"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging as std_logging
 import os
 from typing import Any
 
@@ -37,6 +38,20 @@ from mvtrack_jax.losses.objective import ObjectiveConfig
 from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
 from mvtrack_jax.models.wan import WanDiT
+
+
+class _ReadOnlyNoise(std_logging.Filter):
+  """Drops Orbax's warnings about the read-only managers this module opens on purpose (they describe
+  the requested mode, not a problem) and about the state item's absent per-item metadata file."""
+
+  _BENIGN = ("CheckpointManagerOptions.read_only=True, setting", "Given directory is read only=",
+             "Metadata file does not exist:")
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not str(record.getMessage()).startswith(self._BENIGN)
+
+
+std_logging.getLogger("absl").addFilter(_ReadOnlyNoise())  # Orbax logs through absl's logger
 
 
 # Items of one training checkpoint step: WORKDIR/checkpoints/<step>/{state,data_iter,config}.

@@ -119,6 +119,9 @@ def test_export_round_trip(runs, tmp_path):
        "--dtype=bfloat16"], cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
       capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  # Quiet by default: one line saying what was written and where, nothing on stderr.
+  assert proc.stdout.strip().splitlines() == [f"exported step {STEPS} (orbax, bfloat16) to {out} (details in export.json)"]
+  assert proc.stderr == "", proc.stderr[-3000:]
   params, config, info = checkpoint_lib.load_exported(str(out))
   assert set(params) == {"dit"} and info["step"] == STEPS
   assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params))
