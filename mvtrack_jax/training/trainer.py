@@ -168,9 +168,13 @@ class CheckpointError(RuntimeError):
   """No checkpoint of a workdir restores (each step's cause is in the message)."""
 
 
-def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_iterator: Any
-                   ) -> tuple[int | None, Any, Any]:
+def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_iterator: Any,
+                   config: ml_collections.ConfigDict | None = None) -> tuple[int | None, Any, Any]:
   """Restores the newest checkpoint that restores, moving damaged newer steps aside.
+
+  With ``config``, each step's stored config is compared first (``check_resumed_config``): a run
+  resumed with another architecture or objective is an error, and its checkpoints are left alone
+  (their restore would fail on the different parameter tree, which is not damage).
 
   A step that fails to restore (a missing or corrupt data file, manifest or iterator state) is
   logged in one line naming the step and the cause, moved to ``checkpoints_damaged/`` (never
@@ -185,6 +189,13 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
   """
   failures = []
   for step in sorted(ckpt.all_steps(), reverse=True):
+    if config is not None:
+      try:
+        stored = checkpoint_lib.read_config(ckpt.directory, step)
+      except Exception:  # pylint: disable=broad-except  (a damaged config item: the restore below reports it)
+        stored = None
+      if stored is not None:
+        check_resumed_config(stored, config)  # ValueError: not damage, nothing is moved
     data_iter = make_iterator()  # a failed restore may have moved an iterator half-way
     try:
       state = ckpt.restore(abstract_state, step=step, data_iter=data_iter)
@@ -205,7 +216,7 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
 
 # Config blocks that define what a checkpoint holds (a change is an error on resume) and blocks whose
 # change on resume is allowed but reported.
-_RESUME_FIXED = ("model", "head", "objective", "autoencoder", "text.context_length")
+_RESUME_FIXED = ("model", "head", "objective", "autoencoder", "text.context_length", "optimizer.trainable_patterns")
 _RESUME_REPORTED = ("optimizer", "num_train_steps", "batch_size", "seed", "ema_decay", "mesh", "data")
 
 
@@ -213,9 +224,10 @@ def check_resumed_config(stored: Mapping[str, Any], config: ml_collections.Confi
   """Compares a resumed run's config with the one stored in its checkpoint.
 
   Raises:
-    ValueError: the architecture or the objective changed (``model``, ``head``, ``objective``,
-      ``autoencoder``, ``text.context_length``), naming every changed field; optimizer, loop and data
-      changes are logged as warnings ``field: old → new``.
+    ValueError: what the checkpoint holds changed — the architecture or the objective (``model``,
+      ``head``, ``objective``, ``autoencoder``, ``text.context_length``), the trainable set
+      (``optimizer.trainable_patterns``) or the EMA turned on/off — naming every changed field;
+      other optimizer, loop and data changes are logged as warnings ``field: old → new``.
   """
   stored = checkpoint_lib.upgrade_config(ml_collections.ConfigDict(dict(stored))).to_dict()
   old = flax.traverse_util.flatten_dict(json.loads(json.dumps(stored)), sep=".")
@@ -223,6 +235,8 @@ def check_resumed_config(stored: Mapping[str, Any], config: ml_collections.Confi
   changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
   under = lambda key, blocks: any(key == b or key.startswith(b + ".") for b in blocks)
   fixed = [k for k in changed if under(k, _RESUME_FIXED)]
+  if "ema_decay" in changed and (float(old.get("ema_decay") or 0) > 0) != (float(new.get("ema_decay") or 0) > 0):
+    fixed.append("ema_decay")  # turning the EMA on or off changes what the checkpoint holds
   if fixed:
     raise ValueError("the run in this workdir was trained with another architecture or objective; changed: "
                      + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
@@ -273,10 +287,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       os.path.join(workdir, "checkpoints"), max_to_keep=int(config.keep_checkpoints),
       async_save=bool(config.get("async_checkpointing", True)))
   resume_step, state, train_iter = restore_newest(
-      ckpt, abstract_state, lambda: task.make_iterator("train", per_process_batch, int(config.seed)))
-  if resume_step is not None:
-    check_resumed_config(checkpoint_lib.read_config(ckpt.directory, resume_step), config)
-  else:
+      ckpt, abstract_state, lambda: task.make_iterator("train", per_process_batch, int(config.seed)), config)
+  if resume_step is None:
     state, _ = state_lib.init_train_state(
         task.init_params, tx, init_key, use_ema=use_ema, mesh=mesh, rules=rules)
     if task.pretrained_params is not None:  # a new run starts from pretrained weights; a resume never does

@@ -326,6 +326,12 @@ def test_no_restorable_checkpoint_and_changed_configs_are_clear_errors(single_de
   with pytest.raises(ValueError, match=r"another architecture or objective; changed: model.preset: None -> 'other'"):
     trainer.train_and_evaluate(changed, str(workdir), task=toy_task.make_task())
   assert (workdir / "config.json").read_text() == config_json                  # a failed resume writes nothing
+  assert not (workdir / "checkpoints_damaged").exists()                        # nor moves healthy checkpoints
+  # Another parameter tree (here: no EMA) is refused by the config check, not taken for damage.
+  with pytest.raises(ValueError, match=r"ema_decay"):
+    trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=8, ema_decay=0.0), str(workdir),
+                               task=toy_task.make_task())
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4", "6"]
   for step in ("2", "4", "6"):
     os.remove(workdir / "checkpoints" / step / "state" / "manifest.ocdbt")
   with pytest.raises(trainer.CheckpointError, match=r"no checkpoint in .* restores \(step 6: .*step 4: .*step 2: "):
