@@ -263,6 +263,7 @@ def test_ctrl_c_checkpoints_and_stops_a_second_one_aborts():
     flag.uninstall()
 
 
+@pytest.mark.slow  # ~40 s of a real training process; the in-process signal tests above cover the logic
 def test_train_cli_exits_75_when_stopped_by_a_signal(tmp_path):
   """SIGTERM during training through the real entry point: checkpoint, a message, exit code 75."""
   import signal  # pylint: disable=g-import-not-at-top
