@@ -147,6 +147,16 @@ class CachedFeatureSource:
     return record
 
 
+def read_null_context(text_cache: str) -> np.ndarray:
+  """The empty prompt's ``(L0, D)`` float32 embedding of a text cache (``null.npy``).
+
+  Raises:
+    FileNotFoundError: ``text_cache`` is not a text cache (the message says how to make one).
+  """
+  read_metadata(text_cache, TEXT_JSON)
+  return np.load(os.path.join(text_cache, NULL_NPY)).astype(np.float32)
+
+
 class NullContextSource:
   """A record source whose records all carry the text cache's empty-prompt embedding as ``context``
   (sources without captions in a run with text: they train the null branch, as caption dropout does).
@@ -156,9 +166,8 @@ class NullContextSource:
   """
 
   def __init__(self, source, text_cache: str):
-    read_metadata(text_cache, TEXT_JSON)
     self.source = source
-    self.null = np.load(os.path.join(text_cache, NULL_NPY))
+    self.null = read_null_context(text_cache)
 
   def __len__(self) -> int:
     return len(self.source)

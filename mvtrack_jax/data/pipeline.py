@@ -462,9 +462,10 @@ def _reference_context(record, config: PipelineConfig, view: int, num_views: int
   if "context" not in record:
     raise schema.RecordError(source, "context", "missing: config.text.cache is set but this record has no text "
                              "embeddings (run python -m mvtrack_jax.data.encode_text)")
-  context = schema.validate_context(record["context"], num_views, source)
-  if context.ndim == 3:
-    context = context[view]
+  context = np.asarray(record["context"])
+  if context.ndim == 3 and context.shape[0] == num_views:
+    context = context[view]  # check only the caption this example uses (the loader's hot path)
+  context = schema.validate_context(context, num_views, source)
   length, dim = config.context_shape
   if context.shape[1] != dim or context.shape[0] > length:
     raise schema.RecordError(source, "context", f"{context.shape[0]} tokens of width {context.shape[1]}; the model "

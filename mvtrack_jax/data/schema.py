@@ -41,6 +41,8 @@ from typing import Mapping
 
 import numpy as np
 
+from mvtrack_jax.geometry import cameras as geometry
+
 REQUIRED_FIELDS = ("video", "intrinsics", "world_to_camera", "tracks", "visible", "points_3d")
 OPTIONAL_FIELDS = ("depth", "context")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
@@ -184,25 +186,14 @@ def validate_context(context: np.ndarray, num_views: int, source: str = "<record
 
 
 def _check_intrinsics(k: np.ndarray, source: str) -> None:
-  if (k[..., 0, 0] <= 0).any() or (k[..., 1, 1] <= 0).any():
-    raise RecordError(source, "intrinsics", "focal lengths fx, fy must be positive")
-  if not np.allclose(k[..., 2, :], np.array([0.0, 0.0, 1.0]), atol=1e-6) or \
-     not np.allclose(k[..., 1, 0], 0.0, atol=1e-6):
-    raise RecordError(source, "intrinsics", "expected [[fx, s, cx], [0, fy, cy], [0, 0, 1]]")
+  try:
+    geometry.check_intrinsics(k, "(V, T) intrinsics")
+  except ValueError as e:
+    raise RecordError(source, "intrinsics", str(e)) from e
 
 
 def _check_extrinsics(w2c: np.ndarray, source: str) -> None:
-  if not np.allclose(w2c[..., 3, :], np.array([0.0, 0.0, 0.0, 1.0]), atol=1e-6):
-    raise RecordError(source, "world_to_camera", "last row must be [0, 0, 0, 1]")
-  rot = w2c[..., :3, :3].astype(np.float64)
-  gram = np.einsum("...ji,...jk->...ik", rot, rot)
-  err = np.abs(gram - np.eye(3)).max(axis=(-1, -2))
-  det = np.linalg.det(rot)
-  bad = (err > _ROTATION_TOL) | (det < 0.5)
-  if bad.any():
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise RecordError(
-        source, "world_to_camera",
-        f"not a rigid transform with a proper rotation at (v, t) = {first} "
-        f"(|RᵀR − I| = {float(err[first]):.3g}, det R = {float(det[first]):.3g}); "
-        "non-invertible or scaled cameras are not allowed")
+  try:
+    geometry.check_rigid(w2c, "(V, T) poses", tolerance=_ROTATION_TOL)
+  except ValueError as e:
+    raise RecordError(source, "world_to_camera", str(e)) from e

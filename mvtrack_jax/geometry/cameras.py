@@ -201,8 +201,20 @@ def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
   return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
+def _finite_matrices(m: np.ndarray, size: int, name: str, what: str) -> np.ndarray:
+  """``m`` as float64 ``(..., size, size)`` with finite entries, else ``ValueError`` naming ``name``."""
+  m = np.asarray(m, np.float64)
+  if m.ndim < 2 or m.shape[-2:] != (size, size):
+    raise ValueError(f"{name}: shape {m.shape}, expected (..., {size}, {size}) {what}")
+  bad = ~np.isfinite(m)
+  if bad.any():
+    at = _first_bad(bad)
+    raise ValueError(f"{name}: {m[at]} at index {at}; {what} must be finite")
+  return m
+
+
 def check_intrinsics(k: np.ndarray, name: str) -> np.ndarray:
-  """``(..., 3, 3)`` pinhole intrinsics checked and returned as float64.
+  """``(..., 3, 3)`` pinhole intrinsics ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` (pixels) checked, as float64.
 
   Args:
     k: intrinsics in pixels.
@@ -210,38 +222,32 @@ def check_intrinsics(k: np.ndarray, name: str) -> np.ndarray:
 
   Raises:
     ValueError: wrong shape, a non-finite entry (named as NaN/inf with its index), a focal length
-      ``≤ 0``, or a last row other than ``[0, 0, 1]``.
+      ``≤ 0``, or rows other than ``[0, fy, cy]`` / ``[0, 0, 1]``.
   """
-  k = np.asarray(k, np.float64)
-  if k.ndim < 2 or k.shape[-2:] != (3, 3):
-    raise ValueError(f"{name}: shape {k.shape}, expected (..., 3, 3) intrinsics")
-  bad = ~np.isfinite(k)
-  if bad.any():
-    at = _first_bad(bad)
-    raise ValueError(f"{name}: {k[at]} at index {at}; intrinsics must be finite")
+  k = _finite_matrices(k, 3, name, "intrinsics")
   focal = np.stack([k[..., 0, 0], k[..., 1, 1]], -1)
   if (focal <= 0).any():
     at = _first_bad(focal <= 0)
     raise ValueError(f"{name}: focal length {focal[at]} px at index {at}; fx and fy must be > 0")
-  if not np.allclose(k[..., 2, :], [0.0, 0.0, 1.0], atol=1e-6):
-    raise ValueError(f"{name}: last row must be [0, 0, 1]")
+  if not np.allclose(k[..., 2, :], [0.0, 0.0, 1.0], atol=1e-6) or not np.allclose(k[..., 1, 0], 0.0, atol=1e-6):
+    raise ValueError(f"{name}: expected [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (last row [0, 0, 1])")
   return k
 
 
 def check_rigid(m: np.ndarray, name: str, *, tolerance: float = 1e-4) -> np.ndarray:
   """``(..., 4, 4)`` rigid transforms (camera-to-world or world-to-camera) checked and returned as float64.
 
+  Args:
+    m: the transforms (metres for the translation).
+    name: what to name in errors.
+    tolerance: largest ``|R Rᵀ − I|`` entry accepted.
+
   Raises:
     ValueError: wrong shape, a non-finite entry (named as NaN/inf with its index), a last row other
-      than ``[0, 0, 0, 1]``, or a rotation that is not orthonormal with determinant +1 (first index).
+      than ``[0, 0, 0, 1]``, or a rotation that is not orthonormal with determinant +1 (first index):
+      non-invertible or scaled cameras are not rigid.
   """
-  m = np.asarray(m, np.float64)
-  if m.ndim < 2 or m.shape[-2:] != (4, 4):
-    raise ValueError(f"{name}: shape {m.shape}, expected (..., 4, 4) poses")
-  bad = ~np.isfinite(m)
-  if bad.any():
-    at = _first_bad(bad)
-    raise ValueError(f"{name}: {m[at]} at index {at}; poses must be finite")
+  m = _finite_matrices(m, 4, name, "poses")
   if not np.allclose(m[..., 3, :], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
     raise ValueError(f"{name}: last row must be [0, 0, 0, 1]")
   rot = m[..., :3, :3]
@@ -250,5 +256,6 @@ def check_rigid(m: np.ndarray, name: str, *, tolerance: float = 1e-4) -> np.ndar
   if bad.any():
     at = _first_bad(bad)
     raise ValueError(f"{name}: pose {at} is not rigid (|R Rᵀ − I| = {err[at]:.3g}, det R = "
-                     f"{np.linalg.det(rot)[at]:.3g}); expected a rotation with determinant +1 and a translation")
+                     f"{np.linalg.det(rot)[at]:.3g}); expected a rotation with determinant +1 and a translation "
+                     "(non-invertible or scaled cameras are not allowed)")
   return m

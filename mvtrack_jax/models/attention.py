@@ -62,6 +62,14 @@ def _dot_product_attention(q, k, v, scale):
 def with_named_residuals(fn, q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
   """``fn(q, k, v)`` whose backward residuals are ordinary forward values named :data:`ATTENTION_RESIDUALS`.
 
+  Args:
+    fn: an attention function of ``(B, S, N, d)`` queries and ``(B, T, N, d)`` keys/values (e.g.
+      ``jax.nn.dot_product_attention`` with ``implementation="cudnn"``), differentiable by ``jax.vjp``.
+    q, k, v: its inputs.
+
+  Returns:
+    ``fn(q, k, v)``, ``(B, S, N, d)``.
+
   ``jax.vjp(fn)`` runs on gradient-stopped inputs, so the forward (for cuDNN, one fused kernel that
   also returns its softmax statistics) is part of the primal computation, and its residuals — the
   leaves of the VJP closure, named with ``checkpoint_name`` — are what a remat policy can save or

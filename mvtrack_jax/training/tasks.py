@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -190,8 +189,7 @@ def _null_context(config: ml_collections.ConfigDict, model: MVTrack4Gen) -> np.n
       fit the model.
   """
   root = str(config.text.cache)
-  feature_cache.read_metadata(root, feature_cache.TEXT_JSON)
-  null = np.load(os.path.join(root, feature_cache.NULL_NPY))
+  null = feature_cache.read_null_context(root)
   try:
     return np.asarray(model.pad_context(null[None]))[0]
   except ValueError as e:
@@ -222,7 +220,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   objective = objective_lib.make_objective(model, obj_cfg)
   dit, head = model.dit, model.head
 
-  mixture = tuple(sources.source_specs(config.data)) if len(sources.source_specs(config.data)) > 1 else ()
+  mixture = _pipeline_config(config, 1, True).mixture  # source names when several are mixed
 
   def loss_fn(params, batch, rng):
     loss, metrics = objective(params, batch, rng)
