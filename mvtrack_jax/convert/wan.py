@@ -13,10 +13,15 @@ Supported state-dict namings (docs/design.md §4.1), given as ``{name: numpy arr
   ``head.modulation``, ``text_embedding.0/.2``, ``time_embedding.0/.2``, ``time_projection.1``.
 - **camera modules**: ReCamMaster ``blocks.N.cam_encoder`` (Linear 12→dim) and ``blocks.N.projector``
   (Linear dim→dim); this project's Plücker modules as ``blocks.N.camera_proj`` and
-  ``camera_encoder.{patch,fc1,fc2}``.
+  ``camera_encoder.{patch,fc1,fc2}``; Wan2.1-Fun / ReDirector ``control_adapter.{conv,
+  residual_blocks.0.conv1, residual_blocks.0.conv2}`` and RoCE ``blocks.N.self_attn.rope_phase_{qk,vo}.1``
+  (ReDirector's names; diffusers-side ``blocks.N.attn1.rope_phase_{qk,vo}``).
+- **image context** (Wan I2V / Fun): diffusers ``condition_embedder.image_embedder.{norm1,
+  ff.net.0.proj, ff.net.2, norm2}`` and ``blocks.N.attn2.{add_k_proj, add_v_proj, norm_added_k}``;
+  original ``img_emb.proj.{0,1,3,4}`` and ``blocks.N.cross_attn.{k_img, v_img, norm_k_img}``.
 
 Layouts: torch Linear ``(out, in)`` → Flax kernel ``(in, out)``; Conv3d ``(out, in, kt, kh, kw)`` →
-``(kt, kh, kw, in, out)``; RMSNorm/LayerNorm ``weight`` → ``scale``. Unknown, missing or mis-shaped
+``(kt, kh, kw, in, out)``; Conv2d ``(out, in, kh, kw)`` → ``(kh, kw, in, out)``; RMSNorm/LayerNorm ``weight`` → ``scale``. Unknown, missing or mis-shaped
 keys raise one ``ValueError`` that lists them. ``.safetensors`` files (single, or sharded with a
 ``*.safetensors.index.json``) are read with the ``safetensors`` NumPy API, no torch; BF16 tensors
 (which NumPy lacks) are decoded to float32 through ``ml_dtypes``.
@@ -50,8 +55,14 @@ _TOP = {
     "proj_out": "proj_out",
     "scale_shift_table": "scale_shift_table",
     "camera_encoder": "camera_encoder",
+    "control_adapter": "control_adapter",
+    "image_embedder_norm1": "condition_embedder.image_embedder.norm1",
+    "image_embedder_ff_0": "condition_embedder.image_embedder.ff.net.0.proj",
+    "image_embedder_ff_2": "condition_embedder.image_embedder.ff.net.2",
+    "image_embedder_norm2": "condition_embedder.image_embedder.norm2",
 }
 _BLOCK = {"to_out": "to_out.0", "ffn_in": "ffn.net.0.proj", "ffn_out": "ffn.net.2"}
+_SUB = {"residual_blocks_0": "residual_blocks.0"}
 _LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "scale_shift_table": "scale_shift_table"}
 
 # Original Wan2.1 / DiffSynth name → diffusers name (regex, replacement), applied in order.
@@ -73,6 +84,14 @@ _ORIGINAL_TO_DIFFUSERS = [
     (r"^(blocks\.\d+)\.ffn\.0\.", r"\1.ffn.net.0.proj."),
     (r"^(blocks\.\d+)\.ffn\.2\.", r"\1.ffn.net.2."),
     (r"^(blocks\.\d+)\.modulation$", r"\1.scale_shift_table"),
+    (r"^img_emb\.proj\.0\.", "condition_embedder.image_embedder.norm1."),
+    (r"^img_emb\.proj\.1\.", "condition_embedder.image_embedder.ff.net.0.proj."),
+    (r"^img_emb\.proj\.3\.", "condition_embedder.image_embedder.ff.net.2."),
+    (r"^img_emb\.proj\.4\.", "condition_embedder.image_embedder.norm2."),
+    (r"^(blocks\.\d+\.attn2)\.k_img\.", r"\1.add_k_proj."),
+    (r"^(blocks\.\d+\.attn2)\.v_img\.", r"\1.add_v_proj."),
+    (r"^(blocks\.\d+\.attn2)\.norm_k_img\.", r"\1.norm_added_k."),
+    (r"^(blocks\.\d+\.attn1)\.rope_phase_(qk|vo)\.1\.", r"\1.rope_phase_\2."),
 ]
 
 
@@ -93,6 +112,14 @@ _DIFFUSERS_TO_ORIGINAL = [
     (r"^(blocks\.\d+)\.ffn\.net\.0\.proj\.", r"\1.ffn.0."),
     (r"^(blocks\.\d+)\.ffn\.net\.2\.", r"\1.ffn.2."),
     (r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation"),
+    (r"^condition_embedder\.image_embedder\.norm1\.", "img_emb.proj.0."),
+    (r"^condition_embedder\.image_embedder\.ff\.net\.0\.proj\.", "img_emb.proj.1."),
+    (r"^condition_embedder\.image_embedder\.ff\.net\.2\.", "img_emb.proj.3."),
+    (r"^condition_embedder\.image_embedder\.norm2\.", "img_emb.proj.4."),
+    (r"^(blocks\.\d+\.cross_attn)\.add_k_proj\.", r"\1.k_img."),
+    (r"^(blocks\.\d+\.cross_attn)\.add_v_proj\.", r"\1.v_img."),
+    (r"^(blocks\.\d+\.cross_attn)\.norm_added_k\.", r"\1.norm_k_img."),
+    (r"^(blocks\.\d+\.self_attn)\.rope_phase_(qk|vo)\.", r"\1.rope_phase_\2.1."),
 ]
 
 
@@ -106,7 +133,15 @@ _DIFFUSERS_FIELDS = {
 }
 # diffusers fields that do not change the T2V network (or are checked below).
 _IGNORED_FIELDS = {"_class_name", "_diffusers_version", "_name_or_path", "window_size", "qk_norm",
-                   "rope_max_seq_len", "add_img_emb", "image_dim", "added_kv_proj_dim", "pos_embed_seq_len"}
+                   "rope_max_seq_len", "add_img_emb", "added_kv_proj_dim", "pos_embed_seq_len"}
+
+
+def _split_condition_channels(kwargs: dict[str, Any]) -> None:
+  """A patch embedding wider than the output (Fun: 32 in, 16 out; I2V: 36 in) takes the latents plus
+  ``in − out`` conditioning channels, which this model feeds with zeros (``WanConfig.condition_channels``)."""
+  total, out = int(kwargs.get("in_channels", 16)), int(kwargs.get("out_channels", 16))
+  if total > out and "condition_channels" not in kwargs:
+    kwargs["in_channels"], kwargs["condition_channels"] = out, total - out
 
 
 def config_from_diffusers(config: Mapping[str, Any], **overrides) -> WanConfig:
@@ -117,9 +152,13 @@ def config_from_diffusers(config: Mapping[str, Any], **overrides) -> WanConfig:
       may also hold ``WanConfig`` field names (``camera_mode``, ``dtype``, ...).
     **overrides: further ``WanConfig`` fields; ``camera_mode`` defaults to ``"none"``.
 
+  A diffusers ``in_channels`` above ``out_channels`` becomes ``in_channels = out_channels`` plus
+  ``condition_channels`` (fed with zeros); ``image_dim`` enables the image branch, whose
+  ``added_kv_proj_dim`` must be the model width (as in every Wan I2V / Fun checkpoint).
+
   Raises:
-    ValueError: for unknown fields, I2V fields (``image_dim``/``added_kv_proj_dim`` not None) or
-      ``qk_norm`` other than ``"rms_norm_across_heads"``.
+    ValueError: for unknown fields, ``added_kv_proj_dim`` other than the width, ``pos_embed_seq_len``
+      (Wan2.1-FLF2V's image position embedding) or ``qk_norm`` other than ``"rms_norm_across_heads"``.
   """
   fields = {f.name for f in dataclasses.fields(WanConfig)}
   kwargs: dict[str, Any] = {"camera_mode": "none"}
@@ -133,10 +172,16 @@ def config_from_diffusers(config: Mapping[str, Any], **overrides) -> WanConfig:
       unknown.append(key)
   if unknown:
     raise ValueError(f"config_from_diffusers: unknown config fields {sorted(unknown)}")
-  for key in ("image_dim", "added_kv_proj_dim", "pos_embed_seq_len"):
-    if config.get(key) is not None:
-      raise ValueError(f"config_from_diffusers: {key}={config[key]!r} (image-to-video Wan) is not supported; "
-                       "expected None")
+  kwargs["image_dim"] = int(config.get("image_dim") or 0)
+  dim = int(config.get("num_attention_heads", 12)) * int(config.get("attention_head_dim", 128))
+  if config.get("added_kv_proj_dim") not in (None, dim) or bool(config.get("added_kv_proj_dim")) != bool(
+      kwargs["image_dim"]):
+    raise ValueError(f"config_from_diffusers: added_kv_proj_dim={config.get('added_kv_proj_dim')!r} with "
+                     f"image_dim={config.get('image_dim')!r}; expected both None or added_kv_proj_dim = the width {dim}")
+  if config.get("pos_embed_seq_len") is not None:
+    raise ValueError(f"config_from_diffusers: pos_embed_seq_len={config['pos_embed_seq_len']!r} (Wan2.1-FLF2V's "
+                     "image position embedding) is not supported; expected None")
+  _split_condition_channels(kwargs)
   if config.get("qk_norm", "rms_norm_across_heads") != "rms_norm_across_heads":
     raise ValueError(f"config_from_diffusers: qk_norm={config['qk_norm']!r}, expected 'rms_norm_across_heads'")
   kwargs.update(overrides)
@@ -148,24 +193,33 @@ def infer_config(state_dict: Mapping[str, np.ndarray], *, head_dim: int = 128, *
 
   The head count is not recorded in the weights: ``num_heads = dim / head_dim`` (Wan2.1 uses 128).
   ``camera_mode`` is ``"recammaster"`` when ``cam_encoder`` weights are present, ``"plucker"`` for
-  ``camera_proj`` weights, else ``"none"``.
+  ``camera_proj`` weights, ``"redirector"`` (with ReDirector's shared RoPE frames) for
+  ``control_adapter`` weights (``roce`` when ``rope_phase_*`` weights are present too), else
+  ``"none"``. ``image_embedder`` weights set ``image_dim``; a patch embedding wider than the output
+  sets ``condition_channels``.
   """
   sd = to_diffusers_names(state_dict)
   conv = np.shape(sd["patch_embedding.weight"])
   dim, in_channels, patch = conv[0], conv[1], tuple(conv[2:])
   layers = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
-  camera_mode = "none"
+  camera_mode, extra = "none", {}
   if any(".cam_encoder." in k for k in sd):
     camera_mode = "recammaster"
   elif any(".camera_proj." in k for k in sd):
     camera_mode = "plucker"
+  elif any(k.startswith("control_adapter.") for k in sd):
+    camera_mode = "redirector"
+    extra = dict(rope_mode="shared", roce=any(".rope_phase_" in k for k in sd))
+  image = sd.get("condition_embedder.image_embedder.norm1.weight")
   kwargs = dict(
       patch_size=patch, num_heads=dim // head_dim, head_dim=head_dim, in_channels=in_channels,
       out_channels=np.shape(sd["proj_out.weight"])[0] // int(np.prod(patch)),
       text_dim=np.shape(sd["condition_embedder.text_embedder.linear_1.weight"])[1],
       freq_dim=np.shape(sd["condition_embedder.time_embedder.linear_1.weight"])[1],
       ffn_dim=np.shape(sd["blocks.0.ffn.net.0.proj.weight"])[0], num_layers=len(layers),
-      cross_attn_norm="blocks.0.norm2.weight" in sd, camera_mode=camera_mode)
+      cross_attn_norm="blocks.0.norm2.weight" in sd, camera_mode=camera_mode,
+      image_dim=0 if image is None else int(np.shape(image)[0]), **extra)
+  _split_condition_channels(kwargs)
   kwargs.update(overrides)
   return WanConfig(**kwargs)
 
@@ -209,7 +263,7 @@ def _torch_name(path: tuple[str, ...]) -> str:
     parts.extend(_BLOCK.get(p, p) for p in path[1:-1])
   else:
     parts.append(_TOP.get(path[0], path[0]) if len(path) > 1 else path[0])
-    parts.extend(path[1:-1])
+    parts.extend(_SUB.get(p, p) for p in path[1:-1])
   if len(path) > 1:
     parts.append(_LEAF.get(path[-1], path[-1]))
   return ".".join(parts)
@@ -220,6 +274,8 @@ def _to_flax(value: np.ndarray, leaf: str, target_ndim: int) -> np.ndarray:
     return value.T
   if leaf == "kernel" and target_ndim == 5:
     return np.transpose(value, (2, 3, 4, 1, 0))
+  if leaf == "kernel" and target_ndim == 4:
+    return np.transpose(value, (2, 3, 1, 0))
   return value
 
 
@@ -228,6 +284,8 @@ def _to_torch(value: np.ndarray, leaf: str) -> np.ndarray:
     return value.T
   if leaf == "kernel" and value.ndim == 5:
     return np.transpose(value, (4, 3, 0, 1, 2))
+  if leaf == "kernel" and value.ndim == 4:
+    return np.transpose(value, (3, 2, 0, 1))
   return value
 
 
@@ -249,7 +307,8 @@ def _fresh_camera_params(config: WanConfig, names: set[str], seed: int) -> dict[
 
 
 def _is_camera_name(name: str) -> bool:
-  return bool(re.search(r"(^camera_encoder\.|\.cam_encoder\.|\.projector\.|\.camera_proj\.)", name))
+  return bool(re.search(r"(^camera_encoder\.|\.cam_encoder\.|\.projector\.|\.camera_proj\.|^control_adapter\.|"
+                        r"\.rope_phase_(qk|vo)\.)", name))
 
 
 def convert_state_dict(state_dict: Mapping[str, Any], config: WanConfig, *, init_missing_camera: bool = False,
@@ -387,10 +446,12 @@ def diffusers_config(config: WanConfig) -> dict[str, Any]:
   """The ``config.json`` of diffusers' ``WanTransformer3DModel`` with ``config``'s architecture."""
   fields = {ours: diff for diff, ours in _DIFFUSERS_FIELDS.items()}
   out = {"_class_name": "WanTransformer3DModel", "qk_norm": "rms_norm_across_heads",
-         "image_dim": None, "added_kv_proj_dim": None, "rope_max_seq_len": 1024}
+         "image_dim": config.image_dim or None, "added_kv_proj_dim": config.dim if config.image_dim else None,
+         "rope_max_seq_len": 1024}
   for ours, diff in fields.items():
     value = getattr(config, ours)
     out[diff] = list(value) if isinstance(value, tuple) else value
+  out["in_channels"] = config.in_channels + config.condition_channels
   return out
 
 
@@ -507,26 +568,37 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
 
 
 ARCHITECTURE_FIELDS = ("patch_size", "num_heads", "head_dim", "in_channels", "out_channels", "text_dim", "freq_dim",
-                       "ffn_dim", "num_layers", "cross_attn_norm")
+                       "ffn_dim", "num_layers", "cross_attn_norm", "image_dim", "condition_channels")
 
 
-def pretrained_params(path: str | os.PathLike, config: WanConfig) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def pretrained_params(path: str | os.PathLike, config: WanConfig, *, overlay: str | os.PathLike = ""
+                      ) -> tuple[dict[str, Any], dict[str, list[str]]]:
   """The parameters of a pretrained checkpoint for a model of ``config``, to start training from.
 
   The checkpoint's architecture (its ``config.json``, or inferred from the tensor shapes with
   ``config.head_dim``) must equal ``config``'s in every field of :data:`ARCHITECTURE_FIELDS`; the
   other fields (dtype, attention backend, remat, scan, camera mode) are the run's to choose.
-  Tensors of modules the checkpoint lacks — camera modules of another camera mode — are left out
-  (the caller keeps its fresh initialisation of them); the checkpoint's camera modules that
+  Tensors of modules the checkpoint lacks — camera modules of another camera mode, RoCE phases — are
+  left out (the caller keeps its fresh initialisation of them); the checkpoint's camera modules that
   ``config`` does not have are ignored. Both are reported.
+
+  Args:
+    path: the base checkpoint (see :func:`read_checkpoint`).
+    config: the model's ``WanConfig``.
+    overlay: optional partial state dict read the same way and applied over the base, e.g.
+      ReDirector's released ``step20000.safetensors`` (its trained self-attention and RoCE tensors)
+      over Wan2.1-Fun-V1.1-1.3B-Control-Camera, as ReDirector's inference loads them. Every overlay
+      tensor must be a parameter of ``config`` with the right shape.
 
   Returns:
     ``(params, report)``: a (partial) params tree in ``config``'s layout (scanned blocks stacked)
-    as float32 NumPy arrays, and ``{"loaded", "fresh", "ignored"}`` lists of diffusers names.
+    as float32 NumPy arrays, and ``{"loaded", "fresh", "ignored"}`` lists of diffusers names
+    (plus ``"overlaid"`` with an overlay).
 
   Raises:
     ValueError: architecture fields that differ (naming checkpoint and config values), missing or
-      unexpected non-camera tensors, mis-shaped tensors.
+      unexpected non-camera tensors, mis-shaped tensors, overlay tensors that are not parameters of
+      ``config`` (listed).
   """
   state_dict, diffusers_config = read_checkpoint(path)
   sd = to_diffusers_names(state_dict)
@@ -542,6 +614,16 @@ def pretrained_params(path: str | os.PathLike, config: WanConfig) -> tuple[dict[
   if bad or misshaped:
     raise ValueError(f"{os.fspath(path)}: weights do not fit the model: missing or unknown non-camera tensors "
                      f"{bad[:20]} ({len(bad)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
-  tree = _params_tree({p: v.astype(np.float32) for p, v in flat.items()}, config)
   report = {"loaded": sorted(n for n in sd if n not in unknown), "fresh": missing, "ignored": unknown}
+  if overlay:
+    over = to_diffusers_names(read_checkpoint(overlay)[0])
+    over_flat, over_unknown, _, over_misshaped = _match(over, config)
+    if over_unknown or over_misshaped:
+      raise ValueError(f"{os.fspath(overlay)}: overlay tensors that are not parameters of config.model: "
+                       f"unknown {over_unknown[:20]} ({len(over_unknown)}), mis-shaped {over_misshaped[:20]} "
+                       f"({len(over_misshaped)})")
+    flat.update(over_flat)
+    report["overlaid"] = sorted(over)
+    report["fresh"] = [n for n in missing if n not in over]
+  tree = _params_tree({p: v.astype(np.float32) for p, v in flat.items()}, config)
   return jax.tree.map(np.asarray, tree), report

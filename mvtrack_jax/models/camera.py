@@ -22,6 +22,14 @@ does this, and ``WanDiT`` applies it to the causal count ``1 + k·(F − 1)``).
   ``PluckerPatchEncoder``: a Conv with kernel = stride = the DiT patch → ``dim``, plus a residual
   SiLU MLP → one ``dim`` vector per token. Reference tokens get the reference camera's rays,
   target tokens the target camera's.
+- **ReDirector / Wan2.1-Fun control camera** (arXiv 2511.19827; ``byeongjun-park/ReDirector``,
+  DiffSynth ``SimpleAdapter``): Plücker rays at the *full pixel* resolution
+  (``plucker_pixel_maps``), packed ray-channel-major (channel ``fpl·c + j`` is ray channel ``c``
+  of frame ``j`` of the group, einops ``b c (f k) h w -> b (c k) f h w``: 24 channels for Wan),
+  then per video-latent frame ``ControlAdapter``: PixelUnshuffle(``vae_stride``) → Conv2d with
+  kernel = stride = the DiT's spatial patch → one residual block (3×3 conv, ReLU, 3×3 conv,
+  + skip). Its output ``cam_emb`` (one ``dim`` vector per token, each view with its own cameras) is
+  added to the patch embeddings and drives RoCE in every block (``models.wan``).
 """
 
 from __future__ import annotations
@@ -128,20 +136,112 @@ def plucker_latent_maps(intrinsics: jnp.ndarray, cam_to_world: jnp.ndarray, refe
   Raises:
     ValueError: on shape mismatches or when ``Tc`` is not a multiple of ``frames_per_latent``.
   """
+  rays = _grouped_rays("plucker_latent_maps", scale_intrinsics(jnp.asarray(intrinsics, jnp.float32),
+                                                                1.0 / vae_stride, 1.0 / vae_stride),
+                       cam_to_world, reference_cam_to_world, latent_height, latent_width, frames_per_latent)
+  b, f = rays.shape[:2]
+  return jnp.transpose(rays, (0, 1, 3, 4, 2, 5)).reshape(b, f, latent_height, latent_width, 6 * frames_per_latent)
+
+
+def _grouped_rays(caller: str, intrinsics, cam_to_world, reference_cam_to_world, height: int, width: int,
+                  frames_per_latent: int) -> jnp.ndarray:
+  """Validated per-frame Plücker rays relative to the reference camera at frame 0, grouped by latent
+  frame: ``(B, F, frames_per_latent, height, width, 6)``."""
   _check_cameras("intrinsics", intrinsics, (3, 3), None, None)
   batch, frames = intrinsics.shape[:2]
   _check_cameras("cam_to_world", cam_to_world, (4, 4), batch, frames)
   _check_cameras("reference_cam_to_world", reference_cam_to_world, (4, 4), batch, None)
   if frames % frames_per_latent:
-    raise ValueError(f"plucker_latent_maps: camera frame count {frames} is not a multiple of "
+    raise ValueError(f"{caller}: camera frame count {frames} is not a multiple of "
                      f"frames_per_latent={frames_per_latent}")
-  rel = relative_cameras(cam_to_world, reference_cam_to_world)
-  k_latent = scale_intrinsics(jnp.asarray(intrinsics, jnp.float32), 1.0 / vae_stride, 1.0 / vae_stride)
-  rays = plucker_rays(k_latent, rel, latent_height, latent_width)  # (B, Tc, H, W, 6)
-  f = frames // frames_per_latent
-  rays = rays.reshape(batch, f, frames_per_latent, latent_height, latent_width, 6)
-  rays = jnp.transpose(rays, (0, 1, 3, 4, 2, 5))
-  return rays.reshape(batch, f, latent_height, latent_width, 6 * frames_per_latent)
+  rays = plucker_rays(jnp.asarray(intrinsics, jnp.float32), relative_cameras(cam_to_world, reference_cam_to_world),
+                      height, width)
+  return rays.reshape(batch, frames // frames_per_latent, frames_per_latent, height, width, 6)
+
+
+def plucker_pixel_maps(intrinsics: jnp.ndarray, cam_to_world: jnp.ndarray, reference_cam_to_world: jnp.ndarray,
+                       height: int, width: int, frames_per_latent: int) -> jnp.ndarray:
+  """Plücker ray maps of one view at the full pixel resolution, packed as Wan2.1-Fun/ReDirector do.
+
+  Args:
+    intrinsics: ``(B, Tc, 3, 3)`` pixel intrinsics of a ``height × width`` video.
+    cam_to_world: ``(B, Tc, 4, 4)`` OpenCV camera-to-world poses of this view (metres).
+    reference_cam_to_world: ``(B, Tc', 4, 4)`` reference-view poses; frame 0 defines the frame.
+    height, width: video size in pixels.
+    frames_per_latent: video frames per latent frame ``k``.
+
+  Returns:
+    ``(B, F, height, width, 6·k)`` float32, ``F = Tc / k``; channel ``k·c + j`` is Plücker channel
+    ``c`` (``[o × d, d]``) of frame ``j`` of the group (ray-channel-major, unlike
+    ``plucker_latent_maps``), rays through pixel centres, relative to the reference camera at frame 0.
+
+  Raises:
+    ValueError: on shape mismatches or when ``Tc`` is not a multiple of ``frames_per_latent``.
+  """
+  rays = _grouped_rays("plucker_pixel_maps", intrinsics, cam_to_world, reference_cam_to_world, height, width,
+                       frames_per_latent)
+  b, f = rays.shape[:2]
+  return jnp.transpose(rays, (0, 1, 3, 4, 5, 2)).reshape(b, f, height, width, 6 * frames_per_latent)
+
+
+def pixel_unshuffle(x: jnp.ndarray, factor: int) -> jnp.ndarray:
+  """``torch.nn.PixelUnshuffle`` on channels-last maps: ``(N, H, W, C) → (N, H/r, W/r, C·r²)``.
+
+  Output channel ``c·r² + i·r + j`` holds input channel ``c`` at offset ``(i, j)`` of its ``r × r``
+  cell (torch's order, so converted convolution weights apply unchanged).
+
+  Raises:
+    ValueError: when ``H`` or ``W`` is not a multiple of ``factor``.
+  """
+  n, h, w, c = x.shape
+  if h % factor or w % factor:
+    raise ValueError(f"pixel_unshuffle: map size {(h, w)} is not a multiple of {factor}")
+  x = x.reshape(n, h // factor, factor, w // factor, factor, c)
+  return jnp.transpose(x, (0, 1, 3, 5, 2, 4)).reshape(n, h // factor, w // factor, c * factor * factor)
+
+
+class ControlAdapter(nn.Module):
+  """Wan2.1-Fun's camera ``SimpleAdapter``: pixel ray maps ``(B, F, H, W, C)`` → ``(B, F·h·w, dim)``.
+
+  Per latent frame: ``pixel_unshuffle(vae_stride)``, ``Conv(dim, kernel = stride = patch)`` (the DiT's
+  spatial patch, so output cell ``(i, j)`` is token ``(i, j)``), then ``x + conv2(ReLU(conv1(x)))``
+  with 3×3 convolutions, padding 1. Parameter names follow DiffSynth's ``control_adapter.{conv,
+  residual_blocks.0.conv1, residual_blocks.0.conv2}`` (``convert.wan`` maps them).
+  """
+  dim: int
+  patch: tuple[int, int] = (2, 2)
+  vae_stride: int = 8
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, maps: jnp.ndarray) -> jnp.ndarray:
+    b, f, h, w, c = maps.shape
+    x = pixel_unshuffle(maps.reshape(b * f, h, w, c).astype(self.dtype), self.vae_stride)
+    x = _conv(self.dim, self.patch, "VALID", (None, "embed"), "conv", self.dtype, self.param_dtype)(x)
+    x = _ResidualBlock(self.dim, self.dtype, self.param_dtype, name="residual_blocks_0")(x)
+    return x.reshape(b, -1, self.dim)
+
+
+def _conv(features, kernel, padding, axes, name, dtype, param_dtype) -> nn.Conv:
+  """A 2D convolution (stride = kernel for ``"VALID"``, 1 otherwise) with logical axes ``(in, out)``."""
+  return nn.Conv(features, kernel_size=kernel, strides=kernel if padding == "VALID" else (1, 1), padding=padding,
+                 dtype=dtype, param_dtype=param_dtype, name=name,
+                 kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), (None, None) + axes),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes[1],)))
+
+
+class _ResidualBlock(nn.Module):
+  """``x + conv2(ReLU(conv1(x)))``, 3×3 convolutions with padding 1 (DiffSynth ``ResidualBlock``)."""
+  dim: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    pad = ((1, 1), (1, 1))
+    h = nn.relu(_conv(self.dim, (3, 3), pad, ("embed", "mlp"), "conv1", self.dtype, self.param_dtype)(x))
+    return x + _conv(self.dim, (3, 3), pad, ("mlp", "embed"), "conv2", self.dtype, self.param_dtype)(h)
 
 
 class PluckerPatchEncoder(nn.Module):

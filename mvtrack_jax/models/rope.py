@@ -16,6 +16,11 @@ The angles depend only on static shapes: ``rope_tables`` computes the per-axis t
 float64 NumPy at trace time (as diffusers precomputes float64 tables) and broadcasts them to the
 ``(S, d/2)`` token tables inside the graph, so only ``O((f + h + w)·d)`` constants are embedded
 (not ``O(S·d)``: 33 MB at 65,520 tokens).
+
+RoCE (ReDirector's Rotary Camera Encoding): ``apply_phase`` turns the row and column pairs by
+learned per-token, per-head phases predicted from the camera embedding (``models.wan``): on q and
+k after RoPE (``RoPE·exp(iφ_qk)``), on v by ``−φ_vo`` before attention and on the output by
+``+φ_vo`` after the output projection. Zero phases leave the network unchanged.
 """
 
 from __future__ import annotations
@@ -155,9 +160,63 @@ def apply_rope(x: jnp.ndarray, cos: jnp.ndarray, sin: jnp.ndarray) -> jnp.ndarra
   if x.ndim != 4 or cos.shape != (x.shape[1], x.shape[3] // 2) or sin.shape != cos.shape:
     raise ValueError(f"apply_rope: x must be (B, S, N, d) with tables (S, d/2); got x {x.shape}, "
                      f"cos {cos.shape}, sin {sin.shape}")
-  xf = x.astype(jnp.float32).reshape(x.shape[:-1] + (x.shape[-1] // 2, 2))
-  x0, x1 = xf[..., 0], xf[..., 1]
   c = jnp.asarray(cos, jnp.float32)[None, :, None, :]
   s = jnp.asarray(sin, jnp.float32)[None, :, None, :]
+  return _rotate_pairs(x, c, s)
+
+
+def _rotate_pairs(x: jnp.ndarray, c: jnp.ndarray, s: jnp.ndarray) -> jnp.ndarray:
+  """``x`` ``(..., d)`` with pair ``i`` multiplied by ``c[..., i] + i·s[..., i]`` (float32 math)."""
+  xf = x.astype(jnp.float32).reshape(x.shape[:-1] + (x.shape[-1] // 2, 2))
+  x0, x1 = xf[..., 0], xf[..., 1]
   out = jnp.stack([x0 * c - x1 * s, x0 * s + x1 * c], axis=-1)
   return out.reshape(x.shape).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotary Camera Encoding (RoCE; ReDirector, arXiv 2511.19827).
+
+
+def roce_phase_pairs(head_dim: int) -> int:
+  """Phases per head ``P`` of RoCE: one per row and column RoPE pair, ``2·⌊d/6⌋`` (42 for ``d = 128``).
+
+  ReDirector sizes its phase layers ``(2·d // 3) // 2`` per head and left-pads the phases with
+  ``d/2 − P`` zeros, so the frame band gets no phase and the row/column bands get one each. The
+  two agree only when ``(2·d // 3) // 2 == 2·⌊d/6⌋`` (``d`` = 32, 48, 96, 128, …; not 64 or 80):
+  another ``d`` would rotate part of the frame band and loaded weights would mean something else.
+
+  Raises:
+    ValueError: ``head_dim`` where the two differ (the message lists nearby supported values).
+  """
+  _, h_dim, w_dim = rope_band_dims(head_dim)
+  pairs = (h_dim + w_dim) // 2
+  if (2 * head_dim // 3) // 2 != pairs:
+    ok = [d for d in range(8, 257, 2) if (2 * d // 3) // 2 == 2 * (d // 6)]
+    raise ValueError(f"RoCE: head_dim={head_dim} is unsupported: ReDirector's phase width (2·d//3)//2 = "
+                     f"{(2 * head_dim // 3) // 2} differs from the row+column RoPE pairs 2·⌊d/6⌋ = {pairs}; "
+                     f"supported head_dim values include {[d for d in ok if d >= 24][:12]}")
+  return pairs
+
+
+def apply_phase(x: jnp.ndarray, phase: jnp.ndarray) -> jnp.ndarray:
+  """Rotates the row/column RoPE pairs of ``x`` by per-token, per-head camera phases (RoCE).
+
+  Args:
+    x: ``(B, S, N, d)`` queries, keys, values or outputs, heads split.
+    phase: ``(B, S, N, P)`` angles in radians, ``P = roce_phase_pairs(d)``; pair ``i`` of the
+      ``[t | h | w]`` layout turns by ``phase[..., i − (d/2 − P)]`` (the frame pairs by 0).
+
+  Returns:
+    ``(B, S, N, d)`` in ``x``'s dtype: ``x·exp(i·φ)`` on interleaved pairs, float32 math. With
+    ``apply_rope`` first this is ReDirector's ``rope_apply_cam`` (``RoPE·exp(iφ)``).
+
+  Raises:
+    ValueError: on shape mismatches.
+  """
+  d = x.shape[-1]
+  pairs = roce_phase_pairs(d)
+  if x.ndim != 4 or phase.shape != x.shape[:3] + (pairs,):
+    raise ValueError(f"apply_phase: x must be (B, S, N, d) and phase (B, S, N, {pairs}); got x {x.shape}, "
+                     f"phase {phase.shape}")
+  phase = jnp.pad(phase.astype(jnp.float32), ((0, 0),) * 3 + ((d // 2 - pairs, 0),))
+  return _rotate_pairs(x, jnp.cos(phase), jnp.sin(phase))

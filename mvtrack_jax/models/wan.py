@@ -31,6 +31,25 @@ Camera conditioning (``camera_mode``; details in ``mvtrack_jax.models.camera``):
   latent-grid resolution → a shared ``PluckerPatchEncoder`` (one ``dim`` vector per token, each view
   with its own cameras) → per block a zero-initialised ``camera_proj`` ``Dense(dim→dim)`` added to
   the modulated self-attention input, so a pretrained Wan starts out unchanged.
+- ``"redirector"`` (ReDirector on Wan2.1-Fun-1.3B-Control-Camera, arXiv 2511.19827): full-resolution
+  Plücker maps of both views → Fun's ``control_adapter`` (``camera.ControlAdapter``) → ``cam_emb``,
+  one ``dim`` vector per token, added to the patch embeddings. With ``roce=True`` every block's
+  self-attention also turns its RoPE row/column pairs by camera phases
+  ``φ_qk = Linear(SiLU(cam_emb))`` on q and k, and ``φ_vo`` on v (by −φ) and on the output after the
+  output projection (by +φ); the phase layers (``rope_phase_qk``/``rope_phase_vo``, heads × P, no bias)
+  start at zero, so RoCE starts as plain RoPE (``rope.apply_phase``).
+
+Image context (``image_dim > 0``; Wan I2V / Fun, diffusers ``image_dim``/``added_kv_proj_dim``): CLIP
+ViT-H/14 features ``(B, N, image_dim)`` (257 × 1280, the penultimate layer of the reference's first
+frame) → ``LayerNorm → Linear → GELU (exact) → Linear → LayerNorm`` (eps 1e-5) → each block's
+cross-attention adds a second attention of the same queries over them, with its own ``add_k_proj``
+(+ full-width RMSNorm ``norm_added_k``) and ``add_v_proj``, summed before the output projection.
+Without ``image_context`` that branch is off (the text attention alone), which is what a model
+trained without image features learns; the parameters exist either way.
+
+Condition channels (``condition_channels > 0``; Wan2.1-Fun's ``in_dim`` 32 = 16 latent + 16 control):
+both views' latents get that many zero channels appended before patchify, as ReDirector feeds Fun
+(``x = [noisy, 0]``, ``y = [reference, 0]``).
 
 Token ↔ pixel map (``token_grid``): token ``(f, i, j)`` of a view covers latent frames
 ``[f·pt, (f+1)·pt)`` and video pixels ``x ∈ [j·s, (j+1)·s)``, ``y ∈ [i·s, (i+1)·s)`` with
@@ -67,7 +86,7 @@ from mvtrack_jax.models import camera as camera_lib
 from mvtrack_jax.models import rope as rope_lib
 from mvtrack_jax.models.attention import ATTENTION_RESIDUALS, BACKENDS, attention
 
-CAMERA_MODES = ("none", "recammaster", "plucker")
+CAMERA_MODES = ("none", "recammaster", "plucker", "redirector")
 
 # Logical → mesh axis rules for ``nn.logical_axis_rules`` / ``nn.logical_to_mesh_sharding``. Mesh axes
 # ("data", "fsdp", "tensor"). Flax assigns rules in order and skips a mesh axis already used by the
@@ -121,7 +140,11 @@ class WanConfig:
     num_layers: number of DiT blocks.
     cross_attn_norm: affine LayerNorm before cross-attention (Wan: True).
     eps: epsilon of every LayerNorm / RMSNorm.
-    camera_mode: ``"none"`` (plain T2V Wan), ``"recammaster"`` or ``"plucker"`` (default).
+    camera_mode: ``"none"`` (plain T2V Wan), ``"recammaster"``, ``"plucker"`` (default) or ``"redirector"``.
+    image_dim: width of the image-context features (1280 for CLIP ViT-H/14); 0 = no image branch.
+    condition_channels: zero channels appended to the latents before patchify (Fun: 16).
+    roce: Rotary Camera Encoding in every self-attention (``camera_mode="redirector"`` only; needs a
+      ``head_dim`` that ``rope.roce_phase_pairs`` accepts).
     rope_mode: ``"distinct"`` (ReCamMaster, reference frames F'..2F'−1) or ``"shared"``
       (ReDirector, both halves 0..F'−1).
     vae_stride: video pixels per latent cell (8 for the Wan VAE).
@@ -159,6 +182,9 @@ class WanConfig:
   scan_layers: bool = False
   remat_policy: str = "none"
   rope_theta: float = 10000.0
+  image_dim: int = 0
+  condition_channels: int = 0
+  roce: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
@@ -174,12 +200,21 @@ class WanConfig:
         (self.num_heads > 0 and self.num_layers > 0, "num_heads/num_layers", "positive"),
         (self.freq_dim > 0 and self.freq_dim % 2 == 0, "freq_dim", "a positive even int"),
         (self.vae_stride > 0 and self.frames_per_latent > 0, "vae_stride/frames_per_latent", "positive"),
-        (not (self.camera_mode == "recammaster" and self.patch_size[0] != 1), "patch_size",
-         "temporal patch 1 with camera_mode='recammaster' (one pose per latent frame)"),
+        (not (self.camera_mode in ("recammaster", "redirector") and self.patch_size[0] != 1), "patch_size",
+         f"temporal patch 1 with camera_mode={self.camera_mode!r} (one camera input per latent frame)"),
+        (self.image_dim >= 0 and self.condition_channels >= 0, "image_dim/condition_channels", "non-negative"),
+        (not (self.roce and self.camera_mode != "redirector"), "roce",
+         f"False unless camera_mode='redirector' (RoCE reads the control adapter's cam_emb; camera_mode is "
+         f"{self.camera_mode!r})"),
     ]
     for ok, name, expected in checks:
       if not ok:
         raise ValueError(f"WanConfig: {name} must be {expected}; got {getattr(self, name.split('/')[0])!r}")
+    if self.roce:
+      try:
+        rope_lib.roce_phase_pairs(self.head_dim)
+      except ValueError as e:
+        raise ValueError(f"WanConfig: roce=True with {e}") from None
     if self.dim < self.token_input_dim:
       pt, ph, pw = self.patch_size
       raise ValueError(
@@ -206,14 +241,23 @@ class WanConfig:
 
 _WAN_1_3B = dict(num_heads=12, head_dim=128, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256)
 _WAN_14B = dict(num_heads=40, head_dim=128, ffn_dim=13824, num_layers=40, text_dim=4096, freq_dim=256)
+# Wan2.1-Fun-V1.1-1.3B-Control-Camera as ReDirector uses it: image context, in_dim 32, camera adapter, RoCE,
+# RoPE frames shared by both views.
+_FUN_CAMERA = dict(image_dim=1280, condition_channels=16, camera_mode="redirector", rope_mode="shared", roce=True)
 
 PRESETS: dict[str, WanConfig] = {
     # Exact Wan2.1 shapes (docs/design.md §4.1).
     "wan2.1-t2v-1.3b": WanConfig(**_WAN_1_3B),
     "wan2.1-t2v-14b": WanConfig(**_WAN_14B),
+    "wan2.1-fun-1.3b-control-camera": WanConfig(**_WAN_1_3B, **_FUN_CAMERA),
     # CPU-sized Wan-VAE-latent model (16 channels, 8 px / cell, 4 frames / latent frame); width 128 is twice
     # its token input (1·2·2·16 = 64), see ``WanConfig.token_input_dim``.
     "tiny": WanConfig(num_heads=2, head_dim=64, ffn_dim=256, num_layers=2, text_dim=32, freq_dim=32),
+    # CPU-sized ReDirector / Fun control-camera model: head_dim 32 (64 has no RoCE layout, rope.roce_phase_pairs),
+    # a 32-wide image context (the tiny CLIP of convert.standins).
+    "tiny-redirector": WanConfig(num_heads=4, head_dim=32, ffn_dim=256, num_layers=2, text_dim=32, freq_dim=32,
+                                 image_dim=32, condition_channels=16, camera_mode="redirector", rope_mode="shared",
+                                 roce=True),
     # CPU demo in pixel space: a 4×4 space-to-depth "autoencoder" gives 48 channels, 4 px / cell, one video
     # frame per latent frame; one cell per token (patch 1×1×1: 48 numbers in a 128-wide model).
     "tiny-pixel": WanConfig(num_heads=4, head_dim=32, ffn_dim=512, num_layers=4, text_dim=32, freq_dim=64,
@@ -260,10 +304,10 @@ def token_grid(config: WanConfig, latent_shape: Sequence[int]) -> tuple[int, int
 
 
 def _dense(features: int, axes: tuple[Any, Any], name: str, dtype, param_dtype, *, kernel_init=None,
-           bias_init=None) -> nn.Dense:
+           bias_init=None, use_bias: bool = True) -> nn.Dense:
   kernel_init = kernel_init or nn.initializers.xavier_uniform()
   bias_init = bias_init or nn.initializers.zeros_init()
-  return nn.Dense(features, dtype=dtype, param_dtype=param_dtype, name=name,
+  return nn.Dense(features, dtype=dtype, param_dtype=param_dtype, name=name, use_bias=use_bias,
                   kernel_init=nn.with_logical_partitioning(kernel_init, axes),
                   bias_init=nn.with_logical_partitioning(bias_init, (axes[1],)))
 
@@ -282,47 +326,69 @@ def _identity_init(key, shape, dtype=jnp.float32):
 class WanAttention(nn.Module):
   """Wan self-/cross-attention: q/k/v Linear, full-width RMSNorm on q and k, optional RoPE.
 
-  Returns ``(out (B, S, dim), q, k)`` with q/k ``(B, S|L, heads, head_dim)`` after norm and RoPE.
+  Self-attention (``context`` None) takes ``rope`` tables and, with ``config.roce``, the per-token
+  ``camera`` embedding ``(B, S, dim)`` that drives RoCE (module docstring). Cross-attention takes the
+  text ``context`` ``(B, L, dim)`` and optionally the embedded ``image_context`` ``(B, N, dim)``
+  (I2V branch: ``add_k_proj`` + ``norm_added_k``, ``add_v_proj``, its attention added to the text's).
+  Returns ``(out (B, S, dim), q, k)`` with q/k ``(B, S|L, heads, head_dim)`` after norm, RoPE and RoCE.
   """
   config: WanConfig
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, context: jnp.ndarray | None = None,
-               rope: tuple[jnp.ndarray, jnp.ndarray] | None = None):
+               rope: tuple[jnp.ndarray, jnp.ndarray] | None = None, camera: jnp.ndarray | None = None,
+               image_context: jnp.ndarray | None = None):
     cfg = self.config
     dense = lambda name, axes: _dense(cfg.dim, axes, name, cfg.dtype, cfg.param_dtype)
     rms = lambda name: nn.RMSNorm(epsilon=cfg.eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name=name,
                                   scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("heads",)))
-    source = x if context is None else context
-    q = rms("norm_q")(dense("to_q", ("embed", "heads"))(x))
-    k = rms("norm_k")(dense("to_k", ("embed", "heads"))(source))
-    v = dense("to_v", ("embed", "heads"))(source)
     split = lambda t: t.reshape(t.shape[:2] + (cfg.num_heads, cfg.head_dim))
-    q, k, v = split(q), split(k), split(v)
+    source = x if context is None else context
+    q = split(rms("norm_q")(dense("to_q", ("embed", "heads"))(x)))
+    k = split(rms("norm_k")(dense("to_k", ("embed", "heads"))(source)))
+    v = split(dense("to_v", ("embed", "heads"))(source))
     if rope is not None:
       q = rope_lib.apply_rope(q, *rope)
       k = rope_lib.apply_rope(k, *rope)
+    phase_vo = None
+    if camera is not None:  # RoCE: camera phases on the row/column pairs.
+      pairs = rope_lib.roce_phase_pairs(cfg.head_dim)
+      phase = lambda name: _dense(cfg.num_heads * pairs, ("embed", "heads"), name, cfg.dtype, cfg.param_dtype,
+                                  kernel_init=nn.initializers.zeros_init(), use_bias=False)(nn.silu(camera)).reshape(
+                                      camera.shape[:2] + (cfg.num_heads, pairs))
+      phase_qk, phase_vo = phase("rope_phase_qk"), phase("rope_phase_vo")
+      q = rope_lib.apply_phase(q, phase_qk)
+      k = rope_lib.apply_phase(k, phase_qk)
+      v = rope_lib.apply_phase(v, -phase_vo.astype(jnp.float32))
     axes = ("batch", "length", "heads", "kv")
     q = nn.with_logical_constraint(checkpoint_name(q, "query"), axes)
     k = nn.with_logical_constraint(checkpoint_name(k, "key"), axes)
     v = nn.with_logical_constraint(checkpoint_name(v, "value"), axes)
     out = attention(q, k, v, backend=cfg.attention_backend)
+    if image_context is not None:
+      k_img = split(rms("norm_added_k")(dense("add_k_proj", ("embed", "heads"))(image_context)))
+      v_img = split(dense("add_v_proj", ("embed", "heads"))(image_context))
+      out = (out.astype(jnp.float32) + attention(q, k_img, v_img, backend=cfg.attention_backend)).astype(out.dtype)
     out = checkpoint_name(out, "attention_out")
-    out = out.reshape(out.shape[:2] + (cfg.dim,))
-    return dense("to_out", ("heads", "embed"))(out), q, k
+    out = dense("to_out", ("heads", "embed"))(out.reshape(out.shape[:2] + (cfg.dim,)))
+    if phase_vo is not None:
+      out = rope_lib.apply_phase(split(out), phase_vo).reshape(out.shape)
+    return out, q, k
 
 
 class WanBlock(nn.Module):
   """One Wan2.1 DiT block with optional camera injection (module docstring).
 
   ``__call__(x (B,S,dim), context (B,L,dim), tproj (B,6,dim) f32, rope_cos, rope_sin (S, d/2),
-  camera)`` → ``(x, q, k)``; ``camera`` is ``(B, S, 12)`` pose features per token
-  (``recammaster``), ``(B, S, dim)`` Plücker token embeddings (``plucker``) or None.
+  camera, image_context)`` → ``(x, q, k)``; ``camera`` is ``(B, S, 12)`` pose features per token
+  (``recammaster``), ``(B, S, dim)`` Plücker token embeddings (``plucker``), the adapter's
+  ``cam_emb`` (``redirector``: RoCE input) or None; ``image_context`` the embedded image features
+  ``(B, N, dim)`` or None.
   """
   config: WanConfig
 
   @nn.compact
-  def __call__(self, x, context, tproj, rope_cos, rope_sin, camera):
+  def __call__(self, x, context, tproj, rope_cos, rope_sin, camera, image_context):
     cfg = self.config
     f32 = jnp.float32
     table = self.param("scale_shift_table", nn.with_logical_partitioning(
@@ -339,7 +405,8 @@ class WanBlock(nn.Module):
     elif cfg.camera_mode == "plucker":
       h = h + _dense(cfg.dim, ("mlp", "embed"), "camera_proj", cfg.dtype, cfg.param_dtype,
                      kernel_init=nn.initializers.zeros_init())(camera).astype(f32)
-    attn_out, q, k = WanAttention(cfg, name="attn1")(h.astype(cfg.dtype), rope=(rope_cos, rope_sin))
+    attn_out, q, k = WanAttention(cfg, name="attn1")(h.astype(cfg.dtype), rope=(rope_cos, rope_sin),
+                                                     camera=camera if cfg.roce else None)
     if cfg.camera_mode == "recammaster":
       attn_out = _dense(cfg.dim, ("heads", "embed"), "projector", cfg.dtype, cfg.param_dtype,
                         kernel_init=_identity_init)(attn_out)
@@ -353,7 +420,7 @@ class WanBlock(nn.Module):
                        name="norm2")(x.astype(f32)).astype(cfg.dtype)
     else:
       h = x
-    x = x + WanAttention(cfg, name="attn2")(h, context=context)[0]
+    x = x + WanAttention(cfg, name="attn2")(h, context=context, image_context=image_context)[0]
 
     # 3. Modulated GELU(tanh) FFN.
     h = (_layer_norm(x, cfg.eps) * (1.0 + c_scale) + c_shift).astype(cfg.dtype)
@@ -376,9 +443,10 @@ class _ScanStep(nn.Module):
   probe_layers: tuple[int, ...]
 
   @nn.compact
-  def __call__(self, carry, context, tproj, rope_cos, rope_sin, camera):
+  def __call__(self, carry, context, tproj, rope_cos, rope_sin, camera, image_context):
     x, step, q_bufs, k_bufs = carry
-    x, q, k = _block_class(self.config)(self.config, name="block")(x, context, tproj, rope_cos, rope_sin, camera)
+    x, q, k = _block_class(self.config)(self.config, name="block")(x, context, tproj, rope_cos, rope_sin, camera,
+                                                                   image_context)
     q_bufs = tuple(jnp.where(step == layer, q, buf) for layer, buf in zip(self.probe_layers, q_bufs))
     k_bufs = tuple(jnp.where(step == layer, k, buf) for layer, buf in zip(self.probe_layers, k_bufs))
     return (x, step + 1, q_bufs, k_bufs), None
@@ -403,6 +471,7 @@ def _shape_error(argument: str, got: Any, expected: Any) -> ValueError:
 CAMERA_KEYS = {
     "recammaster": ("target_cam_to_world", "reference_cam_to_world"),
     "plucker": ("target_intrinsics", "target_cam_to_world", "reference_intrinsics", "reference_cam_to_world"),
+    "redirector": ("target_intrinsics", "target_cam_to_world", "reference_intrinsics", "reference_cam_to_world"),
 }
 
 
@@ -410,7 +479,7 @@ class WanDiT(nn.Module):
   """Camera-conditioned Wan2.1 DiT (module docstring). ``config``: a ``WanConfig``."""
   config: WanConfig
 
-  def _validate(self, latents, timestep, context, reference_latents, cameras, probe_layers):
+  def _validate(self, latents, timestep, context, reference_latents, cameras, probe_layers, image_context):
     cfg = self.config
     if latents.ndim != 5 or latents.shape[-1] != cfg.in_channels:
       raise _shape_error("latents", latents.shape, f"(B, F, H, W, {cfg.in_channels})")
@@ -424,6 +493,13 @@ class WanDiT(nn.Module):
       raise _shape_error("context", context.shape, f"({b}, L, {cfg.text_dim})")
     if reference_latents is not None and reference_latents.shape != latents.shape:
       raise _shape_error("reference_latents", reference_latents.shape, f"{tuple(latents.shape)} (same as latents)")
+    if image_context is not None:
+      if not cfg.image_dim:
+        raise ValueError(f"WanDiT: image_context {tuple(image_context.shape)} was given but config.image_dim is 0 "
+                         "(this model has no image branch)")
+      if image_context.ndim != 3 or image_context.shape[0] != b or image_context.shape[2] != cfg.image_dim:
+        raise _shape_error("image_context", image_context.shape,
+                           f"({b}, N, {cfg.image_dim}) image features (CLIP ViT-H/14: N = 257)")
     for layer in probe_layers:
       if not 0 <= int(layer) < cfg.num_layers:
         raise ValueError(f"WanDiT: probe_layers entry {layer} out of range, expected 0 <= layer < {cfg.num_layers}")
@@ -436,7 +512,7 @@ class WanDiT(nn.Module):
                        f"with keys {CAMERA_KEYS[cfg.camera_mode]}")
     frames = f * cfg.frames_per_latent
     keys = CAMERA_KEYS[cfg.camera_mode]
-    if cfg.camera_mode == "plucker" and reference_latents is None:
+    if cfg.camera_mode in ("plucker", "redirector") and reference_latents is None:
       keys = tuple(k for k in keys if k != "reference_intrinsics")  # no reference tokens to condition
     for key in keys:
       if key not in cameras:
@@ -450,7 +526,7 @@ class WanDiT(nn.Module):
 
   @nn.compact
   def __call__(self, latents, timestep, context, *, reference_latents=None, cameras=None,
-               probe_layers: Sequence[int] = ()):
+               probe_layers: Sequence[int] = (), image_context=None):
     """Predicts the flow-matching velocity of the target latents.
 
     Args:
@@ -465,8 +541,12 @@ class WanDiT(nn.Module):
         (Wan: 81 frames for 21 latent frames), whose frame 0 is then repeated
         (``camera.pack_causal_camera_frames``). ``recammaster`` needs only the two poses, ``plucker``
         without reference latents needs no ``reference_intrinsics``. Poses are re-expressed
-        relative to ``reference_cam_to_world[:, 0]`` here.
+        relative to ``reference_cam_to_world[:, 0]`` here; ``redirector`` needs the same keys as
+        ``plucker``.
       probe_layers: 0-based blocks whose self-attention q/k to return.
+      image_context: ``(B, N, image_dim)`` image features (CLIP ViT-H/14 penultimate layer of the
+        reference's first frame, ``N = 257``) for a model with ``image_dim > 0``, or None: the image
+        branch is then off (its parameters are still created by ``init``).
 
     Returns:
       ``velocity`` ``(B, F, H, W, C_out)`` float32 for the target half; with ``probe_layers``
@@ -476,7 +556,8 @@ class WanDiT(nn.Module):
     Raises:
       ValueError: naming the argument, the shape received and the shape expected, for wrong ranks
         or shapes, latents not divisible by the patch, camera frame counts other than
-        ``F·frames_per_latent`` or ``1 + frames_per_latent·(F − 1)``, missing cameras, or probe layers out of range.
+        ``F·frames_per_latent`` or ``1 + frames_per_latent·(F − 1)``, missing cameras, probe layers out of range,
+        or image features of the wrong shape (or given to a model without an image branch).
     """
     cfg = self.config
     latents = jnp.asarray(latents)
@@ -484,10 +565,14 @@ class WanDiT(nn.Module):
     context = jnp.asarray(context)
     if reference_latents is not None:
       reference_latents = jnp.asarray(reference_latents)
+    if image_context is not None:
+      image_context = jnp.asarray(image_context)
     probe_layers = tuple(sorted({int(p) for p in probe_layers}))
     if cameras is not None and latents.ndim == 5:  # Causal-VAE frame counts (81 for 21 latents) → F·k.
       cameras = camera_lib.pack_causal_camera_frames(cameras, latents.shape[1], cfg.frames_per_latent)
-    self._validate(latents, timestep, context, reference_latents, cameras, probe_layers)
+    self._validate(latents, timestep, context, reference_latents, cameras, probe_layers, image_context)
+    if image_context is None and cfg.image_dim and self.is_initializing():  # create the image-branch params
+      image_context = jnp.zeros((latents.shape[0], 1, cfg.image_dim), jnp.float32)
     b, f_lat, h_lat, w_lat, _ = latents.shape
     gf, gh, gw = token_grid(cfg, latents.shape)
     n_view = gf * gh * gw
@@ -500,6 +585,8 @@ class WanDiT(nn.Module):
                                                              (None, None, None, None, "embed")),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("embed",)))
     views = [latents] if reference_latents is None else [latents, reference_latents]
+    if cfg.condition_channels:  # Fun's control channels, zero as ReDirector feeds them
+      views = [jnp.pad(v, ((0, 0),) * 4 + ((0, cfg.condition_channels),)) for v in views]
     x = jnp.concatenate([patch(v.astype(dt)).reshape(b, n_view, cfg.dim) for v in views], axis=1)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
@@ -513,6 +600,14 @@ class WanDiT(nn.Module):
     tproj = dense32(6 * cfg.dim, "time_projection", ("embed", "mlp"))(nn.silu(temb)).reshape(b, 6, cfg.dim)
     ctx = _dense(cfg.dim, (None, "embed"), "text_embedding_0", dt, cfg.param_dtype)(context.astype(dt))
     ctx = _dense(cfg.dim, ("mlp", "embed"), "text_embedding_2", dt, cfg.param_dtype)(nn.gelu(ctx, approximate=True))
+    img = None
+    if image_context is not None:  # diffusers WanImageEmbedding / Wan ``img_emb``: FP32 LayerNorms, exact GELU
+      norm = lambda name: nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, dtype=f32, param_dtype=cfg.param_dtype,
+                                       name=name)
+      img = norm("image_embedder_norm1")(image_context.astype(f32)).astype(dt)
+      img = _dense(cfg.image_dim, (None, "mlp"), "image_embedder_ff_0", dt, cfg.param_dtype)(img)
+      img = _dense(cfg.dim, ("mlp", "embed"), "image_embedder_ff_2", dt, cfg.param_dtype)(nn.gelu(img, approximate=False))
+      img = norm("image_embedder_norm2")(img.astype(f32)).astype(dt)
 
     # Camera conditioning → a per-token input of every block.
     cam = None
@@ -530,6 +625,16 @@ class WanDiT(nn.Module):
           encoder(camera_lib.plucker_latent_maps(
               cameras[f"{p}_intrinsics"], cameras[f"{p}_cam_to_world"], cameras["reference_cam_to_world"],
               h_lat, w_lat, cfg.vae_stride, cfg.frames_per_latent)) for p in prefixes], axis=1)
+    elif cfg.camera_mode == "redirector":
+      adapter = camera_lib.ControlAdapter(cfg.dim, cfg.patch_size[1:], cfg.vae_stride, dtype=dt,
+                                          param_dtype=cfg.param_dtype, name="control_adapter")
+      prefixes = ["target"] if reference_latents is None else ["target", "reference"]
+      cam = jnp.concatenate([
+          adapter(camera_lib.plucker_pixel_maps(
+              cameras[f"{p}_intrinsics"], cameras[f"{p}_cam_to_world"], cameras["reference_cam_to_world"],
+              h_lat * cfg.vae_stride, w_lat * cfg.vae_stride, cfg.frames_per_latent)) for p in prefixes], axis=1)
+      cam = nn.with_logical_constraint(cam, ("batch", "length", "embed"))
+      x = (x.astype(f32) + cam.astype(f32)).astype(dt)  # Fun adds cam_emb to the patch embeddings
 
     # Blocks.
     probes = {}
@@ -538,15 +643,15 @@ class WanDiT(nn.Module):
       bufs = tuple(nn.with_logical_constraint(jnp.zeros(q_shape, dt), ("batch", "length", "heads", "kv"))
                    for _ in probe_layers)
       scan = nn.scan(_ScanStep, variable_axes={"params": 0}, split_rngs={"params": True},
-                     in_axes=(nn.broadcast,) * 5, length=cfg.num_layers,
+                     in_axes=(nn.broadcast,) * 6, length=cfg.num_layers,
                      metadata_params={nn.PARTITION_NAME: "layers"})
       (x, _, q_bufs, k_bufs), _ = scan(cfg, probe_layers, name="blocks")(
-          (x, jnp.zeros((), jnp.int32), bufs, bufs), ctx, tproj, cos, sin, cam)
+          (x, jnp.zeros((), jnp.int32), bufs, bufs), ctx, tproj, cos, sin, cam, img)
       probes = {layer: {"q": q, "k": k} for layer, q, k in zip(probe_layers, q_bufs, k_bufs)}
     else:
       block_cls = _block_class(cfg)
       for i in range(cfg.num_layers):
-        x, q, k = block_cls(cfg, name=f"blocks_{i}")(x, ctx, tproj, cos, sin, cam)
+        x, q, k = block_cls(cfg, name=f"blocks_{i}")(x, ctx, tproj, cos, sin, cam, img)
         if i in probe_layers:
           probes[i] = {"q": q, "k": k}
 
@@ -571,7 +676,8 @@ class WanDiT(nn.Module):
 
 
 def example_inputs(config: WanConfig, *, batch_size: int = 1, latent_shape: Sequence[int] = (2, 4, 6),
-                   context_length: int = 8, with_reference: bool = True, seed: int = 0) -> dict[str, Any]:
+                   context_length: int = 8, with_reference: bool = True, image_tokens: int = 3,
+                   seed: int = 0) -> dict[str, Any]:
   """Random valid ``WanDiT`` inputs (e.g. for ``init``), as keyword arguments.
 
   Args:
@@ -579,11 +685,12 @@ def example_inputs(config: WanConfig, *, batch_size: int = 1, latent_shape: Sequ
     batch_size: ``B``.
     latent_shape: ``(F, H, W)`` latent grid of one view.
     context_length: text tokens ``L``.
+    image_tokens: image-context tokens ``N`` (a model with ``image_dim > 0`` gets ``image_context``).
     with_reference: include ``reference_latents`` (cameras are always built when the mode needs them).
     seed: NumPy seed.
 
   Returns:
-    dict with ``latents, timestep, context`` (+ ``reference_latents``, ``cameras``) as float32
+    dict with ``latents, timestep, context`` (+ ``reference_latents``, ``image_context``, ``cameras``) as float32
     NumPy arrays; cameras orbit a point 4 m in front of the reference camera.
   """
   rng = np.random.default_rng(seed)
@@ -595,6 +702,8 @@ def example_inputs(config: WanConfig, *, batch_size: int = 1, latent_shape: Sequ
   }
   if with_reference:
     out["reference_latents"] = rng.standard_normal((batch_size, f, h, w, config.in_channels)).astype(np.float32)
+  if config.image_dim:
+    out["image_context"] = rng.standard_normal((batch_size, image_tokens, config.image_dim)).astype(np.float32)
   if config.camera_mode != "none":
     from mvtrack_jax.geometry import intrinsics_from_fov, invert_rigid, look_at  # pylint: disable=g-import-not-at-top
     frames = f * config.frames_per_latent
