@@ -57,6 +57,7 @@ from flax import traverse_util
 
 from mvtrack_jax import cli
 from mvtrack_jax.convert import wan as convert_wan
+from mvtrack_jax.data import video_io
 from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
@@ -84,13 +85,17 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
 
   Raises:
     ValueError: unknown dtype or format; FileExistsError: ``out`` exists and is not empty;
-    FileNotFoundError: no checkpoint; KeyError: ``use_ema`` but the run kept no EMA.
+    NotADirectoryError / PermissionError: ``out`` is a file or not writable; FileNotFoundError: no
+    ``workdir`` or no checkpoint; KeyError: ``use_ema`` but the run kept no EMA.
   """
   if dtype not in _DTYPES:
     raise ValueError(f"dtype={dtype!r}; expected one of {sorted(_DTYPES)}")
   if fmt not in FORMATS:
     raise ValueError(f"format={fmt!r}; expected one of {FORMATS}")
+  # Fail fast: the output folder and the run directory, before the checkpoint is read.
   _check_out(out)
+  if not epath.Path(workdir).is_dir():
+    raise FileNotFoundError(f"--workdir {workdir}: no such folder (expected a training run directory)")
   ckpt_dir = os.path.join(workdir, "checkpoints")
   key = "ema_params" if use_ema else "params"
   step, trees = checkpoint_lib.read_params(ckpt_dir, step=step, keys=(key,))
@@ -185,6 +190,14 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
 
 
 def _check_out(out: str) -> epath.Path:
+  """``out`` as an absolute path, if an export can go there: a local ``out`` must be creatable and writable and not
+  a file (``video_io.check_output_dir``; remote ``scheme://`` paths are left to the writer), and must not hold files.
+
+  Raises:
+    NotADirectoryError / PermissionError: ``out`` is a file or not writable; FileExistsError: not empty.
+  """
+  if "://" not in os.fspath(out):
+    video_io.check_output_dir(out)
   out_path = epath.Path(out).absolute()
   if out_path.exists() and any(out_path.iterdir()):
     raise FileExistsError(f"export: --out {out_path} exists and is not empty; choose another --out")

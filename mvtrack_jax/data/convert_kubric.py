@@ -109,6 +109,7 @@ import numpy as np
 from mvtrack_jax import cli
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
+from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import cameras as geometry
 
 RecordError = schema.RecordError
@@ -651,6 +652,8 @@ def convert(input_path: str | os.PathLike[str], out: str | os.PathLike[str], **k
     RecordError: bad input (file and field named); nothing is written for that scene.
     FileNotFoundError: ``input_path`` is missing or holds no scene.
     ValueError: ``out`` does not end in ``.npz`` for a single scene.
+    IsADirectoryError / NotADirectoryError / PermissionError: ``out`` cannot be written (a folder where a file is
+      due or the reverse, or not writable); checked before any scene is read.
   """
   input_path, out = os.fspath(input_path), os.fspath(out)
   if not os.path.isdir(input_path):
@@ -658,6 +661,7 @@ def convert(input_path: str | os.PathLike[str], out: str | os.PathLike[str], **k
   if is_kubric_scene(input_path):
     if not out.endswith(".npz"):
       raise ValueError(f"--out must be a .npz file for a single scene, got {out!r}")
+    video_io.check_output_file(out)
     readers.write_npz_clip(out, read_kubric_scene(input_path, **kwargs))
     return [out]
   scenes = find_kubric_scenes(input_path)
@@ -666,6 +670,7 @@ def convert(input_path: str | os.PathLike[str], out: str | os.PathLike[str], **k
                             "view_N/ folders)")
   if out.endswith(".npz"):
     raise ValueError(f"--out must be a folder when --input holds several scenes, got {out!r}")
+  video_io.check_output_dir(out)
   written = []
   for scene in scenes:
     path = os.path.join(out, os.path.relpath(scene, input_path) + ".npz")

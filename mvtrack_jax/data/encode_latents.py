@@ -32,8 +32,20 @@ from mvtrack_jax import cli
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import sources
+from mvtrack_jax.data import video_io
 from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.training import distributed
+
+
+def check_data_dir(data, source: str | None = None) -> None:
+  """Raises ``FileNotFoundError`` naming the flag when the data_dir of source ``source`` (default the primary) is
+  set but is not a folder (the synthetic dataset's is a cache, created on first use, so it is not checked)."""
+  specs = sources.source_specs(data)
+  primary = next(iter(specs))
+  spec = specs.get(primary if source is None else source)
+  if spec and spec["dataset"] != "synthetic" and spec["data_dir"] and not os.path.isdir(spec["data_dir"]):
+    flag = "--config.data.data_dir" if source in (None, primary) else f"--config.data.mixture.{source}.data_dir"
+    raise FileNotFoundError(f"{flag} {spec['data_dir']}: no such folder (the {spec['dataset']} dataset root)")
 
 
 def encode_dataset(config, out: str, splits, progress: bool = True, source: str | None = None) -> dict[str, int]:
@@ -42,11 +54,20 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
 
   Raises:
     ValueError: ``config.autoencoder.kind`` is not ``"wan"``, or ``out`` holds a cache made with
-      other settings.
+      other settings. NotADirectoryError / PermissionError: ``out`` is a file or not writable;
+      FileNotFoundError: no data_dir or VAE weights (checked before the VAE is built, naming the flag).
   """
   if config.autoencoder.kind != "wan":
     raise ValueError(f"encode_latents: config.autoencoder.kind={config.autoencoder.kind!r}; the latent cache is for "
                      "the Wan VAE (kind='wan')")
+  # Fail fast: the output folder and every input (dataset, VAE weights) before the VAE is built.
+  video_io.check_output_dir(out)
+  check_data_dir(config.data, source)
+  vae_path = str(config.autoencoder.path)
+  if vae_path and vae_path != "random" and not os.path.exists(vae_path):
+    raise FileNotFoundError(f"--config.autoencoder.path {vae_path}: no such file or folder (expected a diffusers vae/ "
+                            "folder or a Wan2.1_VAE.pth / .safetensors)")
+  records = {split: sources.data_source(config.data, split, source) for split in splits}
   ae = mvtrack4gen.make_autoencoder(config)
   pcfg = sources.pipeline_config(config.data, 1, train=False)
   feature_cache.write_metadata(out, feature_cache.cache_metadata(int(config.data.height), int(config.data.width), ae))
@@ -56,13 +77,12 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
   done = {}
   for split in splits:
-    records = sources.data_source(config.data, split, source)
-    mine = [i for i in range(len(records)) if i % jax.process_count() == jax.process_index()]
+    mine = [i for i in range(len(records[split])) if i % jax.process_count() == jax.process_index()]
     todo = [i for i in mine if not os.path.exists(feature_cache.record_path(out, split, i))]
     bar = tqdm(todo, desc=f"encode {split}", unit="record", disable=not progress,
                initial=len(mine) - len(todo), total=len(mine))
     for index in bar:
-      video = np.asarray(records[index]["video"])                # (V, T, H, W, 3)
+      video = np.asarray(records[split][index]["video"])  # (V, T, H, W, 3)
       t = 1 + (video.shape[1] - 1) // k * k
       views = pipeline.resized_video(video[:, :t], pcfg)
       pad = (-views.shape[0]) % len(devices)

@@ -43,8 +43,10 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
+from mvtrack_jax.data import encode_latents
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import sources
+from mvtrack_jax.data import video_io
 from mvtrack_jax.models import text_encoder as text_lib
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -143,9 +145,22 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
   Raises:
     ValueError: bad ``dtype``, ``config.text.encoder`` empty, a cache made with other settings, or
       captions that name no view of the records still to encode (checked before anything is written).
+    NotADirectoryError / PermissionError: ``out`` is a file or not writable; FileNotFoundError: no captions
+      file, data_dir or encoder folder (these checked before the encoder is built, naming the flag).
   """
   if dtype not in ("float16", "float32"):
     raise ValueError(f"encode_text: dtype={dtype!r}; expected 'float16' or 'float32'")
+  # Fail fast: the output folder and every input (captions, dataset, encoder) before the encoder is built.
+  video_io.check_output_dir(out)
+  video_io.ensure_input_file(captions_path, "--captions")
+  encode_latents.check_data_dir(config.data, source)
+  if encoder is None:
+    if not config.text.encoder:
+      raise ValueError("encode_text: config.text.encoder is empty; set it to a diffusers Wan2.1 folder (with "
+                       "text_encoder/ and tokenizer/) or a UMT5 model folder")
+    if not os.path.isdir(config.text.encoder):
+      raise FileNotFoundError(f"--config.text.encoder {config.text.encoder}: no such folder (expected a diffusers "
+                              "Wan2.1 folder with text_encoder/ and tokenizer/, or a UMT5 model folder)")
   captions = read_captions(captions_path)
   plan = {}
   for split in splits:
@@ -158,9 +173,6 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
     raise ValueError(f"--captions {captions_path}: none of its {len(captions)} rows names a view of "
                      f"{', '.join(splits)} (view names look like {views[0][0]!r}); nothing was written")
   if encoder is None:
-    if not config.text.encoder:
-      raise ValueError("encode_text: config.text.encoder is empty; set it to a diffusers Wan2.1 folder (with "
-                       "text_encoder/ and tokenizer/) or a UMT5 model folder")
     encoder = text_lib.UMT5TextEncoder(config.text.encoder, max_length=int(config.text.context_length))
   feature_cache.write_metadata(out, {"encoder": encoder.source, "dim": encoder.dim, "max_length": encoder.max_length,
                                      "dtype": dtype, "captions_sha256": _sha256(captions_path)},

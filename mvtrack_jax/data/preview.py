@@ -206,10 +206,35 @@ def load_record(*, split: str = "train", index: int = 0, npz: str | None = None,
   return record, name
 
 
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_string("split", "train", "Synthetic dataset split (train, validation, test).")
+  flags.DEFINE_integer("index", 0, "Record index within the split.")
+  flags.DEFINE_string("npz", None, "Preview this .npz clip instead of the synthetic dataset.")
+  flags.DEFINE_string("multicam", None, "Preview this MultiCamVideo scene folder instead.")
+  flags.DEFINE_string("out", None, "Output directory for preview.mp4 and tracks.png.", required=True)
+  flags.DEFINE_string("data_dir", None, "Synthetic dataset root (default $MVTRACK_DATA_DIR or ~/.cache/...).")
+  flags.DEFINE_string("dataset_config", None, "Synthetic dataset config: default or tiny.")
+  config_flags.DEFINE_config_file("config", None, "A training config: preview the synthetic dataset it trains on "
+                                  "(data.synthetic, data.data_dir), e.g. configs/default.py.")
+  flags.DEFINE_integer("num_frames", None, "Preview only the first frames.")
+  flags.DEFINE_integer("max_side", 256, "MultiCamVideo: decode at most this many pixels per side.")
+  flags.DEFINE_integer("min_side", 128, "Enlarge panels (integer factor) to at least this height.")
+  flags.DEFINE_integer("grid_frames", 6, "Frames (columns) in tracks.png.")
+  flags.DEFINE_integer("max_tracks", 48, "Tracks drawn in tracks.png.")
+  flags.DEFINE_float("fps", 8.0, "Frame rate of preview.mp4.")
+
+
 def main(argv) -> None:
-  """Entry point under ``absl.app.run`` (flags defined in the ``__main__`` block)."""
+  """Entry point under ``absl.app.run`` (flags from ``define_flags``)."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Fail fast: the output folder and the input file or folder, before any record is read or built.
+  video_io.check_output_dir(FLAGS.out)
+  if FLAGS.npz:
+    video_io.ensure_input_file(FLAGS.npz, "--npz")
+  if FLAGS.multicam and not os.path.isdir(FLAGS.multicam):
+    raise FileNotFoundError(f"--multicam {FLAGS.multicam}: no such folder (expected a MultiCamVideo scene folder)")
   data_dir, dataset_config = FLAGS.data_dir, FLAGS.dataset_config
   if FLAGS.config is not None:  # the synthetic dataset a training config trains on
     data = FLAGS.config.data
@@ -229,20 +254,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  # Flags are defined only when run as a program, so importing this module defines none.
-  flags.DEFINE_string("split", "train", "Synthetic dataset split (train, validation, test).")
-  flags.DEFINE_integer("index", 0, "Record index within the split.")
-  flags.DEFINE_string("npz", None, "Preview this .npz clip instead of the synthetic dataset.")
-  flags.DEFINE_string("multicam", None, "Preview this MultiCamVideo scene folder instead.")
-  flags.DEFINE_string("out", None, "Output directory for preview.mp4 and tracks.png.", required=True)
-  flags.DEFINE_string("data_dir", None, "Synthetic dataset root (default $MVTRACK_DATA_DIR or ~/.cache/...).")
-  flags.DEFINE_string("dataset_config", None, "Synthetic dataset config: default or tiny.")
-  config_flags.DEFINE_config_file("config", None, "A training config: preview the synthetic dataset it trains on "
-                                  "(data.synthetic, data.data_dir), e.g. configs/default.py.")
-  flags.DEFINE_integer("num_frames", None, "Preview only the first frames.")
-  flags.DEFINE_integer("max_side", 256, "MultiCamVideo: decode at most this many pixels per side.")
-  flags.DEFINE_integer("min_side", 128, "Enlarge panels (integer factor) to at least this height.")
-  flags.DEFINE_integer("grid_frames", 6, "Frames (columns) in tracks.png.")
-  flags.DEFINE_integer("max_tracks", 48, "Tracks drawn in tracks.png.")
-  flags.DEFINE_float("fps", 8.0, "Frame rate of preview.mp4.")
+  define_flags()
   cli.run(main)

@@ -133,6 +133,36 @@ def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> str:
   return path
 
 
+def check_output_file(path: str | os.PathLike[str], flag: str = "--out") -> str:
+  """Checks, before any work and without writing anything, that a command can write its output file.
+
+  The path must not be a folder (an existing file is fine: it is replaced); its folder (or, when missing,
+  that folder's nearest existing ancestor, where it will be created) must accept a new file (checked by
+  creating and removing a temporary file).
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    IsADirectoryError: ``path`` is a folder. NotADirectoryError: a parent of it is a file.
+    PermissionError: not writable.
+  """
+  path = os.path.abspath(os.fspath(path))
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"{flag} {path}: is a folder, not a file")
+  probe = os.path.dirname(path)
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise NotADirectoryError(f"{flag} {path}: {probe} is a file, so the folder cannot be made")
+  try:
+    with tempfile.TemporaryFile(dir=probe):
+      pass
+  except OSError as e:
+    raise PermissionError(f"{flag} {path}: cannot write in {probe} ({e.strerror})") from e
+  return path
+
+
 def ensure_input_file(path: str | os.PathLike[str], flag: str) -> str:
   """``path`` if it is an existing, readable file; else ``FileNotFoundError`` naming ``flag``."""
   path = os.fspath(path)

@@ -1,6 +1,7 @@
 """Export back to PyTorch: WanDiT params → a diffusers folder that WanTransformer3DModel loads and runs the same."""
 
 import json
+import os
 
 import flax.linen as nn
 import jax
@@ -8,18 +9,21 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import traverse_util
+from safetensors.numpy import load_file, save_file
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+from mvtrack_jax import export
+from mvtrack_jax.inference import checkpoint as checkpoint_lib
+from mvtrack_jax.convert import wan as convert
+from mvtrack_jax.models import wan
+from mvtrack_jax.models import mvtrack4gen
+from tests.data.test_video_io import run_cli
 
-from safetensors.numpy import load_file, save_file  # noqa: E402
-
-from mvtrack_jax import export  # noqa: E402
-from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
-from mvtrack_jax.convert import wan as convert  # noqa: E402
-from mvtrack_jax.models import wan  # noqa: E402
-from mvtrack_jax.models import mvtrack4gen  # noqa: E402
-from tests.conftest import load_config  # noqa: E402
+try:  # the PyTorch round trips need them; the command line's path checks at the end do not
+  import diffusers
+  import torch
+except ImportError:
+  diffusers = torch = None
+needs_diffusers = pytest.mark.skipif(diffusers is None, reason="needs torch and diffusers")
 
 
 def _random_params(cfg, seed=0):
@@ -38,6 +42,7 @@ def _save(tmp_path, diffusers_config, state_dict):
   return tmp_path
 
 
+@needs_diffusers
 def test_diffusers_loads_the_export_and_matches_the_jax_forward(tmp_path):
   cfg = wan.get_config("tiny", camera_mode="none", in_channels=4, out_channels=4, patch_size=(1, 2, 2))
   params = _random_params(cfg)
@@ -62,6 +67,7 @@ def test_diffusers_loads_the_export_and_matches_the_jax_forward(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, again, params)
 
 
+@needs_diffusers
 def test_scanned_plucker_model_round_trips_with_its_camera_modules():
   cfg = wan.get_config("tiny", camera_mode="plucker", in_channels=4, out_channels=4, patch_size=(1, 2, 2))
   params = _random_params(cfg, seed=2)
@@ -76,6 +82,7 @@ def test_scanned_plucker_model_round_trips_with_its_camera_modules():
   jax.tree.map(np.testing.assert_array_equal, again, params)
 
 
+@needs_diffusers
 def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   """The demo-shaped model (Plücker cameras + head) through ``write_diffusers``, as ``--format=diffusers`` writes it."""
   params, config, _ = checkpoint_lib.load_exported(tiny_checkpoint)
@@ -97,6 +104,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   assert isinstance(config, ml_collections.ConfigDict)
 
 
+@needs_diffusers
 def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoint, tmp_path):
   params, config, _ = checkpoint_lib.load_exported(tiny_checkpoint)
   config.model.overrides.camera_mode = "recammaster"
@@ -109,3 +117,40 @@ def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoi
   module, again = convert.load_original_transformer(weights, head_dim=cfg.head_dim)
   assert module.config.camera_mode == "recammaster"
   jax.tree.map(np.testing.assert_array_equal, again, params["dit"])
+
+
+@pytest.fixture
+def no_checkpoint(monkeypatch):
+  """Reading the checkpoint fails the test: every check must come before it."""
+  def read(*_, **__):
+    raise AssertionError("the checkpoint was read before the paths were checked")
+  monkeypatch.setattr(checkpoint_lib, "read_params", read)
+
+
+def test_cli_out_that_is_a_file_is_named_before_the_checkpoint_is_read(tmp_path, no_checkpoint):
+  (tmp_path / "a_file").write_text("x")
+  for out in (tmp_path / "a_file", tmp_path / "a_file" / "below"):
+    with pytest.raises(NotADirectoryError, match=f"--out {out}: .*is a file"):
+      run_cli(export, f"--workdir={tmp_path}", f"--out={out}")
+  (tmp_path / "full").mkdir()
+  (tmp_path / "full" / "params").mkdir()
+  with pytest.raises(FileExistsError, match=f"--out {tmp_path / 'full'} exists and is not empty"):  # as before
+    run_cli(export, f"--workdir={tmp_path}", f"--out={tmp_path / 'full'}")
+
+
+def test_cli_read_only_parent_of_out_is_named(tmp_path, no_checkpoint):
+  if os.geteuid() == 0:
+    pytest.skip("root ignores file permissions")
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  try:
+    with pytest.raises(PermissionError, match=f"--out {locked / 'export'}: cannot write in {locked}"):
+      run_cli(export, f"--workdir={tmp_path}", f"--out={locked / 'export'}")
+  finally:
+    locked.chmod(0o700)
+
+
+def test_cli_missing_workdir_is_named_before_the_checkpoint_is_read(tmp_path, no_checkpoint):
+  with pytest.raises(FileNotFoundError, match=f"--workdir {tmp_path / 'run'}: no such folder"):
+    run_cli(export, f"--workdir={tmp_path / 'run'}", f"--out={tmp_path / 'export'}")
+  assert not (tmp_path / "export").exists()

@@ -23,6 +23,7 @@ from mvtrack_jax.data import convert_kubric
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
+from tests.data.test_video_io import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENSOR_WIDTH_MM = 32.0
@@ -249,3 +250,49 @@ def test_cli_converts_a_folder_of_scenes(record, tmp_path):
 def test_import_defines_no_flags():
   from absl import flags  # pylint: disable=g-import-not-at-top
   assert "depth_tolerance" not in flags.FLAGS
+
+
+@pytest.fixture
+def scenes(tmp_path, monkeypatch):
+  """A root holding one scene folder (only what marks a folder as a scene; reading a scene fails the test)."""
+  scene = tmp_path / "root" / "train" / "00000"
+  (scene / "view_0").mkdir(parents=True)
+  (scene / convert_kubric.TRACKS_3D_FILE).write_bytes(b"not read")
+
+  def read(*_, **__):
+    raise AssertionError("a scene was read before the paths were checked")
+  monkeypatch.setattr(convert_kubric, "read_kubric_scene", read)
+  return tmp_path / "root", scene
+
+
+def test_cli_bad_out_is_named_before_any_scene_is_read(scenes, tmp_path):
+  root, scene = scenes
+  (tmp_path / "a_file").write_text("x")
+  (tmp_path / "folder.npz").mkdir()
+  with pytest.raises(IsADirectoryError, match=f"--out {tmp_path / 'folder.npz'}: is a folder, not a file"):
+    run_cli(convert_kubric, f"--input={scene}", f"--out={tmp_path / 'folder.npz'}")
+  with pytest.raises(NotADirectoryError, match=f"--out {tmp_path / 'a_file' / 'one.npz'}: .*a_file is a file"):
+    run_cli(convert_kubric, f"--input={scene}", f"--out={tmp_path / 'a_file' / 'one.npz'}")
+  for out in (tmp_path / "a_file", tmp_path / "a_file" / "clips"):  # a root of scenes writes a folder
+    with pytest.raises(NotADirectoryError, match=f"--out {out}: .*is a file"):
+      run_cli(convert_kubric, f"--input={root}", f"--out={out}")
+
+
+def test_cli_read_only_parent_of_out_is_named(scenes, tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip("root ignores file permissions")
+  root, scene = scenes
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  try:
+    for input_path, out in ((scene, locked / "one.npz"), (root, locked / "clips")):
+      with pytest.raises(PermissionError, match=f"--out {out}: cannot write in {locked}"):
+        run_cli(convert_kubric, f"--input={input_path}", f"--out={out}")
+  finally:
+    locked.chmod(0o700)
+
+
+def test_cli_missing_input_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match=f"--input '{tmp_path / 'missing'}' is not a directory"):
+    run_cli(convert_kubric, f"--input={tmp_path / 'missing'}", f"--out={tmp_path / 'one.npz'}")
+  assert not (tmp_path / "one.npz").exists()

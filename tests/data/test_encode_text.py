@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from mvtrack_jax.data import encode_text, feature_cache, pipeline, schema, sources
+from mvtrack_jax.models import text_encoder as text_lib
 from tests.data.test_readers import tiny_record, write_multicam_scene
+from tests.data.test_video_io import run_cli
 
 D = 8
+CONFIG = "--config=configs/mvtrack4gen_recammaster.py:smoke"
 
 
 class FakeEncoder:
@@ -148,3 +151,47 @@ def test_record_context_schema_and_pipeline_errors():
   np.testing.assert_array_equal(example["context"], np.concatenate([np.ones((3, D)), np.zeros((1, D))]))
   with pytest.raises(ValueError, match="context_shape"):
     pipeline.PipelineConfig(context_shape=(0, D))
+
+
+@pytest.fixture
+def no_encoder(monkeypatch):
+  """Building the umT5 encoder fails the test: every check must come before it."""
+  def built(*_, **__):
+    raise AssertionError("the text encoder was built before the paths were checked")
+  monkeypatch.setattr(text_lib, "UMT5TextEncoder", built)
+
+
+def _cli_args(tmp_path, **flags):
+  """encode_text's command line on the smoke config: existing captions, data_dir and encoder folder unless given."""
+  (tmp_path / "umt5").mkdir(exist_ok=True)
+  args = {"captions": _write(tmp_path / "metadata.csv", [("scene1", "x")]), "config.data.data_dir": str(tmp_path),
+          "config.text.encoder": str(tmp_path / "umt5"), "out": str(tmp_path / "text")} | flags
+  return [CONFIG] + [f"--{k}={v}" for k, v in args.items()]
+
+
+def test_cli_out_that_is_a_file_is_named_before_the_encoder_is_built(tmp_path, no_encoder):
+  (tmp_path / "a_file").write_text("x")
+  for out in (tmp_path / "a_file", tmp_path / "a_file" / "below"):
+    with pytest.raises(NotADirectoryError, match=f"--out {out}: .*is a file"):
+      run_cli(encode_text, *_cli_args(tmp_path, out=out))
+
+
+def test_cli_read_only_parent_of_out_is_named(tmp_path, no_encoder):
+  if os.geteuid() == 0:
+    pytest.skip("root ignores file permissions")
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  try:
+    with pytest.raises(PermissionError, match=f"--out {locked / 'text'}: cannot write in {locked}"):
+      run_cli(encode_text, *_cli_args(tmp_path, out=locked / "text"))
+  finally:
+    locked.chmod(0o700)
+
+
+def test_cli_missing_inputs_are_named_before_the_encoder_is_built(tmp_path, no_encoder):
+  for flag, missing, what in (("captions", tmp_path / "missing.csv", "no such file"),
+                              ("config.data.data_dir", tmp_path / "no_data", "no such folder"),
+                              ("config.text.encoder", tmp_path / "no_umt5", "no such folder")):
+    with pytest.raises(FileNotFoundError, match=f"--{flag} {missing}: {what}"):
+      run_cli(encode_text, *_cli_args(tmp_path, **{flag: missing}))
+  assert not (tmp_path / "text").exists()

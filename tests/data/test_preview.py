@@ -14,6 +14,7 @@ from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
 from tests.data.test_readers import tiny_record
 from tests.data.test_readers import write_multicam_scene
+from tests.data.test_video_io import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -117,3 +118,40 @@ def test_multicam_scene_preview_is_decoded_at_max_side(tmp_path):
   np.testing.assert_allclose(record["intrinsics"][0, 0, 0, 0], 16 * 35 / 23.76, rtol=1e-5)
   paths = preview.write_preview(record, tmp_path / "out", min_side=32)
   assert video_io.read_video(paths["video"]).shape == (2, 32, 2 * 32 + 2, 3)
+
+
+@pytest.fixture
+def no_record(monkeypatch):
+  """Reading (or building) the record fails the test: every check must come before it."""
+  def read(**_):
+    raise AssertionError("a record was read before the paths were checked")
+  monkeypatch.setattr(preview, "load_record", read)
+
+
+def test_cli_out_that_is_a_file_is_named_before_the_record_is_read(tmp_path, no_record):
+  clip = tmp_path / "clip.npz"
+  clip.write_bytes(b"not read")
+  for out in (clip, clip / "below"):
+    with pytest.raises(NotADirectoryError, match=f"--out {out}: .*is a file"):
+      run_cli(preview, "--npz", str(clip), "--out", str(out))
+
+
+def test_cli_read_only_parent_of_out_is_named(tmp_path, no_record):
+  if os.geteuid() == 0:
+    pytest.skip("root ignores file permissions")
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  try:
+    with pytest.raises(PermissionError, match=f"--out {locked / 'out'}: cannot write in {locked}"):
+      run_cli(preview, "--out", str(locked / "out"))
+  finally:
+    locked.chmod(0o700)
+
+
+def test_cli_missing_inputs_are_named_before_the_record_is_read(tmp_path, no_record):
+  out = tmp_path / "out"
+  with pytest.raises(FileNotFoundError, match=f"--npz {tmp_path / 'missing.npz'}: no such file"):
+    run_cli(preview, "--npz", str(tmp_path / "missing.npz"), "--out", str(out))
+  with pytest.raises(FileNotFoundError, match=f"--multicam {tmp_path / 'scene9'}: no such folder"):
+    run_cli(preview, "--multicam", str(tmp_path / "scene9"), "--out", str(out))
+  assert not out.exists()

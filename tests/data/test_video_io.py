@@ -1,7 +1,9 @@
 """Tests of mp4 reading/writing (imageio + the ffmpeg binary of imageio-ffmpeg)."""
 
 import os
+import sys
 
+from absl import flags
 import numpy as np
 import pytest
 
@@ -95,3 +97,45 @@ def test_bad_arguments(tmp_path):
     video_io.read_video(path, frame_stride=0)
   with pytest.raises(video_io.VideoError, match="fps"):
     video_io.write_video(path, _gradient_video(t=2), fps=0)
+
+
+def run_cli(module, *args):
+  """Runs ``module.main`` in this process as ``python -m module args`` would: its flags are defined on absl's
+  ``FLAGS`` (``module.define_flags()``) and parsed from ``args`` (``sys.argv`` too, where ``--config.x`` overrides are
+  read), then removed again, so a command's fail-fast checks are tested through its entry point in well under a
+  second (a subprocess pays seconds of imports).
+  """
+  names, was_parsed, saved_argv = set(flags.FLAGS), flags.FLAGS.is_parsed(), sys.argv
+  sys.argv = [module.__name__, *args]
+  try:
+    module.define_flags()
+    return module.main(flags.FLAGS(sys.argv))
+  finally:
+    sys.argv = saved_argv
+    for name in set(flags.FLAGS) - names:
+      delattr(flags.FLAGS, name)
+    if not was_parsed:
+      flags.FLAGS.unparse_flags()
+
+
+def test_check_output_file(tmp_path):
+  (tmp_path / "a_file").write_text("x")
+  assert video_io.check_output_file(tmp_path / "a_file", "--out") == str(tmp_path / "a_file")  # replaced later
+  assert video_io.check_output_file(tmp_path / "new" / "deeper" / "clip.npz") == str(tmp_path / "new/deeper/clip.npz")
+  assert not (tmp_path / "new").exists() and sorted(os.listdir(tmp_path)) == ["a_file"]  # nothing was written
+  with pytest.raises(IsADirectoryError, match=f"--npz_out {tmp_path}: is a folder, not a file"):
+    video_io.check_output_file(tmp_path, "--npz_out")
+  with pytest.raises(NotADirectoryError, match=r"--out .*a_file/below/clip.npz: .*a_file is a file"):
+    video_io.check_output_file(tmp_path / "a_file" / "below" / "clip.npz")
+
+
+def test_check_output_file_in_a_read_only_folder(tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip("root ignores file permissions")
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  try:
+    with pytest.raises(PermissionError, match=r"--out .*locked/sub/clip.npz: cannot write in .*locked"):
+      video_io.check_output_file(locked / "sub" / "clip.npz")
+  finally:
+    locked.chmod(0o700)
