@@ -25,6 +25,12 @@ buffer (never trainable, checked by ``training.tasks``), initialised from the te
 encoder for it. It is the context of a batch without captions, of caption dropout and of the null
 branch of classifier-free guidance, as in Wan (whose null branch is that embedding, or a negative
 prompt's). A model without text has no ``"text"`` params and its null context is all zeros.
+**Image context.** A DiT with an image branch (``image_dim > 0``: the ReDirector / Wan2.1-Fun
+backbone) reads the batch's ``image_context`` ``(B, N, image_dim)`` — CLIP features of the reference
+view's first frame, from the image cache (``data.encode_image``) or computed by ``generate`` — in
+both branches of classifier-free guidance (as ReDirector does; only the text is dropped). A batch
+without it runs with the image branch off.
+
 Latent-frame rate: with temporal factor ``k`` latent frame ``f`` is video frame ``f·k``
 (``models.autoencoder``). The object is a frozen, hashable dataclass, so jitted functions can take
 it as a static argument.
@@ -158,7 +164,7 @@ class MVTrack4Gen:
     Args:
       batch: ``reference_latents`` (or ``reference_video``, encoded here), the four camera arrays
         ``(B, T, …)``; optionally ``target_latents`` / ``target_video``, ``context``
-        ``(B, L, text_dim)``, and for tracking ``query_points``, ``tracks``, ``visible``,
+        ``(B, L, text_dim)``, ``image_context`` ``(B, N, image_dim)``, and for tracking ``query_points``, ``tracks``, ``visible``,
         ``track_mask``.
       params: the model's params; only their null context is read, for a batch without
         ``context`` (see :meth:`null_context`).
@@ -168,7 +174,7 @@ class MVTrack4Gen:
       dict with ``reference`` (and, when known, ``target``) latents ``(B, F, h, w, C)``,
       ``cameras`` (video rate, relative to the reference camera at frame 0), ``head_cameras``
       (latent rate), ``context``, ``grid`` ``(F, h, w)`` and ``image_size`` ``(H, W)`` (Python
-      ints); with query points also ``query`` ``(B, N, 3)`` at latent frames (with tracks, moved to
+      ints); ``image_context`` float32 when the batch has it; with query points also ``query`` ``(B, N, 3)`` at latent frames (with tracks, moved to
       their ground-truth position at the latent frame: ``autoencoder.queries_at_latent_frames``) and
       ``point_mask`` ``(B, N)`` (padding, points outside the frame and points visible at no latent
       frame are False); with tracks also ``tracks``
@@ -189,6 +195,8 @@ class MVTrack4Gen:
            "grid": grid, "image_size": (int(height), int(width))}
     if target is not None:
       out["target"] = jnp.asarray(target, jnp.float32)
+    if "image_context" in batch:
+      out["image_context"] = jnp.asarray(batch["image_context"], jnp.float32)
     if "query_points" in batch:
       query = jnp.asarray(batch["query_points"], jnp.float32)
       qx, qy = query[..., 1], query[..., 2]
@@ -213,14 +221,15 @@ class MVTrack4Gen:
     """One DiT forward on ``noisy ⊕ prepared["reference"]`` at ``timestep`` ``(B,)`` in [0, 1000].
 
     Returns ``velocity`` ``(B, F, h, w, C)``, or ``(velocity, probes)`` with ``probe_layers``.
-    ``context`` overrides ``prepared["context"]`` (e.g. the null branch of guidance).
+    ``context`` overrides ``prepared["context"]`` (e.g. the null branch of guidance); the image
+    context, when prepared, is used either way.
     """
     cfg = self.dit.config
     cameras = None if cfg.camera_mode == "none" else prepared["cameras"]
     return self.dit.apply({"params": dit_params}, jnp.asarray(noisy).astype(cfg.dtype), timestep,
                           prepared["context"] if context is None else context,
                           reference_latents=prepared["reference"].astype(cfg.dtype), cameras=cameras,
-                          probe_layers=probe_layers)
+                          probe_layers=probe_layers, image_context=prepared.get("image_context"))
 
   def track(self, head_params: Any, probes: Mapping[int, Any], prepared: Mapping[str, Any]) -> dict[str, jax.Array]:
     """The head on the probes of :meth:`velocity` (``MVTAPHead`` outputs, every iteration)."""

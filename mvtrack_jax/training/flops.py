@@ -21,7 +21,12 @@ DiT (Wan2.1 block, docs/design.md §4.1) with ``S`` tokens (target + reference),
   ``2 · 2 S L D``;
 - FFN: ``2 · 2 S D F``;
 - camera: Plücker ``camera_proj`` ``2 S D²``; ReCamMaster ``cam_encoder`` ``2 S·12·D`` + ``projector``
-  ``2 S D²``.
+  ``2 S D²``; ReDirector's RoCE phases ``2 · 2 S D·(heads·P)``;
+- image context (``N`` CLIP tokens): ``k, v`` of the image ``2 · 2 N D²``, scores/values ``2 · 2 S N D``.
+
+The camera embedding is the Plücker patch encoder or Fun's control adapter (its patchifying
+convolution ``2 S·(6·k·s²·p)·D`` and the residual block's two 3×3 convolutions ``2 · 2 S·9·D²``); the
+image embedding ``2 N (C_img² + C_img·D)``.
 
 Plus patch embedding, text embedding and the output head. The tracking head (MV-TAP design) is
 counted from its config: the token upsampler MLPs, the local 4D correlations
@@ -34,8 +39,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mvtrack_jax.models import rope as rope_lib
 
-def dit_forward_flops(cfg: Any, tokens_per_view: int, *, text_len: int, num_views: int = 2
+
+def dit_forward_flops(cfg: Any, tokens_per_view: int, *, text_len: int, num_views: int = 2, image_len: int = 0
                       ) -> dict[str, float]:
   """Forward FLOPs of one ``WanDiT`` call for one example, by component.
 
@@ -44,11 +51,13 @@ def dit_forward_flops(cfg: Any, tokens_per_view: int, *, text_len: int, num_view
     tokens_per_view: DiT tokens of one view (``f·h·w``).
     text_len: text-context tokens ``L``.
     num_views: 2 for the novel-view layout (target + reference), 1 for plain T2V.
+    image_len: image-context tokens ``N`` (257 for CLIP ViT-H/14; 0 = branch off or absent).
 
   Returns:
     ``{component: FLOPs}`` with keys ``attn_proj``, ``attn_scores``, ``cross_attn_proj`` (q, o),
-    ``cross_attn_text`` (k, v of the text), ``cross_attn_scores``, ``ffn``, ``camera`` (per-block
-    camera modules), ``camera_embed`` (the Plücker patch encoder), ``patch_embed``, ``text_embed``,
+    ``cross_attn_text`` (k, v of the text), ``cross_attn_scores``, ``cross_attn_image`` (k, v of the
+    image), ``cross_attn_image_scores``, ``ffn``, ``camera`` (per-block camera modules), ``camera_embed``
+    (the Plücker patch encoder or control adapter), ``patch_embed``, ``text_embed``, ``image_embed``,
     ``out_head``.
   """
   s, d, f, n = tokens_per_view * num_views, cfg.dim, cfg.ffn_dim, cfg.num_layers
@@ -58,19 +67,28 @@ def dit_forward_flops(cfg: Any, tokens_per_view: int, *, text_len: int, num_view
     camera = 2.0 * s * d * d
   elif cfg.camera_mode == "recammaster":
     camera = 2.0 * s * 12 * d + 2.0 * s * d * d
+  elif cfg.roce:
+    camera = 2 * 2.0 * s * d * cfg.num_heads * rope_lib.roce_phase_pairs(cfg.head_dim)
+  camera_embed = 0.0
+  if cfg.camera_mode in ("plucker", "redirector"):  # ~ one Dense from the packed rays of a token
+    camera_embed = 2.0 * s * 6 * cfg.frames_per_latent * cfg.vae_stride ** 2 * patch * d
+  if cfg.camera_mode == "redirector":  # + the adapter's residual block
+    camera_embed += 2 * 2.0 * s * 9 * d * d
+  image_len = image_len if cfg.image_dim else 0
   return {
       "attn_proj": n * 4 * 2.0 * s * d * d,
       "attn_scores": n * 2 * 2.0 * s * s * d,
       "cross_attn_proj": n * 2 * 2.0 * s * d * d,
       "cross_attn_text": n * 2 * 2.0 * text_len * d * d,
       "cross_attn_scores": n * 2 * 2.0 * s * text_len * d,
+      "cross_attn_image": n * 2 * 2.0 * image_len * d * d,
+      "cross_attn_image_scores": n * 2 * 2.0 * s * image_len * d,
       "ffn": n * 2 * 2.0 * s * d * f,
       "camera": n * camera,
-      # PluckerPatchEncoder: ~ one Dense from the packed rays.
-      "camera_embed": (2.0 * s * 6 * cfg.frames_per_latent * cfg.vae_stride ** 2 * patch * d
-                       if cfg.camera_mode == "plucker" else 0.0),
-      "patch_embed": 2.0 * s * cfg.in_channels * patch * d,
+      "camera_embed": camera_embed,
+      "patch_embed": 2.0 * s * (cfg.in_channels + cfg.condition_channels) * patch * d,
       "text_embed": 2.0 * text_len * (cfg.text_dim * d + d * d),
+      "image_embed": 2.0 * image_len * (cfg.image_dim ** 2 + cfg.image_dim * d),
       "out_head": 2.0 * tokens_per_view * d * cfg.out_channels * patch,
   }
 
@@ -117,12 +135,15 @@ _COMPONENT_PARAMS = {
     "attn_proj": ("dit/blocks_0/attn1/to_q/kernel", "dit/blocks/block/attn1/to_q/kernel"),
     "cross_attn_proj": ("dit/blocks_0/attn2/to_q/kernel", "dit/blocks/block/attn2/to_q/kernel"),
     "cross_attn_text": ("dit/blocks_0/attn2/to_k/kernel", "dit/blocks/block/attn2/to_k/kernel"),
+    "cross_attn_image": ("dit/blocks_0/attn2/add_k_proj/kernel", "dit/blocks/block/attn2/add_k_proj/kernel"),
     "ffn": ("dit/blocks_0/ffn_in/kernel", "dit/blocks/block/ffn_in/kernel"),
     "camera": ("dit/blocks_0/camera_proj/kernel", "dit/blocks/block/camera_proj/kernel",
-               "dit/blocks_0/cam_encoder/kernel", "dit/blocks/block/cam_encoder/kernel"),
-    "camera_embed": ("dit/camera_encoder/patch/kernel",),
+               "dit/blocks_0/cam_encoder/kernel", "dit/blocks/block/cam_encoder/kernel",
+               "dit/blocks_0/attn1/rope_phase_qk/kernel", "dit/blocks/block/attn1/rope_phase_qk/kernel"),
+    "camera_embed": ("dit/camera_encoder/patch/kernel", "dit/control_adapter/conv/kernel"),
     "patch_embed": ("dit/patch_embedding/kernel",),
     "text_embed": ("dit/text_embedding_0/kernel",),
+    "image_embed": ("dit/image_embedder_ff_0/kernel",),
     "out_head": ("dit/proj_out/kernel",),
 }
 
@@ -142,12 +163,16 @@ def frozen_aware_train_flops(dit_fwd: dict[str, float], head_fwd: float, trainab
     data), the output head does.
   """
   train = {name: any(trainable(p) for p in paths) for name, paths in _COMPONENT_PARAMS.items()}
-  blocks_trained = any(train[c] for c in ("attn_proj", "cross_attn_proj", "cross_attn_text", "ffn", "camera"))
+  blocks_trained = any(train[c] for c in ("attn_proj", "cross_attn_proj", "cross_attn_text", "cross_attn_image", "ffn",
+                                          "camera"))
   flows = blocks_trained or train["patch_embed"] or train["camera_embed"]  # dX needed inside the blocks
   backward = {
       "attn_scores": 2.0 if flows else 0.0,         # grads of both operands of q·kᵀ and p·v
       "cross_attn_scores": 1.0 if flows else 0.0,   # the query side only
+      "cross_attn_image_scores": 1.0 if flows else 0.0,
       "cross_attn_text": float(train["cross_attn_text"]),
+      "cross_attn_image": float(train["cross_attn_image"]),
+      "image_embed": float(train["image_embed"]),
       "patch_embed": float(train["patch_embed"]),
       "camera_embed": float(train["camera_embed"]),
       "text_embed": float(train["text_embed"]),
