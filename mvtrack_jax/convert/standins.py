@@ -9,12 +9,18 @@ pretrained Wan2.1") runs on a CPU in seconds exactly as it would on the real che
   OUT/vae/           diffusers AutoencoderKLWan: base_dim 8, z_dim 4, one residual block
   OUT/text_encoder/  transformers UMT5EncoderModel: d_model 32, 2 layers
   OUT/tokenizer/     a 64-piece unigram tokenizer (T5 layout: <pad> 0, </s> 1, <unk> 2; "</s>" appended)
+  OUT/image_encoder/ transformers CLIPVisionModel: hidden 32, 2 layers, 56² input in 14² patches, so
+                     17 tokens of width 32 per frame (Wan2.1-I2V's is ViT-H/14: 257 × 1280); a DiT
+                     fed by it takes image_dim 32
+  OUT/image_processor/ a CLIPImageProcessor for it (short side 56, centre crop 56², CLIP mean/std)
   OUT/multicamvideo/ a MultiCamVideo-layout dataset (``write_multicamvideo``): train/f24_aperture5/scene{i}
                      with 3 cameras × 9 frames of 32×48 of synthetic scenes, one lens for all cameras
 
 Run::
 
   python -m mvtrack_jax.convert.standins --out out/standins
+  # e.g. the image cache of the stand-in dataset:
+  python -m mvtrack_jax.data.encode_image ... --config.image.encoder=out/standins --out out/image
 
 The weights are random (seeded), so outputs mean nothing; shapes, names and file formats are the real
 ones. Needs torch, diffusers, transformers and tokenizers (``requirements-dev.txt``).
@@ -31,6 +37,7 @@ import numpy as np
 from mvtrack_jax import cli
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import synthetic
+from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import cameras as geometry
 
 # A few sentences to fit the stand-in tokenizer's pieces on (any text works; these look like captions).
@@ -41,10 +48,13 @@ _CORPUS = (
     "textured boxes and spheres rest on a checkered floor under soft light",
 )
 TEXT_DIM = 32
+IMAGE_DIM = 32  # width of the stand-in CLIP features (hidden_size)
+IMAGE_SIZE, IMAGE_PATCH = 56, 14
+IMAGE_TOKENS = (IMAGE_SIZE // IMAGE_PATCH) ** 2 + 1  # 17: class token + 4 × 4 patches
 
 
 def write_standins(out: str, seed: int = 0) -> dict[str, str]:
-  """Writes the four stand-in folders under ``out`` (module docstring); returns ``{name: folder}``.
+  """Writes the stand-in model folders under ``out`` (module docstring); returns ``{name: folder}``.
 
   Raises:
     ImportError: torch, diffusers, transformers or tokenizers is missing.
@@ -54,7 +64,8 @@ def write_standins(out: str, seed: int = 0) -> dict[str, str]:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
-  folders = {name: os.path.join(out, name) for name in ("transformer", "vae", "text_encoder", "tokenizer")}
+  folders = {name: os.path.join(out, name)
+             for name in ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")}
   torch.manual_seed(seed)
   diffusers.WanTransformer3DModel(
       patch_size=(1, 1, 1), num_attention_heads=2, attention_head_dim=64, in_channels=4, out_channels=4,
@@ -77,7 +88,28 @@ def write_standins(out: str, seed: int = 0) -> dict[str, str]:
       relative_attention_num_buckets=8, relative_attention_max_distance=16, feed_forward_proj="gated-gelu",
       pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
   transformers.UMT5EncoderModel(config).save_pretrained(folders["text_encoder"])
+  write_image_encoder(folders["image_encoder"], folders["image_processor"], seed=seed)
   return folders
+
+
+def write_image_encoder(model_dir: str, processor_dir: str, seed: int = 0) -> None:
+  """A tiny random CLIP vision tower in ``model_dir`` and its ``CLIPImageProcessor`` in ``processor_dir``
+  (the diffusers Wan2.1-I2V ``image_encoder/`` + ``image_processor/`` layout; module docstring).
+
+  Raises:
+    ImportError: torch or transformers is missing.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  torch.manual_seed(seed)
+  config = transformers.CLIPVisionConfig(
+      hidden_size=IMAGE_DIM, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE_SIZE,
+      patch_size=IMAGE_PATCH, projection_dim=16, hidden_act="gelu")  # Wan's ViT-H/14 uses gelu
+  transformers.CLIPVisionModel(config).save_pretrained(model_dir)
+  processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+  processor_cls(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                image_processor_type="CLIPImageProcessor").save_pretrained(processor_dir)
 
 
 def write_multicamvideo(out: str, *, num_scenes: int = 2, num_views: int = 3, num_frames: int = 9, height: int = 32,
@@ -107,13 +139,20 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS.out:
     raise app.UsageError("--out is required")
-  for name, folder in write_standins(flags.FLAGS.out, flags.FLAGS.seed).items():
+  out = video_io.check_output_dir(flags.FLAGS.out)  # before anything is written
+  for name, folder in write_standins(out, flags.FLAGS.seed).items():
     print(f"{name}: {folder}")
-  scenes = write_multicamvideo(os.path.join(flags.FLAGS.out, "multicamvideo"), seed=flags.FLAGS.seed)
-  print(f"multicamvideo: {len(scenes)} scenes in {os.path.join(flags.FLAGS.out, 'multicamvideo')}")
+  scenes = write_multicamvideo(os.path.join(out, "multicamvideo"), seed=flags.FLAGS.seed)
+  print(f"multicamvideo: {len(scenes)} scenes in {os.path.join(out, 'multicamvideo')}")
+
+
+def define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_string("out", None, "Folder to write (transformer/, vae/, text_encoder/, tokenizer/, image_encoder/, "
+                      "image_processor/, multicamvideo/).")
+  flags.DEFINE_integer("seed", 0, "torch seed of the random weights.")
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("out", None, "Folder to write (transformer/, vae/, text_encoder/, tokenizer/).")
-  flags.DEFINE_integer("seed", 0, "torch seed of the random weights.")
+  define_flags()
   cli.run(main)

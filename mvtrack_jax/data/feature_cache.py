@@ -2,7 +2,7 @@
 
 ReCamMaster, ReDirector and maxdiffusion train Wan on features extracted once, not per step: the
 VAE encoder costs about as much as a DiT forward at 81×480×832, and umT5-XXL is 5.7 B parameters.
-Two caches share one layout and one reader (:class:`CachedFeatureSource`):
+Three caches share one layout and one reader (:class:`CachedFeatureSource`):
 
 **Latent cache** (``python -m mvtrack_jax.data.encode_latents``; ``config.data.latents_dir``)::
 
@@ -24,6 +24,18 @@ with zeros, so this loses nothing). Records gain the field ``context``; a record
 holds the empty prompt's embedding. :class:`NullContextSource` gives every record of an uncaptioned
 source (e.g. the synthetic set in a mixture) that empty-prompt embedding.
 
+**Image cache** (``python -m mvtrack_jax.data.encode_image``; ``config.image.cache``)::
+
+  DIR/image.json                  the encoder, preprocess, num_tokens, width, dtype, frame_size, frame
+  DIR/<split>/<index:08d>.npy     float16/32 (V, N, D): CLIP features of frame 0 of each view
+
+Record files hold ``models.image_encoder.CLIPImageEncoder`` features (Wan/ReDirector: ``N = 257``
+tokens of width ``D = 1280``) of the first frame of every view, taken at ``frame_size`` (the run's
+``data.height × data.width``) with the pipeline's centred crop (``pipeline.resized_video``), as the
+reference video the DiT sees. Which view is the reference is drawn per example, so all are kept.
+Records gain the field ``image_context``. There is no null image: in a run with image features every
+source needs an image cache.
+
 A file appears only complete (written to a temporary name in the same folder, then renamed), so a
 killed encoding run resumes by skipping existing files; a cache's metadata file is checked against
 the run that reads or extends it.
@@ -41,9 +53,11 @@ import numpy as np
 
 CACHE_JSON = "cache.json"
 TEXT_JSON = "text.json"
+IMAGE_JSON = "image.json"
 NULL_NPY = "null.npy"
 _MAKERS = {CACHE_JSON: ("latents", "python -m mvtrack_jax.data.encode_latents"),
-           TEXT_JSON: ("context", "python -m mvtrack_jax.data.encode_text")}
+           TEXT_JSON: ("context", "python -m mvtrack_jax.data.encode_text"),
+           IMAGE_JSON: ("image_context", "python -m mvtrack_jax.data.encode_image")}
 
 
 def cache_metadata(height: int, width: int, autoencoder: Any) -> dict[str, Any]:
@@ -53,6 +67,24 @@ def cache_metadata(height: int, width: int, autoencoder: Any) -> dict[str, Any]:
   return {"vae": autoencoder.source, "vae_config": vae, "height": int(height), "width": int(width),
           "frames_per_latent": autoencoder.temporal_factor, "spatial_factor": autoencoder.spatial_factor,
           "normalized": True}
+
+
+def image_metadata(encoder: Any, height: int, width: int, dtype: str) -> dict[str, Any]:
+  """``image.json`` content (``models.image_encoder.CLIPImageEncoder``): ``encoder`` (its path), ``preprocess``,
+  ``num_tokens`` ``N`` and ``width`` ``D`` of the features, record file ``dtype``, ``frame_size`` ``[H, W]``
+  of the encoded crop and ``frame`` (0: each view's first frame)."""
+  return {"encoder": encoder.source, "preprocess": encoder.preprocess, "num_tokens": int(encoder.num_tokens),
+          "width": int(encoder.dim), "dtype": dtype, "frame_size": [int(height), int(width)], "frame": 0}
+
+
+def image_shape(root: str) -> tuple[int, int]:
+  """``(num_tokens, width)`` of the features of the image cache ``root`` (from ``image.json``).
+
+  Raises:
+    FileNotFoundError: ``root`` is not an image cache (the message gives the command that makes one).
+  """
+  metadata = read_metadata(root, IMAGE_JSON)
+  return int(metadata["num_tokens"]), int(metadata["width"])
 
 
 def record_path(root: str, split: str, index: int) -> str:
@@ -110,13 +142,14 @@ def read_metadata(root: str, filename: str = CACHE_JSON) -> dict[str, Any]:
 
 
 class CachedFeatureSource:
-  """A record source whose records also carry one cached field (``latents`` or ``context``).
+  """A record source whose records also carry one cached field (``latents``, ``context`` or ``image_context``).
 
   Args:
     source: the random-access record source the cache was made from.
     root: the cache folder.
     split: the split's folder name.
-    metadata_file: ``cache.json`` (latents) or ``text.json`` (text embeddings).
+    metadata_file: ``cache.json`` (latents), ``text.json`` (text embeddings) or ``image.json`` (CLIP
+      image features).
     expect: metadata fields the reading run needs (e.g. ``height``, ``vae``); a different value
       raises ``ValueError`` naming the field, before any training step.
 

@@ -63,6 +63,7 @@ track_mask                  (B,N) bool        True for real query points, False 
 reference_latents (cache)   (B,F,h,w,z) f32   cached VAE latents of the window (``latent_shape``)
 target_latents (cache)      (B,F,h,w,z) f32
 context (text)              (B,L,D) f32       caption embeddings, zero-padded (``context_shape``)
+image_context (image)       (B,N,D) f32       CLIP features of the reference view (``image_shape``)
 =========================== ================= ================================================
 
 **Text** (``config.context_shape = (L, D)`` set; ``data.feature_cache``): each record carries
@@ -70,6 +71,13 @@ context (text)              (B,L,D) f32       caption embeddings, zero-padded (`
 example takes the **reference view's** caption (at inference the reference is the only video there
 is to caption) and zero-pads it to ``L`` rows as Wan does. Caption dropout is not applied here: the
 objective replaces whole contexts by the model's null context (``losses.objective``).
+
+**Image** (``config.image_shape = (N, D)`` set; ``data.feature_cache``): each record carries
+``image_context`` ``(V, N, D)``, the CLIP features of the first frame of every view (encoded once at
+the output size with the centred crop); an example takes the **reference view's** ``(N, D)``, as
+ReDirector conditions on the reference video's first frame. They are record frame 0's: the window's
+first frame when it starts at 0 (the ReCamMaster/ReDirector setting, 81-frame records and windows),
+a nearby frame of the same view otherwise, and the centred crop's even when training crops at random.
 
 **Cached latents** (``config.latent_shape`` set; ``data.feature_cache``): each record carries
 ``latents`` ``(V, F_rec, h, w, z)``, the normalised VAE latents of every view of the whole record,
@@ -126,6 +134,8 @@ class PipelineConfig:
     frames_per_latent: the VAE's temporal factor ``k`` (window starts are multiples of it).
     context_shape: ``(L, D)`` of the text embeddings each example carries, or None (no text);
       records must then carry ``context`` (see the module docstring).
+    image_shape: ``(N, D)`` of the CLIP image features each example carries, or None (no image
+      features); records must then carry ``image_context`` ``(V, N, D)`` (see the module docstring).
     mixture: names of the sources of a mixture (:func:`make_mixture_dataset`); non-empty adds
       ``source_id`` ``(B,)`` int32 to every batch, the index of the example's source.
   """
@@ -147,6 +157,7 @@ class PipelineConfig:
   latent_shape: tuple[int, int, int, int] | None = None
   frames_per_latent: int = 4
   context_shape: tuple[int, int] | None = None
+  image_shape: tuple[int, int] | None = None
   mixture: tuple[str, ...] = ()
 
   def __post_init__(self):
@@ -165,6 +176,10 @@ class PipelineConfig:
       object.__setattr__(self, "context_shape", tuple(int(v) for v in self.context_shape))
       if len(self.context_shape) != 2 or min(self.context_shape) < 1:
         raise ValueError(f"PipelineConfig.context_shape={self.context_shape}: expected (L, D) with L, D >= 1")
+    if self.image_shape is not None:
+      object.__setattr__(self, "image_shape", tuple(int(v) for v in self.image_shape))
+      if len(self.image_shape) != 2 or min(self.image_shape) < 1:
+        raise ValueError(f"PipelineConfig.image_shape={self.image_shape}: expected (N, D) with N, D >= 1")
     if self.latent_shape is not None:
       object.__setattr__(self, "latent_shape", tuple(int(v) for v in self.latent_shape))
       k = self.frames_per_latent
@@ -191,6 +206,8 @@ def output_spec(config: PipelineConfig) -> dict[str, tuple[tuple[int, ...], np.d
       "reference_latents": ((b,) + config.latent_shape, f32), "target_latents": ((b,) + config.latent_shape, f32)}
   if config.context_shape is not None:
     latents["context"] = ((b,) + config.context_shape, f32)
+  if config.image_shape is not None:
+    latents["image_context"] = ((b,) + config.image_shape, f32)
   if config.mixture:
     latents["source_id"] = ((b,), np.dtype(np.int32))
   return latents | {
@@ -384,7 +401,9 @@ def window_example(
     example["reference_latents"], example["target_latents"] = _cached_latents(record, config, views, start, source)
   if config.context_shape is not None:
     example["context"] = _reference_context(record, config, int(views[0]), v, source)
-  record = {k: v for k, v in record.items() if k not in ("latents", "context")}
+  if config.image_shape is not None:
+    example["image_context"] = _reference_image_context(record, config, int(views[0]), v, source)
+  record = {k: v for k, v in record.items() if k not in ("latents", "context", "image_context")}
   h, w = np.shape(record["video"])[2:4]
   frames = start + config.frame_stride * np.arange(config.num_frames)
   record = _validated_window(record, views, frames, source)  # now (2, T, ...) fields
@@ -473,6 +492,23 @@ def _reference_context(record, config: PipelineConfig, view: int, num_views: int
   out = np.zeros((length, dim), np.float32)
   out[:context.shape[0]] = context
   return out
+
+
+def _reference_image_context(record, config: PipelineConfig, view: int, num_views: int, source: str) -> np.ndarray:
+  """The ``image_shape`` float32 CLIP features of ``view`` of a record with ``image_context`` ``(V, N, D)``."""
+  if "image_context" not in record:
+    raise schema.RecordError(source, "image_context", "missing: config.image.cache is set but this record has no "
+                             "image features (run python -m mvtrack_jax.data.encode_image)")
+  features = record["image_context"]
+  if np.ndim(features) != 3 or np.shape(features)[0] != num_views:
+    schema.validate_image_context(features, num_views, source)  # raises the schema's shape error
+  # Check only the view this example uses (the loader's hot path).
+  features = schema.validate_image_context(np.asarray(features)[view:view + 1], 1, source)[0]
+  if features.shape != config.image_shape:
+    n, d = config.image_shape
+    raise schema.RecordError(source, "image_context", f"{features.shape[0]} tokens of width {features.shape[1]}; the "
+                             f"run takes {n} tokens of width {d} (re-encode the image cache with the run's encoder)")
+  return features.astype(np.float32)
 
 
 def resized_video(video: np.ndarray, config: PipelineConfig) -> np.ndarray:

@@ -20,6 +20,10 @@ context        (L, D) or (V, L, D)         [optional] text embeddings of the cli
                float16/float32             each view's): umT5 token features, ``L`` tokens of
                                            width ``D`` (4096 for umT5-XXL), unpadded or
                                            zero-padded (Wan's convention).
+image_context  (V, N, D) float16/float32   [optional] CLIP image features of each view's first
+                                           frame (``models.image_encoder``: Wan's ``N = 257``
+                                           tokens of width ``D = 1280``); the pipeline gives an
+                                           example its reference view's.
 ============== =========================== ==================================================
 
 Records without ground-truth tracks (e.g. ReCamMaster's MultiCamVideo) carry ``N = 0``: tracks
@@ -44,7 +48,7 @@ import numpy as np
 from mvtrack_jax.geometry import cameras as geometry
 
 REQUIRED_FIELDS = ("video", "intrinsics", "world_to_camera", "tracks", "visible", "points_3d")
-OPTIONAL_FIELDS = ("depth", "context")
+OPTIONAL_FIELDS = ("depth", "context", "image_context")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 # Tolerances of camera validity checks.
@@ -89,8 +93,8 @@ def validate_record(record: Mapping[str, np.ndarray], source: str = "<record>") 
     source: what to name in errors: the file path, or ``split[index]`` of a dataset.
 
   Returns:
-    A new dict with ``video`` uint8, ``visible`` bool, ``context`` float16 or float32 (as given) and
-    every other field float32.
+    A new dict with ``video`` uint8, ``visible`` bool, ``context`` and ``image_context`` float16 or
+    float32 (as given) and every other field float32.
 
   Raises:
     RecordError: a field is missing or unknown, has the wrong rank/shape/dtype, disagrees with the
@@ -121,8 +125,10 @@ def validate_record(record: Mapping[str, np.ndarray], source: str = "<record>") 
   out: dict[str, np.ndarray] = {}
   if "context" in record:
     out["context"] = validate_context(record["context"], dims["V"], source)
+  if "image_context" in record:
+    out["image_context"] = validate_image_context(record["image_context"], dims["V"], source)
   for name in FIELDS:
-    if name not in record or name == "context":
+    if name not in record or name in ("context", "image_context"):
       continue
     value = np.asarray(record[name])
     if value.shape != expected[name]:
@@ -176,13 +182,32 @@ def validate_context(context: np.ndarray, num_views: int, source: str = "<record
   if value.ndim not in (2, 3) or min(value.shape, default=0) < 1 or (value.ndim == 3 and value.shape[0] != num_views):
     raise RecordError(source, "context", f"shape {value.shape}, expected (L, D) or (V={num_views}, L, D) text "
                       "embeddings")
+  return _finite_floats(value, "context", source)
+
+
+def _finite_floats(value: np.ndarray, field: str, source: str) -> np.ndarray:
+  """``value`` as float16/float32 (other floats become float32); RecordError for other dtypes or non-finite values."""
   if not np.issubdtype(value.dtype, np.floating):
-    raise RecordError(source, "context", f"dtype {value.dtype}, expected float16 or float32")
+    raise RecordError(source, field, f"dtype {value.dtype}, expected float16 or float32")
   if value.dtype not in (np.float16, np.float32):
     value = value.astype(np.float32)
   if not np.isfinite(value).all():
-    raise RecordError(source, "context", f"{int((~np.isfinite(value)).sum())} non-finite value(s)")
+    raise RecordError(source, field, f"{int((~np.isfinite(value)).sum())} non-finite value(s)")
   return value
+
+
+def validate_image_context(image_context: np.ndarray, num_views: int, source: str = "<record>") -> np.ndarray:
+  """Checks a record's ``image_context`` (CLIP features, module table) and returns it as float16 or float32.
+
+  Raises:
+    RecordError: not ``(V, N, D)`` with ``V = num_views`` and ``N, D ≥ 1``, not a float type, or
+      non-finite values.
+  """
+  value = np.asarray(image_context)
+  if value.ndim != 3 or value.shape[0] != num_views or min(value.shape) < 1:
+    raise RecordError(source, "image_context", f"shape {value.shape}, expected (V={num_views}, N, D) image features "
+                      "(one row of N tokens per view)")
+  return _finite_floats(value, "image_context", source)
 
 
 def _check_intrinsics(k: np.ndarray, source: str) -> None:

@@ -22,10 +22,12 @@ views and window). Its fields (:data:`SOURCE_FIELDS`):
 The **primary source** is the ``data`` block's own fields (``data.dataset``, ``data.data_dir``, …,
 ``data.weight``): what evaluation, ``generate``/``probe``/``evaluate`` (``dataset:SPLIT:INDEX``) and
 the encoders read. ``data.mixture`` adds named sources, each a dict of the same fields (plus
-``text_cache``: its caption cache, ``data.encode_text``), mixed with the primary in training batches
-by weight (``pipeline.make_mixture_dataset``); missing fields take :data:`SOURCE_DEFAULTS`, unknown
-fields are an error. The primary is named after its dataset (``"multicamvideo"``), a mixture entry by
-its key. ``data.eval_source`` names the source of periodic evaluation (empty = the primary).
+``text_cache``: its caption cache, ``data.encode_text``, and ``image_cache``: its CLIP image-feature
+cache, ``data.encode_image``; the primary's are ``config.text.cache`` and ``config.image.cache``), mixed
+with the primary in training batches by weight (``pipeline.make_mixture_dataset``); missing fields
+take :data:`SOURCE_DEFAULTS`, unknown fields are an error. The primary is named after its dataset
+(``"multicamvideo"``), a mixture entry by its key. ``data.eval_source`` names the source of periodic
+evaluation (empty = the primary).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from mvtrack_jax.data import synthetic_dataset
 DATASETS = ("synthetic", "npz", "multicamvideo")
 MULTICAMVIDEO_DEFAULTS = {"cameras": (), "size": (), "num_frames": 0, "focal_length_mm": 0.0}
 SOURCE_DEFAULTS = {"dataset": "synthetic", "data_dir": "", "synthetic": None, "multicamvideo": MULTICAMVIDEO_DEFAULTS,
-                   "latents_dir": "", "weight": 1.0, "text_cache": ""}
+                   "latents_dir": "", "weight": 1.0, "text_cache": "", "image_cache": ""}
 SOURCE_FIELDS = tuple(SOURCE_DEFAULTS)
 
 
@@ -93,7 +95,7 @@ def source_specs(data: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
     ValueError: unknown fields or datasets, negative weights, a mixture entry named like the primary,
       or all weights zero.
   """
-  primary = {k: data[k] for k in SOURCE_FIELDS if k in data and k != "text_cache"}
+  primary = {k: data[k] for k in SOURCE_FIELDS if k in data and k not in ("text_cache", "image_cache")}
   specs = {str(data.dataset): _spec(primary, "config.data")}
   for name, fields in dict(data.get("mixture", None) or {}).items():
     if name in specs:

@@ -150,14 +150,19 @@ def load_exported(path: str | os.PathLike[str]) -> tuple[Any, ml_collections.Con
 
 def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A stored run config in today's schema: configs saved before the ``text`` block existed had
-  ``objective.context_length`` and no text (zero null context, no caption dropout)."""
-  if "text" in config or "objective" not in config:
+  ``objective.context_length`` and no text (zero null context, no caption dropout); configs saved
+  before the ``image`` block existed had no image features (``image.cache`` empty: image branch off)."""
+  if ("text" in config and "image" in config) or "objective" not in config:
     return config
   config = ml_collections.ConfigDict(config.to_dict())
-  length = config.objective.get("context_length", 512)
-  if "context_length" in config.objective:
-    del config.objective["context_length"]
-  config.text = ml_collections.ConfigDict(dict(encoder="", cache="", context_length=int(length), caption_dropout=0.0))
+  if "text" not in config:
+    length = config.objective.get("context_length", 512)
+    if "context_length" in config.objective:
+      del config.objective["context_length"]
+    config.text = ml_collections.ConfigDict(dict(encoder="", cache="", context_length=int(length),
+                                                 caption_dropout=0.0))
+  if "image" not in config:
+    config.image = ml_collections.ConfigDict(dict(encoder="", cache="", preprocess="wan"))
   return config
 
 
