@@ -72,7 +72,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Start from pretrained weights (a new run only; a checkpoint in the workdir wins): a diffusers
   # transformer/ folder, a .safetensors file or shard index, or an original Wan / DiffSynth / ReCamMaster
   # checkpoint (.ckpt/.pth/.bin through torch). Its architecture must equal config.model's.
-  c.init = ml_collections.ConfigDict(dict(transformer=""))
+  # init.overlay: a partial state dict applied over it (e.g. ReDirector's step20000.safetensors over Fun).
+  c.init = ml_collections.ConfigDict(dict(transformer="", overlay=""))
 
   # Model: models.wan preset + WanConfig overrides.
   c.model = ml_collections.ConfigDict({
@@ -104,6 +105,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       encoder="",  # umT5: a diffusers Wan2.1 folder (text_encoder/ + tokenizer/), for encode_text / generate --prompt
       cache="",  # text cache (python -m mvtrack_jax.data.encode_text); "" = no text, zero null context
       context_length=8, caption_dropout=0.1))
+
+  # CLIP image features of the reference's first frame, for a DiT with an image branch (model image_dim > 0: the
+  # ReDirector / Wan2.1-Fun backbone); encoded once into image.cache. Empty cache: no image features.
+  c.image = ml_collections.ConfigDict(dict(
+      encoder="",  # a CLIP vision folder (e.g. a Wan2.1-I2V diffusers image_encoder/), for encode_image / generate
+      cache="",  # image cache (python -m mvtrack_jax.data.encode_image)
+      preprocess="wan"))  # "wan": whole frame resized to 224² (Wan/DiffSynth); "clip": CLIPImageProcessor
 
   # Data (data.pipeline over a random-access source).
   c.data = ml_collections.ConfigDict(dict(

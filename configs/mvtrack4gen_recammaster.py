@@ -87,8 +87,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       )))
   c.ema_decay = 0.0
 
-  # Start from pretrained weights (a new run only; a checkpoint in the workdir wins).
-  c.init = ml_collections.ConfigDict(dict(transformer=""))  # diffusers transformer/ folder, .safetensors or .ckpt
+  # Start from pretrained weights (a new run only; a checkpoint in the workdir wins): transformer = a diffusers
+  # transformer/ folder, .safetensors or .ckpt; overlay = a partial state dict applied over it (e.g. ReDirector's
+  # step20000.safetensors over Wan2.1-Fun).
+  c.init = ml_collections.ConfigDict(dict(transformer="", overlay=""))
 
   c.model = ml_collections.ConfigDict({
       "preset": "wan2.1-t2v-1.3b",
@@ -119,6 +121,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       encoder="",  # a diffusers Wan2.1 folder (text_encoder/ + tokenizer/), for encode_text / generate --prompt
       cache="",  # text cache of data_dir (python -m mvtrack_jax.data.encode_text)
       context_length=512, caption_dropout=0.1))
+
+  # CLIP image features of the reference's first frame, for a DiT with an image branch (model image_dim > 0: the
+  # ReDirector / Wan2.1-Fun backbone); encoded once into image.cache. Empty cache: no image features.
+  c.image = ml_collections.ConfigDict(dict(
+      encoder="",  # a CLIP vision folder (e.g. a Wan2.1-I2V diffusers image_encoder/), for encode_image / generate
+      cache="",  # image cache (python -m mvtrack_jax.data.encode_image)
+      preprocess="wan"))  # "wan": whole frame resized to 224² (Wan/DiffSynth); "clip": CLIPImageProcessor
 
   # Data (data.sources): MultiCamVideo (no tracks) is the primary source; the paper-resolution synthetic
   # set (tracked: 81 frames at 480×832) is mixed in 1:1 so L_track and L_corr see tracks in every batch

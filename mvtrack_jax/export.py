@@ -20,7 +20,9 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
 - ``DIR2/mvtrack_modules.safetensors``: what ``WanTransformer3DModel`` has no place for — the
   camera modules under the names ``convert.wan`` imports (``camera_encoder.*``,
   ``blocks.N.camera_proj.*`` for Plücker cameras; ``blocks.N.cam_encoder.*``,
-  ``blocks.N.projector.*`` for ReCamMaster's), PyTorch layout, and the tracking head as
+  ``blocks.N.projector.*`` for ReCamMaster's; ``control_adapter.*`` and RoCE's
+  ``blocks.N.attn1.rope_phase_{qk,vo}.*`` for ReDirector's — the image branch of that backbone is
+  diffusers' own, ``image_dim``/``added_kv_proj_dim`` in ``config.json``), PyTorch layout, and the tracking head as
   ``head.<Flax param path joined by dots>`` in Flax layout, and for a model trained with text
   ``text.null_context`` ``(context_length, text_dim)``, the stored umT5 embedding of the empty
   prompt, zero-padded (what diffusers' ``WanPipeline`` computes itself for ``negative_prompt=""``);
@@ -32,7 +34,8 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
 - ``DIR2/model.safetensors``: the whole DiT under the original Wan2.1 names (``blocks.N.self_attn.q``,
   ``norm3``, ``ffn.0``, ``modulation``, ``head.head`` …) with the camera modules as they are named
   in ``convert.wan`` — for ``camera_mode="recammaster"`` exactly ReCamMaster's
-  ``blocks.N.cam_encoder`` / ``blocks.N.projector``; ``convert.wan.load_original_transformer``
+  ``blocks.N.cam_encoder`` / ``blocks.N.projector``, for ``"redirector"`` Fun's ``img_emb``/``k_img``/
+  ``control_adapter`` and ReDirector's ``self_attn.rope_phase_{qk,vo}.1``; ``convert.wan.load_original_transformer``
   reads it back;
 - ``DIR2/mvtrack_modules.safetensors`` (the head and null context, if any), ``mvtrack_config.json``,
   ``export.json``.

@@ -71,6 +71,13 @@ Text (classifier-free guidance with ``--cfg``, default 5 as Wan / ReCamMaster):
 A branch without text uses the model's null context (the empty prompt's embedding stored with a model
 trained with text; zeros otherwise). With neither branch given, both are the null context and ``--cfg``
 has no effect (guidance would compare the context with itself).
+
+Image (a model whose DiT has an image branch: the ReDirector / Wan2.1-Fun backbone): the CLIP
+features of the reference's first frame (after the crop to the model's size) are computed with
+``--image_encoder`` (default: the checkpoint config's ``image.encoder``; a CLIP vision folder, e.g. a
+Wan2.1-I2V diffusers ``image_encoder/``; needs torch and transformers) and the config's
+``image.preprocess``, and condition both guidance branches. A model trained with image features
+(``image.cache`` set) needs an encoder; one trained without them runs with the branch off.
 """
 
 from __future__ import annotations
@@ -319,12 +326,13 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
         fov: float = 60.0, intrinsics: str | None = None, magnitude: float | None = None,
         look_at_depth: float | None = None, context: str | None = None, negative_context: str | None = None,
         prompt: str | None = None, negative_prompt: str | None = None, text_encoder: str | None = None,
-        fps: float | None = None, step: int | None = None, use_ema: bool = False,
+        image_encoder: str | None = None, fps: float | None = None, step: int | None = None, use_ema: bool = False,
         progress: bool = True) -> dict[str, Any]:
   """The command (module docstring); returns the ``generation.json`` record.
 
   Raises:
-    ValueError: both a prompt and a context for one branch, or a prompt without a text encoder.
+    ValueError: both a prompt and a context for one branch, a prompt without a text encoder, or a model
+      trained with image features and no image encoder.
   """
   for text_flag, array_flag, a, b in (("prompt", "context", prompt, context),
                                       ("negative_prompt", "negative_context", negative_prompt, negative_context)):
@@ -377,7 +385,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
     texts["context"] = _load_array(context, "context")
   if negative_context is not None:
     texts["negative_context"] = _load_array(negative_context, "negative_context")
-  generator = novel_view.NovelViewGenerator(model, **texts)
+  image = _image_context(model, example["reference_video"][:1], image_encoder)
+  generator = novel_view.NovelViewGenerator(model, **texts, image_context=image)
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   t0 = time.time()
   result = generator.generate(clip, sampling, progress=progress)
@@ -453,6 +462,24 @@ def _text_contexts(model, prompt: str | None, negative_prompt: str | None, text_
   return dict(zip(prompts, encoder.encode(list(prompts.values()))))
 
 
+def _image_context(model, first_frame: np.ndarray, image_encoder: str | None) -> np.ndarray | None:
+  """``(1, N, image_dim)`` CLIP features of the reference's first frame ``(1, H, W, 3)`` for a DiT with an image
+  branch (module docstring), else None.
+
+  Raises:
+    ValueError: the model was trained with image features and no encoder is named.
+  """
+  image_cfg = model.config.image
+  path = image_encoder or str(image_cfg.encoder)
+  if not model.dit.config.image_dim or not (path or image_cfg.cache):
+    return None  # no image branch, or trained with it off
+  if not path:
+    raise ValueError(f"{model.source} was trained with CLIP image features (image.cache) but names no image.encoder: "
+                     "pass --image_encoder (a CLIP vision folder, e.g. a Wan2.1-I2V diffusers image_encoder/)")
+  from mvtrack_jax.models import image_encoder as image_lib  # pylint: disable=g-import-not-at-top
+  return image_lib.CLIPImageEncoder(path, preprocess=str(image_cfg.preprocess)).encode(first_frame)
+
+
 def _write_png(path: str, image: np.ndarray) -> None:
   import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
@@ -493,6 +520,8 @@ def define_flags() -> None:
   flags.DEFINE_string("text_encoder", None, "umT5 folder for --prompt (default: the checkpoint config's text.encoder).")
   flags.DEFINE_string("context", None, ".npy text embeddings (L, text_dim) instead of --prompt.")
   flags.DEFINE_string("negative_context", None, ".npy text embeddings (L, text_dim) instead of --negative_prompt.")
+  flags.DEFINE_string("image_encoder", None, "CLIP vision folder for a model with an image branch (default: the "
+                      "checkpoint config's image.encoder).")
   flags.DEFINE_float("fps", None, "Output frame rate (default: the mp4's, else 15).")
   flags.DEFINE_integer("step", None, "Training step (workdir checkpoints; default newest).")
   flags.DEFINE_bool("use_ema", False, "Use the EMA weights of a training workdir.")
@@ -510,7 +539,7 @@ def main(argv):
              height=FLAGS.height, width=FLAGS.width, fov=FLAGS.fov, intrinsics=FLAGS.intrinsics,
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
              negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
-             text_encoder=FLAGS.text_encoder, fps=FLAGS.fps, step=FLAGS.step, use_ema=FLAGS.use_ema)
+             text_encoder=FLAGS.text_encoder, image_encoder=FLAGS.image_encoder, fps=FLAGS.fps, step=FLAGS.step, use_ema=FLAGS.use_ema)
   extra = f", PSNR {info['psnr']} dB" if "psnr" in info else ""
   print(f"wrote {', '.join(info['files'])} to {os.path.abspath(FLAGS.out)} ({info['seconds_total']} s{extra}; settings "
         "in generation.json)")

@@ -7,9 +7,11 @@ import importlib.util
 import os
 import time
 
+import flax
 import jax
 import pytest
 
+from mvtrack_jax.data import feature_cache
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import optimizer as optimizer_lib
 from mvtrack_jax.training import tasks
@@ -91,9 +93,9 @@ def test_config_lowers_its_train_step_abstractly(name, objective_overrides):
   assert "stablehlo" in lowered.as_text()[:100000] or lowered.as_text()
   n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
   n_opt = sum(x.size for x in jax.tree.leaves(abstract.opt_state) if x.ndim)
-  if config.model.preset == "wan2.1-t2v-1.3b":
-    # 1.3B DiT (+ camera encoder, + head); only the trainable subset has Adam moments.
-    assert 1.3e9 < n_params < 1.7e9, n_params
+  if config.model.preset in ("wan2.1-t2v-1.3b", "wan2.1-fun-1.3b-control-camera"):
+    # 1.3B DiT (+ camera modules, image branch, + head); only the trainable subset has Adam moments.
+    assert 1.3e9 < n_params < 1.8e9, n_params
     assert 0 < n_opt < 2 * n_params * 0.6, (n_opt, n_params)
     assert task.tokens_per_example == 65_520
   else:
@@ -147,3 +149,25 @@ def test_14b_fsdp_train_step_lowers_for_cuda_on_eight_devices():
   proc = subprocess.run([sys.executable, "-c", _LOWER_14B_FOR_CUDA], cwd=repo, env=env, capture_output=True,
                         text=True, timeout=900)
   assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_redirector_lowers_at_full_size_with_the_image_branch(tmp_path):
+  """configs/mvtrack4gen_redirector.py with CLIP features (257 × 1280, declared by an image cache's metadata):
+  the batch carries image_context, the Fun DiT's image branch, adapter and RoCE are in the lowered step, and the
+  trainable set is every self-attention (RoCE included) + the head."""
+  _, config = load_config("mvtrack4gen_redirector.py")
+  feature_cache.write_metadata(str(tmp_path), {"num_tokens": 257, "width": 1280, "preprocess": "wan"},
+                               feature_cache.IMAGE_JSON)
+  config.image.cache = str(tmp_path)
+  config.objective.lambda_track = 0.0  # the head's trace is the slow part (covered by the slow case above)
+  lowered, abstract, task = lower_train_step(config)
+  assert task.batch_spec(1)["image_context"].shape == (1, 257, 1280)
+  assert task.tokens_per_example == 65_520
+  flat = flax.traverse_util.flatten_dict(abstract.params, sep="/")
+  assert flat["dit/image_embedder_ff_0/kernel"].shape == (1280, 1280)
+  assert flat["dit/blocks/block/attn1/rope_phase_qk/kernel"].shape == (30, 1536, 12 * 42)
+  trainable = optimizer_lib.trainable_mask(abstract.params, config.optimizer.trainable_patterns)
+  trained = {k for k, v in flax.traverse_util.flatten_dict(trainable, sep="/").items() if v}
+  assert "dit/blocks/block/attn1/rope_phase_vo/kernel" in trained
+  assert not any("control_adapter" in k or "attn2" in k or "ffn" in k for k in trained)
+  assert "1280" in lowered.as_text()[:2_000_000]

@@ -14,6 +14,8 @@
   embedding of the empty prompt stored with a model trained with text, zeros otherwise), as Wan's
   pipelines default the negative prompt to ``""``. When neither is given both branches are the
   null context, guidance is the identity and the second branch is skipped (one DiT call per step).
+  A DiT with an image branch (ReDirector / Wan2.1-Fun) also takes ``image_context``, the CLIP
+  features of the reference's first frame, in both branches.
 - :meth:`~NovelViewGenerator.track`: the tracking head predicts where reference-view query points
   are in both views. It reads the probe q/k of one extra DiT forward on the generated target latents
   noised to ``track_sigma`` (default: the smallest σ of the training grid, 0.005 for shift 5, so the
@@ -99,6 +101,8 @@ def _velocity(model: MVTrack4Gen, params, x, sigma, inputs, negative, guidance_s
   both = lambda a: jnp.concatenate([a, a], axis=0)
   doubled = {"reference": both(p["reference"]), "cameras": jax.tree.map(both, p["cameras"]),
              "context": jnp.concatenate([p["context"], negative], axis=0)}
+  if "image_context" in p:  # the same image in both branches: guidance is on the text only
+    doubled["image_context"] = both(p["image_context"])
   v_cond, v_neg = jnp.split(model.velocity(params["dit"], both(x), both(timestep), doubled), 2, axis=0)
   return guided_velocity(v_cond, v_neg, guidance_scale)
 
@@ -124,18 +128,33 @@ class NovelViewGenerator:
       features of a caption, e.g. ``UMT5TextEncoder.encode``; ``L ≤ context_length``, zero-padded
       here); None = the null context.
     negative_context: the same for the negative branch of guidance; None = the null context.
+    image_context: optional ``(N, image_dim)`` or ``(B, N, image_dim)`` image features of the
+      reference's first frame (``models.image_encoder.CLIPImageEncoder.encode``) for a DiT with
+      ``image_dim > 0``; None = the image branch off.
 
   Raises:
-    ValueError: the autoencoder cannot decode latents, or a context has the wrong shape or values.
+    ValueError: the autoencoder cannot decode latents, a context has the wrong shape or values, or
+      image features are given to a DiT without an image branch (or of another width).
   """
 
-  def __init__(self, model: LoadedModel, *, context: Array | None = None, negative_context: Array | None = None):
+  def __init__(self, model: LoadedModel, *, context: Array | None = None, negative_context: Array | None = None,
+               image_context: Array | None = None):
     self.model = model
     if not hasattr(model.autoencoder, "decode"):
       raise ValueError(f"{model.source}: the autoencoder {type(model.autoencoder).__name__} cannot decode latents "
                        "to pixels; generation needs a decoder")
     self.context = self._checked(context, "context")
     self.negative_context = self._checked(negative_context, "negative_context")
+    self.image_context = None
+    if image_context is not None:
+      image_context = np.asarray(image_context, np.float32)
+      image_dim = model.dit.config.image_dim
+      if not image_dim or image_context.ndim not in (2, 3) or image_context.shape[-1] != image_dim:
+        raise ValueError(f"image_context: expected (N, {image_dim}) or (B, N, {image_dim}) image features for "
+                         f"{model.source} (image_dim={image_dim}; 0 = no image branch), got {image_context.shape}")
+      if not np.isfinite(image_context).all():
+        raise ValueError("image_context: holds NaN or infinite values")
+      self.image_context = image_context if image_context.ndim == 3 else image_context[None]
     # On the device once: the host copy would otherwise be transferred at every denoising step.
     self.params = jax.device_put(model.params)
 
@@ -176,6 +195,8 @@ class NovelViewGenerator:
     inputs["reference_latents"] = self.model.autoencoder.encode(video)
     if self.context is not None:
       inputs["context"] = self._batched(self.context, b, "context")
+    if self.image_context is not None:
+      inputs["image_context"] = self._batched(self.image_context, b, "image_context")
     return inputs
 
   def generate(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,

@@ -7,7 +7,8 @@
   directory of ``.npz`` clips (``data.readers.NpzClipSource``) or a MultiCamVideo tree
   (``data.readers.MultiCamVideoSource``) — fed through the grain pipeline
   (``data.pipeline.make_iterator``), one shard per JAX process;
-  (sources: ``data.sources``);
+  (sources: ``data.sources``); cached features of frozen encoders ride along (``data.feature_cache``:
+  VAE latents, umT5 captions, CLIP image features);
 - model + objective (``config.model``, ``config.head``, ``config.autoencoder``,
   ``config.objective``): ``models.mvtrack4gen.MVTrack4Gen.from_config`` and
   ``losses.objective.ObjectiveConfig.from_config``.
@@ -51,10 +52,16 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
   ``config.text.cache`` the batches carry ``context``: the reference view's caption embeddings from
   the primary's text cache (a mixture entry's ``text_cache``), zero-padded to
   ``text.context_length``; a source without a caption cache gets the null context (the text
-  cache's empty prompt) for every example.
+  cache's empty prompt) for every example. With ``config.image.cache`` the batches carry
+  ``image_context`` ``(B, N, D)``: the CLIP features of the reference view's first frame from the
+  primary's image cache (a mixture entry's ``image_cache``; ``data.feature_cache``); every source of
+  the run needs one, since there is no null image.
 
   Raises:
-    ValueError: some but not all sources have a latent cache, or a latent cache without the Wan VAE.
+    ValueError: some but not all sources have a latent cache, a latent cache without the Wan VAE,
+      a source without an image cache in a run with image features (naming the mixture entry), or
+      an image cache made for another run (tokens, width, preprocess or frame size).
+    FileNotFoundError: a cache folder that is not such a cache (the message says how to make one).
   """
   data = config.data
   train = split == "train"
@@ -63,6 +70,7 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
   names = list(specs) if train else [sources.eval_source_name(data)]
   if train:
     names = [n for n in names if float(specs[n]["weight"]) > 0]
+  image_caches = _image_caches(config, specs, names)
   pcfg = _pipeline_config(config, per_process_batch, train)
   cached = [bool(specs[n]["latents_dir"]) for n in names]
   transform, ae = None, None
@@ -95,10 +103,17 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
       source = (feature_cache.CachedFeatureSource(source, text_cache, split_name, feature_cache.TEXT_JSON,
                                                   expect={"max_length": length, "dim": dim}) if text_cache
                 else feature_cache.NullContextSource(source, str(config.text.cache)))
+    if image_caches:
+      source = feature_cache.CachedFeatureSource(
+          source, image_caches[name], split_name, feature_cache.IMAGE_JSON,
+          expect={"num_tokens": pcfg.image_shape[0], "width": pcfg.image_shape[1],
+                  "preprocess": str(config.image.preprocess), "frame_size": [pcfg.height, pcfg.width]})
     record_sources.append(source)
   if train and pcfg.mixture:
-    return pipeline.make_iterator(record_sources, pcfg, seed=seed, batch_transform=transform,
-                                  weights=[float(specs[n]["weight"]) for n in names])
+    # One entry per name of pcfg.mixture (source_id indexes it); weight-0 entries are never read (None).
+    by_name = dict(zip(names, record_sources))
+    return pipeline.make_iterator([by_name.get(n) for n in specs], pcfg, seed=seed, batch_transform=transform,
+                                  weights=[float(specs[n]["weight"]) if n in by_name else 0.0 for n in specs])
   stream = list(specs).index(names[0]) if pcfg.mixture else None
   return pipeline.make_iterator(record_sources[0], pcfg, seed=seed, train=train, batch_transform=transform,
                                 stream=stream)
@@ -115,9 +130,42 @@ class _EncodeLatents:
                     for view in ("reference", "target")}
 
 
+def _image_caches(config: ml_collections.ConfigDict, specs: Mapping[str, Mapping[str, Any]],
+                  names: list[str]) -> dict[str, str]:
+  """``{source name: image cache}`` of the sources ``names`` read by a run with ``config.image.cache``; ``{}``
+  without (the primary's is ``config.image.cache``, a mixture entry's its ``image_cache``).
+
+  Raises:
+    ValueError: a mixture entry in ``names`` has no ``image_cache`` while ``config.image.cache`` is set (no
+      null image exists to stand in), or has one while ``config.image.cache`` is empty.
+  """
+  primary, first = str(config.image.cache), next(iter(specs))
+  if not primary:
+    stray = [n for n in names if n != first and specs[n]["image_cache"]]
+    if stray:
+      raise ValueError(f"config.data.mixture.{stray[0]}.image_cache is set but config.image.cache (the primary "
+                       "source's) is empty: set config.image.cache to train with image features, or clear the entry's")
+    return {}
+  caches = {n: primary if n == first else str(specs[n]["image_cache"]) for n in names}
+  missing = [n for n, c in caches.items() if not c]
+  if missing:
+    entries = ", ".join(f"config.data.mixture.{n}" for n in missing)
+    raise ValueError(f"{entries}: no image_cache, but config.image.cache is set: every source of a run with image "
+                     "features needs the CLIP features of its records (there is no null image); make them with "
+                     f"python -m mvtrack_jax.data.encode_image --source {missing[0]} --out DIR and set "
+                     f"config.data.mixture.{missing[0]}.image_cache=DIR, or give the entry weight 0")
+  return caches
+
+
 def _pipeline_config(config: ml_collections.ConfigDict, per_process_batch: int, train: bool):
-  """``sources.pipeline_config`` of ``config.data`` plus the text embeddings' ``context_shape`` and, for a
-  mixture, the names of its sources (batches then carry ``source_id``)."""
+  """``sources.pipeline_config`` of ``config.data`` plus the text embeddings' ``context_shape``, the image
+  features' ``image_shape`` (read from ``config.image.cache``) and, for a mixture, the names of its sources
+  (batches then carry ``source_id``).
+
+  Raises:
+    FileNotFoundError: ``config.image.cache`` is not an image cache. ValueError: its feature width is not
+      the DiT's ``image_dim``.
+  """
   pcfg = sources.pipeline_config(config.data, per_process_batch, train=train)
   specs = sources.source_specs(config.data)
   if len(specs) > 1:
@@ -125,6 +173,14 @@ def _pipeline_config(config: ml_collections.ConfigDict, per_process_batch: int, 
   if config.text.cache:
     pcfg = dataclasses.replace(pcfg, context_shape=(int(config.text.context_length),
                                                     dit_config(config).text_dim))
+  image_cache = str(config.image.cache)
+  if image_cache:
+    shape = feature_cache.image_shape(image_cache)
+    image_dim = dit_config(config).image_dim
+    if image_dim != shape[1]:
+      raise ValueError(f"config.image.cache={image_cache}: image features of width {shape[1]}, but the DiT takes "
+                       f"image_dim={image_dim} (0: no image branch); use the model's image encoder or clear the cache")
+    pcfg = dataclasses.replace(pcfg, image_shape=shape)
   return pcfg
 
 
@@ -170,7 +226,7 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
       "visible": np.ones((b, 2, t, n), bool),
       "track_mask": np.ones((b, n), bool),
   }
-  for key in ("reference_latents", "target_latents", "context"):
+  for key in ("reference_latents", "target_latents", "context", "image_context"):
     if key in spec:
       out[key] = rng.standard_normal((b,) + tuple(spec[key].shape[1:])).astype(np.float32)
   if "source_id" in spec:
@@ -240,7 +296,9 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   latent = model.autoencoder.latent_shape(spec1["target_video"].shape)
   grid = wan.token_grid(dit.config, latent)
   tokens_per_view = grid[0] * grid[1] * grid[2]
-  dit_fwd = flops_lib.dit_forward_flops(dit.config, tokens_per_view, text_len=model.context_length)
+  image_len = spec1["image_context"].shape[1] if "image_context" in spec1 else 0
+  dit_fwd = flops_lib.dit_forward_flops(dit.config, tokens_per_view, text_len=model.context_length,
+                                        image_len=image_len)
   head_fwd = 0.0
   if head is not None:
     head_fwd = flops_lib.head_forward_flops(
@@ -250,11 +308,15 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
     _check_null_context_frozen(config)
   pretrained = None
   transformer_path = str(config.init.transformer)
+  if str(config.init.overlay) and not transformer_path:
+    raise ValueError(f"config.init.overlay={config.init.overlay!r} is a partial state dict applied over "
+                     "config.init.transformer, which is empty; set both (e.g. the Fun base and ReDirector's step file)")
   if transformer_path or model.with_text:
     def pretrained():
       values, report = {}, {"loaded": [], "fresh": [], "ignored": []}
       if transformer_path:
-        values["dit"], report = convert_wan.pretrained_params(transformer_path, dit.config)
+        values["dit"], report = convert_wan.pretrained_params(transformer_path, dit.config,
+                                                              overlay=str(config.init.overlay))
       if model.with_text:
         values["text"] = {"null_context": _null_context(config, model)}
         report = dict(report, loaded=list(report["loaded"]) + ["text/null_context"])
