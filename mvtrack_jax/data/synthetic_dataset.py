@@ -77,6 +77,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
+import logging as std_logging
 import multiprocessing
 import os
 import resource
@@ -105,6 +106,41 @@ RECORD_SIZE_FIELDS = ("num_views", "num_frames", "height", "width", "num_tracks"
 _SIZE_FIELDS = RECORD_SIZE_FIELDS + ("num_train", "num_validation", "num_test")
 # Builds with fewer pixels than this in all render in the calling process unless ``num_workers`` is given.
 POOL_MIN_PIXELS = 100_000_000
+
+
+class _KnownTfdsNotices(std_logging.Filter):
+  """Drops the two TFDS warnings that every normal use of this builder triggers and that ask nothing of the user.
+
+  - ``Using custom data configuration: …`` (``DatasetBuilder._create_builder_config``): every config made
+    from a ``ConfigDict`` with other sizes than a registered one (the demo's 2-view, 400-scene dataset)
+    is custom by design, its name encodes the sizes; TFDS warns on each builder construction, including
+    each unpickling of a data source in a grain worker.
+  - ``Variant folder … has no dataset_info.json`` (``is_prepared``): the answer "not built yet" to the
+    question ``prepare`` asks before building.
+
+  Only records of exactly these templates from TFDS's own modules are dropped; every other TFDS
+  warning still shows.
+  """
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if "tensorflow_datasets" not in record.pathname:
+      return True
+    args = record.args if isinstance(record.args, tuple) else ()
+    custom_config = record.msg == "Using custom data configuration: %s"
+    not_built_yet = record.msg == "Variant folder %s has no %s" and args[-1:] == ("dataset_info.json",)
+    return not (custom_config or not_built_yet)
+
+
+@contextlib.contextmanager
+def _without_known_tfds_notices() -> Iterator[None]:
+  """``_KnownTfdsNotices`` on absl's logger (TFDS logs through absl) while inside."""
+  absl_logger = logging.get_absl_logger()
+  notices = _KnownTfdsNotices()
+  absl_logger.addFilter(notices)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(notices)
 
 
 @dataclasses.dataclass(eq=False)
@@ -230,10 +266,16 @@ class MvtrackSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=__name
 
   def __init__(self, *, num_workers: int | None = None, **kwargs):
     kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
+    with _without_known_tfds_notices():  # also when a data source is unpickled in a grain worker
+      super().__init__(**kwargs)
     self._num_workers = num_workers
     # Fixed here: during ``download_and_prepare`` TFDS points ``data_path`` at its temporary directory.
     self.staging_dir = os.path.join(os.path.dirname(os.fspath(self.data_path)), _STAGING_PREFIX + str(self.VERSION))
+
+  def is_prepared(self) -> bool:
+    """TFDS's answer, without its warning that an unbuilt dataset's folder has no ``dataset_info.json``."""
+    with _without_known_tfds_notices():
+      return super().is_prepared()
 
   def _info(self) -> tfds.core.DatasetInfo:
     features = tfds.features.FeaturesDict({

@@ -8,19 +8,26 @@ TensorFlow is not a dependency.
 resumed run first drops the lines of steps after the restored checkpoint (they were logged by the
 interrupted run but their updates were lost), so the file of an interrupted-and-resumed run equals
 the file of an uninterrupted run except for wall-clock fields (``steps_per_sec``).
+
+While the progress bar is shown, log lines go above it (``logs_above_progress_bars``) instead of being
+appended to the bar's line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any, TextIO
 
 import jax
 import numpy as np
 import tqdm
+from absl import logging as absl_logging
 
 # Fields that depend on wall-clock time (excluded when comparing runs).
 TIMING_KEYS: tuple[str, ...] = ("steps_per_sec", "examples_per_sec", "elapsed_sec")
@@ -78,6 +85,76 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
     return [json.loads(l) for l in f if l.strip()]
 
 
+class _LinesAboveBars:
+  """A text stream that writes each complete line with ``tqdm.write`` to the stream it wraps.
+
+  ``tqdm.write`` clears the bars on that terminal, writes the line and redraws them, so the line lands
+  above the bar rather than after the bar's text. Anything but ``write`` (``isatty``, ``fileno``,
+  ``encoding``) is the wrapped stream's.
+  """
+
+  def __init__(self, stream: TextIO):
+    self.wrapped, self._partial = stream, ""
+
+  def write(self, text: str) -> int:
+    head, newline, self._partial = (self._partial + text).rpartition("\n")
+    if newline:
+      tqdm.tqdm.write(head, file=self.wrapped)
+    return len(text)
+
+  def flush(self) -> None:
+    self.wrapped.flush()
+
+  def finish(self) -> None:
+    """Writes a last unterminated piece as it is."""
+    if self._partial:
+      self.wrapped.write(self._partial)
+      self._partial = ""
+
+  def __eq__(self, other: Any) -> bool:
+    """Equal to the wrapped stream: absl compares its handler's stream with ``sys.stderr`` to decide
+    whether to write a record a second time, and to leave ``sys.stderr`` open on close."""
+    return other is self or other == self.wrapped
+
+  def __hash__(self) -> int:
+    return hash(self.wrapped)
+
+  def __getattr__(self, name: str) -> Any:
+    if name == "wrapped":  # not set yet (copy, pickle): no recursion
+      raise AttributeError(name)
+    return getattr(self.wrapped, name)
+
+
+@contextlib.contextmanager
+def logs_above_progress_bars() -> Iterator[None]:
+  """Inside, the root logger's console handlers write each line above tqdm bars instead of into their line.
+
+  Under ``absl.app.run`` the console handler is absl's ``ABSLHandler``, whose ``python_handler`` does
+  the writing, to the ``sys.stderr`` of its creation; with ``logging.basicConfig`` it is a
+  ``StreamHandler``. Each gets a ``_LinesAboveBars`` stream and its own one back on exit.
+  ``tqdm.contrib.logging.logging_redirect_tqdm`` does not do: it only knows ``StreamHandler``s, so it
+  leaves ``ABSLHandler`` writing into the bar, and handed absl's logger (which has no handler of its
+  own; its records propagate to the root) it would add a second handler and print every line twice.
+  ``sys.stderr`` itself is left alone (a bar created inside would write through the wrapper), so
+  what absl writes there directly (before flag parsing, or with ``--logtostderr``) is not moved.
+  """
+  consoles = [s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if s is not None]
+  swapped = []
+  for handler in logging.root.handlers:
+    writer = handler.python_handler if isinstance(handler, absl_logging.ABSLHandler) else handler
+    if isinstance(writer, logging.StreamHandler) and any(writer.stream is c for c in consoles):
+      wrapper = _LinesAboveBars(writer.stream)
+      writer.setStream(wrapper)
+      swapped.append((writer, wrapper))
+  try:
+    yield
+  finally:
+    for writer, wrapper in swapped:
+      wrapper.finish()
+      if writer.stream is wrapper:  # unless someone pointed the handler elsewhere meanwhile
+        writer.setStream(wrapper.wrapped)
+
+
 class MetricWriter:
   """Writes train/eval metrics to jsonl + TensorBoard and drives a tqdm progress bar.
 
@@ -88,7 +165,8 @@ class MetricWriter:
     resume_step: restored checkpoint step (jsonl lines after it are dropped) or ``None``.
     enabled: write anything at all (default: only process 0).
     tensorboard: write TensorBoard event files.
-    progress_bar: show a tqdm bar on stderr.
+    progress_bar: show a tqdm bar on stderr; log lines are written above it while it is shown
+      (``logs_above_progress_bars``), so a warning does not break the bar's line.
   """
 
   def __init__(self, workdir: str, *, total_steps: int, initial_step: int = 0,
@@ -96,6 +174,7 @@ class MetricWriter:
                tensorboard: bool = True, progress_bar: bool = True):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._train = self._eval = self._tb = self._bar = None
+    self._above_bar = contextlib.ExitStack()
     if not self.enabled:
       return
     self._train = JsonlWriter(os.path.join(workdir, "metrics.jsonl"), resume_step=resume_step)
@@ -104,8 +183,9 @@ class MetricWriter:
       import tensorboardX  # Local import: optional at runtime, no TensorFlow needed.
       self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
     if progress_bar:
-      self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, desc="train",
+      self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, desc="train", file=sys.stderr,
                             unit="step", dynamic_ncols=True, smoothing=0.1)
+      self._above_bar.enter_context(logs_above_progress_bars())
 
   def _scalars(self, prefix: str, step: int, metrics: Mapping[str, Any]) -> None:
     if self._tb is None:
@@ -144,5 +224,6 @@ class MetricWriter:
     self._eval.close()
     if self._tb is not None:
       self._tb.close()
+    self._above_bar.close()
     if self._bar is not None:
       self._bar.close()

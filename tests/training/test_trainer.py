@@ -316,6 +316,25 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_step(single_device
   assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "6", "8"]         # 6 re-saved from step 4
 
 
+@pytest.mark.slow  # ~15 s of a real process; test_checkpointing's failed restores cover the cause in 8 s
+def test_fallback_run_output_is_one_line_per_damaged_step(single_device_run, tmp_path):
+  """The fallback through a real process (a missing manifest, the damage that fails every array): its terminal
+  output names the damage and the changed config once each, with no ``Event loop is closed`` tracebacks from
+  Orbax's aborted restore."""
+  import shutil
+  workdir = tmp_path / "run"
+  shutil.copytree(single_device_run, workdir)
+  os.remove(workdir / "checkpoints" / "6" / "state" / "manifest.ocdbt")
+  proc = _run_toy(workdir, 1, "-1,1,1", "num_train_steps=8")
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, out[-4000:]
+  assert out.count("checkpoint step 6 does not restore") == 1, out[-4000:]
+  assert out.count("resuming with a changed num_train_steps: 6 -> 8") == 1, out[-4000:]  # not once per step tried
+  for noise in ("Event loop is closed", "never retrieved", "Traceback"):
+    assert noise not in out, out[-4000:]
+  assert [r["step"] for r in metric_writers.read_jsonl(workdir / "metrics.jsonl")] == list(range(1, 9))
+
+
 def test_no_restorable_checkpoint_and_changed_configs_are_clear_errors(single_device_run, tmp_path):
   import shutil
   workdir = tmp_path / "run"
