@@ -189,13 +189,14 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
   """
   failures = []
   for step in sorted(ckpt.all_steps(), reverse=True):
+    changes = []
     if config is not None:
       try:
         stored = checkpoint_lib.read_config(ckpt.directory, step)
       except Exception:  # pylint: disable=broad-except  (a damaged config item: the restore below reports it)
         stored = None
       if stored is not None:
-        check_resumed_config(stored, config)  # ValueError: not damage, nothing is moved
+        changes = check_resumed_config(stored, config, log=False)  # ValueError: not damage, nothing is moved
     data_iter = make_iterator()  # a failed restore may have moved an iterator half-way
     try:
       state = ckpt.restore(abstract_state, step=step, data_iter=data_iter)
@@ -206,6 +207,7 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
                     step, cause, where)
       failures.append(f"step {step}: {cause}")
       continue
+    _warn_changes(changes)  # of the step resumed from, once
     logging.info("resuming from %s step %d", ckpt.directory, step)
     return step, state, data_iter
   if failures:
@@ -217,11 +219,16 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
 # Config blocks that define what a checkpoint holds (a change is an error on resume) and blocks whose
 # change on resume is allowed but reported.
 _RESUME_FIXED = ("model", "head", "objective", "autoencoder", "text.context_length", "optimizer.trainable_patterns")
-_RESUME_REPORTED = ("optimizer", "num_train_steps", "batch_size", "seed", "ema_decay", "mesh", "data")
+_RESUME_REPORTED = ("optimizer", "num_train_steps", "batch_size", "seed", "ema_decay", "mesh", "data", "image")
 
 
-def check_resumed_config(stored: Mapping[str, Any], config: ml_collections.ConfigDict) -> None:
+def check_resumed_config(stored: Mapping[str, Any], config: ml_collections.ConfigDict, *,
+                         log: bool = True) -> list[tuple[str, Any, Any]]:
   """Compares a resumed run's config with the one stored in its checkpoint.
+
+  Returns:
+    The allowed changes ``(field, old, new)``, also logged as warnings unless ``log`` is False
+    (``restore_newest`` logs those of the step it restores only, not once per damaged step tried).
 
   Raises:
     ValueError: what the checkpoint holds changed — the architecture or the objective (``model``,
@@ -241,9 +248,15 @@ def check_resumed_config(stored: Mapping[str, Any], config: ml_collections.Confi
     raise ValueError("the run in this workdir was trained with another architecture or objective; changed: "
                      + ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
                      + ". Use a new --workdir, or the stored config.json, to resume.")
-  for k in changed:
-    if under(k, _RESUME_REPORTED):
-      logging.warning("resuming with a changed %s: %r -> %r", k, old.get(k), new.get(k))
+  reported = [(k, old.get(k), new.get(k)) for k in changed if under(k, _RESUME_REPORTED)]
+  if log:
+    _warn_changes(reported)
+  return reported
+
+
+def _warn_changes(changes: list[tuple[str, Any, Any]]) -> None:
+  for k, old, new in changes:
+    logging.warning("resuming with a changed %s: %r -> %r", k, old, new)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
