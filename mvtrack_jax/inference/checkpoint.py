@@ -20,11 +20,13 @@ trainer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging as std_logging
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from etils import epath
 import flax
@@ -60,6 +62,57 @@ DATA_ITER = "data_iter"
 CONFIG = "config"
 
 
+# How long a closing restore loop waits for reads still in flight (they are local file reads that have
+# already failed or are about to; the limit only keeps a wedged filesystem from hanging a fallback).
+_DRAIN_TIMEOUT_S = 300.0
+
+
+class _DrainingEventLoop(asyncio.SelectorEventLoop):
+  """An event loop whose ``close`` first lets its pending tasks finish.
+
+  Orbax restores a pytree in a fresh event loop (``asyncio_utils.run_sync``) as one
+  ``asyncio.gather`` over TensorStore opens and reads, one per array, and closes the loop as soon as
+  that gather returns. When the step is damaged (a missing ``manifest.ocdbt`` makes every array's
+  open fail) the gather raises with the first error while the other arrays' TensorStore futures are
+  still in flight; each then completes on a TensorStore thread, calls ``loop.call_soon_threadsafe``
+  on the closed loop and prints a ``RuntimeError: Event loop is closed`` traceback (issue #15 counted
+  202 after one damaged step, hiding the one line that names the damage), and tasks that finished
+  unobserved log ``Task exception was never retrieved``. Waiting for those tasks here, before the loop
+  closes, lets every future deliver its result to a live loop; their errors are the same damage and
+  are dropped (``return_exceptions``), the restore still raises its first one. Cancelling them
+  instead (``asyncio.run``'s teardown) is not enough: a TensorStore read already running still calls
+  back later. The cost is the rest of the damaged step's reads, no more I/O than a whole restore.
+  """
+
+  def close(self) -> None:
+    if not self.is_closed() and not self.is_running():
+      pending = [t for t in asyncio.all_tasks(self) if not t.done()]
+      if pending:
+        drain = asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+          self.run_until_complete(asyncio.wait_for(drain, _DRAIN_TIMEOUT_S))
+    super().close()
+
+
+class _DrainingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+  _loop_factory = _DrainingEventLoop
+
+
+@contextlib.contextmanager
+def draining_event_loops() -> Iterator[None]:
+  """Event loops created inside (Orbax's restore loops) finish their tasks before they close.
+
+  A policy rather than a patch of Orbax: ``asyncio.new_event_loop`` is the one public hook between
+  Orbax's ``run_sync`` and the loop it closes; the previous policy comes back on exit.
+  """
+  previous = asyncio.get_event_loop_policy()
+  asyncio.set_event_loop_policy(_DrainingEventLoopPolicy())
+  try:
+    yield
+  finally:
+    asyncio.set_event_loop_policy(previous)
+
+
 def read_params(directory: str | os.PathLike[str], *, step: int | None = None,
                 keys: tuple[str, ...] = ("params",)) -> tuple[int, dict[str, Any]]:
   """Reads only some top-level fields of a checkpoint's train state as numpy arrays.
@@ -92,8 +145,9 @@ def read_params(directory: str | os.PathLike[str], *, step: int | None = None,
                      f"{sorted(k for k in tree if tree[k] is not None)}")
     target = {k: tree[k] for k in keys}
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    restored = ocp.PyTreeCheckpointer().restore(
-        state_dir, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True))
+    with draining_event_loops():  # a damaged step: its one error, no "Event loop is closed" tracebacks
+      restored = ocp.PyTreeCheckpointer().restore(
+          state_dir, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True))
   return step, {k: restored[k] for k in keys}
 
 

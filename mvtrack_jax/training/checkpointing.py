@@ -12,17 +12,15 @@ Restore targets are ``jax.ShapeDtypeStruct``s carrying the *current* run's shard
 checkpoint written on one mesh or device count is read straight onto another (no replicated
 staging copy, unlike maxdiffusion's restore-to-CPU-then-reshard).
 
-A restore runs with ``_draining_event_loops`` in force, so that a damaged step fails with its one
-error and no ``RuntimeError: Event loop is closed`` tracebacks (see there why they came).
+A restore runs with ``inference.checkpoint.draining_event_loops`` in force, so that a damaged step
+fails with its one error and no ``RuntimeError: Event loop is closed`` tracebacks (see there why they came).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grain
@@ -32,63 +30,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from mvtrack_jax.inference.checkpoint import CONFIG, DATA_ITER, STATE
-
-# How long a closing restore loop waits for reads still in flight (they are local file reads that have
-# already failed or are about to; the limit only keeps a wedged filesystem from hanging the fallback).
-_DRAIN_TIMEOUT_S = 300.0
+from mvtrack_jax.inference.checkpoint import CONFIG, DATA_ITER, STATE, draining_event_loops
 
 
 def config_to_json_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
   """The config as plain JSON-serialisable dict (tuples become lists)."""
   d = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
   return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-class _DrainingEventLoop(asyncio.SelectorEventLoop):
-  """An event loop whose ``close`` first lets its pending tasks finish.
-
-  Orbax restores a pytree in a fresh event loop (``asyncio_utils.run_sync``) as one
-  ``asyncio.gather`` over TensorStore opens and reads, one per array, and closes the loop as soon as
-  that gather returns. When the step is damaged (a missing ``manifest.ocdbt`` makes every array's
-  open fail) the gather raises with the first error while the other arrays' TensorStore futures are
-  still in flight; each then completes on a TensorStore thread, calls ``loop.call_soon_threadsafe``
-  on the closed loop and prints a ``RuntimeError: Event loop is closed`` traceback (issue #15 counted
-  202 after one damaged step, hiding the one line that names the damage), and tasks that finished
-  unobserved log ``Task exception was never retrieved``. Waiting for those tasks here, before the loop
-  closes, lets every future deliver its result to a live loop; their errors are the same damage and
-  are dropped (``return_exceptions``), the restore still raises its first one. Cancelling them
-  instead (``asyncio.run``'s teardown) is not enough: a TensorStore read already running still calls
-  back later. The cost is the rest of the damaged step's reads, no more I/O than a whole restore.
-  """
-
-  def close(self) -> None:
-    if not self.is_closed() and not self.is_running():
-      pending = [t for t in asyncio.all_tasks(self) if not t.done()]
-      if pending:
-        drain = asyncio.gather(*pending, return_exceptions=True)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-          self.run_until_complete(asyncio.wait_for(drain, _DRAIN_TIMEOUT_S))
-    super().close()
-
-
-class _DrainingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
-  _loop_factory = _DrainingEventLoop
-
-
-@contextlib.contextmanager
-def _draining_event_loops() -> Iterator[None]:
-  """Event loops created inside (Orbax's restore loops) finish their tasks before they close.
-
-  A policy rather than a patch of Orbax: ``asyncio.new_event_loop`` is the one public hook between
-  Orbax's ``run_sync`` and the loop it closes; the previous policy comes back on exit.
-  """
-  previous = asyncio.get_event_loop_policy()
-  asyncio.set_event_loop_policy(_DrainingEventLoopPolicy())
-  try:
-    yield
-  finally:
-    asyncio.set_event_loop_policy(previous)
 
 
 class Checkpointer:
@@ -159,7 +107,7 @@ class Checkpointer:
     items = {STATE: ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
       items[DATA_ITER] = grain.checkpoint.CheckpointRestore(data_iter)
-    with _draining_event_loops():  # a damaged step: one error, no "Event loop is closed" tracebacks
+    with draining_event_loops():  # a damaged step: one error, no "Event loop is closed" tracebacks
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     return restored[STATE]
 
