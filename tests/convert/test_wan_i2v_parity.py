@@ -54,7 +54,7 @@ def test_config_maps_image_and_condition_fields(reference):
   assert (back["image_dim"], back["added_kv_proj_dim"], back["in_channels"]) == (20, 32, 7)
 
 
-@pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.parametrize("scan", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_image_branch_matches_diffusers(reference, scan):
   module, params = convert.load_diffusers_transformer(reference["state_dict"], reference["config"], scan_layers=scan)
   out = np.asarray(_jit(functools.partial(module.apply, image_context=reference["image"]))(

@@ -201,6 +201,7 @@ def test_zero_init_roce_leaves_a_pretrained_fun_model_unchanged(fun_model, tmp_p
   assert np.abs(np.asarray(apply({"params": moved}, **inputs)) - base).max() > 1e-3
 
 
+@pytest.mark.slow  # keeps make test under its 10-minute budget; run by make test-all
 def test_redirector_overlay_import_and_errors(fun_model, tmp_path):
   fun, inputs, params = fun_model
   _, sd, cam = convert.to_diffusers(params, fun)
@@ -240,6 +241,7 @@ def test_redirector_overlay_import_and_errors(fun_model, tmp_path):
     convert.pretrained_params(str(tmp_path / "t2v.safetensors"), CFG)
 
 
+@pytest.mark.slow  # keeps make test under its 10-minute budget; run by make test-all
 def test_scanned_matches_unscanned_with_probes(fun_model):
   _, inputs, _ = fun_model
   params = _randomise(_init(CFG, inputs), "rope_phase", seed=1, scale=0.3)
@@ -268,6 +270,7 @@ def test_bad_inputs_name_the_argument(fun_model):
     wan.get_config("tiny-redirector", patch_size=(2, 2, 2))
 
 
+@pytest.mark.slow  # keeps make test under its 10-minute budget; run by make test-all
 def test_full_size_preset_parameter_count():
   cfg = wan.get_config("wan2.1-fun-1.3b-control-camera")
   shapes = jax.eval_shape(lambda: wan.WanDiT(cfg).init(
