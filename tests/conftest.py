@@ -44,3 +44,15 @@ def tiny_baseline_checkpoint(tmp_path_factory) -> str:
   """The diffusion-only twin of ``tiny_checkpoint`` (``configs/default_diffusion_only.py:test``, no head)."""
   return _export_initial_params(load_config("default_diffusion_only.py", "test"),
                                 str(tmp_path_factory.mktemp("tiny_baseline") / "export"))
+
+
+@pytest.fixture
+def locked_dir(tmp_path):
+  """A folder no one may write in (``tmp_path/locked``, mode 0o500), for "not writable" errors; skipped as root,
+  which ignores file permissions."""
+  if os.geteuid() == 0:
+    pytest.skip("root ignores file permissions")
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  yield locked
+  locked.chmod(0o700)

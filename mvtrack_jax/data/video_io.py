@@ -119,7 +119,17 @@ def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> str:
     NotADirectoryError: ``path`` or a parent of it is a file. PermissionError: not writable.
   """
   path = os.path.abspath(os.fspath(path))
-  probe = path
+  _check_writable_ancestor(path, path, flag)
+  return path
+
+
+def _check_writable_ancestor(path: str, start: str, flag: str) -> None:
+  """The nearest existing folder at or above ``start`` must accept a new file (``path`` names the output).
+
+  Raises:
+    NotADirectoryError: that nearest existing path is a file. PermissionError: the folder is not writable.
+  """
+  probe = start
   while not os.path.exists(probe):
     probe = os.path.dirname(probe)
   if not os.path.isdir(probe):
@@ -130,7 +140,6 @@ def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> str:
       pass
   except OSError as e:
     raise PermissionError(f"{flag} {path}: cannot write in {probe} ({e.strerror})") from e
-  return path
 
 
 def check_output_file(path: str | os.PathLike[str], flag: str = "--out") -> str:
@@ -150,16 +159,7 @@ def check_output_file(path: str | os.PathLike[str], flag: str = "--out") -> str:
   path = os.path.abspath(os.fspath(path))
   if os.path.isdir(path):
     raise IsADirectoryError(f"{flag} {path}: is a folder, not a file")
-  probe = os.path.dirname(path)
-  while not os.path.exists(probe):
-    probe = os.path.dirname(probe)
-  if not os.path.isdir(probe):
-    raise NotADirectoryError(f"{flag} {path}: {probe} is a file, so the folder cannot be made")
-  try:
-    with tempfile.TemporaryFile(dir=probe):
-      pass
-  except OSError as e:
-    raise PermissionError(f"{flag} {path}: cannot write in {probe} ({e.strerror})") from e
+  _check_writable_ancestor(path, os.path.dirname(path), flag)
   return path
 
 

@@ -278,18 +278,11 @@ def test_cli_bad_out_is_named_before_any_scene_is_read(scenes, tmp_path):
       run_cli(convert_kubric, f"--input={root}", f"--out={out}")
 
 
-def test_cli_read_only_parent_of_out_is_named(scenes, tmp_path):
-  if os.geteuid() == 0:
-    pytest.skip("root ignores file permissions")
+def test_cli_read_only_parent_of_out_is_named(scenes, locked_dir):
   root, scene = scenes
-  locked = tmp_path / "locked"
-  locked.mkdir(mode=0o500)
-  try:
-    for input_path, out in ((scene, locked / "one.npz"), (root, locked / "clips")):
-      with pytest.raises(PermissionError, match=f"--out {out}: cannot write in {locked}"):
-        run_cli(convert_kubric, f"--input={input_path}", f"--out={out}")
-  finally:
-    locked.chmod(0o700)
+  for input_path, out in ((scene, locked_dir / "one.npz"), (root, locked_dir / "clips")):
+    with pytest.raises(PermissionError, match=f"--out {out}: cannot write in {locked_dir}"):
+      run_cli(convert_kubric, f"--input={input_path}", f"--out={out}")
 
 
 def test_cli_missing_input_is_named(tmp_path):

@@ -1,8 +1,6 @@
 """python -m mvtrack_jax.data.encode_latents fails fast: bad --out, data_dir or VAE path are named before the VAE is
 built (no torch or diffusers needed: the VAE is never built)."""
 
-import os
-
 import pytest
 
 from mvtrack_jax.data import encode_latents
@@ -27,17 +25,10 @@ def test_out_that_is_a_file_is_named_before_the_vae_is_built(tmp_path, no_vae):
       run_cli(encode_latents, CONFIG, f"--config.data.data_dir={tmp_path}", f"--out={out}")
 
 
-def test_read_only_parent_of_out_is_named(tmp_path, no_vae):
-  if os.geteuid() == 0:
-    pytest.skip("root ignores file permissions")
-  locked = tmp_path / "locked"
-  locked.mkdir(mode=0o500)
-  try:
-    with pytest.raises(PermissionError, match=f"--out {locked / 'latents'}: cannot write in {locked}"):
-      run_cli(encode_latents, CONFIG, f"--config.data.data_dir={tmp_path}", f"--out={locked / 'latents'}")
-  finally:
-    locked.chmod(0o700)
-  assert not (locked / "latents").exists()
+def test_read_only_parent_of_out_is_named(tmp_path, no_vae, locked_dir):
+  with pytest.raises(PermissionError, match=f"--out {locked_dir / 'latents'}: cannot write in {locked_dir}"):
+    run_cli(encode_latents, CONFIG, f"--config.data.data_dir={tmp_path}", f"--out={locked_dir / 'latents'}")
+  assert not (locked_dir / "latents").exists()
 
 
 def test_missing_inputs_are_named_before_the_vae_is_built(tmp_path, no_vae):

@@ -136,16 +136,9 @@ def test_cli_out_that_is_a_file_is_named_before_the_record_is_read(tmp_path, no_
       run_cli(preview, "--npz", str(clip), "--out", str(out))
 
 
-def test_cli_read_only_parent_of_out_is_named(tmp_path, no_record):
-  if os.geteuid() == 0:
-    pytest.skip("root ignores file permissions")
-  locked = tmp_path / "locked"
-  locked.mkdir(mode=0o500)
-  try:
-    with pytest.raises(PermissionError, match=f"--out {locked / 'out'}: cannot write in {locked}"):
-      run_cli(preview, "--out", str(locked / "out"))
-  finally:
-    locked.chmod(0o700)
+def test_cli_read_only_parent_of_out_is_named(no_record, locked_dir):
+  with pytest.raises(PermissionError, match=f"--out {locked_dir / 'out'}: cannot write in {locked_dir}"):
+    run_cli(preview, "--out", str(locked_dir / "out"))
 
 
 def test_cli_missing_inputs_are_named_before_the_record_is_read(tmp_path, no_record):
