@@ -777,7 +777,7 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
     ValueError: two scenes with one name, or no clip at all.
   """
   from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
-  generators = [novel_view.NovelViewGenerator(m) for m in models]
+  generators = [novel_view.NovelViewGenerator(m, image_encoder=novel_view.image_encoder_for(m)) for m in models]
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   if progress:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -987,7 +987,7 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   num_scenes = len(sources.data_source(data0, split))
   if max_scenes is not None:
     num_scenes = min(num_scenes, max_scenes)
-  generators = [novel_view.NovelViewGenerator(m) for m in models]
+  generators = [novel_view.NovelViewGenerator(m, image_encoder=novel_view.image_encoder_for(m)) for m in models]
   # zero_motion is scored at the track frames of a head model (NovelViewGenerator.track's "frames").
   track_model = next((m for m in models if m.head is not None), models[0])
   track_frames = ae_lib.latent_frame_indices(int(data0.num_frames), track_model.autoencoder.temporal_factor)

@@ -385,8 +385,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
     texts["context"] = _load_array(context, "context")
   if negative_context is not None:
     texts["negative_context"] = _load_array(negative_context, "negative_context")
-  image = _image_context(model, example["reference_video"][:1], image_encoder)
-  generator = novel_view.NovelViewGenerator(model, **texts, image_context=image)
+  generator = novel_view.NovelViewGenerator(model, **texts,
+                                            image_encoder=novel_view.image_encoder_for(model, image_encoder))
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   t0 = time.time()
   result = generator.generate(clip, sampling, progress=progress)
@@ -460,24 +460,6 @@ def _text_contexts(model, prompt: str | None, negative_prompt: str | None, text_
                      f"Wan2.1 folder with text_encoder/ and tokenizer/); the config of {model.source} names none")
   encoder = text_lib.UMT5TextEncoder(path, max_length=model.model.context_length)
   return dict(zip(prompts, encoder.encode(list(prompts.values()))))
-
-
-def _image_context(model, first_frame: np.ndarray, image_encoder: str | None) -> np.ndarray | None:
-  """``(1, N, image_dim)`` CLIP features of the reference's first frame ``(1, H, W, 3)`` for a DiT with an image
-  branch (module docstring), else None.
-
-  Raises:
-    ValueError: the model was trained with image features and no encoder is named.
-  """
-  image_cfg = model.config.image
-  path = image_encoder or str(image_cfg.encoder)
-  if not model.dit.config.image_dim or not (path or image_cfg.cache):
-    return None  # no image branch, or trained with it off
-  if not path:
-    raise ValueError(f"{model.source} was trained with CLIP image features (image.cache) but names no image.encoder: "
-                     "pass --image_encoder (a CLIP vision folder, e.g. a Wan2.1-I2V diffusers image_encoder/)")
-  from mvtrack_jax.models import image_encoder as image_lib  # pylint: disable=g-import-not-at-top
-  return image_lib.CLIPImageEncoder(path, preprocess=str(image_cfg.preprocess)).encode(first_frame)
 
 
 def _write_png(path: str, image: np.ndarray) -> None:

@@ -167,6 +167,8 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
     total = min(total, num_batches)
   iterator = pipeline.make_iterator(source, config, seed=0, train=False)
 
+  from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
+  image_encoder = novel_view.image_encoder_for(model)  # CLIP features of the reference, for an image branch
   fn = make_probe_fn(model, layers, kinds, pck_threshold)
   params = jax.device_put(model.params)
   sums = np.zeros((len(layers), len(timesteps), len(kinds), len(probe_lib.SUM_FIELDS)), np.float64)
@@ -185,6 +187,8 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
     # Latents are encoded here, eagerly (a Wan VAE never runs inside the jitted probe).
     arrays = {k: batch[k] for k in ("tracks", "visible", "track_mask") + CAMERA_KEYS}
     arrays |= {f"{v}_latents": model.autoencoder.encode(batch[f"{v}_video"]) for v in ("reference", "target")}
+    if image_encoder is not None:
+      arrays["image_context"] = image_encoder.encode(np.asarray(batch["reference_video"])[:, 0])
     noise = jax.random.normal(jax.random.fold_in(key, num_done), arrays["target_latents"].shape, jnp.float32)
     for j, sigma in enumerate(sigmas):
       sums[:, j] += np.asarray(jax.device_get(fn(params, arrays, noise, jnp.float32(sigma))), np.float64)
@@ -208,6 +212,8 @@ def run_probe(checkpoint: str, out: str, *, split: str = "test", layers: Sequenc
                    "top_k": top_k, "seed": seed, "token_stride": model.token_stride,
                    "context": ("null context (umT5 empty prompt)" if model.model.with_text
                                else f"zeros x {model.model.context_length}"),
+                   "image_context": ("off" if image_encoder is None
+                                     else f"CLIP features of the reference's first frame ({image_encoder.source})"),
                    "aggregation": "mean over all valid (point, pair) entries of a kind, pooled over batches",
                    "ranking": "layers by mean harmonic mean over timesteps"},
       "kinds": list(kinds),

@@ -3,8 +3,8 @@
 Stand-in VAE, CLIP vision tower and MultiCamVideo tree (``convert.standins``); a "Wan2.1-Fun" file under
 DiffSynth names and a "ReDirector step file" (self-attention + RoCE) made from random weights of the
 smoke architecture. Latents and CLIP features of both sources are cached, the model trains from Fun
-overlaid with the step file, then generates a novel view with the CLIP features of the reference
-computed on the fly, and exports for DiffSynth.
+overlaid with the step file, then generates a novel view and probes its layers with the CLIP features of
+the reference computed on the fly, and exports for DiffSynth.
 """
 
 import dataclasses
@@ -20,11 +20,12 @@ from safetensors.numpy import save_file
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from mvtrack_jax import export, generate  # noqa: E402
+from mvtrack_jax import export, generate, probe  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.data import encode_image, encode_latents, sources  # noqa: E402
 from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
+from mvtrack_jax.inference import novel_view  # noqa: E402
 from mvtrack_jax.models import mvtrack4gen, wan  # noqa: E402
 from mvtrack_jax.training import metric_writers, trainer  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
@@ -94,11 +95,15 @@ def test_redirector_smoke_trains_generates_and_exports(tmp_path):
   out = str(tmp_path / "novel")
   info = generate.run(workdir, "dataset:train:0", "arc_left", out, steps=2, grid=2, progress=False)
   assert os.path.exists(os.path.join(out, "target.mp4")) and info["num_frames"] == c.data.num_frames
-  c2 = checkpoint_lib.load_model(workdir).config
-  c2.image.encoder = ""
+  loaded = checkpoint_lib.load_model(workdir)
+  assert novel_view.image_encoder_for(loaded).num_tokens == standins.IMAGE_TOKENS
+  loaded.config.image.encoder = ""
   with pytest.raises(ValueError, match="trained with CLIP image features"):
-    generate._image_context(dataclasses.replace(checkpoint_lib.load_model(workdir), config=c2),  # pylint: disable=protected-access
-                            np.zeros((1, 32, 32, 3), np.uint8), None)
+    novel_view.image_encoder_for(loaded)
+  # The layer probe reads the same features (its batches come from the dataset, not the image cache).
+  probed = probe.run_probe(workdir, str(tmp_path / "probe"), split="train", num_batches=1, timesteps=(500.0,),
+                           progress=False)
+  assert probed["settings"]["num_examples"] == 1 and probed["settings"]["image_context"].startswith("CLIP")
 
   # Export under DiffSynth / ReDirector names, readable back.
   exported = str(tmp_path / "diffsynth")

@@ -15,7 +15,8 @@
   pipelines default the negative prompt to ``""``. When neither is given both branches are the
   null context, guidance is the identity and the second branch is skipped (one DiT call per step).
   A DiT with an image branch (ReDirector / Wan2.1-Fun) also takes ``image_context``, the CLIP
-  features of the reference's first frame, in both branches.
+  features of each clip's reference first frame (computed by the generator's ``image_encoder``,
+  :func:`image_encoder_for`), in both branches.
 - :meth:`~NovelViewGenerator.track`: the tracking head predicts where reference-view query points
   are in both views. It reads the probe q/k of one extra DiT forward on the generated target latents
   noised to ``track_sigma`` (default: the smallest σ of the training grid, 0.005 for shift 5, so the
@@ -119,6 +120,32 @@ def _track(model: MVTrack4Gen, params, inputs, target_latents, noise, sigma):
   return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1], p["point_mask"]
 
 
+def image_encoder_for(model: LoadedModel, path: str | None = None):
+  """The CLIP image encoder a loaded model's image branch needs, or None.
+
+  Args:
+    model: the loaded model; its config's ``image`` block names the encoder and preprocessing.
+    path: an encoder folder overriding ``config.image.encoder`` (e.g. ``generate --image_encoder``).
+
+  Returns:
+    ``models.image_encoder.CLIPImageEncoder`` (torch, loaded now), or None for a DiT without an image
+    branch, or one trained with it off (``image.cache`` empty) when no encoder is named.
+
+  Raises:
+    ValueError: the model was trained with image features (``image.cache`` set) and no encoder is named.
+  """
+  image_cfg = model.config.image
+  path = path or str(image_cfg.encoder)
+  if not model.dit.config.image_dim or not (path or image_cfg.cache):
+    return None
+  if not path:
+    raise ValueError(f"{model.source} was trained with CLIP image features (image.cache) but its config names no "
+                     "image.encoder: pass one (generate --image_encoder; a CLIP vision folder, e.g. a Wan2.1-I2V "
+                     "diffusers image_encoder/)")
+  from mvtrack_jax.models import image_encoder as image_lib  # pylint: disable=g-import-not-at-top (torch)
+  return image_lib.CLIPImageEncoder(path, preprocess=str(image_cfg.preprocess))
+
+
 class NovelViewGenerator:
   """Generates target views and tracks query points with one loaded model (module docstring).
 
@@ -128,33 +155,27 @@ class NovelViewGenerator:
       features of a caption, e.g. ``UMT5TextEncoder.encode``; ``L ≤ context_length``, zero-padded
       here); None = the null context.
     negative_context: the same for the negative branch of guidance; None = the null context.
-    image_context: optional ``(N, image_dim)`` or ``(B, N, image_dim)`` image features of the
-      reference's first frame (``models.image_encoder.CLIPImageEncoder.encode``) for a DiT with
-      ``image_dim > 0``; None = the image branch off.
+    image_encoder: for a DiT with an image branch, an encoder of frames ``(B, H, W, 3)`` uint8 →
+      ``(B, N, image_dim)`` features (``models.image_encoder.CLIPImageEncoder``; see
+      :func:`image_encoder_for`), applied to every clip's reference first frame; None = the image
+      branch off.
 
   Raises:
     ValueError: the autoencoder cannot decode latents, a context has the wrong shape or values, or
-      image features are given to a DiT without an image branch (or of another width).
+      an image encoder is given for a DiT without an image branch.
   """
 
   def __init__(self, model: LoadedModel, *, context: Array | None = None, negative_context: Array | None = None,
-               image_context: Array | None = None):
+               image_encoder: Any = None):
     self.model = model
     if not hasattr(model.autoencoder, "decode"):
       raise ValueError(f"{model.source}: the autoencoder {type(model.autoencoder).__name__} cannot decode latents "
                        "to pixels; generation needs a decoder")
     self.context = self._checked(context, "context")
     self.negative_context = self._checked(negative_context, "negative_context")
-    self.image_context = None
-    if image_context is not None:
-      image_context = np.asarray(image_context, np.float32)
-      image_dim = model.dit.config.image_dim
-      if not image_dim or image_context.ndim not in (2, 3) or image_context.shape[-1] != image_dim:
-        raise ValueError(f"image_context: expected (N, {image_dim}) or (B, N, {image_dim}) image features for "
-                         f"{model.source} (image_dim={image_dim}; 0 = no image branch), got {image_context.shape}")
-      if not np.isfinite(image_context).all():
-        raise ValueError("image_context: holds NaN or infinite values")
-      self.image_context = image_context if image_context.ndim == 3 else image_context[None]
+    if image_encoder is not None and not model.dit.config.image_dim:
+      raise ValueError(f"{model.source}: an image encoder was given but the DiT has no image branch (image_dim 0)")
+    self.image_encoder = image_encoder
     # On the device once: the host copy would otherwise be transferred at every denoising step.
     self.params = jax.device_put(model.params)
 
@@ -195,8 +216,8 @@ class NovelViewGenerator:
     inputs["reference_latents"] = self.model.autoencoder.encode(video)
     if self.context is not None:
       inputs["context"] = self._batched(self.context, b, "context")
-    if self.image_context is not None:
-      inputs["image_context"] = self._batched(self.image_context, b, "image_context")
+    if self.image_encoder is not None:
+      inputs["image_context"] = jnp.asarray(self.image_encoder.encode(video[:, 0]), jnp.float32)
     return inputs
 
   def generate(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,
