@@ -521,7 +521,8 @@ def main(argv):
              height=FLAGS.height, width=FLAGS.width, fov=FLAGS.fov, intrinsics=FLAGS.intrinsics,
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
              negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
-             text_encoder=FLAGS.text_encoder, image_encoder=FLAGS.image_encoder, fps=FLAGS.fps, step=FLAGS.step, use_ema=FLAGS.use_ema)
+             text_encoder=FLAGS.text_encoder, image_encoder=FLAGS.image_encoder, fps=FLAGS.fps, step=FLAGS.step,
+             use_ema=FLAGS.use_ema)
   extra = f", PSNR {info['psnr']} dB" if "psnr" in info else ""
   print(f"wrote {', '.join(info['files'])} to {os.path.abspath(FLAGS.out)} ({info['seconds_total']} s{extra}; settings "
         "in generation.json)")

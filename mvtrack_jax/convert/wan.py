@@ -21,7 +21,8 @@ Supported state-dict namings (docs/design.md §4.1), given as ``{name: numpy arr
   original ``img_emb.proj.{0,1,3,4}`` and ``blocks.N.cross_attn.{k_img, v_img, norm_k_img}``.
 
 Layouts: torch Linear ``(out, in)`` → Flax kernel ``(in, out)``; Conv3d ``(out, in, kt, kh, kw)`` →
-``(kt, kh, kw, in, out)``; Conv2d ``(out, in, kh, kw)`` → ``(kh, kw, in, out)``; RMSNorm/LayerNorm ``weight`` → ``scale``. Unknown, missing or mis-shaped
+``(kt, kh, kw, in, out)``; Conv2d ``(out, in, kh, kw)`` → ``(kh, kw, in, out)``; RMSNorm/LayerNorm
+``weight`` → ``scale``. Unknown, missing or mis-shaped
 keys raise one ``ValueError`` that lists them. ``.safetensors`` files (single, or sharded with a
 ``*.safetensors.index.json``) are read with the ``safetensors`` NumPy API, no torch; BF16 tensors
 (which NumPy lacks) are decoded to float32 through ``ml_dtypes``.
@@ -177,7 +178,8 @@ def config_from_diffusers(config: Mapping[str, Any], **overrides) -> WanConfig:
   if config.get("added_kv_proj_dim") not in (None, dim) or bool(config.get("added_kv_proj_dim")) != bool(
       kwargs["image_dim"]):
     raise ValueError(f"config_from_diffusers: added_kv_proj_dim={config.get('added_kv_proj_dim')!r} with "
-                     f"image_dim={config.get('image_dim')!r}; expected both None or added_kv_proj_dim = the width {dim}")
+                     f"image_dim={config.get('image_dim')!r}; expected both None or added_kv_proj_dim = the width "
+                     f"{dim}")
   if config.get("pos_embed_seq_len") is not None:
     raise ValueError(f"config_from_diffusers: pos_embed_seq_len={config['pos_embed_seq_len']!r} (Wan2.1-FLF2V's "
                      "image position embedding) is not supported; expected None")

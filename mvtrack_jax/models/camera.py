@@ -23,7 +23,7 @@ does this, and ``WanDiT`` applies it to the causal count ``1 + k·(F − 1)``).
   SiLU MLP → one ``dim`` vector per token. Reference tokens get the reference camera's rays,
   target tokens the target camera's.
 - **ReDirector / Wan2.1-Fun control camera** (arXiv 2511.19827; ``byeongjun-park/ReDirector``,
-  DiffSynth ``SimpleAdapter``): Plücker rays at the *full pixel* resolution
+  DiffSynth ``SimpleAdapter``; docs/design.md §4.2b): Plücker rays at the *full pixel* resolution
   (``plucker_pixel_maps``), packed ray-channel-major (channel ``fpl·c + j`` is ray channel ``c``
   of frame ``j`` of the group, einops ``b c (f k) h w -> b (c k) f h w``: 24 channels for Wan),
   then per video-latent frame ``ControlAdapter``: PixelUnshuffle(``vae_stride``) → Conv2d with

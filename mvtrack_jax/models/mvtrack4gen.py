@@ -164,8 +164,8 @@ class MVTrack4Gen:
     Args:
       batch: ``reference_latents`` (or ``reference_video``, encoded here), the four camera arrays
         ``(B, T, …)``; optionally ``target_latents`` / ``target_video``, ``context``
-        ``(B, L, text_dim)``, ``image_context`` ``(B, N, image_dim)``, and for tracking ``query_points``, ``tracks``, ``visible``,
-        ``track_mask``.
+        ``(B, L, text_dim)``, ``image_context`` ``(B, N, image_dim)``, and for tracking
+        ``query_points``, ``tracks``, ``visible``, ``track_mask``.
       params: the model's params; only their null context is read, for a batch without
         ``context`` (see :meth:`null_context`).
       target: target latents to use instead of the batch's (e.g. a generated video's).
@@ -174,8 +174,9 @@ class MVTrack4Gen:
       dict with ``reference`` (and, when known, ``target``) latents ``(B, F, h, w, C)``,
       ``cameras`` (video rate, relative to the reference camera at frame 0), ``head_cameras``
       (latent rate), ``context``, ``grid`` ``(F, h, w)`` and ``image_size`` ``(H, W)`` (Python
-      ints); ``image_context`` float32 when the batch has it; with query points also ``query`` ``(B, N, 3)`` at latent frames (with tracks, moved to
-      their ground-truth position at the latent frame: ``autoencoder.queries_at_latent_frames``) and
+      ints); ``image_context`` float32 when the batch has it; with query points also ``query``
+      ``(B, N, 3)`` at latent frames (with tracks, moved to their ground-truth position at the
+      latent frame: ``autoencoder.queries_at_latent_frames``) and
       ``point_mask`` ``(B, N)`` (padding, points outside the frame and points visible at no latent
       frame are False); with tracks also ``tracks``
       ``(B, 2, F, N, 2)`` and ``visible`` ``(B, 2, F, N)`` at latent-frame rate.

@@ -31,8 +31,8 @@ Camera conditioning (``camera_mode``; details in ``mvtrack_jax.models.camera``):
   latent-grid resolution → a shared ``PluckerPatchEncoder`` (one ``dim`` vector per token, each view
   with its own cameras) → per block a zero-initialised ``camera_proj`` ``Dense(dim→dim)`` added to
   the modulated self-attention input, so a pretrained Wan starts out unchanged.
-- ``"redirector"`` (ReDirector on Wan2.1-Fun-1.3B-Control-Camera, arXiv 2511.19827): full-resolution
-  Plücker maps of both views → Fun's ``control_adapter`` (``camera.ControlAdapter``) → ``cam_emb``,
+- ``"redirector"`` (ReDirector on Wan2.1-Fun-1.3B-Control-Camera, arXiv 2511.19827; docs/design.md
+  §4.2b): full-resolution Plücker maps of both views → Fun's ``control_adapter`` (``camera.ControlAdapter``) → ``cam_emb``,
   one ``dim`` vector per token, added to the patch embeddings. With ``roce=True`` every block's
   self-attention also turns its RoPE row/column pairs by camera phases
   ``φ_qk = Linear(SiLU(cam_emb))`` on q and k, and ``φ_vo`` on v (by −φ) and on the output after the
@@ -606,7 +606,8 @@ class WanDiT(nn.Module):
                                        name=name)
       img = norm("image_embedder_norm1")(image_context.astype(f32)).astype(dt)
       img = _dense(cfg.image_dim, (None, "mlp"), "image_embedder_ff_0", dt, cfg.param_dtype)(img)
-      img = _dense(cfg.dim, ("mlp", "embed"), "image_embedder_ff_2", dt, cfg.param_dtype)(nn.gelu(img, approximate=False))
+      img = _dense(cfg.dim, ("mlp", "embed"), "image_embedder_ff_2", dt, cfg.param_dtype)(
+          nn.gelu(img, approximate=False))
       img = norm("image_embedder_norm2")(img.astype(f32)).astype(dt)
 
     # Camera conditioning → a per-token input of every block.
