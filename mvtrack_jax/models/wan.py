@@ -32,8 +32,8 @@ Camera conditioning (``camera_mode``; details in ``mvtrack_jax.models.camera``):
   with its own cameras) → per block a zero-initialised ``camera_proj`` ``Dense(dim→dim)`` added to
   the modulated self-attention input, so a pretrained Wan starts out unchanged.
 - ``"redirector"`` (ReDirector on Wan2.1-Fun-1.3B-Control-Camera, arXiv 2511.19827; docs/design.md
-  §4.2b): full-resolution Plücker maps of both views → Fun's ``control_adapter`` (``camera.ControlAdapter``) → ``cam_emb``,
-  one ``dim`` vector per token, added to the patch embeddings. With ``roce=True`` every block's
+  §4.2b): full-resolution Plücker maps of both views → Fun's ``control_adapter``
+  (``camera.ControlAdapter``) → ``cam_emb``, one ``dim`` vector per token, added to the patch embeddings. With ``roce=True`` every block's
   self-attention also turns its RoPE row/column pairs by camera phases
   ``φ_qk = Linear(SiLU(cam_emb))`` on q and k, and ``φ_vo`` on v (by −φ) and on the output after the
   output projection (by +φ); the phase layers (``rope_phase_qk``/``rope_phase_vo``, heads × P, no bias)
