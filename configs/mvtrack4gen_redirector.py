@@ -56,7 +56,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"configs/mvtrack4gen_redirector.py: unknown arg {arg!r}; expected '', 'small' or 'smoke'")
   c = mvtrack4gen_recammaster.get_config(arg)
   c.name = "mvtrack4gen_redirector"
-  c.num_train_steps = 11750 if arg != "smoke" else c.num_train_steps
   c.optimizer.trainable_patterns = (
       r"^dit/.*attn1/",  # every self-attention: q, k, v, o, q/k RMSNorm and the RoCE phase layers
       r"^head/",  # tracking head
@@ -67,5 +66,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     overrides.update(in_channels=4, out_channels=4, condition_channels=4, patch_size=(1, 2, 2))
   else:
     c.model.preset = "wan2.1-fun-1.3b-control-camera"
+    c.num_train_steps = 11750  # the ReDirector variant's evaluated checkpoint (project page)
   c.model.overrides = ml_collections.ConfigDict(overrides)
   return c
