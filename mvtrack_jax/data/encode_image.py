@@ -95,14 +95,15 @@ def encode_images(config, out: str, splits: Sequence[str], *, dtype: str = "floa
     ``{split: {"encoded": records encoded now, "skipped": records already in the cache}}``.
 
   Raises:
-    ValueError: bad ``dtype``, no ``image`` block or an empty ``image.encoder``, an encoder whose
+    ValueError: bad ``dtype``, an empty ``image.encoder``, an encoder whose
       preprocess differs from the config's, a cache made with other settings, or float16 overflow.
-    FileNotFoundError: the encoder folder or a split of the dataset is missing.
+    FileNotFoundError: the encoder folder, the data_dir or a split of the dataset is missing.
   """
   if dtype not in ("float16", "float32"):
     raise ValueError(f"encode_image: dtype={dtype!r}; expected 'float16' or 'float32'")
   image = config.image
   preprocess = str(image.preprocess)
+  sources.check_data_dir(config.data, source)  # before the encoder is loaded
   pcfg = sources.pipeline_config(config.data, 1, train=False)
   plan = {}
   for split in splits:

@@ -37,17 +37,6 @@ from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.training import distributed
 
 
-def check_data_dir(data, source: str | None = None) -> None:
-  """Raises ``FileNotFoundError`` naming the flag when the data_dir of source ``source`` (default the primary) is
-  set but is not a folder (the synthetic dataset's is a cache, created on first use, so it is not checked)."""
-  specs = sources.source_specs(data)
-  primary = next(iter(specs))
-  spec = specs.get(primary if source is None else source)
-  if spec and spec["dataset"] != "synthetic" and spec["data_dir"] and not os.path.isdir(spec["data_dir"]):
-    flag = "--config.data.data_dir" if source in (None, primary) else f"--config.data.mixture.{source}.data_dir"
-    raise FileNotFoundError(f"{flag} {spec['data_dir']}: no such folder (the {spec['dataset']} dataset root)")
-
-
 def encode_dataset(config, out: str, splits, progress: bool = True, source: str | None = None) -> dict[str, int]:
   """Encodes ``splits`` of one of ``config``'s sources (``source``: a ``data.mixture`` entry's name; default
   the primary, ``data.sources``) into ``out``; returns ``{split: records encoded now}``.
@@ -62,7 +51,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
                      "the Wan VAE (kind='wan')")
   # Fail fast: the output folder and every input (dataset, VAE weights) before the VAE is built.
   video_io.check_output_dir(out)
-  check_data_dir(config.data, source)
+  sources.check_data_dir(config.data, source)
   vae_path = str(config.autoencoder.path)
   if vae_path and vae_path != "random" and not os.path.exists(vae_path):
     raise FileNotFoundError(f"--config.autoencoder.path {vae_path}: no such file or folder (expected a diffusers vae/ "

@@ -43,7 +43,6 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
-from mvtrack_jax.data import encode_latents
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
@@ -153,7 +152,7 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
   # Fail fast: the output folder and every input (captions, dataset, encoder) before the encoder is built.
   video_io.check_output_dir(out)
   video_io.ensure_input_file(captions_path, "--captions")
-  encode_latents.check_data_dir(config.data, source)
+  sources.check_data_dir(config.data, source)
   if encoder is None:
     if not config.text.encoder:
       raise ValueError("encode_text: config.text.encoder is empty; set it to a diffusers Wan2.1 folder (with "

@@ -165,3 +165,14 @@ def data_source(data: ml_collections.ConfigDict, split: str, name: str | None = 
     where = "config.data" if name == primary else f"config.data.mixture.{name}"
     raise ValueError(f"{where}: dataset {specs[name]['dataset']!r} needs a data_dir (the dataset root)")
   return _source(json.dumps(specs[name], sort_keys=True), split)
+
+
+def check_data_dir(data, source: str | None = None) -> None:
+  """Raises ``FileNotFoundError`` naming the flag when the data_dir of source ``source`` (default the primary) is
+  set but is not a folder (the synthetic dataset's is a cache, created on first use, so it is not checked)."""
+  specs = source_specs(data)
+  primary = next(iter(specs))
+  spec = specs.get(primary if source is None else source)
+  if spec and spec["dataset"] != "synthetic" and spec["data_dir"] and not os.path.isdir(spec["data_dir"]):
+    flag = "--config.data.data_dir" if source in (None, primary) else f"--config.data.mixture.{source}.data_dir"
+    raise FileNotFoundError(f"{flag} {spec['data_dir']}: no such folder (the {spec['dataset']} dataset root)")
