@@ -14,6 +14,7 @@ from typing import Any, Callable
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
 QUIET_VERBOSITY = logging.WARNING  # absl verbosity -1
 
@@ -28,3 +29,18 @@ def run(main: Callable[[list[str]], Any]) -> None:
       logging.set_verbosity(QUIET_VERBOSITY)
     return main(argv)
   app.run(quiet_main)
+
+
+def define_cache_flags(config_needs: str, *, dtype: bool = True) -> None:
+  """The flags every feature-cache encoder shares (``data.encode_latents`` / ``encode_text`` / ``encode_image``):
+  ``--config`` (a training config; ``config_needs`` says which of its fields the encoder reads), ``--out``,
+  ``--splits``, ``--progress``, ``--source`` and, with ``dtype``, ``--dtype`` of the record files."""
+  config_flags.DEFINE_config_file("config", None, f"Training config (configs/*.py) with {config_needs}.",
+                                  lock_config=True)
+  flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
+  flags.DEFINE_list("splits", None, "Splits to encode (default: the train split, and the eval split of the "
+                    "evaluation source).")
+  if dtype:
+    flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "dtype of the record files.")
+  flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+  flags.DEFINE_string("source", None, "A data.mixture entry to encode (default: the primary source).")

@@ -34,7 +34,6 @@ from typing import Any, Sequence
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 import numpy as np
 from tqdm import tqdm
 
@@ -134,14 +133,7 @@ def encode_images(config, out: str, splits: Sequence[str], *, dtype: str = "floa
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
-  config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with image.encoder set.",
-                                  lock_config=True)
-  flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
-  flags.DEFINE_list("splits", None, "Splits to encode (default: the train split, and the eval split of the "
-                    "evaluation source).")
-  flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "dtype of the record files.")
-  flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-  flags.DEFINE_string("source", None, "A data.mixture entry to encode (default: the primary source).")
+  cli.define_cache_flags("image.encoder set")
 
 
 def main(argv):

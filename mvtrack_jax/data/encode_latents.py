@@ -24,7 +24,6 @@ import os
 from absl import app
 from absl import flags
 import jax
-from ml_collections import config_flags
 import numpy as np
 from tqdm import tqdm
 
@@ -85,12 +84,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
-  config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with autoencoder.kind='wan'.",
-                                  lock_config=True)
-  flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
-  flags.DEFINE_list("splits", None, "Splits to encode (default: the train split, and the eval split of the evaluation source).")
-  flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-  flags.DEFINE_string("source", None, "A data.mixture entry to encode (default: the primary source).")
+  cli.define_cache_flags("autoencoder.kind='wan'", dtype=False)
 
 
 def main(argv):

@@ -38,7 +38,6 @@ from typing import Any, Mapping, Sequence
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 import numpy as np
 from tqdm import tqdm
 
@@ -192,14 +191,9 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
-  config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py) with text.encoder set.",
-                                  lock_config=True)
+  cli.define_cache_flags("text.encoder set")
   flags.DEFINE_string("captions", None, "Captions CSV (ReCamMaster's metadata.csv: file_name,text).")
-  flags.DEFINE_string("out", None, "Cache folder (created; an existing one is resumed).")
-  flags.DEFINE_list("splits", None, "Splits to encode (default: the train split, and the eval split of the evaluation source).")
-  flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "dtype of the record files.")
-  flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-  flags.DEFINE_string("source", None, "A data.mixture entry to encode (default: the primary source).")
+
 
 def main(argv):
   if len(argv) > 1:
