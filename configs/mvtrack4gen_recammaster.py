@@ -141,7 +141,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       latents_dir="",  # latent cache of data_dir (python -m mvtrack_jax.data.encode_latents)
       weight=1.0,
       mixture=ml_collections.ConfigDict({"synthetic": ml_collections.ConfigDict(dict(
-          dataset="synthetic", synthetic="paper", data_dir="", latents_dir="", text_cache="", weight=1.0))}),
+          dataset="synthetic", synthetic="paper", data_dir="", latents_dir="", text_cache="", image_cache="",
+          weight=1.0))}),
       eval_source="synthetic",
       train_split="train", eval_split="validation",
       num_frames=81, frame_stride=1, height=480, width=832, num_query_points=256,

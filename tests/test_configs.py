@@ -67,6 +67,9 @@ def test_config_docstring_gives_the_run_command(name):
     assert field in config, field
   assert {"preset"} <= set(config.model) and {"shape", "axes"} <= set(config.mesh)
   assert {"lambda_track", "lambda_corr", "head_layers", "corr_layers"} <= set(config.objective)
+  # Per-source caches can be set from the command line (--config.data.mixture.NAME.image_cache=DIR): the keys exist.
+  for name, entry in config.data.get("mixture", {}).items():
+    assert {"text_cache", "image_cache", "latents_dir"} <= set(entry), name
 
 
 # Tracing/lowering the MV-TAP head's graph dominates (~25-70 s on a busy 2-core CPU; the 1.3B DiT

@@ -44,9 +44,6 @@ from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import image_encoder as image_lib
 
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
-
-
 def first_frames(record: Any) -> np.ndarray:
   """``(V, H, W, 3)`` uint8: frame 0 of every view of a record (a lazy video decodes only that frame)."""
   video = record["video"]
@@ -98,11 +95,13 @@ def encode_images(config, out: str, splits: Sequence[str], *, dtype: str = "floa
       preprocess differs from the config's, a cache made with other settings, or float16 overflow.
     FileNotFoundError: the encoder folder, the data_dir or a split of the dataset is missing.
   """
-  if dtype not in ("float16", "float32"):
-    raise ValueError(f"encode_image: dtype={dtype!r}; expected 'float16' or 'float32'")
+  if dtype not in feature_cache.RECORD_DTYPES:
+    raise ValueError(f"encode_image: dtype={dtype!r}; expected one of {feature_cache.RECORD_DTYPES}")
   image = config.image
   preprocess = str(image.preprocess)
-  sources.check_data_dir(config.data, source)  # before the encoder is loaded
+  # Fail fast: the encoder folder's layout and the data_dir, before any record is read or the encoder loaded.
+  path = check_encoder(config) if encoder is None else None
+  sources.check_data_dir(config.data, source)
   pcfg = sources.pipeline_config(config.data, 1, train=False)
   plan = {}
   for split in splits:
@@ -110,7 +109,7 @@ def encode_images(config, out: str, splits: Sequence[str], *, dtype: str = "floa
     todo = [i for i in range(len(records)) if not os.path.exists(feature_cache.record_path(out, split, i))]
     plan[split] = (records, todo)
   if encoder is None:
-    encoder = image_lib.CLIPImageEncoder(check_encoder(config), preprocess=preprocess)
+    encoder = image_lib.CLIPImageEncoder(path, preprocess=preprocess)
   if encoder.preprocess != preprocess:
     raise ValueError(f"encode_image: the encoder preprocesses with {encoder.preprocess!r}, config.image.preprocess is "
                      f"{preprocess!r}")
@@ -123,10 +122,7 @@ def encode_images(config, out: str, splits: Sequence[str], *, dtype: str = "floa
       frames = pipeline.resized_video(first_frames(records[index]), pcfg)   # (V, height, width, 3)
       features = encoder.encode(frames)                                     # (V, N, D) float32
       path = feature_cache.record_path(out, split, index)
-      if dtype == "float16" and np.abs(features).max() > _FLOAT16_MAX:
-        raise ValueError(f"{path}: image features reach {np.abs(features).max():.3g}, beyond float16; "
-                         "use --dtype=float32")
-      feature_cache.write_atomic(path, features.astype(dtype))
+      feature_cache.write_atomic(path, feature_cache.as_record_dtype(features, dtype, path))
     done[split] = {"encoded": len(todo), "skipped": len(records) - len(todo)}
   return done
 
@@ -143,7 +139,6 @@ def main(argv):
   if f.config is None or not f.out:
     raise app.UsageError("--config and --out are required")
   out = video_io.check_output_dir(f.out)   # before anything is loaded
-  check_encoder(f.config)
   splits = f.splits or sources.splits_read(f.config.data, f.source)
   done = encode_images(f.config, out, splits, dtype=f.dtype, progress=f.progress, source=f.source)
   meta = feature_cache.read_metadata(out, feature_cache.IMAGE_JSON)

@@ -47,7 +47,6 @@ from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import text_encoder as text_lib
 
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def _parts(name: str) -> tuple[str, ...]:
@@ -116,9 +115,7 @@ def _record_array(embeddings: Sequence[np.ndarray], dtype: str, name: str) -> np
     out = np.zeros((len(embeddings), max(e.shape[0] for e in embeddings), embeddings[0].shape[1]), np.float32)
     for v, e in enumerate(embeddings):
       out[v, :e.shape[0]] = e
-  if dtype == "float16" and np.abs(out).max() > _FLOAT16_MAX:
-    raise ValueError(f"{name}: text embeddings reach {np.abs(out).max():.3g}, beyond float16; use --dtype=float32")
-  return out.astype(dtype)
+  return feature_cache.as_record_dtype(out, dtype, name)
 
 
 def encode_captions(config, captions_path: str, out: str, splits: Sequence[str], *, dtype: str = "float16",
@@ -146,8 +143,8 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
     NotADirectoryError / PermissionError: ``out`` is a file or not writable; FileNotFoundError: no captions
       file, data_dir or encoder folder (these checked before the encoder is built, naming the flag).
   """
-  if dtype not in ("float16", "float32"):
-    raise ValueError(f"encode_text: dtype={dtype!r}; expected 'float16' or 'float32'")
+  if dtype not in feature_cache.RECORD_DTYPES:
+    raise ValueError(f"encode_text: dtype={dtype!r}; expected one of {feature_cache.RECORD_DTYPES}")
   # Fail fast: the output folder and every input (captions, dataset, encoder) before the encoder is built.
   video_io.check_output_dir(out)
   video_io.ensure_input_file(captions_path, "--captions")

@@ -87,6 +87,25 @@ def image_shape(root: str) -> tuple[int, int]:
   return int(metadata["num_tokens"]), int(metadata["width"])
 
 
+RECORD_DTYPES = ("float16", "float32")
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def as_record_dtype(features: np.ndarray, dtype: str, name: str) -> np.ndarray:
+  """``features`` cast to a record file's ``dtype`` (``"float16"`` halves the disk, ``"float32"``).
+
+  Raises:
+    ValueError: an unknown ``dtype``, or float16 with values beyond its range (naming ``name``, e.g. the
+      record's path, and suggesting ``--dtype=float32``).
+  """
+  if dtype not in RECORD_DTYPES:
+    raise ValueError(f"{name}: dtype={dtype!r}; expected one of {RECORD_DTYPES}")
+  peak = float(np.abs(features).max()) if np.size(features) else 0.0
+  if dtype == "float16" and peak > _FLOAT16_MAX:
+    raise ValueError(f"{name}: features reach {peak:.3g}, beyond float16; use --dtype=float32")
+  return np.asarray(features).astype(dtype)
+
+
 def record_path(root: str, split: str, index: int) -> str:
   """``root/<split>/<index:08d>.npy``: the cached features of record ``index`` of ``split``."""
   return os.path.join(root, split, f"{int(index):08d}.npy")
