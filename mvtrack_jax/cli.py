@@ -9,6 +9,8 @@ JAX in the child; that warning is silenced for them (``data.video_io``).
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Callable
 
 from absl import app
@@ -16,18 +18,46 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from mvtrack_jax import errors
+
 QUIET_VERBOSITY = logging.WARNING  # absl verbosity -1
+
+
+TRACEBACK_ENV = "MVTRACK_TRACEBACK"  # set to 1: user errors show their traceback too
+EXIT_USAGE = 2
+
+
+def _show_traceback() -> bool:
+  return os.environ.get(TRACEBACK_ENV, "") not in ("", "0") or flags.FLAGS["verbosity"].value >= 1
+
+
+def _module_name() -> str:
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  return spec.name if spec is not None and spec.name else os.path.basename(sys.argv[0] if sys.argv else "command")
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
   """``absl.app.run(main)`` with WARNING as the default log level (``--verbosity`` / ``-v`` overrides it).
 
   absl sets INFO when the flag is absent, after parsing; the level is lowered again inside ``main``.
+  A user's mistake — ``errors.UserError`` (a flag, config field or file named in the message) or
+  ``app.UsageError`` — ends as one ``error: …`` line on stderr (a usage error adds a pointer to
+  ``--help`` instead of absl's printout of the module docstring) and exit code 2; ``--verbosity=1`` or ``MVTRACK_TRACEBACK=1`` re-raises it with its
+  traceback. Every other exception keeps its traceback.
   """
+
   def quiet_main(argv):
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(QUIET_VERBOSITY)
-    return main(argv)
+    try:
+      return main(argv)
+    except (errors.UserError, app.UsageError) as e:
+      if _show_traceback():
+        raise
+      hint = f"\n(python -m {_module_name()} --help lists the flags)" if isinstance(e, app.UsageError) else ""
+      print(f"error: {e}{hint}", file=sys.stderr)
+      sys.exit(EXIT_USAGE)
+
   app.run(quiet_main)
 
 

@@ -18,7 +18,9 @@ VM the process group is joined automatically.
 
 Exit codes: 0 when the run finished; 75 (``EXIT_STOPPED``, EX_TEMPFAIL) when SIGTERM (pre-emption)
 or a first Ctrl-C stopped it after a checkpoint — rerun to resume, and ``train && evaluate`` does
-not evaluate an unfinished model; a second Ctrl-C aborts at once (130, no checkpoint); 1 on errors.
+not evaluate an unfinished model; a second Ctrl-C aborts at once (130, no checkpoint); 2 when a config
+value cannot train (``training.config_checks``: one ``error:`` line naming the ``--config.`` field,
+nothing written); 1 on other errors.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from mvtrack_jax import cli
+from mvtrack_jax.training import config_checks
 from mvtrack_jax.training import distributed
 
 EXIT_STOPPED = 75  # stopped by a signal after checkpointing (EX_TEMPFAIL: rerun to resume)
@@ -69,6 +72,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required")
+  config_checks.check_training_config(_CONFIG.value)  # before any work: a bad value exits 2 in one line
   distributed.initialize(
       _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
       None if _LOCAL_DEVICE_IDS.value is None else [int(i) for i in _LOCAL_DEVICE_IDS.value])

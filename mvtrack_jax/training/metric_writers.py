@@ -6,8 +6,9 @@ TensorFlow is not a dependency.
 
 ``metrics.jsonl`` has one JSON object per logged step (``{"step": 10, "loss": ..., ...}``). A
 resumed run first drops the lines of steps after the restored checkpoint (they were logged by the
-interrupted run but their updates were lost), so the file of an interrupted-and-resumed run equals
-the file of an uninterrupted run except for wall-clock fields (``steps_per_sec``).
+interrupted run but their updates were lost; a run that restored nothing drops them all), so the
+file of an interrupted-and-resumed run equals the file of an uninterrupted run except for
+wall-clock fields (``steps_per_sec``). TensorBoard is told the same (``purge_step``).
 
 While the progress bar is shown, log lines go above it (``logs_above_progress_bars``) instead of being
 appended to the bar's line.
@@ -162,7 +163,8 @@ class MetricWriter:
     workdir: run directory; writes ``metrics.jsonl``, ``eval_metrics.jsonl``, ``tensorboard/``.
     total_steps: ``num_train_steps`` (for the progress bar's ETA).
     initial_step: step the run starts (or resumes) at.
-    resume_step: restored checkpoint step (jsonl lines after it are dropped) or ``None``.
+    resume_step: restored checkpoint step (jsonl lines and TensorBoard events after it are dropped;
+      ``-1`` for a run starting afresh drops them all) or ``None`` (keep everything).
     enabled: write anything at all (default: only process 0).
     tensorboard: write TensorBoard event files.
     progress_bar: show a tqdm bar on stderr; log lines are written above it while it is shown
@@ -181,7 +183,10 @@ class MetricWriter:
     self._eval = JsonlWriter(os.path.join(workdir, "eval_metrics.jsonl"), resume_step=resume_step)
     if tensorboard:
       import tensorboardX  # Local import: optional at runtime, no TensorFlow needed.
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+      # purge_step: TensorBoard hides the events an earlier attempt wrote from the resumed step on, as the
+      # jsonl files drop their lines, so each step shows once.
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                            purge_step=None if resume_step is None else resume_step + 1)
     if progress_bar:
       self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, desc="train", file=sys.stderr,
                             unit="step", dynamic_ncols=True, smoothing=0.1)
@@ -192,7 +197,9 @@ class MetricWriter:
       return
     for k, v in metrics.items():
       v = np.asarray(v)
-      if v.ndim == 0 and np.issubdtype(v.dtype, np.number):
+      # Non-finite values (a skipped step's loss) stay in the jsonl files as "nan"/"inf"; TensorBoard would
+      # warn once per value and plot nothing.
+      if v.ndim == 0 and np.issubdtype(v.dtype, np.number) and np.isfinite(v):
         self._tb.add_scalar(f"{prefix}/{k}", float(v), int(step))
     self._tb.flush()
 

@@ -6,11 +6,14 @@ the non-finite guard.
 in ``jax.value_and_grad`` and an optax update. ``jit_train_step`` compiles it once with the state
 donated (its buffers are reused for the new state) and explicit in/out shardings.
 
-Non-finite guard: when the loss or the global gradient norm is NaN/inf, the parameters,
-optimizer state and EMA are kept unchanged (selected with ``jnp.where`` inside the step, so no
-host round trip), ``nonfinite_consecutive``/``nonfinite_total`` are incremented and the step
-counter still advances (the batch is consumed). The host loop stops the run after a configured
-number of consecutive skips.
+Non-finite guard: when the loss or the global gradient norm is NaN/inf, or the *result* of the
+update is (any updated parameter, optimizer-state or EMA value NaN/inf: a finite gradient times a
+NaN or overflowing learning rate gives NaN parameters that the loss and gradient of this step cannot
+show), the parameters, optimizer state and EMA are kept unchanged (selected with ``jnp.where``
+inside the step, so no host round trip), ``nonfinite_consecutive``/``nonfinite_total`` are
+incremented and the step counter still advances (the batch is consumed). The host loop stops the
+run after a configured number of consecutive skips, so a state with non-finite values is never
+produced, let alone saved.
 
 Per-step randomness is ``fold_in(base_rng, step)``: independent of the mesh, the number of
 processes and of interruptions, which makes resumed runs reproduce uninterrupted ones.
@@ -36,6 +39,14 @@ def _select(ok: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
 
+def all_finite(tree: Any) -> jax.Array:
+  """Boolean scalar: every floating-point leaf of ``tree`` is free of NaN and inf (integer leaves,
+  e.g. optimizer step counts, are ignored; an empty tree is finite)."""
+  leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.stack(leaves).all() if leaves else jnp.asarray(True)
+
+
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, *, base_rng: jax.Array,
                     ema_decay: float = 0.0, trainable: Any = None
@@ -56,7 +67,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
   Returns:
     The step function. ``metrics`` holds ``loss``, every entry of the objective's metrics,
     ``grad_norm`` (global L2 norm of the trainable parameters' gradients), ``update_norm``,
-    ``param_norm``, ``learning_rate``, ``nonfinite`` (1.0 when this step was skipped),
+    ``param_norm``, ``learning_rate``, ``nonfinite`` (1.0 when this step was skipped: non-finite loss,
+    gradient or updated state),
     ``nonfinite_consecutive`` and ``nonfinite_total``.
   """
   if not 0.0 <= ema_decay < 1.0:
@@ -71,17 +83,21 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
 
     (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
-    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    grads_ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # Zero non-finite gradients before the update so NaNs never enter the optimizer arithmetic
     # (the result is discarded anyway when not ok, but this keeps the selected branch clean).
-    safe_grads = jax.tree.map(lambda g: jnp.where(ok, g, jnp.zeros_like(g)), grads)
+    safe_grads = jax.tree.map(lambda g: jnp.where(grads_ok, g, jnp.zeros_like(g)), grads)
     updates, new_opt_state = tx.update(safe_grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
+    new_ema = state.ema_params
+    if new_ema is not None:
+      new_ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, new_ema, new_params)
+    # The guard checks what would be kept, not only what went in (module docstring).
+    ok = grads_ok & all_finite((new_params, new_opt_state, new_ema))
     params = _select(ok, new_params, state.params)
     opt_state = _select(ok, new_opt_state, state.opt_state)
     ema = state.ema_params
     if ema is not None:
-      new_ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, new_params)
       ema = _select(ok, new_ema, ema)
     bad = 1 - ok.astype(jnp.int32)
     new_state = state.replace(
@@ -91,7 +107,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
     metrics.update(
         loss=loss.astype(jnp.float32), grad_norm=grad_norm,
-        update_norm=optax.tree.norm(updates) * ok, param_norm=optax.tree.norm(params),
+        update_norm=jnp.where(ok, optax.tree.norm(updates), 0.0), param_norm=optax.tree.norm(params),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
         nonfinite=bad.astype(jnp.float32),
         nonfinite_consecutive=new_state.nonfinite_consecutive,

@@ -14,6 +14,11 @@
    (without saving the bad state; the last checkpoint stays the newest), or cleanly after
    ``stop_after_steps`` / on SIGTERM (pre-emption), saving first.
 
+Nothing is saved that cannot be resumed from: the train step never keeps a non-finite update
+(``train_step``), a state with NaN/inf values is never checkpointed, and a restored state is
+checked for them before the run continues from it (a poisoned step is moved aside like a damaged
+one). Loop and optimizer values are checked before any work (``config_checks``).
+
 Logged values are those of the logged step itself (no averaging over the interval), so a run
 resumed from any checkpoint reproduces the uninterrupted ``metrics.jsonl`` exactly (wall-clock
 fields aside).
@@ -40,6 +45,7 @@ from jax.experimental import multihost_utils
 from mvtrack_jax.data import video_io
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
+from mvtrack_jax.training import config_checks
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import metric_writers
 from mvtrack_jax.training import optimizer as optimizer_lib
@@ -168,6 +174,14 @@ class CheckpointError(RuntimeError):
   """No checkpoint of a workdir restores (each step's cause is in the message)."""
 
 
+_state_is_finite = jax.jit(step_lib.all_finite)
+
+
+def state_is_finite(state: Any) -> bool:
+  """Whether every floating-point value of a (sharded) train state is finite (one device→host scalar)."""
+  return bool(jax.device_get(_state_is_finite(state)))
+
+
 def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_iterator: Any,
                    config: ml_collections.ConfigDict | None = None) -> tuple[int | None, Any, Any]:
   """Restores the newest checkpoint that restores, moving damaged newer steps aside.
@@ -176,10 +190,11 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
   resumed with another architecture or objective is an error, and its checkpoints are left alone
   (their restore would fail on the different parameter tree, which is not damage).
 
-  A step that fails to restore (a missing or corrupt data file, manifest or iterator state) is
-  logged in one line naming the step and the cause, moved to ``checkpoints_damaged/`` (never
-  deleted; ``Checkpointer.move_aside``) and the previous step is tried; ``metrics.jsonl`` is later
-  cut back to the restored step, so no step is logged twice.
+  A step that fails to restore (a missing or corrupt data file, manifest or iterator state) or
+  restores NaN/inf values (saved by an older version without the update guard) is logged in one
+  line naming the step and the cause, moved to ``checkpoints_damaged/`` (never deleted;
+  ``Checkpointer.move_aside``) and the previous step is tried; ``metrics.jsonl`` is later cut back to
+  the restored step, so no step is logged twice.
 
   Returns:
     ``(step, state, train_iterator)``; ``(None, None, fresh iterator)`` when there is no checkpoint.
@@ -200,6 +215,8 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
     data_iter = make_iterator()  # a failed restore may have moved an iterator half-way
     try:
       state = ckpt.restore(abstract_state, step=step, data_iter=data_iter)
+      if not state_is_finite(state):
+        raise FloatingPointError("its parameters or optimizer state hold NaN/inf values")
     except Exception as e:  # pylint: disable=broad-except  (any damage; the cause is reported)
       cause = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
       where = ckpt.move_aside(step) if jax.process_index() == 0 else "(moved by process 0)"
@@ -212,7 +229,8 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
     return step, state, data_iter
   if failures:
     raise CheckpointError(f"no checkpoint in {ckpt.directory} restores ({'; '.join(failures)}); the damaged steps "
-                          f"are in {ckpt.directory}_damaged/. Start a new run in another --workdir, or repair them.")
+                          f"are in {ckpt.directory}_damaged/. Rerun to start this run afresh from step 0 (its "
+                          "metrics files are cut back), start a new run in another --workdir, or repair them.")
   return None, None, make_iterator()
 
 
@@ -277,9 +295,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     ValueError: inconsistent config (mesh vs devices, batch size vs mesh/processes), or a resume
       whose architecture or objective differs from the checkpoint's (``check_resumed_config``).
     CheckpointError: checkpoints exist but none restores (``restore_newest``).
+    ConfigError: a loop or optimizer value that cannot train (``config_checks``), before any work.
     TrainingStopped: SIGTERM or a first SIGINT stopped the run after checkpointing.
     KeyboardInterrupt: a second SIGINT.
   """
+  config_checks.check_training_config(config)
   os.makedirs(workdir, exist_ok=True)
   total_steps = int(config.num_train_steps)
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
@@ -330,8 +350,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
       return eval_jit(params, batch, jnp.int32(index))
 
+  # A run that restored nothing starts at step 0: lines an earlier attempt logged (before a double Ctrl-C,
+  # or from checkpoints that all turned out damaged) are dropped, so every step is logged once.
   writer = metric_writers.MetricWriter(
-      workdir, total_steps=total_steps, initial_step=start_step, resume_step=resume_step,
+      workdir, total_steps=total_steps, initial_step=start_step,
+      resume_step=resume_step if resume_step is not None else -1,
       tensorboard=bool(config.get("tensorboard", True)),
       progress_bar=bool(config.get("progress_bar", True)))
   preemption = _PreemptionFlag()
@@ -348,12 +371,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   def check_nonfinite(metrics, step):
     consecutive = int(jax.device_get(metrics["nonfinite_consecutive"]))
     if consecutive:
-      logging.warning("step %d: non-finite loss/gradient, update skipped (%d in a row, %d total)",
+      logging.warning("step %d: non-finite loss, gradient or update; update skipped (%d in a row, %d total)",
                       step, consecutive, int(jax.device_get(metrics["nonfinite_total"])))
     if max_bad > 0 and consecutive >= max_bad:
       raise NonFiniteError(
-          f"{consecutive} consecutive train steps (up to step {step}) had a non-finite loss or "
-          f"gradient (max_consecutive_nonfinite={max_bad}); stopping. The newest checkpoint in "
+          f"{consecutive} consecutive train steps (up to step {step}) had a non-finite loss, gradient or "
+          f"update (max_consecutive_nonfinite={max_bad}); stopping. The newest checkpoint in "
           f"{ckpt.directory} (step {ckpt.latest_step()}) holds the last good state.")
 
   try:
@@ -386,6 +409,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                          per_process_batch))
       if (ckpt_every > 0 and step % ckpt_every == 0) or is_last or stop_now:
         check_nonfinite(metrics, step)
+        if not state_is_finite(state):  # the step guard keeps this from happening; never save it if it does
+          raise NonFiniteError(f"step {step}: the train state holds NaN/inf values; not checkpointing it. The "
+                               f"newest checkpoint in {ckpt.directory} (step {ckpt.latest_step()}) is the last "
+                               "good state.")
         ckpt.save(step, state, data_iter=train_iter, config=config)
       if stop_now and not is_last:
         logging.warning("stopping at step %d (pre-emption / stop_after_steps); rerun with the "
