@@ -51,10 +51,11 @@ stages so that a build of hours survives being killed:
    renames it to ``<version>`` only after every split and ``dataset_info.json`` are written; an
    exception removes the temporary directory, a killed process leaves it behind but never at the
    final path, so the next ``load_split`` sees the dataset as not prepared and builds it again, from
-   the staged scenes. Once the dataset is complete the staging directory is deleted. Disk: during
-   packing the staged scenes (uncompressed), TFDS's temporary buckets (serialized examples,
-   uncompressed, once more than 1 GB) and the shards coexist: about 1.2 GB per paper scene at the
-   peak, 0.27 GB after.
+   the staged scenes. Once the dataset is complete the staging directory is deleted. TFDS buffers a
+   split's serialized examples in memory while packing (its on-disk spill needs TensorFlow;
+   ``_split_packed_in_memory``), so packing needs about the largest split's raw size in memory
+   (``packed_split_bytes``: 1 MB per default-size scene, 1 GB for 1,000 scenes; 272 MB per paper
+   scene, so the 64-scene paper train split needs about 17 GB). Disk: the staged scenes (uncompressed) and the shards coexist during packing.
 
 Records do not depend on how they were built: the parallel, the in-process and a resumed build
 hold the same arrays (those of ``default`` and ``tiny`` are the ones the serial builds before staging
@@ -92,6 +93,7 @@ import zipfile
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from mvtrack_jax import cli
 from mvtrack_jax.data import synthetic
@@ -617,6 +619,31 @@ def stage_scenes(config: Any = None, *, data_dir: str | None = None, num_workers
   return _stage(cfg, _builder(cfg, data_dir).staging_dir, scenes, num_workers)
 
 
+def packed_split_bytes(cfg: SyntheticConfig) -> int:
+  """Bytes of the largest split's records as TFDS buffers them while packing (the arrays' raw size)."""
+  record = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in _feature_spec(cfg).values())
+  return record * max(cfg.split_size(split) for split in SPLITS)
+
+
+@contextlib.contextmanager
+def _split_packed_in_memory(cfg: SyntheticConfig) -> Iterator[None]:
+  """Lets TFDS keep a whole split in memory while packing it (module docstring, "Packing").
+
+  TFDS's writer buffers a split's serialized examples and, past ``tensorflow_datasets.core.shuffle.
+  MAX_MEM_BUFFER_SIZE`` (1 GB), spills them to bucket files through ``tf.io.gfile``: TensorFlow, which
+  the project does not install, so a split of more than about 1,000 default-size scenes failed with
+  ``No module named 'tensorflow'`` after rendering. The records are already in order (shuffling is
+  disabled), so the buffer is only ever written out in order: the limit is raised to the largest
+  split's size for the build and restored after.
+  """
+  previous = tfds_shuffle.MAX_MEM_BUFFER_SIZE
+  tfds_shuffle.MAX_MEM_BUFFER_SIZE = max(previous, int(packed_split_bytes(cfg) * 1.25))
+  try:
+    yield
+  finally:
+    tfds_shuffle.MAX_MEM_BUFFER_SIZE = previous
+
+
 def prepare(config: Any = None, *, data_dir: str | None = None, num_workers: int | None = None) -> MvtrackSynthetic:
   """Returns the builder for ``config`` after making sure its dataset is fully built.
 
@@ -645,7 +672,8 @@ def prepare(config: Any = None, *, data_dir: str | None = None, num_workers: int
     if not builder.is_prepared():
       _remove_stale_incomplete(config_dir)
       _remove_stale_tmp(builder.staging_dir)
-      builder.download_and_prepare()
+      with _split_packed_in_memory(cfg):
+        builder.download_and_prepare()
     shutil.rmtree(builder.staging_dir, ignore_errors=True)  # also a leftover of a build killed after packing
   return builder
 

@@ -168,3 +168,20 @@ def test_generated_examples_are_render_scene_of_scene_seed(monkeypatch, tmp_path
   examples = list(builder._generate_examples("train"))  # pylint: disable=protected-access
   assert examples == [(sd.scene_seed("train", i), sd.scene_seed("train", i)) for i in range(3)]
   assert calls == [(i, SMALL_RENDER) for i in range(3)]
+
+
+def test_a_split_larger_than_tfds_memory_buffer_packs_without_tensorflow(monkeypatch, tmp_path):
+  """TFDS spills a split past its in-memory buffer (1 GB) through ``tf.io.gfile``, i.e. TensorFlow, which is not
+  installed: a 2,000-scene default-size split failed after rendering. Shrinking the buffer to 1 byte makes the
+  small split spill the same way; the build raises it to the split's size while packing and restores it."""
+  from tensorflow_datasets.core import shuffle as tfds_shuffle  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", 1)
+  cfg = synthetic_data.get_config()
+  cfg.update(SMALL)
+  train = sd.load_split("train", data_dir=str(tmp_path), config=cfg)
+  assert len(train) == 3
+  np.testing.assert_array_equal(train[2]["video"], synthetic.render_scene(2, **SMALL_RENDER)["video"])
+  assert tfds_shuffle.MAX_MEM_BUFFER_SIZE == 1
+  resolved = sd.resolve_config(cfg)
+  record_bytes = sum(np.asarray(v).nbytes for v in synthetic.render_scene(0, **SMALL_RENDER).values())
+  assert sd.packed_split_bytes(resolved) == 3 * record_bytes
