@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import shutil
+import subprocess
 
 import flax.linen as nn
 import jax
@@ -48,11 +50,24 @@ def tiny_baseline_checkpoint(tmp_path_factory) -> str:
 
 @pytest.fixture
 def locked_dir(tmp_path):
-  """A folder no one may write in (``tmp_path/locked``, mode 0o500), for "not writable" errors; skipped as root,
-  which ignores file permissions."""
-  if os.geteuid() == 0:
-    pytest.skip("root ignores file permissions")
+  """A folder no one may write in (``tmp_path/locked``), for "not writable" errors.
+
+  Mode 0o500 for a normal user. Root ignores file permissions, so as root (CI) the folder is made immutable
+  (``chattr +i``: writing, creating and deleting in it fail with EPERM, which ``os.access`` reports too); only
+  where neither works is the test skipped.
+  """
   locked = tmp_path / "locked"
   locked.mkdir(mode=0o500)
-  yield locked
-  locked.chmod(0o700)
+  immutable = False
+  if os.geteuid() == 0:
+    done = subprocess.run(["chattr", "+i", str(locked)], capture_output=True, check=False) if shutil.which(
+        "chattr") else None
+    if done is None or done.returncode != 0:
+      pytest.skip("running as root, which ignores file permissions, and chattr +i is not available here")
+    immutable = True
+  try:
+    yield locked
+  finally:
+    if immutable:
+      subprocess.run(["chattr", "-i", str(locked)], check=True)
+    locked.chmod(0o700)
