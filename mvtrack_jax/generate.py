@@ -93,6 +93,7 @@ from absl import flags
 import numpy as np
 
 from mvtrack_jax import cli
+from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
 
@@ -135,7 +136,7 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     ValueError: malformed spec, view or intrinsics; FileNotFoundError: missing file;
     data.schema.RecordError / video_io.VideoError: unreadable data (naming the file).
   """
-  from mvtrack_jax.data import readers, video_io  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import readers  # pylint: disable=g-import-not-at-top
   fps = None
   if spec.startswith("dataset:"):
     parts = spec.split(":")
@@ -338,7 +339,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
                                       ("negative_prompt", "negative_context", negative_prompt, negative_context)):
     if a is not None and b is not None:
       raise ValueError(f"--{text_flag} and --{array_flag} both given; pass one of them")
-  from mvtrack_jax.data import pipeline, video_io  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view, visualize  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
@@ -394,7 +395,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   generated = result["target_video"][0]
 
   os.makedirs(out, exist_ok=True)
-  fps = fps or source_fps or video_io.DEFAULT_FPS
+  fps = output_fps(fps, source_fps, pcfg.frame_stride)
   video_io.write_video(os.path.join(out, "target.mp4"), generated, fps=fps)
   video_io.write_video(os.path.join(out, "reference.mp4"), example["reference_video"], fps=fps)
   cameras = {"trajectory": traj_name, "cam_to_world": c2w.tolist(), "intrinsics": k_tgt.tolist(),
@@ -437,7 +438,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   _write_png(os.path.join(out, "strip.png"), strip)
   files.append("strip.png")
   info = {"checkpoint": model.source, "model": model.name, "reference": source_name, "trajectory": traj_name,
-          "num_frames": t, "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
+          "num_frames": t, "frame_stride": pcfg.frame_stride, "fps": fps, "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
           "guidance_active": bool(texts) and cfg != 1.0, "prompt": prompt, "negative_prompt": negative_prompt,
           "seed": seed, "num_query_points": int(len(queries)),
           "ground_truth": truth is not None, **fidelity_metrics,
@@ -445,6 +446,17 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
           "seconds_total": round(time.time() - start, 3), "files": files}
   _write_json(os.path.join(out, "generation.json"), info)
   return info
+
+
+def output_fps(requested: float | None, source_fps: float | None, frame_stride: int) -> float:
+  """Frame rate of the written videos: ``--fps`` when given, else the reference mp4's rate over the frame stride
+  (every ``frame_stride``-th source frame is used, so the clip lasts as long as the span it was sampled from), else
+  ``video_io.DEFAULT_FPS`` (references without a rate: dataset records, ``.npz`` clips)."""
+  if requested:
+    return float(requested)
+  if source_fps:
+    return float(source_fps) / max(int(frame_stride), 1)
+  return float(video_io.DEFAULT_FPS)
 
 
 def _text_contexts(model, prompt: str | None, negative_prompt: str | None, text_encoder: str | None
@@ -464,13 +476,11 @@ def _text_contexts(model, prompt: str | None, negative_prompt: str | None, text_
 
 def _write_png(path: str, image: np.ndarray) -> None:
   import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
   with video_io.atomic_output(path) as tmp:
     iio.imwrite(tmp, image, extension=".png")
 
 
 def _write_json(path: str, value: Any) -> None:
-  from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
   with video_io.atomic_output(path) as tmp:
     with open(tmp, "w") as f:
       json.dump(value, f, indent=2)
@@ -504,7 +514,8 @@ def define_flags() -> None:
   flags.DEFINE_string("negative_context", None, ".npy text embeddings (L, text_dim) instead of --negative_prompt.")
   flags.DEFINE_string("image_encoder", None, "CLIP vision folder for a model with an image branch (default: the "
                       "checkpoint config's image.encoder).")
-  flags.DEFINE_float("fps", None, "Output frame rate (default: the mp4's, else 15).")
+  flags.DEFINE_float("fps", None, "Output frame rate (default: the mp4's rate over the frame stride, so the clip lasts "
+                     "the span it was sampled from; else 15).")
   flags.DEFINE_integer("step", None, "Training step (workdir checkpoints; default newest).")
   flags.DEFINE_bool("use_ema", False, "Use the EMA weights of a training workdir.")
 

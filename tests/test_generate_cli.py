@@ -45,6 +45,7 @@ def test_dataset_reference_with_preset_writes_every_output(tiny_checkpoint, tmp_
   np.testing.assert_allclose(c2w[0], np.eye(4), atol=1e-6)  # starts at the reference camera
   assert np.linalg.norm(c2w[-1, :3, 3]) > 0.1  # and arcs away
   assert info["trajectory"] == "arc_left" and info["guidance_active"] is False and info["steps"] == 2
+  assert info["fps"] == video_io.DEFAULT_FPS and info["frame_stride"] == 1
 
 
 def test_mp4_reference_with_cameras_json_and_query_points(tiny_checkpoint, tmp_path):
@@ -192,3 +193,11 @@ def test_fov_and_query_points_are_validated(tiny_checkpoint, tmp_path):
   with pytest.raises(ValueError, match=r"1 point\(s\) outside the generated 32x32 frame .* row 1, \(x, y\) = \[500.0, 5.0\]"):
     generate.run(tiny_checkpoint, "dataset:test:0", "static", str(tmp_path / "c"), steps=1, progress=False,
                  query_points=str(tmp_path / "far.npy"))
+
+
+def test_output_fps_keeps_the_sampled_span():
+  """A 25-fps clip sampled every 5th frame is written at 5 fps: 4 frames last the 0.8 s they were sampled from."""
+  assert generate.output_fps(None, 25.0, 5) == 5.0
+  assert generate.output_fps(None, 10.0, 1) == 10.0
+  assert generate.output_fps(12.0, 25.0, 5) == 12.0  # --fps wins
+  assert generate.output_fps(None, None, 5) == video_io.DEFAULT_FPS  # dataset records have no rate
