@@ -24,7 +24,10 @@ QUIET_VERBOSITY = logging.WARNING  # absl verbosity -1
 
 
 TRACEBACK_ENV = "MVTRACK_TRACEBACK"  # set to 1: user errors show their traceback too
+EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+# OS errors about a path the user named (the project's messages name the flag; the OS's name the path).
+PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def _show_traceback() -> bool:
@@ -43,7 +46,8 @@ def run(main: Callable[[list[str]], Any]) -> None:
   A user's mistake — ``errors.UserError`` (a flag, config field or file named in the message) or
   ``app.UsageError`` — ends as one ``error: …`` line on stderr (a usage error adds a pointer to
   ``--help`` instead of absl's printout of the module docstring) and exit code 2; ``--verbosity=1`` or ``MVTRACK_TRACEBACK=1`` re-raises it with its
-  traceback. Every other exception keeps its traceback.
+  traceback. An OS error about a path (``PATH_ERRORS``: a missing input, an output folder that is not empty
+  or not writable) ends the same way with exit code 1. Every other exception keeps its traceback.
   """
 
   def quiet_main(argv):
@@ -57,8 +61,48 @@ def run(main: Callable[[list[str]], Any]) -> None:
       hint = f"\n(python -m {_module_name()} --help lists the flags)" if isinstance(e, app.UsageError) else ""
       print(f"error: {e}{hint}", file=sys.stderr)
       sys.exit(EXIT_USAGE)
+    except PATH_ERRORS as e:
+      if _show_traceback():
+        raise
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(EXIT_RUNTIME)
 
-  app.run(quiet_main)
+  app.run(quiet_main, flags_parser=_parse_flags)
+
+
+def _one_line(e: BaseException) -> str:
+  """The message of ``e`` on one line, unwrapped from exceptions wrapping exceptions (ml_collections raises
+  ``AttributeError(KeyError("'x'\\nDid you mean ..."))``)."""
+  message: Any = e
+  while isinstance(message, BaseException) and message.args:
+    message = message.args[0]
+  lines = [line.strip().strip("'\"") for line in str(message).strip().splitlines() if line.strip()]
+  return " — ".join(lines) if lines else type(e).__name__
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a misspelt ``--config.`` override reported in one line (ml_collections raises an
+  ``AttributeError`` naming the field and the nearest valid one), exit code 2 (``MVTRACK_TRACEBACK=1`` shows the
+  traceback)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+      raise
+    print(f"error: a --config. override names no field of the config: {_one_line(e)}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def loaded_config(holder: Any) -> Any:
+  """The value of a ``config_flags`` flag holder, or ``errors.UserError`` naming ``--config`` when its file did not
+  load (ml_collections defers that failure to the first use of the config, as an ``OSError`` of many lines)."""
+  config = holder.value
+  try:
+    config.keys()
+  except OSError as e:
+    cause = str(e).strip().splitlines()
+    raise errors.UserError(f"--config: {cause[-1].strip() if cause else e}") from None
+  return config
 
 
 def define_cache_flags(config_needs: str, *, dtype: bool = True) -> None:

@@ -328,12 +328,17 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
         look_at_depth: float | None = None, context: str | None = None, negative_context: str | None = None,
         prompt: str | None = None, negative_prompt: str | None = None, text_encoder: str | None = None,
         image_encoder: str | None = None, fps: float | None = None, step: int | None = None, use_ema: bool = False,
-        progress: bool = True) -> dict[str, Any]:
+        progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
   """The command (module docstring); returns the ``generation.json`` record.
+
+  ``out`` must be empty or missing, unless ``overwrite``: then the files an earlier ``generate`` wrote there
+  (``OUTPUT_FILES``) are removed first, so none of them (a ground truth of another scene, tracks of another model)
+  is left beside the new ones; other files are left alone.
 
   Raises:
     ValueError: both a prompt and a context for one branch, a prompt without a text encoder, or a model
       trained with image features and no image encoder.
+    FileExistsError: ``out`` holds files and ``overwrite`` is False.
   """
   for text_flag, array_flag, a, b in (("prompt", "context", prompt, context),
                                       ("negative_prompt", "negative_context", negative_prompt, negative_context)):
@@ -345,6 +350,10 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
   # Fail fast: the output folder, every input file and the camera flags, before the model is loaded.
   video_io.check_output_dir(out)
+  previous = sorted(os.listdir(out)) if os.path.isdir(out) else []
+  if previous and not overwrite:
+    raise FileExistsError(f"--out {out}: not empty ({len(previous)} entries, e.g. {previous[0]}); pass --overwrite to "
+                          "replace an earlier generate's files there, or choose another folder")
   if not 0.0 < fov < 180.0:
     raise ValueError(f"--fov {fov}: expected a horizontal field of view in (0, 180) degrees")
   if not reference.startswith("dataset:"):
@@ -395,6 +404,9 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   generated = result["target_video"][0]
 
   os.makedirs(out, exist_ok=True)
+  for name in OUTPUT_FILES:  # what an earlier run wrote (overwrite): none of it may outlive this run
+    if os.path.isfile(os.path.join(out, name)):
+      os.remove(os.path.join(out, name))
   fps = output_fps(fps, source_fps, pcfg.frame_stride)
   video_io.write_video(os.path.join(out, "target.mp4"), generated, fps=fps)
   video_io.write_video(os.path.join(out, "reference.mp4"), example["reference_video"], fps=fps)
@@ -446,6 +458,11 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
           "seconds_total": round(time.time() - start, 3), "files": files}
   _write_json(os.path.join(out, "generation.json"), info)
   return info
+
+
+# Every file ``run`` may write into ``--out``.
+OUTPUT_FILES = ("target.mp4", "reference.mp4", "side_by_side.mp4", "ground_truth.mp4", "tracks.npz", "cameras.json",
+                "strip.png", "generation.json")
 
 
 def output_fps(requested: float | None, source_fps: float | None, frame_stride: int) -> float:
@@ -518,6 +535,7 @@ def define_flags() -> None:
                      "the span it was sampled from; else 15).")
   flags.DEFINE_integer("step", None, "Training step (workdir checkpoints; default newest).")
   flags.DEFINE_bool("use_ema", False, "Use the EMA weights of a training workdir.")
+  flags.DEFINE_bool("overwrite", False, "Replace the files of an earlier generate in a non-empty --out.")
 
 
 def main(argv):
@@ -533,7 +551,7 @@ def main(argv):
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
              negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
              text_encoder=FLAGS.text_encoder, image_encoder=FLAGS.image_encoder, fps=FLAGS.fps, step=FLAGS.step,
-             use_ema=FLAGS.use_ema)
+             use_ema=FLAGS.use_ema, overwrite=FLAGS.overwrite)
   extra = f", PSNR {info['psnr']} dB" if "psnr" in info else ""
   print(f"wrote {', '.join(info['files'])} to {os.path.abspath(FLAGS.out)} ({info['seconds_total']} s{extra}; settings "
         "in generation.json)")

@@ -34,6 +34,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from mvtrack_jax import cli
+from mvtrack_jax.data import video_io
 from mvtrack_jax.training import config_checks
 from mvtrack_jax.training import distributed
 
@@ -72,7 +73,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required")
-  config_checks.check_training_config(_CONFIG.value)  # before any work: a bad value exits 2 in one line
+  # Before any work: a bad config value (exit 2) or a --workdir that cannot be one (exit 1) ends in one line.
+  config_checks.check_training_config(cli.loaded_config(_CONFIG))
+  video_io.check_output_dir(_WORKDIR.value, "--workdir")
   distributed.initialize(
       _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
       None if _LOCAL_DEVICE_IDS.value is None else [int(i) for i in _LOCAL_DEVICE_IDS.value])

@@ -58,8 +58,14 @@ def test_mp4_reference_with_cameras_json_and_query_points(tiny_checkpoint, tmp_p
   # 16 points (the N the other tests compile the head for): one checked, the rest a lattice.
   np.save(tmp_path / "q.npy", np.concatenate([[[0, 28.0, 20.0]], [[t % 4, 10.0 + 2 * t, 5.0 + t] for t in range(15)]]))
   out = tmp_path / "gen"
+  out.mkdir()  # an earlier run's files (of a dataset scene: with a ground truth) and a file of the user's
+  (out / "ground_truth.mp4").write_bytes(b"stale")
+  (out / "notes.txt").write_text("mine")
+  with pytest.raises(FileExistsError, match=r"--out .*gen: not empty \(2 entries.*pass --overwrite"):
+    generate.run(tiny_checkpoint, str(tmp_path / "in.mp4"), str(tmp_path / "cams.json"), str(out), progress=False)
   info = generate.run(tiny_checkpoint, str(tmp_path / "in.mp4"), str(tmp_path / "cams.json"), str(out), steps=2,
-                      query_points=str(tmp_path / "q.npy"), progress=False)
+                      query_points=str(tmp_path / "q.npy"), progress=False, overwrite=True)
+  assert (out / "notes.txt").read_text() == "mine"  # only generate's own files are replaced
   assert info["num_query_points"] == 16 and info["trajectory"] == "cams.json"
   with np.load(out / "tracks.npz") as f:
     # 40 x 56 → covers 32 x 32 by scaling to 32 x 45 (x by 45/56) and cropping 6 px on the left.

@@ -1,0 +1,44 @@
+"""A user's mistake ends in one ``error:`` line naming the flag, field or file, exit code 2 (usage) or 1 (a path that
+cannot be used), no traceback and nothing written (``mvtrack_jax.cli.run``)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train(tmp_path, *args, env=None):
+  return subprocess.run([sys.executable, "-m", "mvtrack_jax.train", *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=120, env=dict(os.environ, PYTHONPATH=REPO, **(env or {})))
+
+
+@pytest.mark.parametrize("case,code,message", [
+    ("missing_config", 2, r"error: --config: \[Errno 2\] No such file or directory: 'configs/nope.py'"),
+    ("misspelt_override", 2, r'error: a --config. override names no field of the config: heigth — Did you mean '
+                             r'"height"'),
+    ("workdir_is_a_file", 1, r"error: --workdir .*a_file: is a file, not a folder"),
+    ("bad_value", 2, r"error: --config.num_train_steps: got -1, expected an integer >= 1"),
+])
+def test_train_mistakes_end_in_one_line(tmp_path, case, code, message):
+  import re  # pylint: disable=g-import-not-at-top
+  (tmp_path / "a_file").write_text("x")
+  workdir = tmp_path / "a_file" if case == "workdir_is_a_file" else tmp_path / "run"
+  args = {"missing_config": ["--config=configs/nope.py"],
+          "misspelt_override": ["--config=configs/default.py:test", "--config.data.heigth=32"],
+          "workdir_is_a_file": ["--config=configs/default.py:test"],
+          "bad_value": ["--config=configs/default.py:test", "--config.num_train_steps=-1"]}[case]
+  proc = _train(tmp_path, *args, f"--workdir={workdir}")
+  assert proc.returncode == code, proc.stderr[-2000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and re.match(message, lines[0]), proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr and proc.stdout == ""
+  assert not (tmp_path / "run").exists()
+
+
+def test_traceback_switch_shows_the_traceback(tmp_path):
+  proc = _train(tmp_path, "--config=configs/default.py:test", "--config.num_train_steps=-1",
+                f"--workdir={tmp_path / 'run'}", env={"MVTRACK_TRACEBACK": "1"})
+  assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
