@@ -182,7 +182,7 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
   def write(tmp: epath.Path) -> None:
     save_file(weights, str(tmp / weights_name))
     if extra:
-      save_file(extra, str(tmp / "mvtrack_modules.safetensors"))
+      save_file(extra, str(tmp / convert_wan.MODULES_FILE))
     if fmt == "diffusers":
       (tmp / "config.json").write_text(json.dumps(diffusers_config, indent=2))
     (tmp / "mvtrack_config.json").write_text(json.dumps(checkpointing.config_to_json_dict(config), indent=2))

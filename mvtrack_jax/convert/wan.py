@@ -478,9 +478,15 @@ def _read_safetensors_file(path: str) -> dict[str, np.ndarray]:
   return out
 
 
+# Written by ``python -m mvtrack_jax.export --format=diffusers`` beside the transformer's weights: the camera
+# modules diffusers' WanTransformer3DModel has no place for (and the tracking head, null context).
+MODULES_FILE = "mvtrack_modules.safetensors"
+
+
 def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """Reads ``{name: np.ndarray}`` from a ``.safetensors`` file, a sharded ``*.safetensors.index.json``
-  (its ``weight_map`` names the shard files beside it), or a directory holding one of these.
+  (its ``weight_map`` names the shard files beside it), or a directory holding one of these (besides
+  an export's ``MODULES_FILE``, which is not the transformer's).
 
   BF16 tensors come back as float32. No torch needed.
 
@@ -491,7 +497,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
   path = os.fspath(path)
   if os.path.isdir(path):
     index = sorted(f for f in os.listdir(path) if f.endswith(".safetensors.index.json"))
-    files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
+    files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors") and f != MODULES_FILE)
     if len(index) == 1:
       path = os.path.join(path, index[0])
     elif len(files) == 1:
@@ -547,7 +553,8 @@ def read_torch_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
   """Reads PyTorch weights and, for a diffusers folder, its ``config.json`` (transformer or VAE).
 
-  ``path``: a diffusers model folder (``config.json`` + one or sharded safetensors), a
+  ``path``: a diffusers model folder (``config.json`` + one or sharded safetensors; the camera modules
+  of a folder written by ``export --format=diffusers`` are read from its ``MODULES_FILE``), a
   ``.safetensors`` file or ``*.safetensors.index.json``, or a torch pickle (original Wan /
   DiffSynth / ReCamMaster checkpoints, ``Wan2.1_VAE.pth``). Returns ``(state_dict, diffusers_config
   or None)``.
@@ -563,7 +570,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     if os.path.exists(os.path.join(path, "config.json")):
       with open(os.path.join(path, "config.json")) as fh:
         config = json.load(fh)
-    return load_safetensors(path), config
+    state_dict = load_safetensors(path)
+    modules = os.path.join(path, MODULES_FILE)
+    if os.path.exists(modules):  # the tracking head and null context are not the transformer's
+      state_dict.update({k: v for k, v in load_safetensors(modules).items() if _is_camera_name(k)})
+    return state_dict, config
   if path.endswith((".safetensors", ".json")):
     return load_safetensors(path), None
   return read_torch_pickle(path), None

@@ -96,6 +96,10 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   head = traverse_util.flatten_dict(params["head"])
   assert {"head." + ".".join(p) for p in head} <= set(extra)
   assert info["mvtrack_tensors"] == len(extra) and info["wan_tensors"] == len(model.state_dict())
+  # The folder is a pretrained init (config.init.transformer): its camera modules come from the second file.
+  values, report = convert.pretrained_params(out, mvtrack4gen.dit_config(config))
+  assert report["fresh"] == [] and report["ignored"] == [], report
+  jax.tree.map(np.testing.assert_array_equal, values, jax.tree.map(np.asarray, params["dit"]))
   with pytest.raises(FileExistsError):
     export.write_torch(str(out), params, config, {"step": 0})
   with pytest.raises(ValueError, match="format"):
