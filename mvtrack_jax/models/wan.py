@@ -263,6 +263,11 @@ PRESETS: dict[str, WanConfig] = {
     "tiny-pixel": WanConfig(num_heads=4, head_dim=32, ffn_dim=512, num_layers=4, text_dim=32, freq_dim=64,
                             patch_size=(1, 1, 1), in_channels=48, out_channels=48, vae_stride=4,
                             frames_per_latent=1),
+    # The project's CPU base model (configs/base.py): the same 4×4 pixel cells, Wan's 1×2×2 token patch
+    # (8×8-pixel tokens, 192 numbers in a 256-wide model), 4 blocks.
+    "small-pixel": WanConfig(num_heads=4, head_dim=64, ffn_dim=1024, num_layers=4, text_dim=32, freq_dim=64,
+                             patch_size=(1, 2, 2), in_channels=48, out_channels=48, vae_stride=4,
+                             frames_per_latent=1),
 }
 
 
