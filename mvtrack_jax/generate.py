@@ -22,7 +22,9 @@ Examples::
   (the built-in synthetic dataset for ``configs/default.py``), view ``--reference_view``.
 
 The clip is resized to cover the model's resolution and centre-cropped (as in evaluation), with its
-``num_frames`` (``config.data``; override with ``--num_frames/--height/--width``).
+``num_frames`` (``config.data``; override with ``--num_frames/--height/--width``). An mp4 is decoded only up
+to the last frame used and each frame is shrunk as it is decoded, so an 8K clip costs one 8K frame of
+memory at a time; the written videos play at the mp4's rate over the frame stride (the span sampled).
 
 ``--trajectory``: one of ``static``, ``pan_left/right``, ``tilt_up/down``, ``zoom_in/out``,
 ``translate_up/down``, ``arc_left/right`` (ReCamMaster's ten presets; ``geometry.trajectories``:
@@ -90,6 +92,7 @@ from typing import Any
 
 from absl import app
 from absl import flags
+import cv2
 import numpy as np
 
 from mvtrack_jax import cli
@@ -119,25 +122,35 @@ def _load_array(path: str, name: str) -> np.ndarray:
 
 
 def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: float = 60.0,
-                     intrinsics: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], str, float | None]:
+                     intrinsics: np.ndarray | None = None, max_frames: int | None = None,
+                     cover: tuple[int, int] | None = None
+                     ) -> tuple[dict[str, np.ndarray], str, float | None, np.ndarray]:
   """A 2-view schema record whose view 0 is the reference video (view 1 a copy or another view).
+
+  An mp4 is decoded frame by frame, only its first ``max_frames`` frames, each shrunk right after decoding
+  (cv2 ``INTER_AREA``, aspect ratio kept) to the smallest size that still covers ``cover = (height, width)``
+  — the resize the pipeline would make anyway — so memory follows the model's frame size, not the video's
+  (an 8K clip costs one 8K frame at a time). Its intrinsics are those of the decoded frames.
 
   Args:
     spec: ``--reference`` (module docstring).
     model_config: the model's training config (``data`` block for ``dataset:`` specs).
     reference_view: view of an ``.npz`` / dataset record.
     fov: horizontal field of view (degrees) of an mp4 without ``intrinsics``.
-    intrinsics: ``(3, 3)`` pixel intrinsics of an mp4.
+    intrinsics: ``(3, 3)`` pixel intrinsics of an mp4, in the video's own pixels.
+    max_frames: read at most this many leading frames of an mp4 (``None``: all).
+    cover: ``(height, width)`` an mp4's frames must still cover after shrinking (``None``: full size).
 
   Returns:
-    ``(record, source_name, fps or None)``.
+    ``(record, source_name, fps or None, decode_scale)``: ``decode_scale`` ``(2,)`` = ``(sx, sy)`` from the
+    mp4's pixels to the record's (ones unless an mp4 was shrunk while decoding).
 
   Raises:
     ValueError: malformed spec, view or intrinsics; FileNotFoundError: missing file;
     data.schema.RecordError / video_io.VideoError: unreadable data (naming the file).
   """
   from mvtrack_jax.data import readers  # pylint: disable=g-import-not-at-top
-  fps = None
+  fps, decode_scale = None, np.ones(2)
   if spec.startswith("dataset:"):
     parts = spec.split(":")
     if len(parts) != 3 or not parts[2].isdigit():
@@ -153,16 +166,21 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
   else:
     if not os.path.isfile(spec):
       raise FileNotFoundError(f"--reference {spec}: no such file (expected an mp4, an .npz or dataset:SPLIT:INDEX)")
-    video = video_io.read_video(spec)
+    h0, w0 = video_io.frame_size(spec)
+    size = _decode_size(h0, w0, cover)
+    video = np.stack([frame if size == (h0, w0) else cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA)
+                      for frame in video_io.iter_video(spec, num_frames=max_frames)])
     fps = video_io.video_fps(spec)
     t, h, w, _ = video.shape
+    decode_scale = np.array([w / w0, h / h0])
     if intrinsics is None:
-      k = geometry.intrinsics_from_fov(h, w, fov)
+      k = geometry.intrinsics_from_fov(h0, w0, fov)
     else:
       k = np.asarray(intrinsics, np.float64)
       if k.shape != (3, 3):
         raise ValueError(f"--intrinsics: expected a 3x3 pinhole matrix, got shape {k.shape}")
       geometry.check_intrinsics(k, "--intrinsics")
+    k = np.diag([decode_scale[0], decode_scale[1], 1.0]) @ k  # the video's pixels → decoded ones (corner origin)
     record = {
         "video": video[None], "intrinsics": np.broadcast_to(k, (1, t, 3, 3)).astype(np.float32),
         "world_to_camera": np.broadcast_to(np.eye(4), (1, t, 4, 4)).astype(np.float32),
@@ -174,7 +192,16 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
   views = [reference_view, (reference_view + 1) % v] if v > 1 else [0, 0]
   record = {key: (value if key == "points_3d" else np.asarray(value)[views])
             for key, value in record.items() if key != "depth"}
-  return record, spec, fps
+  return record, spec, fps, decode_scale
+
+
+def _decode_size(h: int, w: int, cover: tuple[int, int] | None) -> tuple[int, int]:
+  """``(height, width)`` to shrink an ``h × w`` frame to while decoding: the smallest size of the same aspect that
+  covers ``cover`` (the pipeline's resize rule, ``data.pipeline``), never larger than the frame itself."""
+  if cover is None:
+    return h, w
+  scale = min(1.0, max(cover[0] / h, cover[1] / w))
+  return max(min(h, cover[0]), int(round(h * scale))), max(min(w, cover[1]), int(round(w * scale)))
 
 
 def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndarray, *,
@@ -367,19 +394,20 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   start = time.time()
   model = checkpoint_lib.load_model(checkpoint, step=step, use_ema=use_ema)
   k_in = None if intrinsics is None else _load_array(intrinsics, "intrinsics")
-  record, source_name, source_fps = reference_record(reference, model.config, reference_view=reference_view,
-                                                     fov=fov, intrinsics=k_in)
   data = model.config.data
   base = sources.pipeline_config(data, 1, train=False)  # centre crops, the model's sizes
   pcfg = dataclasses.replace(base, num_frames=int(num_frames or base.num_frames), height=int(height or base.height),
                              width=int(width or base.width), num_query_points=0)
+  record, source_name, source_fps, decode_scale = reference_record(
+      reference, model.config, reference_view=reference_view, fov=fov, intrinsics=k_in,
+      max_frames=start_frame + pcfg.frame_stride * (pcfg.num_frames - 1) + 1, cover=(pcfg.height, pcfg.width))
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False,
                                           source=source_name)
   t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
   c2w, k_tgt, traj_name = trajectory_cameras(trajectory, t, example["reference_intrinsics"], magnitude=magnitude,
                                              look_at_depth=look_at_depth)
   if query_points:
-    queries = user_query_points(query_points, meta["scale"], meta["crop"], t, h, w)
+    queries = user_query_points(query_points, decode_scale * meta["scale"], meta["crop"], t, h, w)
   else:
     queries = grid_query_points(h, w, grid)
   truth = None

@@ -107,7 +107,7 @@ def test_diffusion_only_model_generates_without_tracks(tiny_baseline_checkpoint,
 
 def _ground_truth(reference_view: int, trajectory: str):
   config = load_config("default.py", "test")
-  record, _, _ = generate.reference_record("dataset:test:0", config, reference_view=reference_view)
+  record, *_ = generate.reference_record("dataset:test:0", config, reference_view=reference_view)
   pcfg = dataclasses.replace(sources.pipeline_config(config.data, 1, train=False), num_query_points=0)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=0)
   if trajectory == "reference":  # the reference's own path (relative to its frame 0), as the target
@@ -207,3 +207,18 @@ def test_output_fps_keeps_the_sampled_span():
   assert generate.output_fps(None, 10.0, 1) == 10.0
   assert generate.output_fps(12.0, 25.0, 5) == 12.0  # --fps wins
   assert generate.output_fps(None, None, 5) == video_io.DEFAULT_FPS  # dataset records have no rate
+
+
+def test_a_large_mp4_is_shrunk_while_decoding_and_only_its_needed_frames_are_read(tmp_path):
+  """A 12-frame 480x640 clip for a 32x32 model reading 5 frames: frames arrive at 32x43 (the cover size, aspect
+  kept), only the first 5 are decoded, and the intrinsics (given in the video's pixels) follow the shrink."""
+  rng = np.random.default_rng(0)
+  video_io.write_video(tmp_path / "big.mp4", rng.integers(0, 256, (12, 480, 640, 3), dtype=np.uint8), fps=25)
+  k = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+  config = load_config("default.py", "test")
+  record, name, fps, scale = generate.reference_record(str(tmp_path / "big.mp4"), config, intrinsics=k, max_frames=5,
+                                                       cover=(32, 32))
+  assert record["video"].shape == (2, 5, 32, 43, 3) and name.endswith("big.mp4") and fps == pytest.approx(25)
+  np.testing.assert_allclose(scale, [43 / 640, 32 / 480])
+  np.testing.assert_allclose(record["intrinsics"][0, 0], np.diag([43 / 640, 32 / 480, 1]) @ k, rtol=1e-6)
+  assert generate._decode_size(20, 30, (32, 32)) == (20, 30)  # never enlarged  # pylint: disable=protected-access
