@@ -92,7 +92,6 @@ from typing import Any
 
 from absl import app
 from absl import flags
-import cv2
 import numpy as np
 
 from mvtrack_jax import cli
@@ -127,8 +126,8 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
                      ) -> tuple[dict[str, np.ndarray], str, float | None, np.ndarray]:
   """A 2-view schema record whose view 0 is the reference video (view 1 a copy or another view).
 
-  An mp4 is decoded frame by frame, only its first ``max_frames`` frames, each shrunk right after decoding
-  (cv2 ``INTER_AREA``, aspect ratio kept) to the smallest size that still covers ``cover = (height, width)``
+  An mp4 is decoded only up to its ``max_frames``-th frame, each frame shrunk by ffmpeg while decoding (area
+  averaging, aspect ratio kept) to the smallest size that still covers ``cover = (height, width)``
   — the resize the pipeline would make anyway — so memory follows the model's frame size, not the video's
   (an 8K clip costs one 8K frame at a time). Its intrinsics are those of the decoded frames.
 
@@ -168,8 +167,7 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
       raise FileNotFoundError(f"--reference {spec}: no such file (expected an mp4, an .npz or dataset:SPLIT:INDEX)")
     h0, w0 = video_io.frame_size(spec)
     size = _decode_size(h0, w0, cover)
-    video = np.stack([frame if size == (h0, w0) else cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA)
-                      for frame in video_io.iter_video(spec, num_frames=max_frames)])
+    video = video_io.read_video(spec, num_frames=max_frames, size=None if size == (h0, w0) else size)
     fps = video_io.video_fps(spec)
     t, h, w, _ = video.shape
     decode_scale = np.array([w / w0, h / h0])

@@ -210,13 +210,16 @@ def write_video(path: str | os.PathLike[str], video: np.ndarray, *, fps: float =
 
 
 def read_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
-               frame_stride: int = 1) -> np.ndarray:
+               frame_stride: int = 1, size: tuple[int, int] | None = None) -> np.ndarray:
   """Reads an mp4 (or any ffmpeg-readable video) into RGB frames.
 
   Args:
     path: video file.
-    num_frames: read at most this many frames (after striding); ``None`` reads all of them.
+    num_frames: read at most this many frames (after striding); ``None`` reads all of them. ffmpeg is
+      told to stop after the last source frame needed.
     frame_stride: keep every ``frame_stride``-th frame, starting with frame 0.
+    size: ``(height, width)`` that ffmpeg scales each frame to while decoding (area averaging), so a
+      large video never reaches Python at full size; ``None`` keeps the file's size.
 
   Returns:
     ``(T, H, W, 3)`` uint8 frames.
@@ -225,11 +228,11 @@ def read_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
     VideoError: the file does not exist, is empty, cannot be decoded, or has fewer than one frame,
       or ``num_frames`` / ``frame_stride`` are not positive. The message names the file.
   """
-  return np.stack(list(iter_video(path, num_frames=num_frames, frame_stride=frame_stride)))
+  return np.stack(list(iter_video(path, num_frames=num_frames, frame_stride=frame_stride, size=size)))
 
 
 def iter_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
-               frame_stride: int = 1) -> Iterator[np.ndarray]:
+               frame_stride: int = 1, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
   """Yields ``(H, W, 3)`` uint8 frames of a video one at a time (see ``read_video``).
 
   Decoding stops as soon as ``num_frames`` frames were produced, so reading a prefix of a long
@@ -240,12 +243,23 @@ def iter_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
     raise VideoError(f"{path}: num_frames must be >= 1 or None, got {num_frames}")
   if frame_stride < 1:
     raise VideoError(f"{path}: frame_stride must be >= 1, got {frame_stride}")
+  if size is not None and (len(size) != 2 or min(size) < 1):
+    raise VideoError(f"{path}: size must be (height, width) >= 1, got {size}")
+  output_params, input_params = [], []
+  if num_frames is not None:  # ffmpeg stops by itself (closing it early means killing it, with a warning)
+    output_params += ["-frames:v", str((num_frames - 1) * frame_stride + 1)]
+  if size is not None:
+    output_params += ["-sws_flags", "area"]
+    # One decoding thread: frame threading keeps a full-size frame per thread (an 8K clip: 620 MB in ffmpeg
+    # with the default threads, 430 MB with one; 2-core CPU, 2026-12-07). Shrunk reads are of a few frames.
+    input_params += ["-threads", "1"]
   if not os.path.isfile(path):
     raise VideoError(f"{path}: video file not found")
   if os.path.getsize(path) == 0:
     raise VideoError(f"{path}: video file is empty (0 bytes)")
   try:
-    reader = imageio.get_reader(path, format="FFMPEG", mode="I")
+    reader = imageio.get_reader(path, format="FFMPEG", mode="I", output_params=output_params, input_params=input_params,
+                                size=None if size is None else (int(size[1]), int(size[0])))
   except Exception as e:
     raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {_brief(e)}") from e
   produced = 0
@@ -284,7 +298,9 @@ def _metadata(path: str | os.PathLike[str]) -> dict:
   if not os.path.isfile(path):
     raise VideoError(f"{path}: video file not found")
   try:
-    reader = imageio.get_reader(path, format="FFMPEG", mode="I")
+    # ffmpeg starts decoding as the reader opens: one thread and one frame keep that cheap for large videos.
+    reader = imageio.get_reader(path, format="FFMPEG", mode="I", input_params=["-threads", "1"],
+                                output_params=["-frames:v", "1"])
   except Exception as e:
     raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {_brief(e)}") from e
   try:

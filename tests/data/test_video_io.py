@@ -132,3 +132,16 @@ def test_check_output_file(tmp_path):
 def test_check_output_file_in_a_read_only_folder(locked_dir):
   with pytest.raises(PermissionError, match=r"--out .*locked/sub/clip.npz: cannot write in .*locked"):
     video_io.check_output_file(locked_dir / "sub" / "clip.npz")
+
+
+def test_read_video_shrinks_while_decoding_and_stops_at_the_last_frame_needed(tmp_path):
+  path = tmp_path / "clip.mp4"
+  video = _gradient_video(t=9, h=48, w=64)
+  video_io.write_video(path, video)
+  small = video_io.read_video(path, num_frames=3, frame_stride=4, size=(12, 16))
+  assert small.shape == (3, 12, 16, 3)
+  # Area averaging: each pixel is about the mean of its 4x4 block (within H.264 4:2:0 error at the edges).
+  expected = video[[0, 4, 8]].reshape(3, 12, 4, 16, 4, 3).mean(axis=(2, 4))
+  np.testing.assert_allclose(small.astype(float), expected, atol=12)
+  with pytest.raises(video_io.VideoError, match="size"):
+    video_io.read_video(path, size=(0, 16))
