@@ -21,6 +21,7 @@ saturated colours because of the 4:2:0 chroma subsampling).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import warnings
@@ -32,6 +33,18 @@ import numpy as np
 # ffmpeg runs in a child started by subprocess (fork + exec): the child never runs JAX, so JAX's
 # "os.fork() was called ... deadlock" warning does not apply to these forks; only they are silenced.
 warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning, module="subprocess")
+
+
+
+class _RequestedSizeNotice(logging.Filter):
+  """Drops imageio-ffmpeg's warning that a reader's frame size differs from the file's: ``read_video(size=...)``
+  asks ffmpeg for exactly that."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("The frame size for reading")
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_RequestedSizeNotice())
 
 DEFAULT_FPS = 15.0
 _CODEC = "libx264"
