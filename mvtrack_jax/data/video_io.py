@@ -35,7 +35,6 @@ import numpy as np
 warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning, module="subprocess")
 
 
-
 class _RequestedSizeNotice(logging.Filter):
   """Drops imageio-ffmpeg's warning that a reader's frame size differs from the file's: ``read_video(size=...)``
   asks ffmpeg for exactly that."""
