@@ -95,6 +95,7 @@ from absl import flags
 import numpy as np
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
@@ -379,8 +380,9 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   if previous and not overwrite:
     raise FileExistsError(f"--out {out}: not empty ({len(previous)} entries, e.g. {previous[0]}); pass --overwrite to "
                           "replace an earlier generate's files there, or choose another folder")
-  if not 0.0 < fov < 180.0:
-    raise ValueError(f"--fov {fov}: expected a horizontal field of view in (0, 180) degrees")
+  check_numeric_arguments(fov=fov, steps=steps, cfg=cfg, grid=grid, start_frame=start_frame, num_frames=num_frames,
+                          height=height, width=width, magnitude=magnitude, look_at_depth=look_at_depth, fps=fps,
+                          reference_view=reference_view)
   if not reference.startswith("dataset:"):
     video_io.ensure_input_file(reference, "--reference")
   if trajectory.endswith(".json"):
@@ -484,6 +486,34 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
           "seconds_total": round(time.time() - start, 3), "files": files}
   _write_json(os.path.join(out, "generation.json"), info)
   return info
+
+
+def check_numeric_arguments(**values: Any) -> None:
+  """Rejects numeric flags that cannot work, before any model is loaded (``None`` = not given).
+
+  Raises:
+    errors.UserError: the first offending flag, as ``--flag VALUE: expected WHAT``.
+  """
+  rules = {
+      "fov": (lambda v: 0.0 < v < 180.0, "a horizontal field of view in (0, 180) degrees"),
+      "steps": (lambda v: v >= 1, "an integer >= 1 (Euler steps)"),
+      "cfg": (lambda v: v >= 0.0, "a guidance scale >= 0 (1 = no guidance)"),
+      "grid": (lambda v: v >= 1, "an integer >= 1 (a grid x grid lattice of query points)"),
+      "start_frame": (lambda v: v >= 0, "a frame index >= 0"),
+      "num_frames": (lambda v: v >= 1, "an integer >= 1"),
+      "height": (lambda v: v >= 1, "an integer >= 1 (pixels)"),
+      "width": (lambda v: v >= 1, "an integer >= 1 (pixels)"),
+      "magnitude": (lambda v: True, "a finite number (degrees or metres)"),
+      "look_at_depth": (lambda v: v > 0.0, "a distance > 0 (metres in front of the reference camera)"),
+      "fps": (lambda v: v > 0.0, "a frame rate > 0"),
+      "reference_view": (lambda v: v >= 0, "a view index >= 0"),
+  }
+  for name, value in values.items():
+    if value is None:
+      continue
+    ok, expected = rules[name]
+    if not (np.isfinite(value) and ok(value)):
+      raise errors.UserError(f"--{name} {value}: expected {expected}")
 
 
 # Every file ``run`` may write into ``--out``.

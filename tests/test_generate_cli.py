@@ -201,6 +201,30 @@ def test_fov_and_query_points_are_validated(tiny_checkpoint, tmp_path):
                  query_points=str(tmp_path / "far.npy"))
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(steps=0), r"--steps 0: expected an integer >= 1"),
+    (dict(cfg=-1.0), r"--cfg -1.0: expected a guidance scale >= 0"),
+    (dict(fps=-5.0), r"--fps -5.0: expected a frame rate > 0"),
+    (dict(look_at_depth=0.0), r"--look_at_depth 0.0: expected a distance > 0"),
+    (dict(look_at_depth=-2.0), r"--look_at_depth -2.0"),
+    (dict(start_frame=-1), r"--start_frame -1: expected a frame index >= 0"),
+    (dict(grid=0), r"--grid 0"),
+    (dict(num_frames=0), r"--num_frames 0"),
+    (dict(magnitude=float("nan")), r"--magnitude nan: expected a finite number"),
+    (dict(fov=0.0), r"--fov 0.0: expected a horizontal field of view in \(0, 180\)"),
+])
+def test_numeric_arguments_fail_before_the_model_loads(tmp_path, monkeypatch, kwargs, match):
+  from mvtrack_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+
+  def no_model(*_, **__):
+    raise AssertionError("a model was loaded before the arguments were checked")
+  monkeypatch.setattr(checkpoint_lib, "load_model", no_model)
+  with pytest.raises(UserError, match=match):
+    generate.run("ckpt", "dataset:test:0", "static", str(tmp_path / "out"), progress=False, **kwargs)
+  assert not (tmp_path / "out").exists()
+
+
 def test_output_fps_keeps_the_sampled_span():
   """A 25-fps clip sampled every 5th frame is written at 5 fps: 4 frames last the 0.8 s they were sampled from."""
   assert generate.output_fps(None, 25.0, 5) == 5.0
