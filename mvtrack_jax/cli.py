@@ -118,3 +118,7 @@ def define_cache_flags(config_needs: str, *, dtype: bool = True) -> None:
     flags.DEFINE_enum("dtype", "float16", ["float16", "float32"], "dtype of the record files.")
   flags.DEFINE_boolean("progress", True, "Show a progress bar.")
   flags.DEFINE_string("source", None, "A data.mixture entry to encode (default: the primary source).")
+  # absl's --help lists the flags of the program's own module: these, defined here, are made its own too.
+  main_module = sys.argv[0] if sys.argv else "__main__"
+  for name in ("config", "out", "splits", "progress", "source") + (("dtype",) if dtype else ()):
+    flags.FLAGS.register_key_flag_for_module(main_module, flags.FLAGS[name])

@@ -42,3 +42,15 @@ def test_traceback_switch_shows_the_traceback(tmp_path):
   proc = _train(tmp_path, "--config=configs/default.py:test", "--config.num_train_steps=-1",
                 f"--workdir={tmp_path / 'run'}", env={"MVTRACK_TRACEBACK": "1"})
   assert proc.returncode != 0 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+@pytest.mark.parametrize("module,own", [("mvtrack_jax.data.encode_latents", ()),
+                                        ("mvtrack_jax.data.encode_text", ("--captions",)),
+                                        ("mvtrack_jax.data.encode_image", ())])
+def test_help_of_the_cache_encoders_lists_every_flag(module, own):
+  """The flags the three encoders share are defined in mvtrack_jax.cli; absl's --help listed none of them."""
+  proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=REPO))
+  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]  # (absl's --help exits 1)
+  for flag in ("--config", "--out", "--splits", "--[no]progress", "--source") + own:
+    assert flag in proc.stdout, (flag, proc.stdout[-1500:])
