@@ -217,6 +217,9 @@ def _write_dir_atomically(out: str, write) -> None:
   tmp_path.mkdir(parents=True)
   try:
     write(tmp_path)
+    for path in tmp_path.iterdir():  # safetensors writes 0600 files; give them the mode of any other output
+      if path.is_file():
+        os.chmod(path, video_io.FILE_MODE)
     if out_path.exists():
       out_path.rmdir()  # Empty (checked above).
     tmp_path.rename(out_path)

@@ -46,10 +46,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any, Mapping
 
 import numpy as np
+
+from mvtrack_jax.data import video_io
 
 CACHE_JSON = "cache.json"
 TEXT_JSON = "text.json"
@@ -112,17 +113,11 @@ def record_path(root: str, split: str, index: int) -> str:
 
 
 def write_atomic(path: str, array: np.ndarray) -> None:
-  """Writes ``array`` (dtype kept) as ``.npy`` to ``path`` all-or-nothing (temporary file + rename)."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=os.path.dirname(path) or ".")
-  try:
-    with os.fdopen(fd, "wb") as fh:
+  """Writes ``array`` (dtype kept) as ``.npy`` to ``path`` all-or-nothing (``video_io.atomic_output``: a temporary
+  file renamed onto ``path``, with the permissions of any other output)."""
+  with video_io.atomic_output(path) as tmp:
+    with open(tmp, "wb") as fh:
       np.save(fh, np.asarray(array))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def _canonical(value: Any) -> Any:
@@ -139,11 +134,9 @@ def write_metadata(root: str, metadata: Mapping[str, Any], filename: str = CACHE
       diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       raise ValueError(f"{path}: the cache was encoded with other settings ({diff}); use a new --out folder")
     return
-  os.makedirs(root, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=root)
-  with os.fdopen(fd, "w") as fh:
-    json.dump(new, fh, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  with video_io.atomic_output(path) as tmp:
+    with open(tmp, "w", encoding="utf-8") as fh:
+      json.dump(new, fh, indent=1, sort_keys=True)
 
 
 def read_metadata(root: str, filename: str = CACHE_JSON) -> dict[str, Any]:

@@ -51,7 +51,7 @@ _CODEC = "libx264"
 # the mode an ordinary open() would). Read once at import: os.umask can only be read by setting it.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
+FILE_MODE = 0o666 & ~_UMASK
 _PIXEL_FORMAT = "yuv420p"
 
 
@@ -110,7 +110,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
-    os.chmod(tmp, _FILE_MODE)
+    os.chmod(tmp, FILE_MODE)
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

@@ -1,6 +1,7 @@
 """Export back to PyTorch: WanDiT params → a diffusers folder that WanTransformer3DModel loads and runs the same."""
 
 import json
+import os
 
 import flax.linen as nn
 import jax
@@ -13,6 +14,7 @@ from safetensors.numpy import load_file, save_file
 from mvtrack_jax import export
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.convert import wan as convert
+from mvtrack_jax.data import video_io
 from mvtrack_jax.models import wan
 from mvtrack_jax.models import mvtrack4gen
 from tests.data.test_video_io import run_cli
@@ -96,6 +98,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   head = traverse_util.flatten_dict(params["head"])
   assert {"head." + ".".join(p) for p in head} <= set(extra)
   assert info["mvtrack_tensors"] == len(extra) and info["wan_tensors"] == len(model.state_dict())
+  assert all(os.stat(p).st_mode & 0o777 == video_io.FILE_MODE for p in out.iterdir())  # not safetensors' 0600
   # The folder is a pretrained init (config.init.transformer): its camera modules come from the second file.
   values, report = convert.pretrained_params(out, mvtrack4gen.dit_config(config))
   assert report["fresh"] == [] and report["ignored"] == [], report

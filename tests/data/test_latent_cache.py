@@ -180,3 +180,13 @@ def test_autoencoder_refuses_tracing_and_missing_weights(vae_folder):
   empty = _config("", "")
   with pytest.raises(ValueError, match="path is empty"):
     mvtrack4gen.make_autoencoder(empty).encode(np.zeros((1, 5, 16, 16, 3), np.uint8))
+
+
+def test_cache_files_have_the_mode_of_any_other_output(tmp_path):
+  """mkstemp's 0600 leaked into cache files (other outputs follow the umask)."""
+  path = feature_cache.record_path(str(tmp_path), "train", 3)
+  feature_cache.write_atomic(path, np.zeros(2, np.float16))
+  feature_cache.write_metadata(str(tmp_path), {"dim": 2})
+  for written in (path, os.path.join(tmp_path, feature_cache.CACHE_JSON)):
+    assert os.stat(written).st_mode & 0o777 == video_io.FILE_MODE, written
+  assert sorted(os.listdir(tmp_path)) == [feature_cache.CACHE_JSON, "train"]  # no temporary file left
