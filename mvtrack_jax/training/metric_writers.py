@@ -219,6 +219,11 @@ class MetricWriter:
     self._eval.write(step, metrics)
     self._scalars("eval", step, metrics)
 
+  def status(self, text: str) -> None:
+    """Shows ``text`` after the progress bar (e.g. ``compiling…`` while the bar cannot move); ``""`` clears it."""
+    if self._bar is not None:
+      self._bar.set_postfix_str(text, refresh=True)
+
   def advance(self, n: int = 1) -> None:
     """Moves the progress bar by ``n`` steps."""
     if self._bar is not None:

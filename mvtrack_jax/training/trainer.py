@@ -386,7 +386,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     while step < total_steps:
       local = next(train_iter)
       batch = mesh_lib.make_global_batch(local, mesh)
+      if step == start_step:  # the call compiles first (a minute for the demo on 2 cores): say so on the bar
+        writer.status("compiling the train step…")
       state, metrics = train_step(state, batch)
+      if step == start_step:
+        writer.status("")
       step += 1
       steps_since += 1
       writer.advance()

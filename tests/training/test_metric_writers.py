@@ -46,3 +46,17 @@ def test_log_lines_are_written_above_the_progress_bar(tmp_path, monkeypatch, kin
   assert re.fullmatch(prefix, line_start), repr(out)
   assert tail.startswith("\n") and "train:" in tail, repr(out)     # the bar comes back below the line
   assert writer.stream is terminal
+
+
+def test_status_is_shown_after_the_bar_and_cleared(tmp_path, monkeypatch):
+  """While the first step compiles the bar cannot move; the trainer says why on it."""
+  terminal = io.StringIO()
+  monkeypatch.setattr(sys, "stderr", terminal)
+  metrics = metric_writers.MetricWriter(str(tmp_path), total_steps=3, enabled=True, tensorboard=False,
+                                        progress_bar=True)
+  metrics.status("compiling the train step…")
+  assert terminal.getvalue().rstrip().endswith(", compiling the train step…]"), repr(terminal.getvalue())
+  metrics.status("")
+  metrics.advance()
+  metrics.close()
+  assert "compiling" not in terminal.getvalue().split("\r")[-1]  # the last drawing of the bar
