@@ -296,10 +296,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       whose architecture or objective differs from the checkpoint's (``check_resumed_config``).
     CheckpointError: checkpoints exist but none restores (``restore_newest``).
     ConfigError: a loop or optimizer value that cannot train (``config_checks``), before any work.
-    TrainingStopped: SIGTERM or a first SIGINT stopped the run after checkpointing.
+    TrainingStopped: SIGTERM or a first SIGINT stopped the run after checkpointing (one received while
+      the run starts up — building the task, restoring, compiling — stops it at the first log step).
     KeyboardInterrupt: a second SIGINT.
   """
   config_checks.check_training_config(config)
+  preemption = _PreemptionFlag()
+  preemption.install()  # from the start: a SIGTERM while the run starts up still ends in a clean stop, exit 75
+  try:
+    return _train_and_evaluate(config, workdir, task, preemption)
+  finally:
+    preemption.uninstall()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Task | None,
+                        preemption: _PreemptionFlag) -> dict[str, float]:
+  """``train_and_evaluate`` inside the installed signal handlers."""
   os.makedirs(workdir, exist_ok=True)
   total_steps = int(config.num_train_steps)
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
@@ -357,8 +369,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       resume_step=resume_step if resume_step is not None else -1,
       tensorboard=bool(config.get("tensorboard", True)),
       progress_bar=bool(config.get("progress_bar", True)))
-  preemption = _PreemptionFlag()
-  preemption.install()
   log_every = max(int(config.log_every_steps), 1)
   ckpt_every = int(config.checkpoint_every_steps)
   eval_every = int(config.get("eval_every_steps", 0))
@@ -423,7 +433,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                         "same workdir to resume", step)
         break
   finally:
-    preemption.uninstall()
     writer.close()
     ckpt.close()
   if preemption.requested is not None and step < total_steps:

@@ -249,6 +249,25 @@ def test_sigterm_checkpoints_and_stops_at_the_next_log_step(tmp_path):
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_sigterm_while_the_run_starts_up_stops_it_cleanly(tmp_path):
+  """A SIGTERM before the first step (here: while the train iterator is made, during the restore) used to kill the
+  process with 143; it now stops the run at the first log step, checkpointed."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  task = toy_task.make_task()
+
+  def terminated_during_start_up(split, batch, seed):
+    if split == "train":
+      os.kill(os.getpid(), signal.SIGTERM)
+    return task.make_iterator(split, batch, seed)
+
+  cfg = toy_task.toy_config(num_train_steps=10, log_every_steps=2, checkpoint_every_steps=0, eval_every_steps=0)
+  with pytest.raises(trainer.TrainingStopped, match="stopped by SIGTERM at step 2"):
+    trainer.train_and_evaluate(cfg, str(tmp_path), task=dataclasses.replace(task, make_iterator=terminated_during_start_up))
+  assert os.listdir(tmp_path / "checkpoints") == ["2"]
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_ctrl_c_checkpoints_and_stops_a_second_one_aborts():
   import signal  # pylint: disable=g-import-not-at-top
   flag = trainer._PreemptionFlag()  # pylint: disable=protected-access
