@@ -52,6 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.ema_decay = 0.999
   c.optimizer.learning_rate = 2e-3
   c.optimizer.warmup_steps = 100
+  c.init.transformer = ""  # trained from random weights (the demo fine-tunes from this model's export)
   c.model.preset = "small-pixel"
   c.objective.lambda_track = 0.0
   c.objective.lambda_corr = 0.0
