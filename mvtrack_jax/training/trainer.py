@@ -43,6 +43,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from mvtrack_jax.data import video_io
+from mvtrack_jax.errors import ConfigError
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import config_checks
@@ -342,6 +343,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
       logging.info("initialised %d tensors from pretrained weights; freshly initialised: %s; ignored: %s",
                    len(report["loaded"]), list(report["fresh"]) or "none", list(report["ignored"]) or "none")
   start_step = int(jax.device_get(state.step))
+  if start_step > total_steps:  # it would train nothing and report "trained to step num_train_steps"
+    raise ConfigError(
+        f"--config.num_train_steps: got {total_steps}, but the checkpoint in {ckpt.directory} is already at step "
+        f"{start_step}; pass at least {start_step} to continue this run, or use another --workdir")
   if jax.process_index() == 0:
     with video_io.atomic_output(os.path.join(workdir, "config.json")) as tmp:
       with open(tmp, "w", encoding="utf-8") as f:

@@ -157,3 +157,13 @@ def test_a_run_that_restored_nothing_drops_an_earlier_attempts_lines(tmp_path):
   records = metric_writers.read_jsonl(workdir / "metrics.jsonl")
   assert [r["step"] for r in records] == [1, 2, 3] and all(r["loss"] != 9.0 for r in records)
   assert [r["step"] for r in metric_writers.read_jsonl(workdir / "eval_metrics.jsonl")] == [0, 3]
+
+
+def test_resuming_past_num_train_steps_is_a_clear_error(tmp_path):
+  """A step-4 run resumed with num_train_steps=2 said "trained to step 2" and did nothing."""
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=4, eval_every_steps=0), workdir,
+                             task=toy_task.make_task())
+  with pytest.raises(ConfigError, match=r"--config.num_train_steps: got 2, but the checkpoint .* is already at step 4"):
+    trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=2, eval_every_steps=0), workdir,
+                               task=toy_task.make_task())
