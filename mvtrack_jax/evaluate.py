@@ -164,6 +164,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from typing import Any, Mapping, Sequence
 
@@ -172,9 +173,11 @@ from absl import flags
 import numpy as np
 
 from mvtrack_jax import cli
+from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import trajectories
 
 RECORDED = "recorded"
+EXIT_SKIPPED = 3  # finished, metrics written, but some --videos could not be used (listed on stderr)
 DEFAULT_TRAJECTORIES = (RECORDED, "pan_right", "zoom_in", "arc_left", "translate_up")
 # ReCamMaster's ten preset trajectories: the --videos (DAVIS) protocol's default.
 VIDEO_TRAJECTORIES = tuple(name for name in trajectories.TRAJECTORY_NAMES if name != "static")
@@ -682,7 +685,6 @@ def protocol_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], pose_met
 def _load_models(out: str, checkpoints: Sequence[str], names: Sequence[str] | None, data_keys: Sequence[str]):
   """``(models, labels)``: the loaded checkpoints and their column names, checked (see :func:`run`),
   after checking that ``--out`` can be written (so a bad one fails before any model is loaded)."""
-  from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   if not checkpoints:
     raise ValueError("evaluate: give at least one --checkpoint")
@@ -714,7 +716,7 @@ def _protocol_scene_rows(scene: str, clips: Sequence[tuple[str, Mapping[str, np.
   reference frame it would be matched with). Models generate ``batch_size`` clips per batch; head
   models add the head's epipolar proxy (:func:`epipolar_metrics` of its reference↔target tracks).
   """
-  from mvtrack_jax.data import preview, video_io  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import preview  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   num_frames = clips[0][1]["reference_video"].shape[0]
@@ -806,6 +808,7 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
       "baselines": [c for c in VIDEO_BASELINES if c in summary], **settings,
       "num_scenes": len(infos), "scenes": infos, "trajectories": order,
       "skipped": {k: v["skipped_cameras"] for k, v in infos.items() if v.get("skipped_cameras")},
+      "unreadable": {k: v["error"] for k, v in infos.items() if v.get("error")},
       "steps": steps, "guidance_scale": cfg, "seed": seed, "batch_size": batch_size, "pose_method": pose_method,
       "grid": grid, "frames_per_latent": frames_per_latent,
       "resolution": [int(data.num_frames), int(data.height), int(data.width)],
@@ -822,6 +825,8 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
                f"`{MEAN_COLOUR}` = its mean colour everywhere" if baselines else "")
             + (f"; `{GT_VIDEO}` = the pose estimator and matched proxy on the ground-truth target video"
                if GT_VIDEO in columns else "") + ".")
+  if record["unreadable"]:
+    header += "\n\nSkipped, could not be used: " + "; ".join(f"`{k}` ({v})" for k, v in record["unreadable"].items())
   _write_outputs(out, record, columns, order, header)
   return record
 
@@ -832,6 +837,10 @@ def run_videos(checkpoints: Sequence[str], out: str, videos: str, *, names: Sequ
                batch_size: int = 1, save_videos: bool = False, baselines: bool = True,
                progress: bool = True) -> dict[str, Any]:
   """The ``--videos DIR`` protocol (module docstring); returns the ``metrics.json`` record.
+
+  A video that cannot be used (unreadable, corrupt, empty, shorter than one latent frame) is skipped, its
+  cause recorded under ``unreadable`` in ``metrics.json`` and listed in ``metrics.md``; the others are
+  evaluated as usual (the command then exits with ``EXIT_SKIPPED``).
 
   Raises:
     ValueError: a trajectory that is not a preset, bad ``--names``/checkpoints (:func:`run`), a
@@ -852,8 +861,13 @@ def run_videos(checkpoints: Sequence[str], out: str, videos: str, *, names: Sequ
 
   def scenes():
     for path in paths:
-      clips, info = video_clips(path, models[0].config, trajectory_names, frames_per_latent=k, fov=fov, grid=grid)
-      yield os.path.splitext(os.path.basename(path))[0], list(zip(trajectory_names, clips)), info
+      name = os.path.splitext(os.path.basename(path))[0]
+      try:
+        clips, info = video_clips(path, models[0].config, trajectory_names, frames_per_latent=k, fov=fov, grid=grid)
+      except (video_io.VideoError, ValueError) as e:  # corrupt, empty, too short: the others are still evaluated
+        yield name, [], {"source": path, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"}
+        continue
+      yield name, list(zip(trajectory_names, clips)), info
 
   settings = {"videos": os.path.abspath(videos), "fov": fov}
   return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, seed=seed,
@@ -953,7 +967,6 @@ def markdown_tables(summary: Mapping[str, Any], models: Sequence[str], trajector
 
 
 def _write_text(path: str, text: str) -> None:
-  from mvtrack_jax.data import video_io  # pylint: disable=g-import-not-at-top
   with video_io.atomic_output(path) as tmp:
     with open(tmp, "w") as f:
       f.write(text)
@@ -976,7 +989,7 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
     ValueError: no checkpoint, names of the wrong length or reserved (:data:`RESERVED_NAMES`),
       models with different data settings, or bad trajectories.
   """
-  from mvtrack_jax.data import preview, video_io  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.data import preview  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.models import autoencoder as ae_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
@@ -1107,6 +1120,10 @@ def main(argv):
   with open(os.path.join(FLAGS.out, "metrics.md")) as f:
     print(f.read())
   print(f"wrote {FLAGS.out}/metrics.json, metrics.md, per_clip.csv in {record['seconds']} s")
+  if record.get("unreadable"):
+    print(f"skipped {len(record['unreadable'])} video(s) that could not be used: "
+          + "; ".join(f"{k}: {v}" for k, v in record["unreadable"].items()), file=sys.stderr)
+    sys.exit(EXIT_SKIPPED)
 
 
 if __name__ == "__main__":

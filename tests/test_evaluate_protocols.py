@@ -198,6 +198,22 @@ def test_videos_protocol_end_to_end(tiny_checkpoint, davis_dir, tmp_path):
   assert record["protocol"] == "videos" and len(record["rows"]) == 60
 
 
+def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_checkpoint, davis_dir, tmp_path):
+  """One corrupt mp4 used to abort the run after the others were generated, with no metrics file."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  videos = tmp_path / "videos"
+  videos.mkdir()
+  shutil.copy(os.path.join(davis_dir, "bear.mp4"), videos / "bear.mp4")
+  (videos / "broken.mp4").write_bytes(b"not a video at all")
+  out = tmp_path / "out"
+  record = evaluate.run_videos([tiny_checkpoint], str(out), str(videos), names=["m"], trajectory_names=["pan_right"],
+                               steps=1, progress=False)
+  saved = json.loads((out / "metrics.json").read_text())
+  assert {r["scene"] for r in saved["rows"]} == {"bear"} and len(record["rows"]) == 3  # m + 2 baselines
+  assert list(saved["unreadable"]) == ["broken"] and "broken.mp4" in saved["unreadable"]["broken"]
+  assert "Skipped, could not be used: `broken`" in (out / "metrics.md").read_text()
+
+
 def test_videos_protocol_bad_input(davis_dir, model_config, tmp_path):
   with pytest.raises(FileNotFoundError, match="not a directory"):
     evaluate.run_videos(["unused"], str(tmp_path / "out"), str(tmp_path / "nowhere"), progress=False)
