@@ -2,10 +2,15 @@
 cannot be used), no traceback and nothing written (``mvtrack_jax.cli.run``)."""
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
 import pytest
+
+from mvtrack_jax.errors import UserError
+from mvtrack_jax.inference import checkpoint as checkpoint_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +28,6 @@ def _train(tmp_path, *args, env=None):
     ("bad_value", 2, r"error: --config.num_train_steps: got -1, expected an integer >= 1"),
 ])
 def test_train_mistakes_end_in_one_line(tmp_path, case, code, message):
-  import re  # pylint: disable=g-import-not-at-top
   (tmp_path / "a_file").write_text("x")
   workdir = tmp_path / "a_file" if case == "workdir_is_a_file" else tmp_path / "run"
   args = {"missing_config": ["--config=configs/nope.py"],
@@ -54,3 +58,11 @@ def test_help_of_the_cache_encoders_lists_every_flag(module, own):
   assert "Traceback" not in proc.stderr, proc.stderr[-2000:]  # (absl's --help exits 1)
   for flag in ("--config", "--out", "--splits", "--[no]progress", "--source") + own:
     assert flag in proc.stdout, (flag, proc.stdout[-1500:])
+
+
+def test_a_damaged_export_config_names_the_file(tiny_checkpoint, tmp_path):
+  export = tmp_path / "export"
+  shutil.copytree(tiny_checkpoint, export)
+  (export / "config.json").write_text('{"model": ')
+  with pytest.raises(UserError, match=r"export/config.json: not valid JSON .*export it again"):
+    checkpoint_lib.load_exported(export)

@@ -36,6 +36,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mvtrack_jax import errors
 from mvtrack_jax.losses.objective import ObjectiveConfig
 from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
@@ -188,6 +189,7 @@ def load_exported(path: str | os.PathLike[str]) -> tuple[Any, ml_collections.Con
 
   Raises:
     FileNotFoundError: ``path`` is not an export directory.
+    errors.UserError: its ``config.json`` or ``export.json`` is not valid JSON (naming the file).
   """
   p = epath.Path(path).absolute()
   if not (p / "params").exists() or not (p / "config.json").exists():
@@ -197,9 +199,17 @@ def load_exported(path: str | os.PathLike[str]) -> tuple[Any, ml_collections.Con
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
   params = ocp.PyTreeCheckpointer().restore(
       p / "params", args=ocp.args.PyTreeRestore(item=tree, restore_args=restore_args))
-  config = ml_collections.ConfigDict(json.loads((p / "config.json").read_text()))
-  info = json.loads((p / "export.json").read_text()) if (p / "export.json").exists() else {}
+  config = ml_collections.ConfigDict(_read_json(p / "config.json"))
+  info = _read_json(p / "export.json") if (p / "export.json").exists() else {}
   return params, config, info
+
+
+def _read_json(path: epath.Path) -> Any:
+  """``path``'s JSON; a damaged file is a ``UserError`` naming it (not a bare ``JSONDecodeError``)."""
+  try:
+    return json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.UserError(f"{path}: not valid JSON ({e}); the export is damaged: export it again") from None
 
 
 def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
