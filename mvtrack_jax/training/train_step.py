@@ -6,10 +6,9 @@ the non-finite guard.
 in ``jax.value_and_grad`` and an optax update. ``jit_train_step`` compiles it once with the state
 donated (its buffers are reused for the new state) and explicit in/out shardings.
 
-Non-finite guard: when the loss or the global gradient norm is NaN/inf, or the *result* of the
-update is (any updated parameter, optimizer-state or EMA value NaN/inf: a finite gradient times a
-NaN or overflowing learning rate gives NaN parameters that the loss and gradient of this step cannot
-show), the parameters, optimizer state and EMA are kept unchanged (selected with ``jnp.where``
+Non-finite guard: when the loss or the global gradient norm is NaN/inf, or the update itself is
+(its global norm is NaN/inf: a finite gradient times a NaN or overflowing learning rate gives NaN
+parameters that the loss and gradient of this step cannot show), the parameters, optimizer state and EMA are kept unchanged (selected with ``jnp.where``
 inside the step, so no host round trip), ``nonfinite_consecutive``/``nonfinite_total`` are
 incremented and the step counter still advances (the batch is consumed). The host loop stops the
 run after a configured number of consecutive skips, so a state with non-finite values is never
@@ -88,16 +87,17 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
     # (the result is discarded anyway when not ok, but this keeps the selected branch clean).
     safe_grads = jax.tree.map(lambda g: jnp.where(grads_ok, g, jnp.zeros_like(g)), grads)
     updates, new_opt_state = tx.update(safe_grads, state.opt_state, state.params)
+    update_norm = optax.tree.norm(updates)
+    # The guard checks what would be kept, not only what went in (module docstring). From a finite state and
+    # finite gradients, the optimizer moments are finite; the new parameters and EMA are finite iff the update
+    # is, and a NaN/inf anywhere in it makes its norm (logged anyway) NaN/inf.
+    ok = grads_ok & jnp.isfinite(update_norm)
     new_params = optax.apply_updates(state.params, updates)
-    new_ema = state.ema_params
-    if new_ema is not None:
-      new_ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, new_ema, new_params)
-    # The guard checks what would be kept, not only what went in (module docstring).
-    ok = grads_ok & all_finite((new_params, new_opt_state, new_ema))
     params = _select(ok, new_params, state.params)
     opt_state = _select(ok, new_opt_state, state.opt_state)
     ema = state.ema_params
     if ema is not None:
+      new_ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, new_params)
       ema = _select(ok, new_ema, ema)
     bad = 1 - ok.astype(jnp.int32)
     new_state = state.replace(
@@ -107,7 +107,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
     metrics.update(
         loss=loss.astype(jnp.float32), grad_norm=grad_norm,
-        update_norm=jnp.where(ok, optax.tree.norm(updates), 0.0), param_norm=optax.tree.norm(params),
+        update_norm=jnp.where(ok, update_norm, 0.0), param_norm=optax.tree.norm(params),
         learning_rate=jnp.asarray(schedule(state.step), jnp.float32),
         nonfinite=bad.astype(jnp.float32),
         nonfinite_consecutive=new_state.nonfinite_consecutive,

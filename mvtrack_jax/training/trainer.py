@@ -428,7 +428,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
                                          per_process_batch))
       if (ckpt_every > 0 and step % ckpt_every == 0) or is_last or stop_now:
         check_nonfinite(metrics, step)
-        if not state_is_finite(state):  # the step guard keeps this from happening; never save it if it does
+        if not np.isfinite(float(jax.device_get(metrics["param_norm"]))):  # the step guard keeps this from happening
           raise NonFiniteError(f"step {step}: the train state holds NaN/inf values; not checkpointing it. The "
                                f"newest checkpoint in {ckpt.directory} (step {ckpt.latest_step()}) is the last "
                                "good state.")
