@@ -26,6 +26,8 @@ def _train(tmp_path, *args, env=None):
                              r'"height"'),
     ("workdir_is_a_file", 1, r"error: --workdir .*a_file: is a file, not a folder"),
     ("bad_value", 2, r"error: --config.num_train_steps: got -1, expected an integer >= 1"),
+    ("nan_learning_rate", 2, r"error: --config.optimizer.learning_rate: got nan, expected a finite number > 0"),
+    ("no_checkpoints_kept", 2, r"error: --config.keep_checkpoints: got 0, expected an integer >= 1"),
 ])
 def test_train_mistakes_end_in_one_line(tmp_path, case, code, message):
   (tmp_path / "a_file").write_text("x")
@@ -33,13 +35,15 @@ def test_train_mistakes_end_in_one_line(tmp_path, case, code, message):
   args = {"missing_config": ["--config=configs/nope.py"],
           "misspelt_override": ["--config=configs/default.py:test", "--config.data.heigth=32"],
           "workdir_is_a_file": ["--config=configs/default.py:test"],
-          "bad_value": ["--config=configs/default.py:test", "--config.num_train_steps=-1"]}[case]
+          "bad_value": ["--config=configs/default.py:test", "--config.num_train_steps=-1"],
+          "nan_learning_rate": ["--config=configs/default.py:test", "--config.optimizer.learning_rate=nan"],
+          "no_checkpoints_kept": ["--config=configs/default.py:test", "--config.keep_checkpoints=0"]}[case]
   proc = _train(tmp_path, *args, f"--workdir={workdir}")
   assert proc.returncode == code, proc.stderr[-2000:]
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and re.match(message, lines[0]), proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr and proc.stdout == ""
-  assert not (tmp_path / "run").exists()
+  assert not (tmp_path / "run").exists()  # nothing written, nothing deleted
 
 
 def test_traceback_switch_shows_the_traceback(tmp_path):

@@ -1,13 +1,12 @@
 """Nothing is saved that cannot be resumed from, and every step is logged once in every resume path:
-the update guard (a NaN learning rate), config values checked before any work (through the train CLI),
+the update guard (a NaN learning rate), config values checked before any work (the train CLI's cases are in
+tests/test_cli_errors.py),
 poisoned checkpoints skipped on resume, and metrics of a run restarted from step 0."""
 
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,6 @@ from mvtrack_jax.training import train_step as step_lib
 from mvtrack_jax.training import trainer
 from tests.training import toy_task
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _quadratic_loss(params, batch, rng):
@@ -86,20 +84,6 @@ def test_several_bad_values_are_reported_together():
   config = toy_task.toy_config(keep_checkpoints=0, **{"optimizer.learning_rate": -1.0})
   with pytest.raises(ConfigError, match=r"keep_checkpoints: got 0.*; --config\.optimizer\.learning_rate: got -1\.0"):
     config_checks.check_training_config(config)
-
-
-@pytest.mark.parametrize("override,field", [("--config.optimizer.learning_rate=nan", "optimizer.learning_rate"),
-                                            ("--config.keep_checkpoints=0", "keep_checkpoints")])
-def test_train_cli_rejects_a_value_that_cannot_train_before_any_work(tmp_path, override, field):
-  workdir = tmp_path / "run"
-  proc = subprocess.run([sys.executable, "-m", "mvtrack_jax.train", "--config=configs/default.py:test",
-                         f"--workdir={workdir}", override], cwd=REPO, capture_output=True, text=True, timeout=120,
-                        env=dict(os.environ, PYTHONPATH=REPO))
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith(f"error: --config.{field}: got "), proc.stderr
-  assert "Traceback" not in proc.stderr and proc.stdout == ""
-  assert not workdir.exists()  # nothing written, nothing deleted
 
 
 def _poison_step(workdir, config, src_step, new_step):
