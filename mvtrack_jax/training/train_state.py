@@ -130,11 +130,14 @@ def overlay_params(state: TrainState, values: Any) -> TrainState:
     if tuple(value.shape) != tuple(target.shape):
       raise ValueError(f"overlay_params: {'/'.join(path)} has shape {tuple(value.shape)}, the model's is "
                        f"{tuple(target.shape)}")
-    updates[path] = jax.device_put(np.asarray(value).astype(target.dtype), target.sharding)
+    updates[path] = (np.asarray(value).astype(target.dtype), target.sharding)
 
   def merged(tree):
+    # A host copy per tree: params and ema_params must never share a buffer (the train step donates both), and on
+    # CPU device_put may alias a suitably aligned host array (may_alias=False notwithstanding), which would make the
+    # two trees one buffer.
     flat = flax.traverse_util.flatten_dict(tree)
-    flat.update(updates)
+    flat.update({path: jax.device_put(np.array(value, copy=True), sharding) for path, (value, sharding) in updates.items()})
     return flax.traverse_util.unflatten_dict(flat)
   return state.replace(params=merged(state.params),
                        ema_params=None if state.ema_params is None else merged(state.ema_params))

@@ -42,6 +42,7 @@ def _config(init_path):
   c.num_train_steps = 2
   c.eval_every_steps = 0
   c.eval_at_start = False
+  c.ema_decay = 0.9  # the EMA starts from the pretrained weights too (in buffers of its own: the step donates both)
   return c
 
 
@@ -65,6 +66,11 @@ def test_initial_params_equal_the_checkpoint_exactly(folder):
   for path, value in expected.items():
     np.testing.assert_array_equal(got[path], value, err_msg="/".join(path))
     np.testing.assert_array_equal(ema[path], value, err_msg="/".join(path))
+  # Distinct device buffers: one shared by params and ema_params made the donating train step fail.
+  params_on_device = traverse_util.flatten_dict(state.params)
+  ema_on_device = traverse_util.flatten_dict(state.ema_params)
+  assert all(params_on_device[p].unsafe_buffer_pointer() != ema_on_device[p].unsafe_buffer_pointer()
+             for p in expected)
   # The Plücker camera modules are not in a Wan checkpoint: reported fresh, kept as initialised (zero-init
   # projections, so the network starts as the pretrained Wan).
   assert report["fresh"] and all(convert._is_camera_name(n) for n in report["fresh"])  # pylint: disable=protected-access
