@@ -1,0 +1,159 @@
+"""The run config's schema (``mvtrack_jax.run_config``): every shipped config validates; misspelt fields, wrong types,
+values that cannot train and fields that disagree are rejected before any work, naming the field (and the nearest
+valid name); stored configs of older schemas are upgraded; defaults live in the schema only."""
+
+import importlib
+import re
+
+import ml_collections
+import pytest
+
+from mvtrack_jax import run_config
+from mvtrack_jax.errors import ConfigError
+from tests.training import toy_task
+
+SHIPPED = [("default", ""), ("default", "test"), ("default_diffusion_only", ""), ("default_diffusion_only", "test"),
+           ("base", ""), ("base", "stage2"), ("base", "test"), ("mvtrack4gen_recammaster", ""),
+           ("mvtrack4gen_recammaster", "small"), ("mvtrack4gen_recammaster", "14b"),
+           ("mvtrack4gen_recammaster", "smoke"), ("mvtrack4gen_redirector", ""), ("mvtrack4gen_redirector", "smoke"),
+           ("recammaster_diffusion_only", ""), ("redirector_diffusion_only", "")]
+
+
+@pytest.mark.parametrize("name,arg", SHIPPED)
+def test_every_shipped_config_is_valid_and_complete_is_idempotent(name, arg):
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  full = run_config.complete(config)
+  assert full.schema_version == run_config.SCHEMA_VERSION
+  assert run_config.complete(full).to_dict() == full.to_dict()
+  # Completing keeps every value the config file set.
+  flat_in = _flatten(config.to_dict())
+  flat_out = _flatten(full.to_dict())
+  assert all(flat_out[k] == v for k, v in flat_in.items()), [k for k, v in flat_in.items() if flat_out[k] != v]
+
+
+def _flatten(tree, prefix=""):
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict) and v:
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = v
+  return out
+
+
+def test_the_demo_config_is_the_schema_defaults():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  demo = default.get_config().to_dict()
+  demo.pop("name")
+  defaults = run_config.default_config().to_dict()
+  defaults.pop("name")
+  assert demo == defaults
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("data.heigth", 32, r"--config\.data\.heigth: no such field \(did you mean 'height'\?\)"),
+    ("optimiser", 1, r"--config\.optimiser: no such field \(did you mean 'optimizer'\?\)"),
+    ("objective.lamda_corr", 0.1, r"--config\.objective\.lamda_corr: no such field \(did you mean 'lambda_corr'\?\)"),
+    ("model.overrides.dtyp", "float32", r"--config\.model\.overrides: WanConfig has no field 'dtyp' \(did you mean "
+                                        r"'dtype'\?\)"),
+    ("objective.corr.domian", "all", r"CorrespondenceConfig has no field 'domian' \(did you mean 'domain'\?\)"),
+    ("head.overrides.hidden", 64, r"TrackingHeadConfig has no field 'hidden'"),
+])
+def test_a_misspelt_field_is_named_with_the_nearest_valid_one(path, value, message):
+  config = run_config.default_config()
+  *parents, leaf = path.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(ConfigError, match=message):
+    run_config.parse(config)
+
+
+def test_a_misspelt_field_of_a_mixture_entry_is_named():
+  config = run_config.default_config()
+  config.data.mixture = ml_collections.ConfigDict({"kubric": {"datset": "npz"}})
+  with pytest.raises(ConfigError, match=r"--config\.data\.mixture\.kubric\.datset: no such field \(did you mean "
+                                        r"'dataset'\?\)"):
+    run_config.parse(config)
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("optimizer.learning_rate", float("nan"), "should be a finite number"),
+    ("optimizer.learning_rate", 0.0, "should be greater than 0"),
+    ("keep_checkpoints", 0, "0 would delete every checkpoint"),
+    ("num_train_steps", -1, "should be greater than or equal to 1"),
+    ("checkpoint_every_steps", -5, "should be greater than or equal to 0"),
+    ("ema_decay", 1.0, "should be less than 1"),
+    ("optimizer.b2", 1.0, "should be less than 1"),
+    ("log_every_steps", 0, "should be greater than or equal to 1"),
+    ("batch_size", 0, "expected an integer >= 1, or -1"),
+    ("text.caption_dropout", 1.5, "should be less than or equal to 1"),
+    ("num_train_steps", 2.5, "should be a valid integer"),
+    ("optimizer.schedule", "linear", "should be 'cosine' or 'constant'"),
+    ("optimizer.trainable_patterns", ("(dit",), "is not a regular expression"),
+    ("data.synthetic", "huge", "huge"),
+    ("model.preset", "tiny-pixl", "unknown preset (did you mean 'tiny-pixel'?)"),
+])
+def test_values_that_cannot_train_are_named(field, value, expected):
+  config = toy_task.toy_config()
+  *parents, leaf = field.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  with node.ignore_type():
+    node[leaf] = value
+  with pytest.raises(ConfigError, match=rf"--config\.{re.escape(field)}: (got {re.escape(repr(value))}; )?"):
+    run_config.parse(config)
+  with pytest.raises(ConfigError, match=re.escape(expected)):
+    run_config.parse(config)
+  run_config.parse(toy_task.toy_config())  # the toy config itself is valid
+
+
+def test_several_problems_are_reported_together():
+  config = toy_task.toy_config(keep_checkpoints=0, **{"optimizer.learning_rate": -1.0})
+  config.data.heigth = 3
+  with pytest.raises(ConfigError) as e:
+    run_config.parse(config)
+  assert all(s in str(e.value) for s in ("--config.keep_checkpoints: got 0", "--config.optimizer.learning_rate: got "
+                                         "-1.0", "--config.data.heigth: no such field"))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: setattr(c.objective, "head_layers", (4,)), r"objective\.head_layers \[4\] out of range for the 4-block"),
+    (lambda c: setattr(c.data, "eval_source", "synthetc"), r"eval_source 'synthetc' names no source \(did you mean "
+                                                          r"'synthetic'\?\)"),
+    (lambda c: setattr(c.mesh, "axes", ("data", "fsdp")), r"shape \(-1, 1, 1\) and axes \('data', 'fsdp'\) differ"),
+    (lambda c: setattr(c.data, "weight", 0.0), r"every source has weight 0"),
+])
+def test_fields_that_must_agree_are_checked_together(change, message):
+  config = run_config.default_config()
+  change(config)
+  with pytest.raises(ConfigError, match=message):
+    run_config.parse(config)
+
+
+def test_a_stored_config_of_an_older_schema_is_upgraded():
+  # Before schema_version: no image block; before that, objective.context_length and no text block.
+  old = ml_collections.ConfigDict(dict(objective=dict(lambda_track=1.0), text=dict(encoder="", cache="")))
+  upgraded = run_config.complete(old)
+  assert upgraded.image.to_dict() == {"encoder": "", "cache": "", "preprocess": "wan"} and "image" not in old
+  assert upgraded.objective.lambda_track == 1.0 and upgraded.schema_version == run_config.SCHEMA_VERSION
+  older = run_config.complete({"objective": {"context_length": 16}})
+  assert older.text.context_length == 16 and older.text.caption_dropout == 0.0 and older.image.preprocess == "wan"
+  # JSON lists (a stored config.json) are read as tuples.
+  assert run_config.parse({"mesh": {"shape": [-1, 1, 1], "axes": ["data", "fsdp", "tensor"]}}).mesh.shape == (-1, 1, 1)
+  with pytest.raises(ConfigError, match="schema_version 99 is newer"):
+    run_config.parse({"schema_version": 99})
+
+
+def test_resume_fixed_fields_are_marked_in_the_schema():
+  assert set(run_config.resume_fixed_fields()) == {"model", "head", "autoencoder", "objective", "text.context_length",
+                                                   "optimizer.trainable_patterns"}
+
+
+def test_the_parsed_config_is_frozen_and_typed():
+  run = run_config.parse(run_config.default_config())
+  with pytest.raises(Exception):
+    run.num_train_steps = 5  # type: ignore[misc]
+  assert run.model.wan_config().num_layers == 4 and isinstance(run.data.height, int)
