@@ -10,7 +10,7 @@ points):
 - ``losses``: diffusion, tracking and attention-correspondence losses.
 - ``training``, ``evaluation``, ``convert``: trainer, metrics, weight import/export.
 
-See ``docs/design.md`` (design notes) and ``README.md``.
+See ``README.md`` (the front door) and ``docs/`` (design notes, data, model, training, evaluation, performance).
 """
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ so the figures are the model's, not the input pipeline's — compiles the jitted
 ``config.batch_size`` is the global batch, or ``−n`` for ``n`` per device (the paper config: 1 per
 GPU, so it runs as printed on one GPU or on eight).
 
-A JSON line with every figure is printed last (for the README's performance table).
+A JSON line with every figure is printed last (for docs/performance.md).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from mvtrack_jax import cli
+from mvtrack_jax import run_config
 from mvtrack_jax.training import distributed
 from mvtrack_jax.training import flops as flops_lib
 from mvtrack_jax.training import mesh as mesh_lib
@@ -72,13 +73,14 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
   Returns:
     dict of figures (``step_time_s``, ``tokens_per_s``, ``model_tflop_per_step``, ``mfu``, ...).
   """
+  config = run_config.complete(config)
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
   batch_size = mesh_lib.global_batch_size(int(config.batch_size), mesh)
   per_process = mesh_lib.check_batch_size(batch_size, mesh)
   task = trainer.build_task(config)
   rules = tuple(task.logical_axis_rules)
   tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.num_train_steps))
-  ema_decay = float(config.get("ema_decay", 0.0))
+  ema_decay = float(config.ema_decay)
   init_key, train_key, _ = trainer.base_keys(int(config.seed))
   abstract, shardings = state_lib.state_shardings(
       task.init_params, tx, use_ema=ema_decay > 0, mesh=mesh, rules=rules)
@@ -129,7 +131,7 @@ def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int
   except Exception:  # pylint: disable=broad-except
     pass
   return {
-      "config": config.get("name", ""),
+      "config": config.name,
       "device": f"{jax.device_count()}x {device.device_kind}",
       "batch_size": batch_size,
       "tokens_per_example": task.tokens_per_example,
@@ -165,19 +167,21 @@ def main(argv):
   if _CONFIG.value is None:
     raise app.UsageError("--config is required")
   distributed.initialize()
-  result = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value)
-  print(f"benchmark of {_CONFIG.value.get('name', '')}:")
+  config = run_config.complete(cli.loaded_config(_CONFIG))
+  baseline = run_config.complete(cli.loaded_config(_BASELINE)) if _BASELINE.value is not None else None
+  result = benchmark(config, steps=_STEPS.value, warmup=_WARMUP.value)
+  print(f"benchmark of {config.name}:")
   _print(result)
-  if _BASELINE.value is not None:
-    base = benchmark(_BASELINE.value, steps=_STEPS.value, warmup=_WARMUP.value)
-    print(f"baseline {_BASELINE.value.get('name', '')}:")
+  if baseline is not None:
+    base = benchmark(baseline, steps=_STEPS.value, warmup=_WARMUP.value)
+    print(f"baseline {baseline.name}:")
     _print(base)
     result["baseline_step_time_s"] = base["step_time_s"]
     result["track_corr_overhead"] = result["step_time_s"] / base["step_time_s"] - 1.0
     print(f"  L_track + L_corr overhead: {100 * result['track_corr_overhead']:.2f} %")
   if _TORCH.value:
     from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top  (run from the repository root)
-    compared = _BASELINE.value if _BASELINE.value is not None else _CONFIG.value
+    compared = baseline if baseline is not None else config
     jax_s = result.get("baseline_step_time_s", result["step_time_s"])
     ref = torch_reference.reference_step_time(compared, steps=_STEPS.value, warmup=_WARMUP.value)
     if ref is not None:

@@ -94,8 +94,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def loaded_config(holder: Any) -> Any:
-  """The value of a ``config_flags`` flag holder, or ``errors.UserError`` naming ``--config`` when its file did not
-  load (ml_collections defers that failure to the first use of the config, as an ``OSError`` of many lines)."""
+  """The config of a ``config_flags`` flag (holder or ``FLAGS[name]``), as loaded (entry points then validate it
+  with ``run_config.complete``).
+
+  Raises:
+    errors.UserError: naming ``--config`` when its file did not load (ml_collections defers that failure to the
+      first use of the config, as an ``OSError`` of many lines).
+  """
   config = holder.value
   try:
     config.keys()

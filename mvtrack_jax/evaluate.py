@@ -258,7 +258,7 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
                          f"which only the synthetic dataset has (config.data.dataset={data.dataset!r}); "
                          f"use '{RECORDED}'")
       from mvtrack_jax.data import synthetic_dataset  # pylint: disable=g-import-not-at-top
-      sizes = synthetic_dataset.record_sizes(data.get("synthetic"))
+      sizes = synthetic_dataset.record_sizes(data.synthetic)
       clip_record = _preset_target_record(record, synthetic_dataset.scene_seed(split, index), sizes, name, frames)
     else:
       raise ValueError(f"--trajectories: unknown {name!r}; expected '{RECORDED}' or one of "

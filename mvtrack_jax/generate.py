@@ -286,7 +286,7 @@ def ground_truth_target(reference: str, model_config, record: dict[str, np.ndarr
     return None
   from mvtrack_jax.data import pipeline, synthetic, synthetic_dataset  # pylint: disable=g-import-not-at-top
   _, split, index = reference.split(":")
-  sizes = synthetic_dataset.record_sizes(model_config.data.get("synthetic"))
+  sizes = synthetic_dataset.record_sizes(model_config.data.synthetic)
   frames = start + config.frame_stride * np.arange(config.num_frames)
   q = np.asarray(query_points, np.float64)
   q_record = np.concatenate([frames[np.clip(np.round(q[:, :1]).astype(int), 0, frames.size - 1)],

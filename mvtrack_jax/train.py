@@ -18,9 +18,10 @@ VM the process group is joined automatically.
 
 Exit codes: 0 when the run finished; 75 (``EXIT_STOPPED``, EX_TEMPFAIL) when SIGTERM (pre-emption)
 or a first Ctrl-C stopped it after a checkpoint — rerun to resume, and ``train && evaluate`` does
-not evaluate an unfinished model; a second Ctrl-C aborts at once (130, no checkpoint); 2 when a config
-value cannot train (``training.config_checks``: one ``error:`` line naming the ``--config.`` field,
-nothing written); 1 on other errors.
+not evaluate an unfinished model; a second Ctrl-C aborts at once (130, no checkpoint); 2 when the config
+is invalid (``run_config``: a field that does not exist, with the nearest valid name; a wrong type; a value
+that cannot train — one ``error:`` line naming every such ``--config.`` field, nothing written); 1 on other
+errors.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from mvtrack_jax import cli
+from mvtrack_jax import run_config
 from mvtrack_jax.data import video_io
-from mvtrack_jax.training import config_checks
 from mvtrack_jax.training import distributed
 
 EXIT_STOPPED = 75  # stopped by a signal after checkpointing (EX_TEMPFAIL: rerun to resume)
@@ -74,7 +75,7 @@ def main(argv):
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required")
   # Before any work: a bad config value (exit 2) or a --workdir that cannot be one (exit 1) ends in one line.
-  config_checks.check_training_config(cli.loaded_config(_CONFIG))
+  config = run_config.complete(cli.loaded_config(_CONFIG))  # validated, every field present
   video_io.check_output_dir(_WORKDIR.value, "--workdir")
   distributed.initialize(
       _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
@@ -82,9 +83,9 @@ def main(argv):
   enable_compilation_cache(_COMPILATION_CACHE.value)
   # Imported after the distributed start: nothing may touch devices before it.
   from mvtrack_jax.training import trainer  # pylint: disable=g-import-not-at-top
-  config, workdir = _CONFIG.value, os.path.abspath(_WORKDIR.value)
+  workdir = os.path.abspath(_WORKDIR.value)
   logging.info("config:\n%s", config)  # the full config goes to WORKDIR/config.json
-  print(f"training {config.get('name', 'model')}: {config.num_train_steps} steps, batch_size {config.batch_size}, "
+  print(f"training {config.name}: {config.num_train_steps} steps, batch_size {config.batch_size}, "
         f"workdir {workdir} (config in config.json)", flush=True)
   try:
     last = trainer.train_and_evaluate(config, workdir)

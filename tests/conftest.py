@@ -10,15 +10,18 @@ import jax
 import numpy as np
 import pytest
 
+from mvtrack_jax import run_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name: str, arg: str | None = None):
-  """``get_config(arg)`` of ``configs/<name>``."""
+  """``get_config(arg)`` of ``configs/<name>``, validated and completed as every entry point sees it
+  (``run_config.complete``)."""
   spec = importlib.util.spec_from_file_location(f"configs_{name[:-3]}", os.path.join(REPO, "configs", name))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return run_config.complete(module.get_config(arg))
 
 
 def _export_initial_params(config, out: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 from flax import traverse_util
 
 from configs import base
+from mvtrack_jax import run_config
 from mvtrack_jax.convert import wan as convert_wan
 from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import tasks
@@ -30,7 +31,8 @@ def test_shipped_base_weights_are_small_and_say_how_they_were_made():
   # The export's record of the config it was trained with is configs/base.py's model and objective.
   with open(os.path.join(WEIGHTS, "mvtrack_config.json"), encoding="utf-8") as f:
     stored = json.load(f)
-  now = checkpointing.config_to_json_dict(base.get_config())
+  stored = checkpointing.config_to_json_dict(run_config.complete(stored))
+  now = checkpointing.config_to_json_dict(run_config.complete(base.get_config()))
   for block in ("model", "autoencoder", "objective", "data"):
     assert stored[block] == now[block], block
 

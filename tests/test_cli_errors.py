@@ -25,14 +25,22 @@ def _train(tmp_path, *args, env=None):
     ("misspelt_override", 2, r'error: a --config. override names no field of the config: heigth — Did you mean '
                              r'"height"'),
     ("workdir_is_a_file", 1, r"error: --workdir .*a_file: is a file, not a folder"),
-    ("bad_value", 2, r"error: --config.num_train_steps: got -1, expected an integer >= 1"),
-    ("nan_learning_rate", 2, r"error: --config.optimizer.learning_rate: got nan, expected a finite number > 0"),
-    ("no_checkpoints_kept", 2, r"error: --config.keep_checkpoints: got 0, expected an integer >= 1"),
+    ("misspelt_in_file", 2, r"error: invalid config: --config.data.heigth: no such field \(did you mean 'height'\?\)"),
+    ("bad_value", 2, r"error: invalid config: --config.num_train_steps: got -1; should be greater than or equal to 1"),
+    ("nan_learning_rate", 2, r"error: invalid config: --config.optimizer.learning_rate: got nan; should be a finite "
+                             r"number"),
+    ("no_checkpoints_kept", 2, r"error: invalid config: --config.keep_checkpoints: got 0; should be greater than or "
+                               r"equal to 1 \(0 would delete every checkpoint\)"),
 ])
 def test_train_mistakes_end_in_one_line(tmp_path, case, code, message):
   (tmp_path / "a_file").write_text("x")
   workdir = tmp_path / "a_file" if case == "workdir_is_a_file" else tmp_path / "run"
+  # A copy of the demo config with a misspelt field (the config file, not an override, names it).
+  with open(os.path.join(REPO, "configs", "default.py"), encoding="utf-8") as f:
+    source = f.read().replace("  return c\n", "  c.data.heigth = 32\n  return c\n")
+  (tmp_path / "misspelt.py").write_text(source)
   args = {"missing_config": ["--config=configs/nope.py"],
+          "misspelt_in_file": [f"--config={tmp_path / 'misspelt.py'}:test"],
           "misspelt_override": ["--config=configs/default.py:test", "--config.data.heigth=32"],
           "workdir_is_a_file": ["--config=configs/default.py:test"],
           "bad_value": ["--config=configs/default.py:test", "--config.num_train_steps=-1"],

@@ -5,7 +5,8 @@ Layers, bottom to top (docs/design.md, "Layering"); a module may import its own 
 0. leaves: ``errors``, ``geometry``, ``diffusion``
 1. ``data`` (the library: schema, readers, pipeline, sources, the synthetic renderer, video and feature-cache I/O)
 2. ``models``
-3. ``losses``; ``convert.wan`` / ``convert.wan_vae`` (PyTorch weight names ↔ model params)
+3. ``losses``; ``convert.wan`` / ``convert.wan_vae`` (PyTorch weight names ↔ model params); ``run_config`` (the
+   run config's schema, which checks blocks by building the data/model/loss dataclasses that own them)
 4. ``training`` and ``inference``, which never import each other
 5. ``evaluation``
 6. entry points (``python -m mvtrack_jax.<name>``), never imported by any module, not even another entry point;
@@ -27,7 +28,7 @@ PACKAGE = "mvtrack_jax"
 ENTRY_POINTS = {"train", "generate", "evaluate", "probe", "compare", "export", "bench"}
 TOOLS = {"data.encode_image", "data.encode_latents", "data.encode_text", "data.preview", "data.convert_kubric",
          "convert.standins", "cli"}
-RANKS = {"errors": 0, "geometry": 0, "diffusion": 0, "data": 1, "models": 2, "losses": 3, "convert": 3,
+RANKS = {"errors": 0, "geometry": 0, "diffusion": 0, "data": 1, "models": 2, "losses": 3, "convert": 3, "run_config": 3,
          "training": 4, "inference": 4, "evaluation": 5}
 SIBLINGS = {frozenset({"training", "inference"})}
 TOP = 6

@@ -1,7 +1,7 @@
 r"""Tiny random stand-ins of a diffusers Wan2.1 checkpoint, for smoke runs without downloads.
 
 Writes the folder layout of ``Wan2.1-T2V-1.3B-Diffusers`` with tiny random models, each saved by
-its library's ``save_pretrained``, so every command of the fine-tuning sequence (README, "Fine-tune a
+its library's ``save_pretrained``, so every command of the fine-tuning sequence (docs/training.md, "Fine-tune a
 pretrained Wan2.1") runs on a CPU in seconds exactly as it would on the real checkpoint::
 
   OUT/transformer/   diffusers WanTransformer3DModel: 2 blocks × 128 (2 heads × 64), 4 latent channels,

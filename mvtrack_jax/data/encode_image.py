@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
+from mvtrack_jax import run_config
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import sources
@@ -135,12 +136,13 @@ def define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = run_config.complete(cli.loaded_config(flags.FLAGS["config"]))  # validated, every field present
   f = flags.FLAGS
   if f.config is None or not f.out:
     raise app.UsageError("--config and --out are required")
   out = video_io.check_output_dir(f.out)   # before anything is loaded
-  splits = f.splits or sources.splits_read(f.config.data, f.source)
-  done = encode_images(f.config, out, splits, dtype=f.dtype, progress=f.progress, source=f.source)
+  splits = f.splits or sources.splits_read(config.data, f.source)
+  done = encode_images(config, out, splits, dtype=f.dtype, progress=f.progress, source=f.source)
   meta = feature_cache.read_metadata(out, feature_cache.IMAGE_JSON)
   print(f"image cache {out}: " + "; ".join(f"{s}: {d['encoded']} records encoded, {d['skipped']} already there"
                                            for s, d in done.items())

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
+from mvtrack_jax import run_config
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import sources
@@ -93,7 +94,7 @@ def main(argv):
   if flags.FLAGS.config is None or not flags.FLAGS.out:
     raise app.UsageError("--config and --out are required")
   distributed.initialize(None, None, None, None)
-  config, out = flags.FLAGS.config, flags.FLAGS.out
+  config, out = run_config.complete(cli.loaded_config(flags.FLAGS["config"])), flags.FLAGS.out
   splits = flags.FLAGS.splits or sources.splits_read(config.data, flags.FLAGS.source)
   done = encode_dataset(config, out, splits, progress=flags.FLAGS.progress, source=flags.FLAGS.source)
   print(f"latent cache {out}: " + ", ".join(f"{s}: {n} records encoded" for s, n in done.items()))

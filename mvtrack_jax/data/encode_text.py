@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
+from mvtrack_jax import run_config
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
@@ -195,11 +196,12 @@ def define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = run_config.complete(cli.loaded_config(flags.FLAGS["config"]))  # validated, every field present
   f = flags.FLAGS
   if f.config is None or not f.out or not f.captions:
     raise app.UsageError("--config, --captions and --out are required")
-  splits = f.splits or sources.splits_read(f.config.data, f.source)
-  done = encode_captions(f.config, f.captions, f.out, splits, dtype=f.dtype, progress=f.progress, source=f.source)
+  splits = f.splits or sources.splits_read(config.data, f.source)
+  done = encode_captions(config, f.captions, f.out, splits, dtype=f.dtype, progress=f.progress, source=f.source)
   print(f"text cache {f.out}: " + "; ".join(
       f"{s}: {d['encoded']} records encoded, {d['uncaptioned']} views without a caption (empty prompt)"
       for s, d in done.items()))

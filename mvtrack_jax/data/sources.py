@@ -54,12 +54,12 @@ def pipeline_config(data: ml_collections.ConfigDict, per_process_batch: int, *, 
   """``data.pipeline.PipelineConfig`` from the ``config.data`` block."""
   return pipeline.PipelineConfig(
       batch_size=int(per_process_batch), num_frames=int(data.num_frames),
-      frame_stride=int(data.get("frame_stride", 1)), height=int(data.height),
+      frame_stride=int(data.frame_stride), height=int(data.height),
       width=int(data.width), num_query_points=int(data.num_query_points),
-      random_crop=bool(data.get("random_crop", True)) and train,
-      shuffle=bool(data.get("shuffle", True)), read_threads=int(data.get("read_threads", 2)),
-      prefetch_buffer_size=int(data.get("prefetch_buffer_size", 4)),
-      worker_count=int(data.get("worker_count", 0)) if train else 0)
+      random_crop=bool(data.random_crop) and train,
+      shuffle=bool(data.shuffle), read_threads=int(data.read_threads),
+      prefetch_buffer_size=int(data.prefetch_buffer_size),
+      worker_count=int(data.worker_count) if train else 0)
 
 
 def _plain(value: Any) -> Any:
@@ -97,7 +97,7 @@ def source_specs(data: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   """
   primary = {k: data[k] for k in SOURCE_FIELDS if k in data and k not in ("text_cache", "image_cache")}
   specs = {str(data.dataset): _spec(primary, "config.data")}
-  for name, fields in dict(data.get("mixture", None) or {}).items():
+  for name, fields in dict(data.mixture).items():
     if name in specs:
       raise ValueError(f"config.data.mixture.{name}: the primary source is already named {name!r}; rename the entry")
     specs[name] = _spec(dict(fields), f"config.data.mixture.{name}")
@@ -113,7 +113,7 @@ def eval_source_name(data: ml_collections.ConfigDict) -> str:
     ValueError: ``eval_source`` names no source.
   """
   names = list(source_specs(data))
-  name = str(data.get("eval_source", "") or names[0])
+  name = str(data.eval_source or names[0])
   if name not in names:
     raise ValueError(f"config.data.eval_source={name!r}; the sources are {names}")
   return name

@@ -37,6 +37,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mvtrack_jax import errors
+from mvtrack_jax import run_config
 from mvtrack_jax.losses.objective import ObjectiveConfig
 from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
@@ -212,24 +213,6 @@ def _read_json(path: epath.Path) -> Any:
     raise errors.UserError(f"{path}: not valid JSON ({e}); the export is damaged: export it again") from None
 
 
-def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A stored run config in today's schema: configs saved before the ``text`` block existed had
-  ``objective.context_length`` and no text (zero null context, no caption dropout); configs saved
-  before the ``image`` block existed had no image features (``image.cache`` empty: image branch off)."""
-  if ("text" in config and "image" in config) or "objective" not in config:
-    return config
-  config = ml_collections.ConfigDict(config.to_dict())
-  if "text" not in config:
-    length = config.objective.get("context_length", 512)
-    if "context_length" in config.objective:
-      del config.objective["context_length"]
-    config.text = ml_collections.ConfigDict(dict(encoder="", cache="", context_length=int(length),
-                                                 caption_dropout=0.0))
-  if "image" not in config:
-    config.image = ml_collections.ConfigDict(dict(encoder="", cache="", preprocess="wan"))
-  return config
-
-
 def check_params_match_config(params: Any, model: MVTrack4Gen, config: ml_collections.ConfigDict, source: str) -> None:
   """Checks that a checkpoint's params are those of the model its config describes (names and shapes).
 
@@ -277,7 +260,7 @@ class LoadedModel:
   @property
   def name(self) -> str:
     """A short label: the config name and step (``default@200``)."""
-    return f"{self.config.get('name', 'model')}@{self.step}"
+    return f"{self.config.name}@{self.step}"
 
   @property
   def dit(self) -> WanDiT:
@@ -329,7 +312,7 @@ def load_model(path: str | os.PathLike[str], *, step: int | None = None, use_ema
     raise FileNotFoundError(
         f"--checkpoint {root}: expected an export directory (params/ + config.json, from mvtrack_jax.export) or a "
         f"training workdir (checkpoints/, from mvtrack_jax.train)")
-  config = upgrade_config(config)
+  config = run_config.complete(config)  # older stored configs are upgraded to today's schema
   model = MVTrack4Gen.from_config(config)
   check_params_match_config(params, model, config, root)
   return LoadedModel(config=config, params=dict(params), model=model, objective=ObjectiveConfig.from_config(config),

@@ -91,8 +91,8 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
     ``step -> learning rate`` (jit-compatible).
   """
   lr = float(config.learning_rate)
-  warmup = int(config.get("warmup_steps", 0))
-  kind = config.get("schedule", "cosine")
+  warmup = int(config.warmup_steps)
+  kind = config.schedule
   if kind == "constant":
     if warmup:
       return optax.linear_schedule(0.0, lr, warmup)
@@ -102,7 +102,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
   decay_steps = max(int(num_train_steps), warmup + 1)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=lr, warmup_steps=warmup, decay_steps=decay_steps,
-      end_value=lr * float(config.get("end_lr_factor", 0.0)))
+      end_value=lr * float(config.end_lr_factor))
 
 
 def make_optimizer(config: ml_collections.ConfigDict, num_train_steps: int
@@ -120,15 +120,15 @@ def make_optimizer(config: ml_collections.ConfigDict, num_train_steps: int
   """
   schedule = learning_rate_schedule(config, num_train_steps)
   parts = []
-  clip = float(config.get("grad_clip_norm", 0.0))
+  clip = float(config.grad_clip_norm)
   if clip > 0:
     parts.append(optax.clip_by_global_norm(clip))
   decay_mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)
   parts.append(optax.adamw(
-      schedule, b1=float(config.get("b1", 0.9)), b2=float(config.get("b2", 0.999)),
-      eps=float(config.get("eps", 1e-8)), weight_decay=float(config.get("weight_decay", 0.0)),
+      schedule, b1=float(config.b1), b2=float(config.b2),
+      eps=float(config.eps), weight_decay=float(config.weight_decay),
       mask=decay_mask))
-  patterns = tuple(config.get("trainable_patterns", (".*",)))
+  patterns = tuple(config.trainable_patterns)
   tx = optax.multi_transform(
       {TRAINABLE: optax.chain(*parts), FROZEN: optax.set_to_zero()},
       lambda params: trainable_labels(params, patterns))

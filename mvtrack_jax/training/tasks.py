@@ -261,7 +261,7 @@ def _check_null_context_frozen(config: ml_collections.ConfigDict) -> None:
                      r"use patterns such as '^(dit|head)/' instead of '.*'")
 
 
-# Objective metric names → the names logged in metrics.jsonl (issue 5 / README).
+# Objective metric names → the names logged in metrics.jsonl (docs/training.md, "What a run leaves in WORKDIR").
 _RENAME = {"diff_loss": "loss_diff", "track_loss": "loss_track", "corr_loss": "loss_corr"}
 
 
@@ -323,7 +323,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
       return values, report
 
   return Task(
-      name=config.get("name", "mvtrack4gen"), init_params=init_params, loss_fn=loss_fn, pretrained_params=pretrained,
+      name=config.name, init_params=init_params, loss_fn=loss_fn, pretrained_params=pretrained,
       logical_axis_rules=tuple(wan.LOGICAL_AXIS_RULES),
       make_iterator=lambda split, b, seed: make_iterator(config, split, b, seed),
       batch_spec=lambda global_batch: batch_spec(config, global_batch),

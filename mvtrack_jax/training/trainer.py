@@ -17,7 +17,7 @@
 Nothing is saved that cannot be resumed from: the train step never keeps a non-finite update
 (``train_step``), a state with NaN/inf values is never checkpointed, and a restored state is
 checked for them before the run continues from it (a poisoned step is moved aside like a damaged
-one). Loop and optimizer values are checked before any work (``config_checks``).
+one). The config is validated and completed with the schema's defaults before any work (``run_config``).
 
 Logged values are those of the logged step itself (no averaging over the interval), so a run
 resumed from any checkpoint reproduces the uninterrupted ``metrics.jsonl`` exactly (wall-clock
@@ -42,11 +42,11 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from mvtrack_jax import run_config
 from mvtrack_jax.data import video_io
 from mvtrack_jax.errors import ConfigError
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
-from mvtrack_jax.training import config_checks
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import metric_writers
 from mvtrack_jax.training import optimizer as optimizer_lib
@@ -235,9 +235,9 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
   return None, None, make_iterator()
 
 
-# Config blocks that define what a checkpoint holds (a change is an error on resume) and blocks whose
-# change on resume is allowed but reported.
-_RESUME_FIXED = ("model", "head", "objective", "autoencoder", "text.context_length", "optimizer.trainable_patterns")
+# Config blocks that define what a checkpoint holds (marked resume_fixed in the schema: a change is an error on
+# resume) and blocks whose change on resume is allowed but reported.
+_RESUME_FIXED = run_config.resume_fixed_fields()
 _RESUME_REPORTED = ("optimizer", "num_train_steps", "batch_size", "seed", "ema_decay", "mesh", "data", "image")
 
 
@@ -255,9 +255,8 @@ def check_resumed_config(stored: Mapping[str, Any], config: ml_collections.Confi
       (``optimizer.trainable_patterns``) or the EMA turned on/off — naming every changed field;
       other optimizer, loop and data changes are logged as warnings ``field: old → new``.
   """
-  stored = checkpoint_lib.upgrade_config(ml_collections.ConfigDict(dict(stored))).to_dict()
-  old = flax.traverse_util.flatten_dict(json.loads(json.dumps(stored)), sep=".")
-  new = flax.traverse_util.flatten_dict(checkpointing.config_to_json_dict(config), sep=".")
+  old = flax.traverse_util.flatten_dict(checkpointing.config_to_json_dict(run_config.complete(stored)), sep=".")
+  new = flax.traverse_util.flatten_dict(checkpointing.config_to_json_dict(run_config.complete(config)), sep=".")
   changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
   under = lambda key, blocks: any(key == b or key.startswith(b + ".") for b in blocks)
   fixed = [k for k in changed if under(k, _RESUME_FIXED)]
@@ -296,12 +295,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     ValueError: inconsistent config (mesh vs devices, batch size vs mesh/processes), or a resume
       whose architecture or objective differs from the checkpoint's (``check_resumed_config``).
     CheckpointError: checkpoints exist but none restores (``restore_newest``).
-    ConfigError: a loop or optimizer value that cannot train (``config_checks``), before any work.
+    ConfigError: an invalid config (``run_config.parse``: unknown fields, wrong types, values that cannot
+      train), before any work.
     TrainingStopped: SIGTERM or a first SIGINT stopped the run after checkpointing (one received while
       the run starts up — building the task, restoring, compiling — stops it at the first log step).
     KeyboardInterrupt: a second SIGINT.
   """
-  config_checks.check_training_config(config)
+  config = run_config.complete(config)
   preemption = _PreemptionFlag()
   preemption.install()  # from the start: a SIGTERM while the run starts up still ends in a clean stop, exit 75
   try:
@@ -323,7 +323,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
                dict(mesh.shape), jax.process_count(), per_process_batch)
 
   tx, schedule = optimizer_lib.make_optimizer(config.optimizer, total_steps)
-  ema_decay = float(config.get("ema_decay", 0.0))
+  ema_decay = float(config.ema_decay)
   use_ema = ema_decay > 0
   init_key, train_key, eval_key = base_keys(int(config.seed))
   abstract_state, shardings = state_lib.state_shardings(
@@ -331,7 +331,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
 
   ckpt = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=int(config.keep_checkpoints),
-      async_save=bool(config.get("async_checkpointing", True)))
+      async_save=bool(config.async_checkpointing))
   resume_step, state, train_iter = restore_newest(
       ckpt, abstract_state, lambda: task.make_iterator("train", per_process_batch, int(config.seed)), config)
   if resume_step is None:
@@ -372,13 +372,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
   writer = metric_writers.MetricWriter(
       workdir, total_steps=total_steps, initial_step=start_step,
       resume_step=resume_step if resume_step is not None else -1,
-      tensorboard=bool(config.get("tensorboard", True)),
-      progress_bar=bool(config.get("progress_bar", True)))
+      tensorboard=bool(config.tensorboard), progress_bar=bool(config.progress_bar))
   log_every = max(int(config.log_every_steps), 1)
   ckpt_every = int(config.checkpoint_every_steps)
-  eval_every = int(config.get("eval_every_steps", 0))
-  max_bad = int(config.get("max_consecutive_nonfinite", 0))
-  stop_after = int(config.get("stop_after_steps", -1))
+  eval_every = int(config.eval_every_steps)
+  max_bad = int(config.max_consecutive_nonfinite)
+  stop_after = int(config.stop_after_steps)
   last_logged: dict[str, float] = {}
   previous_metrics = None
   t_last, steps_since = time.perf_counter(), 0
@@ -396,7 +395,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
 
   try:
     step = start_step
-    if eval_every > 0 and step == 0 and bool(config.get("eval_at_start", True)):
+    if eval_every > 0 and step == 0 and bool(config.eval_at_start):
       writer.write_eval(0, evaluate(config, task, state.params, mesh, eval_step, per_process_batch))
     while step < total_steps:
       local = next(train_iter)

@@ -245,12 +245,3 @@ def test_standins_command_checks_out_first(tmp_path):
   (tmp_path / "a_file").write_text("x")
   with pytest.raises(NotADirectoryError, match=r"--out .*a_file/w: .*a_file is a file"):
     run_cli(standins, f"--out={tmp_path / 'a_file' / 'w'}")
-
-
-def test_old_stored_configs_get_the_image_block():
-  old = ml_collections.ConfigDict(dict(objective=dict(lambda_track=1.0), text=dict(encoder="", cache="")))
-  upgraded = checkpoint_lib.upgrade_config(old)
-  assert upgraded.image.to_dict() == {"encoder": "", "cache": "", "preprocess": "wan"} and "image" not in old
-  older = checkpoint_lib.upgrade_config(ml_collections.ConfigDict(dict(objective=dict(context_length=16))))
-  assert older.text.context_length == 16 and older.image.preprocess == "wan"
-  assert checkpoint_lib.upgrade_config(upgraded) is upgraded

@@ -2,10 +2,10 @@
 
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
+from mvtrack_jax import run_config
 from mvtrack_jax.data import encode_text, feature_cache, pipeline, schema, sources
 from mvtrack_jax.models import text_encoder as text_lib
 from tests.data.test_readers import tiny_record, write_multicam_scene
@@ -41,7 +41,7 @@ def tree(tmp_path_factory):
 
 
 def _config(root):
-  return ml_collections.ConfigDict({
+  return run_config.complete({
       "data": {"dataset": "multicamvideo", "data_dir": root, "synthetic": None},
       "text": {"encoder": "", "cache": "", "context_length": 16, "caption_dropout": 0.1}})
 

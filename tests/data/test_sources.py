@@ -4,13 +4,19 @@ import ml_collections
 import numpy as np
 import pytest
 
+from mvtrack_jax import run_config
 from mvtrack_jax.data import readers, sources
 from tests.data.test_readers import tiny_record
 
 
 def _data(**kw):
-  return ml_collections.ConfigDict(dict(dict(dataset="multicamvideo", data_dir="", train_split="train",
-                                             eval_split="val"), **kw))
+  """A complete ``config.data`` block (the schema's defaults) reading MultiCamVideo, with ``kw`` set."""
+  data = run_config.default_config().data
+  with data.ignore_type():
+    for key, value in dict(dict(dataset="multicamvideo", data_dir="", train_split="train", eval_split="val"),
+                           **kw).items():
+      data[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+  return data
 
 
 def test_specs_mixture_and_eval_source():

@@ -6,11 +6,11 @@ with a few pixels, the staged build of small configs, chunked ray casting with a
 
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
 from configs import synthetic_data
+from mvtrack_jax import run_config
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import synthetic
@@ -75,7 +75,7 @@ def test_run_config_data_synthetic_paper_reaches_load_split(monkeypatch, synthet
   monkeypatch.setattr(sd, "load_split", lambda split, data_dir=None, config=None: seen.append(config) or [])
   sources._source.cache_clear()  # pylint: disable=protected-access
   setting = "paper" if synthetic_setting == "paper" else synthetic_data.get_config("paper")
-  data = ml_collections.ConfigDict({"dataset": "synthetic", "data_dir": "", "synthetic": setting})
+  data = run_config.complete({"data": {"dataset": "synthetic", "data_dir": "", "synthetic": setting}}).data
   try:
     sources.data_source(data, "train")
   finally:

@@ -359,10 +359,10 @@ def test_no_restorable_checkpoint_and_changed_configs_are_clear_errors(single_de
   workdir = tmp_path / "run"
   shutil.copytree(single_device_run, workdir)
   config_json = (workdir / "config.json").read_text()
-  import ml_collections
   changed = toy_task.toy_config(num_train_steps=8)
-  changed.model = ml_collections.ConfigDict({"preset": "other"})             # the toy run stored no model block
-  with pytest.raises(ValueError, match=r"another architecture or objective; changed: model.preset: None -> 'other'"):
+  changed.model.preset = "tiny"                                               # the toy run stored the default
+  with pytest.raises(ValueError, match=r"another architecture or objective; changed: model.preset: 'tiny-pixel' -> "
+                                       r"'tiny'"):
     trainer.train_and_evaluate(changed, str(workdir), task=toy_task.make_task())
   assert (workdir / "config.json").read_text() == config_json                  # a failed resume writes nothing
   assert not (workdir / "checkpoints_damaged").exists()                        # nor moves healthy checkpoints

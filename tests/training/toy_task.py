@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mvtrack_jax import run_config
 from mvtrack_jax.training.task import Task
 
 IN, HIDDEN, OUT = 8, 32, 4
@@ -85,10 +86,9 @@ def make_task(poison=frozenset()) -> Task:
 
 
 def toy_config(**overrides):
-  """A complete trainer config for the toy task (same fields as configs/default.py)."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  c = ml_collections.ConfigDict()
-  c.seed = 0
+  """The schema's default run config with the toy task's loop, batch and optimizer (``overrides``: dotted
+  field → value; the model/data fields are unused, the toy task replaces them)."""
+  c = run_config.default_config()
   c.num_train_steps = 6
   c.log_every_steps = 1
   c.checkpoint_every_steps = 2
@@ -96,18 +96,14 @@ def toy_config(**overrides):
   c.eval_steps = 2
   c.eval_at_start = False
   c.keep_checkpoints = 3
-  c.stop_after_steps = -1
   c.max_consecutive_nonfinite = 3
   c.batch_size = 8
   c.ema_decay = 0.9
-  c.tensorboard = True
   c.progress_bar = False
-  c.async_checkpointing = True
-  c.mesh = ml_collections.ConfigDict({"shape": (-1, 1, 1), "axes": ("data", "fsdp", "tensor")})
-  c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=3e-2, warmup_steps=2, schedule="cosine", end_lr_factor=0.1, b1=0.9,
-      b2=0.999, eps=1e-8, weight_decay=1e-4, grad_clip_norm=1.0,
-      trainable_patterns=(".*",)))
+  c.optimizer.learning_rate = 3e-2
+  c.optimizer.warmup_steps = 2
+  c.optimizer.b2 = 0.999
+  c.optimizer.trainable_patterns = (".*",)
   for k, v in overrides.items():
     target = c
     *parents, leaf = k.split(".")
