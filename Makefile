@@ -64,7 +64,7 @@ test: $(DEV_STAMP)
 test-all: $(DEV_STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS) tests
 
-# Speed benchmarks print figures (README "Performance" records them); nothing is asserted.
+# Speed benchmarks print figures (docs/performance.md records them); nothing is asserted.
 bench: $(RUNTIME_STAMP)
 	$(PY) -m benchmarks.data_bench
 	$(PY) -m benchmarks.multicam_bench

@@ -4,7 +4,7 @@ A step is ``jax.grad`` of a velocity MSE (plus a probe q/k term when ``--probe_l
 with respect to all parameters, jitted; no optimizer update. Tokens/s counts every token of the
 joint ``[target | reference]`` sequence times the batch.
 
-CPU (the figures in the README):
+CPU (the figures in docs/performance.md):
 
   .venv/bin/python -m benchmarks.dit_bench --preset tiny --tokens 2x4x8x12 --steps 10
 

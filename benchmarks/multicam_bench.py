@@ -18,7 +18,7 @@ configuration (81-frame windows at 480×832, 256 query points) in three ways:
 - ``lazy+size``: the same, resized to ``--decode_size`` while decoding (the paper config's
   ``data.multicamvideo.size = (832, 832)``).
 
-Prints examples/s and seconds per example. Figures go to the README with device and date.
+Prints examples/s and seconds per example. Figures go to docs/performance.md with device and date.
 """
 
 from __future__ import annotations

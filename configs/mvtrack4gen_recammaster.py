@@ -43,7 +43,7 @@ one GPU; ``get_config("14b")`` is Wan2.1-14B with FSDP over 8 GPUs (full remat, 
 stand-ins (``python -m mvtrack_jax.convert.standins --out W``: a ``tiny`` DiT of 2 blocks × 128, 4
 latent channels, patch 1×1×1; a tiny VAE and umT5; a MultiCamVideo-layout tree of 2 scenes × 3
 cameras × 9 frames of 32×48 as ``D``; the mixture entry a tiny synthetic set; 2 steps) — the
-README's "Fine-tune a pretrained Wan2.1" lists the commands and ``tests/data/test_latent_cache.py``
+docs/training.md's "Fine-tune a pretrained Wan2.1" lists the commands and ``tests/data/test_latent_cache.py``
 runs them.
 """
 
@@ -151,7 +151,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "14b":
     # Wan2.1-T2V-14B (40 blocks × 5120): parameters, gradients and Adam moments sharded over 8 GPUs (FSDP),
     # 1 example per GPU. Full remat: keeping the attention residuals (save_attention) would add ~107 GB per
-    # GPU at 65,520 tokens (README, "Scale-out"). Probe layer 24 of 40 (the 1.3B's 18 of 30, scaled; an
+    # GPU at 65,520 tokens (docs/training.md, "Scale-out"). Probe layer 24 of 40 (the 1.3B's 18 of 30, scaled; an
     # assumption: the paper gives no 14B layer).
     c.model.preset = "wan2.1-t2v-14b"
     c.model.overrides.remat_policy = "full"
