@@ -33,36 +33,56 @@ Why these settings:
 - Learning rate 2e-3, 100 warm-up steps, cosine to 0.1×; uniform loss weight over Wan's shifted
   σ grid (shift 5), as the demo, since a model trained from scratch must learn the noisiest steps.
 
+``get_config("stage2")`` continues it (in progress, not shipped): from the shipped EMA weights
+(``config.init.transformer``), on the same scenes rendered in the ``paper`` style, whose mip-mapped textures
+do not alias at 64×64 as the default style's nearest-texel lookups do; learning rate 1e-3, 1,200 steps::
+
+  python -m mvtrack_jax.train --config=configs/base.py:stage2 --workdir=out/base_stage2
+
 ``get_config("test")`` is a seconds-long variant of the same architecture (the tests lower it and
 load the shipped weights into it; they never train it).
 """
+
+import os
 
 import ml_collections
 
 from configs import default
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(REPO, "weights", "base")  # what stage 2 starts from
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """``arg``: None/"" (the base training) or "test" (tiny data and steps, same model)."""
-  c = default.get_config(arg)
+  """``arg``: None/"" (the shipped base), "stage2" (its continuation) or "test" (tiny data and steps, same model)."""
+  if arg not in (None, "", "stage2", "test"):
+    raise ValueError(f"configs/base.py: unknown variant {arg!r}; expected '', 'stage2' or 'test'")
+  c = default.get_config("test" if arg == "test" else None)
   c.name = "base"
-  c.num_train_steps = 2500
   c.log_every_steps = 25
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 100
   c.batch_size = 8
   c.ema_decay = 0.999
-  c.optimizer.learning_rate = 2e-3
   c.optimizer.warmup_steps = 100
-  c.init.transformer = ""  # trained from random weights (the demo fine-tunes from this model's export)
   c.model.preset = "small-pixel"
   c.objective.lambda_track = 0.0
   c.objective.lambda_corr = 0.0
   c.data.height = 64
   c.data.width = 64
+  c.num_train_steps = 2500
+  c.optimizer.learning_rate = 2e-3
+  c.init.transformer = ""  # trained from random weights (the demo fine-tunes from this model's export)
   if arg != "test":
     c.data.synthetic = ml_collections.ConfigDict(dict(num_views=2, num_train=2000))
-  else:
+  if arg == "stage2":
+    c.num_train_steps = 1200
+    c.eval_every_steps = 600
+    c.optimizer.learning_rate = 1e-3
+    c.init.transformer = SHIPPED
+    c.data.synthetic.style = "paper"
+  if arg == "test":
     c.num_train_steps = 3
     c.batch_size = 2
   return c
