@@ -1,14 +1,16 @@
 """Reading and writing RGB videos as mp4 files.
 
-Videos are ``(T, H, W, 3)`` uint8 arrays (channels-last, docs/design.md §3). Encoding uses imageio's
-``ffmpeg`` plugin with the ffmpeg binary that the ``imageio-ffmpeg`` wheel ships, so nothing has
-to be installed system-wide. Files are H.264 (``libx264``) with ``yuv420p`` chroma subsampling,
-the pixel format every player and the ReCamMaster / MultiCamVideo files use.
+Videos are ``(T, H, W, 3)`` uint8 arrays (channels-last, docs/design.md §3). Encoding and decoding run
+in this process through PyAV (FFmpeg's libraries, bundled in the ``av`` wheel, so nothing has to be
+installed system-wide). No ffmpeg child process is started: a fork of a process with many threads
+(JAX, grain, TensorBoard) that then runs Python code before ``exec`` — what imageio-ffmpeg's
+``preexec_fn=os.setpgrp`` did — could deadlock on a lock held by another thread (seen once: a
+training run that had finished never exited). Files are H.264 (``libx264``) with ``yuv420p`` chroma
+subsampling, the pixel format every player and the ReCamMaster / MultiCamVideo files use.
 
 ``yuv420p`` needs even frame sizes: odd heights/widths are padded by one row/column replicating
 the edge pixels (never resized, so pixel coordinates of the original frames stay valid in the
-file). imageio-ffmpeg's default rounding of sizes up to a multiple of 16 (``macro_block_size``),
-which would *rescale* the frames, is switched off.
+file).
 
 Writes are atomic: the video is encoded into a temporary file in the destination directory and
 moved over the destination with ``os.replace``, so a crash never leaves a truncated mp4 behind.
@@ -21,29 +23,13 @@ saturated colours because of the 4:2:0 chroma subsampling).
 from __future__ import annotations
 
 import contextlib
-import logging
+import fractions
 import os
 import tempfile
-import warnings
 from typing import Iterator
 
-import imageio.v2 as imageio
+import av
 import numpy as np
-
-# ffmpeg runs in a child started by subprocess (fork + exec): the child never runs JAX, so JAX's
-# "os.fork() was called ... deadlock" warning does not apply to these forks; only they are silenced.
-warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning, module="subprocess")
-
-
-class _RequestedSizeNotice(logging.Filter):
-  """Drops imageio-ffmpeg's warning that a reader's frame size differs from the file's: ``read_video(size=...)``
-  asks ffmpeg for exactly that."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("The frame size for reading")
-
-
-logging.getLogger("imageio_ffmpeg").addFilter(_RequestedSizeNotice())
 
 DEFAULT_FPS = 15.0
 _CODEC = "libx264"
@@ -68,16 +54,6 @@ def _check_video_array(video: np.ndarray, name: str = "video") -> np.ndarray:
   if min(video.shape[:3]) < 1:
     raise VideoError(f"{name}: empty video of shape {video.shape}")
   return video
-
-
-def _brief(error: Exception, max_lines: int = 4) -> str:
-  """The informative lines of an imageio/ffmpeg error (drops ffmpeg's version/configuration banner)."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  banner = ("ffmpeg version", "built with", "configuration:", "lib", "=== stderr")
-  kept = [line for line in lines if not line.startswith(banner)]
-  if len(kept) > max_lines:
-    kept = kept[:1] + kept[-(max_lines - 1):]
-  return " | ".join(kept) or type(error).__name__
 
 
 def pad_to_even(video: np.ndarray) -> np.ndarray:
@@ -193,52 +169,55 @@ def write_video(path: str | os.PathLike[str], video: np.ndarray, *, fps: float =
     path: destination file (``.mp4``); parent directories are created.
     video: ``(T, H, W, 3)`` uint8 RGB frames. Odd ``H``/``W`` are padded to even by edge replication
       (bottom/right), so the file holds ``(T, H + H % 2, W + W % 2, 3)``.
-    fps: frame rate in frames per second (MultiCamVideo uses 15).
-    quality: imageio-ffmpeg quality on a 0–10 scale (10 = best, largest files); ``None`` leaves the
-      encoder's default rate control.
+    fps: frame rate in frames per second (MultiCamVideo uses 15); stored as a fraction (25/3 stays
+      exact, 29.97 becomes 30000/1001).
+    quality: 0–10 (10 = best, largest files), x264's constant rate factor ``crf = int((1 - quality / 10) · 51)``
+      (the scale imageio-ffmpeg uses, so files match the ones earlier versions wrote); ``None`` leaves x264's
+      default rate control.
 
   Raises:
     VideoError: ``video`` is not a non-empty ``(T, H, W, 3)`` uint8 array, ``fps`` is not positive,
-      or ffmpeg fails to encode (the message names ``path``).
+      ``quality`` is outside 0–10, or encoding fails (the message names ``path``).
   """
   path = os.fspath(path)
   video = pad_to_even(_check_video_array(video, name=f"write_video({path!r})"))
-  if not fps > 0:
+  if not (np.isfinite(fps) and fps > 0):
     raise VideoError(f"write_video({path!r}): fps must be positive, got {fps}")
+  if quality is not None and not 0 <= quality <= 10:
+    raise VideoError(f"write_video({path!r}): quality must be in [0, 10] or None, got {quality}")
+  options = {} if quality is None else {"crf": str(int((1 - quality / 10) * 51))}
   try:
     with atomic_output(path) as tmp:
-      writer = imageio.get_writer(
-          tmp, format="FFMPEG", mode="I", fps=fps, codec=_CODEC, pixelformat=_PIXEL_FORMAT,
-          quality=quality, macro_block_size=1, ffmpeg_log_level="error")
-      try:
+      with av.open(tmp, mode="w", format="mp4") as container:
+        stream = container.add_stream(_CODEC, rate=fractions.Fraction(fps).limit_denominator(1001), options=options)
+        stream.height, stream.width = video.shape[1:3]
+        stream.pix_fmt = _PIXEL_FORMAT
         for frame in video:
-          writer.append_data(frame)
-      finally:
-        writer.close()
-  except VideoError:
-    raise
-  except Exception as e:  # imageio/ffmpeg raise a variety of types.
-    raise VideoError(f"{path}: failed to encode video of shape {video.shape}: {_brief(e)}") from e
+          container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))  # flush the encoder's delayed frames
+  except (av.FFmpegError, ValueError, OSError) as e:
+    raise VideoError(f"{path}: failed to encode video of shape {video.shape}: {e}") from e
 
 
 def read_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
                frame_stride: int = 1, size: tuple[int, int] | None = None) -> np.ndarray:
-  """Reads an mp4 (or any ffmpeg-readable video) into RGB frames.
+  """Reads an mp4 (or any video FFmpeg decodes) into RGB frames.
 
   Args:
     path: video file.
-    num_frames: read at most this many frames (after striding); ``None`` reads all of them. ffmpeg is
-      told to stop after the last source frame needed.
+    num_frames: read at most this many frames (after striding); ``None`` reads all of them. Decoding
+      stops at the last source frame needed.
     frame_stride: keep every ``frame_stride``-th frame, starting with frame 0.
-    size: ``(height, width)`` that ffmpeg scales each frame to while decoding (area averaging), so a
-      large video never reaches Python at full size; ``None`` keeps the file's size.
+    size: ``(height, width)`` each kept frame is scaled to as it is converted from the decoder
+      (libswscale's area averaging), so a large video never reaches numpy at full size; ``None`` keeps
+      the file's size.
 
   Returns:
     ``(T, H, W, 3)`` uint8 frames.
 
   Raises:
     VideoError: the file does not exist, is empty, cannot be decoded, or has fewer than one frame,
-      or ``num_frames`` / ``frame_stride`` are not positive. The message names the file.
+      or ``num_frames`` / ``frame_stride`` / ``size`` are not positive. The message names the file.
   """
   return np.stack(list(iter_video(path, num_frames=num_frames, frame_stride=frame_stride, size=size)))
 
@@ -257,70 +236,67 @@ def iter_video(path: str | os.PathLike[str], *, num_frames: int | None = None,
     raise VideoError(f"{path}: frame_stride must be >= 1, got {frame_stride}")
   if size is not None and (len(size) != 2 or min(size) < 1):
     raise VideoError(f"{path}: size must be (height, width) >= 1, got {size}")
-  output_params, input_params = [], []
-  if num_frames is not None:  # ffmpeg stops by itself (closing it early means killing it, with a warning)
-    output_params += ["-frames:v", str((num_frames - 1) * frame_stride + 1)]
-  if size is not None:
-    output_params += ["-sws_flags", "area"]
-    # One decoding thread: frame threading keeps a full-size frame per thread (an 8K clip: 620 MB in ffmpeg
-    # with the default threads, 430 MB with one; 2-core CPU, 2026-12-07). Shrunk reads are of a few frames.
-    input_params += ["-threads", "1"]
+  produced = 0
+  with _open(path) as container:
+    stream = container.streams.video[0]
+    if size is not None:
+      # One decoding thread: frame threading keeps a full-size frame per thread, and shrunk reads are of
+      # a few frames of a large video.
+      stream.thread_count = 1
+    try:
+      for index, frame in enumerate(container.decode(stream)):
+        if num_frames is not None and produced == num_frames:
+          break
+        if index % frame_stride:
+          continue
+        if size is None:
+          array = frame.to_ndarray(format="rgb24")
+        else:
+          array = frame.to_ndarray(height=int(size[0]), width=int(size[1]), format="rgb24", interpolation="AREA")
+        produced += 1
+        yield array
+    except (av.FFmpegError, ValueError) as e:
+      raise VideoError(f"{path}: failed to decode frame {produced * frame_stride} (corrupt video?): {e}") from e
+  if produced == 0:
+    raise VideoError(f"{path}: no decodable frames (corrupt or empty video)")
+
+
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[av.container.InputContainer]:
+  """The file opened for decoding, with a video stream; ``VideoError`` naming the file otherwise."""
   if not os.path.isfile(path):
     raise VideoError(f"{path}: video file not found")
   if os.path.getsize(path) == 0:
     raise VideoError(f"{path}: video file is empty (0 bytes)")
   try:
-    reader = imageio.get_reader(path, format="FFMPEG", mode="I", output_params=output_params, input_params=input_params,
-                                size=None if size is None else (int(size[1]), int(size[0])))
-  except Exception as e:
-    raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {_brief(e)}") from e
-  produced = 0
+    container = av.open(path, mode="r")
+  except (av.FFmpegError, ValueError, OSError) as e:
+    raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {e}") from e
   try:
-    index = 0
-    while num_frames is None or produced < num_frames:
-      try:
-        frame = reader.get_next_data()
-      except IndexError:
-        break
-      except Exception as e:
-        raise VideoError(f"{path}: failed to decode frame {index} (corrupt video?): {_brief(e)}") from e
-      if index % frame_stride == 0:
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
-          raise VideoError(f"{path}: frame {index} has shape {frame.shape} dtype {frame.dtype}, "
-                           "expected (H, W, 3) uint8 RGB")
-        produced += 1
-        yield frame
-      index += 1
+    if not container.streams.video:
+      raise VideoError(f"{path}: holds no video stream")
+    yield container
   finally:
-    reader.close()
-  if produced == 0:
-    raise VideoError(f"{path}: no decodable frames (corrupt or empty video)")
+    container.close()
 
 
 def frame_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-  """``(height, width)`` of a video's frames from its metadata, without decoding; ``VideoError`` if unreadable."""
-  width, height = _metadata(path)["size"]
-  return int(height), int(width)
-
-
-def _metadata(path: str | os.PathLike[str]) -> dict:
-  """The ffmpeg reader's metadata of a video file; ``VideoError`` naming the file if unreadable."""
+  """``(height, width)`` of a video's frames from its stream header, without decoding; ``VideoError`` if unreadable."""
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise VideoError(f"{path}: video file not found")
-  try:
-    # ffmpeg starts decoding as the reader opens: one thread and one frame keep that cheap for large videos.
-    reader = imageio.get_reader(path, format="FFMPEG", mode="I", input_params=["-threads", "1"],
-                                output_params=["-frames:v", "1"])
-  except Exception as e:
-    raise VideoError(f"{path}: cannot open video (corrupt or not a video file): {_brief(e)}") from e
-  try:
-    return reader.get_meta_data()
-  finally:
-    reader.close()
+  with _open(path) as container:
+    codec = container.streams.video[0].codec_context
+    if not (codec.height > 0 and codec.width > 0):
+      raise VideoError(f"{path}: the video stream declares no frame size")
+    return int(codec.height), int(codec.width)
 
 
 def video_fps(path: str | os.PathLike[str]) -> float:
-  """Frame rate stored in a video file's metadata (frames per second); ``VideoError`` if unreadable."""
-  return float(_metadata(path)["fps"])
+  """Frame rate stored in a video file's stream header (frames per second); ``VideoError`` if unreadable
+  or when the file declares none."""
+  path = os.fspath(path)
+  with _open(path) as container:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or rate <= 0:
+      raise VideoError(f"{path}: the video stream declares no frame rate")
+    return float(rate)

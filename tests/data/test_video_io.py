@@ -1,7 +1,11 @@
-"""Tests of mp4 reading/writing (imageio + the ffmpeg binary of imageio-ffmpeg)."""
+"""Tests of mp4 reading/writing (PyAV, in this process)."""
 
+import concurrent.futures
+import logging
 import os
+import subprocess
 import sys
+import threading
 
 from absl import flags
 import numpy as np
@@ -145,3 +149,48 @@ def test_read_video_shrinks_while_decoding_and_stops_at_the_last_frame_needed(tm
   np.testing.assert_allclose(small.astype(float), expected, atol=12)
   with pytest.raises(video_io.VideoError, match="size"):
     video_io.read_video(path, size=(0, 16))
+
+
+def test_no_child_process_is_started(tmp_path, monkeypatch):
+  """Encoding, decoding and header reads run in this process: a forked child that runs Python before exec (as
+  imageio-ffmpeg's preexec_fn did) could deadlock a process with many threads (a finished run that never exited)."""
+  def refuse(*args, **kwargs):
+    raise AssertionError("video_io started a child process")
+  monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+  monkeypatch.setattr(os, "fork", refuse)
+  monkeypatch.setattr(os, "posix_spawn", refuse)
+  path = tmp_path / "clip.mp4"
+  video_io.write_video(path, _gradient_video(t=3))
+  assert video_io.read_video(path, size=(12, 16)).shape == (3, 12, 16, 3)
+  assert video_io.frame_size(path) == (24, 32) and video_io.video_fps(path) == pytest.approx(15.0)
+
+
+def test_many_concurrent_decodes_and_encodes_finish(tmp_path):
+  """A stress test: 8 threads encode and decode 40 clips while 4 more keep taking a lock and logging (the shape of
+  the hang: many busy threads when a decoder starts); every call must finish within the timeout."""
+  source = tmp_path / "source.mp4"
+  video = _gradient_video(t=5)
+  video_io.write_video(source, video)
+  stop, lock = threading.Event(), threading.Lock()
+
+  def busy():
+    while not stop.is_set():
+      with lock:
+        logging.getLogger("busy").debug("working")
+
+  def job(i):
+    video_io.write_video(tmp_path / f"out{i}.mp4", video[:, :, ::-1] if i % 2 else video, fps=10 + i)
+    return video_io.read_video(tmp_path / f"out{i}.mp4", num_frames=3, size=(12, 16)).shape, \
+        video_io.read_video(source, frame_stride=2).shape
+
+  workers = [threading.Thread(target=busy, daemon=True) for _ in range(4)]
+  for w in workers:
+    w.start()
+  try:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+      futures = [pool.submit(job, i) for i in range(40)]
+      done, not_done = concurrent.futures.wait(futures, timeout=120)
+      assert not not_done, f"{len(not_done)} of 40 video calls still running after 120 s"
+      assert {f.result() for f in done} == {((3, 12, 16, 3), (3, 24, 32, 3))}
+  finally:
+    stop.set()
