@@ -552,7 +552,7 @@ def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, fra
   from mvtrack_jax import generate  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   base = _window_config(model_config)
-  record, *_ = generate.reference_record(path, model_config, fov=fov, cover=(base.height, base.width))
+  record, *_ = generate.reference_record(path, model_config, fov=fov, size=(base.height, base.width))
   available = int(record["video"].shape[1])
   t = protocol_num_frames(available, base.num_frames, base.frame_stride, frames_per_latent, path)
   pcfg = dataclasses.replace(base, num_frames=t, num_query_points=0)

@@ -21,10 +21,20 @@ Examples::
 - ``dataset:SPLIT:INDEX``: record ``INDEX`` of split ``SPLIT`` of the dataset in the model's config
   (the built-in synthetic dataset for ``configs/default.py``), view ``--reference_view``.
 
-The clip is resized to cover the model's resolution and centre-cropped (as in evaluation), with its
-``num_frames`` (``config.data``; override with ``--num_frames/--height/--width``). An mp4 is decoded only up
-to the last frame used and each frame is shrunk as it is decoded, so an 8K clip costs one 8K frame of
-memory at a time; the written videos play at the mp4's rate over the frame stride (the span sampled).
+The clip is brought to the model's resolution and ``num_frames`` (``config.data``; override with
+``--num_frames/--height/--width``). How an mp4 of another aspect ratio is fitted is ``--resize``:
+
+- ``crop`` (default; what training and evaluation do): scaled to cover the frame, aspect kept, and
+  centre-cropped: the edges of a wide clip are cut;
+- ``pad``: scaled to fit inside the frame, aspect kept, and centred on black bars: nothing is cut, but
+  the model (trained on full frames) sees bars it never saw in training;
+- ``stretch``: scaled to the frame in each axis separately: nothing is cut, the pixels are no longer
+  square (the intrinsics follow, fx ≠ fy).
+
+``generation.json`` records the policy and the affine map from mp4 pixels to generated pixels. ``.npz`` and
+``dataset:`` references are windowed as the model's data (``crop``). An mp4 is decoded only up to the
+last frame used and each frame is scaled as it is decoded, so an 8K clip costs one 8K frame of memory at
+a time; the written videos play at the mp4's rate over the frame stride (the span sampled).
 
 ``--trajectory``: one of ``static``, ``pan_left/right``, ``tilt_up/down``, ``zoom_in/out``,
 ``translate_up/down``, ``arc_left/right`` (ReCamMaster's ten presets; ``geometry.trajectories``:
@@ -101,6 +111,9 @@ from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
 
 FLAGS = flags.FLAGS
+# How an mp4 reference of another aspect ratio is fitted to the model's frame (module docstring); the first is the
+# default.
+RESIZE_POLICIES = ("crop", "pad", "stretch")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,14 +136,16 @@ def _load_array(path: str, name: str) -> np.ndarray:
 
 def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: float = 60.0,
                      intrinsics: np.ndarray | None = None, max_frames: int | None = None,
-                     cover: tuple[int, int] | None = None
+                     size: tuple[int, int] | None = None, resize: str = "crop"
                      ) -> tuple[dict[str, np.ndarray], str, float | None, np.ndarray]:
   """A 2-view schema record whose view 0 is the reference video (view 1 a copy or another view).
 
-  An mp4 is decoded only up to its ``max_frames``-th frame, each frame shrunk by ffmpeg while decoding (area
-  averaging, aspect ratio kept) to the smallest size that still covers ``cover = (height, width)``
-  — the resize the pipeline would make anyway — so memory follows the model's frame size, not the video's
-  (an 8K clip costs one 8K frame at a time). Its intrinsics are those of the decoded frames.
+  An mp4 is decoded only up to its ``max_frames``-th frame, each frame scaled while decoding (area
+  averaging) by the ``resize`` policy (module docstring) for the model's ``size = (height, width)``:
+  ``crop`` shrinks it (aspect kept, never enlarged) to the smallest size that still covers ``size`` — the
+  pipeline then crops it as any record —, ``pad`` scales it to fit inside ``size`` and centres it on black,
+  ``stretch`` scales it to ``size``; so memory follows the model's frame size, not the video's (an 8K clip
+  costs one 8K frame at a time). Its intrinsics are those of the record's frames.
 
   Args:
     spec: ``--reference`` (module docstring).
@@ -139,18 +154,24 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     fov: horizontal field of view (degrees) of an mp4 without ``intrinsics``.
     intrinsics: ``(3, 3)`` pixel intrinsics of an mp4, in the video's own pixels.
     max_frames: read at most this many leading frames of an mp4 (``None``: all).
-    cover: ``(height, width)`` an mp4's frames must still cover after shrinking (``None``: full size).
+    size: the model's ``(height, width)`` (``None``: an mp4 keeps its size; needs ``resize="crop"``).
+    resize: ``"crop"``, ``"pad"`` or ``"stretch"`` (``RESIZE_POLICIES``), for an mp4.
 
   Returns:
-    ``(record, source_name, fps or None, decode_scale)``: ``decode_scale`` ``(2,)`` = ``(sx, sy)`` from the
-    mp4's pixels to the record's (ones unless an mp4 was shrunk while decoding).
+    ``(record, source_name, fps or None, to_record)``: ``to_record`` ``(3, 3)`` the affine map of homogeneous
+    pixels ``(x, y, 1)`` (corner origin) from the mp4's pixels to the record's (identity for ``.npz`` and
+    ``dataset:`` references).
 
   Raises:
-    ValueError: malformed spec, view or intrinsics; FileNotFoundError: missing file;
+    ValueError: malformed spec, view or intrinsics (``errors.UserError`` for ``resize``: unknown, or ``pad``/
+    ``stretch`` for a reference that is not an mp4); FileNotFoundError: missing file;
     data.schema.RecordError / video_io.VideoError: unreadable data (naming the file).
   """
   from mvtrack_jax.data import readers  # pylint: disable=g-import-not-at-top
-  fps, decode_scale = None, np.ones(2)
+  check_resize(resize, spec)
+  if resize != "crop" and size is None:
+    raise ValueError(f"--resize {resize}: needs the model's frame size")
+  fps, to_record = None, np.eye(3)
   if spec.startswith("dataset:"):
     parts = spec.split(":")
     if len(parts) != 3 or not parts[2].isdigit():
@@ -167,11 +188,16 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     if not os.path.isfile(spec):
       raise FileNotFoundError(f"--reference {spec}: no such file (expected an mp4, an .npz or dataset:SPLIT:INDEX)")
     h0, w0 = video_io.frame_size(spec)
-    size = _decode_size(h0, w0, cover)
-    video = video_io.read_video(spec, num_frames=max_frames, size=None if size == (h0, w0) else size)
+    decoded = _decode_size(h0, w0, size, resize)
+    video = video_io.read_video(spec, num_frames=max_frames, size=None if decoded == (h0, w0) else decoded)
     fps = video_io.video_fps(spec)
     t, h, w, _ = video.shape
-    decode_scale = np.array([w / w0, h / h0])
+    to_record = np.diag([w / w0, h / h0, 1.0])
+    if resize == "pad" and (h, w) != tuple(size):
+      top, left = (size[0] - h) // 2, (size[1] - w) // 2
+      video = np.pad(video, ((0, 0), (top, size[0] - h - top), (left, size[1] - w - left), (0, 0)))
+      to_record[:2, 2] = left, top
+      t, h, w, _ = video.shape
     if intrinsics is None:
       k = geometry.intrinsics_from_fov(h0, w0, fov)
     else:
@@ -179,7 +205,7 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
       if k.shape != (3, 3):
         raise ValueError(f"--intrinsics: expected a 3x3 pinhole matrix, got shape {k.shape}")
       geometry.check_intrinsics(k, "--intrinsics")
-    k = np.diag([decode_scale[0], decode_scale[1], 1.0]) @ k  # the video's pixels → decoded ones (corner origin)
+    k = to_record @ k  # the video's pixels → the record's (corner origin)
     record = {
         "video": video[None], "intrinsics": np.broadcast_to(k, (1, t, 3, 3)).astype(np.float32),
         "world_to_camera": np.broadcast_to(np.eye(4), (1, t, 4, 4)).astype(np.float32),
@@ -191,16 +217,33 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
   views = [reference_view, (reference_view + 1) % v] if v > 1 else [0, 0]
   record = {key: (value if key == "points_3d" else np.asarray(value)[views])
             for key, value in record.items() if key != "depth"}
-  return record, spec, fps, decode_scale
+  return record, spec, fps, to_record
 
 
-def _decode_size(h: int, w: int, cover: tuple[int, int] | None) -> tuple[int, int]:
-  """``(height, width)`` to shrink an ``h × w`` frame to while decoding: the smallest size of the same aspect that
-  covers ``cover`` (the pipeline's resize rule, ``data.pipeline``), never larger than the frame itself."""
-  if cover is None:
+def check_resize(resize: str, reference: str) -> None:
+  """``errors.UserError`` naming ``--resize`` unless it is a ``RESIZE_POLICIES`` policy that applies to
+  ``reference`` (``pad``/``stretch`` fit an mp4; ``.npz`` and ``dataset:`` references are windowed as the model's
+  data)."""
+  if resize not in RESIZE_POLICIES:
+    raise errors.UserError(f"--resize {resize}: expected one of {', '.join(RESIZE_POLICIES)}")
+  if resize != "crop" and (reference.startswith("dataset:") or reference.endswith(".npz")):
+    raise errors.UserError(f"--resize {resize}: expected crop for {reference} (pad and stretch fit an mp4 reference; "
+                           ".npz and dataset: references are windowed as the model's data)")
+
+
+def _decode_size(h: int, w: int, size: tuple[int, int] | None, resize: str = "crop") -> tuple[int, int]:
+  """``(height, width)`` to scale an ``h × w`` frame to while decoding. ``crop``: the smallest size of the same
+  aspect that covers ``size`` (the pipeline's resize rule, ``data.pipeline``), never larger than the frame itself;
+  ``pad``: the largest of the same aspect inside ``size``; ``stretch``: ``size``."""
+  if size is None:
     return h, w
-  scale = min(1.0, max(cover[0] / h, cover[1] / w))
-  return max(min(h, cover[0]), int(round(h * scale))), max(min(w, cover[1]), int(round(w * scale)))
+  if resize == "stretch":
+    return int(size[0]), int(size[1])
+  if resize == "pad":
+    scale = min(size[0] / h, size[1] / w)
+    return min(size[0], max(1, int(round(h * scale)))), min(size[1], max(1, int(round(w * scale))))
+  scale = min(1.0, max(size[0] / h, size[1] / w))
+  return max(min(h, size[0]), int(round(h * scale))), max(min(w, size[1]), int(round(w * scale)))
 
 
 def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndarray, *,
@@ -314,9 +357,9 @@ def grid_query_points(height: int, width: int, grid: int) -> np.ndarray:
   return np.stack([np.zeros(grid * grid), xx.ravel(), yy.ravel()], -1).astype(np.float32)
 
 
-def user_query_points(path: str, scale: np.ndarray, crop: np.ndarray, num_frames: int, height: int,
-                      width: int) -> np.ndarray:
-  """Query points from a file, mapped from input-video pixels to the generated video's (module doc).
+def user_query_points(path: str, to_video: np.ndarray, num_frames: int, height: int, width: int) -> np.ndarray:
+  """Query points from a file, mapped from input-video pixels to the generated video's (module doc) by the
+  ``(3, 3)`` affine ``to_video`` (homogeneous ``(x, y, 1)``, corner origin).
 
   Raises:
     ValueError: not ``(N, 3)``/``(N, 2)``, non-finite, a frame outside ``[0, num_frames − 1]``, or a
@@ -333,12 +376,12 @@ def user_query_points(path: str, scale: np.ndarray, crop: np.ndarray, num_frames
   if np.any((q[:, 0] < 0) | (q[:, 0] > num_frames - 1)):
     raise ValueError(f"--query_points {path}: frame indices must be in [0, {num_frames - 1}]")
   original = q[:, 1:].copy()
-  q[:, 1:] = q[:, 1:] * scale - crop
+  q[:, 1:] = q[:, 1:] @ to_video[:2, :2].T + to_video[:2, 2]
   outside = (q[:, 1] < 0) | (q[:, 1] >= width) | (q[:, 2] < 0) | (q[:, 2] >= height)
   if outside.any():
     row = int(np.argmax(outside))
     raise ValueError(f"--query_points {path}: {int(outside.sum())} point(s) outside the generated {height}x{width} frame "
-                     f"after the resize and centre crop; first: row {row}, (x, y) = {original[row].tolist()} input "
+                     f"after the resize; first: row {row}, (x, y) = {original[row].tolist()} input "
                      f"pixels")
   return q.astype(np.float32)
 
@@ -354,7 +397,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
         look_at_depth: float | None = None, context: str | None = None, negative_context: str | None = None,
         prompt: str | None = None, negative_prompt: str | None = None, text_encoder: str | None = None,
         image_encoder: str | None = None, fps: float | None = None, step: int | None = None, use_ema: bool = False,
-        progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+        progress: bool = True, overwrite: bool = False, resize: str = "crop") -> dict[str, Any]:
   """The command (module docstring); returns the ``generation.json`` record.
 
   ``out`` must be empty or missing, unless ``overwrite``: then the files an earlier ``generate`` wrote there
@@ -383,6 +426,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   check_numeric_arguments(fov=fov, steps=steps, cfg=cfg, grid=grid, start_frame=start_frame, num_frames=num_frames,
                           height=height, width=width, magnitude=magnitude, look_at_depth=look_at_depth, fps=fps,
                           reference_view=reference_view)
+  check_resize(resize, reference)
   if not reference.startswith("dataset:"):
     video_io.ensure_input_file(reference, "--reference")
   if trajectory.endswith(".json"):
@@ -398,16 +442,20 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   base = sources.pipeline_config(data, 1, train=False)  # centre crops, the model's sizes
   pcfg = dataclasses.replace(base, num_frames=int(num_frames or base.num_frames), height=int(height or base.height),
                              width=int(width or base.width), num_query_points=0)
-  record, source_name, source_fps, decode_scale = reference_record(
+  record, source_name, source_fps, to_record = reference_record(
       reference, model.config, reference_view=reference_view, fov=fov, intrinsics=k_in,
-      max_frames=start_frame + pcfg.frame_stride * (pcfg.num_frames - 1) + 1, cover=(pcfg.height, pcfg.width))
+      max_frames=start_frame + pcfg.frame_stride * (pcfg.num_frames - 1) + 1, size=(pcfg.height, pcfg.width),
+      resize=resize)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False,
                                           source=source_name)
   t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
+  # Input pixels → generated pixels: the decode (and --resize) map, then the pipeline's scale and crop.
+  to_video = np.array([[meta["scale"][0], 0.0, -meta["crop"][0]], [0.0, meta["scale"][1], -meta["crop"][1]],
+                       [0.0, 0.0, 1.0]]) @ to_record
   c2w, k_tgt, traj_name = trajectory_cameras(trajectory, t, example["reference_intrinsics"], magnitude=magnitude,
                                              look_at_depth=look_at_depth)
   if query_points:
-    queries = user_query_points(query_points, decode_scale * meta["scale"], meta["crop"], t, h, w)
+    queries = user_query_points(query_points, to_video, t, h, w)
   else:
     queries = grid_query_points(h, w, grid)
   truth = None
@@ -478,7 +526,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   _write_png(os.path.join(out, "strip.png"), strip)
   files.append("strip.png")
   info = {"checkpoint": model.source, "model": model.name, "reference": source_name, "trajectory": traj_name,
-          "num_frames": t, "frame_stride": pcfg.frame_stride, "fps": fps, "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
+          "num_frames": t, "frame_stride": pcfg.frame_stride, "fps": fps, "resize": resize,
+          "input_to_output_pixels": to_video.tolist(), "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
           "guidance_active": bool(texts) and cfg != 1.0, "prompt": prompt, "negative_prompt": negative_prompt,
           "seed": seed, "num_query_points": int(len(queries)),
           "ground_truth": truth is not None, **fidelity_metrics,
@@ -591,6 +640,9 @@ def define_flags() -> None:
                      "the span it was sampled from; else 15).")
   flags.DEFINE_integer("step", None, "Training step (workdir checkpoints; default newest).")
   flags.DEFINE_bool("use_ema", False, "Use the EMA weights of a training workdir.")
+  flags.DEFINE_enum("resize", RESIZE_POLICIES[0], RESIZE_POLICIES,
+                    "How an mp4 of another aspect ratio fits the model's frame: crop (cover, centre crop; as in "
+                    "training), pad (fit, black bars) or stretch (each axis).")
   flags.DEFINE_bool("overwrite", False, "Replace the files of an earlier generate in a non-empty --out.")
 
 
@@ -607,7 +659,7 @@ def main(argv):
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
              negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
              text_encoder=FLAGS.text_encoder, image_encoder=FLAGS.image_encoder, fps=FLAGS.fps, step=FLAGS.step,
-             use_ema=FLAGS.use_ema, overwrite=FLAGS.overwrite)
+             use_ema=FLAGS.use_ema, overwrite=FLAGS.overwrite, resize=FLAGS.resize)
   extra = f", PSNR {info['psnr']} dB" if "psnr" in info else ""
   print(f"wrote {', '.join(info['files'])} to {os.path.abspath(FLAGS.out)} ({info['seconds_total']} s{extra}; settings "
         "in generation.json)")

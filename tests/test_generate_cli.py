@@ -212,6 +212,8 @@ def test_fov_and_query_points_are_validated(tiny_checkpoint, tmp_path):
     (dict(num_frames=0), r"--num_frames 0"),
     (dict(magnitude=float("nan")), r"--magnitude nan: expected a finite number"),
     (dict(fov=0.0), r"--fov 0.0: expected a horizontal field of view in \(0, 180\)"),
+    (dict(resize="squash"), r"--resize squash: expected one of crop, pad, stretch"),
+    (dict(resize="pad"), r"--resize pad: expected crop for dataset:test:0"),
 ])
 def test_numeric_arguments_fail_before_the_model_loads(tmp_path, monkeypatch, kwargs, match):
   from mvtrack_jax.errors import UserError  # pylint: disable=g-import-not-at-top
@@ -240,9 +242,34 @@ def test_a_large_mp4_is_shrunk_while_decoding_and_only_its_needed_frames_are_rea
   video_io.write_video(tmp_path / "big.mp4", rng.integers(0, 256, (12, 480, 640, 3), dtype=np.uint8), fps=25)
   k = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
   config = load_config("default.py", "test")
-  record, name, fps, scale = generate.reference_record(str(tmp_path / "big.mp4"), config, intrinsics=k, max_frames=5,
-                                                       cover=(32, 32))
+  record, name, fps, to_record = generate.reference_record(str(tmp_path / "big.mp4"), config, intrinsics=k,
+                                                           max_frames=5, size=(32, 32))
   assert record["video"].shape == (2, 5, 32, 43, 3) and name.endswith("big.mp4") and fps == pytest.approx(25)
-  np.testing.assert_allclose(scale, [43 / 640, 32 / 480])
+  np.testing.assert_allclose(to_record, np.diag([43 / 640, 32 / 480, 1]))
   np.testing.assert_allclose(record["intrinsics"][0, 0], np.diag([43 / 640, 32 / 480, 1]) @ k, rtol=1e-6)
   assert generate._decode_size(20, 30, (32, 32)) == (20, 30)  # never enlarged  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("resize,decoded,to_record", [
+    # 48 x 96 (2:1) for a 32 x 32 model: pad fits it to 16 x 32 and centres it on black rows 8..23.
+    ("pad", (16, 32), [[1 / 3, 0, 0], [0, 1 / 3, 8], [0, 0, 1]]),
+    # stretch scales each axis to the frame: x by 1/3, y by 2/3 (the pixels are no longer square).
+    ("stretch", (32, 32), [[1 / 3, 0, 0], [0, 2 / 3, 0], [0, 0, 1]]),
+])
+def test_resize_policies_fit_a_wide_mp4_without_cutting_it(tmp_path, resize, decoded, to_record):
+  """--resize pad / stretch keep the whole width of a 2:1 clip; the intrinsics and the pixel map follow."""
+  video = np.full((3, 48, 96, 3), 200, np.uint8)
+  video_io.write_video(tmp_path / "wide.mp4", video, fps=12)
+  k = np.array([[80.0, 0, 48], [0, 80, 24], [0, 0, 1]])
+  record, _, _, got = generate.reference_record(str(tmp_path / "wide.mp4"), load_config("default.py", "test"),
+                                                intrinsics=k, size=(32, 32), resize=resize)
+  np.testing.assert_allclose(got, to_record, atol=1e-9)
+  np.testing.assert_allclose(record["intrinsics"][0, 0], np.asarray(to_record) @ k, rtol=1e-6)
+  frames = record["video"][0]
+  assert frames.shape == (3, 32, 32, 3)
+  top = int(to_record[1][2])
+  assert abs(float(frames[:, top:top + decoded[0]].mean()) - 200) < 4  # the clip, whole
+  if top:
+    assert frames[:, :top].max() == 0 and frames[:, top + decoded[0]:].max() == 0  # the black bars
+  # The principal point (the frame centre of this clip) stays the centre of the generated frame.
+  np.testing.assert_allclose(record["intrinsics"][0, 0, :2, 2], [16, 16], atol=1e-6)
