@@ -29,7 +29,6 @@ every batch has one shape (one compile) and no example is dropped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Sequence

@@ -62,7 +62,6 @@ constructed scenes ``Scene``/``Room``/``SceneObject``/``render_record``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import numpy as np
 

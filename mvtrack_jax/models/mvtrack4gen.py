@@ -46,7 +46,6 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from mvtrack_jax import geometry
 from mvtrack_jax.convert import wan_vae as convert_vae

@@ -24,9 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grain
-import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 

@@ -1,9 +1,7 @@
 """L_track (MV-TAP recipe) and L_diff."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from mvtrack_jax.losses import diffusion, tracking

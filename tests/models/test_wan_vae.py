@@ -1,7 +1,5 @@
 """Wan2.1 VAE: parity with diffusers' AutoencoderKLWan on CPU, weight import, bad input, memory."""
 
-import json
-import os
 
 import jax
 import jax.numpy as jnp

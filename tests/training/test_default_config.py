@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mvtrack_jax import export
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import metric_writers
 

@@ -5,7 +5,6 @@ poisoned checkpoints skipped on resume, and metrics of a run restarted from step
 
 import json
 import os
-import re
 import shutil
 
 import jax
