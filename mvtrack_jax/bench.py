@@ -39,7 +39,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app
@@ -55,15 +54,19 @@ from mvtrack_jax.training import optimizer as optimizer_lib
 from mvtrack_jax.training import train_state as state_lib
 from mvtrack_jax.training import trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config to benchmark.", lock_config=True)
-_BASELINE = config_flags.DEFINE_config_file(
-    "baseline", None, "Optional diffusion-only config for the L_track + L_corr overhead.",
-    lock_config=True)
-_TORCH = flags.DEFINE_boolean("torch_reference", False, "Also time the PyTorch reference (benchmarks/torch_reference.py, "
-                               "diffusers WanTransformer3DModel) of the baseline's (else the config's) shapes and print "
-                               "the ratio; skipped without CUDA.")
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command's flags on absl's ``FLAGS`` (not at import: see ``train.define_flags``)."""
+  config_flags.DEFINE_config_file("config", None, "Config to benchmark.", lock_config=True)
+  config_flags.DEFINE_config_file(
+      "baseline", None, "Optional diffusion-only config for the L_track + L_corr overhead.", lock_config=True)
+  flags.DEFINE_boolean("torch_reference", False, "Also time the PyTorch reference (benchmarks/torch_reference.py, "
+                       "diffusers WanTransformer3DModel) of the baseline's (else the config's) shapes and print the "
+                       "ratio; skipped without CUDA.")
+  flags.DEFINE_integer("steps", 10, "Timed steps.")
+  flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 
 
 def benchmark(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 3
@@ -164,26 +167,26 @@ def _print(result: dict[str, Any]) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None:
+  if FLAGS.config is None:
     raise app.UsageError("--config is required")
   distributed.initialize()
-  config = run_config.complete(cli.loaded_config(_CONFIG))
-  baseline = run_config.complete(cli.loaded_config(_BASELINE)) if _BASELINE.value is not None else None
-  result = benchmark(config, steps=_STEPS.value, warmup=_WARMUP.value)
+  config = run_config.complete(cli.loaded_config(FLAGS["config"]))
+  baseline = run_config.complete(cli.loaded_config(FLAGS["baseline"])) if FLAGS.baseline is not None else None
+  result = benchmark(config, steps=FLAGS.steps, warmup=FLAGS.warmup)
   print(f"benchmark of {config.name}:")
   _print(result)
   if baseline is not None:
-    base = benchmark(baseline, steps=_STEPS.value, warmup=_WARMUP.value)
+    base = benchmark(baseline, steps=FLAGS.steps, warmup=FLAGS.warmup)
     print(f"baseline {baseline.name}:")
     _print(base)
     result["baseline_step_time_s"] = base["step_time_s"]
     result["track_corr_overhead"] = result["step_time_s"] / base["step_time_s"] - 1.0
     print(f"  L_track + L_corr overhead: {100 * result['track_corr_overhead']:.2f} %")
-  if _TORCH.value:
+  if FLAGS.torch_reference:
     from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top  (run from the repository root)
     compared = baseline if baseline is not None else config
     jax_s = result.get("baseline_step_time_s", result["step_time_s"])
-    ref = torch_reference.reference_step_time(compared, steps=_STEPS.value, warmup=_WARMUP.value)
+    ref = torch_reference.reference_step_time(compared, steps=FLAGS.steps, warmup=FLAGS.warmup)
     if ref is not None:
       result["torch_step_time_s"] = ref["step_time_s"]
       result["speed_ratio_torch_over_jax"] = ref["step_time_s"] / jax_s
@@ -193,4 +196,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

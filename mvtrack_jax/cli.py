@@ -26,8 +26,10 @@ QUIET_VERBOSITY = logging.WARNING  # absl verbosity -1
 TRACEBACK_ENV = "MVTRACK_TRACEBACK"  # set to 1: user errors show their traceback too
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-# OS errors about a path the user named (the project's messages name the flag; the OS's name the path).
-PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+# OS errors about a path the user named (the project's messages name the flag; the OS's name the path), and files
+# the user named that cannot be used (a corrupt video).
+PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+               errors.InputFileError)
 
 
 def _show_traceback() -> bool:
@@ -40,14 +42,21 @@ def _module_name() -> str:
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
-  """``absl.app.run(main)`` with WARNING as the default log level (``--verbosity`` / ``-v`` overrides it).
+  """``absl.app.run(main)`` with WARNING as the default log level (``--verbosity`` / ``-v`` overrides it) and a
+  user's mistake reported in one line (``guarded``; a flag that does not parse too: ``parse_flags``)."""
+  app.run(guarded(main), flags_parser=parse_flags)
 
-  absl sets INFO when the flag is absent, after parsing; the level is lowered again inside ``main``.
+
+def guarded(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+  """``main`` with the project's handling of a user's mistake (what ``run`` runs; tests call it in-process).
+
+  absl sets INFO when ``--verbosity`` is absent, after parsing; the level is lowered again inside ``main``.
   A user's mistake — ``errors.UserError`` (a flag, config field or file named in the message) or
   ``app.UsageError`` — ends as one ``error: …`` line on stderr (a usage error adds a pointer to
-  ``--help`` instead of absl's printout of the module docstring) and exit code 2; ``--verbosity=1`` or ``MVTRACK_TRACEBACK=1`` re-raises it with its
-  traceback. An OS error about a path (``PATH_ERRORS``: a missing input, an output folder that is not empty
-  or not writable) ends the same way with exit code 1. Every other exception keeps its traceback.
+  ``--help`` instead of absl's printout of the module docstring) and exit code 2; ``--verbosity=1`` or
+  ``MVTRACK_TRACEBACK=1`` re-raises it with its traceback. An OS error about a path (``PATH_ERRORS``: a missing
+  input, an output folder that is not empty or not writable, a corrupt video) ends the same way with exit
+  code 1. Every other exception keeps its traceback.
   """
 
   def quiet_main(argv):
@@ -67,7 +76,7 @@ def run(main: Callable[[list[str]], Any]) -> None:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_RUNTIME)
 
-  app.run(quiet_main, flags_parser=_parse_flags)
+  return quiet_main
 
 
 def _one_line(e: BaseException) -> str:
@@ -76,16 +85,25 @@ def _one_line(e: BaseException) -> str:
   message: Any = e
   while isinstance(message, BaseException) and message.args:
     message = message.args[0]
-  lines = [line.strip().strip("'\"") for line in str(message).strip().splitlines() if line.strip()]
+  text = str(message).strip()
+  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's quoted repr
+    text = text[1:-1]
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
   return " — ".join(lines) if lines else type(e).__name__
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a misspelt ``--config.`` override reported in one line (ml_collections raises an
-  ``AttributeError`` naming the field and the nearest valid one), exit code 2 (``MVTRACK_TRACEBACK=1`` shows the
-  traceback)."""
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing with each failure in one ``error:`` line and exit code 2 (``MVTRACK_TRACEBACK=1`` shows
+  the traceback): a flag that does not exist or does not parse (absl's message names it; absl itself printed
+  "FATAL Flags parsing error" and exited 1), and a misspelt ``--config.`` override (ml_collections raises an
+  ``AttributeError`` naming the field and the nearest valid one)."""
   try:
-    return app.parse_flags_with_usage(argv)
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+      raise
+    print(f"error: {_one_line(e)}\n(python -m {_module_name()} --help lists the flags)", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
   except (AttributeError, KeyError) as e:
     if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
       raise

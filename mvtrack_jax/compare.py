@@ -48,6 +48,7 @@ from absl import flags
 import numpy as np
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax import evaluate
 
 CROSS_VIEW = "cross_view"
@@ -312,10 +313,10 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   models = [checkpoint_lib.load_model(c) for c in checkpoints]
   labels = list(names) if names else [m.name for m in models]
   if len(labels) != len(models) or len(set(labels)) != len(labels):
-    raise ValueError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
+    raise errors.UserError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
   bad = [label for label in labels if not label or "/" in label or os.sep in label]
   if bad:
-    raise ValueError(f"--names {labels}: {bad} cannot name an output directory (empty or with a path separator)")
+    raise errors.UserError(f"--names {labels}: {bad} cannot name an output directory (empty or with a path separator)")
   supervision = supervised_layers({label: {"lambda_corr": m.objective.lambda_corr,
                                            "corr_layers": m.objective.corr.layers} for label, m in zip(labels, models)})
   del models  # evaluate / probe load their own copies

@@ -173,6 +173,7 @@ from absl import flags
 import numpy as np
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import trajectories
 
@@ -254,15 +255,15 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
       clip_record = record
     elif name in trajectories.TRAJECTORY_NAMES:
       if data.dataset != "synthetic":
-        raise ValueError(f"--trajectories {name}: preset trajectories need ground truth rendered from the scene, "
-                         f"which only the synthetic dataset has (config.data.dataset={data.dataset!r}); "
-                         f"use '{RECORDED}'")
+        raise errors.UserError(f"--trajectories {name}: preset trajectories need ground truth rendered from the scene, "
+                               f"which only the synthetic dataset has (config.data.dataset={data.dataset!r}); "
+                               f"use '{RECORDED}'")
       from mvtrack_jax.data import synthetic_dataset  # pylint: disable=g-import-not-at-top
       sizes = synthetic_dataset.record_sizes(data.synthetic)
       clip_record = _preset_target_record(record, synthetic_dataset.scene_seed(split, index), sizes, name, frames)
     else:
-      raise ValueError(f"--trajectories: unknown {name!r}; expected '{RECORDED}' or one of "
-                       f"{', '.join(trajectories.TRAJECTORY_NAMES)}")
+      raise errors.UserError(f"--trajectories: unknown {name!r}; expected '{RECORDED}' or one of "
+                             f"{', '.join(trajectories.TRAJECTORY_NAMES)}")
     example, _ = pipeline.window_example(clip_record, pcfg, views=(0, 1), start=0, rng=rng, train=False,
                                          source=f"{split}[{index}]/{name}")
     clips.append(example)
@@ -594,7 +595,8 @@ def dycheck_clips(sequence, model_config, *, frames_per_latent: int, grid: int =
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from mvtrack_jax import generate  # pylint: disable=g-import-not-at-top
   if not sequence.validation_cameras:
-    raise ValueError(f"--dycheck {sequence.path}: dataset.json has no val_ids (no held-out camera, no ground truth)")
+    raise errors.UserError(f"--dycheck {sequence.path}: dataset.json has no val_ids (no held-out camera, no ground "
+                           "truth)")
   base = _window_config(model_config)
   available = int(sequence.reference_times.size)
   t = protocol_num_frames(available, base.num_frames, base.frame_stride, frames_per_latent, sequence.path)
@@ -692,11 +694,11 @@ def _load_models(out: str, checkpoints: Sequence[str], names: Sequence[str] | No
   models = [checkpoint_lib.load_model(c) for c in checkpoints]
   labels = list(names) if names else [m.name for m in models]
   if len(labels) != len(models) or len(set(labels)) != len(labels):
-    raise ValueError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
+    raise errors.UserError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
   reserved = [label for label in labels if label in RESERVED_NAMES]
   if reserved:
-    raise ValueError(f"--names {labels}: {reserved} reserved for the baseline / ground-truth columns "
-                     f"({', '.join(RESERVED_NAMES)}); choose other names")
+    raise errors.UserError(f"--names {labels}: {reserved} reserved for the baseline / ground-truth columns "
+                           f"({', '.join(RESERVED_NAMES)}); choose other names")
   data0 = models[0].config.data
   for model in models[1:]:
     for key in data_keys:
@@ -850,9 +852,9 @@ def run_videos(checkpoints: Sequence[str], out: str, videos: str, *, names: Sequ
   trajectory_names = list(trajectory_names)
   bad = [n for n in trajectory_names if n not in trajectories.TRAJECTORY_NAMES]
   if bad or not trajectory_names:
-    raise ValueError(f"--trajectories {trajectory_names}: --videos takes preset trajectories "
-                     f"({', '.join(trajectories.TRAJECTORY_NAMES)}); {bad} are not presets"
-                     + (f" ('{RECORDED}' needs a second recorded view)" if RECORDED in bad else ""))
+    raise errors.UserError(f"--trajectories {trajectory_names}: --videos takes preset trajectories "
+                           f"({', '.join(trajectories.TRAJECTORY_NAMES)}); {bad} are not presets"
+                           + (f" ('{RECORDED}' needs a second recorded view)" if RECORDED in bad else ""))
   if batch_size < 1 or grid < 1:
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   paths = list_videos(videos)[:max_scenes]

@@ -131,7 +131,7 @@ def _load_array(path: str, name: str) -> np.ndarray:
         return np.asarray(json.load(f), np.float64)
     return np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=2)
   except (OSError, ValueError, json.JSONDecodeError) as e:
-    raise ValueError(f"--{name} {path}: cannot read an array ({e})") from e
+    raise errors.UserError(f"--{name} {path}: cannot read an array ({e})") from e
 
 
 def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: float = 60.0,
@@ -170,17 +170,17 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
   from mvtrack_jax.data import readers  # pylint: disable=g-import-not-at-top
   check_resize(resize, spec)
   if resize != "crop" and size is None:
-    raise ValueError(f"--resize {resize}: needs the model's frame size")
+    raise errors.UserError(f"--resize {resize}: needs the model's frame size")
   fps, to_record = None, np.eye(3)
   if spec.startswith("dataset:"):
     parts = spec.split(":")
     if len(parts) != 3 or not parts[2].isdigit():
-      raise ValueError(f"--reference {spec!r}: expected dataset:SPLIT:INDEX, e.g. dataset:test:0")
+      raise errors.UserError(f"--reference {spec!r}: expected dataset:SPLIT:INDEX, e.g. dataset:test:0")
     from mvtrack_jax.data import sources  # pylint: disable=g-import-not-at-top
     source = sources.data_source(model_config.data, parts[1])
     index = int(parts[2])
     if index >= len(source):
-      raise ValueError(f"--reference {spec!r}: split {parts[1]!r} has {len(source)} records")
+      raise errors.UserError(f"--reference {spec!r}: split {parts[1]!r} has {len(source)} records")
     record = dict(source[index])
   elif spec.endswith(".npz"):
     record = readers.read_npz_clip(spec)
@@ -203,7 +203,7 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     else:
       k = np.asarray(intrinsics, np.float64)
       if k.shape != (3, 3):
-        raise ValueError(f"--intrinsics: expected a 3x3 pinhole matrix, got shape {k.shape}")
+        raise errors.UserError(f"--intrinsics: expected a 3x3 pinhole matrix, got shape {k.shape}")
       geometry.check_intrinsics(k, "--intrinsics")
     k = to_record @ k  # the video's pixels → the record's (corner origin)
     record = {
@@ -213,11 +213,18 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
         "points_3d": np.zeros((t, 0, 3), np.float32)}
   v = record["video"].shape[0]
   if not 0 <= reference_view < v:
-    raise ValueError(f"--reference_view {reference_view}: {spec} has {v} view(s)")
+    raise errors.UserError(f"--reference_view {reference_view}: {spec} has {v} view(s)")
   views = [reference_view, (reference_view + 1) % v] if v > 1 else [0, 0]
   record = {key: (value if key == "points_3d" else np.asarray(value)[views])
             for key, value in record.items() if key != "depth"}
   return record, spec, fps, to_record
+
+
+def check_trajectory(spec: str) -> None:
+  """``errors.UserError`` naming ``--trajectory`` unless ``spec`` is a preset name or a ``.json`` path."""
+  if spec not in trajectories.TRAJECTORY_NAMES and not spec.endswith(".json"):
+    raise errors.UserError(f"--trajectory {spec!r}: expected one of {', '.join(trajectories.TRAJECTORY_NAMES)} or a "
+                           ".json cameras file")
 
 
 def check_resize(resize: str, reference: str) -> None:
@@ -264,9 +271,7 @@ def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndar
     look_at = None if look_at_depth is None else np.array([0.0, 0.0, float(look_at_depth)])
     c2w = trajectories.preset_trajectory(spec, num_frames, look_at_point=look_at, magnitude=magnitude)
     return c2w.astype(np.float32), np.asarray(reference_intrinsics, np.float32), spec
-  if not spec.endswith(".json"):
-    raise ValueError(f"--trajectory {spec!r}: expected one of {', '.join(trajectories.TRAJECTORY_NAMES)} or a "
-                     ".json cameras file")
+  check_trajectory(spec)
   if not os.path.isfile(spec):
     raise FileNotFoundError(f"--trajectory {spec}: no such file")
   try:
@@ -274,10 +279,11 @@ def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndar
       data = json.load(f)
     c2w = np.asarray(data["cam_to_world"], np.float64)
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"--trajectory {spec}: expected JSON with a 'cam_to_world' list of 4x4 matrices ({e})") from e
+    raise errors.UserError(f"--trajectory {spec}: expected JSON with a 'cam_to_world' list of 4x4 matrices "
+                           f"({e})") from e
   if c2w.shape != (num_frames, 4, 4):
-    raise ValueError(f"--trajectory {spec}: cam_to_world has shape {c2w.shape}, expected ({num_frames}, 4, 4) "
-                     f"(one pose per generated frame)")
+    raise errors.UserError(f"--trajectory {spec}: cam_to_world has shape {c2w.shape}, expected ({num_frames}, 4, 4) "
+                           f"(one pose per generated frame)")
   geometry.check_rigid(c2w, f"--trajectory {spec}: cam_to_world")
   intr = np.asarray(reference_intrinsics, np.float64)
   if data.get("intrinsics") is not None:
@@ -285,7 +291,8 @@ def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndar
     if k.shape == (3, 3):
       k = np.broadcast_to(k, (num_frames, 3, 3))
     if k.shape != (num_frames, 3, 3):
-      raise ValueError(f"--trajectory {spec}: intrinsics has shape {k.shape}, expected (3, 3) or ({num_frames}, 3, 3)")
+      raise errors.UserError(f"--trajectory {spec}: intrinsics has shape {k.shape}, expected (3, 3) or "
+                             f"({num_frames}, 3, 3)")
     intr = geometry.check_intrinsics(k, f"--trajectory {spec}: intrinsics")
   return c2w.astype(np.float32), intr.astype(np.float32), os.path.basename(spec)
 
@@ -350,7 +357,7 @@ def ground_truth_target(reference: str, model_config, record: dict[str, np.ndarr
 def grid_query_points(height: int, width: int, grid: int) -> np.ndarray:
   """``(grid², 3)`` float32 ``(0, x, y)`` at the centres of a ``grid × grid`` partition of the frame."""
   if grid < 1:
-    raise ValueError(f"--grid must be >= 1, got {grid}")
+    raise errors.UserError(f"--grid must be >= 1, got {grid}")
   ys = (np.arange(grid) + 0.5) * height / grid
   xs = (np.arange(grid) + 0.5) * width / grid
   yy, xx = np.meshgrid(ys, xs, indexing="ij")
@@ -367,22 +374,22 @@ def user_query_points(path: str, to_video: np.ndarray, num_frames: int, height: 
   """
   q = np.asarray(_load_array(path, "query_points"), np.float64)
   if q.ndim != 2 or q.shape[1] not in (2, 3):
-    raise ValueError(f"--query_points {path}: expected an (N, 3) (t, x, y) or (N, 2) (x, y) array, got {q.shape}")
+    raise errors.UserError(f"--query_points {path}: expected an (N, 3) (t, x, y) or (N, 2) (x, y) array, got {q.shape}")
   if not np.all(np.isfinite(q)):
     row = int(np.argwhere(~np.isfinite(q))[0][0])
-    raise ValueError(f"--query_points {path}: row {row} is {q[row].tolist()}; query points must be finite")
+    raise errors.UserError(f"--query_points {path}: row {row} is {q[row].tolist()}; query points must be finite")
   if q.shape[1] == 2:
     q = np.concatenate([np.zeros((q.shape[0], 1)), q], axis=1)
   if np.any((q[:, 0] < 0) | (q[:, 0] > num_frames - 1)):
-    raise ValueError(f"--query_points {path}: frame indices must be in [0, {num_frames - 1}]")
+    raise errors.UserError(f"--query_points {path}: frame indices must be in [0, {num_frames - 1}]")
   original = q[:, 1:].copy()
   q[:, 1:] = q[:, 1:] @ to_video[:2, :2].T + to_video[:2, 2]
   outside = (q[:, 1] < 0) | (q[:, 1] >= width) | (q[:, 2] < 0) | (q[:, 2] >= height)
   if outside.any():
     row = int(np.argmax(outside))
-    raise ValueError(f"--query_points {path}: {int(outside.sum())} point(s) outside the generated {height}x{width} frame "
-                     f"after the resize; first: row {row}, (x, y) = {original[row].tolist()} input "
-                     f"pixels")
+    raise errors.UserError(f"--query_points {path}: {int(outside.sum())} point(s) outside the generated "
+                           f"{height}x{width} frame after the resize; first: row {row}, (x, y) = "
+                           f"{original[row].tolist()} input pixels")
   return q.astype(np.float32)
 
 
@@ -412,7 +419,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   for text_flag, array_flag, a, b in (("prompt", "context", prompt, context),
                                       ("negative_prompt", "negative_context", negative_prompt, negative_context)):
     if a is not None and b is not None:
-      raise ValueError(f"--{text_flag} and --{array_flag} both given; pass one of them")
+      raise errors.UserError(f"--{text_flag} and --{array_flag} both given; pass one of them")
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.inference import novel_view, visualize  # pylint: disable=g-import-not-at-top
@@ -427,6 +434,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
                           height=height, width=width, magnitude=magnitude, look_at_depth=look_at_depth, fps=fps,
                           reference_view=reference_view)
   check_resize(resize, reference)
+  check_trajectory(trajectory)
   if not reference.startswith("dataset:"):
     video_io.ensure_input_file(reference, "--reference")
   if trajectory.endswith(".json"):
@@ -590,8 +598,8 @@ def _text_contexts(model, prompt: str | None, negative_prompt: str | None, text_
   from mvtrack_jax.models import text_encoder as text_lib  # pylint: disable=g-import-not-at-top
   path = text_encoder or model.config.text.encoder
   if not path:
-    raise ValueError(f"--prompt/--negative_prompt need a umT5 text encoder: pass --text_encoder (a diffusers "
-                     f"Wan2.1 folder with text_encoder/ and tokenizer/); the config of {model.source} names none")
+    raise errors.UserError(f"--prompt/--negative_prompt need a umT5 text encoder: pass --text_encoder (a diffusers "
+                           f"Wan2.1 folder with text_encoder/ and tokenizer/); the config of {model.source} names none")
   encoder = text_lib.UMT5TextEncoder(path, max_length=model.model.context_length)
   return dict(zip(prompts, encoder.encode(list(prompts.values()))))
 

@@ -41,22 +41,25 @@ from mvtrack_jax.training import distributed
 
 EXIT_STOPPED = 75  # stopped by a signal after checkpointing (EX_TEMPFAIL: rerun to resume)
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/*.py); fields can be overridden with --config.x=y.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, logs).")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0 for an explicit multi-process start.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes (explicit start).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's rank (explicit start).")
-_LOCAL_DEVICE_IDS = flags.DEFINE_list(
-    "local_device_ids", None, "Devices owned by this process (e.g. one GPU per process).")
-_COMPILATION_CACHE = flags.DEFINE_string(
-    "compilation_cache_dir", os.environ.get(
-        "MVTRACK_COMPILATION_CACHE",
-        os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                     "mvtrack_jax", "jax_compilation_cache")),
-    "Persistent XLA compilation cache (a resumed or repeated run skips recompiling); '' = off.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command's flags on absl's ``FLAGS`` (here, not at import, so tests can run ``main`` in-process beside
+  other commands' flags)."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file (configs/*.py); fields can be overridden with --config.x=y.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, logs).")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for an explicit multi-process start.")
+  flags.DEFINE_integer("num_processes", None, "Processes (explicit start).")
+  flags.DEFINE_integer("process_id", None, "This process's rank (explicit start).")
+  flags.DEFINE_list("local_device_ids", None, "Devices owned by this process (e.g. one GPU per process).")
+  flags.DEFINE_string(
+      "compilation_cache_dir", os.environ.get(
+          "MVTRACK_COMPILATION_CACHE",
+          os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                       "mvtrack_jax", "jax_compilation_cache")),
+      "Persistent XLA compilation cache (a resumed or repeated run skips recompiling); '' = off.")
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -72,18 +75,18 @@ def enable_compilation_cache(path: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None or not _WORKDIR.value:
+  if FLAGS.config is None or not FLAGS.workdir:
     raise app.UsageError("--config and --workdir are required")
   # Before any work: a bad config value (exit 2) or a --workdir that cannot be one (exit 1) ends in one line.
-  config = run_config.complete(cli.loaded_config(_CONFIG))  # validated, every field present
-  video_io.check_output_dir(_WORKDIR.value, "--workdir")
+  config = run_config.complete(cli.loaded_config(FLAGS["config"]))  # validated, every field present
+  video_io.check_output_dir(FLAGS.workdir, "--workdir")
   distributed.initialize(
-      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-      None if _LOCAL_DEVICE_IDS.value is None else [int(i) for i in _LOCAL_DEVICE_IDS.value])
-  enable_compilation_cache(_COMPILATION_CACHE.value)
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+      None if FLAGS.local_device_ids is None else [int(i) for i in FLAGS.local_device_ids])
+  enable_compilation_cache(FLAGS.compilation_cache_dir)
   # Imported after the distributed start: nothing may touch devices before it.
   from mvtrack_jax.training import trainer  # pylint: disable=g-import-not-at-top
-  workdir = os.path.abspath(_WORKDIR.value)
+  workdir = os.path.abspath(FLAGS.workdir)
   logging.info("config:\n%s", config)  # the full config goes to WORKDIR/config.json
   print(f"training {config.name}: {config.num_train_steps} steps, batch_size {config.batch_size}, "
         f"workdir {workdir} (config in config.json)", flush=True)
@@ -98,4 +101,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -107,6 +107,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
@@ -660,7 +661,7 @@ def convert(input_path: str | os.PathLike[str], out: str | os.PathLike[str], **k
     raise FileNotFoundError(f"--input {input_path!r} is not a directory")
   if is_kubric_scene(input_path):
     if not out.endswith(".npz"):
-      raise ValueError(f"--out must be a .npz file for a single scene, got {out!r}")
+      raise errors.UserError(f"--out must be a .npz file for a single scene, got {out!r}")
     video_io.check_output_file(out)
     readers.write_npz_clip(out, read_kubric_scene(input_path, **kwargs))
     return [out]
@@ -669,7 +670,7 @@ def convert(input_path: str | os.PathLike[str], out: str | os.PathLike[str], **k
     raise FileNotFoundError(f"no Kubric scenes under {input_path!r} (a scene folder holds {TRACKS_3D_FILE} and "
                             "view_N/ folders)")
   if out.endswith(".npz"):
-    raise ValueError(f"--out must be a folder when --input holds several scenes, got {out!r}")
+    raise errors.UserError(f"--out must be a folder when --input holds several scenes, got {out!r}")
   video_io.check_output_dir(out)
   written = []
   for scene in scenes:

@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax import run_config
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline
@@ -66,8 +67,8 @@ def check_encoder(config, flag: str = "--config.image.encoder") -> str:
   image = config.image
   path = str(image.encoder)
   if not path:
-    raise ValueError(f"encode_image: {flag} is empty; set it to a diffusers Wan2.1 image-to-video folder (with "
-                     "image_encoder/ and image_processor/) or a transformers CLIP vision model folder")
+    raise errors.UserError(f"{flag} is empty; set it to a diffusers Wan2.1 image-to-video folder (with "
+                           "image_encoder/ and image_processor/) or a transformers CLIP vision model folder")
   image_lib.resolve_folders(path, str(image.preprocess), flag=flag)
   return path
 

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax import run_config
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline
@@ -42,15 +43,15 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
   the primary, ``data.sources``) into ``out``; returns ``{split: records encoded now}``.
 
   Raises:
-    ValueError: ``config.autoencoder.kind`` is not ``"wan"``, or ``out`` holds a cache made with
-      other settings. NotADirectoryError / PermissionError: ``out`` is a file or not writable;
+    errors.UserError: ``config.autoencoder.kind`` is not ``"wan"`` (naming the field); ValueError: ``out`` holds
+      a cache made with other settings. NotADirectoryError / PermissionError: ``out`` is a file or not writable;
       FileNotFoundError: no data_dir or VAE weights (checked before the VAE is built, naming the flag).
   """
-  if config.autoencoder.kind != "wan":
-    raise ValueError(f"encode_latents: config.autoencoder.kind={config.autoencoder.kind!r}; the latent cache is for "
-                     "the Wan VAE (kind='wan')")
-  # Fail fast: the output folder and every input (dataset, VAE weights) before the VAE is built.
+  # Fail fast: the output folder and every input (config, dataset, VAE weights) before the VAE is built.
   video_io.check_output_dir(out)
+  if config.autoencoder.kind != "wan":
+    raise errors.UserError(f"--config.autoencoder.kind: got {config.autoencoder.kind!r}; the latent cache is for the "
+                           "Wan VAE (expected 'wan')")
   sources.check_data_dir(config.data, source)
   vae_path = str(config.autoencoder.path)
   if vae_path and vae_path != "random" and not os.path.exists(vae_path):

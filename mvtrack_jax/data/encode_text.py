@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax import run_config
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import sources
@@ -68,15 +69,15 @@ def read_captions(path: str) -> dict[tuple[str, ...], str]:
     reader = csv.DictReader(fh)
     missing = [c for c in ("file_name", "text") if c not in (reader.fieldnames or [])]
     if missing:
-      raise ValueError(f"--captions {path}: no column(s) {missing} in the header {reader.fieldnames}; expected "
-                       "ReCamMaster's metadata.csv layout (file_name,text)")
+      raise errors.UserError(f"--captions {path}: no column(s) {missing} in the header {reader.fieldnames}; expected "
+                             "ReCamMaster's metadata.csv layout (file_name,text)")
     for row in reader:
       line = reader.line_num
       key, text = _parts(row["file_name"] or ""), (row["text"] or "").strip()
       if not key or not text:
-        raise ValueError(f"--captions {path}, line {line}: empty {'file_name' if not key else 'text'}")
+        raise errors.UserError(f"--captions {path}, line {line}: empty {'file_name' if not key else 'text'}")
       if captions.get(key, text) != text:
-        raise ValueError(f"--captions {path}, line {line}: {row['file_name']!r} already has another caption")
+        raise errors.UserError(f"--captions {path}, line {line}: {row['file_name']!r} already has another caption")
       captions[key] = text
   return captions
 
@@ -166,8 +167,8 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
                                   for i in todo for names in [caption_keys(records, split, i)]])
   views = [(names[0], t) for _, todo in plan.values() for _, names, texts in todo for t in texts]
   if views and all(t is None for _, t in views):
-    raise ValueError(f"--captions {captions_path}: none of its {len(captions)} rows names a view of "
-                     f"{', '.join(splits)} (view names look like {views[0][0]!r}); nothing was written")
+    raise errors.UserError(f"--captions {captions_path}: none of its {len(captions)} rows names a view of "
+                           f"{', '.join(splits)} (view names look like {views[0][0]!r}); nothing was written")
   if encoder is None:
     encoder = text_lib.UMT5TextEncoder(config.text.encoder, max_length=int(config.text.context_length))
   feature_cache.write_metadata(out, {"encoder": encoder.source, "dim": encoder.dim, "max_length": encoder.max_length,

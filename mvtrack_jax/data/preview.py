@@ -38,6 +38,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from mvtrack_jax import cli
+from mvtrack_jax import errors
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
@@ -194,7 +195,7 @@ def load_record(*, split: str = "train", index: int = 0, npz: str | None = None,
     from mvtrack_jax.data import synthetic_dataset  # pylint: disable=g-import-not-at-top  # tfds import is slow
     source = synthetic_dataset.load_split(split, data_dir=data_dir, config=dataset_config or None)
     if not 0 <= index < len(source):
-      raise ValueError(f"--index {index} out of range: split {split!r} has {len(source)} records")
+      raise errors.UserError(f"--index {index} out of range: split {split!r} has {len(source)} records")
     record = dict(source[index])
     name = f"{split}[{index}]"
   if num_frames is not None and not multicam:

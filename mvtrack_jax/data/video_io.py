@@ -31,6 +31,8 @@ from typing import Iterator
 import av
 import numpy as np
 
+from mvtrack_jax import errors
+
 DEFAULT_FPS = 15.0
 _CODEC = "libx264"
 # Permission bits of newly created files (tempfile.mkstemp makes 0600 files; give the final file
@@ -41,7 +43,7 @@ FILE_MODE = 0o666 & ~_UMASK
 _PIXEL_FORMAT = "yuv420p"
 
 
-class VideoError(OSError):
+class VideoError(errors.InputFileError):
   """A video file is missing, unreadable, corrupt, or a video array is malformed."""
 
 

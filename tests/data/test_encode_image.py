@@ -13,12 +13,11 @@ pytest.importorskip("transformers.models.clip.modeling_clip")  # the stand-in en
 
 from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.data import encode_image, feature_cache, pipeline, readers, schema, sources  # noqa: E402
-from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
 from mvtrack_jax.models import image_encoder  # noqa: E402
 from mvtrack_jax.training import tasks  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 from tests.data.test_readers import tiny_record  # noqa: E402
-from tests.data.test_video_io import run_cli  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
 
 V, N, D = 3, standins.IMAGE_TOKENS, standins.IMAGE_DIM
 

@@ -14,7 +14,7 @@ from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
 from tests.data.test_readers import tiny_record
 from tests.data.test_readers import write_multicam_scene
-from tests.data.test_video_io import run_cli
+from tests.conftest import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -4,10 +4,8 @@ import concurrent.futures
 import logging
 import os
 import subprocess
-import sys
 import threading
 
-from absl import flags
 import numpy as np
 import pytest
 
@@ -101,25 +99,6 @@ def test_bad_arguments(tmp_path):
     video_io.read_video(path, frame_stride=0)
   with pytest.raises(video_io.VideoError, match="fps"):
     video_io.write_video(path, _gradient_video(t=2), fps=0)
-
-
-def run_cli(module, *args):
-  """Runs ``module.main`` in this process as ``python -m module args`` would: its flags are defined on absl's
-  ``FLAGS`` (``module.define_flags()``) and parsed from ``args`` (``sys.argv`` too, where ``--config.x`` overrides are
-  read), then removed again, so a command's fail-fast checks are tested through its entry point in well under a
-  second (a subprocess pays seconds of imports).
-  """
-  names, was_parsed, saved_argv = set(flags.FLAGS), flags.FLAGS.is_parsed(), sys.argv
-  sys.argv = [module.__name__, *args]
-  try:
-    module.define_flags()
-    return module.main(flags.FLAGS(sys.argv))
-  finally:
-    sys.argv = saved_argv
-    for name in set(flags.FLAGS) - names:
-      delattr(flags.FLAGS, name)
-    if not was_parsed:
-      flags.FLAGS.unparse_flags()
 
 
 def test_check_output_file(tmp_path):
