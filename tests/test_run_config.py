@@ -13,7 +13,7 @@ from mvtrack_jax.errors import ConfigError
 from tests.training import toy_task
 
 SHIPPED = [("default", ""), ("default", "test"), ("default_diffusion_only", ""), ("default_diffusion_only", "test"),
-           ("base", ""), ("base", "stage2"), ("base", "test"), ("mvtrack4gen_recammaster", ""),
+           ("base", ""), ("base", "stage1"), ("base", "test"), ("mvtrack4gen_recammaster", ""),
            ("mvtrack4gen_recammaster", "small"), ("mvtrack4gen_recammaster", "14b"),
            ("mvtrack4gen_recammaster", "smoke"), ("mvtrack4gen_redirector", ""), ("mvtrack4gen_redirector", "smoke"),
            ("recammaster_diffusion_only", ""), ("redirector_diffusion_only", "")]
