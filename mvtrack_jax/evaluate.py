@@ -80,7 +80,7 @@ evaluated under each ``--trajectories`` preset (default :data:`VIDEO_TRAJECTORIE
 pan_left, tilt_up, tilt_down, zoom_in, zoom_out, translate_up, translate_down, arc_left, arc_right``;
 ``static`` allowed, ``recorded`` is not: there is no second view). Decisions:
 
-- Reading: ``generate.reference_record`` (the ``--reference PATH.mp4`` path of ``generate``), so both
+- Reading: ``inference.clips.reference_record`` (the ``--reference PATH.mp4`` path of ``generate``), so both
   commands see an mp4 identically: a pinhole camera of ``--fov`` degrees horizontal field of view
   (default 60°, ``geometry.intrinsics_from_fov``, principal point at the image centre) that is
   **static** (identity pose at every frame: a monocular video carries no poses, and this is the
@@ -92,7 +92,7 @@ pan_left, tilt_up, tilt_down, zoom_in, zoom_out, translate_up, translate_down, a
   models' autoencoders, their least common multiple; 4 for the Wan VAE, so a 70-frame video gives 69
   frames), at least ``1 + k``; resized to cover the model's resolution and centre-cropped as in
   ``generate`` (``pipeline.window_example``).
-- Target cameras: ``generate.trajectory_cameras`` (``geometry.trajectories.preset_trajectory``, default
+- Target cameras: ``inference.clips.trajectory_cameras`` (``geometry.trajectories.preset_trajectory``, default
   magnitudes, relative to the reference camera at frame 0, the reference's intrinsics); without depth
   the translate/arc pivot is the presets' default point 4 m in front of the camera (``generate``
   without ``--look_at_depth``).
@@ -176,6 +176,7 @@ from mvtrack_jax import cli
 from mvtrack_jax import errors
 from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import trajectories
+from mvtrack_jax.inference import clips as clips_lib
 
 RECORDED = "recorded"
 EXIT_SKIPPED = 3  # finished, metrics written, but some --videos could not be used (listed on stderr)
@@ -536,7 +537,7 @@ def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, fra
     trajectory_names: presets of ``geometry.trajectories.TRAJECTORY_NAMES``.
     frames_per_latent: ``k`` of :func:`protocol_num_frames`.
     fov: horizontal field of view (degrees) of the assumed pinhole camera.
-    grid: the head's query points: a ``grid × grid`` lattice at frame 0 (``generate.grid_query_points``).
+    grid: the head's query points: a ``grid × grid`` lattice at frame 0 (``inference.clips.grid_query_points``).
 
   Returns:
     ``(clips, info)``: per trajectory a clip with ``reference_video`` ``(T, H, W, 3)`` uint8,
@@ -550,18 +551,17 @@ def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, fra
     ValueError: an unknown trajectory or a video too short (:func:`protocol_num_frames`);
     video_io.VideoError: an unreadable file.
   """
-  from mvtrack_jax import generate  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   base = _window_config(model_config)
-  record, *_ = generate.reference_record(path, model_config, fov=fov, size=(base.height, base.width))
+  record, *_ = clips_lib.reference_record(path, model_config, fov=fov, size=(base.height, base.width))
   available = int(record["video"].shape[1])
   t = protocol_num_frames(available, base.num_frames, base.frame_stride, frames_per_latent, path)
   pcfg = dataclasses.replace(base, num_frames=t, num_query_points=0)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=0, train=False, source=path)
-  queries = generate.grid_query_points(pcfg.height, pcfg.width, grid)
+  queries = clips_lib.grid_query_points(pcfg.height, pcfg.width, grid)
   clips = []
   for name in trajectory_names:
-    c2w, k, _ = generate.trajectory_cameras(name, t, example["reference_intrinsics"])
+    c2w, k, _ = clips_lib.trajectory_cameras(name, t, example["reference_intrinsics"])
     clips.append(_protocol_clip(example, c2w, k, queries))
   info = {"source": os.path.abspath(path), "available_frames": available, "num_frames": t,
           "frame_stride": pcfg.frame_stride, "frames": [int(f) for f in meta["frames"]]}
@@ -593,7 +593,6 @@ def dycheck_clips(sequence, model_config, *, frames_per_latent: int, grid: int =
   """
   from mvtrack_jax.data import dycheck as dycheck_lib  # pylint: disable=g-import-not-at-top
   from mvtrack_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax import generate  # pylint: disable=g-import-not-at-top
   if not sequence.validation_cameras:
     raise errors.UserError(f"--dycheck {sequence.path}: dataset.json has no val_ids (no held-out camera, no ground "
                            "truth)")
@@ -610,7 +609,7 @@ def dycheck_clips(sequence, model_config, *, frames_per_latent: int, grid: int =
     return [], info
   data = dycheck_lib.read_clip(sequence, times, cameras)
   pcfg = dataclasses.replace(base, num_frames=t, frame_stride=1, num_query_points=0)
-  queries = generate.grid_query_points(pcfg.height, pcfg.width, grid)
+  queries = clips_lib.grid_query_points(pcfg.height, pcfg.width, grid)
   clips = []
   for view, camera in enumerate(cameras, start=1):
     example, _ = pipeline.window_example(data.record, pcfg, views=(0, view), start=0, train=False,

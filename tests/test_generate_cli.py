@@ -11,6 +11,7 @@ import pytest
 from mvtrack_jax import generate
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import video_io
+from mvtrack_jax.inference import clips
 from mvtrack_jax.inference import visualize
 from mvtrack_jax.data import sources
 from tests.conftest import load_config
@@ -107,15 +108,15 @@ def test_diffusion_only_model_generates_without_tracks(tiny_baseline_checkpoint,
 
 def _ground_truth(reference_view: int, trajectory: str):
   config = load_config("default.py", "test")
-  record, *_ = generate.reference_record("dataset:test:0", config, reference_view=reference_view)
+  record, *_ = clips.reference_record("dataset:test:0", config, reference_view=reference_view)
   pcfg = dataclasses.replace(sources.pipeline_config(config.data, 1, train=False), num_query_points=0)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=0)
   if trajectory == "reference":  # the reference's own path (relative to its frame 0), as the target
     c2w = example["reference_cam_to_world"].astype(np.float64)
   else:
-    c2w, _, _ = generate.trajectory_cameras(trajectory, pcfg.num_frames, example["reference_intrinsics"])
-  queries = generate.grid_query_points(32, 32, 4)
-  truth = generate.ground_truth_target("dataset:test:0", config, record, pcfg, 0, c2w, queries, meta["scale"],
+    c2w, _, _ = clips.trajectory_cameras(trajectory, pcfg.num_frames, example["reference_intrinsics"])
+  queries = clips.grid_query_points(32, 32, 4)
+  truth = clips.ground_truth_target("dataset:test:0", config, record, pcfg, 0, c2w, queries, meta["scale"],
                                        meta["crop"])
   return example, c2w, queries, truth
 
@@ -137,7 +138,7 @@ def test_ground_truth_is_rendered_along_the_cameras_the_model_was_given():
   np.testing.assert_array_equal(truth["video"][0], example["reference_video"][0])
   assert np.linalg.norm(c2w[-1, :3, 3]) > 0.1
   config = load_config("default.py", "test")
-  assert generate.ground_truth_target("clip.mp4", config, {}, None, 0, c2w, queries, None, None) is None
+  assert clips.ground_truth_target("clip.mp4", config, {}, None, 0, c2w, queries, None, None) is None
 
 
 def test_bad_output_and_input_paths_fail_before_the_model_loads(tmp_path, monkeypatch):
@@ -242,12 +243,12 @@ def test_a_large_mp4_is_shrunk_while_decoding_and_only_its_needed_frames_are_rea
   video_io.write_video(tmp_path / "big.mp4", rng.integers(0, 256, (12, 480, 640, 3), dtype=np.uint8), fps=25)
   k = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
   config = load_config("default.py", "test")
-  record, name, fps, to_record = generate.reference_record(str(tmp_path / "big.mp4"), config, intrinsics=k,
+  record, name, fps, to_record = clips.reference_record(str(tmp_path / "big.mp4"), config, intrinsics=k,
                                                            max_frames=5, size=(32, 32))
   assert record["video"].shape == (2, 5, 32, 43, 3) and name.endswith("big.mp4") and fps == pytest.approx(25)
   np.testing.assert_allclose(to_record, np.diag([43 / 640, 32 / 480, 1]))
   np.testing.assert_allclose(record["intrinsics"][0, 0], np.diag([43 / 640, 32 / 480, 1]) @ k, rtol=1e-6)
-  assert generate._decode_size(20, 30, (32, 32)) == (20, 30)  # never enlarged  # pylint: disable=protected-access
+  assert clips._decode_size(20, 30, (32, 32)) == (20, 30)  # never enlarged  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("resize,decoded,to_record", [
@@ -261,7 +262,7 @@ def test_resize_policies_fit_a_wide_mp4_without_cutting_it(tmp_path, resize, dec
   video = np.full((3, 48, 96, 3), 200, np.uint8)
   video_io.write_video(tmp_path / "wide.mp4", video, fps=12)
   k = np.array([[80.0, 0, 48], [0, 80, 24], [0, 0, 1]])
-  record, _, _, got = generate.reference_record(str(tmp_path / "wide.mp4"), load_config("default.py", "test"),
+  record, _, _, got = clips.reference_record(str(tmp_path / "wide.mp4"), load_config("default.py", "test"),
                                                 intrinsics=k, size=(32, 32), resize=resize)
   np.testing.assert_allclose(got, to_record, atol=1e-9)
   np.testing.assert_allclose(record["intrinsics"][0, 0], np.asarray(to_record) @ k, rtol=1e-6)

@@ -36,7 +36,6 @@ TOP = 6
 KNOWN_VIOLATIONS = {  # (importer, imported): what should own the shared piece instead
     ("compare", "evaluate"): "an inference pipeline object and evaluation protocols below the entry points",
     ("compare", "probe"): "the same",
-    ("evaluate", "generate"): "clip construction in one library module",
     ("data.synthetic_dataset", "cli"): "its command line in the tools' wing",
     ("inference.visualize", "data.preview"): "the drawing helpers below both",
     ("losses.objective", "evaluation.tapvid"): "the head's AJ metric in a leaf both use",
