@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mvtrack_jax.errors import UserError
@@ -25,8 +26,8 @@ def _train(tmp_path, *args, env=None):
 TRAIN = ["--config=configs/default.py:test", "--workdir={tmp}/out"]
 GENERATE = ["--checkpoint={tmp}", "--reference=dataset:test:0", "--trajectory=arc_left", "--out={tmp}/out"]
 # (command, arguments, exit code, the one line's pattern). {tmp} is a folder holding a_file (a file), full/ (a folder
-# with a file in it), misspelt.py (the demo config with a misspelt field) and garbage.mp4; {ckpt} is a tiny exported
-# model; {tmp}/out must not exist afterwards.
+# with a file in it), misspelt.py (the demo config with a misspelt field), garbage.mp4 and bad.npz (a clip that is not
+# one); {ckpt} is a tiny exported model; {tmp}/out must not exist afterwards.
 CASES = [
     ("train", ["--config=configs/nope.py", "--workdir={tmp}/out"], 2,
      r"--config: \[Errno 2\] No such file or directory: 'configs/nope.py'"),
@@ -62,6 +63,7 @@ CASES = [
     ("generate", GENERATE[1:], 2, r"--checkpoint is required"),
     ("generate", ["--checkpoint={ckpt}", "--reference={tmp}/garbage.mp4"] + GENERATE[2:], 1,
      r".*garbage.mp4: cannot open video \(corrupt or not a video file\)"),
+    ("generate", ["--checkpoint={ckpt}", "--reference={tmp}/bad.npz"] + GENERATE[2:], 2, r".*bad.npz.*video"),
     ("generate", GENERATE[:2] + ["--trajectory=spiral"] + GENERATE[3:], 2,
      r"--trajectory 'spiral': expected one of static, pan_right, pan_left"),
     ("evaluate", ["--checkpoint={tmp}/none", "--out={tmp}/out"], 1, r"--checkpoint .*none: expected an export"),
@@ -101,6 +103,7 @@ def test_a_mistake_ends_in_one_line(tiny_checkpoint, tmp_path, command, args, co
   (tmp_path / "full").mkdir()
   (tmp_path / "full" / "thing").write_text("y")
   (tmp_path / "garbage.mp4").write_bytes(b"not a video" * 50)
+  np.savez(tmp_path / "bad.npz", video=np.zeros((2, 4, 8, 8), np.uint8))  # no channel axis, no cameras
   with open(os.path.join(REPO, "configs", "default.py"), encoding="utf-8") as f:
     (tmp_path / "misspelt.py").write_text(f.read().replace("  return c\n", "  c.data.heigth = 32\n  return c\n"))
   before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))

@@ -45,6 +45,7 @@ from typing import Mapping
 
 import numpy as np
 
+from mvtrack_jax import errors
 from mvtrack_jax.geometry import cameras as geometry
 
 REQUIRED_FIELDS = ("video", "intrinsics", "world_to_camera", "tracks", "visible", "points_3d")
@@ -56,8 +57,9 @@ _ROTATION_TOL = 1e-3
 _TRACK_RANGE_TOL = 1e-3
 
 
-class RecordError(ValueError):
-  """A record (file or dataset entry) violates the schema; the message names source and field."""
+class RecordError(errors.UserError):
+  """A record (file or dataset entry) violates the schema; the message names source and field (a ``ValueError``;
+  the commands print it as one line, as any ``errors.UserError``)."""
 
   def __init__(self, source: str, field: str, message: str):
     self.source = source
