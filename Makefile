@@ -18,7 +18,7 @@ DEMO_STEPS ?= 10
 # of demo or test: it is run once and its result is committed.
 BASE_OUT ?= out/base
 
-.PHONY: demo base test test-all bench venv clean
+.PHONY: demo base test test-unit test-all bench venv clean
 
 # (Re)create the venv when it is missing or was made by another Python than 3.11.
 $(VENV)/bin/python:
@@ -65,6 +65,10 @@ base: $(RUNTIME_STAMP)
 PYTEST_WORKERS ?= 2
 test: $(DEV_STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS) tests
+
+# The unit layer only, for the inner loop (no whole commands, training loops or multi-device runs).
+test-unit: $(DEV_STAMP)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "not slow and not integration" $(PYTEST_ARGS) tests
 
 test-all: $(DEV_STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS) tests

@@ -1,70 +1,34 @@
-"""Shared fixtures: a tiny untrained MVTrack4Gen checkpoint for the inference entry points."""
+"""Shared fixtures: a tiny untrained MVTrack4Gen checkpoint for the inference entry points (helpers the tests
+share are in ``helpers.py``)."""
 
-import contextlib
-import importlib.util
-import io
 import os
 import shutil
 import subprocess
-import sys
 
-from absl import flags
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
-from mvtrack_jax import cli
-from mvtrack_jax import run_config
+from tests.helpers import load_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@contextlib.contextmanager
-def _command_flags(module, args):
-  """``module``'s flags defined on absl's ``FLAGS`` and ``sys.argv`` set as ``python -m module args`` would
-  (``--config.x`` overrides are read from it), both undone afterwards."""
-  names, was_parsed, saved_argv = set(flags.FLAGS), flags.FLAGS.is_parsed(), sys.argv
-  sys.argv = [module.__name__, *args]
-  try:
-    module.define_flags()
-    yield sys.argv
-  finally:
-    sys.argv = saved_argv
-    for name in set(flags.FLAGS) - names:
-      delattr(flags.FLAGS, name)
-    if not was_parsed:
-      flags.FLAGS.unparse_flags()
+# The integration layer: whole commands (in-process or as subprocesses), training loops with checkpoints and resume,
+# multi-device and multi-process runs, the paper configs' smoke sequences. Everything else is the unit layer
+# (`make test-unit`); `make test` runs both.
+INTEGRATION = {
+    "test_cli_errors.py", "test_compare_cli.py", "test_evaluate_cli.py", "test_evaluate_protocols.py",
+    "test_generate_cli.py", "test_probe_cli.py", "test_redirector_smoke.py", "data/test_encode_latents_cli.py",
+    "data/test_latent_cache.py", "convert/test_wan_export.py", "training/test_default_config.py",
+    "training/test_no_data_loss.py", "training/test_pretrained_init.py", "training/test_trainer.py",
+}
 
 
-def run_cli(module, *args):
-  """Runs ``module.main`` in this process as ``python -m module args`` would, flags parsed from ``args`` by absl
-  (``module.define_flags()``), so a command's fail-fast checks are tested through its entry point in well under a
-  second (a subprocess pays seconds of imports). Exceptions propagate (see ``run_command`` for the user's view)."""
-  with _command_flags(module, args) as argv:
-    return module.main(flags.FLAGS(argv))
-
-
-def run_command(module, *args) -> tuple[int, str, str]:
-  """``(exit code, stdout, stderr)`` of ``python -m module args`` run in this process as ``cli.run`` runs it: flag
-  parsing (``cli.parse_flags``) and ``main`` under the project's user-error handling (``cli.guarded``)."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _command_flags(module, args) as argv:
-    try:
-      cli.guarded(module.main)(cli.parse_flags(argv))
-      code = 0
-    except SystemExit as e:
-      code = e.code if isinstance(e.code, int) else 1
-  return code, out.getvalue(), err.getvalue()
-
-
-def load_config(name: str, arg: str | None = None):
-  """``get_config(arg)`` of ``configs/<name>``, validated and completed as every entry point sees it
-  (``run_config.complete``)."""
-  spec = importlib.util.spec_from_file_location(f"configs_{name[:-3]}", os.path.join(REPO, "configs", name))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return run_config.complete(module.get_config(arg))
+def pytest_collection_modifyitems(config, items):
+  del config
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  for item in items:
+    if os.path.relpath(str(item.path), tests_dir) in INTEGRATION:
+      item.add_marker(pytest.mark.integration)
 
 
 def _export_initial_params(config, out: str) -> str:

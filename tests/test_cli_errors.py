@@ -13,7 +13,7 @@ import pytest
 
 from mvtrack_jax.errors import UserError
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
-from tests.conftest import run_command
+from tests.helpers import run_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

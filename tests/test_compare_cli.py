@@ -11,7 +11,7 @@ import pytest
 from mvtrack_jax import compare
 from mvtrack_jax import evaluate
 from mvtrack_jax.evaluation import probe as probe_lib
-from tests.conftest import load_config
+from tests.helpers import load_config
 
 TIMESTEPS = [1000.0, 800.0, 300.0]
 

@@ -3,7 +3,6 @@
 Wan2.1-1.3B paper configuration included."""
 
 import glob
-import importlib.util
 import os
 import time
 
@@ -18,19 +17,12 @@ from mvtrack_jax.training import tasks
 from mvtrack_jax.training import train_state as state_lib
 from mvtrack_jax.training import train_step as step_lib
 from mvtrack_jax.training import trainer
+from tests.helpers import config_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_TRAINING = {"synthetic_data.py"}  # dataset build settings, not a training config
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
                  if os.path.basename(p) not in NOT_TRAINING | {"__init__.py"})
-
-
-def load_config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(f"_cfg_{name[:-3]}",
-                                                os.path.join(REPO, "configs", name))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module, module.get_config(arg)
 
 
 def lower_train_step(config):
@@ -60,7 +52,7 @@ def test_there_are_configs():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_docstring_gives_the_run_command(name):
-  module, config = load_config(name)
+  module, config = config_module(name)
   assert f"--config=configs/{name}" in module.__doc__
   for field in ("num_train_steps", "checkpoint_every_steps", "log_every_steps", "eval_every_steps",
                 "seed", "batch_size"):
@@ -76,7 +68,7 @@ def test_config_docstring_gives_the_run_command(name):
 # itself ~6 s), so configs with the head are `slow`; each also has a fast variant without the
 # head that keeps the DiT (1.3B for the paper config), the probe layers and L_corr.
 def _has_head(name):
-  return load_config(name)[1].objective.lambda_track > 0
+  return config_module(name)[1].objective.lambda_track > 0
 
 
 LOWERING_CASES = [
@@ -88,7 +80,7 @@ LOWERING_CASES = [
 
 @pytest.mark.parametrize("name,objective_overrides", LOWERING_CASES)
 def test_config_lowers_its_train_step_abstractly(name, objective_overrides):
-  _, config = load_config(name)
+  _, config = config_module(name)
   config.objective.update(objective_overrides)
   t0 = time.perf_counter()
   lowered, abstract, task = lower_train_step(config)
@@ -120,12 +112,12 @@ import importlib, re
 import flax.linen as nn
 import jax, jax.numpy as jnp
 from jax._src.cudnn import fused_attention_stablehlo as fa
-from tests.test_configs import load_config
+from tests.helpers import config_module
 from mvtrack_jax.training import mesh as mesh_lib, optimizer as optimizer_lib, tasks, train_state as state_lib
 from mvtrack_jax.training import train_step as step_lib, trainer
 fa.check_cudnn_version = lambda: 91000               # lowering only: no cuDNN on this machine
 importlib.import_module("mvtrack_jax.models.attention").cudnn_supported = lambda q: q.dtype == jnp.bfloat16
-_, c = load_config("mvtrack4gen_recammaster.py", "14b")
+_, c = config_module("mvtrack4gen_recammaster.py", "14b")
 mesh = mesh_lib.make_mesh(tuple(c.mesh.shape), tuple(c.mesh.axes))
 task = tasks.build_task(c)
 tx, schedule = optimizer_lib.make_optimizer(c.optimizer, c.num_train_steps)
@@ -164,7 +156,7 @@ def test_redirector_lowers_at_full_size_with_the_image_branch(tmp_path):
   """configs/mvtrack4gen_redirector.py with CLIP features (257 × 1280, declared by an image cache's metadata):
   the batch carries image_context, the Fun DiT's image branch, adapter and RoCE are in the lowered step, and the
   trainable set is every self-attention (RoCE included) + the head."""
-  _, config = load_config("mvtrack4gen_redirector.py")
+  _, config = config_module("mvtrack4gen_redirector.py")
   feature_cache.write_metadata(str(tmp_path), {"num_tokens": 257, "width": 1280, "preprocess": "wan"},
                                feature_cache.IMAGE_JSON)
   config.image.cache = str(tmp_path)

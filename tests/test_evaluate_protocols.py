@@ -27,7 +27,7 @@ from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
-from tests.conftest import REPO, load_config
+from tests.helpers import REPO, load_config
 
 MODEL_FRAMES = 4  # configs/default.py:test — 4 frames of 32×32, pixel autoencoder (k = 1)
 SEQUENCE = "windmill"

@@ -14,7 +14,7 @@ from mvtrack_jax.data import video_io
 from mvtrack_jax.inference import clips
 from mvtrack_jax.inference import visualize
 from mvtrack_jax.data import sources
-from tests.conftest import load_config
+from tests.helpers import load_config
 
 
 def _strip_shape(panels: int, tracks: bool) -> tuple[int, ...]:

@@ -28,7 +28,7 @@ from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
 from mvtrack_jax.inference import novel_view  # noqa: E402
 from mvtrack_jax.models import mvtrack4gen, wan  # noqa: E402
 from mvtrack_jax.training import metric_writers, trainer  # noqa: E402
-from tests.conftest import load_config  # noqa: E402
+from tests.helpers import load_config  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ~1-2 min: two sources encoded, a 2-step run, a generation
 

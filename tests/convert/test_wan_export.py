@@ -17,7 +17,7 @@ from mvtrack_jax.convert import wan as convert
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import wan
 from mvtrack_jax.models import mvtrack4gen
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 try:  # the PyTorch round trips need them; the command line's path checks at the end do not
   import diffusers

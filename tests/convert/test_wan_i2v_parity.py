@@ -20,7 +20,7 @@ diffusers = pytest.importorskip("diffusers")
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
 
-from tests.convert.test_wan_parity import _random_diffusers  # noqa: E402
+from tests.reference_helpers import random_diffusers  # noqa: E402
 
 _jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
@@ -32,7 +32,7 @@ TEXT_LEN, IMAGE_LEN = 512, 5
 
 @pytest.fixture(scope="module")
 def reference():
-  model = _random_diffusers(MODEL, seed=11)
+  model = random_diffusers(MODEL, seed=11)
   rng = np.random.default_rng(5)
   latents = rng.standard_normal((2,) + LATENT + (MODEL["out_channels"],)).astype(np.float32)
   timestep = np.array([250.0, 810.0], np.float32)

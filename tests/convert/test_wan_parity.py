@@ -6,7 +6,6 @@ are converted with ``load_diffusers_transformer`` and must match PyTorch to
 """
 
 import functools
-import re
 
 import jax
 import numpy as np
@@ -17,6 +16,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
+from tests.reference_helpers import random_diffusers, to_original  # noqa: E402
 
 
 # Tests are compile-bound on CPU: skip XLA's backend optimisations (halves compile time, same numerics).
@@ -33,21 +33,6 @@ CASES = {
                                    cross_attn_norm=False),
                         latent=(4, 6, 4)),
 }
-
-
-def _random_diffusers(model_kwargs, seed):
-  torch.manual_seed(seed)
-  model = diffusers.WanTransformer3DModel(**model_kwargs).eval()
-  gen = torch.Generator().manual_seed(seed + 1)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if p.ndim >= 2 and "scale_shift_table" not in name:
-        p.copy_(torch.randn(p.shape, generator=gen) / np.sqrt(p[0].numel()))
-      elif name.endswith("norm_q.weight") or name.endswith("norm_k.weight") or name.endswith("norm2.weight"):
-        p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-      else:
-        p.copy_(0.3 * torch.randn(p.shape, generator=gen))
-  return model
 
 
 def _inputs(model_kwargs, latent, seed, batch=2, text_len=7):
@@ -69,7 +54,7 @@ def _reference(model, latents, timestep, context):
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
   spec = CASES[request.param]
-  model = _random_diffusers(spec["model"], seed=len(request.param))
+  model = random_diffusers(spec["model"], seed=len(request.param))
   inputs = _inputs(spec["model"], spec["latent"], seed=3)
   state_dict = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
   return dict(config=dict(model.config), state_dict=state_dict, inputs=inputs, ref=_reference(model, *inputs))
@@ -85,37 +70,10 @@ def test_velocity_matches_diffusers(case, backend):
   assert err <= 1e-4 * np.abs(ref).max(), (backend, err, np.abs(ref).max())
 
 
-def _to_original(state_dict):
-  """diffusers names → original Wan2.1 names (an independent hand-written table)."""
-  table = [("condition_embedder.text_embedder.linear_1.", "text_embedding.0."),
-           ("condition_embedder.text_embedder.linear_2.", "text_embedding.2."),
-           ("condition_embedder.time_embedder.linear_1.", "time_embedding.0."),
-           ("condition_embedder.time_embedder.linear_2.", "time_embedding.2."),
-           ("condition_embedder.time_proj.", "time_projection.1."), ("proj_out.", "head.head."),
-           (".attn1.to_out.0.", ".self_attn.o."), (".attn2.to_out.0.", ".cross_attn.o."),
-           (".attn1.to_", ".self_attn."), (".attn2.to_", ".cross_attn."), (".attn1.", ".self_attn."),
-           (".attn2.", ".cross_attn."), (".norm2.", ".norm3."), (".ffn.net.0.proj.", ".ffn.0."),
-           (".ffn.net.2.", ".ffn.2.")]
-  out = {}
-  for name, value in state_dict.items():
-    new = name
-    if name == "scale_shift_table":
-      new = "head.modulation"
-    elif re.fullmatch(r"blocks\.\d+\.scale_shift_table", name):
-      new = name.replace("scale_shift_table", "modulation")
-    else:
-      for a, b in table:
-        if a in new:
-          new = new.replace(a, b)
-          break
-    out["model.diffusion_model." + new] = value
-  return out
-
-
 def test_original_names_give_same_params(case):
   cfg = convert.config_from_diffusers(case["config"])
   from_diffusers = convert.convert_state_dict(case["state_dict"], cfg)
-  original = _to_original(case["state_dict"])
+  original = to_original(case["state_dict"])
   assert any(".self_attn.q." in k for k in original) and any(".norm3." in k for k in original) or (
       not cfg.cross_attn_norm)
   module, from_original = convert.load_original_transformer(original, head_dim=cfg.head_dim)
@@ -221,7 +179,7 @@ def test_novel_view_layout_matches_diffusers_on_concatenated_frames(camera):
   """Distinct-RoPE [target | reference] = diffusers on the frame-concatenated video (frames 0..2F−1);
   with ``camera`` the ReCamMaster injection is checked against a torch re-implementation."""
   spec = CASES["p122_h2_d16"]
-  model = _random_diffusers(spec["model"], seed=11)
+  model = random_diffusers(spec["model"], seed=11)
   latents, timestep, context = _inputs(spec["model"], spec["latent"], seed=5)
   reference = np.random.default_rng(6).standard_normal(latents.shape).astype(np.float32)
   cfg = convert.config_from_diffusers(dict(model.config), camera_mode="recammaster" if camera else "none")

@@ -23,7 +23,7 @@ from mvtrack_jax.data import convert_kubric
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENSOR_WIDTH_MM = 32.0

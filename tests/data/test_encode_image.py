@@ -15,9 +15,9 @@ from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.data import encode_image, feature_cache, pipeline, readers, schema, sources  # noqa: E402
 from mvtrack_jax.models import image_encoder  # noqa: E402
 from mvtrack_jax.training import tasks  # noqa: E402
-from tests.conftest import load_config  # noqa: E402
-from tests.data.test_readers import tiny_record  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
+from tests.helpers import load_config  # noqa: E402
+from tests.helpers import tiny_record  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
 
 V, N, D = 3, standins.IMAGE_TOKENS, standins.IMAGE_DIM
 

@@ -5,7 +5,7 @@ import pytest
 
 from mvtrack_jax.data import encode_latents
 from mvtrack_jax.models import mvtrack4gen
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 CONFIG = "--config=configs/mvtrack4gen_recammaster.py:smoke"
 

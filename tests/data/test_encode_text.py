@@ -8,8 +8,8 @@ import pytest
 from mvtrack_jax import run_config
 from mvtrack_jax.data import encode_text, feature_cache, pipeline, schema, sources
 from mvtrack_jax.models import text_encoder as text_lib
-from tests.data.test_readers import tiny_record, write_multicam_scene
-from tests.conftest import run_cli
+from tests.helpers import tiny_record, write_multicam_scene
+from tests.helpers import run_cli
 
 D = 8
 CONFIG = "--config=configs/mvtrack4gen_recammaster.py:smoke"

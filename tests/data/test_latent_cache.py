@@ -19,7 +19,7 @@ from mvtrack_jax.data import sources  # noqa: E402
 from mvtrack_jax.models import mvtrack4gen  # noqa: E402
 from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
 from mvtrack_jax.training import metric_writers, tasks, trainer  # noqa: E402
-from tests.conftest import load_config  # noqa: E402
+from tests.helpers import load_config  # noqa: E402
 
 Z = 4
 

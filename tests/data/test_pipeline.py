@@ -12,7 +12,7 @@ from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.geometry import cameras as geometry
-from tests.data.test_readers import tiny_record
+from tests.helpers import tiny_record
 
 CONFIG = pipeline.PipelineConfig(batch_size=2, num_frames=4, frame_stride=1, height=16, width=24,
                                  num_query_points=12, read_threads=1, prefetch_buffer_size=2)

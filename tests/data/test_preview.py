@@ -12,9 +12,9 @@ from mvtrack_jax.data import preview
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
-from tests.data.test_readers import tiny_record
-from tests.data.test_readers import write_multicam_scene
-from tests.conftest import run_cli
+from tests.helpers import tiny_record
+from tests.helpers import write_multicam_scene
+from tests.helpers import run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

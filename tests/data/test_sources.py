@@ -6,7 +6,7 @@ import pytest
 
 from mvtrack_jax import run_config
 from mvtrack_jax.data import readers, sources
-from tests.data.test_readers import tiny_record
+from tests.helpers import tiny_record
 
 
 def _data(**kw):

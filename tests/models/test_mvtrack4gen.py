@@ -3,7 +3,7 @@
 import numpy as np
 
 from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
-from tests.conftest import load_config
+from tests.helpers import load_config
 
 
 def test_prepare_places_queries_at_their_latent_frame_ground_truth():

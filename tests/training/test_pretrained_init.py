@@ -16,7 +16,7 @@ from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
 from mvtrack_jax.training import tasks, train_state, trainer  # noqa: E402
 from mvtrack_jax.training import mesh as mesh_lib  # noqa: E402
-from tests.conftest import load_config  # noqa: E402
+from tests.helpers import load_config  # noqa: E402
 
 # configs/default.py:test's "tiny-pixel" DiT in diffusers' terms.
 TINY_PIXEL = dict(patch_size=(1, 1, 1), num_attention_heads=4, attention_head_dim=32, in_channels=48, out_channels=48,
@@ -131,9 +131,9 @@ def test_compiled_step_does_not_contain_the_weights(folder):
 
 def test_original_bf16_torch_pickle(folder, tmp_path):
   """A ReCamMaster/DiffSynth-style .ckpt: original names, bf16 tensors, a torch pickle (read through torch)."""
-  from tests.convert.test_wan_parity import _to_original  # pylint: disable=g-import-not-at-top
+  from tests.reference_helpers import to_original  # pylint: disable=g-import-not-at-top
   model = diffusers.WanTransformer3DModel.from_pretrained(folder)
-  original = _to_original({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()})
+  original = to_original({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()})
   torch.save({"state_dict": original}, tmp_path / "model.ckpt")
   config = _config(str(tmp_path / "model.ckpt"))
   values, _ = tasks.build_task(config).pretrained_params()
