@@ -40,7 +40,7 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
 - ``DIR2/mvtrack_modules.safetensors`` (the head and null context, if any), ``mvtrack_config.json``,
   ``export.json``.
 
-``inference.checkpoint.load_exported(DIR2)`` returns ``(params, config_dict, info)`` of an Orbax export.
+``checkpoint_format.load_exported(DIR2)`` returns ``(params, config_dict, info)`` of an Orbax export.
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ from absl import flags
 from etils import epath
 from flax import traverse_util
 
+from mvtrack_jax import checkpoint_format
 from mvtrack_jax import cli
 from mvtrack_jax.convert import wan as convert_wan
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import mvtrack4gen
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
 
 _DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
@@ -101,12 +101,12 @@ def export(workdir: str, out: str, *, dtype: str = "float32", use_ema: bool = Fa
     raise FileNotFoundError(f"--workdir {workdir}: no such folder (expected a training run directory)")
   ckpt_dir = os.path.join(workdir, "checkpoints")
   key = "ema_params" if use_ema else "params"
-  step, trees = checkpoint_lib.read_params(ckpt_dir, step=step, keys=(key,))
+  step, trees = checkpoint_format.read_params(ckpt_dir, step=step, keys=(key,))
   target = _DTYPES[dtype]
   params = jax.tree.map(
       lambda x: np.asarray(x).astype(target) if np.issubdtype(np.asarray(x).dtype, np.floating)
       else np.asarray(x), trees[key])
-  config = checkpoint_lib.read_config(ckpt_dir, step)
+  config = checkpoint_format.read_config(ckpt_dir, step)
   info = {"workdir": os.path.abspath(workdir), "step": int(step), "dtype": dtype, "ema": bool(use_ema)}
   if fmt in ("diffusers", "diffsynth"):
     return write_torch(out, params, config, info, fmt=fmt)

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from mvtrack_jax import checkpoint_format
 from mvtrack_jax.errors import UserError
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from tests.helpers import run_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,4 +150,4 @@ def test_a_damaged_export_config_names_the_file(tiny_checkpoint, tmp_path):
   shutil.copytree(tiny_checkpoint, export)
   (export / "config.json").write_text('{"model": ')
   with pytest.raises(UserError, match=r"export/config.json: not valid JSON .*export it again"):
-    checkpoint_lib.load_exported(export)
+    checkpoint_format.load_exported(export)

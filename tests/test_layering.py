@@ -2,7 +2,7 @@
 
 Layers, bottom to top (docs/design.md, "Layering"); a module may import its own layer and the layers below:
 
-0. leaves: ``errors``, ``geometry``, ``diffusion``
+0. leaves: ``errors``, ``checkpoint_format``, ``geometry``, ``diffusion``
 1. ``data`` (the library: schema, readers, pipeline, sources, the synthetic renderer, video and feature-cache I/O)
 2. ``models``
 3. ``losses``; ``convert.wan`` / ``convert.wan_vae`` (PyTorch weight names ↔ model params); ``run_config`` (the
@@ -28,7 +28,8 @@ PACKAGE = "mvtrack_jax"
 ENTRY_POINTS = {"train", "generate", "evaluate", "probe", "compare", "export", "bench"}
 TOOLS = {"data.encode_image", "data.encode_latents", "data.encode_text", "data.preview", "data.convert_kubric",
          "convert.standins", "cli"}
-RANKS = {"errors": 0, "geometry": 0, "diffusion": 0, "data": 1, "models": 2, "losses": 3, "convert": 3, "run_config": 3,
+RANKS = {"errors": 0, "checkpoint_format": 0, "geometry": 0, "diffusion": 0, "data": 1, "models": 2, "losses": 3,
+         "convert": 3, "run_config": 3,
          "training": 4, "inference": 4, "evaluation": 5}
 SIBLINGS = {frozenset({"training", "inference"})}
 TOP = 6
@@ -40,8 +41,6 @@ KNOWN_VIOLATIONS = {  # (importer, imported): what should own the shared piece i
     ("inference.visualize", "data.preview"): "the drawing helpers below both",
     ("losses.objective", "evaluation.tapvid"): "the head's AJ metric in a leaf both use",
     ("models.mvtrack4gen", "convert.wan_vae"): "weight loading in a builder above models",
-    ("training.checkpointing", "inference.checkpoint"): "the checkpoint layout in a leaf both use",
-    ("training.trainer", "inference.checkpoint"): "the same",
 }
 
 

@@ -20,6 +20,7 @@ from safetensors.numpy import save_file
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from mvtrack_jax import checkpoint_format
 from mvtrack_jax import export, generate, probe  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
@@ -80,7 +81,7 @@ def test_redirector_smoke_trains_generates_and_exports(tmp_path):
   trainer.train_and_evaluate(c, workdir)
   rows = [r for r in metric_writers.read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "loss_corr" in r]
   assert len(rows) == c.num_train_steps and all(np.isfinite(r["loss"]) and r["loss_corr"] > 0 for r in rows)
-  _, trees = checkpoint_lib.read_params(os.path.join(workdir, "checkpoints"), keys=("params",))
+  _, trees = checkpoint_format.read_params(os.path.join(workdir, "checkpoints"), keys=("params",))
   dit = trees["params"]["dit"]
   # Frozen modules are Fun's; the overlay's tensors were the starting point of the trained self-attention.
   fun_sd = convert.to_diffusers_names(convert.read_checkpoint(base)[0])

@@ -4,7 +4,7 @@ Layout: ``WORKDIR/checkpoints/<step>/{state,data_iter,config}``; ``state`` is an
 ``StandardSave`` of the whole ``TrainState`` (params, optimizer state, EMA, counters),
 ``data_iter`` the grain iterator state (one JSON file per process, written by
 ``grain.checkpoint.CheckpointSave``), ``config`` the run's ``ConfigDict`` as JSON (the item names
-and the host-side readers used by export and inference live in ``inference.checkpoint``). Saving is
+and the host-side readers used by export and inference live in ``checkpoint_format``). Saving is
 asynchronous (device→host copy happens before ``save`` returns, so the state may be donated to the
 next step right away) and the manager keeps the last ``max_to_keep`` steps.
 
@@ -12,7 +12,7 @@ Restore targets are ``jax.ShapeDtypeStruct``s carrying the *current* run's shard
 checkpoint written on one mesh or device count is read straight onto another (no replicated
 staging copy, unlike maxdiffusion's restore-to-CPU-then-reshard).
 
-A restore runs with ``inference.checkpoint.draining_event_loops`` in force, so that a damaged step
+A restore runs with ``checkpoint_format.draining_event_loops`` in force, so that a damaged step
 fails with its one error and no ``RuntimeError: Event loop is closed`` tracebacks (see there why they came).
 """
 
@@ -28,7 +28,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from mvtrack_jax.inference.checkpoint import CONFIG, DATA_ITER, STATE, draining_event_loops
+from mvtrack_jax.checkpoint_format import CONFIG, DATA_ITER, STATE, draining_event_loops
 
 
 def config_to_json_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:

@@ -42,10 +42,10 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from mvtrack_jax import checkpoint_format
 from mvtrack_jax import run_config
 from mvtrack_jax.data import video_io
 from mvtrack_jax.errors import ConfigError
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import metric_writers
@@ -208,7 +208,7 @@ def restore_newest(ckpt: checkpointing.Checkpointer, abstract_state: Any, make_i
     changes = []
     if config is not None:
       try:
-        stored = checkpoint_lib.read_config(ckpt.directory, step)
+        stored = checkpoint_format.read_config(ckpt.directory, step)
       except Exception:  # pylint: disable=broad-except  (a damaged config item: the restore below reports it)
         stored = None
       if stored is not None:

@@ -11,8 +11,8 @@ import pytest
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
+from mvtrack_jax import checkpoint_format
 from mvtrack_jax import export
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.convert import wan as convert
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import wan
@@ -86,7 +86,7 @@ def test_scanned_plucker_model_round_trips_with_its_camera_modules():
 @needs_diffusers
 def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   """The demo-shaped model (Plücker cameras + head) through ``write_diffusers``, as ``--format=diffusers`` writes it."""
-  params, config, _ = checkpoint_lib.load_exported(tiny_checkpoint)
+  params, config, _ = checkpoint_format.load_exported(tiny_checkpoint)
   out = tmp_path / "diffusers"
   info = export.write_torch(str(out), params, config, {"step": 0, "dtype": "float32"})
   assert sorted(p.name for p in out.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors",
@@ -112,7 +112,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
 
 @needs_diffusers
 def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoint, tmp_path):
-  params, config, _ = checkpoint_lib.load_exported(tiny_checkpoint)
+  params, config, _ = checkpoint_format.load_exported(tiny_checkpoint)
   config.model.overrides.camera_mode = "recammaster"
   cfg = mvtrack4gen.dit_config(config)
   params = {"dit": _random_params(cfg, seed=4), "head": params["head"]}
@@ -130,7 +130,7 @@ def no_checkpoint(monkeypatch):
   """Reading the checkpoint fails the test: every check must come before it."""
   def read(*_, **__):
     raise AssertionError("the checkpoint was read before the paths were checked")
-  monkeypatch.setattr(checkpoint_lib, "read_params", read)
+  monkeypatch.setattr(checkpoint_format, "read_params", read)
 
 
 def test_cli_out_that_is_a_file_is_named_before_the_checkpoint_is_read(tmp_path, no_checkpoint):

@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
+from mvtrack_jax import checkpoint_format  # noqa: E402
 from mvtrack_jax import export, generate  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.data import encode_latents, encode_text, feature_cache, pipeline, video_io  # noqa: E402
 from mvtrack_jax.models import wan_vae  # noqa: E402
 from mvtrack_jax.data import sources  # noqa: E402
 from mvtrack_jax.models import mvtrack4gen  # noqa: E402
-from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
 from mvtrack_jax.training import metric_writers, tasks, trainer  # noqa: E402
 from tests.helpers import load_config  # noqa: E402
 
@@ -136,7 +136,7 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, text_folder
   assert len(train_rows) == config.num_train_steps and all(r["corr_rows"] > 0 and r["loss_corr"] > 0 for r in train_rows)
   assert all(r["examples/multicamvideo"] == 1 and r["examples/synthetic"] == 1 for r in train_rows), train_rows
   # Frozen weights are still the pretrained ones (the FFNs are not trainable in the paper config).
-  _, trees = checkpoint_lib.read_params(os.path.join(workdir, "checkpoints"), keys=("params",))
+  _, trees = checkpoint_format.read_params(os.path.join(workdir, "checkpoints"), keys=("params",))
   reference = diffusers.WanTransformer3DModel.from_pretrained(transformer_folder).state_dict()
   np.testing.assert_array_equal(trees["params"]["dit"]["blocks_0"]["ffn_in"]["kernel"],
                                 reference["blocks.0.ffn.net.0.proj.weight"].numpy().T)

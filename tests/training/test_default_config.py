@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
+from mvtrack_jax import checkpoint_format
 from mvtrack_jax.training import metric_writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -121,7 +121,7 @@ def test_export_round_trip(runs, tmp_path):
   # Quiet by default: one line saying what was written and where, nothing on stderr.
   assert proc.stdout.strip().splitlines() == [f"exported step {STEPS} (orbax, bfloat16) to {out} (details in export.json)"]
   assert proc.stderr == "", proc.stderr[-3000:]
-  params, config, info = checkpoint_lib.load_exported(str(out))
+  params, config, info = checkpoint_format.load_exported(str(out))
   assert set(params) == {"dit"} and info["step"] == STEPS
   assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params))
   assert config.model.preset == "tiny-pixel" and config.objective.corr_layers == [1]

@@ -12,8 +12,8 @@ from flax import traverse_util
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
+from mvtrack_jax import checkpoint_format  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
-from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
 from mvtrack_jax.training import tasks, train_state, trainer  # noqa: E402
 from mvtrack_jax.training import mesh as mesh_lib  # noqa: E402
 from tests.helpers import load_config  # noqa: E402
@@ -82,7 +82,7 @@ def test_initial_params_equal_the_checkpoint_exactly(folder):
 def test_training_moves_only_trainable_params_and_resume_wins(folder, tmp_path):
   workdir = tmp_path / "run"
   trainer.train_and_evaluate(_config(folder), str(workdir))
-  _, trees = checkpoint_lib.read_params(str(workdir / "checkpoints"), keys=("params",))
+  _, trees = checkpoint_format.read_params(str(workdir / "checkpoints"), keys=("params",))
   trained = traverse_util.flatten_dict(trees["params"]["dit"])
   expected = traverse_util.flatten_dict(_config_values(folder))
   moved = [p for p, v in expected.items() if not np.array_equal(np.asarray(trained[p]), v)]

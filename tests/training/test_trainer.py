@@ -13,8 +13,8 @@ import numpy as np
 import portpicker
 import pytest
 
+from mvtrack_jax import checkpoint_format
 from mvtrack_jax import export
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.training import mesh as mesh_lib
 from mvtrack_jax.training import metric_writers
 from mvtrack_jax.training import optimizer as optimizer_lib
@@ -181,7 +181,7 @@ def test_frozen_params_have_no_optimizer_state_and_stay_fixed(tmp_path):
   n_opt = sum(x.size for x in jax.tree.leaves(abstract.opt_state) if x.ndim)
   assert n_opt == 2 * n_head < 2 * n_params  # Adam mu + nu of the head only.
   trainer.train_and_evaluate(cfg, str(tmp_path), task=task)
-  _, trees = checkpoint_lib.read_params(
+  _, trees = checkpoint_format.read_params(
       tmp_path / "checkpoints")
   init = jax.jit(task.init_params)(trainer.base_keys(0)[0])
   init = jax.tree.map(lambda x: getattr(x, "value", x), init,
@@ -196,8 +196,8 @@ def test_export_round_trip(single_device_run, tmp_path):
   info = export.export(str(single_device_run), str(tmp_path / "exp"), dtype="bfloat16",
                        use_ema=True)
   assert info["step"] == 6 and info["num_params"] == 8 * 32 + 32 + 32 * 4 + 4
-  params, config, _ = checkpoint_lib.load_exported(str(tmp_path / "exp"))
-  _, host = checkpoint_lib.read_params(
+  params, config, _ = checkpoint_format.load_exported(str(tmp_path / "exp"))
+  _, host = checkpoint_format.read_params(
       single_device_run / "checkpoints", keys=("ema_params",))
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(host["ema_params"])):
     assert a.dtype == jnp.bfloat16
@@ -380,8 +380,8 @@ def test_no_restorable_checkpoint_and_changed_configs_are_clear_errors(single_de
 
 def test_reading_a_step_never_saved_or_a_missing_ema_is_explained(single_device_run, tmp_path):
   with pytest.raises(FileNotFoundError, match=r"--step 150: .* the saved steps are \[2, 4, 6\]"):
-    checkpoint_lib.read_params(single_device_run / "checkpoints", step=150)
+    checkpoint_format.read_params(single_device_run / "checkpoints", step=150)
   trainer.train_and_evaluate(toy_task.toy_config(num_train_steps=2, ema_decay=0.0, eval_every_steps=0),
                              str(tmp_path), task=toy_task.make_task())
   with pytest.raises(KeyError, match="holds no EMA weights: the run was trained with config.ema_decay = 0"):
-    checkpoint_lib.read_params(tmp_path / "checkpoints", keys=("ema_params",))
+    checkpoint_format.read_params(tmp_path / "checkpoints", keys=("ema_params",))
