@@ -152,9 +152,12 @@ def test_caption_dropout_swaps_in_the_stored_null_context():
   with_null = dict(batch, context=np.broadcast_to(params["text"]["null_context"], (2, 4, dit.config.text_dim)))
   key = jax.random.key(1)
 
+  objectives = {d: jax.jit(obj.make_objective(model, obj.ObjectiveConfig(lambda_track=0.0, lambda_corr=0.0,
+                                                                          caption_dropout=d)))
+                for d in (0.0, 1.0)}  # one jitted objective per setting (a new one per call recompiled each time)
+
   def loss(dropout, b):
-    cfg = obj.ObjectiveConfig(lambda_track=0.0, lambda_corr=0.0, caption_dropout=dropout)
-    return float(jax.jit(obj.make_objective(model, cfg))(params, b, key)[0])
+    return float(objectives[dropout](params, b, key)[0])
 
   assert loss(1.0, with_caption) == pytest.approx(loss(0.0, with_null), rel=1e-6)
   assert loss(0.0, with_caption) != pytest.approx(loss(0.0, with_null), rel=1e-4)
