@@ -50,6 +50,7 @@ import numpy as np
 from mvtrack_jax import cli
 from mvtrack_jax import errors
 from mvtrack_jax import evaluate
+from mvtrack_jax.evaluation import baselines as baselines_lib
 
 CROSS_VIEW = "cross_view"
 FLAGS = flags.FLAGS
@@ -219,8 +220,8 @@ def summarize(eval_record: Mapping[str, Any], cross_view: Mapping[str, Any],
     cell = summary.get(name, {}).get("all", {}).get(metric)
     return None if cell is None else {"mean": _finite(cell["mean"]), "n": int(cell["n"])}
 
-  psnr = {n: entry(n, "psnr") for n in models + [b for b in baselines if b in evaluate.VIDEO_BASELINES]}
-  aj = {n: entry(n, "aj_reference") for n in models + [b for b in baselines if b == evaluate.ZERO_MOTION]}
+  psnr = {n: entry(n, "psnr") for n in models + [b for b in baselines if b in baselines_lib.VIDEO_BASELINES]}
+  aj = {n: entry(n, "aj_reference") for n in models + [b for b in baselines if b == baselines_lib.ZERO_MOTION]}
   pck: dict[str, list[dict[str, Any]]] = {}
   for row in cross_view["rows"]:
     pck.setdefault(row["model"], []).append({k: row[k] for k in ("layer", "lambda_corr", "layers_from", "mean",

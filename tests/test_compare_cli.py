@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mvtrack_jax import compare
-from mvtrack_jax import evaluate
 from mvtrack_jax.evaluation import probe as probe_lib
+from mvtrack_jax.evaluation import report
 from tests.helpers import load_config
 
 TIMESTEPS = [1000.0, 800.0, 300.0]
@@ -39,7 +39,7 @@ def _probe_record(seed, layers=(0, 1, 2)):
 
 
 def _eval_record():
-  """A metrics.json record as evaluate.run writes it (rows → evaluate.summarize), read back from JSON."""
+  """A metrics.json record as evaluate.run writes it (rows → report.summarize), read back from JSON."""
   rng = np.random.default_rng(0)
   rows = []
   for scene in range(2):
@@ -54,7 +54,7 @@ def _eval_record():
   checkpoints = {"mvtrack4gen": {"source": "/a", "step": 200}, "diffusion_only": {"source": "/b", "step": 200}}
   record = {"checkpoints": checkpoints,
             "baselines": ["copy_reference", "mean_colour", "zero_motion"], "split": "test", "num_scenes": 2,
-            "trajectories": ["recorded", "pan_right"], "steps": 50, "summary": evaluate.summarize(rows), "rows": rows}
+            "trajectories": ["recorded", "pan_right"], "steps": 50, "summary": report.summarize(rows), "rows": rows}
   return json.loads(json.dumps(record, allow_nan=True))
 
 

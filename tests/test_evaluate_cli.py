@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from mvtrack_jax import evaluate
+from mvtrack_jax.evaluation import baselines
+from mvtrack_jax.evaluation import clip_metrics
+from mvtrack_jax.evaluation import protocol_clips
 from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.models import autoencoder as ae_lib
 
@@ -52,9 +55,9 @@ def test_two_checkpoints_side_by_side(tiny_checkpoint, tmp_path):
     assert summary["copy_reference"]["all"]["psnr"]["mean"] == pytest.approx(np.mean(finite), rel=1e-12)
   assert summary["zero_motion"]["all"]["aj_reference"]["n"] == 2 and "psnr" not in summary["zero_motion"]["all"]
   # The baseline rows are the functions' rows on the evaluation clips (the same code path as the models).
-  clips = evaluate.scene_clips(checkpoint_lib.load_model(tiny_checkpoint).config, "test", 0, ["recorded", "pan_right"])
+  clips = protocol_clips.scene_clips(checkpoint_lib.load_model(tiny_checkpoint).config, "test", 0, ["recorded", "pan_right"])
   for clip, name in zip(clips, ["recorded", "pan_right"]):
-    expected = evaluate.baseline_rows(clip, 0, name, np.arange(4), "flow")
+    expected = baselines.baseline_rows(clip, 0, name, np.arange(4), "flow")
     got = [r for r in saved["rows"] if r["trajectory"] == name and r["model"] in BASELINES]
     assert [r["model"] for r in got] == [r["model"] for r in expected]
     for g, e in zip(got, expected):
@@ -111,7 +114,7 @@ def _clip(seed=0, t=4, h=32, w=32, n=5):
 
 def test_perfect_prediction_is_infinite_psnr_and_unit_ssim():
   clip = _clip()
-  metrics = evaluate.prediction_metrics(clip["target_video"], clip, "flow")
+  metrics = clip_metrics.prediction_metrics(clip["target_video"], clip, "flow")
   assert metrics["psnr"] == np.inf  # fidelity.video_fidelity: MSE 0 → +inf, reported, not clipped
   assert metrics["ssim"] == 1.0
 
@@ -119,7 +122,7 @@ def test_perfect_prediction_is_infinite_psnr_and_unit_ssim():
 def test_copy_reference_psnr_matches_numpy():
   clip = _clip()
   clip["target_video"][0] = clip["reference_video"][0]  # an exact frame (a preset's frame 0) keeps it finite
-  rows = evaluate.baseline_rows(clip, 3, "recorded", None, "flow")
+  rows = baselines.baseline_rows(clip, 3, "recorded", None, "flow")
   assert [r["model"] for r in rows] == ["copy_reference", "mean_colour"]  # frames=None: no zero_motion
   assert rows[0]["scene"] == 3 and rows[0]["trajectory"] == "recorded"
   diff = clip["reference_video"].astype(np.float64) - clip["target_video"].astype(np.float64)
@@ -132,7 +135,7 @@ def test_copy_reference_psnr_matches_numpy():
 
 def test_mean_colour_is_the_per_channel_mean():
   clip = _clip(seed=1)
-  videos = evaluate.baseline_videos(clip)
+  videos = baselines.baseline_videos(clip)
   np.testing.assert_array_equal(videos["copy_reference"], clip["reference_video"])
   mean = videos["mean_colour"]
   assert mean.shape == clip["reference_video"].shape and mean.dtype == np.uint8
@@ -142,32 +145,32 @@ def test_mean_colour_is_the_per_channel_mean():
   # Unbalanced channels: the means differ per channel.
   video = np.zeros((2, 12, 12, 3), np.uint8)
   video[..., 0], video[0, ..., 1], video[:, :6, :, 2] = 200, 100, 30
-  np.testing.assert_array_equal(evaluate.baseline_videos({"reference_video": video})["mean_colour"][1, 5, 5],
+  np.testing.assert_array_equal(baselines.baseline_videos({"reference_video": video})["mean_colour"][1, 5, 5],
                                 [200, 50, 15])
   with pytest.raises(ValueError, match="reference_video"):
-    evaluate.baseline_videos({"reference_video": video.astype(np.float32)})
+    baselines.baseline_videos({"reference_video": video.astype(np.float32)})
 
 
 def test_zero_motion_tracks_static_and_moving_points():
   clip = _clip()
   frames = ae_lib.latent_frame_indices(4, 1)
-  tracked = evaluate.zero_motion_tracks(clip, frames)
+  tracked = baselines.zero_motion_tracks(clip, frames)
   assert tracked["tracks"].shape == (2, 4, 5, 2) and tracked["visible"].shape == (2, 4, 5)
   assert tracked["visible"].all()
   np.testing.assert_array_equal(tracked["tracks"][1, 3], clip["query_points"][:, 1:])
-  static = evaluate.tracking_metrics(clip, tracked)
+  static = clip_metrics.tracking_metrics(clip, tracked)
   assert static["aj_reference"] == 1.0 and static["aj_target"] == 1.0 and static["oa_target"] == 1.0
   moving = dict(clip, tracks=clip["tracks"] + np.arange(4, dtype=np.float32)[None, :, None, None] * 6.0)
-  scores = evaluate.tracking_metrics(moving, evaluate.zero_motion_tracks(moving, frames))
+  scores = clip_metrics.tracking_metrics(moving, baselines.zero_motion_tracks(moving, frames))
   assert 0.0 <= scores["aj_reference"] < 1.0 and scores["aj_target"] < 1.0
   # A temporally compressing autoencoder (k = 2): the head's track frames 0, 2, 4 of a 5-frame video.
   frames2 = ae_lib.latent_frame_indices(5, 2)
   np.testing.assert_array_equal(frames2, [0, 2, 4])
   clip5 = _clip(t=5)
-  tracked5 = evaluate.zero_motion_tracks(clip5, frames2)
+  tracked5 = baselines.zero_motion_tracks(clip5, frames2)
   assert tracked5["tracks"].shape == (2, 3, 5, 2) and tracked5["frames"].tolist() == [0, 2, 4]
-  assert evaluate.tracking_metrics(clip5, tracked5)["aj_reference"] == 1.0
+  assert clip_metrics.tracking_metrics(clip5, tracked5)["aj_reference"] == 1.0
   with pytest.raises(ValueError, match="frames"):
-    evaluate.zero_motion_tracks(clip, np.array([0, 4]))  # frame 4 of a 4-frame clip
+    baselines.zero_motion_tracks(clip, np.array([0, 4]))  # frame 4 of a 4-frame clip
   with pytest.raises(ValueError, match="query_points"):
-    evaluate.zero_motion_tracks({"query_points": np.zeros((5, 2))}, frames)
+    baselines.zero_motion_tracks({"query_points": np.zeros((5, 2))}, frames)

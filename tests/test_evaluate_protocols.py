@@ -25,6 +25,7 @@ from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import fidelity
+from mvtrack_jax.evaluation import protocol_clips
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
 from tests.helpers import REPO, load_config
@@ -125,16 +126,16 @@ def model_config():
 
 def test_protocol_num_frames():
   # The paper config: 81-frame windows of a Wan VAE (k = 4), truncated to 1 + 4m.
-  assert evaluate.protocol_num_frames(100, 81, 1, 4) == 81
-  assert evaluate.protocol_num_frames(81, 81, 1, 4) == 81
-  assert evaluate.protocol_num_frames(70, 81, 1, 4) == 69
-  assert evaluate.protocol_num_frames(5, 81, 1, 4) == 5
-  assert evaluate.protocol_num_frames(10, 4, 2, 1) == 4  # frames 0, 2, 4, 6
-  assert evaluate.protocol_num_frames(6, 81, 2, 1) == 3  # frames 0, 2, 4
+  assert protocol_clips.protocol_num_frames(100, 81, 1, 4) == 81
+  assert protocol_clips.protocol_num_frames(81, 81, 1, 4) == 81
+  assert protocol_clips.protocol_num_frames(70, 81, 1, 4) == 69
+  assert protocol_clips.protocol_num_frames(5, 81, 1, 4) == 5
+  assert protocol_clips.protocol_num_frames(10, 4, 2, 1) == 4  # frames 0, 2, 4, 6
+  assert protocol_clips.protocol_num_frames(6, 81, 2, 1) == 3  # frames 0, 2, 4
   with pytest.raises(ValueError, match="clip.mp4: 4 frame.*at least 5"):
-    evaluate.protocol_num_frames(4, 81, 1, 4, "clip.mp4")
+    protocol_clips.protocol_num_frames(4, 81, 1, 4, "clip.mp4")
   with pytest.raises(ValueError, match="at least 2"):
-    evaluate.protocol_num_frames(1, 4, 1, 1)
+    protocol_clips.protocol_num_frames(1, 4, 1, 1)
 
 
 def test_video_trajectories_are_recammasters_ten():
@@ -145,7 +146,7 @@ def test_video_trajectories_are_recammasters_ten():
 def test_video_clips_window_and_cameras(davis_dir, model_config, tmp_path):
   path = os.path.join(davis_dir, "bear.mp4")
   names = ["arc_left", "zoom_in"]
-  clips, info = evaluate.video_clips(path, model_config, names, frames_per_latent=1, fov=60.0, grid=3)
+  clips, info = protocol_clips.video_clips(path, model_config, names, frames_per_latent=1, fov=60.0, grid=3)
   assert info["num_frames"] == MODEL_FRAMES and info["available_frames"] == 6 and info["frames"] == [0, 1, 2, 3]
   for name, clip in zip(names, clips):
     assert clip["reference_video"].shape == (MODEL_FRAMES, 32, 32, 3) and "target_video" not in clip
@@ -162,7 +163,7 @@ def test_video_clips_window_and_cameras(davis_dir, model_config, tmp_path):
   # A video shorter than the model's window is truncated (model frames 4 → 3 of a 3-frame video).
   short = str(tmp_path / "short.mp4")
   video_io.write_video(short, video_io.read_video(path)[:3])
-  clips, info = evaluate.video_clips(short, model_config, ["pan_left"], frames_per_latent=1)
+  clips, info = protocol_clips.video_clips(short, model_config, ["pan_left"], frames_per_latent=1)
   assert info["num_frames"] == 3 and clips[0]["target_cam_to_world"].shape == (3, 4, 4)
 
 
@@ -227,11 +228,11 @@ def test_videos_protocol_bad_input(davis_dir, model_config, tmp_path):
   one = str(tmp_path / "one_frame.mp4")
   video_io.write_video(one, np.zeros((1, 16, 16, 3), np.uint8))
   with pytest.raises(ValueError, match="one_frame.mp4: 1 frame"):
-    evaluate.video_clips(one, model_config, ["pan_left"], frames_per_latent=1)
+    protocol_clips.video_clips(one, model_config, ["pan_left"], frames_per_latent=1)
   broken = tmp_path / "broken.mp4"
   broken.write_bytes(b"this is not an mp4")
   with pytest.raises(video_io.VideoError, match="broken.mp4"):
-    evaluate.video_clips(str(broken), model_config, ["pan_left"], frames_per_latent=1)
+    protocol_clips.video_clips(str(broken), model_config, ["pan_left"], frames_per_latent=1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -394,7 +395,7 @@ def test_dycheck_bad_window_and_scale(dycheck_root, tmp_path):
 
 def test_dycheck_clips_relative_cameras_and_present_frames(scene, dycheck_root, model_config):
   sequence = dycheck.open_sequence(os.path.join(dycheck_root, SEQUENCE))
-  clips, info = evaluate.dycheck_clips(sequence, model_config, frames_per_latent=1, grid=2)
+  clips, info = protocol_clips.dycheck_clips(sequence, model_config, frames_per_latent=1, grid=2)
   assert [name for name, _ in clips] == ["camera1"] and info["skipped_cameras"] == [2]
   assert info["times"] == [0, 1, 2, 3] and info["cameras"]["camera1"]["present_frames"] == 3
   clip = clips[0][1]
@@ -428,7 +429,7 @@ def test_dycheck_protocol_end_to_end(tiny_checkpoint, dycheck_root, model_config
   assert "psnr" not in summary["gt_video"]["all"]
   rows = {r["model"]: r["metrics"] for r in saved["rows"]}
   # PSNR/SSIM over the present frames only (time 2 was dropped by DyCheck's synchronisation).
-  clip = evaluate.dycheck_clips(dycheck.open_sequence(os.path.join(dycheck_root, SEQUENCE)), model_config,
+  clip = protocol_clips.dycheck_clips(dycheck.open_sequence(os.path.join(dycheck_root, SEQUENCE)), model_config,
                                 frames_per_latent=1)[0][0][1]
   present = clip["present"]
   expected = fidelity.video_fidelity(clip["reference_video"][present], clip["target_video"][present])
