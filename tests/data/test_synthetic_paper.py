@@ -11,6 +11,7 @@ import pytest
 
 from configs import synthetic_data
 from mvtrack_jax import run_config
+from mvtrack_jax.data import raytrace
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import synthetic
@@ -102,9 +103,9 @@ def test_paper_style_changes_only_the_video():
 def test_chunked_rendering_equals_one_pass(monkeypatch, style):
   sizes = dict(num_views=2, num_frames=5, height=20, width=28, num_tracks=24, style=style)
   one_pass = synthetic.render_scene(6, **sizes)
-  monkeypatch.setattr(synthetic, "_MAX_CHUNK_RAYS", 2 * 20 * 28 * 2)  # chunks of 2 frames (2, 2, 1)
+  monkeypatch.setattr(raytrace, "_MAX_CHUNK_RAYS", 2 * 20 * 28 * 2)  # chunks of 2 frames (2, 2, 1)
   chunked = synthetic.render_scene(6, **sizes)
-  monkeypatch.setattr(synthetic, "_MAX_CHUNK_RAYS", 10)  # smaller than a frame: one frame per chunk
+  monkeypatch.setattr(raytrace, "_MAX_CHUNK_RAYS", 10)  # smaller than a frame: one frame per chunk
   per_frame = synthetic.render_scene(6, **sizes)
   _assert_same_records([one_pass, one_pass], [chunked, per_frame])
 
@@ -123,9 +124,9 @@ def test_paper_textures_and_mipmaps():
   checker[::2, ::2] = checker[1::2, 1::2] = 1.0
   u = np.array([0.5 / 64, 1.0 / 64, 0.3])
   v = np.array([0.5 / 64, 0.5 / 64, 0.7])
-  fine = synthetic._sample_mipmap(checker, u, v, np.full(3, 1e-4), np.full(3, 1e-4))  # pylint: disable=protected-access
+  fine = raytrace._sample_mipmap(checker, u, v, np.full(3, 1e-4), np.full(3, 1e-4))  # pylint: disable=protected-access
   np.testing.assert_allclose(fine[:2, 0], [1.0, 0.5], atol=1e-6)
-  coarse = synthetic._sample_mipmap(checker, u, v, np.full(3, 0.5), np.full(3, 0.5))  # pylint: disable=protected-access
+  coarse = raytrace._sample_mipmap(checker, u, v, np.full(3, 0.5), np.full(3, 0.5))  # pylint: disable=protected-access
   np.testing.assert_allclose(coarse, 0.5, atol=0.02)
 
 
