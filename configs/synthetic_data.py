@@ -2,9 +2,9 @@
 
 Builds (or verifies) the dataset into ``$MVTRACK_DATA_DIR`` (default ``~/.cache/mvtrack_jax/datasets``)::
 
-  .venv/bin/python -m mvtrack_jax.data.synthetic_dataset --config=configs/synthetic_data.py
-  .venv/bin/python -m mvtrack_jax.data.synthetic_dataset --config=configs/synthetic_data.py:tiny
-  .venv/bin/python -m mvtrack_jax.data.synthetic_dataset --config=configs/synthetic_data.py:paper --num_workers=16
+  .venv/bin/python -m mvtrack_jax.data.build_synthetic --config=configs/synthetic_data.py
+  .venv/bin/python -m mvtrack_jax.data.build_synthetic --config=configs/synthetic_data.py:tiny
+  .venv/bin/python -m mvtrack_jax.data.build_synthetic --config=configs/synthetic_data.py:paper --num_workers=16
 
 Override any field from the command line, e.g. ``--config.num_train=1000 --config.height=96``.
 In Python: ``synthetic_dataset.load_split("train", config=get_config())``. The default (V=4, T=16,

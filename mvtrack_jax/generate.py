@@ -112,7 +112,6 @@ from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.geometry import trajectories
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
 from mvtrack_jax.inference import clips
 from mvtrack_jax.inference import novel_view
 from mvtrack_jax.inference import visualize
@@ -167,7 +166,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
     if value is not None:
       video_io.ensure_input_file(value, flag)
   start = time.time()
-  model = checkpoint_lib.load_model(checkpoint, step=step, use_ema=use_ema)
+  model = novel_view.NovelViewPipeline.from_checkpoint(checkpoint, step=step, use_ema=use_ema,
+                                                      image_encoder=image_encoder, text_encoder=text_encoder)
   k_in = None if intrinsics is None else clips.load_array(intrinsics, "intrinsics")
   data = model.config.data
   base = sources.pipeline_config(data, 1, train=False)  # centre crops, the model's sizes
@@ -197,16 +197,13 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
           "reference_intrinsics": example["reference_intrinsics"][None],
           "reference_cam_to_world": example["reference_cam_to_world"][None],
           "target_intrinsics": k_tgt[None], "target_cam_to_world": c2w[None], "query_points": queries[None]}
-  texts = _text_contexts(model, prompt, negative_prompt, text_encoder)
-  if context is not None:
-    texts["context"] = clips.load_array(context, "context")
-  if negative_context is not None:
-    texts["negative_context"] = clips.load_array(negative_context, "negative_context")
-  generator = novel_view.NovelViewGenerator(model, **texts,
-                                            image_encoder=novel_view.image_encoder_for(model, image_encoder))
+  texts = {"prompt": prompt, "negative_prompt": negative_prompt,
+           "context": None if context is None else clips.load_array(context, "context"),
+           "negative_context": None if negative_context is None else clips.load_array(negative_context,
+                                                                                      "negative_context")}
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   t0 = time.time()
-  result = generator.generate(clip, sampling, progress=progress)
+  result = model(clip, sampling, progress=progress, **texts)
   t_generate = time.time() - t0
   generated = result["target_video"][0]
 
@@ -225,7 +222,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   t_track = 0.0
   if model.head is not None:
     t0 = time.time()
-    tracked = generator.track(clip, result["target_video"], sampling)
+    tracked = model.track(clip, result["target_video"], sampling)
     t_track = time.time() - t0
     arrays = {key: tracked[key][0] for key in ("tracks", "visible", "visibility", "confidence")}
     arrays.update(frames=tracked["frames"], query_points=queries)
@@ -258,7 +255,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   info = {"checkpoint": model.source, "model": model.name, "reference": source_name, "trajectory": traj_name,
           "num_frames": t, "frame_stride": pcfg.frame_stride, "fps": fps, "resize": resize,
           "input_to_output_pixels": to_video.tolist(), "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
-          "guidance_active": bool(texts) and cfg != 1.0, "prompt": prompt, "negative_prompt": negative_prompt,
+          "guidance_active": model.guided(sampling, **texts), "prompt": prompt, "negative_prompt": negative_prompt,
           "seed": seed, "num_query_points": int(len(queries)),
           "ground_truth": truth is not None, **fidelity_metrics,
           "seconds_generate": round(t_generate, 3), "seconds_track": round(t_track, 3),
@@ -309,21 +306,6 @@ def output_fps(requested: float | None, source_fps: float | None, frame_stride: 
   if source_fps:
     return float(source_fps) / max(int(frame_stride), 1)
   return float(video_io.DEFAULT_FPS)
-
-
-def _text_contexts(model, prompt: str | None, negative_prompt: str | None, text_encoder: str | None
-                   ) -> dict[str, np.ndarray]:
-  """``{"context", "negative_context"}`` umT5 embeddings of the given prompts (module docstring)."""
-  prompts = {k: v for k, v in (("context", prompt), ("negative_context", negative_prompt)) if v is not None}
-  if not prompts:
-    return {}
-  from mvtrack_jax.models import text_encoder as text_lib  # pylint: disable=g-import-not-at-top
-  path = text_encoder or model.config.text.encoder
-  if not path:
-    raise errors.UserError(f"--prompt/--negative_prompt need a umT5 text encoder: pass --text_encoder (a diffusers "
-                           f"Wan2.1 folder with text_encoder/ and tokenizer/); the config of {model.source} names none")
-  encoder = text_lib.UMT5TextEncoder(path, max_length=model.model.context_length)
-  return dict(zip(prompts, encoder.encode(list(prompts.values()))))
 
 
 def _write_png(path: str, image: np.ndarray) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mvtrack_jax import compare
+from mvtrack_jax.evaluation import comparison
 from mvtrack_jax.evaluation import probe as probe_lib
 from mvtrack_jax.evaluation import report
 from tests.helpers import load_config
@@ -61,29 +62,29 @@ def _eval_record():
 def test_supervised_layers_of_the_real_configs():
   full, only = load_config("default.py", "test"), load_config("default_diffusion_only.py", "test")
   assert full.objective.lambda_corr > 0 and only.objective.lambda_corr == 0
-  sup = compare.supervised_layers({"mvtrack4gen": _objective(full), "diffusion_only": _objective(only)})
+  sup = comparison.supervised_layers({"mvtrack4gen": _objective(full), "diffusion_only": _objective(only)})
   assert sup["mvtrack4gen"] == {"layers": list(full.objective.corr_layers), "lambda_corr": full.objective.lambda_corr,
                                 "layers_from": "mvtrack4gen"}
   assert sup["diffusion_only"]["layers"] == sup["mvtrack4gen"]["layers"]
   assert sup["diffusion_only"]["layers_from"] == "mvtrack4gen" and sup["diffusion_only"]["lambda_corr"] == 0.0
   # The model without L_corr first: it still borrows the layers of the first model with L_corr.
-  sup = compare.supervised_layers({"base": {"lambda_corr": 0.0, "corr_layers": (7,)},
+  sup = comparison.supervised_layers({"base": {"lambda_corr": 0.0, "corr_layers": (7,)},
                                    "a": {"lambda_corr": 0.1, "corr_layers": (1, 2)}})
   assert sup["base"]["layers"] == [1, 2] and sup["base"]["layers_from"] == "a"
   # Nobody trained with L_corr: everyone uses the first model's corr_layers.
-  sup = compare.supervised_layers({"p": {"lambda_corr": 0.0, "corr_layers": (2,)},
+  sup = comparison.supervised_layers({"p": {"lambda_corr": 0.0, "corr_layers": (2,)},
                                    "q": {"lambda_corr": 0.0, "corr_layers": (0,)}})
   assert sup["q"]["layers"] == [2] and sup["q"]["layers_from"] == "p"
   with pytest.raises(ValueError, match="corr_layers"):
-    compare.supervised_layers({"a": {"lambda_corr": 0.1, "corr_layers": ()}})
+    comparison.supervised_layers({"a": {"lambda_corr": 0.1, "corr_layers": ()}})
 
 
 def test_summary_numbers_are_the_records_numbers(tmp_path):
   eval_record = _eval_record()
   probes = {"mvtrack4gen": _probe_record(1), "diffusion_only": _probe_record(2)}
-  sup = compare.supervised_layers({"mvtrack4gen": {"lambda_corr": 0.01, "corr_layers": (1,)},
+  sup = comparison.supervised_layers({"mvtrack4gen": {"lambda_corr": 0.01, "corr_layers": (1,)},
                                    "diffusion_only": {"lambda_corr": 0.0, "corr_layers": (1,)}})
-  table = compare.cross_view_table(probes, sup)
+  table = comparison.cross_view_table(probes, sup)
   assert [(r["model"], r["layer"]) for r in table["rows"]] == [("mvtrack4gen", 1), ("diffusion_only", 1)]
   assert "`diffusion_only` uses the corr_layers of `mvtrack4gen`" in table["note"]
   expected_mean = {}
@@ -93,7 +94,7 @@ def test_summary_numbers_are_the_records_numbers(tmp_path):
     expected_mean[row["model"]] = float(np.mean(accuracy[:2]))
     assert row["mean"] == pytest.approx(expected_mean[row["model"]], rel=1e-12)
 
-  summary = compare.summarize(eval_record, table, {"evaluation": {"record": "/o/evaluate/metrics.json"}})
+  summary = comparison.summarize(eval_record, table, {"evaluation": {"record": "/o/evaluate/metrics.json"}})
   stored = eval_record["summary"]
   assert list(summary["psnr"]) == ["mvtrack4gen", "diffusion_only", "copy_reference", "mean_colour"]
   for name, entry in summary["psnr"].items():
@@ -109,7 +110,7 @@ def test_summary_numbers_are_the_records_numbers(tmp_path):
   assert diff["difference"] == expected_mean["mvtrack4gen"] - expected_mean["diffusion_only"]
   assert json.loads(json.dumps(summary, allow_nan=False)) == summary
 
-  text = compare.format_summary(summary)
+  text = comparison.format_summary(summary)
   for name, entry in summary["psnr"].items():
     assert f"{name:<14}  {entry['mean']:.2f} (n={entry['n']})" in text
   for name, entry in summary["aj_reference"].items():
@@ -119,21 +120,21 @@ def test_summary_numbers_are_the_records_numbers(tmp_path):
   assert f"at layer 1: {diff['difference']:+.2f} points" in text
   assert "evaluation record: /o/evaluate/metrics.json" in text
 
-  rows = list(csv.DictReader(io.StringIO(compare.cross_view_csv(table))))
+  rows = list(csv.DictReader(io.StringIO(comparison.cross_view_csv(table))))
   assert [r["model"] for r in rows] == ["mvtrack4gen", "diffusion_only"]
   assert float(rows[0]["pck_t1000"]) == table["rows"][0]["pck"][0] and rows[0]["pck_t300"] == ""
   assert float(rows[1]["pck_mean"]) == table["rows"][1]["mean"]
-  markdown = compare.cross_view_markdown(table)
+  markdown = comparison.cross_view_markdown(table)
   assert "| model | layer | λ_corr | t=1000 | t=800 | t=300 | mean |" in markdown
   assert f"| diffusion_only | 1 | 0 | {table['rows'][1]['pck'][0]:.2f} |" in markdown
 
 
 def test_cross_view_table_rejects_an_unprobed_layer():
-  sup = compare.supervised_layers({"a": {"lambda_corr": 0.01, "corr_layers": (5,)}})
+  sup = comparison.supervised_layers({"a": {"lambda_corr": 0.01, "corr_layers": (5,)}})
   with pytest.raises(ValueError, match="supervised layer 5"):
-    compare.cross_view_table({"a": _probe_record(0)}, sup)
+    comparison.cross_view_table({"a": _probe_record(0)}, sup)
   with pytest.raises(ValueError, match="no probe record"):
-    compare.cross_view_table({}, sup)
+    comparison.cross_view_table({}, sup)
 
 
 def test_compare_end_to_end(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path):
@@ -150,7 +151,7 @@ def test_compare_end_to_end(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path)
   assert set(summary["psnr"]) == {"mvtrack4gen", "diffusion_only", "copy_reference", "mean_colour"}
   for name, entry in summary["psnr"].items():
     assert entry["n"] == stored[name]["all"]["psnr"]["n"]
-    assert entry["mean"] == compare._finite(stored[name]["all"]["psnr"]["mean"])
+    assert entry["mean"] == comparison._finite(stored[name]["all"]["psnr"]["mean"])
   assert set(summary["aj_reference"]) <= {"mvtrack4gen", "zero_motion"} and "mvtrack4gen" in summary["aj_reference"]
   rows = list(csv.DictReader(io.StringIO((out / "probe_cross_view.csv").read_text())))
   assert [(r["model"], r["layer"], r["layers_from"]) for r in rows] == [("mvtrack4gen", "1", "mvtrack4gen"),
@@ -162,4 +163,4 @@ def test_compare_end_to_end(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path)
     assert [float(row[f"pck_t{t:g}"]) if row[f"pck_t{t:g}"] else None for t in probe["settings"]["timesteps"]] \
         == accuracy
     assert summary["cross_view_pck"][row["model"]][0]["pck"] == accuracy
-  assert compare.format_summary(summary) in (out / "summary.md").read_text()
+  assert comparison.format_summary(summary) in (out / "summary.md").read_text()

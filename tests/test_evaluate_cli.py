@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from mvtrack_jax import evaluate
 from mvtrack_jax.evaluation import baselines
 from mvtrack_jax.evaluation import clip_metrics
 from mvtrack_jax.evaluation import protocol_clips
-from mvtrack_jax.inference import checkpoint as checkpoint_lib
+from mvtrack_jax.evaluation import runner
+from mvtrack_jax.inference import novel_view
 from mvtrack_jax.models import autoencoder as ae_lib
 
 BASELINES = {"copy_reference", "mean_colour", "zero_motion"}
@@ -17,7 +17,7 @@ BASELINES = {"copy_reference", "mean_colour", "zero_motion"}
 
 def test_two_checkpoints_side_by_side(tiny_checkpoint, tmp_path):
   out = tmp_path / "eval"
-  record = evaluate.run([tiny_checkpoint, tiny_checkpoint], str(out), names=["a", "b"], max_scenes=1, steps=2,
+  record = runner.run([tiny_checkpoint, tiny_checkpoint], str(out), names=["a", "b"], max_scenes=1, steps=2,
                         trajectory_names=["recorded", "pan_right"], progress=False, save_videos=True)
   saved = json.loads((out / "metrics.json").read_text())
   assert saved["num_scenes"] == 1 and saved["trajectories"] == ["recorded", "pan_right"]
@@ -55,7 +55,7 @@ def test_two_checkpoints_side_by_side(tiny_checkpoint, tmp_path):
     assert summary["copy_reference"]["all"]["psnr"]["mean"] == pytest.approx(np.mean(finite), rel=1e-12)
   assert summary["zero_motion"]["all"]["aj_reference"]["n"] == 2 and "psnr" not in summary["zero_motion"]["all"]
   # The baseline rows are the functions' rows on the evaluation clips (the same code path as the models).
-  clips = protocol_clips.scene_clips(checkpoint_lib.load_model(tiny_checkpoint).config, "test", 0, ["recorded", "pan_right"])
+  clips = protocol_clips.scene_clips(novel_view.NovelViewPipeline.from_checkpoint(tiny_checkpoint).config, "test", 0, ["recorded", "pan_right"])
   for clip, name in zip(clips, ["recorded", "pan_right"]):
     expected = baselines.baseline_rows(clip, 0, name, np.arange(4), "flow")
     got = [r for r in saved["rows"] if r["trajectory"] == name and r["model"] in BASELINES]
@@ -68,7 +68,7 @@ def test_two_checkpoints_side_by_side(tiny_checkpoint, tmp_path):
 
 def test_head_model_vs_diffusion_only_baseline(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path):
   out = tmp_path / "eval"
-  evaluate.run([tiny_checkpoint, tiny_baseline_checkpoint], str(out), max_scenes=1, steps=1,
+  runner.run([tiny_checkpoint, tiny_baseline_checkpoint], str(out), max_scenes=1, steps=1,
                trajectory_names=["zoom_in"], progress=False, baselines=False)
   saved = json.loads((out / "metrics.json").read_text())
   summary = saved["summary"]
@@ -82,13 +82,13 @@ def test_head_model_vs_diffusion_only_baseline(tiny_checkpoint, tiny_baseline_ch
 
 def test_names_must_match_checkpoints(tiny_checkpoint, tmp_path):
   with pytest.raises(ValueError, match="distinct names"):
-    evaluate.run([tiny_checkpoint], str(tmp_path), names=["a", "b"], max_scenes=1, steps=1, progress=False)
+    runner.run([tiny_checkpoint], str(tmp_path), names=["a", "b"], max_scenes=1, steps=1, progress=False)
   with pytest.raises(ValueError, match="unknown 'sideways'"):
-    evaluate.run([tiny_checkpoint], str(tmp_path), trajectory_names=["sideways"], max_scenes=1, steps=1,
+    runner.run([tiny_checkpoint], str(tmp_path), trajectory_names=["sideways"], max_scenes=1, steps=1,
                  progress=False)
   for reserved in ("copy_reference", "mean_colour", "zero_motion", "gt_video"):
     with pytest.raises(ValueError, match=f"reserved.*{reserved}"):
-      evaluate.run([tiny_checkpoint], str(tmp_path), names=[reserved], max_scenes=1, steps=1, progress=False)
+      runner.run([tiny_checkpoint], str(tmp_path), names=[reserved], max_scenes=1, steps=1, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------

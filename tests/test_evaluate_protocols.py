@@ -19,7 +19,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from mvtrack_jax import evaluate
+from mvtrack_jax.evaluation import runner
 from mvtrack_jax.data import dycheck
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
@@ -139,7 +139,7 @@ def test_protocol_num_frames():
 
 
 def test_video_trajectories_are_recammasters_ten():
-  assert evaluate.VIDEO_TRAJECTORIES == ("pan_right", "pan_left", "tilt_up", "tilt_down", "zoom_in", "zoom_out",
+  assert runner.VIDEO_TRAJECTORIES == ("pan_right", "pan_left", "tilt_up", "tilt_down", "zoom_in", "zoom_out",
                                          "translate_up", "translate_down", "arc_left", "arc_right")
 
 
@@ -169,10 +169,10 @@ def test_video_clips_window_and_cameras(davis_dir, model_config, tmp_path):
 
 def test_videos_protocol_end_to_end(tiny_checkpoint, davis_dir, tmp_path):
   out = tmp_path / "davis"
-  record = evaluate.run_videos([tiny_checkpoint], str(out), davis_dir, names=["mvtrack"], steps=1, progress=False,
+  record = runner.run_videos([tiny_checkpoint], str(out), davis_dir, names=["mvtrack"], steps=1, progress=False,
                                save_videos=True)
   saved = json.loads((out / "metrics.json").read_text())
-  assert saved["protocol"] == "videos" and saved["trajectories"] == list(evaluate.VIDEO_TRAJECTORIES)
+  assert saved["protocol"] == "videos" and saved["trajectories"] == list(runner.VIDEO_TRAJECTORIES)
   assert set(saved["scenes"]) == {"bear", "car-turn"}  # notes.txt is not a video
   assert all(info["num_frames"] == MODEL_FRAMES for info in saved["scenes"].values())
   assert saved["fov"] == 60.0 and saved["batch_size"] == 1 and saved["baselines"] == ["copy_reference", "mean_colour"]
@@ -207,7 +207,7 @@ def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_ch
   shutil.copy(os.path.join(davis_dir, "bear.mp4"), videos / "bear.mp4")
   (videos / "broken.mp4").write_bytes(b"not a video at all")
   out = tmp_path / "out"
-  record = evaluate.run_videos([tiny_checkpoint], str(out), str(videos), names=["m"], trajectory_names=["pan_right"],
+  record = runner.run_videos([tiny_checkpoint], str(out), str(videos), names=["m"], trajectory_names=["pan_right"],
                                steps=1, progress=False)
   saved = json.loads((out / "metrics.json").read_text())
   assert {r["scene"] for r in saved["rows"]} == {"bear"} and len(record["rows"]) == 3  # m + 2 baselines
@@ -217,14 +217,14 @@ def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_ch
 
 def test_videos_protocol_bad_input(davis_dir, model_config, tmp_path):
   with pytest.raises(FileNotFoundError, match="not a directory"):
-    evaluate.run_videos(["unused"], str(tmp_path / "out"), str(tmp_path / "nowhere"), progress=False)
+    runner.run_videos(["unused"], str(tmp_path / "out"), str(tmp_path / "nowhere"), progress=False)
   (tmp_path / "empty").mkdir()
   with pytest.raises(FileNotFoundError, match="no .mp4 files"):
-    evaluate.run_videos(["unused"], str(tmp_path / "out"), str(tmp_path / "empty"), progress=False)
+    runner.run_videos(["unused"], str(tmp_path / "out"), str(tmp_path / "empty"), progress=False)
   with pytest.raises(ValueError, match="'recorded' needs a second recorded view"):
-    evaluate.run_videos(["unused"], str(tmp_path / "out"), davis_dir, trajectory_names=["recorded"], progress=False)
+    runner.run_videos(["unused"], str(tmp_path / "out"), davis_dir, trajectory_names=["recorded"], progress=False)
   with pytest.raises(ValueError, match="batch_size"):
-    evaluate.run_videos(["unused"], str(tmp_path / "out"), davis_dir, batch_size=0, progress=False)
+    runner.run_videos(["unused"], str(tmp_path / "out"), davis_dir, batch_size=0, progress=False)
   one = str(tmp_path / "one_frame.mp4")
   video_io.write_video(one, np.zeros((1, 16, 16, 3), np.uint8))
   with pytest.raises(ValueError, match="one_frame.mp4: 1 frame"):
@@ -414,7 +414,7 @@ def test_dycheck_clips_relative_cameras_and_present_frames(scene, dycheck_root, 
 
 def test_dycheck_protocol_end_to_end(tiny_checkpoint, dycheck_root, model_config, tmp_path):
   out = tmp_path / "iphone"
-  evaluate.run_dycheck([tiny_checkpoint], str(out), dycheck_root, names=["mvtrack"], steps=1, progress=False)
+  runner.run_dycheck([tiny_checkpoint], str(out), dycheck_root, names=["mvtrack"], steps=1, progress=False)
   saved = json.loads((out / "metrics.json").read_text())
   assert saved["protocol"] == "dycheck" and saved["trajectories"] == ["camera1"]
   assert saved["skipped"] == {SEQUENCE: [2]} and saved["scales"] == [1]
@@ -446,9 +446,9 @@ def test_dycheck_protocol_end_to_end(tiny_checkpoint, dycheck_root, model_config
 
 def test_dycheck_protocol_skips_and_fails_clearly(dycheck_root, tmp_path):
   with pytest.raises(FileNotFoundError, match="no DyCheck sequence"):
-    evaluate.run_dycheck(["unused"], str(tmp_path / "out"), str(tmp_path), progress=False)
+    runner.run_dycheck(["unused"], str(tmp_path / "out"), str(tmp_path), progress=False)
   with pytest.raises(schema.RecordError, match=r"rgb/3x"):
-    evaluate.run_dycheck(["unused"], str(tmp_path / "out"), dycheck_root, scale=3, progress=False)
+    runner.run_dycheck(["unused"], str(tmp_path / "out"), dycheck_root, scale=3, progress=False)
 
 
 def test_command_line_protocol_flags(tmp_path):

@@ -143,21 +143,22 @@ def test_ground_truth_is_rendered_along_the_cameras_the_model_was_given():
 
 def test_bad_output_and_input_paths_fail_before_the_model_loads(tmp_path, monkeypatch):
   """--out that is a file or under a file, and missing input files, fail at once (no model is loaded)."""
-  from mvtrack_jax import compare, evaluate, probe
-  from mvtrack_jax.inference import checkpoint as checkpoint_lib
+  from mvtrack_jax import compare
+  from mvtrack_jax.evaluation import probe_run, runner
+  from mvtrack_jax.inference import novel_view
 
   def no_model(*_, **__):
     raise AssertionError("a model was loaded before the paths were checked")
-  monkeypatch.setattr(checkpoint_lib, "load_model", no_model)
+  monkeypatch.setattr(novel_view.NovelViewPipeline, "from_checkpoint", no_model)
   a_file = tmp_path / "a_file"
   a_file.write_text("x")
   for out in (a_file, a_file / "below"):
     with pytest.raises(NotADirectoryError, match="--out"):
       generate.run("ckpt", "dataset:test:0", "static", str(out), progress=False)
     with pytest.raises(NotADirectoryError, match="--out"):
-      probe.run_probe("ckpt", str(out))
+      probe_run.run_probe("ckpt", str(out))
     with pytest.raises(NotADirectoryError, match="--out"):
-      evaluate.run(["ckpt"], str(out), progress=False)
+      runner.run(["ckpt"], str(out), progress=False)
     with pytest.raises(NotADirectoryError, match="--out"):
       compare.run(["ckpt"], str(out))
   for kwargs, flag in ((dict(reference=str(tmp_path / "missing.mp4")), "--reference"),
@@ -218,11 +219,11 @@ def test_fov_and_query_points_are_validated(tiny_checkpoint, tmp_path):
 ])
 def test_numeric_arguments_fail_before_the_model_loads(tmp_path, monkeypatch, kwargs, match):
   from mvtrack_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.inference import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from mvtrack_jax.inference import novel_view  # pylint: disable=g-import-not-at-top
 
   def no_model(*_, **__):
     raise AssertionError("a model was loaded before the arguments were checked")
-  monkeypatch.setattr(checkpoint_lib, "load_model", no_model)
+  monkeypatch.setattr(novel_view.NovelViewPipeline, "from_checkpoint", no_model)
   with pytest.raises(UserError, match=match):
     generate.run("ckpt", "dataset:test:0", "static", str(tmp_path / "out"), progress=False, **kwargs)
   assert not (tmp_path / "out").exists()

@@ -27,18 +27,15 @@ PACKAGE = "mvtrack_jax"
 
 ENTRY_POINTS = {"train", "generate", "evaluate", "probe", "compare", "export", "bench"}
 TOOLS = {"data.encode_image", "data.encode_latents", "data.encode_text", "data.preview", "data.convert_kubric",
+         "data.build_synthetic",
          "convert.standins", "cli"}
-RANKS = {"errors": 0, "checkpoint_format": 0, "geometry": 0, "diffusion": 0, "data": 1, "models": 2, "losses": 3,
+RANKS = {"errors": 0, "checkpoint_format": 0, "drawing": 0, "geometry": 0, "diffusion": 0, "data": 1, "models": 2, "losses": 3,
          "convert": 3, "run_config": 3,
          "training": 4, "inference": 4, "evaluation": 5}
 SIBLINGS = {frozenset({"training", "inference"})}
 TOP = 6
 
 KNOWN_VIOLATIONS = {  # (importer, imported): what should own the shared piece instead
-    ("compare", "evaluate"): "an inference pipeline object and evaluation protocols below the entry points",
-    ("compare", "probe"): "the same",
-    ("data.synthetic_dataset", "cli"): "its command line in the tools' wing",
-    ("inference.visualize", "data.preview"): "the drawing helpers below both",
     ("losses.objective", "evaluation.tapvid"): "the head's AJ metric in a leaf both use",
     ("models.mvtrack4gen", "convert.wan_vae"): "weight loading in a builder above models",
 }

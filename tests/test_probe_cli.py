@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from mvtrack_jax import probe as probe_cli
+from mvtrack_jax.evaluation import probe_run
 from mvtrack_jax.evaluation import probe as probe_lib
 
 
 def test_probe_cli_end_to_end(tiny_checkpoint, tmp_path, capsys):
   out = str(tmp_path / "probe")
-  record = probe_cli.run_probe(tiny_checkpoint, out, split="test", layers=[0, 2], grid_steps=(0, 40),
+  record = probe_run.run_probe(tiny_checkpoint, out, split="test", layers=[0, 2], grid_steps=(0, 40),
                                num_batches=1, batch_size=2, progress=False)
   assert sorted(os.listdir(out)) == sorted(
       ["probe.json", "probe_table.csv"] + [f"heatmap_{kind}.png" for kind in probe_lib.KINDS])
@@ -40,14 +40,14 @@ def test_probe_cli_end_to_end(tiny_checkpoint, tmp_path, capsys):
 
 def test_probe_cli_rejects_bad_layers(tiny_checkpoint, tmp_path):
   with pytest.raises(ValueError, match="layers"):
-    probe_cli.run_probe(tiny_checkpoint, str(tmp_path / "x"), layers=[7], num_batches=1, progress=False)
+    probe_run.run_probe(tiny_checkpoint, str(tmp_path / "x"), layers=[7], num_batches=1, progress=False)
   with pytest.raises(ValueError, match="grid_steps"):
-    probe_cli.run_probe(tiny_checkpoint, str(tmp_path / "x"), grid_steps=(50,), num_batches=1, progress=False)
+    probe_run.run_probe(tiny_checkpoint, str(tmp_path / "x"), grid_steps=(50,), num_batches=1, progress=False)
 
 
 def test_pad_batch_masks_padding():
   batch = {"track_mask": np.ones((1, 3), bool), "tracks": np.arange(6, dtype=np.float32).reshape(1, 3, 2)}
-  padded = probe_cli._pad_batch(batch, 3)
+  padded = probe_run._pad_batch(batch, 3)
   assert padded["track_mask"].tolist() == [[True] * 3, [False] * 3, [False] * 3]
   np.testing.assert_array_equal(padded["tracks"][2], batch["tracks"][0])
-  assert probe_cli._pad_batch(batch, 1) is batch
+  assert probe_run._pad_batch(batch, 1) is batch

@@ -21,11 +21,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from mvtrack_jax import checkpoint_format
-from mvtrack_jax import export, generate, probe  # noqa: E402
+from mvtrack_jax import errors, export, generate  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.data import encode_image, encode_latents, sources  # noqa: E402
-from mvtrack_jax.inference import checkpoint as checkpoint_lib  # noqa: E402
+from mvtrack_jax.evaluation import probe_run  # noqa: E402
 from mvtrack_jax.inference import novel_view  # noqa: E402
 from mvtrack_jax.models import mvtrack4gen, wan  # noqa: E402
 from mvtrack_jax.training import metric_writers, trainer  # noqa: E402
@@ -96,13 +96,13 @@ def test_redirector_smoke_trains_generates_and_exports(tmp_path):
   out = str(tmp_path / "novel")
   info = generate.run(workdir, "dataset:train:0", "arc_left", out, steps=2, grid=2, progress=False)
   assert os.path.exists(os.path.join(out, "target.mp4")) and info["num_frames"] == c.data.num_frames
-  loaded = checkpoint_lib.load_model(workdir)
-  assert novel_view.image_encoder_for(loaded).num_tokens == standins.IMAGE_TOKENS
+  loaded = novel_view.NovelViewPipeline.from_checkpoint(workdir)
+  assert loaded.image_encoder.num_tokens == standins.IMAGE_TOKENS
   loaded.config.image.encoder = ""
-  with pytest.raises(ValueError, match="trained with CLIP image features"):
-    novel_view.image_encoder_for(loaded)
+  with pytest.raises(errors.UserError, match="trained with CLIP image features"):
+    novel_view.NovelViewPipeline(loaded.config, loaded.params, step=loaded.step, source=loaded.source).image_encoder
   # The layer probe reads the same features (its batches come from the dataset, not the image cache).
-  probed = probe.run_probe(workdir, str(tmp_path / "probe"), split="train", num_batches=1, timesteps=(500.0,),
+  probed = probe_run.run_probe(workdir, str(tmp_path / "probe"), split="train", num_batches=1, timesteps=(500.0,),
                            progress=False)
   assert probed["settings"]["num_examples"] == 1 and probed["settings"]["image_context"].startswith("CLIP")
 

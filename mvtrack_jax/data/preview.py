@@ -26,8 +26,6 @@ track at ``(x, y)`` is drawn at ``(s·x, s·y)`` in a panel enlarged ``s`` times
 
 from __future__ import annotations
 
-import colorsys
-import math
 import os
 from typing import Any, Mapping
 
@@ -38,74 +36,14 @@ import numpy as np
 from ml_collections import config_flags
 
 from mvtrack_jax import cli
+from mvtrack_jax import drawing
 from mvtrack_jax import errors
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
 
-_GAP = 2  # pixels between panels
 _HEADER = 14  # pixels of the label strip above each grid cell
-_SHIFT = 4  # OpenCV sub-pixel bits for drawing
 FLAGS = flags.FLAGS
-
-
-def track_colors(num_tracks: int) -> np.ndarray:
-  """``(N, 3)`` uint8 RGB colours, distinct hues (golden-ratio steps), one per track index."""
-  hues = (np.arange(num_tracks) * 0.618033988749895) % 1.0
-  return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.9, 1.0)] for h in hues], np.uint8).reshape(-1, 3)
-
-
-def upscale_factor(height: int, min_side: int) -> int:
-  """Smallest integer factor ``s >= 1`` with ``s · height >= min_side``."""
-  return max(1, math.ceil(min_side / max(height, 1)))
-
-
-def side_by_side_video(video: np.ndarray, scale: int = 1) -> np.ndarray:
-  """``(V, T, H, W, 3)`` → ``(T, s·H, V·s·W + (V−1)·gap, 3)`` uint8 panels, nearest-neighbour enlarged."""
-  v, t, h, w, _ = video.shape
-  big = np.repeat(np.repeat(video, scale, axis=2), scale, axis=3)
-  out = np.zeros((t, h * scale, v * w * scale + (v - 1) * _GAP, 3), np.uint8)
-  for j in range(v):
-    x0 = j * (w * scale + _GAP)
-    out[:, :, x0:x0 + w * scale] = big[j]
-  return out
-
-
-def select_tracks(visible: np.ndarray, max_tracks: int) -> np.ndarray:
-  """Indices of at most ``max_tracks`` points visible somewhere, evenly spaced over the point index."""
-  n = visible.shape[-1]
-  candidates = np.flatnonzero(visible.reshape((-1, n)).any(axis=0)) if n else np.zeros((0,), np.int64)
-  if candidates.size <= max_tracks:
-    return candidates
-  return candidates[np.linspace(0, candidates.size - 1, max_tracks).round().astype(int)]
-
-
-def draw_tracks(frame: np.ndarray, tracks: np.ndarray, visible: np.ndarray, colors: np.ndarray,
-                scale: int) -> np.ndarray:
-  """Draws tracks on one ``scale``-times enlarged RGB frame (returns a new array).
-
-  Args:
-    frame: ``(s·H, s·W, 3)`` uint8.
-    tracks: ``(K, 2)`` ``(x, y)`` in the *original* frame's pixels (corner origin).
-    visible: ``(K,)`` bool: solid dot when true, hollow circle when false (only if inside the image).
-    colors: ``(K, 3)`` uint8 RGB.
-    scale: enlargement factor of ``frame``.
-  """
-  out = np.ascontiguousarray(frame.copy())
-  h, w = out.shape[:2]
-  radius = max(2, scale)
-  for (x, y), vis, color in zip(tracks, visible, colors):
-    px, py = scale * float(x), scale * float(y)
-    if not (np.isfinite(px) and np.isfinite(py)) or not (0 <= px <= w and 0 <= py <= h):
-      continue
-    # OpenCV places pixel i's centre at i; the project's corner-origin coordinate of that centre is i + 0.5.
-    center = (int(round((px - 0.5) * (1 << _SHIFT))), int(round((py - 0.5) * (1 << _SHIFT))))
-    c = tuple(int(v) for v in color)
-    if vis:
-      cv2.circle(out, center, radius << _SHIFT, c, thickness=-1, lineType=cv2.LINE_AA, shift=_SHIFT)
-    else:
-      cv2.circle(out, center, (radius + 1) << _SHIFT, c, thickness=1, lineType=cv2.LINE_AA, shift=_SHIFT)
-  return out
 
 
 def track_grid(record: Mapping[str, np.ndarray], *, grid_frames: int = 6, max_tracks: int = 48,
@@ -119,19 +57,19 @@ def track_grid(record: Mapping[str, np.ndarray], *, grid_frames: int = 6, max_tr
   """
   video = record["video"]
   v, t, h, w, _ = video.shape
-  scale = upscale_factor(h, min_side)
+  scale = drawing.upscale_factor(h, min_side)
   frames = np.unique(np.linspace(0, t - 1, min(grid_frames, t)).round().astype(int))
-  chosen = select_tracks(record["visible"], max_tracks)
-  colors = track_colors(record["tracks"].shape[2])[chosen]
+  chosen = drawing.select_tracks(record["visible"], max_tracks)
+  colors = drawing.track_colors(record["tracks"].shape[2])[chosen]
   cell_h, cell_w = _HEADER + h * scale, w * scale
-  grid = np.full((v * cell_h + (v - 1) * _GAP, frames.size * cell_w + (frames.size - 1) * _GAP, 3), 255, np.uint8)
+  grid = np.full((v * cell_h + (v - 1) * drawing.GAP, frames.size * cell_w + (frames.size - 1) * drawing.GAP, 3), 255, np.uint8)
   origins = np.zeros((v, frames.size, 2), int)
   for j in range(v):
     for c, f in enumerate(frames):
       frame = np.repeat(np.repeat(video[j, f], scale, axis=0), scale, axis=1)
       if chosen.size:
-        frame = draw_tracks(frame, record["tracks"][j, f, chosen], record["visible"][j, f, chosen], colors, scale)
-      y0, x0 = j * (cell_h + _GAP), c * (cell_w + _GAP)
+        frame = drawing.draw_tracks(frame, record["tracks"][j, f, chosen], record["visible"][j, f, chosen], colors, scale)
+      y0, x0 = j * (cell_h + drawing.GAP), c * (cell_w + drawing.GAP)
       grid[y0 + _HEADER:y0 + cell_h, x0:x0 + cell_w] = frame
       cv2.putText(grid, f"view {j} t={f}", (x0 + 2, y0 + _HEADER - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1,
                   cv2.LINE_AA)
@@ -153,9 +91,9 @@ def write_preview(record: Mapping[str, np.ndarray], out_dir: str | os.PathLike[s
   record = schema.validate_record(record, source=source)
   out_dir = os.fspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
-  scale = upscale_factor(record["video"].shape[2], min_side)
+  scale = drawing.upscale_factor(record["video"].shape[2], min_side)
   video_path = os.path.join(out_dir, "preview.mp4")
-  video_io.write_video(video_path, side_by_side_video(record["video"], scale), fps=fps)
+  video_io.write_video(video_path, drawing.side_by_side_video(record["video"], scale), fps=fps)
   grid, _ = track_grid(record, grid_frames=grid_frames, max_tracks=max_tracks, min_side=min_side)
   png_path = os.path.join(out_dir, "tracks.png")
   with video_io.atomic_output(png_path) as tmp:

@@ -66,8 +66,8 @@ directories, staging temporary files).
 
 Command line (builds the dataset of a config file, see ``configs/synthetic_data.py``)::
 
-  python -m mvtrack_jax.data.synthetic_dataset --config=configs/synthetic_data.py
-  python -m mvtrack_jax.data.synthetic_dataset --config=configs/synthetic_data.py:paper --num_workers=16
+  python -m mvtrack_jax.data.build_synthetic --config=configs/synthetic_data.py
+  python -m mvtrack_jax.data.build_synthetic --config=configs/synthetic_data.py:paper --num_workers=16
 
 The rendering cost is measured by ``benchmarks/synthetic_bench.py`` (CPU-hours per 1,000 scenes).
 """
@@ -95,7 +95,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
-from mvtrack_jax import cli
 from mvtrack_jax.data import synthetic
 
 SPLITS = ("train", "validation", "test")
@@ -704,34 +703,3 @@ def load_split(split: str, *, data_dir: str | None = None, config: Any = None, n
     raise ValueError(f"load_split: split {split!r} has 0 scenes in config {cfg.name!r}")
   builder = prepare(cfg, data_dir=data_dir, num_workers=num_workers)
   return builder.as_data_source(split)
-
-
-def _run_cli() -> None:
-  """``python -m mvtrack_jax.data.synthetic_dataset --config=configs/synthetic_data.py[:tiny|:paper]``.
-
-  ``--num_workers=K`` sets the rendering processes (default ``os.cpu_count()``).
-  """
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flag = config_flags.DEFINE_config_file("config", None, "configs/synthetic_data.py", lock_config=True)
-  workers_flag = flags.DEFINE_integer("num_workers", None, "Rendering processes (default: os.cpu_count()).")
-
-  def main(argv) -> None:
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    cfg = config_flag.value
-    if cfg is None:
-      raise app.UsageError("--config=configs/synthetic_data.py is required")
-    logging.set_verbosity(logging.INFO)
-    builder = prepare(cfg, data_dir=cfg.get("data_dir") or None, num_workers=workers_flag.value)
-    for split in SPLITS:
-      if resolve_config(cfg).split_size(split):
-        print(f"{split}: {len(builder.as_data_source(split))} scenes in {builder.data_path}")
-
-  cli.run(main)
-
-
-if __name__ == "__main__":
-  from mvtrack_jax.data import synthetic_dataset as _module  # pylint: disable=g-import-not-at-top
-  _module._run_cli()  # pylint: disable=protected-access

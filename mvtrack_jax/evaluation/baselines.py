@@ -62,7 +62,7 @@ def zero_motion_tracks(example: Mapping[str, np.ndarray], frames: np.ndarray) ->
       origin, of the reference view). ``track_mask`` is not applied here (``clip_metrics.tracking_metrics``
       scores only the real points).
     frames: ``(F,)`` increasing non-negative video frames of the track frames, the ``frames`` of a
-      head model's ``NovelViewGenerator.track`` (``0, k, 2k, …``).
+      head model's ``NovelViewPipeline.track`` (``0, k, 2k, …``).
 
   Returns:
     ``{"tracks": (2, F, N, 2) float32, "visible": (2, F, N) bool, "frames": (F,) int32}``, view 0 =

@@ -11,7 +11,7 @@ Inputs are the probe features of ``WanDiT(..., probe_layers=...)``: ``q``/``k`` 
 ``(B, S, heads, head_dim)`` after RMSNorm and RoPE (exactly what the attention uses),
 ``S = 2·F·h·w``, **target frames first, then reference frames**, each frame row-major ``(h, w)``.
 Token ``(f, i, j)`` covers video pixels ``[j·s, (j+1)·s) × [i·s, (i+1)·s)``, centre
-``((j+½)·s, (i+½)·s)``, ``s`` = token stride in video pixels (``LoadedModel.token_stride``).
+``((j+½)·s, (i+½)·s)``, ``s`` = token stride in video pixels (``NovelViewPipeline.token_stride``).
 Pixel coordinates: continuous ``(x, y)``, origin at the top-left pixel's corner (docs/design.md §3).
 Ground truth: tracks ``(B, 2, F, N, 2)`` at latent-frame rate (view 0 = reference, 1 = target),
 ``visible`` ``(B, 2, F, N)``, ``point_mask`` ``(B, N)``.

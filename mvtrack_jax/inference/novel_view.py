@@ -1,52 +1,79 @@
-"""Novel-view generation and tracking with a trained MVTrack4Gen model.
+"""The inference pipeline: one trained MVTrack4Gen model with its encoders and sampler, as one object.
 
-:class:`NovelViewGenerator` wraps a :class:`~mvtrack_jax.inference.checkpoint.LoadedModel`:
+:class:`NovelViewPipeline` is this project's ``WanPipeline`` (diffusers, maxdiffusion): built once from
+a checkpoint, it owns everything generation and tracking need — the ``MVTrack4Gen`` (DiT, tracking head
+or None, autoencoder), its weights on the device, the training ``ObjectiveConfig`` (noise schedule,
+supervised layers), the umT5 text encoder and the CLIP image encoder its config names (both loaded on
+first use: they need torch) — and the entry points (``generate``, ``probe``, ``evaluate``, ``compare``)
+are thin command lines on it.
 
-- :meth:`~NovelViewGenerator.generate`: the reference video is encoded (clean), the target
-  latents start from Gaussian noise at ``σ = 1`` and are integrated to ``σ = 0`` with the Euler
-  sampler on the shifted inference grid (``diffusion.sampler``; 50 steps, the model's training shift:
-  5 for Wan / ReCamMaster), the DiT seeing
-  ``target_noisy ⊕ reference`` and both views' cameras at every step, exactly as in training
-  (``MVTrack4Gen.prepare`` / ``velocity``, as ``losses.objective``). Classifier-free guidance with
-  scale ``g`` combines the velocity under the conditioning text context with the velocity under the
-  negative context: ``v̂ = v_neg + g·(v_cond − v_neg)``; both branches run as one batch of ``2B``.
-  Either context defaults to the model's **null context** (``MVTrack4Gen.null_context``: the umT5
-  embedding of the empty prompt stored with a model trained with text, zeros otherwise), as Wan's
-  pipelines default the negative prompt to ``""``. When neither is given both branches are the
-  null context, guidance is the identity and the second branch is skipped (one DiT call per step).
-  A DiT with an image branch (ReDirector / Wan2.1-Fun) also takes ``image_context``, the CLIP
-  features of each clip's reference first frame (computed by the generator's ``image_encoder``,
-  :func:`image_encoder_for`), in both branches.
-- :meth:`~NovelViewGenerator.track`: the tracking head predicts where reference-view query points
-  are in both views. It reads the probe q/k of one extra DiT forward on the generated target latents
-  noised to ``track_sigma`` (default: the smallest σ of the training grid, 0.005 for shift 5, so the
-  features are in the training distribution and nearly clean — DiffTrack finds correspondence
-  sharpest at low noise). Tracks are at latent-frame rate (video frames ``0, k, 2k, …``).
+Construction:
 
-Inputs are batches in the pipeline layout (``data.pipeline``): ``reference_video`` ``(B, T, H, W,
-3)`` uint8, ``reference_intrinsics``/``target_intrinsics`` ``(B, T, 3, 3)`` pixels,
-``reference_cam_to_world``/``target_cam_to_world`` ``(B, T, 4, 4)`` OpenCV, metres (made
-relative to the reference camera at frame 0 by ``MVTrack4Gen.prepare``), ``query_points`` ``(B, N, 3)`` ``(t, x, y)``
-(video frame, pixels, corner origin). The model's own frame count / resolution is
-``config.data``; other sizes work when the autoencoder and token grid divide them.
+- :meth:`NovelViewPipeline.from_checkpoint`: an **export directory** written by
+  ``python -m mvtrack_jax.export`` (``DIR/params/``, ``DIR/config.json``, ``DIR/export.json``) or a
+  **training workdir** (``DIR/checkpoints/<step>/`` of ``mvtrack_jax.train``: only the ``params`` or
+  ``ema_params`` subtree of the newest or given step is read, on the host, with no mesh; the config stored
+  with that step is used). Stored configs of older schema versions are upgraded (``run_config.complete``)
+  and the weights are checked against the model their config describes.
+- :meth:`NovelViewPipeline.from_pretrained`: an export directory only.
+
+Use:
+
+- ``pipe(clip, sampling)`` (:meth:`~NovelViewPipeline.__call__`): the reference video is encoded (clean),
+  the target latents start from Gaussian noise at ``σ = 1`` and are integrated to ``σ = 0`` with the Euler
+  sampler on the shifted inference grid (``diffusion.sampler``; the model's training shift unless
+  ``SamplingConfig.shift`` says otherwise), the DiT seeing ``target_noisy ⊕ reference`` and both views'
+  cameras at every step, exactly as in training (``MVTrack4Gen.prepare`` / ``velocity``). Classifier-free
+  guidance with scale ``g`` combines the velocity under the conditioning text context with the velocity
+  under the negative context: ``v̂ = v_neg + g·(v_cond − v_neg)``; both branches run as one batch of
+  ``2B``. Either context (``prompt=`` text through the text encoder, or ``context=`` embeddings) defaults
+  to the model's **null context** (``MVTrack4Gen.null_context``: the umT5 embedding of the empty prompt
+  stored with a model trained with text, zeros otherwise), as Wan's pipelines default the negative prompt
+  to ``""``. When neither is given both branches are the null context, guidance is the identity and the
+  second branch is skipped (one DiT call per step). A DiT with an image branch (ReDirector / Wan2.1-Fun)
+  also takes the CLIP features of each clip's reference first frame, in both branches.
+- :meth:`~NovelViewPipeline.track`: the tracking head predicts where reference-view query points are in
+  both views. It reads the probe q/k of one extra DiT forward on the generated target latents noised to
+  ``track_sigma`` (default: the smallest σ of the training grid, 0.005 for shift 5, so the features are in
+  the training distribution and nearly clean — DiffTrack finds correspondence sharpest at low noise).
+  Tracks are at latent-frame rate (video frames ``0, k, 2k, …``).
+
+Inputs are batches in the pipeline layout (``data.pipeline``): ``reference_video`` ``(B, T, H, W, 3)``
+uint8, ``reference_intrinsics``/``target_intrinsics`` ``(B, T, 3, 3)`` pixels,
+``reference_cam_to_world``/``target_cam_to_world`` ``(B, T, 4, 4)`` OpenCV, metres (made relative to the
+reference camera at frame 0 by ``MVTrack4Gen.prepare``), ``query_points`` ``(B, N, 3)`` ``(t, x, y)``
+(video frame, pixels, corner origin). The model's own frame count / resolution is ``config.data``; other
+sizes work when the autoencoder and token grid divide them. The on-disk layouts and their host-side
+readers are ``mvtrack_jax.checkpoint_format``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+import os
+from typing import Any, Mapping, Sequence
 
+import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from mvtrack_jax import checkpoint_format
+from mvtrack_jax import errors
+from mvtrack_jax import run_config
+from mvtrack_jax.data import pipeline as data_pipeline
+from mvtrack_jax.data import sources
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise
 from mvtrack_jax.diffusion.sampler import euler_sample, guided_velocity
 from mvtrack_jax.geometry import cameras as geometry
-from mvtrack_jax.inference.checkpoint import LoadedModel
+from mvtrack_jax.losses.objective import ObjectiveConfig
 from mvtrack_jax.models import autoencoder as ae_lib
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS, MVTrack4Gen
+from mvtrack_jax.models.tracking_head import MVTAPHead
+from mvtrack_jax.models.wan import WanDiT
 
 Array = Any
 
@@ -120,71 +147,184 @@ def _track(model: MVTrack4Gen, params, inputs, target_latents, noise, sigma):
   return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1], p["point_mask"]
 
 
-def image_encoder_for(model: LoadedModel, path: str | None = None):
-  """The CLIP image encoder a loaded model's image branch needs, or None.
-
-  Args:
-    model: the loaded model; its config's ``image`` block names the encoder and preprocessing.
-    path: an encoder folder overriding ``config.image.encoder`` (e.g. ``generate --image_encoder``).
-
-  Returns:
-    ``models.image_encoder.CLIPImageEncoder`` (torch, loaded now), or None for a DiT without an image
-    branch, or one trained with it off (``image.cache`` empty) when no encoder is named.
+def check_params_match_config(params: Any, model: MVTrack4Gen, config: ml_collections.ConfigDict, source: str) -> None:
+  """Checks that a checkpoint's params are those of the model its config describes (names and shapes).
 
   Raises:
-    ValueError: the model was trained with image features (``image.cache`` set) and no encoder is named.
+    ValueError: naming the first differing parameters (missing, unexpected, or of another shape), e.g.
+      an export whose ``config.json`` was edited or belongs to another run.
   """
-  image_cfg = model.config.image
-  path = path or str(image_cfg.encoder)
-  if not model.dit.config.image_dim or not (path or image_cfg.cache):
-    return None
-  if not path:
-    raise ValueError(f"{model.source} was trained with CLIP image features (image.cache) but its config names no "
-                     "image.encoder: pass one (generate --image_encoder; a CLIP vision folder, e.g. a Wan2.1-I2V "
-                     "diffusers image_encoder/)")
-  from mvtrack_jax.models import image_encoder as image_lib  # pylint: disable=g-import-not-at-top (torch)
-  return image_lib.CLIPImageEncoder(path, preprocess=str(image_cfg.preprocess))
+  spec = data_pipeline.output_spec(sources.pipeline_config(config.data, 1, train=False))
+  batch = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
+  latent = jax.ShapeDtypeStruct(tuple(model.autoencoder.latent_shape(spec["target_video"][0])), np.float32)
+  batch.update(reference_latents=latent, target_latents=latent)
+  expected = flax.traverse_util.flatten_dict(nn.unbox(jax.eval_shape(model.init, jax.random.key(0), batch)), sep="/")
+  got = flax.traverse_util.flatten_dict(dict(params), sep="/")
+  problems = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items() if k not in got]
+  problems += [f"unexpected {k} {tuple(np.shape(v))}" for k, v in got.items() if k not in expected]
+  problems += [f"{k}: {tuple(np.shape(got[k]))} in the checkpoint, {tuple(v.shape)} for its config"
+               for k, v in expected.items() if k in got and tuple(np.shape(got[k])) != tuple(v.shape)]
+  if problems:
+    raise ValueError(f"{source}: the params do not match the model of its config ({len(problems)} differences; "
+                     f"first: {'; '.join(problems[:5])})")
 
 
-class NovelViewGenerator:
-  """Generates target views and tracks query points with one loaded model (module docstring).
+def _is_export(root: str) -> bool:
+  return os.path.isdir(os.path.join(root, "params")) and os.path.isfile(os.path.join(root, "config.json"))
+
+
+class NovelViewPipeline:
+  """One trained model for generation and tracking (module docstring).
+
+  Build with :meth:`from_checkpoint` or :meth:`from_pretrained`; the constructor takes loaded parts.
 
   Args:
-    model: a :class:`LoadedModel`.
-    context: optional ``(L, text_dim)`` or ``(B, L, text_dim)`` conditioning text embeddings (umT5
-      features of a caption, e.g. ``UMT5TextEncoder.encode``; ``L ≤ context_length``, zero-padded
-      here); None = the null context.
-    negative_context: the same for the negative branch of guidance; None = the null context.
-    image_encoder: for a DiT with an image branch, an encoder of frames ``(B, H, W, 3)`` uint8 →
-      ``(B, N, image_dim)`` features (``models.image_encoder.CLIPImageEncoder``; see
-      :func:`image_encoder_for`), applied to every clip's reference first frame; None = the image
-      branch off.
+    config: the training config (``ConfigDict``, completed to today's schema): ``model``, ``head``,
+      ``autoencoder``, ``objective``, ``data`` (resolution and frame count the model was trained at),
+      ``text``, ``image``.
+    params: ``{"dit": ..., "head": ...}`` pytree (``"head"`` absent for diffusion-only); placed on the
+      device once (a host copy would be transferred at every denoising step).
+    step: training step of the weights.
+    source: absolute path the weights were read from.
+    image_encoder: a CLIP vision folder overriding the config's ``image.encoder`` (``--image_encoder``).
+    text_encoder: a diffusers Wan2.1 folder overriding the config's ``text.encoder`` (``--text_encoder``).
 
-  Raises:
-    ValueError: the autoencoder cannot decode latents, a context has the wrong shape or values, or
-      an image encoder is given for a DiT without an image branch.
+  Attributes:
+    config, params, step, source: as given; ``model``: the ``MVTrack4Gen``; ``objective``: its
+    ``ObjectiveConfig`` (noise schedule, ``lambda_corr`` and ``corr.layers``).
   """
 
-  def __init__(self, model: LoadedModel, *, context: Array | None = None, negative_context: Array | None = None,
-               image_encoder: Any = None):
-    self.model = model
-    if not hasattr(model.autoencoder, "decode"):
-      raise ValueError(f"{model.source}: the autoencoder {type(model.autoencoder).__name__} cannot decode latents "
-                       "to pixels; generation needs a decoder")
-    self.context = self._checked(context, "context")
-    self.negative_context = self._checked(negative_context, "negative_context")
-    if image_encoder is not None and not model.dit.config.image_dim:
-      raise ValueError(f"{model.source}: an image encoder was given but the DiT has no image branch (image_dim 0)")
-    self.image_encoder = image_encoder
-    # On the device once: the host copy would otherwise be transferred at every denoising step.
-    self.params = jax.device_put(model.params)
+  def __init__(self, config: ml_collections.ConfigDict, params: Mapping[str, Any], *, step: int, source: str,
+               image_encoder: str | None = None, text_encoder: str | None = None):
+    self.config = run_config.complete(config)  # older stored configs are upgraded to today's schema
+    self.model = MVTrack4Gen.from_config(self.config)
+    check_params_match_config(params, self.model, self.config, source)
+    self.objective = ObjectiveConfig.from_config(self.config)
+    self.step, self.source = int(step), source
+    self.params = jax.device_put(dict(params))
+    self._image_encoder_path = image_encoder or str(self.config.image.encoder)
+    self._text_encoder_path = text_encoder or str(self.config.text.encoder)
 
-  def _checked(self, context: Array | None, name: str) -> np.ndarray | None:
-    """``(B, L, text_dim)`` float32 (a 2-D context gains a batch axis of 1), or None."""
+  @classmethod
+  def from_checkpoint(cls, path: str | os.PathLike[str], *, step: int | None = None, use_ema: bool = False,
+                      **encoders: str | None) -> NovelViewPipeline:
+    """Loads an export directory or a training workdir (module docstring).
+
+    Args:
+      path: ``--checkpoint`` directory.
+      step: training step (workdirs only; default newest).
+      use_ema: read ``ema_params`` (workdirs only; the run must have kept an EMA).
+      **encoders: ``image_encoder`` / ``text_encoder`` folder overrides (constructor).
+
+    Raises:
+      FileNotFoundError: ``path`` is neither an export directory nor a workdir with checkpoints.
+      ValueError: ``step``/``use_ema`` given for an export directory, or the params do not match the model
+        of the stored config.
+    """
+    root = os.path.abspath(os.fspath(path))
+    if _is_export(root):
+      if step is not None or use_ema:
+        raise ValueError(f"--checkpoint {root} is an export directory; --step/--use_ema apply to training "
+                         "workdirs only")
+      params, config, info = checkpoint_format.load_exported(root)
+      step = int(info.get("step", -1))
+    elif os.path.isdir(os.path.join(root, "checkpoints")):
+      ckpt_dir = os.path.join(root, "checkpoints")
+      key = "ema_params" if use_ema else "params"
+      step, trees = checkpoint_format.read_params(ckpt_dir, step=step, keys=(key,))
+      params = trees[key]
+      config = ml_collections.ConfigDict(checkpoint_format.read_config(ckpt_dir, step))
+    else:
+      raise FileNotFoundError(
+          f"--checkpoint {root}: expected an export directory (params/ + config.json, from mvtrack_jax.export) or "
+          "a training workdir (checkpoints/, from mvtrack_jax.train)")
+    return cls(config, params, step=step, source=root, **encoders)
+
+  @classmethod
+  def from_pretrained(cls, export_dir: str | os.PathLike[str], **encoders: str | None) -> NovelViewPipeline:
+    """Loads an export directory (``mvtrack_jax.export``); raises FileNotFoundError for anything else."""
+    root = os.path.abspath(os.fspath(export_dir))
+    if not _is_export(root):
+      raise FileNotFoundError(f"{root}: not an export directory (params/ + config.json, from mvtrack_jax.export)")
+    return cls.from_checkpoint(root, **encoders)
+
+  # ------------------------------------------------------------------------------------------------
+  # The parts.
+
+  @property
+  def name(self) -> str:
+    """A short label: the config name and step (``default@200``)."""
+    return f"{self.config.name}@{self.step}"
+
+  @property
+  def dit(self) -> WanDiT:
+    return self.model.dit
+
+  @property
+  def head(self) -> MVTAPHead | None:
+    return self.model.head
+
+  @property
+  def autoencoder(self) -> Any:
+    return self.model.autoencoder
+
+  @property
+  def token_stride(self) -> int:
+    """Video pixels per DiT token along each axis (``vae_stride · patch``)."""
+    return self.model.token_stride
+
+  @functools.cached_property
+  def image_encoder(self):
+    """The CLIP image encoder of the DiT's image branch (loaded on first use), or None.
+
+    None for a DiT without an image branch, or one trained with it off (``image.cache`` empty) when no
+    encoder is named; otherwise ``models.image_encoder.CLIPImageEncoder`` of the named folder with the
+    config's ``image.preprocess``.
+
+    Raises:
+      errors.UserError: the model was trained with image features (``image.cache`` set) and no encoder is
+        named.
+    """
+    path, image_cfg = self._image_encoder_path, self.config.image
+    if not self.dit.config.image_dim or not (path or image_cfg.cache):
+      return None
+    if not path:
+      raise errors.UserError(
+          f"{self.source} was trained with CLIP image features (image.cache) but its config names no image.encoder: "
+          "pass one (--image_encoder; a CLIP vision folder, e.g. a Wan2.1-I2V diffusers image_encoder/)")
+    from mvtrack_jax.models import image_encoder as image_lib  # pylint: disable=g-import-not-at-top (torch)
+    return image_lib.CLIPImageEncoder(path, preprocess=str(image_cfg.preprocess))
+
+  @functools.cached_property
+  def text_encoder(self):
+    """The umT5 text encoder of ``--text_encoder`` or the config's ``text.encoder`` (loaded on first use).
+
+    Raises:
+      errors.UserError: neither names one.
+    """
+    if not self._text_encoder_path:
+      raise errors.UserError(f"a prompt needs a umT5 text encoder: pass --text_encoder (a diffusers Wan2.1 folder "
+                             f"with text_encoder/ and tokenizer/); the config of {self.source} names none")
+    from mvtrack_jax.models import text_encoder as text_lib  # pylint: disable=g-import-not-at-top (torch)
+    return text_lib.UMT5TextEncoder(self._text_encoder_path, max_length=self.model.context_length)
+
+  def encode_prompts(self, prompts: Sequence[str]) -> list[np.ndarray]:
+    """umT5 embeddings ``(L, text_dim)`` float32 of each prompt (:attr:`text_encoder`)."""
+    return list(self.text_encoder.encode(list(prompts)))
+
+  # ------------------------------------------------------------------------------------------------
+  # Generation and tracking.
+
+  def _context(self, context: Array | None, prompt: str | None, name: str) -> np.ndarray | None:
+    """``(B, L, text_dim)`` float32 from embeddings or a prompt (a 2-D context gains a batch axis), or None."""
+    if prompt is not None:
+      if context is not None:
+        raise errors.UserError(f"{name}: both a prompt and embeddings given; pass one of them")
+      context = self.encode_prompts([prompt])[0]
     if context is None:
       return None
     context = np.asarray(context, np.float32)
-    text_dim, length = self.model.dit.config.text_dim, self.model.model.context_length
+    text_dim, length = self.dit.config.text_dim, self.model.context_length
     if context.ndim not in (2, 3) or context.shape[-1] != text_dim or context.shape[-2] > length:
       raise ValueError(f"{name}: expected (L, {text_dim}) or (B, L, {text_dim}) text embeddings with L <= {length}, "
                        f"got {context.shape}")
@@ -192,17 +332,19 @@ class NovelViewGenerator:
       raise ValueError(f"{name}: non-finite values in the text embeddings")
     return context if context.ndim == 3 else context[None]
 
-  def _batched(self, context: np.ndarray | None, b: int, name: str) -> jax.Array | None:
+  @staticmethod
+  def _batched(context: np.ndarray | None, b: int, name: str) -> jax.Array | None:
     if context is None:
       return None
     if context.shape[0] not in (1, b):
       raise ValueError(f"{name}: batch {context.shape[0]} does not match the clip batch {b}")
     return jnp.broadcast_to(jnp.asarray(context), (b,) + context.shape[1:])
 
-  def _inputs(self, clip: Mapping[str, Array]):
+  def _inputs(self, clip: Mapping[str, Array]) -> dict[str, jax.Array]:
+    """The model inputs of a clip: cameras, clean reference latents and (image branch) CLIP features."""
     missing = [key for key in CLIP_KEYS if key not in clip]
     if missing:
-      raise ValueError(f"NovelViewGenerator: clip lacks {missing}; expected keys {list(CLIP_KEYS)}")
+      raise ValueError(f"NovelViewPipeline: clip lacks {missing}; expected keys {list(CLIP_KEYS)}")
     video = np.asarray(clip["reference_video"])
     if video.ndim != 5 or video.shape[-1] != 3 or video.dtype != np.uint8:
       raise ValueError(f"reference_video: expected (B, T, H, W, 3) uint8, got {video.shape} {video.dtype}")
@@ -213,41 +355,59 @@ class NovelViewGenerator:
         raise ValueError(f"{key}: expected {(b, t) + tail}, got {tuple(np.shape(clip[key]))}")
       (geometry.check_intrinsics if key.endswith("intrinsics") else geometry.check_rigid)(clip[key], key)
     inputs = {key: jnp.asarray(clip[key], jnp.float32) for key in CAMERA_KEYS}
-    inputs["reference_latents"] = self.model.autoencoder.encode(video)
-    if self.context is not None:
-      inputs["context"] = self._batched(self.context, b, "context")
+    inputs["reference_latents"] = self.autoencoder.encode(video)
     if self.image_encoder is not None:
       inputs["image_context"] = jnp.asarray(self.image_encoder.encode(video[:, 0]), jnp.float32)
     return inputs
 
-  def generate(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,
-               progress: bool = False) -> dict[str, np.ndarray]:
+  def guided(self, sampling: SamplingConfig, *, context: Array | None = None, negative_context: Array | None = None,
+             prompt: str | None = None, negative_prompt: str | None = None) -> bool:
+    """Whether these settings run guidance (a text branch is given and ``g ≠ 1``); else one DiT call per step."""
+    given = any(v is not None for v in (context, negative_context, prompt, negative_prompt))
+    return given and sampling.guidance_scale != 1.0
+
+  def __call__(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,
+               context: Array | None = None, negative_context: Array | None = None, prompt: str | None = None,
+               negative_prompt: str | None = None, progress: bool = False) -> dict[str, np.ndarray]:
     """Samples the target-view video of ``clip`` (module docstring).
 
     Args:
       clip: batch with :data:`CLIP_KEYS` (pipeline layout; ``target_video`` is ignored).
       sampling: :class:`SamplingConfig`.
+      context, negative_context: ``(L, text_dim)`` or ``(B, L, text_dim)`` text embeddings of the
+        conditional / negative branch (``L ≤ context_length``, zero-padded here); None = the null context.
+      prompt, negative_prompt: text instead of embeddings, encoded with :attr:`text_encoder`.
       progress: tqdm bar over the denoising steps.
 
     Returns:
-      dict with ``target_video`` ``(B, T, H, W, 3)`` uint8 and ``target_latents`` (float32 latents
-      of the autoencoder).
+      dict with ``target_video`` ``(B, T, H, W, 3)`` uint8 and ``target_latents`` (float32 latents of
+      the autoencoder).
 
     Raises:
-      ValueError: missing keys or wrong shapes (naming the key).
+      ValueError: missing keys or wrong shapes (naming the key), a context of the wrong shape or values.
+      errors.UserError: a prompt and embeddings for one branch, a prompt without a text encoder, a model
+        trained with image features and no image encoder.
     """
+    if not hasattr(self.autoencoder, "decode"):
+      raise ValueError(f"{self.source}: the autoencoder {type(self.autoencoder).__name__} cannot decode latents "
+                       "to pixels; generation needs a decoder")
+    cond = self._context(context, prompt, "context")
+    neg = self._context(negative_context, negative_prompt, "negative_context")
     inputs = self._inputs(clip)
-    guided = (self.context is not None or self.negative_context is not None) and sampling.guidance_scale != 1.0
+    b = inputs["reference_latents"].shape[0]
+    if cond is not None:
+      inputs["context"] = self._batched(cond, b, "context")
+    guided = self.guided(sampling, context=cond, negative_context=neg)
     noise = jax.random.normal(jax.random.key(sampling.seed), inputs["reference_latents"].shape, jnp.float32)
-    negative = self._batched(self.negative_context, noise.shape[0], "negative_context")
+    negative = self._batched(neg, b, "negative_context")
     scale = jnp.float32(sampling.guidance_scale)
 
     def velocity(x, sigma):
-      return _velocity(self.model.model, self.params, x, jnp.float32(sigma), inputs, negative, scale, guided=guided)
+      return _velocity(self.model, self.params, x, jnp.float32(sigma), inputs, negative, scale, guided=guided)
 
-    latents = euler_sample(velocity, noise, sampling.schedule(self.model.objective.schedule).inference_sigmas(sampling.num_steps),
-                           progress=progress, description="denoising")
-    video = self.model.autoencoder.decode(latents)
+    sigmas = sampling.schedule(self.objective.schedule).inference_sigmas(sampling.num_steps)
+    latents = euler_sample(velocity, noise, sigmas, progress=progress, description="denoising")
+    video = self.autoencoder.decode(latents)
     return {"target_video": np.asarray(video), "target_latents": np.asarray(latents, np.float32)}
 
   def track(self, clip: Mapping[str, Array], target_video: Array,
@@ -257,7 +417,7 @@ class NovelViewGenerator:
     Args:
       clip: batch with :data:`CLIP_KEYS` and ``query_points`` ``(B, N, 3)`` ``(t, x, y)`` in video
         frames and pixels of the reference view; points outside the image are masked.
-      target_video: ``(B, T, H, W, 3)`` uint8, e.g. ``generate(...)["target_video"]``.
+      target_video: ``(B, T, H, W, 3)`` uint8, e.g. ``pipe(clip)["target_video"]``.
       sampling: uses ``seed``, ``track_sigma`` and ``visibility_threshold``.
 
     Returns:
@@ -268,8 +428,8 @@ class NovelViewGenerator:
     Raises:
       ValueError: the model has no tracking head (diffusion-only), or shapes disagree.
     """
-    if self.model.head is None:
-      raise ValueError(f"{self.model.source}: this model has no tracking head (trained with lambda_track = 0)")
+    if self.head is None:
+      raise ValueError(f"{self.source}: this model has no tracking head (trained with lambda_track = 0)")
     inputs = self._inputs(clip)
     target_video = np.asarray(target_video)
     if target_video.shape != np.shape(clip["reference_video"]):
@@ -280,14 +440,14 @@ class NovelViewGenerator:
     if query.ndim != 3 or query.shape[0] != b or query.shape[-1] != 3:
       raise ValueError(f"query_points: expected ({b}, N, 3) (t, x, y), got {query.shape}")
     inputs["query_points"] = jnp.asarray(query)
-    target = self.model.autoencoder.encode(target_video)
+    target = self.autoencoder.encode(target_video)
     sigma = sampling.track_sigma
     if sigma is None:
-      sigma = float(sampling.schedule(self.model.objective.schedule).training_sigmas()[-1])
+      sigma = float(sampling.schedule(self.objective.schedule).training_sigmas()[-1])
     noise = jax.random.normal(jax.random.fold_in(jax.random.key(sampling.seed), 1), target.shape, jnp.float32)
-    tracks, vis, conf, point_mask = _track(self.model.model, self.params, inputs, target, noise, jnp.float32(sigma))
+    tracks, vis, conf, point_mask = _track(self.model, self.params, inputs, target, noise, jnp.float32(sigma))
     vis_p, conf_p = jax.nn.sigmoid(vis), jax.nn.sigmoid(conf)
     return {"tracks": np.asarray(tracks, np.float32),
             "visible": np.asarray(vis_p * conf_p > sampling.visibility_threshold) & np.asarray(point_mask)[:, None, None, :],
             "visibility": np.asarray(vis_p, np.float32), "confidence": np.asarray(conf_p, np.float32),
-            "frames": ae_lib.latent_frame_indices(t, self.model.model.temporal_factor)}
+            "frames": ae_lib.latent_frame_indices(t, self.model.temporal_factor)}

@@ -4,7 +4,7 @@
 few frames as rows of reference | generated [| ground truth] panels (``generate``'s ``strip.png``).
 
 Panels are enlarged by an integer factor (nearest neighbour) to at least ``min_side`` pixels and
-drawn with ``data.preview.draw_tracks`` (solid dot = predicted visible, hollow circle = predicted
+drawn with ``drawing.draw_tracks`` (solid dot = predicted visible, hollow circle = predicted
 occluded; one colour per query point in every panel). Tracks predicted at latent-frame rate
 (``frames = 0, k, 2k, …``) are linearly interpolated to every video frame for drawing; visibility
 is taken from the nearest latent frame. Pixels: continuous ``(x, y)``, origin at the top-left
@@ -16,7 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mvtrack_jax.data import preview
+from mvtrack_jax import drawing
+
 
 
 def tracks_at_video_rate(tracks: np.ndarray, visible: np.ndarray, frames: np.ndarray,
@@ -71,19 +72,19 @@ def side_by_side_with_tracks(reference: np.ndarray, generated: np.ndarray, track
   t, h = reference.shape[:2]
   frames = np.arange(t) if frames is None else np.asarray(frames)
   tracks, visible = tracks_at_video_rate(np.asarray(tracks, np.float32), np.asarray(visible, bool), frames, t)
-  scale = preview.upscale_factor(h, min_side)
-  panels = preview.side_by_side_video(np.stack([reference, generated]), scale)
-  chosen = preview.select_tracks(visible, max_tracks)
+  scale = drawing.upscale_factor(h, min_side)
+  panels = drawing.side_by_side_video(np.stack([reference, generated]), scale)
+  chosen = drawing.select_tracks(visible, max_tracks)
   if not chosen.size:
     return panels
-  colors = preview.track_colors(tracks.shape[2])[chosen]
+  colors = drawing.track_colors(tracks.shape[2])[chosen]
   panel_w = reference.shape[2] * scale
   offset = panel_w + (panels.shape[2] - 2 * panel_w)  # x of the second panel (panel + gap)
   out = panels.copy()
   for i in range(t):
-    out[i, :, :panel_w] = preview.draw_tracks(panels[i, :, :panel_w], tracks[0, i, chosen], visible[0, i, chosen],
+    out[i, :, :panel_w] = drawing.draw_tracks(panels[i, :, :panel_w], tracks[0, i, chosen], visible[0, i, chosen],
                                               colors, scale)
-    out[i, :, offset:] = preview.draw_tracks(panels[i, :, offset:], tracks[1, i, chosen], visible[1, i, chosen],
+    out[i, :, offset:] = drawing.draw_tracks(panels[i, :, offset:], tracks[1, i, chosen], visible[1, i, chosen],
                                              colors, scale)
   return out
 
@@ -109,10 +110,10 @@ def comparison_strip(reference: np.ndarray, generated: np.ndarray, ground_truth:
   """A still overview of a generation: rows = frames, columns = reference | generated [| ground truth].
 
   Rows are ``min(num_rows, T)`` video frames evenly spaced over the clip, always the first and the
-  last. Each panel is the frame enlarged ``s = preview.upscale_factor(H, min_side)`` times (nearest
+  last. Each panel is the frame enlarged ``s = drawing.upscale_factor(H, min_side)`` times (nearest
   neighbour), with the column's title above the first row and ``t=<frame>`` left of each row. Tracks
-  are drawn with ``preview.draw_tracks``: solid dot = (predicted) visible, hollow circle = (predicted)
-  occluded; every drawn point keeps one colour (``preview.track_colors`` of its index) in all panels
+  are drawn with ``drawing.draw_tracks``: solid dot = (predicted) visible, hollow circle = (predicted)
+  occluded; every drawn point keeps one colour (``drawing.track_colors`` of its index) in all panels
   and rows. Points are **never** dropped for being occluded (a point predicted occluded at every
   frame is drawn hollow everywhere); only positions outside the panel or non-finite are not drawn.
 
@@ -175,10 +176,10 @@ def comparison_strip(reference: np.ndarray, generated: np.ndarray, ground_truth:
     drawn[2] = (gt_tr, gt_vis)
     n = gt_tr.shape[1]
   n = n or 0
-  chosen = preview.select_tracks(np.ones((1, n), bool), max_tracks)  # all points, occluded or not
-  colors = preview.track_colors(n)[chosen]
+  chosen = drawing.select_tracks(np.ones((1, n), bool), max_tracks)  # all points, occluded or not
+  colors = drawing.track_colors(n)[chosen]
   rows = np.unique(np.linspace(0, t - 1, min(int(num_rows), t)).round().astype(int))
-  scale = preview.upscale_factor(h, min_side)
+  scale = drawing.upscale_factor(h, min_side)
   ph, pw, p = h * scale, w * scale, len(videos)
   footer = _STRIP_FOOTER_H if chosen.size else 0
   image = np.full((_STRIP_TITLE_H + rows.size * ph + (rows.size - 1) * _STRIP_GAP + footer,
@@ -193,7 +194,7 @@ def comparison_strip(reference: np.ndarray, generated: np.ndarray, ground_truth:
       x0 = _STRIP_LABEL_W + c * (pw + _STRIP_GAP)
       panel = np.repeat(np.repeat(video[f], scale, axis=0), scale, axis=1)
       if drawn[c] is not None and chosen.size:
-        panel = preview.draw_tracks(panel, drawn[c][0][f, chosen], drawn[c][1][f, chosen], colors, scale)
+        panel = drawing.draw_tracks(panel, drawn[c][0][f, chosen], drawn[c][1][f, chosen], colors, scale)
       image[y0:y0 + ph, x0:x0 + pw] = panel
       origins[r, c] = (x0, y0)
   if footer:

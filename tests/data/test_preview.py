@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mvtrack_jax import drawing
 from mvtrack_jax.data import preview
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
@@ -39,7 +40,7 @@ def test_track_grid_draws_solid_visible_and_hollow_occluded_points_in_consistent
   scale = int(layout["scale"])
   assert scale == 4
   np.testing.assert_array_equal(layout["frames"], [0, 1, 2])
-  colors = preview.track_colors(2)
+  colors = drawing.track_colors(2)
   assert not np.array_equal(colors[0], colors[1])
 
   def pixel(view, col, xy):

@@ -1,17 +1,17 @@
-"""NovelViewGenerator on the tiny untrained checkpoint: CFG algebra, determinism, tracking outputs."""
+"""NovelViewPipeline on the tiny untrained checkpoint: loading, CFG algebra, determinism, tracking outputs."""
 
 import numpy as np
 import pytest
 
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule
-from mvtrack_jax.inference import checkpoint
+from mvtrack_jax import errors
 from mvtrack_jax.inference import novel_view
 from mvtrack_jax.training import tasks
 
 
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint):
-  return checkpoint.load_model(tiny_checkpoint)
+  return novel_view.NovelViewPipeline.from_checkpoint(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -20,34 +20,39 @@ def clip(model):
   return tasks.random_batch(spec, 1, model.config, seed=3)
 
 
-def test_load_model_rebuilds_the_config_modules(model, tiny_checkpoint):
+def test_from_checkpoint_rebuilds_the_config_modules(model, tiny_checkpoint):
   assert model.head is not None and model.step == 0 and model.source == tiny_checkpoint
   assert model.token_stride == 4 and set(model.params) == {"dit", "head"}  # 4-px cells, one per token
+  assert model.image_encoder is None  # no image branch
   with pytest.raises(FileNotFoundError, match="export directory"):
-    checkpoint.load_model(tiny_checkpoint + "/params")
+    novel_view.NovelViewPipeline.from_checkpoint(tiny_checkpoint + "/params")
   with pytest.raises(ValueError, match="export directory"):
-    checkpoint.load_model(tiny_checkpoint, step=3)
+    novel_view.NovelViewPipeline.from_checkpoint(tiny_checkpoint, step=3)
+  # The tiny checkpoint is an export: from_pretrained reads it; a workdir-like folder is refused.
+  assert novel_view.NovelViewPipeline.from_pretrained(tiny_checkpoint).name == model.name
+  with pytest.raises(FileNotFoundError, match="not an export directory"):
+    novel_view.NovelViewPipeline.from_pretrained(tiny_checkpoint + "/params")
+  with pytest.raises(errors.UserError, match="--text_encoder"):
+    model.encode_prompts(["a red cube"])  # the tiny config names no umT5 encoder
 
 
 def test_guidance_zero_is_the_null_context_and_seeds_are_deterministic(model, clip):
   sampling = novel_view.SamplingConfig(num_steps=2, guidance_scale=0.0, seed=1)
-  null = novel_view.NovelViewGenerator(model).generate(clip, sampling)
+  null = model(clip, sampling)
   text = np.random.default_rng(0).normal(size=(model.model.context_length, model.dit.config.text_dim))
-  guided = novel_view.NovelViewGenerator(model, context=text)
   # g = 0 keeps only the null branch of the 2B batch: exactly the null-context sample.
-  np.testing.assert_allclose(guided.generate(clip, sampling)["target_latents"], null["target_latents"], atol=1e-5)
+  np.testing.assert_allclose(model(clip, sampling, context=text)["target_latents"], null["target_latents"], atol=1e-5)
   # g = 2 must differ (the text context changes the velocity), and the same seed reproduces it.
   g2 = novel_view.SamplingConfig(num_steps=2, guidance_scale=2.0, seed=1)
-  a = guided.generate(clip, g2)["target_latents"]
+  a = model(clip, g2, context=text)["target_latents"]
   assert not np.allclose(a, null["target_latents"], atol=1e-4)
-  np.testing.assert_array_equal(a, guided.generate(clip, g2)["target_latents"])
+  np.testing.assert_array_equal(a, model(clip, g2, context=text)["target_latents"])
   # A negative context alone also activates guidance (the conditional branch is the null context); g = 1
   # is the conditional sample whatever the negative.
-  negative = novel_view.NovelViewGenerator(model, negative_context=text[:3])
-  assert not np.allclose(negative.generate(clip, g2)["target_latents"], null["target_latents"], atol=1e-4)
+  assert not np.allclose(model(clip, g2, negative_context=text[:3])["target_latents"], null["target_latents"], atol=1e-4)
   g1 = novel_view.SamplingConfig(num_steps=2, guidance_scale=1.0, seed=1)
-  np.testing.assert_allclose(negative.generate(clip, g1)["target_latents"], null["target_latents"], atol=1e-5)
-  other = novel_view.NovelViewGenerator(model).generate(clip, novel_view.SamplingConfig(num_steps=2, seed=2))
+  np.testing.assert_allclose(model(clip, g1, negative_context=text[:3])["target_latents"], null["target_latents"], atol=1e-5)
+  other = model(clip, novel_view.SamplingConfig(num_steps=2, seed=2))
   assert not np.array_equal(other["target_video"], null["target_video"])
   assert null["target_video"].shape == clip["reference_video"].shape and null["target_video"].dtype == np.uint8
 
@@ -63,12 +68,11 @@ def test_sampling_shift_defaults_to_the_models_training_shift():
 
 
 def test_track_shapes_and_out_of_frame_queries(model, clip):
-  gen = novel_view.NovelViewGenerator(model)
   clip = dict(clip)
   query = clip["query_points"].copy()
   query[0, 0, 1] = -5.0  # outside the image: masked, never visible
   clip["query_points"] = query
-  out = gen.track(clip, clip["target_video"])
+  out = model.track(clip, clip["target_video"])
   b, t, h, w, _ = clip["target_video"].shape
   n = query.shape[1]
   assert out["tracks"].shape == (b, 2, t, n, 2) and out["visible"].shape == (b, 2, t, n)
@@ -78,16 +82,17 @@ def test_track_shapes_and_out_of_frame_queries(model, clip):
 
 
 def test_bad_inputs_are_named(model, clip):
-  gen = novel_view.NovelViewGenerator(model)
   with pytest.raises(ValueError, match="target_cam_to_world"):
-    gen.generate({k: v for k, v in clip.items() if k != "target_cam_to_world"})
+    model({k: v for k, v in clip.items() if k != "target_cam_to_world"})
   with pytest.raises(ValueError, match="context"):
-    novel_view.NovelViewGenerator(model, context=np.zeros((4, 3)))
+    model(clip, context=np.zeros((4, 3)))
   too_long = np.zeros((model.model.context_length + 1, model.dit.config.text_dim))
   with pytest.raises(ValueError, match="negative_context: expected"):
-    novel_view.NovelViewGenerator(model, negative_context=too_long)
+    model(clip, negative_context=too_long)
   with pytest.raises(ValueError, match="non-finite"):
-    novel_view.NovelViewGenerator(model, context=np.full((2, model.dit.config.text_dim), np.nan))
+    model(clip, context=np.full((2, model.dit.config.text_dim), np.nan))
+  with pytest.raises(errors.UserError, match="both a prompt and embeddings"):
+    model(clip, prompt="a cube", context=np.zeros((2, model.dit.config.text_dim)))
   with pytest.raises(ValueError, match="num_steps"):
     novel_view.SamplingConfig(num_steps=0)
 
@@ -101,4 +106,4 @@ def test_an_export_whose_config_does_not_match_its_params_is_named(tiny_checkpoi
   config["model"]["overrides"]["ffn_dim"] = 128          # another DiT than the one the params hold
   (copy / "config.json").write_text(json.dumps(config))
   with pytest.raises(ValueError, match=r"the params do not match the model of its config .*first: "):
-    checkpoint.load_model(str(copy))
+    novel_view.NovelViewPipeline.from_checkpoint(str(copy))

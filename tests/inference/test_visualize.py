@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mvtrack_jax.data import preview
+from mvtrack_jax import drawing
 from mvtrack_jax.inference import visualize
 
 
@@ -43,7 +43,7 @@ def test_point_predicted_occluded_everywhere_is_drawn_hollow_with_one_colour_per
   image, layout = visualize.comparison_strip(grey, grey, grey, tracks=tracks, visible=visible, gt_tracks=tracks[1],
                                              gt_visible=visible[1], min_side=64)
   plain, _ = visualize.comparison_strip(grey, grey, grey, min_side=64)
-  colors = preview.track_colors(3)
+  colors = drawing.track_colors(3)
   np.testing.assert_array_equal(layout["tracks"], [0, 1, 2])
   np.testing.assert_array_equal(layout["colors"], colors)
   s = int(layout["scale"])
