@@ -57,6 +57,7 @@ from absl import app
 from absl import flags
 from etils import epath
 from flax import traverse_util
+from safetensors.numpy import save_file
 
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import cli
@@ -159,7 +160,6 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
   Raises:
     FileExistsError: ``out`` exists and is not empty; ValueError: unknown ``fmt``.
   """
-  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
   if fmt not in ("diffusers", "diffsynth"):
     raise ValueError(f"write_torch: fmt={fmt!r}; expected 'diffusers' or 'diffsynth'")
   if not isinstance(config, ml_collections.ConfigDict):

@@ -34,7 +34,7 @@ from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
-from mvtrack_jax.models import mvtrack4gen
+from mvtrack_jax import builders
 from mvtrack_jax.training import distributed
 
 
@@ -58,7 +58,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
     raise FileNotFoundError(f"--config.autoencoder.path {vae_path}: no such file or folder (expected a diffusers vae/ "
                             "folder or a Wan2.1_VAE.pth / .safetensors)")
   records = {split: sources.data_source(config.data, split, source) for split in splits}
-  ae = mvtrack4gen.make_autoencoder(config)
+  ae = builders.make_autoencoder(config)
   pcfg = sources.pipeline_config(config.data, 1, train=False)
   feature_cache.write_metadata(out, feature_cache.cache_metadata(int(config.data.height), int(config.data.width), ae))
   k = ae.temporal_factor

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from mvtrack_jax.diffusion.flow_matching import euler_step
 
@@ -71,7 +72,6 @@ def euler_sample(velocity_fn: Callable[[Array, float], Array], noise: Array, sig
     raise ValueError(f"euler_sample: sigmas must be strictly decreasing, got {sigmas.tolist()}")
   steps = range(sigmas.size - 1)
   if progress:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     steps = tqdm(steps, desc=description, unit="step")
   x = jnp.asarray(noise)
   for i in steps:

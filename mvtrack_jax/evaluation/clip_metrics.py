@@ -6,7 +6,7 @@ head tracks (its module docstring defines the protocols and columns).
   and any registered learned metric (``evaluation.learned``).
 - :func:`protocol_metrics` (``--videos`` / ``--dycheck``): the same where a ground truth exists, plus the
   model-independent epipolar proxy of matches between reference and target frames.
-- :func:`tracking_metrics`: TAP-Vid AJ / δ_avg / OA of the head's tracks in both views (``evaluation.tapvid``,
+- :func:`tracking_metrics`: TAP-Vid AJ / δ_avg / OA of the head's tracks in both views (``tapvid``,
   strided query mode) and the Sampson distance of its reference↔target pairs (``evaluation.epipolar``).
 
 Videos are ``(T, H, W, 3)`` uint8; pixels ``(x, y)`` with the corner origin; cameras OpenCV camera-to-world
@@ -24,7 +24,7 @@ from mvtrack_jax.evaluation import camera
 from mvtrack_jax.evaluation import epipolar
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.evaluation import learned
-from mvtrack_jax.evaluation import tapvid
+from mvtrack_jax import tapvid
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.models import autoencoder as ae_lib
 

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mvtrack_jax import builders
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import errors
 from mvtrack_jax import run_config
@@ -197,7 +198,7 @@ class NovelViewPipeline:
   def __init__(self, config: ml_collections.ConfigDict, params: Mapping[str, Any], *, step: int, source: str,
                image_encoder: str | None = None, text_encoder: str | None = None):
     self.config = run_config.complete(config)  # older stored configs are upgraded to today's schema
-    self.model = MVTrack4Gen.from_config(self.config)
+    self.model = builders.build_model(self.config)
     check_params_match_config(params, self.model, self.config, source)
     self.objective = ObjectiveConfig.from_config(self.config)
     self.step, self.source = int(step), source

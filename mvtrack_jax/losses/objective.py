@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise, velocity_target
-from mvtrack_jax.evaluation import tapvid
+from mvtrack_jax import tapvid
 from mvtrack_jax.losses.correspondence import CorrespondenceConfig, multi_layer_correspondence_loss
 from mvtrack_jax.losses.diffusion import flow_matching_loss
 from mvtrack_jax.losses.tracking import TrackingLossConfig, tracking_loss

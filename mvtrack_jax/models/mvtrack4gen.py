@@ -14,8 +14,8 @@ once (maxdiffusion's pipeline object plays the same role):
   (optionally returning probe-layer q/k);
 - :meth:`MVTrack4Gen.track` — the head on those probes;
 - :meth:`MVTrack4Gen.init` — initial parameters ``{"dit", "head", "text"}``;
-- :meth:`MVTrack4Gen.from_config` — the modules of a run config (``model``, ``head``,
-  ``autoencoder``, ``objective.head_layers``, ``text``).
+- built from a run config by ``mvtrack_jax.builders.build_model`` (which also reads weights the
+  config names, so that no model module loads files).
 
 **Text.** A model trained with umT5 caption embeddings (``with_text``: ``config.text.cache`` set)
 keeps the **null context** — the umT5 embedding of the empty prompt, zero-padded to
@@ -39,8 +39,6 @@ it as a static argument.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 from typing import Any, Mapping
 
 import jax
@@ -48,11 +46,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from mvtrack_jax import geometry
-from mvtrack_jax.convert import wan_vae as convert_vae
 from mvtrack_jax.models import autoencoder as ae_lib
 from mvtrack_jax.models import tracking_head as head_lib
 from mvtrack_jax.models import wan as wan_lib
-from mvtrack_jax.models import wan_vae
 
 Array = Any
 
@@ -91,26 +87,6 @@ class MVTrack4Gen:
       raise ValueError(f"MVTrack4Gen: head layers {bad} out of range for a {cfg.num_layers}-layer DiT")
     if self.head is not None and not self.head_layers:
       raise ValueError("MVTrack4Gen: a tracking head needs head_layers")
-
-  @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, *, with_head: bool | None = None) -> "MVTrack4Gen":
-    """The model of a run config. The head exists when ``objective.lambda_track > 0`` (or ``with_head``).
-
-    Raises:
-      ValueError: unknown presets or autoencoder kind, inconsistent factors.
-    """
-    dit = wan_lib.WanDiT(dit_config(config))
-    o = config.objective
-    if with_head is None:
-      with_head = float(o.lambda_track) > 0
-    head = None
-    if with_head:
-      kwargs = dict(config.head.overrides)
-      head_cfg = (head_lib.TrackingHeadConfig.tiny(**kwargs) if config.head.preset == "tiny"
-                  else head_lib.TrackingHeadConfig(**kwargs))
-      head = head_lib.MVTAPHead(head_cfg)
-    return cls(dit=dit, head=head, autoencoder=make_autoencoder(config), head_layers=tuple(o.head_layers),
-               context_length=int(config.text.context_length), with_text=bool(config.text.cache))
 
   @property
   def token_stride(self) -> int:
@@ -281,49 +257,3 @@ def relative_cameras(batch: Mapping[str, Array]) -> dict[str, jax.Array]:
     value = jnp.asarray(batch[key], jnp.float32)
     out[key] = geometry.relative_to_reference(value, ref0) if key.endswith("cam_to_world") else value
   return out
-
-
-def make_autoencoder(config: ml_collections.ConfigDict):
-  """The autoencoder of ``config.autoencoder``.
-
-  - ``{"kind": "pixel", "patch": p}``: ``models.autoencoder.PixelAutoencoder`` (CPU stand-in);
-  - ``{"kind": "wan", "path": P, "seed": s, "vae": {...}, "tiling": ()}``: the Wan2.1 VAE
-    (``models.wan_vae.WanVAEAutoencoder``) with weights from ``P`` (a diffusers ``vae/`` folder or an
-    original ``Wan2.1_VAE.pth`` / ``.safetensors``), or randomly initialised from ``seed`` when
-    ``P == "random"`` (tests). ``vae`` overrides ``WanVAEConfig`` fields; ``tiling`` is empty or
-    ``(min_height, min_width, stride_height, stride_width)`` pixels. Weights are read on first use
-    (shapes and factors need none, so benchmarks of the DiT run with ``P`` empty; encoding or
-    decoding then raises) and shared by every caller with the same settings.
-
-  Raises:
-    ValueError: unknown kind; FileNotFoundError: a missing ``path``.
-  """
-  ae = config.autoencoder
-  if ae.kind == "pixel":
-    return ae_lib.PixelAutoencoder(patch=int(ae.patch))
-  if ae.kind == "wan":
-    vae = ae.vae.to_dict() if isinstance(ae.vae, ml_collections.ConfigDict) else dict(ae.vae)
-    return _wan_autoencoder(str(ae.path), int(ae.seed), json.dumps(vae, sort_keys=True),
-                            tuple(int(v) for v in ae.tiling))
-  raise ValueError(f"config.autoencoder.kind={ae.kind!r}; expected 'pixel' or 'wan'")
-
-
-@functools.lru_cache(maxsize=4)
-def _wan_autoencoder(path: str, seed: int, vae_json: str, tiling: tuple[int, ...]):
-  overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in json.loads(vae_json).items()}
-  if tiling and len(tiling) != 4:
-    raise ValueError(f"config.autoencoder.tiling={tiling}: expected () or (min_height, min_width, stride_height, "
-                     "stride_width)")
-  tiles = wan_vae.Tiling(*tiling) if tiling else None
-  if path and path != "random":
-    cfg = convert_vae.read_config(path, **overrides)
-    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.load_vae(path, **overrides)[1], tiles, source=path)
-  cfg = wan_vae.WanVAEConfig(**overrides)
-  if path == "random":
-    return wan_vae.WanVAEAutoencoder(cfg, lambda: convert_vae.random_params(cfg, seed), tiles,
-                                     source=f"<random init, seed {seed}>")
-
-  def no_weights():
-    raise ValueError("config.autoencoder.path is empty: set it to a diffusers vae/ folder or a Wan2.1_VAE.pth "
-                     "(or 'random' for a randomly initialised VAE, tests only) to encode or decode videos")
-  return wan_vae.WanVAEAutoencoder(cfg, no_weights, tiles, source="<no weights>")

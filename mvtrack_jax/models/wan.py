@@ -82,6 +82,7 @@ from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 import numpy as np
 
+from mvtrack_jax.geometry import intrinsics_from_fov, invert_rigid, look_at
 from mvtrack_jax.models import camera as camera_lib
 from mvtrack_jax.models import rope as rope_lib
 from mvtrack_jax.models.attention import ATTENTION_RESIDUALS, BACKENDS, attention
@@ -711,7 +712,6 @@ def example_inputs(config: WanConfig, *, batch_size: int = 1, latent_shape: Sequ
   if config.image_dim:
     out["image_context"] = rng.standard_normal((batch_size, image_tokens, config.image_dim)).astype(np.float32)
   if config.camera_mode != "none":
-    from mvtrack_jax.geometry import intrinsics_from_fov, invert_rigid, look_at  # pylint: disable=g-import-not-at-top
     frames = f * config.frames_per_latent
     height, width = h * config.vae_stride, w * config.vae_stride
     k = np.broadcast_to(intrinsics_from_fov(height, width, 60.0), (batch_size, frames, 3, 3)).astype(np.float32)

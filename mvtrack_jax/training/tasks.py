@@ -10,7 +10,7 @@
   (sources: ``data.sources``); cached features of frozen encoders ride along (``data.feature_cache``:
   VAE latents, umT5 captions, CLIP image features);
 - model + objective (``config.model``, ``config.head``, ``config.autoencoder``,
-  ``config.objective``): ``models.mvtrack4gen.MVTrack4Gen.from_config`` and
+  ``config.objective``): ``builders.build_model`` and
   ``losses.objective.ObjectiveConfig.from_config``.
 
 ``random_batch`` makes a valid random batch with a task's batch spec (benchmarks, abstract tests).
@@ -33,7 +33,8 @@ from mvtrack_jax.data import feature_cache, pipeline, sources
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.losses import objective as objective_lib
 from mvtrack_jax.models import wan
-from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen, dit_config, make_autoencoder
+from mvtrack_jax.builders import build_model, make_autoencoder
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen, dit_config
 from mvtrack_jax.training import flops as flops_lib
 from mvtrack_jax.training.task import Task
 
@@ -271,7 +272,7 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   Metrics: the objective's, with ``diff_loss/track_loss/corr_loss`` renamed
   ``loss_diff/loss_track/loss_corr``; a term that is off (λ = 0) is logged as 0.
   """
-  model = MVTrack4Gen.from_config(config)
+  model = build_model(config)
   obj_cfg = objective_lib.ObjectiveConfig.from_config(config)
   objective = objective_lib.make_objective(model, obj_cfg)
   dit, head = model.dit, model.head

@@ -4,7 +4,7 @@ built (no torch or diffusers needed: the VAE is never built)."""
 import pytest
 
 from mvtrack_jax.data import encode_latents
-from mvtrack_jax.models import mvtrack4gen
+from mvtrack_jax import builders
 from tests.helpers import run_cli
 
 CONFIG = "--config=configs/mvtrack4gen_recammaster.py:smoke"
@@ -15,7 +15,7 @@ def no_vae(monkeypatch):
   """Building the VAE fails the test: every check must come before it."""
   def built(*_, **__):
     raise AssertionError("the VAE was built before the paths were checked")
-  monkeypatch.setattr(mvtrack4gen, "make_autoencoder", built)
+  monkeypatch.setattr(builders, "make_autoencoder", built)
 
 
 def test_out_that_is_a_file_is_named_before_the_vae_is_built(tmp_path, no_vae):

@@ -10,7 +10,7 @@ import optax
 import pytest
 import skimage.data
 
-from mvtrack_jax.evaluation import tapvid
+from mvtrack_jax import tapvid
 from mvtrack_jax.losses import tracking
 from mvtrack_jax.models import tracking_head as th
 

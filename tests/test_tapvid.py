@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mvtrack_jax.evaluation import tapvid
+from mvtrack_jax import tapvid
 
 
 def _case(num_points=3, num_frames=6, query_frame=0, seed=0):
@@ -198,12 +198,3 @@ def test_errors_name_the_argument():
     tapvid.compute_tapvid_metrics(bad, occ, tracks, occ, tracks, "first")
   with pytest.raises(ValueError, match="visible"):
     tapvid.to_tapvid_format(np.zeros((3, 3)), np.zeros((5, 3, 2)), np.zeros((5, 4), bool))
-
-
-def test_package_exports_resolve_lazily():
-  import mvtrack_jax.evaluation as evaluation
-  assert evaluation.compute_tapvid_metrics is tapvid.compute_tapvid_metrics
-  for name in evaluation.__all__:
-    assert getattr(evaluation, name) is not None, name
-  with pytest.raises(AttributeError, match="no attribute 'nope'"):
-    evaluation.nope  # noqa: B018
