@@ -7,8 +7,9 @@ probe layer 18 (0-based) feeds the MV-TAP tracking head and the attention-corres
 ``L = L_diff + 0.01·L_track + 0.01·L_corr``; AdamW lr 1e-4; bf16 compute; the scanned blocks are
 rematerialised except the cuDNN attention forward (remat policy ``save_attention``: the backward
 pass never re-runs attention, ~80 % of the FLOPs); trainable = self-attention + camera modules + head
-(the FFNs, cross-attention and embeddings stay frozen and have no optimizer state). This file
-stands alone (nothing is inherited from the CPU demo's config).
+(the FFNs, cross-attention and embeddings stay frozen and have no optimizer state). The file lists
+only what differs from the run-config schema's defaults (``mvtrack_jax/run_config.py``, the CPU demo's values),
+with why.
 
 Data: MultiCamVideo (no tracks) is the primary source, mixed 1:1 with the paper-resolution synthetic
 set (``synthetic="paper"``: tracked, 81 frames at 480×832) so L_track and L_corr see tracks every
@@ -49,128 +50,73 @@ runs them.
 
 import ml_collections
 
+from mvtrack_jax import run_config
+
+VARIANTS = ("", "small", "14b", "smoke")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """``arg``: None/"" (paper setting), "small" (17 frames at 240×416), "14b" (Wan2.1-14B, FSDP over 8 GPUs)
   or "smoke" (CPU stand-ins)."""
-  if arg not in (None, "", "small", "14b", "smoke"):
-    raise ValueError(f"configs/mvtrack4gen_recammaster.py: unknown arg {arg!r}; expected '', 'small', '14b' or "
-                     "'smoke'")
-  c = ml_collections.ConfigDict()
+  if (arg or "") not in VARIANTS:
+    raise ValueError(f"configs/mvtrack4gen_recammaster.py: unknown arg {arg!r}; expected one of {VARIANTS}")
+  c = run_config.default_config()
   c.name = "mvtrack4gen_recammaster"
-  c.seed = 0
-
-  # Loop.
   c.num_train_steps = 4800  # the paper's evaluated ReCamMaster checkpoint
-  c.log_every_steps = 10
-  c.eval_every_steps = 500
-  c.eval_steps = 8
-  c.eval_at_start = False
-  c.checkpoint_every_steps = 200
+  c.eval_every_steps, c.eval_steps, c.eval_at_start = 500, 8, False
   c.keep_checkpoints = 3
-  c.async_checkpointing = True
-  c.stop_after_steps = -1
-  c.max_consecutive_nonfinite = 5
-  c.tensorboard = True
-  c.progress_bar = True
+  c.batch_size = -1  # 1 per device: 8 on one 8-GPU node, as ReCamMaster
 
-  c.mesh = ml_collections.ConfigDict({"shape": (-1, 1, 1), "axes": ("data", "fsdp", "tensor")})  # FSDP: (-1, 8, 1)
-  c.batch_size = -1  # 1 per device (mesh_lib.global_batch_size): 8 on one 8-GPU node, as ReCamMaster
+  # AdamW at a constant 1e-4 after 100 warm-up steps (ReCamMaster's recipe); only self-attention, the camera
+  # modules and the head train: the FFNs, cross-attention and embeddings stay frozen and have no optimizer state.
+  c.optimizer.update(dict(learning_rate=1e-4, warmup_steps=100, schedule="constant", end_lr_factor=1.0, b2=0.999,
+                          weight_decay=1e-2))
+  c.optimizer.trainable_patterns = (
+      r"^dit/.*attn1/",  # self-attention (q, k, v, out, q/k RMSNorm)
+      r"^dit/camera_encoder/", r"camera_proj", r"cam_encoder", r"projector",  # camera modules
+      r"^head/",  # tracking head
+  )
 
-  c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, warmup_steps=100, schedule="constant", end_lr_factor=1.0,
-      b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2, grad_clip_norm=1.0,
-      trainable_patterns=(
-          r"^dit/.*attn1/",  # self-attention (q, k, v, out, q/k RMSNorm)
-          r"^dit/camera_encoder/", r"camera_proj", r"cam_encoder", r"projector",  # camera modules
-          r"^head/",  # tracking head
-      )))
-  c.ema_decay = 0.0
+  # Wan2.1-T2V-1.3B in bf16; each scanned block is recomputed in the backward pass except the cuDNN attention
+  # forward, whose residuals are kept (models.attention.with_named_residuals; "offload_attention" keeps them in
+  # pinned host memory, "full" recomputes everything). "dot_product" is cuDNN flash attention on GPU ("splash" on TPU).
+  c.model.preset = "wan2.1-t2v-1.3b"
+  c.model.overrides.update(dict(dtype="bfloat16", attention_backend="dot_product", scan_layers=True,
+                                remat_policy="save_attention"))
+  c.head.preset = "default"
+  c.head.overrides = ml_collections.ConfigDict(dict(dtype="bfloat16"))
+  c.autoencoder.kind = "wan"  # path: a diffusers vae/ folder or Wan2.1_VAE.pth (command line)
 
-  # Start from pretrained weights (a new run only; a checkpoint in the workdir wins): transformer = a diffusers
-  # transformer/ folder, .safetensors or .ckpt; overlay = a partial state dict applied over it (e.g. ReDirector's
-  # step20000.safetensors over Wan2.1-Fun).
-  c.init = ml_collections.ConfigDict(dict(transformer="", overlay=""))
+  # Probe layer 18 of 30 (0-based); Wan's loss weighting over σ; MV-TAP's 12-px confidence radius.
+  c.objective.head_layers = c.objective.corr_layers = (18,)
+  c.objective.schedule.weighting = "wan"
+  c.objective.tracking = ml_collections.ConfigDict()
+  c.text.context_length = 512  # umT5 prompts, as Wan
 
-  c.model = ml_collections.ConfigDict({
-      "preset": "wan2.1-t2v-1.3b",
-      "overrides": ml_collections.ConfigDict(dict(
-          camera_mode="plucker", rope_mode="distinct", dtype="bfloat16",
-          attention_backend="dot_product",  # cuDNN flash attention on GPU; "splash" on TPU
-          # Recompute each scanned block in the backward pass except the cuDNN attention forward, whose
-          # residuals are kept (models.attention.with_named_residuals); "offload_attention" keeps them in
-          # pinned host memory instead, "full" recomputes everything.
-          scan_layers=True, remat_policy="save_attention")),
-  })
-  c.head = ml_collections.ConfigDict({"preset": "default", "overrides": ml_collections.ConfigDict(
-      dict(dtype="bfloat16"))})
-  c.autoencoder = ml_collections.ConfigDict({
-      "kind": "wan", "path": "",  # diffusers vae/ folder or Wan2.1_VAE.pth ("random": random init, tests)
-      "seed": 0, "vae": ml_collections.ConfigDict(), "tiling": ()})
-
-  c.objective = ml_collections.ConfigDict(dict(
-      lambda_diff=1.0, lambda_track=0.01, lambda_corr=0.01,
-      head_layers=(18,), corr_layers=(18,),
-      schedule=ml_collections.ConfigDict(dict(shift=5.0, weighting="wan")),
-      corr=ml_collections.ConfigDict(dict(domain="reference_frame", target="bilinear", head_reduction="per_head")),
-      tracking=ml_collections.ConfigDict()))
-
-  # umT5 captions: encoded once into text.cache; the empty prompt's embedding is the null context
-  # (caption dropout, CFG). An empty cache trains with the zero null context.
-  c.text = ml_collections.ConfigDict(dict(
-      encoder="",  # a diffusers Wan2.1 folder (text_encoder/ + tokenizer/), for encode_text / generate --prompt
-      cache="",  # text cache of data_dir (python -m mvtrack_jax.data.encode_text)
-      context_length=512, caption_dropout=0.1))
-
-  # CLIP image features of the reference's first frame, for a DiT with an image branch (model image_dim > 0: the
-  # ReDirector / Wan2.1-Fun backbone); encoded once into image.cache. Empty cache: no image features.
-  c.image = ml_collections.ConfigDict(dict(
-      encoder="",  # a CLIP vision folder (e.g. a Wan2.1-I2V diffusers image_encoder/), for encode_image / generate
-      cache="",  # image cache (python -m mvtrack_jax.data.encode_image)
-      preprocess="wan"))  # "wan": whole frame resized to 224² (Wan/DiffSynth); "clip": CLIPImageProcessor
-
-  # Data (data.sources): MultiCamVideo (no tracks) is the primary source; the paper-resolution synthetic
-  # set (tracked: 81 frames at 480×832) is mixed in 1:1 so L_track and L_corr see tracks in every batch
-  # of 2+ examples on average. Periodic evaluation runs on the synthetic validation split (it has tracks).
-  c.data = ml_collections.ConfigDict(dict(
-      dataset="multicamvideo",
-      data_dir="",  # the MultiCamVideo-Dataset root (holding train/ and val/)
-      # Decode 1280² frames straight to 832² (cover the 480×832 crop), the views and frames an example uses only.
-      multicamvideo=ml_collections.ConfigDict(dict(cameras=(), size=(832, 832), num_frames=81,
-                                                   focal_length_mm=0.0)),
-      latents_dir="",  # latent cache of data_dir (python -m mvtrack_jax.data.encode_latents)
-      weight=1.0,
-      mixture=ml_collections.ConfigDict({"synthetic": ml_collections.ConfigDict(dict(
-          dataset="synthetic", synthetic="paper", data_dir="", latents_dir="", text_cache="", image_cache="",
-          weight=1.0))}),
-      eval_source="synthetic",
-      train_split="train", eval_split="validation",
-      num_frames=81, frame_stride=1, height=480, width=832, num_query_points=256,
-      random_crop=True, shuffle=True, read_threads=4, prefetch_buffer_size=4, worker_count=4))
+  # MultiCamVideo (no tracks) is the primary source, decoded from 1280² straight to 832² (the views and frames an
+  # example uses only); the paper-resolution synthetic set (tracked, 81 frames at 480×832) is mixed in 1:1 so
+  # L_track and L_corr see tracks in every batch of 2+ examples on average, and periodic evaluation runs on it.
+  c.data.update(dict(dataset="multicamvideo", eval_source="synthetic", num_frames=81, frame_stride=1, height=480,
+                     width=832, num_query_points=256, read_threads=4, worker_count=4))
+  c.data.multicamvideo.update(dict(size=(832, 832), num_frames=81))
+  c.data.mixture = ml_collections.ConfigDict({"synthetic": ml_collections.ConfigDict(dict(
+      dataset="synthetic", synthetic="paper", data_dir="", latents_dir="", text_cache="", image_cache="",
+      weight=1.0))})
 
   if arg == "14b":
-    # Wan2.1-T2V-14B (40 blocks × 5120): parameters, gradients and Adam moments sharded over 8 GPUs (FSDP),
-    # 1 example per GPU. Full remat: keeping the attention residuals (save_attention) would add ~107 GB per
-    # GPU at 65,520 tokens (docs/training.md, "Scale-out"). Probe layer 24 of 40 (the 1.3B's 18 of 30, scaled; an
-    # assumption: the paper gives no 14B layer).
+    # Wan2.1-T2V-14B (40 blocks × 5120): parameters, gradients and Adam moments sharded over 8 GPUs (FSDP), 1 example
+    # per GPU. Full remat: keeping the attention residuals would add ~107 GB per GPU at 65,520 tokens
+    # (docs/training.md, "Scale-out"). Probe layer 24 of 40 (the 1.3B's 18 of 30, scaled; the paper gives none).
     c.model.preset = "wan2.1-t2v-14b"
     c.model.overrides.remat_policy = "full"
     c.mesh.shape = (-1, 8, 1)
-    c.objective.head_layers = (24,)
-    c.objective.corr_layers = (24,)
+    c.objective.head_layers = c.objective.corr_layers = (24,)
   elif arg == "small":
-    c.data.num_frames = 17
-    c.data.height = 240
-    c.data.width = 416
+    c.data.update(dict(num_frames=17, height=240, width=416))
     c.batch_size = 1
-  elif arg == "smoke":
-    c.num_train_steps = 2
-    c.log_every_steps = 1
-    c.eval_every_steps = 2
-    c.eval_steps = 1
-    c.checkpoint_every_steps = 2
-    c.progress_bar = False
-    c.batch_size = 2
+  elif arg == "smoke":  # 2 steps on CPU stand-ins of every part (module docstring)
+    c.update(dict(num_train_steps=2, log_every_steps=1, eval_every_steps=2, eval_steps=1, checkpoint_every_steps=2,
+                  progress_bar=False, batch_size=2))
     c.optimizer.warmup_steps = 1
     c.model.preset = "tiny"
     c.model.overrides.update(dict(patch_size=(1, 1, 1), in_channels=4, out_channels=4, vae_stride=8,
@@ -178,19 +124,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                   scan_layers=False, remat_policy="none"))
     c.head.preset = "tiny"
     c.head.overrides = ml_collections.ConfigDict()
-    c.objective.head_layers = (1,)
-    c.objective.corr_layers = (1,)
+    c.objective.head_layers = c.objective.corr_layers = (1,)
     c.text.context_length = 8
-    c.data.multicamvideo.size = (32, 48)
-    c.data.multicamvideo.num_frames = 9
+    c.data.multicamvideo.update(dict(size=(32, 48), num_frames=9))
     with c.data.mixture.synthetic.ignore_type():
       c.data.mixture.synthetic.synthetic = ml_collections.ConfigDict(dict(
           num_views=2, num_frames=9, height=32, width=48, num_tracks=16, num_train=2, num_validation=2, num_test=1))
-    c.data.num_frames = 5
-    c.data.height = 32
-    c.data.width = 32
-    c.data.num_query_points = 8
-    c.data.random_crop = False
-    c.data.read_threads = 1
-    c.data.worker_count = 0
+    c.data.update(dict(num_frames=5, height=32, width=32, num_query_points=8, random_crop=False, read_threads=1,
+                       worker_count=0))
   return c

@@ -365,6 +365,9 @@ class Data(Source):
 class RunConfig(_Block):
   """A run: the loop, devices, optimizer, model, objective, conditioning and data (module docstring)."""
   schema_version: int = SCHEMA_VERSION
+  # What is trained: "novel_view" (a target view from a reference video and target cameras, MVTrack4Gen). The
+  # trainer builds the task through training.tasks.TASK_BUILDERS; a new kind of run adds a name here and a builder.
+  task: Annotated[Literal["novel_view"], pydantic.Field(json_schema_extra=_FIXED)] = "novel_view"
   name: str = "default"
   seed: int = 0
   # Loop.
@@ -495,6 +498,30 @@ def parse(config: ml_collections.ConfigDict | Mapping[str, Any]) -> RunConfig:
         seen.add(text)
         problems.append(text)
     raise ConfigError("invalid config: " + "; ".join(problems)) from None
+
+
+def check_trainable(config: ml_collections.ConfigDict | Mapping[str, Any]) -> None:
+  """Checks what only training needs of a valid config, before any work.
+
+  A Wan VAE without weights (``autoencoder.kind="wan"``, ``autoencoder.path`` empty) is fine for lowering,
+  benchmarks and evaluation from caches, but training encodes the videos of every source without a latent cache
+  (``latents_dir``), and would fail only after the model is built, on a shape mismatch or at the first encode.
+
+  Raises:
+    ConfigError: naming the sources without a cache and the fix (including the stand-ins of a ``:smoke`` config).
+  """
+  run = parse(config)
+  if run.autoencoder.kind != "wan" or run.autoencoder.path:
+    return
+  uncached = [name for name, source in [(run.data.dataset, run.data), *run.data.mixture.items()]
+              if not source.latents_dir and source.weight > 0]
+  if uncached:
+    raise ConfigError(
+        f"--config.autoencoder.path is empty but source(s) {uncached} have no latent cache (latents_dir): training "
+        "could not encode their videos. Set --config.autoencoder.path to a diffusers vae/ folder or a Wan2.1_VAE.pth, "
+        "or encode the caches first (python -m mvtrack_jax.data.encode_latents); for a :smoke config, write the CPU "
+        "stand-ins with `python -m mvtrack_jax.convert.standins --out W` and pass --config.autoencoder.path=W/vae "
+        "(docs/training.md lists the whole sequence)")
 
 
 def upgrade(tree: dict[str, Any]) -> dict[str, Any]:

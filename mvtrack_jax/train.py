@@ -79,6 +79,7 @@ def main(argv):
     raise app.UsageError("--config and --workdir are required")
   # Before any work: a bad config value (exit 2) or a --workdir that cannot be one (exit 1) ends in one line.
   config = run_config.complete(cli.loaded_config(FLAGS["config"]))  # validated, every field present
+  run_config.check_trainable(config)
   video_io.check_output_dir(FLAGS.workdir, "--workdir")
   distributed.initialize(
       FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,

@@ -47,6 +47,9 @@ CASES = [
     ("train", TRAIN + ["--nope=1"], 2, r"Unknown command line flag 'nope'"),
     ("train", TRAIN + ["extra"], 2, r"unexpected arguments: \['extra'\]"),
     ("train", ["--config=configs/default.py:test"], 2, r"--config and --workdir are required"),
+    ("train", ["--config=configs/mvtrack4gen_recammaster.py:smoke", "--workdir={tmp}/out"], 2,
+     r"--config.autoencoder.path is empty but source\(s\) \['multicamvideo', 'synthetic'\] have no latent cache.*"
+     r"python -m mvtrack_jax.convert.standins --out W"),
     ("generate", ["--checkpoint={tmp}/none"] + GENERATE[1:], 1, r"--checkpoint .*none: expected an export directory"),
     ("generate", GENERATE[:1] + ["--reference={tmp}/missing.mp4"] + GENERATE[2:], 1,
      r"--reference .*missing.mp4: no such file"),

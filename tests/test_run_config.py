@@ -4,12 +4,14 @@ valid name); stored configs of older schemas are upgraded; defaults live in the 
 
 import importlib
 import re
+import typing
 
 import ml_collections
 import pytest
 
 from mvtrack_jax import run_config
 from mvtrack_jax.errors import ConfigError
+from mvtrack_jax.training import tasks
 from tests.training import toy_task
 
 SHIPPED = [("default", ""), ("default", "test"), ("default_diffusion_only", ""), ("default_diffusion_only", "test"),
@@ -148,8 +150,31 @@ def test_a_stored_config_of_an_older_schema_is_upgraded():
 
 
 def test_resume_fixed_fields_are_marked_in_the_schema():
-  assert set(run_config.resume_fixed_fields()) == {"model", "head", "autoencoder", "objective", "text.context_length",
-                                                   "optimizer.trainable_patterns"}
+  assert set(run_config.resume_fixed_fields()) == {"task", "model", "head", "autoencoder", "objective",
+                                                   "text.context_length", "optimizer.trainable_patterns"}
+
+
+def test_every_task_the_schema_names_has_a_builder_and_others_are_rejected():
+  named = set(typing.get_args(run_config.RunConfig.model_fields["task"].annotation))
+  assert named == set(tasks.TASK_BUILDERS) == {"novel_view"}
+  with pytest.raises(ConfigError, match=r"--config.task: .*'novel_view'"):
+    run_config.parse({"task": "4d_grid"})
+
+
+def test_a_wan_vae_without_weights_or_caches_cannot_train():
+  smoke = importlib.import_module("configs.mvtrack4gen_recammaster").get_config("smoke")
+  run_config.parse(smoke)  # valid to lower or benchmark
+  with pytest.raises(ConfigError, match=r"\['multicamvideo', 'synthetic'\] have no latent cache"):
+    run_config.check_trainable(smoke)
+  smoke.data.latents_dir = "/cache"
+  with pytest.raises(ConfigError, match=r"\['synthetic'\] have no latent cache"):
+    run_config.check_trainable(smoke)
+  smoke.data.mixture.synthetic.latents_dir = "/cache_synthetic"
+  run_config.check_trainable(smoke)  # every source cached
+  smoke.autoencoder.path = "/w/vae"
+  smoke.data.latents_dir = ""
+  run_config.check_trainable(smoke)  # weights to encode with
+  run_config.check_trainable(run_config.default_config())  # the pixel autoencoder needs none
 
 
 def test_the_parsed_config_is_frozen_and_typed():

@@ -267,7 +267,12 @@ _RENAME = {"diff_loss": "loss_diff", "track_loss": "loss_track", "corr_loss": "l
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
-  """The MVTrack4Gen ``Task`` for ``config`` (see module docstring).
+  """The trainer's ``Task`` of ``config.task`` (:data:`TASK_BUILDERS`; the run-config schema lists the names)."""
+  return TASK_BUILDERS[config.task](config)
+
+
+def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
+  """The MVTrack4Gen novel-view ``Task`` for ``config`` (``task = "novel_view"``; see module docstring).
 
   Metrics: the objective's, with ``diff_loss/track_loss/corr_loss`` renamed
   ``loss_diff/loss_track/loss_corr``; a term that is off (λ = 0) is logged as 0.
@@ -332,3 +337,8 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
       frozen_aware_flops_per_example=flops_lib.frozen_aware_train_flops(
           dit_fwd, head_fwd, lambda path: any(re.search(p, path) for p in config.optimizer.trainable_patterns)),
       tokens_per_example=2 * tokens_per_view)
+
+
+# config.task → the builder of its Task. The schema's ``task`` field (run_config.RunConfig) names the same keys; a
+# test checks that the two agree.
+TASK_BUILDERS = {"novel_view": build_novel_view_task}
