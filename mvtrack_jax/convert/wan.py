@@ -66,62 +66,58 @@ _BLOCK = {"to_out": "to_out.0", "ffn_in": "ffn.net.0.proj", "ffn_out": "ffn.net.
 _SUB = {"residual_blocks_0": "residual_blocks.0"}
 _LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "scale_shift_table": "scale_shift_table"}
 
-# Original Wan2.1 / DiffSynth name → diffusers name (regex, replacement), applied in order.
-_ORIGINAL_TO_DIFFUSERS = [
-    (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
-    (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
-    (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
-    (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
-    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
-    (r"^head\.head\.", "proj_out."),
-    (r"^head\.modulation$", "scale_shift_table"),
-    (r"^(blocks\.\d+)\.self_attn\.", r"\1.attn1."),
-    (r"^(blocks\.\d+)\.cross_attn\.", r"\1.attn2."),
-    (r"^(blocks\.\d+\.attn\d)\.q\.", r"\1.to_q."),
-    (r"^(blocks\.\d+\.attn\d)\.k\.", r"\1.to_k."),
-    (r"^(blocks\.\d+\.attn\d)\.v\.", r"\1.to_v."),
-    (r"^(blocks\.\d+\.attn\d)\.o\.", r"\1.to_out.0."),
-    (r"^(blocks\.\d+)\.norm3\.", r"\1.norm2."),
-    (r"^(blocks\.\d+)\.ffn\.0\.", r"\1.ffn.net.0.proj."),
-    (r"^(blocks\.\d+)\.ffn\.2\.", r"\1.ffn.net.2."),
-    (r"^(blocks\.\d+)\.modulation$", r"\1.scale_shift_table"),
-    (r"^img_emb\.proj\.0\.", "condition_embedder.image_embedder.norm1."),
-    (r"^img_emb\.proj\.1\.", "condition_embedder.image_embedder.ff.net.0.proj."),
-    (r"^img_emb\.proj\.3\.", "condition_embedder.image_embedder.ff.net.2."),
-    (r"^img_emb\.proj\.4\.", "condition_embedder.image_embedder.norm2."),
-    (r"^(blocks\.\d+\.attn2)\.k_img\.", r"\1.add_k_proj."),
-    (r"^(blocks\.\d+\.attn2)\.v_img\.", r"\1.add_v_proj."),
-    (r"^(blocks\.\d+\.attn2)\.norm_k_img\.", r"\1.norm_added_k."),
-    (r"^(blocks\.\d+\.attn1)\.rope_phase_(qk|vo)\.1\.", r"\1.rope_phase_\2."),
-]
+# One bidirectional name table: original Wan2.1 / DiffSynth / ReCamMaster names <-> diffusers names, as
+# (original, diffusers) pairs of name prefixes (a pair without a trailing "." matches a whole name). Renaming in
+# either direction replaces the first matching prefix at the top level, inside a block ("blocks.N."), and inside a
+# block's attention module; names no pair matches (the camera modules, patch_embedding, q/k RMSNorms) are kept.
+_TOP_NAMES = (
+    ("text_embedding.0.", "condition_embedder.text_embedder.linear_1."),
+    ("text_embedding.2.", "condition_embedder.text_embedder.linear_2."),
+    ("time_embedding.0.", "condition_embedder.time_embedder.linear_1."),
+    ("time_embedding.2.", "condition_embedder.time_embedder.linear_2."),
+    ("time_projection.1.", "condition_embedder.time_proj."),
+    ("head.head.", "proj_out."),
+    ("head.modulation", "scale_shift_table"),
+    ("img_emb.proj.0.", "condition_embedder.image_embedder.norm1."),
+    ("img_emb.proj.1.", "condition_embedder.image_embedder.ff.net.0.proj."),
+    ("img_emb.proj.3.", "condition_embedder.image_embedder.ff.net.2."),
+    ("img_emb.proj.4.", "condition_embedder.image_embedder.norm2."),
+)
+_ATTENTION_MODULES = (("self_attn.", "attn1."), ("cross_attn.", "attn2."))
+_BLOCK_NAMES = (
+    ("norm3.", "norm2."),  # the cross-attention norm (the FFN's pre-norm has no weights in either)
+    ("ffn.0.", "ffn.net.0.proj."),
+    ("ffn.2.", "ffn.net.2."),
+    ("modulation", "scale_shift_table"),
+)
+_ATTENTION_NAMES = (
+    ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."), ("o.", "to_out.0."),
+    ("k_img.", "add_k_proj."), ("v_img.", "add_v_proj."), ("norm_k_img.", "norm_added_k."),  # image branch
+    ("rope_phase_qk.1.", "rope_phase_qk."), ("rope_phase_vo.1.", "rope_phase_vo."),  # ReDirector's RoCE
+)
+_BLOCK_PREFIX = re.compile(r"^(blocks\.\d+\.)(.*)$")
 
 
-# diffusers name → original Wan2.1 / DiffSynth / ReCamMaster name: the inverse of the table above.
-_DIFFUSERS_TO_ORIGINAL = [
-    (r"^condition_embedder\.text_embedder\.linear_1\.", "text_embedding.0."),
-    (r"^condition_embedder\.text_embedder\.linear_2\.", "text_embedding.2."),
-    (r"^condition_embedder\.time_embedder\.linear_1\.", "time_embedding.0."),
-    (r"^condition_embedder\.time_embedder\.linear_2\.", "time_embedding.2."),
-    (r"^condition_embedder\.time_proj\.", "time_projection.1."),
-    (r"^proj_out\.", "head.head."),
-    (r"^scale_shift_table$", "head.modulation"),
-    (r"^(blocks\.\d+\.attn\d)\.to_out\.0\.", r"\1.o."),
-    (r"^(blocks\.\d+\.attn\d)\.to_([qkv])\.", r"\1.\2."),
-    (r"^(blocks\.\d+)\.attn1\.", r"\1.self_attn."),
-    (r"^(blocks\.\d+)\.attn2\.", r"\1.cross_attn."),
-    (r"^(blocks\.\d+)\.norm2\.", r"\1.norm3."),
-    (r"^(blocks\.\d+)\.ffn\.net\.0\.proj\.", r"\1.ffn.0."),
-    (r"^(blocks\.\d+)\.ffn\.net\.2\.", r"\1.ffn.2."),
-    (r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation"),
-    (r"^condition_embedder\.image_embedder\.norm1\.", "img_emb.proj.0."),
-    (r"^condition_embedder\.image_embedder\.ff\.net\.0\.proj\.", "img_emb.proj.1."),
-    (r"^condition_embedder\.image_embedder\.ff\.net\.2\.", "img_emb.proj.3."),
-    (r"^condition_embedder\.image_embedder\.norm2\.", "img_emb.proj.4."),
-    (r"^(blocks\.\d+\.cross_attn)\.add_k_proj\.", r"\1.k_img."),
-    (r"^(blocks\.\d+\.cross_attn)\.add_v_proj\.", r"\1.v_img."),
-    (r"^(blocks\.\d+\.cross_attn)\.norm_added_k\.", r"\1.norm_k_img."),
-    (r"^(blocks\.\d+\.self_attn)\.rope_phase_(qk|vo)\.", r"\1.rope_phase_\2.1."),
-]
+def _swap(name: str, pairs, src: int) -> tuple[str, tuple[str, str] | None]:
+  """``name`` with the first matching prefix of ``pairs`` (side ``src``: 0 original, 1 diffusers) replaced by the
+  other side, and the pair used (None: no pair matched, ``name`` unchanged)."""
+  for pair in pairs:
+    key = pair[src]
+    if name.startswith(key) if key.endswith(".") else name == key:
+      return pair[1 - src] + name[len(key):], pair
+  return name, None
+
+
+def _rename(name: str, src: int) -> str:
+  """One parameter name from side ``src`` (0 original, 1 diffusers) to the other (table above)."""
+  block = _BLOCK_PREFIX.match(name)
+  if not block:
+    return _swap(name, _TOP_NAMES, src)[0]
+  head, rest = block.groups()
+  _, module = _swap(rest, _ATTENTION_MODULES, src)
+  if module is None:
+    return head + _swap(rest, _BLOCK_NAMES, src)[0]
+  return head + module[1 - src] + _swap(rest[len(module[src]):], _ATTENTION_NAMES, src)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,9 +233,7 @@ def to_diffusers_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   """
   out = {}
   for name, value in state_dict.items():
-    new = name[len(ORIGINAL_PREFIX):] if name.startswith(ORIGINAL_PREFIX) else name
-    for pattern, repl in _ORIGINAL_TO_DIFFUSERS:
-      new = re.sub(pattern, repl, new)
+    new = _rename(name[len(ORIGINAL_PREFIX):] if name.startswith(ORIGINAL_PREFIX) else name, 0)
     if new in out:
       raise ValueError(f"to_diffusers_names: two keys map to {new!r} (mixed namings?)")
     out[new] = value
@@ -249,13 +243,7 @@ def to_diffusers_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 def to_original_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   """Renames a diffusers-named state dict to original Wan2.1 / DiffSynth / ReCamMaster names (the
   names ReCamMaster's training scripts load; camera modules keep their names, no prefix)."""
-  out = {}
-  for name, value in state_dict.items():
-    new = name
-    for pattern, repl in _DIFFUSERS_TO_ORIGINAL:
-      new = re.sub(pattern, repl, new)
-    out[new] = value
-  return out
+  return {_rename(name, 1): value for name, value in state_dict.items()}
 
 
 def _torch_name(path: tuple[str, ...]) -> str:

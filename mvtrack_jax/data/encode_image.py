@@ -29,13 +29,11 @@ are checked before the encoder is loaded.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 from absl import app
 from absl import flags
 import numpy as np
-from tqdm import tqdm
 
 from mvtrack_jax import cli
 from mvtrack_jax import errors
@@ -108,8 +106,7 @@ def encode_images(config, out: str, splits: Sequence[str], *, dtype: str = "floa
   plan = {}
   for split in splits:
     records = sources.data_source(config.data, split, source)
-    todo = [i for i in range(len(records)) if not os.path.exists(feature_cache.record_path(out, split, i))]
-    plan[split] = (records, todo)
+    plan[split] = (records, *feature_cache.missing_records(out, split, len(records)))
   if encoder is None:
     encoder = image_lib.CLIPImageEncoder(path, preprocess=preprocess)
   if encoder.preprocess != preprocess:
@@ -118,13 +115,13 @@ def encode_images(config, out: str, splits: Sequence[str], *, dtype: str = "floa
   feature_cache.write_metadata(out, feature_cache.image_metadata(encoder, pcfg.height, pcfg.width, dtype),
                                feature_cache.IMAGE_JSON)
   done = {}
-  for split, (records, todo) in plan.items():
-    for index in tqdm(todo, desc=f"encode images {split}", unit="record", disable=not progress,
-                      initial=len(records) - len(todo), total=len(records)):
+  for split, (records, todo, owned) in plan.items():
+
+    def encode(index: int, path: str, records=records) -> np.ndarray:
       frames = pipeline.resized_video(first_frames(records[index]), pcfg)   # (V, height, width, 3)
-      features = encoder.encode(frames)                                     # (V, N, D) float32
-      path = feature_cache.record_path(out, split, index)
-      feature_cache.write_atomic(path, feature_cache.as_record_dtype(features, dtype, path))
+      return feature_cache.as_record_dtype(encoder.encode(frames), dtype, path)  # (V, N, D)
+
+    feature_cache.encode_records(out, split, todo, owned, encode, desc=f"encode images {split}", progress=progress)
     done[split] = {"encoded": len(todo), "skipped": len(records) - len(todo)}
   return done
 

@@ -19,13 +19,13 @@ process's local devices (padded to a multiple of their count).
 
 from __future__ import annotations
 
+import functools
 import os
 
 from absl import app
 from absl import flags
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from mvtrack_jax import cli
 from mvtrack_jax import errors
@@ -65,21 +65,21 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
   devices = jax.local_devices()
   mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+
+  def encode(split: str, index: int, _) -> np.ndarray:
+    video = np.asarray(records[split][index]["video"])  # (V, T, H, W, 3)
+    t = 1 + (video.shape[1] - 1) // k * k
+    views = pipeline.resized_video(video[:, :t], pcfg)
+    pad = (-views.shape[0]) % len(devices)
+    batch = np.concatenate([views, np.repeat(views[-1:], pad, axis=0)]) if pad else views
+    return np.asarray(ae.encode(jax.device_put(batch, sharding)), np.float32)[:views.shape[0]]
+
   done = {}
   for split in splits:
-    mine = [i for i in range(len(records[split])) if i % jax.process_count() == jax.process_index()]
-    todo = [i for i in mine if not os.path.exists(feature_cache.record_path(out, split, i))]
-    bar = tqdm(todo, desc=f"encode {split}", unit="record", disable=not progress,
-               initial=len(mine) - len(todo), total=len(mine))
-    for index in bar:
-      video = np.asarray(records[split][index]["video"])  # (V, T, H, W, 3)
-      t = 1 + (video.shape[1] - 1) // k * k
-      views = pipeline.resized_video(video[:, :t], pcfg)
-      pad = (-views.shape[0]) % len(devices)
-      batch = np.concatenate([views, np.repeat(views[-1:], pad, axis=0)]) if pad else views
-      latents = ae.encode(jax.device_put(batch, sharding))
-      feature_cache.write_atomic(feature_cache.record_path(out, split, index),
-                                 np.asarray(latents, np.float32)[:views.shape[0]])
+    todo, owned = feature_cache.missing_records(out, split, len(records[split]), process_index=jax.process_index(),
+                                                process_count=jax.process_count())
+    feature_cache.encode_records(out, split, todo, owned, functools.partial(encode, split), desc=f"encode {split}",
+                                 progress=progress)
     done[split] = len(todo)
   return done
 

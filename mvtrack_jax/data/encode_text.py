@@ -39,7 +39,6 @@ from typing import Any, Mapping, Sequence
 from absl import app
 from absl import flags
 import numpy as np
-from tqdm import tqdm
 
 from mvtrack_jax import cli
 from mvtrack_jax import errors
@@ -162,10 +161,10 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
   plan = {}
   for split in splits:
     records = sources.data_source(config.data, split, source)
-    todo = [i for i in range(len(records)) if not os.path.exists(feature_cache.record_path(out, split, i))]
-    plan[split] = (len(records), [(i, names, [caption_for(captions, n) for n in names])
-                                  for i in todo for names in [caption_keys(records, split, i)]])
-  views = [(names[0], t) for _, todo in plan.values() for _, names, texts in todo for t in texts]
+    todo, owned = feature_cache.missing_records(out, split, len(records))
+    plan[split] = (owned, {i: (names, [caption_for(captions, n) for n in names])
+                           for i in todo for names in [caption_keys(records, split, i)]})
+  views = [(names[0], t) for _, todo in plan.values() for names, texts in todo.values() for t in texts]
   if views and all(t is None for _, t in views):
     raise errors.UserError(f"--captions {captions_path}: none of its {len(captions)} rows names a view of "
                            f"{', '.join(splits)} (view names look like {views[0][0]!r}); nothing was written")
@@ -177,14 +176,16 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
   null = encoder.encode([""])[0]
   feature_cache.write_atomic(os.path.join(out, feature_cache.NULL_NPY), null.astype(np.float32))
   done = {}
-  for split, (total, todo) in plan.items():
-    for index, _, texts in tqdm(todo, desc=f"encode text {split}", unit="record", disable=not progress,
-                                initial=total - len(todo), total=total):
+  for split, (owned, todo) in plan.items():
+
+    def encode(index: int, path: str, todo=todo) -> np.ndarray:
+      texts = todo[index][1]
       unique = sorted({t for t in texts if t is not None})
       embedded = dict(zip(unique, encoder.encode(unique))) | {None: null}
-      path = feature_cache.record_path(out, split, index)
-      feature_cache.write_atomic(path, _record_array([embedded[t] for t in texts], dtype, path))
-    done[split] = {"encoded": len(todo), "uncaptioned": sum(t is None for _, _, texts in todo for t in texts)}
+      return _record_array([embedded[t] for t in texts], dtype, path)
+
+    feature_cache.encode_records(out, split, list(todo), owned, encode, desc=f"encode text {split}", progress=progress)
+    done[split] = {"encoded": len(todo), "uncaptioned": sum(t is None for _, texts in todo.values() for t in texts)}
   return done
 
 

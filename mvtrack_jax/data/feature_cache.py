@@ -46,9 +46,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from mvtrack_jax.data import video_io
 
@@ -118,6 +119,23 @@ def write_atomic(path: str, array: np.ndarray) -> None:
   with video_io.atomic_output(path) as tmp:
     with open(tmp, "wb") as fh:
       np.save(fh, np.asarray(array))
+
+
+def missing_records(root: str, split: str, num_records: int, *, process_index: int = 0,
+                    process_count: int = 1) -> tuple[list[int], int]:
+  """``(todo, owned)``: the records of ``split`` this process encodes (``index % process_count == process_index``)
+  and has not written yet, and how many it owns. A rerun after a kill resumes with the missing ones."""
+  owned = [i for i in range(num_records) if i % process_count == process_index]
+  return [i for i in owned if not os.path.exists(record_path(root, split, i))], len(owned)
+
+
+def encode_records(root: str, split: str, todo: Sequence[int], owned: int,
+                   encode: Callable[[int, str], np.ndarray], *, desc: str, progress: bool = True) -> None:
+  """The encoders' resumable loop: ``encode(index, path)`` → the array of record ``index``, written all-or-nothing
+  to ``path`` (``record_path``), with a progress bar that starts at the records already cached."""
+  for index in tqdm(todo, desc=desc, unit="record", disable=not progress, initial=owned - len(todo), total=owned):
+    path = record_path(root, split, index)
+    write_atomic(path, encode(index, path))
 
 
 def _canonical(value: Any) -> Any:

@@ -24,8 +24,8 @@ The **primary source** is the ``data`` block's own fields (``data.dataset``, ``d
 the encoders read. ``data.mixture`` adds named sources, each a dict of the same fields (plus
 ``text_cache``: its caption cache, ``data.encode_text``, and ``image_cache``: its CLIP image-feature
 cache, ``data.encode_image``; the primary's are ``config.text.cache`` and ``config.image.cache``), mixed
-with the primary in training batches by weight (``pipeline.make_mixture_dataset``); missing fields
-take :data:`SOURCE_DEFAULTS`, unknown fields are an error. The primary is named after its dataset
+with the primary in training batches by weight (``pipeline.make_mixture_dataset``). The run-config schema
+(``run_config.Source``) gives every field its default and rejects unknown ones. The primary is named after its dataset
 (``"multicamvideo"``), a mixture entry by its key. ``data.eval_source`` names the source of periodic
 evaluation (empty = the primary).
 """
@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any, Mapping
+from typing import Any
 
 import ml_collections
 
@@ -43,11 +43,9 @@ from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import readers
 from mvtrack_jax.data import synthetic_dataset
 
-DATASETS = ("synthetic", "npz", "multicamvideo")
-MULTICAMVIDEO_DEFAULTS = {"cameras": (), "size": (), "num_frames": 0, "focal_length_mm": 0.0}
-SOURCE_DEFAULTS = {"dataset": "synthetic", "data_dir": "", "synthetic": None, "multicamvideo": MULTICAMVIDEO_DEFAULTS,
-                   "latents_dir": "", "weight": 1.0, "text_cache": "", "image_cache": ""}
-SOURCE_FIELDS = tuple(SOURCE_DEFAULTS)
+# The fields of a source: the primary's are read from the data block, a mixture entry has them all (plus its
+# text_cache and image_cache). run_config.Source declares them (type, default, meaning); a test keeps the two equal.
+SOURCE_FIELDS = ("dataset", "data_dir", "synthetic", "multicamvideo", "latents_dir", "weight")
 
 
 def pipeline_config(data: ml_collections.ConfigDict, per_process_batch: int, *, train: bool):
@@ -66,57 +64,22 @@ def _plain(value: Any) -> Any:
   return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
-def _spec(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
-  """A source's fields with defaults filled in, checked (module docstring)."""
-  fields = {k: _plain(v) for k, v in fields.items()}
-  unknown = sorted(set(fields) - set(SOURCE_FIELDS))
-  if unknown:
-    raise ValueError(f"{where}: unknown field(s) {unknown}; a source has {list(SOURCE_FIELDS)}")
-  spec = {**SOURCE_DEFAULTS, **fields}
-  mcv = dict(spec["multicamvideo"] or {})
-  bad = sorted(set(mcv) - set(MULTICAMVIDEO_DEFAULTS))
-  if bad:
-    raise ValueError(f"{where}.multicamvideo: unknown field(s) {bad}; expected {list(MULTICAMVIDEO_DEFAULTS)}")
-  spec["multicamvideo"] = {**MULTICAMVIDEO_DEFAULTS, **mcv}
-  if spec["dataset"] not in DATASETS:
-    raise ValueError(f"{where}.dataset={spec['dataset']!r}; expected one of {DATASETS}")
-  if not float(spec["weight"]) >= 0:
-    raise ValueError(f"{where}.weight must be >= 0, got {spec['weight']}")
-  size = tuple(spec["multicamvideo"]["size"] or ())
-  if size and (len(size) != 2 or min(size) < 1):
-    raise ValueError(f"{where}.multicamvideo.size={size}: expected () or (height, width)")
-  return spec
-
-
 def source_specs(data: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
-  """``{name: spec}`` of the primary source (first) and the ``data.mixture`` entries (module docstring).
+  """``{name: fields}`` of the primary source (first, named after its dataset) and the ``data.mixture`` entries.
 
-  Raises:
-    ValueError: unknown fields or datasets, negative weights, a mixture entry named like the primary,
-      or all weights zero.
+  ``data`` is a complete, validated ``config.data`` block (``run_config.complete``: every field present, unknown
+  fields, bad datasets, sizes and weights already rejected), as every entry point and ``tests.helpers.load_config``
+  give it.
   """
-  primary = {k: data[k] for k in SOURCE_FIELDS if k in data and k not in ("text_cache", "image_cache")}
-  specs = {str(data.dataset): _spec(primary, "config.data")}
-  for name, fields in dict(data.mixture).items():
-    if name in specs:
-      raise ValueError(f"config.data.mixture.{name}: the primary source is already named {name!r}; rename the entry")
-    specs[name] = _spec(dict(fields), f"config.data.mixture.{name}")
-  if not sum(float(s["weight"]) for s in specs.values()) > 0:
-    raise ValueError("config.data: every source has weight 0")
+  specs = {str(data.dataset): {k: _plain(data[k]) for k in SOURCE_FIELDS}}
+  specs.update({name: {k: _plain(v) for k, v in dict(fields).items()} for name, fields in dict(data.mixture).items()})
   return specs
 
 
 def eval_source_name(data: ml_collections.ConfigDict) -> str:
-  """The source of periodic evaluation: ``data.eval_source``, or the primary when empty.
-
-  Raises:
-    ValueError: ``eval_source`` names no source.
-  """
-  names = list(source_specs(data))
-  name = str(data.eval_source or names[0])
-  if name not in names:
-    raise ValueError(f"config.data.eval_source={name!r}; the sources are {names}")
-  return name
+  """The source of periodic evaluation: ``data.eval_source``, or the primary when empty (the schema checked that
+  it names a source)."""
+  return str(data.eval_source or data.dataset)
 
 
 def splits_read(data: ml_collections.ConfigDict, name: str | None = None) -> list[str]:

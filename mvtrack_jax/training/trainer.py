@@ -134,7 +134,7 @@ def build_train_step(config: ml_collections.ConfigDict, task: Task, tx, schedule
   return step_lib.jit_train_step(
       step_lib.make_train_step(
           task.loss_fn, tx, schedule, base_rng=train_key,
-          ema_decay=float(config.get("ema_decay", 0.0)),
+          ema_decay=float(config.ema_decay),
           trainable=optimizer_lib.trainable_mask(
               abstract_state.params, tuple(config.optimizer.trainable_patterns))),
       shardings, mesh_lib.batch_sharding(mesh), mesh, tuple(task.logical_axis_rules))

@@ -153,3 +153,32 @@ def test_cli_missing_workdir_is_named_before_the_checkpoint_is_read(tmp_path, no
   with pytest.raises(FileNotFoundError, match=f"--workdir {tmp_path / 'run'}: no such folder"):
     run_cli(export, f"--workdir={tmp_path / 'run'}", f"--out={tmp_path / 'export'}")
   assert not (tmp_path / "export").exists()
+
+
+def test_the_name_table_maps_both_ways_and_round_trips():
+  """Known Wan2.1 / DiffSynth ↔ diffusers pairs, and every parameter of the T2V, I2V and ReDirector layouts back and
+  forth (one table serves both directions)."""
+  pairs = {
+      "blocks.3.self_attn.q.weight": "blocks.3.attn1.to_q.weight",
+      "blocks.3.self_attn.o.bias": "blocks.3.attn1.to_out.0.bias",
+      "blocks.0.cross_attn.k_img.weight": "blocks.0.attn2.add_k_proj.weight",
+      "blocks.0.cross_attn.norm_k_img.weight": "blocks.0.attn2.norm_added_k.weight",
+      "blocks.1.self_attn.rope_phase_qk.1.weight": "blocks.1.attn1.rope_phase_qk.weight",
+      "blocks.2.norm3.weight": "blocks.2.norm2.weight",
+      "blocks.2.ffn.0.weight": "blocks.2.ffn.net.0.proj.weight",
+      "blocks.2.modulation": "blocks.2.scale_shift_table",
+      "head.modulation": "scale_shift_table",
+      "head.head.weight": "proj_out.weight",
+      "time_projection.1.bias": "condition_embedder.time_proj.bias",
+      "img_emb.proj.4.bias": "condition_embedder.image_embedder.norm2.bias",
+      "blocks.0.self_attn.norm_q.weight": "blocks.0.attn1.norm_q.weight",  # kept inside a renamed module
+      "blocks.0.cam_encoder.weight": "blocks.0.cam_encoder.weight",  # camera modules keep their names
+  }
+  assert convert.to_diffusers_names(pairs) == {d: d for d in pairs.values()}
+  assert convert.to_diffusers_names({"model.diffusion_model." + o: 0 for o in pairs}) == dict.fromkeys(pairs.values(), 0)
+  assert convert.to_original_names({d: o for o, d in pairs.items()}) == {o: o for o in pairs}
+  for preset, extra in (("tiny", {}), ("tiny", {"image_dim": 32}), ("tiny-redirector", {})):
+    names = [convert._torch_name(p) for p in traverse_util.flatten_dict(  # pylint: disable=protected-access
+        convert._expected_params(wan.get_config(preset, **extra)))]  # pylint: disable=protected-access
+    original = convert.to_original_names(dict.fromkeys(names))
+    assert len(original) == len(names) and sorted(convert.to_diffusers_names(original)) == sorted(names)

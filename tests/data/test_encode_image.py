@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers.models.clip.modeling_clip")  # the stand-in encoder's model (seconds to import)
 
+from mvtrack_jax import run_config  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.data import encode_image, feature_cache, pipeline, readers, schema, sources  # noqa: E402
 from mvtrack_jax.models import image_encoder  # noqa: E402
@@ -152,6 +153,7 @@ def test_batches_carry_the_reference_views_features(clips, standin, encoder, cac
 def test_mixtures_and_cache_mismatches(clips, standin, cache):
   config = _config(clips, standin, cache)
   config.data.mixture = {"extra": {"dataset": "npz", "data_dir": clips}}
+  config = run_config.complete(config)  # the entry's fields filled in, as an entry point does
   with pytest.raises(ValueError, match=r"config.data.mixture.extra: no image_cache, but config.image.cache is set.*"
                                        r"no null image.*encode_image --source extra"):
     tasks.make_iterator(config, "train", 2, seed=0)

@@ -5,18 +5,24 @@ import numpy as np
 import pytest
 
 from mvtrack_jax import run_config
+from mvtrack_jax.errors import ConfigError
 from mvtrack_jax.data import readers, sources
 from tests.helpers import tiny_record
 
 
-def _data(**kw):
-  """A complete ``config.data`` block (the schema's defaults) reading MultiCamVideo, with ``kw`` set."""
+def _raw(**kw) -> dict:
+  """A ``config.data`` block (the schema's defaults) reading MultiCamVideo, with ``kw`` set, as written in a file."""
   data = run_config.default_config().data
   with data.ignore_type():
     for key, value in dict(dict(dataset="multicamvideo", data_dir="", train_split="train", eval_split="val"),
                            **kw).items():
       data[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
-  return data
+  return data.to_dict()
+
+
+def _data(**kw) -> ml_collections.ConfigDict:
+  """The same block validated and completed, as every entry point gives it to ``data.sources``."""
+  return run_config.complete({"data": _raw(**kw)}).data
 
 
 def test_specs_mixture_and_eval_source():
@@ -24,17 +30,26 @@ def test_specs_mixture_and_eval_source():
                eval_source="synthetic")
   specs = sources.source_specs(data)
   assert list(specs) == ["multicamvideo", "synthetic"] and specs["synthetic"]["weight"] == 3.0
-  assert specs["multicamvideo"]["multicamvideo"] == sources.MULTICAMVIDEO_DEFAULTS
+  assert specs["multicamvideo"]["multicamvideo"] == run_config.MultiCamVideo().model_dump()
+  assert specs["synthetic"]["latents_dir"] == "" and specs["synthetic"]["text_cache"] == ""
   assert sources.eval_source_name(data) == "synthetic"
   assert sources.splits_read(data) == ["train"] and sources.splits_read(data, "synthetic") == ["train", "val"]
-  for bad, match in [(dict(mixture={"multicamvideo": {"dataset": "npz", "data_dir": "/x"}}), "already named"),
-                     (dict(mixture={"s": {"dataset": "synthetic", "wieght": 1.0}}), r"unknown field\(s\) \['wieght'\]"),
-                     (dict(multicamvideo={"size": (3,)}), "multicamvideo.size"),
-                     (dict(eval_source="nope"), "eval_source='nope'"), (dict(weight=0.0), "weight 0")]:
-    with pytest.raises(ValueError, match=match):
-      d = _data(data_dir="/d", **bad)
-      sources.source_specs(d)
-      sources.eval_source_name(d)
+
+
+def test_the_source_fields_are_the_schemas():
+  assert set(sources.SOURCE_FIELDS) == set(run_config.Source.model_fields)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(mixture={"multicamvideo": {"dataset": "npz", "data_dir": "/x"}}), "named like the primary"),
+    (dict(mixture={"s": {"dataset": "synthetic", "wieght": 1.0}}), r"mixture.s.wieght: no such field"),
+    (dict(multicamvideo={"size": (3,)}), r"multicamvideo.size"),
+    (dict(eval_source="nope"), "eval_source 'nope' names no source"),
+    (dict(weight=0.0), "every source has weight 0"),
+])
+def test_bad_sources_are_rejected_by_the_schema(bad, match):
+  with pytest.raises(ConfigError, match=match):
+    _data(data_dir="/d", **bad)
 
 
 def test_missing_split_is_an_error_and_multicamvideo_keys_apply(tmp_path):
