@@ -76,9 +76,11 @@ counts the clips of each mean.
 Protocol ``--videos DIR`` (DAVIS: MVTrack4Gen, arXiv 2606.26087, reports DAVIS × ReCamMaster's 10
 trajectories, after ReDirector's 50 DAVIS videos × 10 trajectories = 500 cases). Every ``*.mp4`` of
 ``DIR`` (sorted by name, not recursive; ``--max_scenes`` keeps the first N) is a reference video,
-evaluated under each ``--trajectories`` preset (default :data:`VIDEO_TRAJECTORIES`: ``pan_right,
-pan_left, tilt_up, tilt_down, zoom_in, zoom_out, translate_up, translate_down, arc_left, arc_right``;
-``static`` allowed, ``recorded`` is not: there is no second view). Decisions:
+evaluated under each ``--trajectories`` preset (default ``runner.VIDEO_TRAJECTORIES``: ReCamMaster's released
+``cam01`` … ``cam10`` = pan right/left 20°, tilt up/down 10°, zoom in/out 2 m, translate up/down 1 m, arc
+left/right 30° about the point 4 m ahead, at constant speed over 81 frames, a shorter clip covering the part its
+frames reach as in ReDirector (``geometry.trajectories``); the eased presets and ``static`` are allowed,
+``recorded`` is not: there is no second view). Decisions:
 
 - Reading: ``inference.clips.reference_record`` (the ``--reference PATH.mp4`` path of ``generate``), so both
   commands see an mp4 identically: a pinhole camera of ``--fov`` degrees horizontal field of view
@@ -184,8 +186,8 @@ def define_flags() -> None:
   flags.DEFINE_string("split", "test", "Dataset split.")
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_list("trajectories", None,
-                    f"'{protocol_clips.RECORDED}' and/or presets: {', '.join(trajectories.TRAJECTORY_NAMES)} (default: "
-                    f"{','.join(runner.DEFAULT_TRAJECTORIES)} for --split, the ten presets for --videos; not with --dycheck).")
+                    f"'{protocol_clips.RECORDED}' and/or presets: {', '.join(trajectories.PRESET_NAMES)} (default: "
+                    f"{','.join(runner.DEFAULT_TRAJECTORIES)} for --split, ReCamMaster's cam01..cam10 for --videos; not with --dycheck).")
   flags.DEFINE_string("videos", None, "Protocol: a folder of mp4 reference videos (DAVIS) x preset trajectories.")
   flags.DEFINE_string("dycheck", None, "Protocol: a DyCheck iPhone sequence folder, or a folder of them.")
   flags.DEFINE_float("fov", 60.0, "--videos: horizontal field of view (degrees) of the mp4s' pinhole camera.")

@@ -156,7 +156,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
                           height=height, width=width, magnitude=magnitude, look_at_depth=look_at_depth, fps=fps,
                           reference_view=reference_view)
   clips.check_resize(resize, reference)
-  clips.check_trajectory(trajectory)
+  clips.check_trajectory(trajectory, magnitude=magnitude, look_at_depth=look_at_depth)
   if not reference.startswith("dataset:"):
     video_io.ensure_input_file(reference, "--reference")
   if trajectory.endswith(".json"):
@@ -190,7 +190,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   else:
     queries = clips.grid_query_points(h, w, grid)
   truth = None
-  if trajectory in trajectories.TRAJECTORY_NAMES:
+  if trajectory in trajectories.PRESET_NAMES:
     truth = clips.ground_truth_target(reference, model.config, record, pcfg, start_frame, c2w, queries, meta["scale"],
                                 meta["crop"])
   clip = {"reference_video": example["reference_video"][None],
@@ -324,7 +324,7 @@ def define_flags() -> None:
   flags.DEFINE_string("checkpoint", None, "Export directory or training workdir.")
   flags.DEFINE_string("reference", None, "PATH.mp4, PATH.npz or dataset:SPLIT:INDEX.")
   flags.DEFINE_string("trajectory", None,
-                      f"One of {', '.join(trajectories.TRAJECTORY_NAMES)} or a cameras JSON file.")
+                      f"One of {', '.join(trajectories.PRESET_NAMES)} or a cameras JSON file.")
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_integer("steps", 50, "Euler steps.")
   flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale (needs a prompt or context to have an effect).")

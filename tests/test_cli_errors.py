@@ -51,6 +51,8 @@ CASES = [
      r"--config.autoencoder.path is empty but source\(s\) \['multicamvideo', 'synthetic'\] have no latent cache.*"
      r"python -m mvtrack_jax.convert.standins --out W"),
     ("generate", ["--checkpoint={tmp}/none"] + GENERATE[1:], 1, r"--checkpoint .*none: expected an export directory"),
+    ("generate", GENERATE + ["--trajectory=cam09", "--magnitude=10"], 2,
+     r"--trajectory cam09 is ReCamMaster's released trajectory \(arc_left, fixed size\): --magnitude"),
     ("generate", GENERATE[:1] + ["--reference={tmp}/missing.mp4"] + GENERATE[2:], 1,
      r"--reference .*missing.mp4: no such file"),
     ("generate", GENERATE[:3] + ["--out={tmp}/a_file"], 1, r"--out .*a_file: is a file, not a folder"),

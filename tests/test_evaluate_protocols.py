@@ -139,8 +139,9 @@ def test_protocol_num_frames():
 
 
 def test_video_trajectories_are_recammasters_ten():
-  assert runner.VIDEO_TRAJECTORIES == ("pan_right", "pan_left", "tilt_up", "tilt_down", "zoom_in", "zoom_out",
-                                         "translate_up", "translate_down", "arc_left", "arc_right")
+  """The --videos default is ReCamMaster's released cam01 … cam10 (not the project's eased presets)."""
+  assert runner.VIDEO_TRAJECTORIES == tuple(f"cam{i:02d}" for i in range(1, 11))
+  assert trajectories.RECAMMASTER_MOTIONS["cam01"] == "pan_right" and trajectories.RECAMMASTER_MOTIONS["cam09"] == "arc_left"
 
 
 def test_video_clips_window_and_cameras(davis_dir, model_config, tmp_path):
@@ -187,15 +188,15 @@ def test_videos_protocol_end_to_end(tiny_checkpoint, davis_dir, tmp_path):
   rows = {(r["model"], r["scene"], r["trajectory"]): r["metrics"] for r in saved["rows"]}
   assert len(rows) == 2 * 10 * 3 == len(saved["rows"])
   # A pan has no baseline at any frame: no epipolar geometry, NaN for every column.
-  assert np.isnan(rows[("mvtrack", "bear", "pan_right")]["epipolar_matched_sampson_px"])
-  assert np.isnan(rows[("copy_reference", "bear", "pan_right")]["epipolar_matched_sampson_px"])
+  assert np.isnan(rows[("mvtrack", "bear", "cam01")]["epipolar_matched_sampson_px"])  # cam01: pan right
+  assert np.isnan(rows[("copy_reference", "bear", "cam01")]["epipolar_matched_sampson_px"])
   # A zoom is a pure translation with the reference's intrinsics: the copy of the reference matches itself
   # and satisfies its epipolar geometry exactly (the proxy's blind spot, shown by the baseline column).
-  zoom = rows[("copy_reference", "bear", "zoom_in")]
+  zoom = rows[("copy_reference", "bear", "cam05")]  # zoom in
   assert zoom["epipolar_matched_sampson_px"] < 1e-9 and zoom["epipolar_matched_below_2px"] == 1.0
-  assert (out / "metrics.md").read_text().count("| zoom_in | m_rot_err_deg ↓ |") == 1
+  assert (out / "metrics.md").read_text().count("| cam05 | m_rot_err_deg ↓ |") == 1
   assert (out / "per_clip.csv").read_text().count("\n") == 1 + 60
-  assert (out / "videos" / "mvtrack" / "bear_arc_left.mp4").is_file()
+  assert (out / "videos" / "mvtrack" / "bear_cam09.mp4").is_file()
   assert record["protocol"] == "videos" and len(record["rows"]) == 60
 
 

@@ -50,7 +50,7 @@ def _preset_target_record(record: Mapping[str, np.ndarray], seed: int, sizes: Ma
   ref_c2w = geometry.invert_rigid(np.asarray(record["world_to_camera"][0], np.float64))  # (T_rec, 4, 4)
   depth = np.asarray(record["depth"][0, frames[0]], np.float64) if "depth" in record else None
   distance = float(np.median(depth[np.isfinite(depth) & (depth > 0)])) if depth is not None else None
-  look_at = None if not distance else np.array([0.0, 0.0, distance])  # in the start camera's frame
+  look_at = None if not distance or name in trajectories.RECAMMASTER_NAMES else np.array([0.0, 0.0, distance])
   path = trajectories.preset_trajectory(name, frames.size, look_at_point=look_at)  # relative to the start camera
   return synthetic.render_novel_view(seed, record["intrinsics"][0], ref_c2w, frames, path, **sizes).record
 
@@ -74,7 +74,7 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
       if np.shape(record["video"])[0] < 2:
         raise ValueError(f"scene {index} of split {split!r} has one view: no 'recorded' target view")
       clip_record = record
-    elif name in trajectories.TRAJECTORY_NAMES:
+    elif name in trajectories.PRESET_NAMES:
       if data.dataset != "synthetic":
         raise errors.UserError(f"--trajectories {name}: preset trajectories need ground truth rendered from the scene, "
                                f"which only the synthetic dataset has (config.data.dataset={data.dataset!r}); "
@@ -83,7 +83,7 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
       clip_record = _preset_target_record(record, synthetic_dataset.scene_seed(split, index), sizes, name, frames)
     else:
       raise errors.UserError(f"--trajectories: unknown {name!r}; expected '{RECORDED}' or one of "
-                             f"{', '.join(trajectories.TRAJECTORY_NAMES)}")
+                             f"{', '.join(trajectories.PRESET_NAMES)}")
     example, _ = pipeline.window_example(clip_record, pcfg, views=(0, 1), start=0, rng=rng, train=False,
                                          source=f"{split}[{index}]/{name}")
     clips.append(example)
@@ -156,7 +156,7 @@ def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, fra
   Args:
     path: the mp4 file.
     model_config: the model's config (``data`` block: frames, stride, resolution).
-    trajectory_names: presets of ``geometry.trajectories.TRAJECTORY_NAMES``.
+    trajectory_names: presets of ``geometry.trajectories.PRESET_NAMES``.
     frames_per_latent: ``k`` of :func:`protocol_num_frames`.
     fov: horizontal field of view (degrees) of the assumed pinhole camera.
     grid: the head's query points: a ``grid × grid`` lattice at frame 0 (``inference.clips.grid_query_points``).

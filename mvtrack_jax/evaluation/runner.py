@@ -35,8 +35,9 @@ from mvtrack_jax.inference import novel_view
 from mvtrack_jax.models import autoencoder as ae_lib
 
 DEFAULT_TRAJECTORIES = (protocol_clips.RECORDED, "pan_right", "zoom_in", "arc_left", "translate_up")
-# ReCamMaster's ten preset trajectories: the --videos (DAVIS) protocol's default.
-VIDEO_TRAJECTORIES = tuple(name for name in trajectories.TRAJECTORY_NAMES if name != "static")
+# ReCamMaster's ten released trajectories (cam01 … cam10, constant speed, resampled as ReDirector does): the --videos
+# (DAVIS) protocol's default, as in both papers.
+VIDEO_TRAJECTORIES = trajectories.RECAMMASTER_NAMES
 PROTOCOLS = ("split", "videos", "dycheck")
 # Data settings two models must share to be compared on the same clips.
 SPLIT_DATA_KEYS = ("dataset", "synthetic", "data_dir", "num_frames", "frame_stride", "height", "width")
@@ -214,10 +215,10 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
   """
   started = time.time()
   trajectory_names = list(trajectory_names)
-  bad = [n for n in trajectory_names if n not in trajectories.TRAJECTORY_NAMES]
+  bad = [n for n in trajectory_names if n not in trajectories.PRESET_NAMES]
   if bad or not trajectory_names:
     raise errors.UserError(f"--trajectories {trajectory_names}: --videos takes preset trajectories "
-                           f"({', '.join(trajectories.TRAJECTORY_NAMES)}); {bad} are not presets"
+                           f"({', '.join(trajectories.PRESET_NAMES)}); {bad} are not presets"
                            + (f" ('{protocol_clips.RECORDED}' needs a second recorded view)"
                               if protocol_clips.RECORDED in bad else ""))
   if batch_size < 1 or grid < 1:

@@ -131,11 +131,16 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
   return record, spec, fps, to_record
 
 
-def check_trajectory(spec: str) -> None:
-  """``errors.UserError`` naming ``--trajectory`` unless ``spec`` is a preset name or a ``.json`` path."""
-  if spec not in trajectories.TRAJECTORY_NAMES and not spec.endswith(".json"):
-    raise errors.UserError(f"--trajectory {spec!r}: expected one of {', '.join(trajectories.TRAJECTORY_NAMES)} or a "
+def check_trajectory(spec: str, *, magnitude: float | None = None, look_at_depth: float | None = None) -> None:
+  """``errors.UserError`` naming ``--trajectory`` unless ``spec`` is a preset name or a ``.json`` path, and naming
+  ``--magnitude`` / ``--look_at_depth`` given with one of ReCamMaster's fixed trajectories."""
+  if spec not in trajectories.PRESET_NAMES and not spec.endswith(".json"):
+    raise errors.UserError(f"--trajectory {spec!r}: expected one of {', '.join(trajectories.PRESET_NAMES)} or a "
                            ".json cameras file")
+  if spec in trajectories.RECAMMASTER_NAMES and (magnitude is not None or look_at_depth is not None):
+    raise errors.UserError(f"--trajectory {spec} is ReCamMaster's released trajectory "
+                           f"({trajectories.RECAMMASTER_MOTIONS[spec]}, fixed size): --magnitude and --look_at_depth "
+                           "apply to the eased presets only")
 
 
 def check_resize(resize: str, reference: str) -> None:
@@ -170,7 +175,8 @@ def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndar
   """Target ``(cam_to_world (T, 4, 4), intrinsics (T, 3, 3), name)`` relative to the reference frame 0.
 
   Args:
-    spec: a preset name (``geometry.trajectories.TRAJECTORY_NAMES``) or a cameras JSON path.
+    spec: a preset name (``geometry.trajectories.PRESET_NAMES``: the eased presets or ReCamMaster's ``cam01`` …
+      ``cam10``) or a cameras JSON path.
     num_frames: ``T``.
     reference_intrinsics: ``(T, 3, 3)`` (used when the JSON gives none, and for presets).
     magnitude, look_at_depth: preset options.
@@ -178,11 +184,11 @@ def trajectory_cameras(spec: str, num_frames: int, reference_intrinsics: np.ndar
   Raises:
     ValueError: unknown name / malformed JSON (naming the field, got vs expected).
   """
-  if spec in trajectories.TRAJECTORY_NAMES:
+  check_trajectory(spec, magnitude=magnitude, look_at_depth=look_at_depth)
+  if spec in trajectories.PRESET_NAMES:
     look_at = None if look_at_depth is None else np.array([0.0, 0.0, float(look_at_depth)])
     c2w = trajectories.preset_trajectory(spec, num_frames, look_at_point=look_at, magnitude=magnitude)
     return c2w.astype(np.float32), np.asarray(reference_intrinsics, np.float32), spec
-  check_trajectory(spec)
   if not os.path.isfile(spec):
     raise FileNotFoundError(f"--trajectory {spec}: no such file")
   try:
