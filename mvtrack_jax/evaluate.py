@@ -187,7 +187,8 @@ def define_flags() -> None:
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_list("trajectories", None,
                     f"'{protocol_clips.RECORDED}' and/or presets: {', '.join(trajectories.PRESET_NAMES)} (default: "
-                    f"{','.join(runner.DEFAULT_TRAJECTORIES)} for --split, ReCamMaster's cam01..cam10 for --videos; not with --dycheck).")
+                    f"{','.join(runner.DEFAULT_TRAJECTORIES)} for --split, ReCamMaster's cam01..cam10 for --videos, or with --videos a ReCamMaster camera_extrinsics.json "
+                    "whose cameras are used; not with --dycheck).")
   flags.DEFINE_string("videos", None, "Protocol: a folder of mp4 reference videos (DAVIS) x preset trajectories.")
   flags.DEFINE_string("dycheck", None, "Protocol: a DyCheck iPhone sequence folder, or a folder of them.")
   flags.DEFINE_float("fov", 60.0, "--videos: horizontal field of view (degrees) of the mp4s' pinhole camera.")
@@ -218,8 +219,11 @@ def main(argv):
   common = dict(names=FLAGS.names, max_scenes=FLAGS.max_scenes, steps=FLAGS.steps, cfg=FLAGS.cfg, seed=FLAGS.seed,
                 pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos, baselines=FLAGS.baselines)
   if FLAGS.videos:
-    record = runner.run_videos(FLAGS.checkpoint, FLAGS.out, FLAGS.videos, trajectory_names=FLAGS.trajectories or
-                        runner.VIDEO_TRAJECTORIES, fov=FLAGS.fov, grid=FLAGS.grid, batch_size=FLAGS.batch_size, **common)
+    from_file = FLAGS.trajectories and len(FLAGS.trajectories) == 1 and FLAGS.trajectories[0].endswith(".json")
+    record = runner.run_videos(FLAGS.checkpoint, FLAGS.out, FLAGS.videos,
+                               trajectory_names=(not from_file and FLAGS.trajectories) or runner.VIDEO_TRAJECTORIES,
+                               trajectories_file=FLAGS.trajectories[0] if from_file else None, fov=FLAGS.fov,
+                               grid=FLAGS.grid, batch_size=FLAGS.batch_size, **common)
   elif FLAGS.dycheck:
     record = runner.run_dycheck(FLAGS.checkpoint, FLAGS.out, FLAGS.dycheck, scale=FLAGS.dycheck_scale, grid=FLAGS.grid,
                          batch_size=FLAGS.batch_size, **common)

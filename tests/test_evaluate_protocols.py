@@ -19,13 +19,14 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from mvtrack_jax.evaluation import runner
+from mvtrack_jax import errors
 from mvtrack_jax.data import dycheck
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.evaluation import protocol_clips
+from mvtrack_jax.evaluation import runner
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
 from tests.helpers import REPO, load_config
@@ -459,3 +460,26 @@ def test_command_line_protocol_flags(tmp_path):
                          (["--dycheck", "b", "--trajectories", "pan_left"], "does not apply to --dycheck")):
     result = subprocess.run(base + extra, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert result.returncode != 0 and message in result.stderr + result.stdout
+
+
+def test_videos_protocol_reads_a_recammaster_camera_file(tiny_checkpoint, davis_dir, model_config, tmp_path):
+  """--trajectories FILE: the cameras of a ReCamMaster camera_extrinsics.json, resampled to the clip."""
+  identity = "[1 0 0 0] [0 1 0 0] [0 0 1 0] [3390 1380 240 1]"
+  moved = "[1 0 0 0] [0 1 0 0] [0 0 1 0] [3490 1380 240 1]"  # 1 m along Unreal's x: forward in OpenCV (+z)
+  path = tmp_path / "cams.json"
+  path.write_text(json.dumps({f"frame{i}": {"camA": identity if i == 0 else moved} for i in range(3)}))
+  out = tmp_path / "out"
+  record = runner.run_videos([tiny_checkpoint], str(out), davis_dir, names=["m"], steps=1, progress=False,
+                             max_scenes=1, trajectories_file=str(path), baselines=False)
+  assert record["trajectories"] == ["camA"] and record["trajectory_source"] == str(path)
+  assert f"trajectories from {path}" in (out / "metrics.md").read_text()
+  released = trajectories.read_recammaster_json(path)["camA"]
+  np.testing.assert_allclose(released[1, :3, 3], [0.0, 0.0, 1.0], atol=1e-9)
+  clips, _ = protocol_clips.video_clips(os.path.join(davis_dir, "bear.mp4"), model_config, ["camA"],
+                                        frames_per_latent=1, released={"camA": released})
+  np.testing.assert_allclose(clips[0]["target_cam_to_world"], trajectories.redirector_resample(released, MODEL_FRAMES),
+                             atol=1e-6)
+  bad = tmp_path / "bad.json"
+  bad.write_text(json.dumps({"frame0": {"camA": "[1 0 0]"}}))
+  with pytest.raises(errors.UserError, match=r"--trajectories .*bad.json: frame0.camA: expected 4 rows"):
+    runner.run_videos([tiny_checkpoint], str(tmp_path / "out2"), davis_dir, trajectories_file=str(bad), progress=False)

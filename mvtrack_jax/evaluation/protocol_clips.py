@@ -150,16 +150,19 @@ def _protocol_clip(example: Mapping[str, np.ndarray], target_cam_to_world: np.nd
 
 
 def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, frames_per_latent: int,
-                fov: float = 60.0, grid: int = 8) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
+                fov: float = 60.0, grid: int = 8, released: Mapping[str, np.ndarray] | None = None
+                ) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
   """The ``--videos`` clips of one mp4: one per preset trajectory (module docstring).
 
   Args:
     path: the mp4 file.
     model_config: the model's config (``data`` block: frames, stride, resolution).
-    trajectory_names: presets of ``geometry.trajectories.PRESET_NAMES``.
+    trajectory_names: presets of ``geometry.trajectories.PRESET_NAMES``, or names of ``released``.
     frames_per_latent: ``k`` of :func:`protocol_num_frames`.
     fov: horizontal field of view (degrees) of the assumed pinhole camera.
     grid: the head's query points: a ``grid × grid`` lattice at frame 0 (``inference.clips.grid_query_points``).
+    released: ``{name: (F, 4, 4)}`` camera paths relative to their frame 0 read from a file
+      (``geometry.trajectories.read_recammaster_json``), resampled to the clip's length as ReDirector does.
 
   Returns:
     ``(clips, info)``: per trajectory a clip with ``reference_video`` ``(T, H, W, 3)`` uint8,
@@ -182,7 +185,12 @@ def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, fra
   queries = clips_lib.grid_query_points(pcfg.height, pcfg.width, grid)
   clips = []
   for name in trajectory_names:
-    c2w, k, _ = clips_lib.trajectory_cameras(name, t, example["reference_intrinsics"])
+    if released is not None and name in released:
+      path_c2w = np.asarray(released[name], np.float64)
+      c2w = path_c2w if len(path_c2w) == t else trajectories.redirector_resample(path_c2w, t)
+      c2w, k = c2w.astype(np.float32), np.asarray(example["reference_intrinsics"], np.float32)
+    else:
+      c2w, k, _ = clips_lib.trajectory_cameras(name, t, example["reference_intrinsics"])
     clips.append(_protocol_clip(example, c2w, k, queries))
   info = {"source": os.path.abspath(path), "available_frames": available, "num_frames": t,
           "frame_stride": pcfg.frame_stride, "frames": [int(f) for f in meta["frames"]]}

@@ -181,7 +181,8 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
       "resolution": [int(data.num_frames), int(data.height), int(data.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
   what = {"videos": f"`{settings.get('videos')}`: {len(infos)} videos × {len(order)} trajectories (static "
-                    f"{settings.get('fov')}° pinhole reference camera)",
+                    f"{settings.get('fov')}° pinhole reference camera; trajectories from "
+                    f"{settings.get('trajectory_source')})",
           "dycheck": f"DyCheck `{settings.get('dycheck')}`: {len(infos)} sequences, one clip per validation camera "
                      f"(rgb scale {settings.get('scales')})"}[protocol]
   header = (f"# Novel-view evaluation, {what}\n\n"
@@ -202,8 +203,11 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
                trajectory_names: Sequence[str] = VIDEO_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
                cfg: float = 5.0, seed: int = 0, pose_method: str = "flow", fov: float = 60.0, grid: int = 8,
                batch_size: int = 1, save_videos: bool = False, baselines: bool = True,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, trajectories_file: str | None = None) -> dict[str, Any]:
   """The ``--videos DIR`` protocol (module docstring); returns the ``metrics.json`` record.
+
+  ``trajectories_file``: a ReCamMaster ``camera_extrinsics.json`` (``--trajectories FILE``) whose cameras replace
+  ``trajectory_names`` (all of them, by their names in the file; ``geometry.trajectories.read_recammaster_json``).
 
   A video that cannot be used (unreadable, corrupt, empty, shorter than one latent frame) is skipped, its
   cause recorded under ``unreadable`` in ``metrics.json`` and listed in ``metrics.md``; the others are
@@ -214,8 +218,15 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
       non-positive ``batch_size``/``grid``, a video too short; FileNotFoundError: no mp4 in ``videos``.
   """
   started = time.time()
+  released = None
+  if trajectories_file is not None:
+    try:
+      released = trajectories.read_recammaster_json(trajectories_file)
+    except ValueError as e:
+      raise errors.UserError(f"--trajectories {e}") from e
+    trajectory_names = list(released)
   trajectory_names = list(trajectory_names)
-  bad = [n for n in trajectory_names if n not in trajectories.PRESET_NAMES]
+  bad = [n for n in trajectory_names if n not in trajectories.PRESET_NAMES and n not in (released or {})]
   if bad or not trajectory_names:
     raise errors.UserError(f"--trajectories {trajectory_names}: --videos takes preset trajectories "
                            f"({', '.join(trajectories.PRESET_NAMES)}); {bad} are not presets"
@@ -232,13 +243,15 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
       name = os.path.splitext(os.path.basename(path))[0]
       try:
         clips, info = protocol_clips.video_clips(path, models[0].config, trajectory_names, frames_per_latent=k,
-                                                 fov=fov, grid=grid)
+                                                 fov=fov, grid=grid, released=released)
       except (video_io.VideoError, ValueError) as e:  # corrupt, empty, too short: the others are still evaluated
         yield name, [], {"source": path, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"}
         continue
       yield name, list(zip(trajectory_names, clips)), info
 
-  settings = {"videos": os.path.abspath(videos), "fov": fov}
+  settings = {"videos": os.path.abspath(videos), "fov": fov,
+              "trajectory_source": (os.path.abspath(trajectories_file) if trajectories_file else
+                                    "geometry.trajectories presets (cam01-cam10: ReCamMaster's released cameras)")}
   return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, seed=seed,
                        pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
