@@ -240,13 +240,14 @@ def test_sigterm_checkpoints_and_stops_at_the_next_log_step(tmp_path):
 
   import dataclasses  # pylint: disable=g-import-not-at-top
   cfg = toy_task.toy_config(num_train_steps=10, checkpoint_every_steps=0, eval_every_steps=0)
+  sigint_before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under a background launcher
   with pytest.raises(trainer.TrainingStopped, match="stopped by SIGTERM at step 3"):
     trainer.train_and_evaluate(cfg, str(tmp_path),
                                task=dataclasses.replace(task, make_iterator=preempting_iterator))
   assert [r["step"] for r in metric_writers.read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2, 3]
   assert os.listdir(tmp_path / "checkpoints") == ["3"]
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed again
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert signal.getsignal(signal.SIGINT) is sigint_before
 
 
 def test_sigterm_while_the_run_starts_up_stops_it_cleanly(tmp_path):
@@ -271,13 +272,14 @@ def test_sigterm_while_the_run_starts_up_stops_it_cleanly(tmp_path):
 def test_ctrl_c_checkpoints_and_stops_a_second_one_aborts():
   import signal  # pylint: disable=g-import-not-at-top
   flag = trainer._PreemptionFlag()  # pylint: disable=protected-access
+  sigint_before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under a background launcher
   flag.install()
   try:
     os.kill(os.getpid(), signal.SIGINT)
     assert flag.requested == "SIGINT" and flag.any_process()      # the loop will checkpoint and stop
     with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
       os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # restored by the second one
   finally:
     flag.uninstall()
 
