@@ -124,7 +124,8 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
   writes = ((paths["cross-view PCK"]["table"], comparison.cross_view_markdown(table)),
             (paths["cross-view PCK"]["csv"], comparison.cross_view_csv(table)),
             (paths["summary"]["json"], json.dumps(summary, indent=2, allow_nan=False) + "\n"),
-            (paths["summary"]["markdown"], "# MVTrack4Gen comparison\n\n```text\n" + comparison.format_summary(summary) + "```\n"))
+            (paths["summary"]["markdown"],
+             "# MVTrack4Gen comparison\n\n```text\n" + comparison.format_summary(summary) + "```\n"))
   for path, text in writes:
     with video_io.atomic_output(path) as tmp:
       with open(tmp, "w") as f:

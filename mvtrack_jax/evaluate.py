@@ -187,8 +187,8 @@ def define_flags() -> None:
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_list("trajectories", None,
                     f"'{protocol_clips.RECORDED}' and/or presets: {', '.join(trajectories.PRESET_NAMES)} (default: "
-                    f"{','.join(runner.DEFAULT_TRAJECTORIES)} for --split, ReCamMaster's cam01..cam10 for --videos, or with --videos a ReCamMaster camera_extrinsics.json "
-                    "whose cameras are used; not with --dycheck).")
+                    f"{','.join(runner.DEFAULT_TRAJECTORIES)} for --split, ReCamMaster's cam01..cam10 for --videos, or "
+                    "with --videos a ReCamMaster camera_extrinsics.json whose cameras are used; not with --dycheck).")
   flags.DEFINE_string("videos", None, "Protocol: a folder of mp4 reference videos (DAVIS) x preset trajectories.")
   flags.DEFINE_string("dycheck", None, "Protocol: a DyCheck iPhone sequence folder, or a folder of them.")
   flags.DEFINE_float("fov", 60.0, "--videos: horizontal field of view (degrees) of the mp4s' pinhole camera.")

@@ -69,9 +69,10 @@ def main(argv):
     grid_steps = [int(s) for s in f.grid_steps]
   except ValueError as e:
     raise app.UsageError(f"--layers/--grid_steps must be integers and --timesteps numbers: {e}") from e
-  record = probe_run.run_probe(f.checkpoint, f.out, split=f.split, layers=layers, timesteps=timesteps, grid_steps=grid_steps,
-                     num_inference_steps=f.num_inference_steps, num_batches=f.num_batches, batch_size=f.batch_size,
-                     pck_threshold=f.pck_threshold, top_k=f.top_k, seed=f.seed, progress=f.progress)
+  record = probe_run.run_probe(f.checkpoint, f.out, split=f.split, layers=layers, timesteps=timesteps,
+                               grid_steps=grid_steps, num_inference_steps=f.num_inference_steps,
+                               num_batches=f.num_batches, batch_size=f.batch_size, pck_threshold=f.pck_threshold,
+                               top_k=f.top_k, seed=f.seed, progress=f.progress)
   for kind, top in record["top_layers"].items():
     print(f"  top-{len(top)} layers ({kind}): {top}")
   print(f"probe of {record['checkpoint']['name']} on {f.split} ({record['settings']['num_examples']} examples, "

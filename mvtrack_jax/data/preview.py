@@ -62,13 +62,15 @@ def track_grid(record: Mapping[str, np.ndarray], *, grid_frames: int = 6, max_tr
   chosen = drawing.select_tracks(record["visible"], max_tracks)
   colors = drawing.track_colors(record["tracks"].shape[2])[chosen]
   cell_h, cell_w = _HEADER + h * scale, w * scale
-  grid = np.full((v * cell_h + (v - 1) * drawing.GAP, frames.size * cell_w + (frames.size - 1) * drawing.GAP, 3), 255, np.uint8)
+  gap = drawing.GAP
+  grid = np.full((v * cell_h + (v - 1) * gap, frames.size * cell_w + (frames.size - 1) * gap, 3), 255, np.uint8)
   origins = np.zeros((v, frames.size, 2), int)
   for j in range(v):
     for c, f in enumerate(frames):
       frame = np.repeat(np.repeat(video[j, f], scale, axis=0), scale, axis=1)
       if chosen.size:
-        frame = drawing.draw_tracks(frame, record["tracks"][j, f, chosen], record["visible"][j, f, chosen], colors, scale)
+        frame = drawing.draw_tracks(frame, record["tracks"][j, f, chosen], record["visible"][j, f, chosen], colors,
+                                    scale)
       y0, x0 = j * (cell_h + drawing.GAP), c * (cell_w + drawing.GAP)
       grid[y0 + _HEADER:y0 + cell_h, x0:x0 + cell_w] = frame
       cv2.putText(grid, f"view {j} t={f}", (x0 + 2, y0 + _HEADER - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1,

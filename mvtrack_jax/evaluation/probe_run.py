@@ -81,7 +81,8 @@ def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_thresh
   return fn
 
 
-def run_probe(checkpoint: str | novel_view.NovelViewPipeline, out: str, *, split: str = "test", layers: Sequence[int] | None = None,
+def run_probe(checkpoint: str | novel_view.NovelViewPipeline, out: str, *, split: str = "test",
+              layers: Sequence[int] | None = None,
               timesteps: Sequence[float] | None = None, grid_steps: Sequence[int] = DEFAULT_GRID_STEPS,
               num_inference_steps: int = 50, num_batches: int | None = None, batch_size: int = 1,
               pck_threshold: float = probe_lib.DEFAULT_PCK_THRESHOLD, top_k: int = 3, seed: int = 0,

@@ -1,4 +1,4 @@
-"""Runs the evaluation protocols: models × scenes × trajectories → ``metrics.json``, ``metrics.md``, ``per_clip.csv``.
+"""Runs the evaluation protocols: models × scenes × trajectories → ``metrics.json``, ``metrics.md``, per-clip CSV.
 
 The three protocols of ``python -m mvtrack_jax.evaluate`` (its docstring describes them and every metric;
 docs/evaluation.md the choices): :func:`run` (the model's own ``--split``, ground truth re-rendered),

@@ -240,7 +240,8 @@ def read_recammaster_json(path: str | os.PathLike[str]) -> dict[str, np.ndarray]
   with open(path) as f:
     data = json.load(f)
   if not isinstance(data, dict) or "frame0" not in data:
-    raise ValueError(f"{path}: expected ReCamMaster's layout {{'frame0': {{'cam01': '[..] [..] [..] [..]', ...}}, ...}}")
+    raise ValueError(f"{path}: expected ReCamMaster's layout "
+                     "{'frame0': {'cam01': '[..] [..] [..] [..]', ...}, ...}")
   frames = [f"frame{i}" for i in range(len(data))]
   missing = [f for f in frames if f not in data]
   if missing:
