@@ -196,6 +196,10 @@ def test_videos_protocol_end_to_end(tiny_checkpoint, davis_dir, tmp_path):
   zoom = rows[("copy_reference", "bear", "cam05")]  # zoom in
   assert zoom["epipolar_matched_sampson_px"] < 1e-9 and zoom["epipolar_matched_below_2px"] == 1.0
   assert (out / "metrics.md").read_text().count("| cam05 | m_rot_err_deg ↓ |") == 1
+  # Labelled as proxies, naming the paper metrics it lacks and how to add them.
+  header = (out / "metrics.md").read_text().split("|")[0]
+  assert "DAVIS protocol (proxies)" in header and "Not computed (the papers' DAVIS metrics): met3r" in header
+  assert "MVTRACK_LEARNED_METRICS" in header
   assert (out / "per_clip.csv").read_text().count("\n") == 1 + 60
   assert (out / "videos" / "mvtrack" / "bear_cam09.mp4").is_file()
   assert record["protocol"] == "videos" and len(record["rows"]) == 60

@@ -44,6 +44,14 @@ Per pair and point (:func:`pair_scores`):
 - valid = GT-visible in both the query and key frames, both positions inside the image
   ``[0, w·s) × [0, h·s)``, and ``point_mask``.
 
+Where it differs from DiffTrack's code (so absolute numbers are comparable within this project, and layer
+rankings — after the min–max normalisation below — are expected to be close, but its PCK/attention values are not
+DiffTrack's): the match is one-directional (the frame-restricted argmax, where DiffTrack averages the
+query→key and key→query frame softmaxes and takes an NC-Net soft-mutual argmax), read at token centres (DiffTrack
+grid-samples at the query and interpolates tracks to every RGB frame), and scored at latent-frame rate
+(video frames ``0, k, 2k, …``); the attention score is the mass on the key frame only (DiffTrack: on all other
+frames). The confidence definition is DiffTrack's.
+
 Aggregation: each metric of a kind is the **mean over all valid (point, pair) entries** of the kind
 (pooled over the batch, all pairs and all batches — not a mean of per-video or per-pair means).
 :func:`kind_sums` returns the sums (count, correct, confidence, attention) so that batches add up on

@@ -28,6 +28,7 @@ from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import baselines as baselines_lib
 from mvtrack_jax.evaluation import clip_metrics
+from mvtrack_jax.evaluation import learned
 from mvtrack_jax.evaluation import protocol_clips
 from mvtrack_jax.evaluation import report
 from mvtrack_jax.geometry import trajectories
@@ -43,6 +44,9 @@ PROTOCOLS = ("split", "videos", "dycheck")
 SPLIT_DATA_KEYS = ("dataset", "synthetic", "data_dir", "num_frames", "frame_stride", "height", "width")
 PROTOCOL_DATA_KEYS = ("num_frames", "frame_stride", "height", "width")
 GT_VIDEO = "gt_video"
+# What MVTrack4Gen / ReDirector report on DAVIS that needs learned weights (evaluation.learned names).
+PAPER_VIDEO_METRICS = ("met3r", "vbench_subject_consistency", "vbench_imaging_quality", "vbench_motion_smoothness",
+                       "lpips")
 RESERVED_NAMES = baselines_lib.BASELINES + (GT_VIDEO,)
 
 # ------------------------------------------------------------------------------------------------
@@ -180,7 +184,8 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
       "grid": grid, "frames_per_latent": frames_per_latent,
       "resolution": [int(data.num_frames), int(data.height), int(data.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
-  what = {"videos": f"`{settings.get('videos')}`: {len(infos)} videos × {len(order)} trajectories (static "
+  what = {"videos": f"DAVIS protocol (proxies), `{settings.get('videos')}`: {len(infos)} videos × {len(order)} "
+                    "trajectories (static "
                     f"{settings.get('fov')}° pinhole reference camera; trajectories from "
                     f"{settings.get('trajectory_source')})",
           "dycheck": f"DyCheck `{settings.get('dycheck')}`: {len(infos)} sequences, one clip per validation camera "
@@ -193,6 +198,12 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
                if baselines else "")
             + (f"; `{GT_VIDEO}` = the pose estimator and matched proxy on the ground-truth target video"
                if GT_VIDEO in columns else "") + ".")
+  missing = [m for m in PAPER_VIDEO_METRICS if m not in learned.available_learned_metrics()]
+  if protocol == "videos" and missing:
+    header += (f"\n\nNot computed (the papers' DAVIS metrics): {', '.join(missing)}; register an implementation with "
+               f"`evaluation.learned` (${learned.ENV_VAR}) to add its columns. Camera errors come from the "
+               f"two-view `{pose_method}` estimator, not the papers' structure-from-motion, and the epipolar columns are "
+               "this project's proxies: compare these numbers with each other, not with the papers' tables.")
   if record["unreadable"]:
     header += "\n\nSkipped, could not be used: " + "; ".join(f"`{k}` ({v})" for k, v in record["unreadable"].items())
   _write_outputs(out, record, columns, order, header)

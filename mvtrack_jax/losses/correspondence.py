@@ -233,7 +233,10 @@ def multi_layer_correspondence_loss(probes: Mapping[int, Mapping[str, Array]], t
     config: :class:`CorrespondenceConfig`.
 
   Returns:
-    ``(loss, metrics)`` with per-layer ``corr_loss/layer_{l}``, ``corr_accuracy/layer_{l}`` and
+    ``(loss, metrics)`` with per-layer ``corr_loss/layer_{l}``, ``corr_token_hit_rate/layer_{l}`` (the ``accuracy``
+    of :func:`attention_correspondence_loss`: a hit is the argmax landing on any of the ≤ 4 tokens of the bilinear
+    target, i.e. within about one token, 16 px at Wan's 480p tokens: a token hit rate, not PCK at a pixel
+    threshold; the probe's PCK is ``evaluation.probe``) and
     ``corr_rows``.
 
   Raises:
@@ -248,6 +251,6 @@ def multi_layer_correspondence_loss(probes: Mapping[int, Mapping[str, Array]], t
                                               grid=grid, token_stride=token_stride, config=config)
     total = total + loss
     metrics[f"corr_loss/layer_{layer}"] = loss
-    metrics[f"corr_accuracy/layer_{layer}"] = aux["accuracy"]
+    metrics[f"corr_token_hit_rate/layer_{layer}"] = aux["accuracy"]
     metrics["corr_rows"] = aux["rows"]
   return total, metrics

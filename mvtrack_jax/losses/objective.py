@@ -163,7 +163,7 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     ``data.pipeline`` layout, optionally with ``context`` ``(B, L, text_dim)`` and
     ``reference_latents`` / ``target_latents``. Metrics: ``loss``, ``diff_loss``, ``sigma`` (batch
     mean), and when on ``track_loss``, ``track_pos/vis/conf``, ``head_aj``, ``corr_loss``,
-    ``corr_loss/layer_i``, ``corr_accuracy/layer_i``, ``corr_rows``.
+    ``corr_loss/layer_i``, ``corr_token_hit_rate/layer_i``, ``corr_rows``.
 
   Raises:
     ValueError: ``lambda_track > 0`` without a head, or probe layers out of range.

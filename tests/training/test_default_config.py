@@ -67,7 +67,7 @@ def check_run(workdir, *, with_head):
   assert [r["step"] for r in records] == list(range(1, STEPS + 1))
   for r in records:
     for key in ("loss", "loss_diff", "loss_track", "loss_corr", "grad_norm", "learning_rate",
-                "steps_per_sec", "corr_accuracy/layer_1"):
+                "steps_per_sec", "corr_token_hit_rate/layer_1"):
       assert key in r, key
     assert np.isfinite(r["loss"]) and r["nonfinite_total"] == 0 and r["loss_corr"] >= 0
     assert (r["loss_track"] > 0) == with_head and ("head_aj" in r) == with_head
