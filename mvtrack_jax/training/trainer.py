@@ -84,6 +84,8 @@ class _PreemptionFlag:
 
   def install(self) -> None:
     for sig in self.SIGNALS:
+      if sig == signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN:
+        continue  # launched with Ctrl-C ignored (a background job of a script): keep ignoring it, as Python does
       try:
         self._previous[sig] = signal.signal(sig, self._handler)
       except ValueError:  # Not the main thread (e.g. some test runners): no handler.

@@ -272,16 +272,33 @@ def test_sigterm_while_the_run_starts_up_stops_it_cleanly(tmp_path):
 def test_ctrl_c_checkpoints_and_stops_a_second_one_aborts():
   import signal  # pylint: disable=g-import-not-at-top
   flag = trainer._PreemptionFlag()  # pylint: disable=protected-access
-  sigint_before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under a background launcher
+  # An interactive launch (a background launcher would leave SIGINT ignored: test_an_ignored_ctrl_c_stays_ignored).
+  launcher = signal.signal(signal.SIGINT, signal.default_int_handler)
   flag.install()
   try:
     os.kill(os.getpid(), signal.SIGINT)
     assert flag.requested == "SIGINT" and flag.any_process()      # the loop will checkpoint and stop
     with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
       os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is sigint_before  # restored by the second one
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored by the second one
   finally:
     flag.uninstall()
+    signal.signal(signal.SIGINT, launcher)
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+  """A run launched with SIGINT ignored (a background job of a shell script) keeps ignoring it; SIGTERM still stops."""
+  import signal  # pylint: disable=g-import-not-at-top
+  before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  flag = trainer._PreemptionFlag()  # pylint: disable=protected-access
+  try:
+    flag.install()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    os.kill(os.getpid(), signal.SIGINT)
+    assert flag.requested is None
+  finally:
+    flag.uninstall()
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.mark.slow  # ~40 s of a real training process; the in-process signal tests above cover the logic
