@@ -65,6 +65,8 @@ import os
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from mvtrack_jax.geometry import cameras
+
 TRAJECTORY_NAMES = (
     "static",
     "pan_right",
@@ -130,6 +132,7 @@ def _ease(num_frames: int) -> np.ndarray:
 
 
 def _pose(rotation: np.ndarray, centre: np.ndarray) -> np.ndarray:
+  """``(..., 4, 4)`` camera-to-world poses from rotations ``(..., 3, 3)`` and camera centres ``(..., 3)``."""
   out = np.zeros(rotation.shape[:-2] + (4, 4))
   out[..., :3, :3], out[..., :3, 3], out[..., 3, 3] = rotation, centre, 1.0
   return out
@@ -257,7 +260,7 @@ def read_recammaster_json(path: str | os.PathLike[str]) -> dict[str, np.ndarray]
       c2w[:3, 3] /= 100.0
       mats.append(c2w)
     mats = np.stack(mats)
-    out[cam] = np.linalg.inv(mats[0])[None] @ mats
+    out[cam] = cameras.relative_to_reference(mats, mats[:1])
   return out
 
 
@@ -373,9 +376,6 @@ def preset_trajectory(
     centres = target + np.einsum("tij,j->ti", orbit, centre0 - target)
     rots = orbit @ rot0
 
-  out = np.zeros((num_frames, 4, 4))
-  out[:, :3, :3] = rots
-  out[:, :3, 3] = centres
-  out[:, 3, 3] = 1.0
+  out = _pose(rots, centres)
   out[0] = start  # exact, not just to rounding.
   return out
