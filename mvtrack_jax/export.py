@@ -18,7 +18,7 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
   diffusers' names and layout (float32; ``--dtype=float16`` keeps float16), loadable with no
   missing or unexpected key;
 - ``DIR2/mvtrack_modules.safetensors``: what ``WanTransformer3DModel`` has no place for — the
-  camera modules under the names ``convert.wan`` imports (``camera_encoder.*``,
+  camera modules under the names ``convert.wan_names`` maps (``camera_encoder.*``,
   ``blocks.N.camera_proj.*`` for Plücker cameras; ``blocks.N.cam_encoder.*``,
   ``blocks.N.projector.*`` for ReCamMaster's; ``control_adapter.*`` and RoCE's
   ``blocks.N.attn1.rope_phase_{qk,vo}.*`` for ReDirector's — the image branch of that backbone is
@@ -33,7 +33,7 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
 
 - ``DIR2/model.safetensors``: the whole DiT under the original Wan2.1 names (``blocks.N.self_attn.q``,
   ``norm3``, ``ffn.0``, ``modulation``, ``head.head`` …) with the camera modules as they are named
-  in ``convert.wan`` — for ``camera_mode="recammaster"`` exactly ReCamMaster's
+  in ``convert.wan_names`` — for ``camera_mode="recammaster"`` exactly ReCamMaster's
   ``blocks.N.cam_encoder`` / ``blocks.N.projector``, for ``"redirector"`` Fun's ``img_emb``/``k_img``/
   ``control_adapter`` and ReDirector's ``self_attn.rope_phase_{qk,vo}.1``; ``convert.wan.load_original_transformer``
   reads it back;
@@ -61,7 +61,9 @@ from safetensors.numpy import save_file
 
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import cli
+from mvtrack_jax.convert import checkpoint_io
 from mvtrack_jax.convert import wan as convert_wan
+from mvtrack_jax.convert import wan_names
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.training import checkpointing
@@ -172,7 +174,7 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
     extra.update(camera_sd)
   else:
     weights_name = "model.safetensors"
-    weights = {k: v.astype(keep) for k, v in convert_wan.to_original_names({**wan_sd, **camera_sd}).items()}
+    weights = {k: v.astype(keep) for k, v in wan_names.to_original_names({**wan_sd, **camera_sd}).items()}
   for top in ("head", "text"):
     for path, value in traverse_util.flatten_dict(dict(params.get(top) or {})).items():
       extra[".".join((top,) + path)] = np.ascontiguousarray(np.asarray(value, np.float32))
@@ -182,7 +184,7 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
   def write(tmp: epath.Path) -> None:
     save_file(weights, str(tmp / weights_name))
     if extra:
-      save_file(extra, str(tmp / convert_wan.MODULES_FILE))
+      save_file(extra, str(tmp / checkpoint_io.MODULES_FILE))
     if fmt == "diffusers":
       (tmp / "config.json").write_text(json.dumps(diffusers_config, indent=2))
     (tmp / "mvtrack_config.json").write_text(json.dumps(checkpointing.config_to_json_dict(config), indent=2))

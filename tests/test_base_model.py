@@ -11,7 +11,7 @@ from flax import traverse_util
 
 from configs import base
 from mvtrack_jax import run_config
-from mvtrack_jax.convert import wan as convert_wan
+from mvtrack_jax.convert import checkpoint_io
 from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import tasks
 
@@ -22,7 +22,7 @@ MAX_BYTES = 25 * 2**20  # what the repository ships at most
 
 def test_shipped_base_weights_are_small_and_say_how_they_were_made():
   files = sorted(os.listdir(WEIGHTS))
-  assert {"config.json", "diffusion_pytorch_model.safetensors", convert_wan.MODULES_FILE, "mvtrack_config.json",
+  assert {"config.json", "diffusion_pytorch_model.safetensors", checkpoint_io.MODULES_FILE, "mvtrack_config.json",
           "export.json"} <= set(files), files
   assert sum(os.path.getsize(os.path.join(WEIGHTS, f)) for f in files) <= MAX_BYTES
   with open(os.path.join(WEIGHTS, "export.json"), encoding="utf-8") as f:

@@ -5,7 +5,8 @@ Layers, bottom to top (docs/design.md, "Layering"); a module may import its own 
 0. leaves: ``errors``, ``checkpoint_format``, ``drawing``, ``tapvid``, ``geometry``, ``diffusion``
 1. ``data`` (the library: schema, readers, pipeline, sources, the synthetic renderer, video and feature-cache I/O)
 2. ``models``
-3. ``losses``; ``convert.wan`` / ``convert.wan_vae`` (PyTorch weight names ↔ model params); ``builders`` (config
+3. ``losses``; ``convert`` (checkpoint files, the weight-name table, config and state-dict conversion, the
+   pretrained-init policy); ``builders`` (config
    → model objects, reading the weights the config names); ``run_config`` (the run config's schema, which checks
    blocks by building the data/model/loss dataclasses that own them)
 4. ``training`` and ``inference``, which never import each other

@@ -24,6 +24,8 @@ from mvtrack_jax import checkpoint_format
 from mvtrack_jax import errors, export, generate  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
 from mvtrack_jax.convert import wan as convert  # noqa: E402
+from mvtrack_jax.convert import checkpoint_io  # noqa: E402
+from mvtrack_jax.convert import wan_names  # noqa: E402
 from mvtrack_jax.data import encode_image, encode_latents, sources  # noqa: E402
 from mvtrack_jax.evaluation import probe_run  # noqa: E402
 from mvtrack_jax.inference import novel_view  # noqa: E402
@@ -41,7 +43,7 @@ def _fun_files(cfg: wan.WanConfig, folder: str) -> tuple[str, str, dict]:
   params = flax.linen.meta.unbox(wan.WanDiT(fun).init(jax.random.key(3), **inputs)["params"])
   _, sd, cam = convert.to_diffusers(params, fun)
   base = os.path.join(folder, "diffusion_pytorch_model.safetensors")
-  save_file(convert.to_original_names({**sd, **cam}), base)
+  save_file(wan_names.to_original_names({**sd, **cam}), base)
   rng = np.random.default_rng(0)
   pairs = cfg.num_heads * (2 * cfg.head_dim // 3 // 2)
   step = {f"blocks.{i}.self_attn.rope_phase_{n}.1.weight": (0.01 * rng.standard_normal((pairs, cfg.dim))).astype(
@@ -84,7 +86,7 @@ def test_redirector_smoke_trains_generates_and_exports(tmp_path):
   _, trees = checkpoint_format.read_params(os.path.join(workdir, "checkpoints"), keys=("params",))
   dit = trees["params"]["dit"]
   # Frozen modules are Fun's; the overlay's tensors were the starting point of the trained self-attention.
-  fun_sd = convert.to_diffusers_names(convert.read_checkpoint(base)[0])
+  fun_sd = wan_names.to_diffusers_names(checkpoint_io.read_checkpoint(base)[0])
   np.testing.assert_array_equal(dit["control_adapter"]["conv"]["bias"], fun_sd["control_adapter.conv.bias"])
   np.testing.assert_array_equal(dit["blocks_0"]["attn2"]["add_k_proj"]["kernel"],
                                 fun_sd["blocks.0.attn2.add_k_proj.weight"].T)
@@ -109,7 +111,7 @@ def test_redirector_smoke_trains_generates_and_exports(tmp_path):
   # Export under DiffSynth / ReDirector names, readable back.
   exported = str(tmp_path / "diffsynth")
   export.export(workdir, exported, fmt="diffsynth")
-  names = convert.read_checkpoint(os.path.join(exported, "model.safetensors"))[0]
+  names = checkpoint_io.read_checkpoint(os.path.join(exported, "model.safetensors"))[0]
   assert {"blocks.1.self_attn.rope_phase_vo.1.weight", "img_emb.proj.4.weight",
           "control_adapter.residual_blocks.0.conv2.weight", "blocks.0.cross_attn.k_img.weight"} <= set(names)
   back = convert.convert_state_dict(names, dit_cfg)

@@ -6,8 +6,8 @@ from mvtrack_jax.convert.wan import (
     infer_config,
     load_diffusers_transformer,
     load_original_transformer,
-    load_safetensors,
 )
+from mvtrack_jax.convert.checkpoint_io import load_safetensors
 
 __all__ = [
     "config_from_diffusers",

@@ -1,38 +1,14 @@
-"""Import PyTorch Wan2.1 / ReCamMaster transformer weights into ``mvtrack_jax.models.wan.WanDiT`` params.
+"""Import PyTorch Wan2.1 / ReCamMaster transformer weights into ``mvtrack_jax.models.wan.WanDiT`` params, and
+export them back: diffusers configs ↔ ``WanConfig``, state dicts ↔ parameter trees.
 
-Supported state-dict namings (docs/design.md §4.1), given as ``{name: numpy array}``:
-
-- **diffusers** ``WanTransformer3DModel``: ``patch_embedding``, ``condition_embedder.{time_embedder.
-  linear_1/2, time_proj, text_embedder.linear_1/2}``, ``blocks.N.attn1.{to_q,to_k,to_v,to_out.0,
-  norm_q,norm_k}``, ``blocks.N.attn2.*``, ``blocks.N.norm2`` (affine LN before cross-attention),
-  ``blocks.N.ffn.net.0.proj``, ``blocks.N.ffn.net.2``, ``blocks.N.scale_shift_table``,
-  ``scale_shift_table``, ``proj_out``.
-- **original Wan2.1 / DiffSynth** (also ReCamMaster checkpoints, optional ``model.diffusion_model.``
-  prefix): ``blocks.N.self_attn.{q,k,v,o,norm_q,norm_k}``, ``cross_attn.*``, ``norm3`` (the affine LN:
-  swapped with diffusers ``norm2``), ``ffn.0``, ``ffn.2``, ``modulation``, ``head.head``,
-  ``head.modulation``, ``text_embedding.0/.2``, ``time_embedding.0/.2``, ``time_projection.1``.
-- **camera modules**: ReCamMaster ``blocks.N.cam_encoder`` (Linear 12→dim) and ``blocks.N.projector``
-  (Linear dim→dim); this project's Plücker modules as ``blocks.N.camera_proj`` and
-  ``camera_encoder.{patch,fc1,fc2}``; Wan2.1-Fun / ReDirector ``control_adapter.{conv,
-  residual_blocks.0.conv1, residual_blocks.0.conv2}`` and RoCE ``blocks.N.self_attn.rope_phase_{qk,vo}.1``
-  (ReDirector's names; diffusers-side ``blocks.N.attn1.rope_phase_{qk,vo}``).
-- **image context** (Wan I2V / Fun): diffusers ``condition_embedder.image_embedder.{norm1,
-  ff.net.0.proj, ff.net.2, norm2}`` and ``blocks.N.attn2.{add_k_proj, add_v_proj, norm_added_k}``;
-  original ``img_emb.proj.{0,1,3,4}`` and ``blocks.N.cross_attn.{k_img, v_img, norm_k_img}``.
-
-Layouts: torch Linear ``(out, in)`` → Flax kernel ``(in, out)``; Conv3d ``(out, in, kt, kh, kw)`` →
-``(kt, kh, kw, in, out)``; Conv2d ``(out, in, kh, kw)`` → ``(kh, kw, in, out)``; RMSNorm/LayerNorm
-``weight`` → ``scale``. Unknown, missing or mis-shaped
-keys raise one ``ValueError`` that lists them. ``.safetensors`` files (single, or sharded with a
-``*.safetensors.index.json``) are read with the ``safetensors`` NumPy API, no torch; BF16 tensors
-(which NumPy lacks) are decoded to float32 through ``ml_dtypes``.
+The names and tensor layouts are ``convert.wan_names``'s table, the files ``convert.checkpoint_io``'s readers, and
+what a training run starts from (which tensors load, which stay fresh) ``convert.pretrained``'s policy. Unknown,
+missing or mis-shaped keys raise one ``ValueError`` that lists them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
 from typing import Any, Mapping
 
@@ -41,84 +17,8 @@ from flax import traverse_util
 import jax
 import numpy as np
 
+from mvtrack_jax.convert.wan_names import is_camera_name, to_diffusers_names, to_flax, to_torch, torch_name
 from mvtrack_jax.models.wan import WanConfig, WanDiT, example_inputs, stack_block_params, unstack_block_params
-
-ORIGINAL_PREFIX = "model.diffusion_model."
-
-# Flax module name → diffusers module name (top level and inside a block).
-_TOP = {
-    "patch_embedding": "patch_embedding",
-    "time_embedding_0": "condition_embedder.time_embedder.linear_1",
-    "time_embedding_2": "condition_embedder.time_embedder.linear_2",
-    "time_projection": "condition_embedder.time_proj",
-    "text_embedding_0": "condition_embedder.text_embedder.linear_1",
-    "text_embedding_2": "condition_embedder.text_embedder.linear_2",
-    "proj_out": "proj_out",
-    "scale_shift_table": "scale_shift_table",
-    "camera_encoder": "camera_encoder",
-    "control_adapter": "control_adapter",
-    "image_embedder_norm1": "condition_embedder.image_embedder.norm1",
-    "image_embedder_ff_0": "condition_embedder.image_embedder.ff.net.0.proj",
-    "image_embedder_ff_2": "condition_embedder.image_embedder.ff.net.2",
-    "image_embedder_norm2": "condition_embedder.image_embedder.norm2",
-}
-_BLOCK = {"to_out": "to_out.0", "ffn_in": "ffn.net.0.proj", "ffn_out": "ffn.net.2"}
-_SUB = {"residual_blocks_0": "residual_blocks.0"}
-_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "scale_shift_table": "scale_shift_table"}
-
-# One bidirectional name table: original Wan2.1 / DiffSynth / ReCamMaster names <-> diffusers names, as
-# (original, diffusers) pairs of name prefixes (a pair without a trailing "." matches a whole name). Renaming in
-# either direction replaces the first matching prefix at the top level, inside a block ("blocks.N."), and inside a
-# block's attention module; names no pair matches (the camera modules, patch_embedding, q/k RMSNorms) are kept.
-_TOP_NAMES = (
-    ("text_embedding.0.", "condition_embedder.text_embedder.linear_1."),
-    ("text_embedding.2.", "condition_embedder.text_embedder.linear_2."),
-    ("time_embedding.0.", "condition_embedder.time_embedder.linear_1."),
-    ("time_embedding.2.", "condition_embedder.time_embedder.linear_2."),
-    ("time_projection.1.", "condition_embedder.time_proj."),
-    ("head.head.", "proj_out."),
-    ("head.modulation", "scale_shift_table"),
-    ("img_emb.proj.0.", "condition_embedder.image_embedder.norm1."),
-    ("img_emb.proj.1.", "condition_embedder.image_embedder.ff.net.0.proj."),
-    ("img_emb.proj.3.", "condition_embedder.image_embedder.ff.net.2."),
-    ("img_emb.proj.4.", "condition_embedder.image_embedder.norm2."),
-)
-_ATTENTION_MODULES = (("self_attn.", "attn1."), ("cross_attn.", "attn2."))
-_BLOCK_NAMES = (
-    ("norm3.", "norm2."),  # the cross-attention norm (the FFN's pre-norm has no weights in either)
-    ("ffn.0.", "ffn.net.0.proj."),
-    ("ffn.2.", "ffn.net.2."),
-    ("modulation", "scale_shift_table"),
-)
-_ATTENTION_NAMES = (
-    ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."), ("o.", "to_out.0."),
-    ("k_img.", "add_k_proj."), ("v_img.", "add_v_proj."), ("norm_k_img.", "norm_added_k."),  # image branch
-    ("rope_phase_qk.1.", "rope_phase_qk."), ("rope_phase_vo.1.", "rope_phase_vo."),  # ReDirector's RoCE
-)
-_BLOCK_PREFIX = re.compile(r"^(blocks\.\d+\.)(.*)$")
-
-
-def _swap(name: str, pairs, src: int) -> tuple[str, tuple[str, str] | None]:
-  """``name`` with the first matching prefix of ``pairs`` (side ``src``: 0 original, 1 diffusers) replaced by the
-  other side, and the pair used (None: no pair matched, ``name`` unchanged)."""
-  for pair in pairs:
-    key = pair[src]
-    if name.startswith(key) if key.endswith(".") else name == key:
-      return pair[1 - src] + name[len(key):], pair
-  return name, None
-
-
-def _rename(name: str, src: int) -> str:
-  """One parameter name from side ``src`` (0 original, 1 diffusers) to the other (table above)."""
-  block = _BLOCK_PREFIX.match(name)
-  if not block:
-    return _swap(name, _TOP_NAMES, src)[0]
-  head, rest = block.groups()
-  _, module = _swap(rest, _ATTENTION_MODULES, src)
-  if module is None:
-    return head + _swap(rest, _BLOCK_NAMES, src)[0]
-  return head + module[1 - src] + _swap(rest[len(module[src]):], _ATTENTION_NAMES, src)[0]
-
 
 # ----------------------------------------------------------------------------------------------
 # Configs.
@@ -226,59 +126,6 @@ def infer_config(state_dict: Mapping[str, np.ndarray], *, head_dim: int = 128, *
 # State dicts.
 
 
-def to_diffusers_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-  """Renames an original Wan2.1 / DiffSynth / ReCamMaster state dict to diffusers names.
-
-  Strips the optional ``model.diffusion_model.`` prefix; diffusers names pass through unchanged.
-  """
-  out = {}
-  for name, value in state_dict.items():
-    new = _rename(name[len(ORIGINAL_PREFIX):] if name.startswith(ORIGINAL_PREFIX) else name, 0)
-    if new in out:
-      raise ValueError(f"to_diffusers_names: two keys map to {new!r} (mixed namings?)")
-    out[new] = value
-  return out
-
-
-def to_original_names(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-  """Renames a diffusers-named state dict to original Wan2.1 / DiffSynth / ReCamMaster names (the
-  names ReCamMaster's training scripts load; camera modules keep their names, no prefix)."""
-  return {_rename(name, 1): value for name, value in state_dict.items()}
-
-
-def _torch_name(path: tuple[str, ...]) -> str:
-  parts = []
-  if path[0].startswith("blocks_"):
-    parts.append("blocks." + path[0].split("_", 1)[1])
-    parts.extend(_BLOCK.get(p, p) for p in path[1:-1])
-  else:
-    parts.append(_TOP.get(path[0], path[0]) if len(path) > 1 else path[0])
-    parts.extend(_SUB.get(p, p) for p in path[1:-1])
-  if len(path) > 1:
-    parts.append(_LEAF.get(path[-1], path[-1]))
-  return ".".join(parts)
-
-
-def _to_flax(value: np.ndarray, leaf: str, target_ndim: int) -> np.ndarray:
-  if leaf == "kernel" and target_ndim == 2:
-    return value.T
-  if leaf == "kernel" and target_ndim == 5:
-    return np.transpose(value, (2, 3, 4, 1, 0))
-  if leaf == "kernel" and target_ndim == 4:
-    return np.transpose(value, (2, 3, 1, 0))
-  return value
-
-
-def _to_torch(value: np.ndarray, leaf: str) -> np.ndarray:
-  if leaf == "kernel" and value.ndim == 2:
-    return value.T
-  if leaf == "kernel" and value.ndim == 5:
-    return np.transpose(value, (4, 3, 0, 1, 2))
-  if leaf == "kernel" and value.ndim == 4:
-    return np.transpose(value, (3, 2, 0, 1))
-  return value
-
-
 def _expected_params(config: WanConfig):
   cfg = dataclasses.replace(config, scan_layers=False, remat_policy="none")
   inputs = example_inputs(cfg, latent_shape=tuple(cfg.patch_size), context_length=1,
@@ -292,13 +139,8 @@ def _fresh_camera_params(config: WanConfig, names: set[str], seed: int) -> dict[
   inputs = example_inputs(cfg, latent_shape=tuple(cfg.patch_size), context_length=1)
   def init(key):  # XLA removes every parameter initialiser whose output is not selected.
     flat = traverse_util.flatten_dict(nn.meta.unbox(WanDiT(cfg).init(key, **inputs)["params"]))
-    return {p: v for p, v in flat.items() if _torch_name(p) in names}
-  return {_torch_name(p): _to_torch(np.asarray(v), p[-1]) for p, v in jax.jit(init)(jax.random.key(seed)).items()}
-
-
-def _is_camera_name(name: str) -> bool:
-  return bool(re.search(r"(^camera_encoder\.|\.cam_encoder\.|\.projector\.|\.camera_proj\.|^control_adapter\.|"
-                        r"\.rope_phase_(qk|vo)\.)", name))
+    return {p: v for p, v in flat.items() if torch_name(p) in names}
+  return {torch_name(p): to_torch(np.asarray(v), p[-1]) for p, v in jax.jit(init)(jax.random.key(seed)).items()}
 
 
 def convert_state_dict(state_dict: Mapping[str, Any], config: WanConfig, *, init_missing_camera: bool = False,
@@ -320,27 +162,27 @@ def convert_state_dict(state_dict: Mapping[str, Any], config: WanConfig, *, init
     ValueError: listing unknown, missing and mis-shaped keys.
   """
   sd = to_diffusers_names(state_dict)
-  flat, unknown, missing, misshaped = _match(sd, config)
-  if init_missing_camera and missing and all(_is_camera_name(n) for n in missing):
-    flat.update(_match(_fresh_camera_params(config, set(missing), seed), config)[0])
+  flat, unknown, missing, misshaped = match_state_dict(sd, config)
+  if init_missing_camera and missing and all(is_camera_name(n) for n in missing):
+    flat.update(match_state_dict(_fresh_camera_params(config, set(missing), seed), config)[0])
     missing = []
   if unknown or missing or misshaped:
     raise ValueError(f"convert_state_dict: state dict does not match {config}:\n"
                      f"  unknown keys ({len(unknown)}): {unknown}\n  missing keys ({len(missing)}): {missing}\n"
                      f"  mis-shaped keys ({len(misshaped)}): {misshaped}")
-  return _params_tree({p: v.astype(config.param_dtype) for p, v in flat.items()}, config)
+  return params_tree({p: v.astype(config.param_dtype) for p, v in flat.items()}, config)
 
 
-def _match(sd: Mapping[str, Any], config: WanConfig) -> tuple[dict[tuple[str, ...], np.ndarray], list[str], list[str],
-                                                             list[str]]:
+def match_state_dict(sd: Mapping[str, Any], config: WanConfig
+                     ) -> tuple[dict[tuple[str, ...], np.ndarray], list[str], list[str], list[str]]:
   """Matches diffusers-named tensors to ``config``'s params: ``(flat params of the well-shaped names
   present, unknown names, missing names, mis-shape messages)``; values in Flax layout, dtype kept."""
   expected = traverse_util.flatten_dict(_expected_params(config))
-  by_name = {_torch_name(path): (path, shape) for path, shape in expected.items()}
+  by_name = {torch_name(path): (path, shape) for path, shape in expected.items()}
   flat, misshaped = {}, []
   for name, (path, shape) in by_name.items():
     if name in sd:
-      value = _to_flax(np.asarray(sd[name]), path[-1], len(shape.shape))
+      value = to_flax(np.asarray(sd[name]), path[-1], len(shape.shape))
       if value.shape != shape.shape:
         misshaped.append(f"{name}: got {tuple(np.shape(sd[name]))} -> {value.shape}, expected {shape.shape}")
       else:
@@ -348,7 +190,7 @@ def _match(sd: Mapping[str, Any], config: WanConfig) -> tuple[dict[tuple[str, ..
   return flat, sorted(set(sd) - set(by_name)), sorted(set(by_name) - set(sd)), misshaped
 
 
-def _params_tree(flat: Mapping[tuple[str, ...], np.ndarray], config: WanConfig) -> dict[str, Any]:
+def params_tree(flat: Mapping[tuple[str, ...], np.ndarray], config: WanConfig) -> dict[str, Any]:
   """Flat params → the nested tree of ``config`` (blocks stacked when it scans its layers)."""
   tree = traverse_util.unflatten_dict(dict(flat))
   return stack_block_params(tree, config.num_layers) if config.scan_layers else tree
@@ -404,8 +246,6 @@ def load_original_transformer(state_dict: Mapping[str, np.ndarray], config: WanC
   return WanDiT(cfg), convert_state_dict(state_dict, cfg, init_missing_camera=init_missing_camera)
 
 
-# ----------------------------------------------------------------------------------------------
-# Files.
 
 
 def to_diffusers(params: Mapping[str, Any], config: WanConfig) -> tuple[dict[str, Any], dict[str, np.ndarray],
@@ -426,9 +266,9 @@ def to_diffusers(params: Mapping[str, Any], config: WanConfig) -> tuple[dict[str
   tree = unstack_block_params(params) if config.scan_layers else nn.meta.unbox(params)
   wan_sd, camera_sd = {}, {}
   for path, value in traverse_util.flatten_dict(tree).items():
-    name = _torch_name(path)
-    array = _to_torch(np.asarray(value, np.float32), path[-1])
-    (camera_sd if _is_camera_name(name) else wan_sd)[name] = np.ascontiguousarray(array)
+    name = torch_name(path)
+    array = to_torch(np.asarray(value, np.float32), path[-1])
+    (camera_sd if is_camera_name(name) else wan_sd)[name] = np.ascontiguousarray(array)
   return diffusers_config(config), wan_sd, camera_sd
 
 
@@ -443,188 +283,3 @@ def diffusers_config(config: WanConfig) -> dict[str, Any]:
     out[diff] = list(value) if isinstance(value, tuple) else value
   out["in_channels"] = config.in_channels + config.condition_channels
   return out
-
-
-def _read_safetensors_file(path: str) -> dict[str, np.ndarray]:
-  from safetensors import safe_open  # pylint: disable=g-import-not-at-top
-  out: dict[str, np.ndarray] = {}
-  with open(path, "rb") as fh:
-    header_len = int.from_bytes(fh.read(8), "little")
-    header = json.loads(fh.read(header_len))
-  bf16 = {k for k, v in header.items() if k != "__metadata__" and v["dtype"] == "BF16"}
-  with safe_open(path, framework="np") as f:
-    for key in f.keys():
-      if key not in bf16:
-        out[key] = f.get_tensor(key)
-  if bf16:  # NumPy has no bfloat16: decode the raw bytes with ml_dtypes.
-    import ml_dtypes  # pylint: disable=g-import-not-at-top
-    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
-    for key in bf16:
-      start, end = header[key]["data_offsets"]
-      arr = np.frombuffer(raw[start:end].tobytes(), dtype=ml_dtypes.bfloat16).reshape(header[key]["shape"])
-      out[key] = arr.astype(np.float32)
-  return out
-
-
-# Written by ``python -m mvtrack_jax.export --format=diffusers`` beside the transformer's weights: the camera
-# modules diffusers' WanTransformer3DModel has no place for (and the tracking head, null context).
-MODULES_FILE = "mvtrack_modules.safetensors"
-
-
-def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Reads ``{name: np.ndarray}`` from a ``.safetensors`` file, a sharded ``*.safetensors.index.json``
-  (its ``weight_map`` names the shard files beside it), or a directory holding one of these (besides
-  an export's ``MODULES_FILE``, which is not the transformer's).
-
-  BF16 tensors come back as float32. No torch needed.
-
-  Raises:
-    FileNotFoundError: when the path (or a shard it names) does not exist.
-    ValueError: for a directory with no / several candidate files.
-  """
-  path = os.fspath(path)
-  if os.path.isdir(path):
-    index = sorted(f for f in os.listdir(path) if f.endswith(".safetensors.index.json"))
-    files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors") and f != MODULES_FILE)
-    if len(index) == 1:
-      path = os.path.join(path, index[0])
-    elif len(files) == 1:
-      path = os.path.join(path, files[0])
-    else:
-      raise ValueError(f"load_safetensors: {path} must hold one *.safetensors.index.json or one *.safetensors "
-                       f"file; found index files {index} and files {files}")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"load_safetensors: no such file {path}")
-  if path.endswith(".json"):
-    with open(path) as fh:
-      weight_map = json.load(fh)["weight_map"]
-    out: dict[str, np.ndarray] = {}
-    for shard in sorted(set(weight_map.values())):
-      shard_path = os.path.join(os.path.dirname(path), shard)
-      if not os.path.exists(shard_path):
-        raise FileNotFoundError(f"load_safetensors: shard {shard_path} named in {path} does not exist")
-      out.update(_read_safetensors_file(shard_path))
-    missing = sorted(set(weight_map) - set(out))
-    if missing:
-      raise ValueError(f"load_safetensors: tensors {missing} listed in {path} are not in their shards")
-    return out
-  return _read_safetensors_file(path)
-
-
-def read_torch_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """``{name: float32 array}`` from a torch pickle (``.ckpt``/``.pth``/``.pt``/``.bin``), loaded with
-  ``weights_only=True`` (no code runs) and memory-mapped; a ``state_dict`` / ``module`` wrapper is
-  unwrapped and bf16/fp16 tensors become float32.
-
-  Raises:
-    ImportError: torch is not installed; the message says how to convert the file without it.
-    ValueError: the file holds no tensors.
-  """
-  path = os.fspath(path)
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(
-        f"{path}: reading a torch pickle needs torch (pip install torch==2.13.0 --index-url "
-        "https://download.pytorch.org/whl/cpu), or convert it once elsewhere with "
-        "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')") from e
-  obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-  for key in ("state_dict", "module"):
-    if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-      obj = obj[key]
-  tensors = {k: v.float().numpy() for k, v in obj.items() if hasattr(v, "float")} if isinstance(obj, Mapping) else {}
-  if not tensors:
-    raise ValueError(f"{path}: no tensors found (a {type(obj).__name__}); expected a state dict")
-  return tensors
-
-
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
-  """Reads PyTorch weights and, for a diffusers folder, its ``config.json`` (transformer or VAE).
-
-  ``path``: a diffusers model folder (``config.json`` + one or sharded safetensors; the camera modules
-  of a folder written by ``export --format=diffusers`` are read from its ``MODULES_FILE``), a
-  ``.safetensors`` file or ``*.safetensors.index.json``, or a torch pickle (original Wan /
-  DiffSynth / ReCamMaster checkpoints, ``Wan2.1_VAE.pth``). Returns ``(state_dict, diffusers_config
-  or None)``.
-
-  Raises:
-    FileNotFoundError, ImportError, ValueError: as the readers.
-  """
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"weights: no such file or folder {path}")
-  if os.path.isdir(path):
-    config = None
-    if os.path.exists(os.path.join(path, "config.json")):
-      with open(os.path.join(path, "config.json")) as fh:
-        config = json.load(fh)
-    state_dict = load_safetensors(path)
-    modules = os.path.join(path, MODULES_FILE)
-    if os.path.exists(modules):  # the tracking head and null context are not the transformer's
-      state_dict.update({k: v for k, v in load_safetensors(modules).items() if _is_camera_name(k)})
-    return state_dict, config
-  if path.endswith((".safetensors", ".json")):
-    return load_safetensors(path), None
-  return read_torch_pickle(path), None
-
-
-ARCHITECTURE_FIELDS = ("patch_size", "num_heads", "head_dim", "in_channels", "out_channels", "text_dim", "freq_dim",
-                       "ffn_dim", "num_layers", "cross_attn_norm", "image_dim", "condition_channels")
-
-
-def pretrained_params(path: str | os.PathLike, config: WanConfig, *, overlay: str | os.PathLike = ""
-                      ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-  """The parameters of a pretrained checkpoint for a model of ``config``, to start training from.
-
-  The checkpoint's architecture (its ``config.json``, or inferred from the tensor shapes with
-  ``config.head_dim``) must equal ``config``'s in every field of :data:`ARCHITECTURE_FIELDS`; the
-  other fields (dtype, attention backend, remat, scan, camera mode) are the run's to choose.
-  Tensors of modules the checkpoint lacks — camera modules of another camera mode, RoCE phases — are
-  left out (the caller keeps its fresh initialisation of them); the checkpoint's camera modules that
-  ``config`` does not have are ignored. Both are reported.
-
-  Args:
-    path: the base checkpoint (see :func:`read_checkpoint`).
-    config: the model's ``WanConfig``.
-    overlay: optional partial state dict read the same way and applied over the base, e.g.
-      ReDirector's released ``step20000.safetensors`` (its trained self-attention and RoCE tensors)
-      over Wan2.1-Fun-V1.1-1.3B-Control-Camera, as ReDirector's inference loads them. Every overlay
-      tensor must be a parameter of ``config`` with the right shape.
-
-  Returns:
-    ``(params, report)``: a (partial) params tree in ``config``'s layout (scanned blocks stacked)
-    as float32 NumPy arrays, and ``{"loaded", "fresh", "ignored"}`` lists of diffusers names
-    (plus ``"overlaid"`` with an overlay).
-
-  Raises:
-    ValueError: architecture fields that differ (naming checkpoint and config values), missing or
-      unexpected non-camera tensors, mis-shaped tensors, overlay tensors that are not parameters of
-      ``config`` (listed).
-  """
-  state_dict, diffusers_config = read_checkpoint(path)
-  sd = to_diffusers_names(state_dict)
-  found = (config_from_diffusers(diffusers_config) if diffusers_config is not None
-           else infer_config(sd, head_dim=config.head_dim))
-  conflicts = [f"{f}: checkpoint {getattr(found, f)!r}, config {getattr(config, f)!r}" for f in ARCHITECTURE_FIELDS
-               if tuple(np.atleast_1d(getattr(found, f))) != tuple(np.atleast_1d(getattr(config, f)))]
-  if conflicts:
-    raise ValueError(f"{os.fspath(path)}: the checkpoint's architecture differs from config.model "
-                     f"(only dtype, attention backend, remat, scan and camera mode may differ): {conflicts}")
-  flat, unknown, missing, misshaped = _match(sd, config)
-  bad = [n for n in unknown + missing if not _is_camera_name(n)]
-  if bad or misshaped:
-    raise ValueError(f"{os.fspath(path)}: weights do not fit the model: missing or unknown non-camera tensors "
-                     f"{bad[:20]} ({len(bad)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
-  report = {"loaded": sorted(n for n in sd if n not in unknown), "fresh": missing, "ignored": unknown}
-  if overlay:
-    over = to_diffusers_names(read_checkpoint(overlay)[0])
-    over_flat, over_unknown, _, over_misshaped = _match(over, config)
-    if over_unknown or over_misshaped:
-      raise ValueError(f"{os.fspath(overlay)}: overlay tensors that are not parameters of config.model: "
-                       f"unknown {over_unknown[:20]} ({len(over_unknown)}), mis-shaped {over_misshaped[:20]} "
-                       f"({len(over_misshaped)})")
-    flat.update(over_flat)
-    report["overlaid"] = sorted(over)
-    report["fresh"] = [n for n in missing if n not in over]
-  tree = _params_tree({p: v.astype(np.float32) for p, v in flat.items()}, config)
-  return jax.tree.map(np.asarray, tree), report

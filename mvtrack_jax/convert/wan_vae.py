@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mvtrack_jax.convert.wan import read_checkpoint
+from mvtrack_jax.convert.checkpoint_io import read_checkpoint
 from mvtrack_jax.models.wan_vae import WanVAE, WanVAEConfig
 
 _LIST_NAMES = ("down_blocks", "up_blocks", "resnets", "attentions")
@@ -220,7 +220,8 @@ def load_vae(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict[str,
   default architecture is assumed, since such files carry no config).
 
   Raises:
-    FileNotFoundError, ValueError, ImportError: as ``convert.wan.read_checkpoint`` and :func:`convert_state_dict`.
+    FileNotFoundError, ValueError, ImportError: as ``convert.checkpoint_io.read_checkpoint`` and
+      :func:`convert_state_dict`.
   """
   cfg = read_config(path, **overrides)
   return WanVAE(cfg), convert_state_dict(read_checkpoint(path)[0], cfg)

@@ -206,7 +206,7 @@ class ControlAdapter(nn.Module):
   Per latent frame: ``pixel_unshuffle(vae_stride)``, ``Conv(dim, kernel = stride = patch)`` (the DiT's
   spatial patch, so output cell ``(i, j)`` is token ``(i, j)``), then ``x + conv2(ReLU(conv1(x)))``
   with 3×3 convolutions, padding 1. Parameter names follow DiffSynth's ``control_adapter.{conv,
-  residual_blocks.0.conv1, residual_blocks.0.conv2}`` (``convert.wan`` maps them).
+  residual_blocks.0.conv1, residual_blocks.0.conv2}`` (``convert.wan_names`` maps them).
   """
   dim: int
   patch: tuple[int, int] = (2, 2)

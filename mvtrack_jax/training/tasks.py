@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mvtrack_jax.convert import wan as convert_wan
+from mvtrack_jax.convert import pretrained as convert_pretrained
 from mvtrack_jax.data import feature_cache, pipeline, sources
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.losses import objective as objective_lib
@@ -321,8 +321,8 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
     def pretrained():
       values, report = {}, {"loaded": [], "fresh": [], "ignored": []}
       if transformer_path:
-        values["dit"], report = convert_wan.pretrained_params(transformer_path, dit.config,
-                                                              overlay=str(config.init.overlay))
+        values["dit"], report = convert_pretrained.pretrained_params(transformer_path, dit.config,
+                                                                     overlay=str(config.init.overlay))
       if model.with_text:
         values["text"] = {"null_context": _null_context(config, model)}
         report = dict(report, loaded=list(report["loaded"]) + ["text/null_context"])

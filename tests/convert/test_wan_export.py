@@ -14,6 +14,8 @@ from safetensors.numpy import load_file, save_file
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import export
 from mvtrack_jax.convert import wan as convert
+from mvtrack_jax.convert import pretrained
+from mvtrack_jax.convert import wan_names
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import wan
 from mvtrack_jax.models import mvtrack4gen
@@ -78,7 +80,7 @@ def test_scanned_plucker_model_round_trips_with_its_camera_modules():
   dcfg, wan_sd, camera_sd = convert.to_diffusers(scanned, scanned_cfg)
   assert any(k.startswith("camera_encoder.") for k in camera_sd)
   assert {f"blocks.{i}.camera_proj.weight" for i in range(cfg.num_layers)} <= set(camera_sd)
-  assert not any(convert._is_camera_name(k) for k in wan_sd)  # pylint: disable=protected-access
+  assert not any(wan_names.is_camera_name(k) for k in wan_sd)
   _, again = convert.load_diffusers_transformer({**wan_sd, **camera_sd}, dcfg, camera_mode="plucker")
   jax.tree.map(np.testing.assert_array_equal, again, params)
 
@@ -100,7 +102,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   assert info["mvtrack_tensors"] == len(extra) and info["wan_tensors"] == len(model.state_dict())
   assert all(os.stat(p).st_mode & 0o777 == video_io.FILE_MODE for p in out.iterdir())  # not safetensors' 0600
   # The folder is a pretrained init (config.init.transformer): its camera modules come from the second file.
-  values, report = convert.pretrained_params(out, mvtrack4gen.dit_config(config))
+  values, report = pretrained.pretrained_params(out, mvtrack4gen.dit_config(config))
   assert report["fresh"] == [] and report["ignored"] == [], report
   jax.tree.map(np.testing.assert_array_equal, values, jax.tree.map(np.asarray, params["dit"]))
   with pytest.raises(FileExistsError):
@@ -174,11 +176,12 @@ def test_the_name_table_maps_both_ways_and_round_trips():
       "blocks.0.self_attn.norm_q.weight": "blocks.0.attn1.norm_q.weight",  # kept inside a renamed module
       "blocks.0.cam_encoder.weight": "blocks.0.cam_encoder.weight",  # camera modules keep their names
   }
-  assert convert.to_diffusers_names(pairs) == {d: d for d in pairs.values()}
-  assert convert.to_diffusers_names({"model.diffusion_model." + o: 0 for o in pairs}) == dict.fromkeys(pairs.values(), 0)
-  assert convert.to_original_names({d: o for o, d in pairs.items()}) == {o: o for o in pairs}
+  assert wan_names.to_diffusers_names(pairs) == {d: d for d in pairs.values()}
+  assert wan_names.to_diffusers_names({"model.diffusion_model." + o: 0 for o in pairs}) == dict.fromkeys(
+      pairs.values(), 0)
+  assert wan_names.to_original_names({d: o for o, d in pairs.items()}) == {o: o for o in pairs}
   for preset, extra in (("tiny", {}), ("tiny", {"image_dim": 32}), ("tiny-redirector", {})):
-    names = [convert._torch_name(p) for p in traverse_util.flatten_dict(  # pylint: disable=protected-access
+    names = [wan_names.torch_name(p) for p in traverse_util.flatten_dict(
         convert._expected_params(wan.get_config(preset, **extra)))]  # pylint: disable=protected-access
-    original = convert.to_original_names(dict.fromkeys(names))
-    assert len(original) == len(names) and sorted(convert.to_diffusers_names(original)) == sorted(names)
+    original = wan_names.to_original_names(dict.fromkeys(names))
+    assert len(original) == len(names) and sorted(wan_names.to_diffusers_names(original)) == sorted(names)

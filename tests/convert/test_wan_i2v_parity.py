@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from mvtrack_jax.convert import wan as convert  # noqa: E402
+from mvtrack_jax.convert import wan_names  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
 
 from tests.reference_helpers import random_diffusers  # noqa: E402
@@ -71,7 +72,7 @@ def test_image_branch_matches_diffusers(reference, scan):
 
 def test_original_image_names_convert_and_round_trip(reference):
   cfg = convert.config_from_diffusers(reference["config"])
-  original = convert.to_original_names(reference["state_dict"])
+  original = wan_names.to_original_names(reference["state_dict"])
   assert {"img_emb.proj.0.weight", "img_emb.proj.4.bias", "blocks.1.cross_attn.k_img.weight",
           "blocks.0.cross_attn.norm_k_img.weight"} <= set(original)
   a = convert.convert_state_dict(reference["state_dict"], cfg)

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from mvtrack_jax.convert import wan as convert  # noqa: E402
+from mvtrack_jax.convert import checkpoint_io  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
 from tests.reference_helpers import random_diffusers, to_original  # noqa: E402
 
@@ -114,7 +115,7 @@ def test_safetensors_single_sharded_and_bf16(case, tmp_path):
   sd = case["state_dict"]
   names = sorted(sd)
   save_file({k: sd[k] for k in names}, str(tmp_path / "model.safetensors"))
-  loaded = convert.load_safetensors(tmp_path / "model.safetensors")
+  loaded = checkpoint_io.load_safetensors(tmp_path / "model.safetensors")
   assert sorted(loaded) == names and all(np.array_equal(loaded[k], sd[k]) for k in names)
   shard_dir = tmp_path / "sharded"
   shard_dir.mkdir()
@@ -125,18 +126,18 @@ def test_safetensors_single_sharded_and_bf16(case, tmp_path):
     save_file({k: sd[k] for k in part}, str(shard_dir / fname))
     weight_map.update({k: fname for k in part})
   (shard_dir / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-  loaded = convert.load_safetensors(shard_dir)
+  loaded = checkpoint_io.load_safetensors(shard_dir)
   assert sorted(loaded) == names and all(np.array_equal(loaded[k], sd[k]) for k in names)
   # BF16 (NumPy has no bfloat16): written through torch's safetensors writer, read back without torch.
   from safetensors.torch import save_file as save_torch
   save_torch({"a": torch.tensor([[1.5, -2.25], [3.0, 0.1]], dtype=torch.bfloat16), "b": torch.arange(3)},
              str(tmp_path / "bf16.safetensors"))
-  loaded = convert.load_safetensors(tmp_path / "bf16.safetensors")
+  loaded = checkpoint_io.load_safetensors(tmp_path / "bf16.safetensors")
   expected = np.array([[1.5, -2.25], [3.0, 0.1]], np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
   np.testing.assert_array_equal(loaded["a"], expected)
   np.testing.assert_array_equal(loaded["b"], np.arange(3))
   with pytest.raises(FileNotFoundError, match="nope"):
-    convert.load_safetensors(tmp_path / "nope.safetensors")
+    checkpoint_io.load_safetensors(tmp_path / "nope.safetensors")
 
 
 @pytest.mark.parametrize("preset", ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b"])

@@ -15,6 +15,9 @@ import pytest
 from safetensors.numpy import save_file
 
 from mvtrack_jax.convert import wan as convert
+from mvtrack_jax.convert import checkpoint_io
+from mvtrack_jax.convert import pretrained
+from mvtrack_jax.convert import wan_names
 from mvtrack_jax.geometry import intrinsics_from_fov, invert_rigid, look_at
 from mvtrack_jax.models import camera as camera_lib
 from mvtrack_jax.models import rope as rope_lib
@@ -185,8 +188,8 @@ def test_zero_init_roce_leaves_a_pretrained_fun_model_unchanged(fun_model, tmp_p
   # Fun's released file (DiffSynth names) → the RoCE model: the phase layers start at zero.
   _, sd, cam = convert.to_diffusers(params, fun)
   path = str(tmp_path / "fun.safetensors")
-  save_file(convert.to_original_names({**sd, **cam}), path)
-  loaded, report = convert.pretrained_params(path, CFG)
+  save_file(wan_names.to_original_names({**sd, **cam}), path)
+  loaded, report = pretrained.pretrained_params(path, CFG)
   assert sorted(report["fresh"]) == sorted(f"blocks.{i}.attn1.rope_phase_{n}.weight" for i in range(2)
                                            for n in ("qk", "vo"))
   fresh = _init(CFG, inputs)
@@ -206,7 +209,7 @@ def test_redirector_overlay_import_and_errors(fun_model, tmp_path):
   fun, inputs, params = fun_model
   _, sd, cam = convert.to_diffusers(params, fun)
   base = str(tmp_path / "diffusion_pytorch_model.safetensors")
-  save_file(convert.to_original_names({**sd, **cam}), base)
+  save_file(wan_names.to_original_names({**sd, **cam}), base)
   rng = np.random.default_rng(3)
   # ReDirector's step20000.safetensors: the trained self-attention of every block, RoCE included.
   overlay = {}
@@ -218,7 +221,7 @@ def test_redirector_overlay_import_and_errors(fun_model, tmp_path):
           (CFG.num_heads * rope_lib.roce_phase_pairs(CFG.head_dim), CFG.dim)).astype(np.float32)
   step = str(tmp_path / "step20000.safetensors")
   save_file(overlay, step)
-  loaded, report = convert.pretrained_params(base, CFG, overlay=step)
+  loaded, report = pretrained.pretrained_params(base, CFG, overlay=step)
   assert not report["fresh"] and len(report["overlaid"]) == len(overlay)
   np.testing.assert_array_equal(loaded["blocks_1"]["attn1"]["rope_phase_vo"]["kernel"],
                                 overlay["blocks.1.self_attn.rope_phase_vo.1.weight"].T)
@@ -228,9 +231,9 @@ def test_redirector_overlay_import_and_errors(fun_model, tmp_path):
   save_file({**overlay, "blocks.0.self_attn.extra.weight": np.zeros((2, 2), np.float32)}, step)
   with pytest.raises(ValueError, match=r"step20000.safetensors: overlay tensors that are not parameters.*"
                                        r"blocks.0.attn1.extra.weight"):
-    convert.pretrained_params(base, CFG, overlay=step)
+    pretrained.pretrained_params(base, CFG, overlay=step)
   # The Fun base inferred from its names alone.
-  found = convert.infer_config(convert.read_checkpoint(base)[0], head_dim=CFG.head_dim)
+  found = convert.infer_config(checkpoint_io.read_checkpoint(base)[0], head_dim=CFG.head_dim)
   assert (found.camera_mode, found.rope_mode, found.roce, found.image_dim, found.condition_channels) == (
       "redirector", "shared", False, 32, 16)
   # A plain T2V Wan does not fit a Fun config: the architecture error names the fields.
@@ -238,7 +241,7 @@ def test_redirector_overlay_import_and_errors(fun_model, tmp_path):
   _, plain_sd, _ = convert.to_diffusers(_init(plain, wan.example_inputs(plain, with_reference=False)), plain)
   save_file(plain_sd, str(tmp_path / "t2v.safetensors"))
   with pytest.raises(ValueError, match=r"image_dim: checkpoint 0, config 32.*condition_channels: checkpoint 0"):
-    convert.pretrained_params(str(tmp_path / "t2v.safetensors"), CFG)
+    pretrained.pretrained_params(str(tmp_path / "t2v.safetensors"), CFG)
 
 
 @pytest.mark.slow  # keeps make test under its 10-minute budget; run by make test-all

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from mvtrack_jax import checkpoint_format  # noqa: E402
-from mvtrack_jax.convert import wan as convert  # noqa: E402
+from mvtrack_jax.convert import wan_names  # noqa: E402
 from mvtrack_jax.training import tasks, train_state, trainer  # noqa: E402
 from mvtrack_jax.training import mesh as mesh_lib  # noqa: E402
 from tests.helpers import load_config  # noqa: E402
@@ -73,7 +73,7 @@ def test_initial_params_equal_the_checkpoint_exactly(folder):
              for p in expected)
   # The Plücker camera modules are not in a Wan checkpoint: reported fresh, kept as initialised (zero-init
   # projections, so the network starts as the pretrained Wan).
-  assert report["fresh"] and all(convert._is_camera_name(n) for n in report["fresh"])  # pylint: disable=protected-access
+  assert report["fresh"] and all(wan_names.is_camera_name(n) for n in report["fresh"])
   assert not report["ignored"] and len(report["loaded"]) == len(expected)
   camera = [p for p in got if p not in expected]
   assert camera and all(np.array_equal(got[p], fresh[p]) for p in camera)
