@@ -94,7 +94,6 @@ Wan2.1-I2V diffusers ``image_encoder/``; needs torch and transformers) and the c
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -107,8 +106,6 @@ import numpy as np
 
 from mvtrack_jax import cli
 from mvtrack_jax import errors
-from mvtrack_jax.data import pipeline
-from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.geometry import trajectories
@@ -168,42 +165,21 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   start = time.time()
   model = novel_view.NovelViewPipeline.from_checkpoint(checkpoint, step=step, use_ema=use_ema,
                                                       image_encoder=image_encoder, text_encoder=text_encoder)
-  k_in = None if intrinsics is None else clips.load_array(intrinsics, "intrinsics")
-  data = model.config.data
-  base = sources.pipeline_config(data, 1, train=False)  # centre crops, the model's sizes
-  pcfg = dataclasses.replace(base, num_frames=int(num_frames or base.num_frames), height=int(height or base.height),
-                             width=int(width or base.width), num_query_points=0)
-  record, source_name, source_fps, to_record = clips.reference_record(
-      reference, model.config, reference_view=reference_view, fov=fov, intrinsics=k_in,
-      max_frames=start_frame + pcfg.frame_stride * (pcfg.num_frames - 1) + 1, size=(pcfg.height, pcfg.width),
-      resize=resize)
-  example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False,
-                                          source=source_name)
-  t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
-  # Input pixels → generated pixels: the decode (and --resize) map, then the pipeline's scale and crop.
-  to_video = np.array([[meta["scale"][0], 0.0, -meta["crop"][0]], [0.0, meta["scale"][1], -meta["crop"][1]],
-                       [0.0, 0.0, 1.0]]) @ to_record
-  c2w, k_tgt, traj_name = clips.trajectory_cameras(trajectory, t, example["reference_intrinsics"], magnitude=magnitude,
-                                             look_at_depth=look_at_depth)
-  if query_points:
-    queries = clips.user_query_points(query_points, to_video, t, h, w)
-  else:
-    queries = clips.grid_query_points(h, w, grid)
-  truth = None
-  if trajectory in trajectories.PRESET_NAMES:
-    truth = clips.ground_truth_target(reference, model.config, record, pcfg, start_frame, c2w, queries, meta["scale"],
-                                meta["crop"])
-  clip = {"reference_video": example["reference_video"][None],
-          "reference_intrinsics": example["reference_intrinsics"][None],
-          "reference_cam_to_world": example["reference_cam_to_world"][None],
-          "target_intrinsics": k_tgt[None], "target_cam_to_world": c2w[None], "query_points": queries[None]}
+  clip = clips.novel_view_clip(
+      model.config, reference, trajectory, num_frames=num_frames, height=height, width=width,
+      reference_view=reference_view, start_frame=start_frame, fov=fov,
+      intrinsics=None if intrinsics is None else clips.load_array(intrinsics, "intrinsics"), magnitude=magnitude,
+      look_at_depth=look_at_depth, query_points=query_points, grid=grid, resize=resize)
+  inputs, truth = clip.inputs, clip.truth
+  reference_video, queries = inputs["reference_video"][0], inputs["query_points"][0]
+  t, h, w = reference_video.shape[:3]
   texts = {"prompt": prompt, "negative_prompt": negative_prompt,
            "context": None if context is None else clips.load_array(context, "context"),
            "negative_context": None if negative_context is None else clips.load_array(negative_context,
                                                                                       "negative_context")}
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   t0 = time.time()
-  result = model(clip, sampling, progress=progress, **texts)
+  result = model(inputs, sampling, progress=progress, **texts)
   t_generate = time.time() - t0
   generated = result["target_video"][0]
 
@@ -211,32 +187,33 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   for name in OUTPUT_FILES:  # what an earlier run wrote (overwrite): none of it may outlive this run
     if os.path.isfile(os.path.join(out, name)):
       os.remove(os.path.join(out, name))
-  fps = output_fps(fps, source_fps, pcfg.frame_stride)
+  fps = output_fps(fps, clip.source_fps, clip.frame_stride)
   video_io.write_video(os.path.join(out, "target.mp4"), generated, fps=fps)
-  video_io.write_video(os.path.join(out, "reference.mp4"), example["reference_video"], fps=fps)
-  cameras = {"trajectory": traj_name, "cam_to_world": c2w.tolist(), "intrinsics": k_tgt.tolist(),
-             "reference_cam_to_world": example["reference_cam_to_world"].tolist(),
-             "reference_intrinsics": example["reference_intrinsics"].tolist()}
+  video_io.write_video(os.path.join(out, "reference.mp4"), reference_video, fps=fps)
+  cameras = {"trajectory": clip.trajectory, "cam_to_world": inputs["target_cam_to_world"][0].tolist(),
+             "intrinsics": inputs["target_intrinsics"][0].tolist(),
+             "reference_cam_to_world": inputs["reference_cam_to_world"][0].tolist(),
+             "reference_intrinsics": inputs["reference_intrinsics"][0].tolist()}
   _write_json(os.path.join(out, "cameras.json"), cameras)
   files = ["target.mp4", "reference.mp4", "cameras.json"]
   t_track = 0.0
   if model.head is not None:
     t0 = time.time()
-    tracked = model.track(clip, result["target_video"], sampling)
+    tracked = model.track(inputs, result["target_video"], sampling)
     t_track = time.time() - t0
     arrays = {key: tracked[key][0] for key in ("tracks", "visible", "visibility", "confidence")}
     arrays.update(frames=tracked["frames"], query_points=queries)
     with video_io.atomic_output(os.path.join(out, "tracks.npz")) as tmp:
       with open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    panels = visualize.side_by_side_with_tracks(example["reference_video"], generated, arrays["tracks"],
+    panels = visualize.side_by_side_with_tracks(reference_video, generated, arrays["tracks"],
                                                 arrays["visible"], arrays["frames"])
     video_io.write_video(os.path.join(out, "side_by_side.mp4"), panels, fps=fps)
     files += ["tracks.npz", "side_by_side.mp4"]
     drawn = {"tracks": arrays["tracks"], "visible": arrays["visible"], "frames": arrays["frames"]}
   else:
-    panels = visualize.side_by_side_with_tracks(example["reference_video"], generated,
-                                                np.zeros((2, t, 0, 2)), np.zeros((2, t, 0), bool))
+    panels = visualize.side_by_side_with_tracks(reference_video, generated, np.zeros((2, t, 0, 2)),
+                                                np.zeros((2, t, 0), bool))
     video_io.write_video(os.path.join(out, "side_by_side.mp4"), panels, fps=fps)
     files.append("side_by_side.mp4")
     drawn = {}
@@ -248,13 +225,13 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
     fidelity_metrics = {key: round(float(scores[key]), 4) for key in ("psnr", "ssim")}
     if model.head is not None:  # ground-truth tracks of the head's query points; nothing to compare without a head
       drawn.update(gt_tracks=truth["tracks"], gt_visible=truth["visible"])
-  strip, _ = visualize.comparison_strip(example["reference_video"], generated,
+  strip, _ = visualize.comparison_strip(reference_video, generated,
                                         None if truth is None else truth["video"], **drawn)
   _write_png(os.path.join(out, "strip.png"), strip)
   files.append("strip.png")
-  info = {"checkpoint": model.source, "model": model.name, "reference": source_name, "trajectory": traj_name,
-          "num_frames": t, "frame_stride": pcfg.frame_stride, "fps": fps, "resize": resize,
-          "input_to_output_pixels": to_video.tolist(), "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
+  info = {"checkpoint": model.source, "model": model.name, "reference": clip.source, "trajectory": clip.trajectory,
+          "num_frames": t, "frame_stride": clip.frame_stride, "fps": fps, "resize": resize,
+          "input_to_output_pixels": clip.to_video.tolist(), "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
           "guidance_active": model.guided(sampling, **texts), "prompt": prompt, "negative_prompt": negative_prompt,
           "seed": seed, "num_query_points": int(len(queries)),
           "ground_truth": truth is not None, **fidelity_metrics,

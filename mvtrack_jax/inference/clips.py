@@ -10,6 +10,7 @@ the command line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -307,3 +308,70 @@ def user_query_points(path: str, to_video: np.ndarray, num_frames: int, height: 
                            f"{height}x{width} frame after the resize; first: row {row}, (x, y) = "
                            f"{original[row].tolist()} input pixels")
   return q.astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class NovelViewClip:
+  """One clip for a model, as ``generate`` builds it (:func:`novel_view_clip`).
+
+  Attributes:
+    inputs: the pipeline's clip, batch of one: ``reference_video`` ``(1, T, H, W, 3)`` uint8,
+      ``reference_intrinsics`` / ``target_intrinsics`` ``(1, T, 3, 3)`` pixels, ``reference_cam_to_world`` /
+      ``target_cam_to_world`` ``(1, T, 4, 4)`` OpenCV camera-to-world relative to the reference at frame 0 (metres),
+      ``query_points`` ``(1, N, 3)`` ``(t, x, y)`` in generated pixels.
+    source: the reference's name (file name or ``dataset:SPLIT:INDEX``); ``source_fps`` its frame rate (None for
+      records without one).
+    trajectory: the trajectory's name (a preset, or the JSON's file name).
+    frame_stride: source frames between clip frames.
+    to_video: ``(3, 3)`` affine map from input pixels to generated pixels (decode, ``--resize``, crop).
+    truth: the true target view where it is known (:func:`ground_truth_target`), else None.
+  """
+
+  inputs: dict[str, np.ndarray]
+  source: str
+  source_fps: float | None
+  trajectory: str
+  frame_stride: int
+  to_video: np.ndarray
+  truth: dict[str, np.ndarray] | None
+
+
+def novel_view_clip(model_config, reference: str, trajectory: str, *, num_frames: int | None = None,
+                    height: int | None = None, width: int | None = None, reference_view: int = 0,
+                    start_frame: int = 0, fov: float = 60.0, intrinsics: np.ndarray | None = None,
+                    magnitude: float | None = None, look_at_depth: float | None = None,
+                    query_points: str | None = None, grid: int = 8, resize: str = "crop") -> NovelViewClip:
+  """The clip of ``generate``'s flags (its docstring states each contract) for a model of ``model_config``: the
+  reference windowed as the model's data (centre crop, ``num_frames``/``height``/``width`` defaulting to the
+  model's), the trajectory's target cameras, the query points (a file in input pixels, or a ``grid × grid``
+  lattice at frame 0) and, for a synthetic dataset scene with a preset trajectory, the ground truth.
+
+  Raises:
+    FileNotFoundError, ValueError, errors.UserError: as :func:`reference_record`, :func:`trajectory_cameras` and
+      :func:`user_query_points`, naming the flag.
+  """
+  base = sources.pipeline_config(model_config.data, 1, train=False)
+  pcfg = dataclasses.replace(base, num_frames=int(num_frames or base.num_frames), height=int(height or base.height),
+                             width=int(width or base.width), num_query_points=0)
+  record, source, source_fps, to_record = reference_record(
+      reference, model_config, reference_view=reference_view, fov=fov, intrinsics=intrinsics,
+      max_frames=start_frame + pcfg.frame_stride * (pcfg.num_frames - 1) + 1, size=(pcfg.height, pcfg.width),
+      resize=resize)
+  example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False, source=source)
+  t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
+  # Input pixels → generated pixels: the decode (and resize) map, then the pipeline's scale and crop.
+  to_video = np.array([[meta["scale"][0], 0.0, -meta["crop"][0]], [0.0, meta["scale"][1], -meta["crop"][1]],
+                       [0.0, 0.0, 1.0]]) @ to_record
+  c2w, k_tgt, name = trajectory_cameras(trajectory, t, example["reference_intrinsics"], magnitude=magnitude,
+                                        look_at_depth=look_at_depth)
+  queries = user_query_points(query_points, to_video, t, h, w) if query_points else grid_query_points(h, w, grid)
+  truth = None
+  if trajectory in trajectories.PRESET_NAMES:
+    truth = ground_truth_target(reference, model_config, record, pcfg, start_frame, c2w, queries, meta["scale"],
+                                meta["crop"])
+  inputs = {"reference_video": example["reference_video"][None],
+            "reference_intrinsics": example["reference_intrinsics"][None],
+            "reference_cam_to_world": example["reference_cam_to_world"][None],
+            "target_intrinsics": k_tgt[None], "target_cam_to_world": c2w[None], "query_points": queries[None]}
+  return NovelViewClip(inputs=inputs, source=source, source_fps=source_fps, trajectory=name,
+                       frame_stride=pcfg.frame_stride, to_video=to_video, truth=truth)
