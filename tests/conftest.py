@@ -4,13 +4,21 @@ share are in ``helpers.py``)."""
 import os
 import shutil
 import subprocess
+import tempfile
 
-import flax.linen as nn
-import jax
-import numpy as np
-import pytest
+# The suite compiles hundreds of small programs and runs each a few times, so XLA compile time is most of its CPU
+# time. At LLVM -O0 the CPU backend compiles them about a third faster (XLA's own HLO passes, which decide the
+# numerics, are unchanged); set before jax creates its backend, and inherited by the commands tests start.
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
 
-from tests.helpers import load_config
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mvtrack_jax import export  # noqa: E402
+from mvtrack_jax.training import tasks  # noqa: E402
+from tests.helpers import load_config, shared_dir  # noqa: E402
 
 # The integration layer: whole commands (in-process or as subprocesses), training loops with checkpoints and resume,
 # multi-device and multi-process runs, the paper configs' smoke sequences. Everything else is the unit layer
@@ -23,6 +31,26 @@ INTEGRATION = {
 }
 
 
+# One persistent XLA compilation cache per pytest run, shared by its workers and by the commands tests start (`train`
+# reads MVTRACK_COMPILATION_CACHE): many tests compile the same train, eval and sampling programs, and every compile
+# after the first becomes a file read. Fresh per run, so no run reuses an earlier run's executables (a developer's
+# machine measures what CI's fresh one does) and nothing is left behind.
+CACHE_ENV = "MVTRACK_COMPILATION_CACHE"
+
+
+def pytest_configure(config):
+  if not hasattr(config, "workerinput"):   # the controller, or a run without xdist: its workers inherit the variable
+    config.mvtrack_cache = tempfile.mkdtemp(prefix="mvtrack-test-xla-cache-")
+    os.environ[CACHE_ENV] = config.mvtrack_cache
+  jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_unconfigure(config):
+  if getattr(config, "mvtrack_cache", None):
+    shutil.rmtree(config.mvtrack_cache, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config, items):
   del config
   tests_dir = os.path.dirname(os.path.abspath(__file__))
@@ -31,31 +59,31 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(pytest.mark.integration)
 
 
-def _export_initial_params(config, out: str) -> str:
-  """Writes an export directory of ``config``'s initial parameters (no training)."""
-  from mvtrack_jax import export  # pylint: disable=g-import-not-at-top
-  from mvtrack_jax.training import tasks  # pylint: disable=g-import-not-at-top
+def _export_initial_params(config, out) -> None:
+  """Writes an export directory of ``config``'s initial parameters (no training) to ``out``."""
   task = tasks.build_task(config)
   params = jax.tree.map(np.asarray, jax.jit(lambda r: nn.unbox(task.init_params(r)))(jax.random.key(0)))
-  export.write_export(out, params, config, {"step": 0, "dtype": "float32", "ema": False})
-  return out
+  export.write_export(str(out), params, config, {"step": 0, "dtype": "float32", "ema": False})
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> str:
+def tiny_checkpoint(tmp_path_factory, worker_id) -> str:
   """An export directory of ``configs/default.py:test`` at its initial parameters (DiT + head).
 
   Tiny-pixel DiT, tiny MV-TAP head, 4 frames of 32×32 crops of the tiny synthetic dataset (32×48).
-  Built from ``init_params`` (no training), ~15 s of CPU once per test worker.
+  Built from ``init_params`` (no training), ~15 s of CPU once per run (``helpers.shared_dir``).
   """
-  return _export_initial_params(load_config("default.py", "test"), str(tmp_path_factory.mktemp("tiny") / "export"))
+  config = load_config("default.py", "test")
+  return str(shared_dir(tmp_path_factory, worker_id, "tiny", lambda d: _export_initial_params(config, d / "export"))
+             / "export")
 
 
 @pytest.fixture(scope="session")
-def tiny_baseline_checkpoint(tmp_path_factory) -> str:
+def tiny_baseline_checkpoint(tmp_path_factory, worker_id) -> str:
   """The diffusion-only twin of ``tiny_checkpoint`` (``configs/default_diffusion_only.py:test``, no head)."""
-  return _export_initial_params(load_config("default_diffusion_only.py", "test"),
-                                str(tmp_path_factory.mktemp("tiny_baseline") / "export"))
+  config = load_config("default_diffusion_only.py", "test")
+  return str(shared_dir(tmp_path_factory, worker_id, "tiny_baseline",
+                        lambda d: _export_initial_params(config, d / "export")) / "export")
 
 
 @pytest.fixture

@@ -7,9 +7,12 @@ import importlib.util
 import io
 import json
 import os
+import pathlib
+import shutil
 import sys
 
 from absl import flags
+import filelock
 import numpy as np
 
 from mvtrack_jax import cli
@@ -19,6 +22,34 @@ from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import cameras as geometry
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_env(devices: int) -> dict:
+  """The environment of a ``python`` subprocess on ``devices`` host CPU devices: this process's (so the suite's
+  XLA flags carry over), the repository importable, the CPU platform."""
+  xla = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), f"--xla_force_host_platform_device_count={devices}"]))
+  return dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS=xla)
+
+
+def shared_dir(tmp_path_factory, worker_id: str, name: str, build) -> pathlib.Path:
+  """``<this run's temporary folder>/<name>``, filled by ``build(path)`` once per pytest run.
+
+  A session or module fixture runs once per xdist worker; for an expensive one (training runs, exports) the first
+  worker to ask builds the folder under a file lock while the others wait, then all of them read it. A build that
+  raised leaves no marker, so the next one to ask rebuilds it from an empty folder. ``worker_id`` is xdist's fixture
+  ("master" without xdist: the run's own temporary folder).
+  """
+  root = tmp_path_factory.getbasetemp()
+  if worker_id != "master":
+    root = root.parent  # pytest-N/, shared by this run's popen-gwK/ worker folders
+  path, done = root / name, root / f"{name}.built"
+  with filelock.FileLock(str(root / f"{name}.lock")):
+    if not done.exists():
+      shutil.rmtree(path, ignore_errors=True)
+      path.mkdir()
+      build(path)
+      done.touch()
+  return path
 
 
 def config_module(name: str, arg: str | None = None):

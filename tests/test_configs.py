@@ -4,6 +4,8 @@ Wan2.1-1.3B paper configuration included."""
 
 import glob
 import os
+import subprocess
+import sys
 import time
 
 import flax
@@ -17,9 +19,8 @@ from mvtrack_jax.training import tasks
 from mvtrack_jax.training import train_state as state_lib
 from mvtrack_jax.training import train_step as step_lib
 from mvtrack_jax.training import trainer
-from tests.helpers import config_module
+from tests.helpers import REPO, config_module, cpu_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_TRAINING = {"synthetic_data.py"}  # dataset build settings, not a training config
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
                  if os.path.basename(p) not in NOT_TRAINING | {"__init__.py"})
@@ -142,12 +143,7 @@ print("ok", params, moments)
 @pytest.mark.slow
 def test_14b_fsdp_train_step_lowers_for_cuda_on_eight_devices():
   """configs/mvtrack4gen_recammaster.py:14b: the sharded train step (FSDP over 8) lowers for CUDA here."""
-  import os
-  import subprocess
-  import sys
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, PYTHONPATH=repo, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
-  proc = subprocess.run([sys.executable, "-c", _LOWER_14B_FOR_CUDA], cwd=repo, env=env, capture_output=True,
+  proc = subprocess.run([sys.executable, "-c", _LOWER_14B_FOR_CUDA], cwd=REPO, env=cpu_env(8), capture_output=True,
                         text=True, timeout=900)
   assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 

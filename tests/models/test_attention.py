@@ -1,6 +1,8 @@
 """Attention backends agree (forward and gradients) in float32 on CPU."""
 
 import functools
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 
 from mvtrack_jax.models.attention import BACKENDS, attention
+from tests.helpers import REPO, cpu_env
 
 
 # Tests are compile-bound on CPU: skip XLA's backend optimisations (halves compile time, same numerics).
@@ -135,11 +138,6 @@ print("ok")
 def test_splash_inside_shard_map_on_eight_devices_matches_einsum():
   """Multi-chip meshes run the splash kernel per shard (shard_map); checked on 8 fake CPU devices in
   Pallas interpret mode against the einsum backend, values and gradients, for three mesh shapes."""
-  import os
-  import subprocess
-  import sys
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  env = dict(os.environ, PYTHONPATH=repo, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
-  proc = subprocess.run([sys.executable, "-c", _SHARDED_SPLASH], cwd=repo, env=env, capture_output=True, text=True,
-                        timeout=600)
+  proc = subprocess.run([sys.executable, "-c", _SHARDED_SPLASH], cwd=REPO, env=cpu_env(8), capture_output=True,
+                        text=True, timeout=600)
   assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

@@ -17,7 +17,8 @@ def main(argv):
   dist = None
   if rest and ":" in rest[0]:
     dist, rest = (rest[0], int(rest[1]), int(rest[2])), rest[3:]
-  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"),
+                                                  f"--xla_force_host_platform_device_count={devices}"]))
   os.environ["JAX_PLATFORMS"] = "cpu"
   from mvtrack_jax.training import distributed  # pylint: disable=g-import-not-at-top
   if dist is not None:

@@ -17,8 +17,7 @@ import pytest
 
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax.training import metric_writers
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import REPO, cpu_env, shared_dir
 STEPS = 6
 BASE_FLAGS = ["--config=configs/default.py:test", f"--config.num_train_steps={STEPS}",
               f"--config.eval_every_steps={STEPS}", "--config.checkpoint_every_steps=4"]
@@ -29,15 +28,10 @@ WITHOUT_HEAD = ["--config.objective.lambda_track=0"]
 LOSS_KEYS = ("loss", "loss_diff", "loss_track", "loss_corr", "grad_norm", "param_norm")
 
 
-def _env(devices):
-  return dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-
-
 def start_training(workdir, *flags, devices=1):
   return subprocess.Popen(
       [sys.executable, "-m", "mvtrack_jax.train", f"--workdir={workdir}", *BASE_FLAGS, *flags],
-      cwd=REPO, env=_env(devices), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+      cwd=REPO, env=cpu_env(devices), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc):
@@ -81,15 +75,21 @@ def check_run(workdir, *, with_head):
   assert evals[STEPS]["loss"] < evals[0]["loss"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  """The default config's test variant (without head) on 1 device and on a 4-device 1×2×2 mesh."""
-  one, four = tmp_path_factory.mktemp("one_device"), tmp_path_factory.mktemp("four_devices")
-  procs = [start_training(one, *WITHOUT_HEAD),
-           start_training(four, *WITHOUT_HEAD, "--config.mesh.shape=(1,2,2)", devices=4)]
+def _start_runs(root):
+  procs = [start_training(root / "one_device", *WITHOUT_HEAD),
+           start_training(root / "four_devices", *WITHOUT_HEAD, "--config.mesh.shape=(1,2,2)", devices=4),
+           start_training(root / "stopped", *WITHOUT_HEAD, "--config.stop_after_steps=3")]
   for p in procs:
     finish(p)
-  return one, four
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, worker_id):
+  """The default config's test variant (without head) on 1 device, on a 4-device 1×2×2 mesh, and on 1 device
+  stopped after 3 steps (checkpointed there), started together once per pytest run (``helpers.shared_dir``: the
+  module's tests may run on different workers)."""
+  root = shared_dir(tmp_path_factory, worker_id, "default_config_runs", _start_runs)
+  return root / "one_device", root / "four_devices", root / "stopped"
 
 
 def test_run_learns_and_leaves_metrics_tensorboard_checkpoints_and_config(runs):
@@ -97,18 +97,18 @@ def test_run_learns_and_leaves_metrics_tensorboard_checkpoints_and_config(runs):
 
 
 def test_fsdp_and_tensor_sharded_run_matches_one_device(runs):
-  one, four = runs
+  one, four, _ = runs
   for name in ("metrics.jsonl", "eval_metrics.jsonl"):
     assert_same_losses(metric_writers.read_jsonl(four / name), metric_writers.read_jsonl(one / name))
 
 
-def test_killed_and_resumed_run_reproduces_metrics_exactly(runs, tmp_path):
-  train(tmp_path, *WITHOUT_HEAD, "--config.stop_after_steps=3")  # checkpoints and stops at 3
-  assert len(metric_writers.read_jsonl(tmp_path / "metrics.jsonl")) == 3
-  train(tmp_path, *WITHOUT_HEAD)  # same workdir: resumes model, optimizer and data position
+def test_killed_and_resumed_run_reproduces_metrics_exactly(runs):
+  one, _, stopped = runs
+  assert len(metric_writers.read_jsonl(stopped / "metrics.jsonl")) == 3  # checkpointed and stopped at 3
+  train(stopped, *WITHOUT_HEAD)  # same workdir: resumes model, optimizer and data position
   for name in ("metrics.jsonl", "eval_metrics.jsonl"):
-    assert strip_timing(metric_writers.read_jsonl(tmp_path / name)) == strip_timing(
-        metric_writers.read_jsonl(runs[0] / name)), name
+    assert strip_timing(metric_writers.read_jsonl(stopped / name)) == strip_timing(
+        metric_writers.read_jsonl(one / name)), name
 
 
 def test_export_round_trip(runs, tmp_path):
