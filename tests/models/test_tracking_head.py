@@ -158,8 +158,9 @@ def _train_and_eval(steps, seed=0, batch=4, num_points=24, pool_size=16, lr=3e-3
 
 
 def test_head_learns_affine_motion_fast():
-  """100 steps, evaluated on held-out pairs: better than predicting no motion (weaker than the slow test)."""
-  aj, aj_zero, err, err_zero = _train_and_eval(100)
+  """100 steps of 2 pairs, evaluated on held-out pairs: better than predicting no motion (weaker than the slow test).
+  Measured 2026-12-07: AJ 0.19 vs 0.10, 2.75 px vs 3.61 px (4 pairs per step: AJ 0.18, 2.76 px, at twice the time)."""
+  aj, aj_zero, err, err_zero = _train_and_eval(100, batch=2)
   print(f"fast: AJ {aj:.3f} (zero motion {aj_zero:.3f}), error {err:.2f} px (zero motion {err_zero:.2f} px)")
   assert err < 0.85 * err_zero, (err, err_zero)
   assert aj > aj_zero + 0.03, (aj, aj_zero)
