@@ -17,7 +17,9 @@ BASELINES = {"copy_reference", "mean_colour", "zero_motion"}
 
 def test_two_checkpoints_side_by_side(tiny_checkpoint, tmp_path):
   out = tmp_path / "eval"
-  record = runner.run([tiny_checkpoint, tiny_checkpoint], str(out), names=["a", "b"], max_scenes=1, steps=2,
+  # One loaded model in both columns (the runner takes pipelines as well as paths): it compiles once.
+  model = novel_view.NovelViewPipeline.from_checkpoint(tiny_checkpoint)
+  record = runner.run([model, model], str(out), names=["a", "b"], max_scenes=1, steps=2,
                         trajectory_names=["recorded", "pan_right"], progress=False, save_videos=True)
   saved = json.loads((out / "metrics.json").read_text())
   assert saved["num_scenes"] == 1 and saved["trajectories"] == ["recorded", "pan_right"]
@@ -80,15 +82,15 @@ def test_head_model_vs_diffusion_only_baseline(tiny_checkpoint, tiny_baseline_ch
   assert "| aj_target ↑ | " in (out / "metrics.md").read_text()
 
 
-def test_names_must_match_checkpoints(tiny_checkpoint, tmp_path):
+def test_names_and_trajectories_are_checked_before_any_model_is_loaded(tmp_path):
+  never_read = str(tmp_path / "no-such-checkpoint")  # loading it would raise FileNotFoundError instead
   with pytest.raises(ValueError, match="distinct names"):
-    runner.run([tiny_checkpoint], str(tmp_path), names=["a", "b"], max_scenes=1, steps=1, progress=False)
+    runner.run([never_read], str(tmp_path), names=["a", "b"], max_scenes=1, steps=1, progress=False)
   with pytest.raises(ValueError, match="unknown 'sideways'"):
-    runner.run([tiny_checkpoint], str(tmp_path), trajectory_names=["sideways"], max_scenes=1, steps=1,
-                 progress=False)
+    runner.run([never_read], str(tmp_path), trajectory_names=["sideways"], max_scenes=1, steps=1, progress=False)
   for reserved in ("copy_reference", "mean_colour", "zero_motion", "gt_video"):
     with pytest.raises(ValueError, match=f"reserved.*{reserved}"):
-      runner.run([tiny_checkpoint], str(tmp_path), names=[reserved], max_scenes=1, steps=1, progress=False)
+      runner.run([never_read], str(tmp_path), names=[reserved], max_scenes=1, steps=1, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -55,6 +55,18 @@ def _preset_target_record(record: Mapping[str, np.ndarray], seed: int, sizes: Ma
   return synthetic.render_novel_view(seed, record["intrinsics"][0], ref_c2w, frames, path, **sizes).record
 
 
+def check_trajectory_names(trajectory_names: Sequence[str]) -> None:
+  """Rejects a name :func:`scene_clips` does not know, before any model is loaded.
+
+  Raises:
+    errors.UserError: the first unknown name, with the known ones.
+  """
+  for name in trajectory_names:
+    if name != RECORDED and name not in trajectories.PRESET_NAMES:
+      raise errors.UserError(f"--trajectories: unknown {name!r}; expected '{RECORDED}' or one of "
+                             f"{', '.join(trajectories.PRESET_NAMES)}")
+
+
 def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence[str]) -> list[dict[str, np.ndarray]]:
   """The evaluation clips of scene ``index``: one pipeline-layout example per trajectory (module doc).
 
@@ -62,6 +74,7 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
     ValueError: a preset trajectory on a non-synthetic dataset, an unknown trajectory name, or a
       ``recorded`` trajectory on a single-view record.
   """
+  check_trajectory_names(trajectory_names)
   data = model_config.data
   source = sources.data_source(data, split)
   record = source[index]
@@ -74,16 +87,13 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
       if np.shape(record["video"])[0] < 2:
         raise ValueError(f"scene {index} of split {split!r} has one view: no 'recorded' target view")
       clip_record = record
-    elif name in trajectories.PRESET_NAMES:
+    else:
       if data.dataset != "synthetic":
         raise errors.UserError(f"--trajectories {name}: preset trajectories need ground truth rendered from the scene, "
                                f"which only the synthetic dataset has (config.data.dataset={data.dataset!r}); "
                                f"use '{RECORDED}'")
       sizes = synthetic_dataset.record_sizes(data.synthetic)
       clip_record = _preset_target_record(record, synthetic_dataset.scene_seed(split, index), sizes, name, frames)
-    else:
-      raise errors.UserError(f"--trajectories: unknown {name!r}; expected '{RECORDED}' or one of "
-                             f"{', '.join(trajectories.PRESET_NAMES)}")
     example, _ = pipeline.window_example(clip_record, pcfg, views=(0, 1), start=0, rng=rng, train=False,
                                          source=f"{split}[{index}]/{name}")
     clips.append(example)

@@ -56,6 +56,15 @@ RESERVED_NAMES = baselines_lib.BASELINES + (GT_VIDEO,)
 Checkpoints = Sequence[str | novel_view.NovelViewPipeline]
 
 
+def _check_labels(labels: list[str], num_models: int) -> None:
+  if len(labels) != num_models or len(set(labels)) != len(labels):
+    raise errors.UserError(f"--names {labels}: need {num_models} distinct names, one per --checkpoint")
+  reserved = [label for label in labels if label in RESERVED_NAMES]
+  if reserved:
+    raise errors.UserError(f"--names {labels}: {reserved} reserved for the baseline / ground-truth columns "
+                           f"({', '.join(RESERVED_NAMES)}); choose other names")
+
+
 def _load_models(out: str, checkpoints: Checkpoints, names: Sequence[str] | None, data_keys: Sequence[str]):
   """``(models, labels)``: the checkpoints as pipelines (paths are loaded, pipelines kept) and their column
   names, checked (see :func:`run`), after checking that ``--out`` can be written (so a bad one fails before
@@ -63,15 +72,12 @@ def _load_models(out: str, checkpoints: Checkpoints, names: Sequence[str] | None
   if not checkpoints:
     raise ValueError("evaluate: give at least one --checkpoint")
   video_io.check_output_dir(out)
+  if names:  # given names are checked before loading; default names (the models' own) after
+    _check_labels(list(names), len(checkpoints))
   models = [c if isinstance(c, novel_view.NovelViewPipeline) else novel_view.NovelViewPipeline.from_checkpoint(c)
             for c in checkpoints]
   labels = list(names) if names else [m.name for m in models]
-  if len(labels) != len(models) or len(set(labels)) != len(labels):
-    raise errors.UserError(f"--names {labels}: need {len(models)} distinct names, one per --checkpoint")
-  reserved = [label for label in labels if label in RESERVED_NAMES]
-  if reserved:
-    raise errors.UserError(f"--names {labels}: {reserved} reserved for the baseline / ground-truth columns "
-                           f"({', '.join(RESERVED_NAMES)}); choose other names")
+  _check_labels(labels, len(models))
   data0 = models[0].config.data
   for model in models[1:]:
     for key in data_keys:
@@ -321,9 +327,10 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
       models with different data settings, or bad trajectories.
   """
   started = time.time()
+  trajectory_names = list(trajectory_names)
+  protocol_clips.check_trajectory_names(trajectory_names)
   models, labels = _load_models(out, checkpoints, names, SPLIT_DATA_KEYS)
   data0 = models[0].config.data
-  trajectory_names = list(trajectory_names)
   num_scenes = len(sources.data_source(data0, split))
   if max_scenes is not None:
     num_scenes = min(num_scenes, max_scenes)
