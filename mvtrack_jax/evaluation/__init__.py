@@ -12,7 +12,7 @@ Metrics (the TAP-Vid ones are ``mvtrack_jax.tapvid``, a leaf the training object
 Runs on ``inference.novel_view.NovelViewPipeline`` models:
 
 - ``protocol_clips`` (the clips of the split, ``--videos`` and ``--dycheck`` protocols), ``clip_metrics``
-  (per-clip metrics), ``baselines`` (model-free columns), ``report`` (summary and tables), ``runner`` (the
-  three protocols' scene loops and output files);
+  (per-clip metrics), ``baselines`` (model-free columns), ``report`` (summary and tables), ``runner`` (one scene
+  loop for the three protocols, each protocol's scoring of a clip, and the output files);
 - ``probe_run`` (the layer probe over a split) and ``comparison`` (the summary ``compare`` prints).
 """

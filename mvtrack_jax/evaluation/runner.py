@@ -11,12 +11,13 @@ too.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -87,20 +88,42 @@ def _load_models(out: str, checkpoints: Checkpoints, names: Sequence[str] | None
   return models, labels
 
 
-def _protocol_scene_rows(scene: str, clips: Sequence[tuple[str, Mapping[str, np.ndarray]]], models, labels,
-                         sampling, *, pose_method: str, batch_size: int, frames_per_latent: int, baselines: bool,
-                         save_videos: bool, out: str) -> list[dict[str, Any]]:
-  """The ``metrics.json`` rows of one protocol scene: ground truth, baselines, then every model.
+@dataclasses.dataclass(frozen=True)
+class _Scoring:
+  """How a protocol scores one clip. ``reference_rows(scene, trajectory, clip)``: the rows needing no model (the
+  ground truth and the baselines); ``model_metrics(video, clip, tracked)``: a generated video's metrics, with the
+  head's ``tracked`` output for this clip (``NovelViewPipeline.track``, batch index taken) or None."""
 
-  ``gt_video`` (clips with a ``target_video``): the pose estimator on the ground truth and the matched
-  epipolar proxy on its *present* track frames (a filled frame shows another instant than the
-  reference frame it would be matched with). Models generate ``batch_size`` clips per batch; head
-  models add the head's epipolar proxy (:func:`epipolar_metrics` of its reference↔target tracks).
-  """
-  num_frames = clips[0][1]["reference_video"].shape[0]
-  frames = ae_lib.latent_frame_indices(num_frames, frames_per_latent)
-  rows = []
-  for name, clip in clips:
+  reference_rows: Callable[[Any, str, Mapping[str, np.ndarray]], list[dict[str, Any]]]
+  model_metrics: Callable[[np.ndarray, Mapping[str, np.ndarray], Mapping[str, np.ndarray] | None], dict[str, Any]]
+
+
+def _split_scoring(pose_method: str, baselines: bool, track_frames: np.ndarray) -> _Scoring:
+  """The synthetic split: the ground truth's camera metrics, the baselines scored as models, and every model
+  against the true target video (``clip_metrics.prediction_metrics``) and true tracks (``tracking_metrics``)."""
+  def reference_rows(scene, name, clip):
+    rows = [{"model": GT_VIDEO, "scene": scene, "trajectory": name,
+             "metrics": clip_metrics.camera_metrics(clip["target_video"], clip, pose_method)}]
+    if baselines:
+      rows.extend(baselines_lib.baseline_rows(clip, scene, name, track_frames, pose_method))
+    return rows
+
+  def model_metrics(video, clip, tracked):
+    metrics = clip_metrics.prediction_metrics(video, clip, pose_method)
+    if tracked is not None and clip["track_mask"].any():
+      metrics.update(clip_metrics.tracking_metrics(clip, tracked))
+    return metrics
+
+  return _Scoring(reference_rows, model_metrics)
+
+
+def _proxy_scoring(pose_method: str, baselines: bool, frames: np.ndarray) -> _Scoring:
+  """The video protocols (no true target for most clips): ``gt_video`` (clips with a ``target_video``) is the pose
+  estimator on the ground truth and the matched epipolar proxy on its *present* track frames (a filled frame shows
+  another instant than the reference frame it would be matched with); baselines and models get the proxies
+  (``clip_metrics.protocol_metrics``), head models also the head's epipolar proxy (its reference↔target tracks)."""
+  def reference_rows(scene, name, clip):
+    rows = []
     if "target_video" in clip:
       metrics = clip_metrics.camera_metrics(clip["target_video"], clip, pose_method)
       real = frames[np.asarray(clip["present"], bool)[frames]]
@@ -110,6 +133,27 @@ def _protocol_scene_rows(scene: str, clips: Sequence[tuple[str, Mapping[str, np.
       rows.extend({"model": baseline, "scene": scene, "trajectory": name,
                    "metrics": clip_metrics.protocol_metrics(video, clip, pose_method, frames)}
                   for baseline, video in baselines_lib.baseline_videos(clip).items())
+    return rows
+
+  def model_metrics(video, clip, tracked):
+    metrics = clip_metrics.protocol_metrics(video, clip, pose_method, frames)
+    if tracked is not None:
+      tracks, visible = tracked["tracks"], tracked["visible"]
+      metrics.update(clip_metrics.epipolar_metrics(tracks[0], tracks[1], visible[0] & visible[1], clip,
+                                                   tracked["frames"]))
+    return metrics
+
+  return _Scoring(reference_rows, model_metrics)
+
+
+def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.ndarray]]], models, labels, sampling,
+                scoring: _Scoring, *, batch_size: int, save_videos: bool, out: str) -> list[dict[str, Any]]:
+  """The ``metrics.json`` rows of one scene of any protocol: the rows needing no model, then every model's,
+  ``batch_size`` clips per generation; with ``save_videos`` each model's clip is written as
+  ``out/videos/<label>/<stem>_<trajectory>.mp4`` (reference | generated [| ground truth])."""
+  rows = []
+  for name, clip in clips:
+    rows.extend(scoring.reference_rows(scene, name, clip))
   keys = novel_view.CLIP_KEYS + ("query_points",)
   for label, model in zip(labels, models):
     for i in range(0, len(clips), batch_size):
@@ -118,16 +162,13 @@ def _protocol_scene_rows(scene: str, clips: Sequence[tuple[str, Mapping[str, np.
       generated = model(batch, sampling)["target_video"]
       tracked = model.track(batch, generated, sampling) if model.head is not None else None
       for b, (name, clip) in enumerate(chunk):
-        metrics = clip_metrics.protocol_metrics(generated[b], clip, pose_method, frames)
-        if tracked is not None:
-          tracks, visible = tracked["tracks"][b], tracked["visible"][b]
-          metrics.update(clip_metrics.epipolar_metrics(tracks[0], tracks[1], visible[0] & visible[1], clip,
-                                                       tracked["frames"]))
-        rows.append({"model": label, "scene": scene, "trajectory": name, "metrics": metrics})
+        tracked_b = None if tracked is None else {k: v if k == "frames" else v[b] for k, v in tracked.items()}
+        rows.append({"model": label, "scene": scene, "trajectory": name,
+                     "metrics": scoring.model_metrics(generated[b], clip, tracked_b)})
         if save_videos:
           panels = [clip["reference_video"], generated[b]] + ([clip["target_video"]] if "target_video" in clip else [])
           scale = drawing.upscale_factor(generated.shape[2], 128)
-          video_io.write_video(os.path.join(out, "videos", label, f"{scene}_{name}.mp4"),
+          video_io.write_video(os.path.join(out, "videos", label, f"{stem}_{name}.mp4"),
                                drawing.side_by_side_video(np.stack(panels), scale))
   return rows
 
@@ -168,9 +209,10 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
     infos[scene] = info
     if not clips:
       continue
-    rows.extend(_protocol_scene_rows(scene, clips, models, labels, sampling, pose_method=pose_method,
-                                     batch_size=batch_size, frames_per_latent=frames_per_latent,
-                                     baselines=baselines, save_videos=save_videos, out=out))
+    frames = ae_lib.latent_frame_indices(clips[0][1]["reference_video"].shape[0], frames_per_latent)
+    rows.extend(_scene_rows(scene, scene, clips, models, labels, sampling,
+                            _proxy_scoring(pose_method, baselines, frames), batch_size=batch_size,
+                            save_videos=save_videos, out=out))
     order.extend(name for name, _ in clips if name not in order)
   if not rows:
     raise ValueError(f"evaluate --{protocol}: nothing to evaluate: no scene has a clip "
@@ -342,28 +384,11 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
   scenes = range(num_scenes)
   if progress:
     scenes = tqdm(scenes, desc="scenes", unit="scene")
+  scoring = _split_scoring(pose_method, baselines, track_frames)
   for index in scenes:
     clips = protocol_clips.scene_clips(models[0].config, split, index, trajectory_names)
-    batch = {key: np.stack([c[key] for c in clips]) for key in clips[0]}
-    for name, clip in zip(trajectory_names, clips):
-      rows.append({"model": GT_VIDEO, "scene": index, "trajectory": name,
-                   "metrics": clip_metrics.camera_metrics(clip["target_video"], clip, pose_method)})
-      if baselines:
-        rows.extend(baselines_lib.baseline_rows(clip, index, name, track_frames, pose_method))
-    for label, model in zip(labels, models):
-      generated = model(batch, sampling)["target_video"]
-      tracked = model.track(batch, generated, sampling) if model.head is not None else None
-      for b, (name, clip) in enumerate(zip(trajectory_names, clips)):
-        metrics = clip_metrics.prediction_metrics(generated[b], clip, pose_method)
-        if tracked is not None and clip["track_mask"].any():
-          tracked_b = {k: v[b] if k != "frames" else v for k, v in tracked.items()}
-          metrics.update(clip_metrics.tracking_metrics(clip, tracked_b))
-        rows.append({"model": label, "scene": index, "trajectory": name, "metrics": metrics})
-        if save_videos:
-          scale = drawing.upscale_factor(generated.shape[2], 128)
-          panels = drawing.side_by_side_video(
-              np.stack([clip["reference_video"], generated[b], clip["target_video"]]), scale)
-          video_io.write_video(os.path.join(out, "videos", label, f"scene{index}_{name}.mp4"), panels)
+    rows.extend(_scene_rows(index, f"scene{index}", list(zip(trajectory_names, clips)), models, labels, sampling,
+                            scoring, batch_size=len(clips), save_videos=save_videos, out=out))
   summary = report.summarize(rows)
   columns = labels + (list(baselines_lib.BASELINES) if baselines else []) + [GT_VIDEO]
   # zero_motion only where a clip had tracks
