@@ -31,8 +31,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from mvtrack_jax import run_config
 from mvtrack_jax.convert import wan as convert_wan
-from mvtrack_jax.models import mvtrack4gen
 
 
 def reference_step_time(config, *, steps: int = 5, warmup: int = 2, sdpa: str = "default") -> dict | None:
@@ -43,7 +43,7 @@ def reference_step_time(config, *, steps: int = 5, warmup: int = 2, sdpa: str = 
     return None
   import diffusers  # pylint: disable=g-import-not-at-top
   from torch.nn.attention import SDPBackend, sdpa_kernel  # pylint: disable=g-import-not-at-top
-  cfg = mvtrack4gen.dit_config(config)
+  cfg = run_config.parse(config).model.wan_config()
   model_config = {k: v for k, v in convert_wan.diffusers_config(cfg).items() if not k.startswith("_")}
   model = diffusers.WanTransformer3DModel(**model_config).to("cuda", torch.bfloat16)
   model.enable_gradient_checkpointing()

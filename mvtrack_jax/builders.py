@@ -2,8 +2,10 @@
 
 The one place where a config becomes objects *and* files are read (the layering rule keeps weight loading
 out of ``models/``): :func:`build_model` (the ``MVTrack4Gen`` of a config: DiT, tracking head or None,
-autoencoder, text settings) and :func:`make_autoencoder` (the autoencoder of ``config.autoencoder``, whose
-Wan VAE weights come through ``convert.wan_vae``). Training (``training.tasks``), inference
+autoencoder, text settings) and :func:`make_autoencoder` (the autoencoder of the ``autoencoder`` block, whose
+Wan VAE weights come through ``convert.wan_vae``). Both take the validated, typed blocks of
+``run_config.parse(config)``, so no builder reads a field the schema does not define or falls back to a default
+of its own. Training (``training.tasks``), inference
 (``inference.novel_view``) and the latent-cache encoder build through these two functions. Pretrained DiT
 weights (``config.init``) are an initialisation policy of training, applied by ``training.tasks``.
 """
@@ -13,68 +15,54 @@ from __future__ import annotations
 import functools
 import json
 
-import ml_collections
-
+from mvtrack_jax import run_config
 from mvtrack_jax.convert import wan_vae as convert_vae
 from mvtrack_jax.models import autoencoder as ae_lib
 from mvtrack_jax.models import tracking_head as head_lib
 from mvtrack_jax.models import wan as wan_lib
 from mvtrack_jax.models import wan_vae
-from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen, dit_config
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 
 
-def build_model(config: ml_collections.ConfigDict, *, with_head: bool | None = None) -> MVTrack4Gen:
-  """The ``MVTrack4Gen`` of a run config (``model``, ``head``, ``autoencoder``, ``objective.head_layers``,
-  ``text``). The head exists when ``objective.lambda_track > 0`` (or ``with_head``).
+def build_model(run: run_config.RunConfig, *, with_head: bool | None = None) -> MVTrack4Gen:
+  """The ``MVTrack4Gen`` of a run config (``run_config.parse``: its ``model``, ``head``, ``autoencoder``,
+  ``objective.head_layers`` and ``text`` blocks). The head exists when ``objective.lambda_track > 0`` (or
+  ``with_head``).
 
   Raises:
-    ValueError: unknown presets or autoencoder kind, inconsistent factors.
+    ValueError: inconsistent autoencoder factors.
   """
-  dit = wan_lib.WanDiT(dit_config(config))
-  o = config.objective
-  if with_head is None:
-    with_head = float(o.lambda_track) > 0
   head = None
-  if with_head:
-    kwargs = dict(config.head.overrides)
-    head_cfg = (head_lib.TrackingHeadConfig.tiny(**kwargs) if config.head.preset == "tiny"
-                else head_lib.TrackingHeadConfig(**kwargs))
-    head = head_lib.MVTAPHead(head_cfg)
-  return MVTrack4Gen(dit=dit, head=head, autoencoder=make_autoencoder(config), head_layers=tuple(o.head_layers),
-                     context_length=int(config.text.context_length), with_text=bool(config.text.cache))
+  if (run.objective.lambda_track > 0) if with_head is None else with_head:
+    preset = head_lib.TrackingHeadConfig.tiny if run.head.preset == "tiny" else head_lib.TrackingHeadConfig
+    head = head_lib.MVTAPHead(preset(**run.head.overrides))
+  return MVTrack4Gen(dit=wan_lib.WanDiT(run.model.wan_config()), head=head,
+                     autoencoder=make_autoencoder(run.autoencoder), head_layers=tuple(run.objective.head_layers),
+                     context_length=run.text.context_length, with_text=bool(run.text.cache))
 
 
-def make_autoencoder(config: ml_collections.ConfigDict):
-  """The autoencoder of ``config.autoencoder``.
+def make_autoencoder(block: run_config.Autoencoder):
+  """The autoencoder of a run config's ``autoencoder`` block (``run_config.parse(config).autoencoder``).
 
-  - ``{"kind": "pixel", "patch": p}``: ``models.autoencoder.PixelAutoencoder`` (CPU stand-in);
-  - ``{"kind": "wan", "path": P, "seed": s, "vae": {...}, "tiling": ()}``: the Wan2.1 VAE
-    (``models.wan_vae.WanVAEAutoencoder``) with weights from ``P`` (a diffusers ``vae/`` folder or an
-    original ``Wan2.1_VAE.pth`` / ``.safetensors``), or randomly initialised from ``seed`` when
-    ``P == "random"`` (tests). ``vae`` overrides ``WanVAEConfig`` fields; ``tiling`` is empty or
-    ``(min_height, min_width, stride_height, stride_width)`` pixels. Weights are read on first use
-    (shapes and factors need none, so benchmarks of the DiT run with ``P`` empty; encoding or
-    decoding then raises) and shared by every caller with the same settings.
+  - ``kind="pixel"``: ``models.autoencoder.PixelAutoencoder(patch)`` (CPU stand-in);
+  - ``kind="wan"``: the Wan2.1 VAE (``models.wan_vae.WanVAEAutoencoder``) with weights from ``path`` (a
+    diffusers ``vae/`` folder or an original ``Wan2.1_VAE.pth`` / ``.safetensors``), or randomly initialised
+    from ``seed`` when ``path == "random"`` (tests); ``vae`` overrides ``WanVAEConfig`` fields, ``tiling`` is
+    empty or ``(min_height, min_width, stride_height, stride_width)`` pixels. Weights are read on first use
+    (shapes and factors need none, so benchmarks of the DiT run with ``path`` empty; encoding or decoding then
+    raises) and shared by every caller with the same settings.
 
   Raises:
-    ValueError: unknown kind; FileNotFoundError: a missing ``path``.
+    FileNotFoundError: a missing ``path``; ValueError: a VAE config its statistics do not fit.
   """
-  ae = config.autoencoder
-  if ae.kind == "pixel":
-    return ae_lib.PixelAutoencoder(patch=int(ae.patch))
-  if ae.kind == "wan":
-    vae = ae.vae.to_dict() if isinstance(ae.vae, ml_collections.ConfigDict) else dict(ae.vae)
-    return _wan_autoencoder(str(ae.path), int(ae.seed), json.dumps(vae, sort_keys=True),
-                            tuple(int(v) for v in ae.tiling))
-  raise ValueError(f"config.autoencoder.kind={ae.kind!r}; expected 'pixel' or 'wan'")
+  if block.kind == "pixel":
+    return ae_lib.PixelAutoencoder(patch=block.patch)
+  return _wan_autoencoder(block.path, block.seed, json.dumps(block.vae, sort_keys=True), tuple(block.tiling))
 
 
 @functools.lru_cache(maxsize=4)
 def _wan_autoencoder(path: str, seed: int, vae_json: str, tiling: tuple[int, ...]):
   overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in json.loads(vae_json).items()}
-  if tiling and len(tiling) != 4:
-    raise ValueError(f"config.autoencoder.tiling={tiling}: expected () or (min_height, min_width, stride_height, "
-                     "stride_width)")
   tiles = wan_vae.Tiling(*tiling) if tiling else None
   if path and path != "random":
     cfg = convert_vae.read_config(path, **overrides)

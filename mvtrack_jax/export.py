@@ -61,11 +61,11 @@ from safetensors.numpy import save_file
 
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import cli
+from mvtrack_jax import run_config
 from mvtrack_jax.convert import checkpoint_io
 from mvtrack_jax.convert import wan as convert_wan
 from mvtrack_jax.convert import wan_names
 from mvtrack_jax.data import video_io
-from mvtrack_jax.models import mvtrack4gen
 from mvtrack_jax.training import checkpointing
 
 _DTYPES = {"float32": np.float32, "bfloat16": jax.numpy.bfloat16, "float16": np.float16}
@@ -166,7 +166,7 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
     raise ValueError(f"write_torch: fmt={fmt!r}; expected 'diffusers' or 'diffsynth'")
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(dict(config))
-  diffusers_config, wan_sd, camera_sd = convert_wan.to_diffusers(params["dit"], mvtrack4gen.dit_config(config))
+  diffusers_config, wan_sd, camera_sd = convert_wan.to_diffusers(params["dit"], run_config.parse(config).model.wan_config())
   keep = np.float16 if info.get("dtype") == "float16" else np.float32
   extra = {}
   if fmt == "diffusers":

@@ -20,6 +20,7 @@ from safetensors.numpy import save_file
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from mvtrack_jax import run_config  # noqa: E402
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import errors, export, generate  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
@@ -29,7 +30,7 @@ from mvtrack_jax.convert import wan_names  # noqa: E402
 from mvtrack_jax.data import encode_image, encode_latents, sources  # noqa: E402
 from mvtrack_jax.evaluation import probe_run  # noqa: E402
 from mvtrack_jax.inference import novel_view  # noqa: E402
-from mvtrack_jax.models import mvtrack4gen, wan  # noqa: E402
+from mvtrack_jax.models import wan  # noqa: E402
 from mvtrack_jax.training import metric_writers, trainer  # noqa: E402
 from tests.helpers import load_config  # noqa: E402
 
@@ -63,7 +64,7 @@ def test_redirector_smoke_trains_generates_and_exports(tmp_path):
   c.autoencoder.path = os.path.join(w, "vae")
   c.data.data_dir = os.path.join(w, "multicamvideo")
   c.image.encoder = os.path.join(w, "image_encoder")
-  dit_cfg = mvtrack4gen.dit_config(c)
+  dit_cfg = run_config.parse(c).model.wan_config()
   assert (dit_cfg.camera_mode, dit_cfg.roce, dit_cfg.image_dim, dit_cfg.rope_mode) == ("redirector", True, 32, "shared")
 
   # Caches: VAE latents and CLIP features of both sources.

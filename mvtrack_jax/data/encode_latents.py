@@ -58,7 +58,7 @@ def encode_dataset(config, out: str, splits, progress: bool = True, source: str 
     raise FileNotFoundError(f"--config.autoencoder.path {vae_path}: no such file or folder (expected a diffusers vae/ "
                             "folder or a Wan2.1_VAE.pth / .safetensors)")
   records = {split: sources.data_source(config.data, split, source) for split in splits}
-  ae = builders.make_autoencoder(config)
+  ae = builders.make_autoencoder(run_config.parse(config).autoencoder)
   pcfg = sources.pipeline_config(config.data, 1, train=False)
   feature_cache.write_metadata(out, feature_cache.cache_metadata(int(config.data.height), int(config.data.width), ae))
   k = ae.temporal_factor

@@ -43,7 +43,6 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from mvtrack_jax import geometry
 from mvtrack_jax.models import autoencoder as ae_lib
@@ -238,12 +237,6 @@ class MVTrack4Gen:
       params["head"] = self.head.init(rng_h, feats, feats, p["query"], grid=grid, token_stride=self.token_stride,
                                       cameras=p["head_cameras"])["params"]
     return params
-
-
-def dit_config(config: ml_collections.ConfigDict) -> wan_lib.WanConfig:
-  """The ``WanConfig`` of a run config's ``model`` block (preset + overrides)."""
-  overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.model.overrides.items()}
-  return wan_lib.get_config(config.model.preset, **overrides)
 
 
 def relative_cameras(batch: Mapping[str, Array]) -> dict[str, jax.Array]:

@@ -28,13 +28,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mvtrack_jax import run_config
 from mvtrack_jax.convert import pretrained as convert_pretrained
 from mvtrack_jax.data import feature_cache, pipeline, sources
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.losses import objective as objective_lib
 from mvtrack_jax.models import wan
 from mvtrack_jax.builders import build_model, make_autoencoder
-from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen, dit_config
+from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 from mvtrack_jax.training import flops as flops_lib
 from mvtrack_jax.training.task import Task
 
@@ -76,7 +77,7 @@ def make_iterator(config: ml_collections.ConfigDict, split: str, per_process_bat
   cached = [bool(specs[n]["latents_dir"]) for n in names]
   transform, ae = None, None
   if any(cached) or config.autoencoder.kind == "wan":
-    ae = make_autoencoder(config)
+    ae = make_autoencoder(run_config.parse(config).autoencoder)
     if config.autoencoder.kind != "wan":
       raise ValueError(f"a latent cache (latents_dir) is set, but config.autoencoder.kind="
                        f"{config.autoencoder.kind!r}; cached latents are Wan-VAE latents (kind='wan')")
@@ -173,11 +174,11 @@ def _pipeline_config(config: ml_collections.ConfigDict, per_process_batch: int, 
     pcfg = dataclasses.replace(pcfg, mixture=tuple(specs))
   if config.text.cache:
     pcfg = dataclasses.replace(pcfg, context_shape=(int(config.text.context_length),
-                                                    dit_config(config).text_dim))
+                                                    run_config.parse(config).model.wan_config().text_dim))
   image_cache = str(config.image.cache)
   if image_cache:
     shape = feature_cache.image_shape(image_cache)
-    image_dim = dit_config(config).image_dim
+    image_dim = run_config.parse(config).model.wan_config().image_dim
     if image_dim != shape[1]:
       raise ValueError(f"config.image.cache={image_cache}: image features of width {shape[1]}, but the DiT takes "
                        f"image_dim={image_dim} (0: no image branch); use the model's image encoder or clear the cache")
@@ -191,7 +192,7 @@ def batch_spec(config: ml_collections.ConfigDict, global_batch: int
   views for the Wan VAE; see ``make_iterator``)."""
   spec = pipeline.output_spec(_pipeline_config(config, global_batch, True))
   if config.autoencoder.kind == "wan":
-    latent = make_autoencoder(config).latent_shape(spec["target_video"][0])
+    latent = make_autoencoder(run_config.parse(config).autoencoder).latent_shape(spec["target_video"][0])
     spec |= {"reference_latents": (latent, np.dtype(np.float32)), "target_latents": (latent, np.dtype(np.float32))}
   return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
 
@@ -277,7 +278,7 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
   Metrics: the objective's, with ``diff_loss/track_loss/corr_loss`` renamed
   ``loss_diff/loss_track/loss_corr``; a term that is off (λ = 0) is logged as 0.
   """
-  model = build_model(config)
+  model = build_model(run_config.parse(config))
   obj_cfg = objective_lib.ObjectiveConfig.from_config(config)
   objective = objective_lib.make_objective(model, obj_cfg)
   dit, head = model.dit, model.head

@@ -11,6 +11,7 @@ import pytest
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
+from mvtrack_jax import run_config
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import export
 from mvtrack_jax.convert import wan as convert
@@ -18,7 +19,6 @@ from mvtrack_jax.convert import pretrained
 from mvtrack_jax.convert import wan_names
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import wan
-from mvtrack_jax.models import mvtrack4gen
 from tests.helpers import run_cli
 
 try:  # the PyTorch round trips need them; the command line's path checks at the end do not
@@ -102,7 +102,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   assert info["mvtrack_tensors"] == len(extra) and info["wan_tensors"] == len(model.state_dict())
   assert all(os.stat(p).st_mode & 0o777 == video_io.FILE_MODE for p in out.iterdir())  # not safetensors' 0600
   # The folder is a pretrained init (config.init.transformer): its camera modules come from the second file.
-  values, report = pretrained.pretrained_params(out, mvtrack4gen.dit_config(config))
+  values, report = pretrained.pretrained_params(out, run_config.parse(config).model.wan_config())
   assert report["fresh"] == [] and report["ignored"] == [], report
   jax.tree.map(np.testing.assert_array_equal, values, jax.tree.map(np.asarray, params["dit"]))
   with pytest.raises(FileExistsError):
@@ -116,7 +116,7 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
 def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoint, tmp_path):
   params, config, _ = checkpoint_format.load_exported(tiny_checkpoint)
   config.model.overrides.camera_mode = "recammaster"
-  cfg = mvtrack4gen.dit_config(config)
+  cfg = run_config.parse(config).model.wan_config()
   params = {"dit": _random_params(cfg, seed=4), "head": params["head"]}
   export.write_torch(str(tmp_path / "ds"), params, config, {"step": 0}, fmt="diffsynth")
   weights = load_file(str(tmp_path / "ds" / "model.safetensors"))

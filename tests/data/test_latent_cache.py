@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
+from mvtrack_jax import run_config  # noqa: E402
 from mvtrack_jax import checkpoint_format  # noqa: E402
 from mvtrack_jax import export, generate  # noqa: E402
 from mvtrack_jax.convert import standins  # noqa: E402
@@ -67,7 +68,7 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, text_folder
   set, both latent-cached, MultiCamVideo captioned, trained from the pretrained transformer."""
   mcv, syn = str(tmp_path / "latents_mcv"), str(tmp_path / "latents_syn")
   config = _config(vae_folder, os.path.join(text_folder, "multicamvideo"), transformer_folder)
-  ae = builders.make_autoencoder(config)
+  ae = builders.make_autoencoder(run_config.parse(config).autoencoder)
   assert isinstance(ae, wan_vae.WanVAEAutoencoder) and ae.latent_channels == Z
 
   # Encode each source once (the primary's train split; the synthetic entry is also the evaluation source).
@@ -161,14 +162,14 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, text_folder
 def test_without_cache_the_iterator_encodes(vae_folder, text_folder):
   config = _config(vae_folder, os.path.join(text_folder, "multicamvideo"))
   batch = next(tasks.make_iterator(config, "train", 2, seed=0))
-  ae = builders.make_autoencoder(config)
+  ae = builders.make_autoencoder(run_config.parse(config).autoencoder)
   np.testing.assert_allclose(batch["target_latents"], ae.encode(batch["target_video"]), atol=1e-6)
   assert batch["reference_latents"].shape == (2, 2, 4, 4, Z)
 
 
 def test_autoencoder_refuses_tracing_and_missing_weights(vae_folder):
   import jax
-  ae = builders.make_autoencoder(_config(vae_folder, ""))
+  ae = builders.make_autoencoder(run_config.parse(_config(vae_folder, "")).autoencoder)
   with pytest.raises(ValueError, match="traced"):
     jax.jit(ae.encode)(np.zeros((1, 5, 16, 16, 3), np.uint8))
   with pytest.raises(ValueError, match="non-finite"):
@@ -176,10 +177,10 @@ def test_autoencoder_refuses_tracing_and_missing_weights(vae_folder):
   mismatched = _config(vae_folder, "")
   mismatched.autoencoder.vae = ml_collections.ConfigDict({"latents_std": [1.0] * 16})
   with pytest.raises(ValueError, match="z_dim is 4 but its config has 4 latents_mean and 16 latents_std"):
-    builders.make_autoencoder(mismatched)
+    builders.make_autoencoder(run_config.parse(mismatched).autoencoder)
   empty = _config("", "")
   with pytest.raises(ValueError, match="path is empty"):
-    builders.make_autoencoder(empty).encode(np.zeros((1, 5, 16, 16, 3), np.uint8))
+    builders.make_autoencoder(run_config.parse(empty).autoencoder).encode(np.zeros((1, 5, 16, 16, 3), np.uint8))
 
 
 def test_cache_files_have_the_mode_of_any_other_output(tmp_path):

@@ -2,13 +2,14 @@
 
 import numpy as np
 
+from mvtrack_jax import run_config
 from mvtrack_jax.builders import build_model
 from tests.helpers import load_config
 
 
 def test_prepare_places_queries_at_their_latent_frame_ground_truth():
   config = load_config("mvtrack4gen_recammaster.py", "smoke")   # Wan VAE factors (8 px, 4 frames), no weights
-  model = build_model(config)
+  model = build_model(run_config.parse(config))
   assert model.temporal_factor == 4
   b, t, n = 1, 9, 2
   latents = np.zeros((b, 3, 4, 4, 4), np.float32)               # 9 frames of 32 × 32 → 3 × 4 × 4
