@@ -329,7 +329,7 @@ def preset_trajectory(
 
   rot0 = start[:3, :3]
   centre0 = start[:3, 3]
-  x0, y0, z0 = rot0[:, 0], rot0[:, 1], rot0[:, 2]
+  y0, z0 = rot0[:, 1], rot0[:, 2]  # start camera axes (down, forward) in world coordinates
   if look_at_point is None:
     target = centre0 + DEFAULT_LOOK_AT_DISTANCE * z0
   else:
