@@ -166,7 +166,8 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
     raise ValueError(f"write_torch: fmt={fmt!r}; expected 'diffusers' or 'diffsynth'")
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(dict(config))
-  diffusers_config, wan_sd, camera_sd = convert_wan.to_diffusers(params["dit"], run_config.parse(config).model.wan_config())
+  diffusers_config, wan_sd, camera_sd = convert_wan.to_diffusers(params["dit"],
+                                                                 run_config.parse(config).model.wan_config())
   keep = np.float16 if info.get("dtype") == "float16" else np.float32
   extra = {}
   if fmt == "diffusers":

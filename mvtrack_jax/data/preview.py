@@ -71,7 +71,7 @@ def track_grid(record: Mapping[str, np.ndarray], *, grid_frames: int = 6, max_tr
       if chosen.size:
         frame = drawing.draw_tracks(frame, record["tracks"][j, f, chosen], record["visible"][j, f, chosen], colors,
                                     scale)
-      y0, x0 = j * (cell_h + drawing.GAP), c * (cell_w + drawing.GAP)
+      y0, x0 = j * (cell_h + gap), c * (cell_w + gap)
       grid[y0 + _HEADER:y0 + cell_h, x0:x0 + cell_w] = frame
       cv2.putText(grid, f"view {j} t={f}", (x0 + 2, y0 + _HEADER - 3), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1,
                   cv2.LINE_AA)

@@ -93,7 +93,7 @@ from mvtrack_jax.geometry import cameras as geometry
 RecordError = schema.RecordError
 Record = dict[str, np.ndarray]
 
-# MultiCamVideo constants (paper-notes §2.7).
+# MultiCamVideo constants (ReCamMaster's dataset card; docs/design.md §4.8).
 UNREAL_SENSOR_WIDTH_MM = 23.76
 MULTICAM_FOCAL_LENGTHS_MM = (18.0, 24.0, 35.0, 50.0)
 MULTICAM_FPS = 15.0
@@ -165,7 +165,7 @@ def multicam_intrinsics(height: int, width: int, focal_length_mm: float) -> np.n
   """Pinhole intrinsics of a MultiCamVideo camera at its native ``height × width``.
 
   ``fx = fy = W · f / 23.76`` px (23.76 mm square sensor), principal point at ``(W / 2, H / 2)``
-  (corner-origin pixel coordinates). Source: ReDirector's MultiCamVideo loader (paper-notes §2.7).
+  (corner-origin pixel coordinates). Source: ReDirector's MultiCamVideo loader.
 
   Returns:
     ``(3, 3)`` float64 ``K``.

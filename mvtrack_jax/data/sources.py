@@ -68,8 +68,7 @@ def source_specs(data: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
   """``{name: fields}`` of the primary source (first, named after its dataset) and the ``data.mixture`` entries.
 
   ``data`` is a complete, validated ``config.data`` block (``run_config.complete``: every field present, unknown
-  fields, bad datasets, sizes and weights already rejected), as every entry point and ``tests.helpers.load_config``
-  give it.
+  fields, bad datasets, sizes and weights already rejected), as every entry point gives it.
   """
   specs = {str(data.dataset): {k: _plain(data[k]) for k in SOURCE_FIELDS}}
   specs.update({name: {k: _plain(v) for k, v in dict(fields).items()} for name, fields in dict(data.mixture).items()})

@@ -3,7 +3,7 @@
 Integrates the probability-flow ODE ``dx/dσ = v(x, σ)`` from pure noise (``σ = 1``) to data
 (``σ = 0``) with Euler steps on the shifted inference grid of
 :meth:`FlowMatchingSchedule.inference_sigmas` (50 steps, shift 5 in Wan2.1 / ReCamMaster /
-ReDirector; docs/design.md §4.3, paper-notes §2 and §3.6):
+ReDirector; docs/design.md §4.3):
 
   ``x ← x + v̂·(σ_{i+1} − σ_i)``,  ``v̂ = v_null + g·(v_cond − v_null)``  (classifier-free guidance),
 

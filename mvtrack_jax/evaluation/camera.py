@@ -14,8 +14,8 @@ camera-to-world trajectories of ``T`` frames:
 
 The sums run over all ``T`` frames (frame 0 contributes 0 by construction), as in CamI2V; the
 per-frame means ``m_rot_err = RotErr / T`` etc. are MVTrack4Gen's ``mRotErr / mTransErr /
-mCamMC`` (the paper does not define the "m"; the mean over frames is this project's reading, see
-``reference/paper-notes.md`` §6.1). ``m_rot_err_deg`` gives the same angle in degrees.
+mCamMC`` (the paper does not define the "m"; the mean over frames is this project's reading, docs/design.md
+§4.6). ``m_rot_err_deg`` gives the same angle in degrees.
 
 *Zero-motion trajectories*: when every translation is zero (a pure pan / tilt, or a static
 camera) the normalisation divides zeros by ``eps`` and the translations stay exactly zero, so the

@@ -4,8 +4,7 @@ Which DiT layers and denoising timesteps encode point correspondence in their se
 DiffTrack (Nam et al., arXiv 2506.17220; code ``soow0n/difftrack-v1``: ``utils/evaluation.py``,
 ``utils/confidence_attention_score.py``, ``utils/harmonic_mean.py``) scores every (layer × timestep)
 by three numbers; MVTrack4Gen (project page, "layer analysis") does the same for temporal
-correspondence in each view and for cross-view correspondence (docs/design.md §4.6,
-``reference/paper-notes.md`` §1.6).
+correspondence in each view and for cross-view correspondence (docs/design.md §4.6).
 
 Inputs are the probe features of ``WanDiT(..., probe_layers=...)``: ``q``/``k`` of shape
 ``(B, S, heads, head_dim)`` after RMSNorm and RoPE (exactly what the attention uses),

@@ -1,6 +1,6 @@
 """ReCamMaster's preset camera trajectories, as camera-to-world pose sequences.
 
-ReCamMaster (arXiv 2503.11647, paper-notes §2.8) ships ten "basic" target trajectories that its
+ReCamMaster (arXiv 2503.11647) ships ten "basic" target trajectories that its
 inference scripts and the MultiCamVideo validation split use: pan right/left, tilt up/down, zoom
 in/out, translate up/down (with rotation), arc left/right (with rotation). This module builds them,
 plus ``static``, for any start pose, so the synthetic renderer can move its cameras and the
@@ -188,7 +188,7 @@ def redirector_resample(poses: np.ndarray, num_frames: int) -> np.ndarray:
   rot, centre, angle = rots[0], centres[0], 0.0
   for i in range(num_frames - 1):
     angle += angles[i]
-    rot = Rotation.from_rotvec(axis * angle).as_matrix() @ rots[0]
+    rot = rots[0] @ Rotation.from_rotvec(axis * angle).as_matrix()  # steps are in the moving camera's axes
     centre = centre + rot @ moves[i]
     out.append(_pose(rot, centre))
   return np.stack(out)
@@ -296,8 +296,9 @@ def preset_trajectory(
       malformed ``start_cam_to_world`` / ``look_at_point``, a negative or non-finite
       ``magnitude``, or a look-at point at the camera centre for a motion that aims at it.
 
-  Source: trajectory list from ReCamMaster's inference presets (paper-notes §2.8); the exact
-  magnitudes of the released JSON are not reproduced, the defaults above are this project's.
+  Source: the motions of ReCamMaster's released trajectories (KwaiVGI/ReCamMaster,
+  ``camera_extrinsics.json``): ``cam01`` … ``cam10`` reproduce that file; the eased presets' magnitudes and
+  easing are this project's.
   """
   if name in RECAMMASTER_MOTIONS:
     if look_at_point is not None or magnitude is not None:

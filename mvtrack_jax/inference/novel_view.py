@@ -197,8 +197,9 @@ class NovelViewPipeline:
 
   def __init__(self, config: ml_collections.ConfigDict, params: Mapping[str, Any], *, step: int, source: str,
                image_encoder: str | None = None, text_encoder: str | None = None):
-    self.config = run_config.complete(config)  # older stored configs are upgraded to today's schema
-    self.model = builders.build_model(run_config.parse(self.config))
+    run = run_config.parse(config)  # older stored configs are upgraded to today's schema
+    self.config = run_config.to_config_dict(run)
+    self.model = builders.build_model(run)
     check_params_match_config(params, self.model, self.config, source)
     self.objective = ObjectiveConfig.from_config(self.config)
     self.step, self.source = int(step), source

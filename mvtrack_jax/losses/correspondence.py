@@ -2,8 +2,8 @@
 
 MVTrack4Gen (project page, step 3) supervises the 3D attention map directly: each target-view
 query token at a tracked point should attend to the ground-truth corresponding reference-view
-location. The paper gives no equation; this module implements the reconstruction of
-``reference/paper-notes.md`` §1.8.3 with every unknown a :class:`CorrespondenceConfig` option:
+location. The paper gives no equation; this module implements this project's reconstruction of it (docs/design.md
+§4.4) with every unknown a :class:`CorrespondenceConfig` option:
 
 - rows: for each point ``n`` and latent frame ``f`` where the point is visible in *both* views
   (and inside both frames), the target-view token containing its GT target-view position;

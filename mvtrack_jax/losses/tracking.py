@@ -1,4 +1,4 @@
-"""L_track: the MV-TAP / CoTracker3 multi-view tracking loss (docs/design.md §4.5, paper-notes §1.8.2).
+"""L_track: the MV-TAP / CoTracker3 multi-view tracking loss (docs/design.md §4.5).
 
 For the head's ``K`` refinement iterations ``k = 0 … K−1`` (iteration weights ``γ^(K−k−1)``,
 ``γ = 0.8``; MV-TAP ``model_utils.track_loss``):

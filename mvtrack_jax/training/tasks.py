@@ -172,16 +172,15 @@ def _pipeline_config(config: ml_collections.ConfigDict, per_process_batch: int, 
   specs = sources.source_specs(config.data)
   if len(specs) > 1:
     pcfg = dataclasses.replace(pcfg, mixture=tuple(specs))
-  if config.text.cache:
-    pcfg = dataclasses.replace(pcfg, context_shape=(int(config.text.context_length),
-                                                    run_config.parse(config).model.wan_config().text_dim))
   image_cache = str(config.image.cache)
+  dit = run_config.parse(config).model.wan_config()
+  if config.text.cache:
+    pcfg = dataclasses.replace(pcfg, context_shape=(int(config.text.context_length), dit.text_dim))
   if image_cache:
     shape = feature_cache.image_shape(image_cache)
-    image_dim = run_config.parse(config).model.wan_config().image_dim
-    if image_dim != shape[1]:
+    if dit.image_dim != shape[1]:
       raise ValueError(f"config.image.cache={image_cache}: image features of width {shape[1]}, but the DiT takes "
-                       f"image_dim={image_dim} (0: no image branch); use the model's image encoder or clear the cache")
+                       f"image_dim={dit.image_dim} (0: no image branch); use the model's image encoder or clear the cache")
     pcfg = dataclasses.replace(pcfg, image_shape=shape)
   return pcfg
 
