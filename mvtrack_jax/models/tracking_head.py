@@ -153,19 +153,18 @@ def bilinear_sample(fmap: Array, frame: Array, xy: Array) -> jax.Array:
   """
   t, h, w, c = fmap.shape
   flat = fmap.reshape(t * h * w, c)
-  frame = jnp.clip(frame, 0, t - 1).astype(jnp.int32)
-  x, y = xy[..., 0], xy[..., 1]
-  x0, y0 = jnp.floor(x), jnp.floor(y)
-  wx, wy = x - x0, y - y0
-  out = jnp.zeros(xy.shape[:-1] + (c,), jnp.float32)
-  for dy in (0, 1):
-    for dx in (0, 1):
-      xi, yi = x0 + dx, y0 + dy
-      inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-      idx = frame * (h * w) + jnp.clip(yi, 0, h - 1).astype(jnp.int32) * w + jnp.clip(xi, 0, w - 1).astype(jnp.int32)
-      weight = (wx if dx else 1.0 - wx) * (wy if dy else 1.0 - wy) * inside
-      out = out + jnp.take(flat, idx, axis=0).astype(jnp.float32) * weight[..., None]
-  return out.astype(fmap.dtype)
+  frame = jnp.clip(frame, 0, t - 1).astype(jnp.int32)[..., None]
+  x0, y0 = jnp.floor(xy[..., :1]), jnp.floor(xy[..., 1:])
+  wx, wy = xy[..., :1] - x0, xy[..., 1:] - y0
+  # The four corners as one gather (one gather and one scatter-add in the gradient compile markedly faster on CPU
+  # than four of each; same values). Corner order (dx, dy): (0, 0), (1, 0), (0, 1), (1, 1).
+  dx, dy = jnp.array([0.0, 1.0, 0.0, 1.0]), jnp.array([0.0, 0.0, 1.0, 1.0])
+  xi, yi = x0 + dx, y0 + dy                                                        # (..., 4)
+  inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+  idx = frame * (h * w) + jnp.clip(yi, 0, h - 1).astype(jnp.int32) * w + jnp.clip(xi, 0, w - 1).astype(jnp.int32)
+  weight = jnp.where(dx > 0, wx, 1.0 - wx) * jnp.where(dy > 0, wy, 1.0 - wy) * inside
+  corners = jnp.take(flat, idx, axis=0).astype(jnp.float32)                       # (..., 4, C)
+  return jnp.einsum("...k,...kc->...c", weight, corners).astype(fmap.dtype)
 
 
 def _patch_offsets(radius: int) -> jnp.ndarray:

@@ -3,10 +3,11 @@ default config's test variant (tiny synthetic dataset, tiny Plücker DiT + track
 objective) learns, is reproduced exactly by a killed-and-resumed run, writes the promised files,
 and exports weights.
 
-The runs are subprocesses of the real entry point sharing JAX's persistent compilation cache, so
-the train step compiles once for the whole module."""
+The runs are subprocesses of the real entry point sharing the suite's persistent compilation
+cache, so a program compiles once for the whole run (the resumed run only reads it back)."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -77,19 +78,28 @@ def check_run(workdir, *, with_head):
 
 def _start_runs(root):
   procs = [start_training(root / "one_device", *WITHOUT_HEAD),
-           start_training(root / "four_devices", *WITHOUT_HEAD, "--config.mesh.shape=(1,2,2)", devices=4),
-           start_training(root / "stopped", *WITHOUT_HEAD, "--config.stop_after_steps=3")]
+           start_training(root / "four_devices", *WITHOUT_HEAD, "--config.mesh.shape=(1,2,2)", devices=4)]
   for p in procs:
     finish(p)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, worker_id):
-  """The default config's test variant (without head) on 1 device, on a 4-device 1×2×2 mesh, and on 1 device
-  stopped after 3 steps (checkpointed there), started together once per pytest run (``helpers.shared_dir``: the
-  module's tests may run on different workers)."""
+  """The default config's test variant (without head) on 1 device and on a 4-device 1×2×2 mesh, started together
+  once per pytest run (``helpers.shared_dir``: the module's tests may run on different workers)."""
   root = shared_dir(tmp_path_factory, worker_id, "default_config_runs", _start_runs)
-  return root / "one_device", root / "four_devices", root / "stopped"
+  return root / "one_device", root / "four_devices"
+
+
+def killed_after(workdir, dest, step: int):
+  """``dest``: what a run of ``workdir``'s flags leaves when it is killed while computing step ``step + 1``: its
+  checkpoints up to ``step`` committed (later ones never written) and every metric logged up to ``step``."""
+  shutil.copytree(workdir, dest)
+  for name in os.listdir(dest / "checkpoints"):
+    if int(name) > step:
+      shutil.rmtree(dest / "checkpoints" / name)
+  for name in ("metrics.jsonl", "eval_metrics.jsonl"):
+    metric_writers.truncate_jsonl(str(dest / name), step)
 
 
 def test_run_learns_and_leaves_metrics_tensorboard_checkpoints_and_config(runs):
@@ -97,17 +107,19 @@ def test_run_learns_and_leaves_metrics_tensorboard_checkpoints_and_config(runs):
 
 
 def test_fsdp_and_tensor_sharded_run_matches_one_device(runs):
-  one, four, _ = runs
+  one, four = runs
   for name in ("metrics.jsonl", "eval_metrics.jsonl"):
     assert_same_losses(metric_writers.read_jsonl(four / name), metric_writers.read_jsonl(one / name))
 
 
-def test_killed_and_resumed_run_reproduces_metrics_exactly(runs):
-  one, _, stopped = runs
-  assert len(metric_writers.read_jsonl(stopped / "metrics.jsonl")) == 3  # checkpointed and stopped at 3
-  train(stopped, *WITHOUT_HEAD)  # same workdir: resumes model, optimizer and data position
+def test_killed_and_resumed_run_reproduces_metrics_exactly(runs, tmp_path):
+  one = runs[0]
+  killed = tmp_path / "killed"
+  killed_after(one, killed, 5)   # last checkpoint at step 4, step 5 logged: resuming redoes step 5 and logs it once
+  assert sorted(os.listdir(killed / "checkpoints")) == ["4"]
+  train(killed, *WITHOUT_HEAD)   # same workdir: resumes model, optimizer and data position
   for name in ("metrics.jsonl", "eval_metrics.jsonl"):
-    assert strip_timing(metric_writers.read_jsonl(stopped / name)) == strip_timing(
+    assert strip_timing(metric_writers.read_jsonl(killed / name)) == strip_timing(
         metric_writers.read_jsonl(one / name)), name
 
 
