@@ -7,9 +7,12 @@ import subprocess
 import tempfile
 
 # The suite compiles hundreds of small programs and runs each a few times, so XLA compile time is most of its CPU
-# time. At LLVM -O0 the CPU backend compiles them about a third faster (XLA's own HLO passes, which decide the
-# numerics, are unchanged); set before jax creates its backend, and inherited by the commands tests start.
-os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
+# time. Two XLA:CPU settings cut it: LLVM at -O0 and the legacy fusion code generator instead of the MLIR fusion
+# emitters (4 test modules, 2 workers: 267 s of CPU at -O0 alone, 178 s with both; docs/design.md §5). Neither
+# changes XLA's HLO passes, which decide the numerics (results agree to float32 rounding). Set before jax creates its
+# backend, and inherited by the commands tests start.
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), *TEST_XLA_FLAGS]))
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
