@@ -43,6 +43,7 @@ from mvtrack_jax.data import synthetic_dataset
 from mvtrack_jax.diffusion import flow_matching
 from mvtrack_jax.errors import ConfigError
 from mvtrack_jax.losses import correspondence
+from mvtrack_jax.losses import objective as objective_lib
 from mvtrack_jax.losses import tracking
 from mvtrack_jax.models import tracking_head
 from mvtrack_jax.models import wan
@@ -416,6 +417,16 @@ class RunConfig(_Block):
         raise ValueError(f"objective.{name} {bad} out of range for the {depth}-block DiT of model.preset "
                          f"{self.model.preset!r} (layers are 0-based: 0..{depth - 1})")
     return self
+
+  def objective_config(self) -> objective_lib.ObjectiveConfig:
+    """The loss's ``losses.objective.ObjectiveConfig``: the ``objective`` block and ``text.caption_dropout``."""
+    o = self.objective
+    return objective_lib.ObjectiveConfig(
+        lambda_diff=o.lambda_diff, lambda_track=o.lambda_track, lambda_corr=o.lambda_corr,
+        caption_dropout=self.text.caption_dropout,
+        corr=correspondence.CorrespondenceConfig(layers=tuple(o.corr_layers), **_tuples(o.corr)),
+        tracking=tracking.TrackingLossConfig(**_tuples(o.tracking)),
+        schedule=flow_matching.FlowMatchingSchedule(**_tuples(o.schedule)))
 
 
 # ----------------------------------------------------------------------------------------------- public API

@@ -182,3 +182,19 @@ def test_the_parsed_config_is_frozen_and_typed():
   with pytest.raises(Exception):
     run.num_train_steps = 5  # type: ignore[misc]
   assert run.model.wan_config().num_layers == 4 and isinstance(run.data.height, int)
+
+
+def test_the_objective_block_becomes_the_losses_config():
+  """Every objective field (and text.caption_dropout) reaches ``losses.objective.ObjectiveConfig``, lists as tuples."""
+  config = run_config.default_config()
+  config.objective.lambda_track, config.objective.corr_layers = 0, [0, 2]
+  config.objective.schedule = dict(shift=3.0, weighting="wan")
+  config.objective.corr = dict(domain="all", target="onehot", head_reduction="mean_attention")
+  config.objective.tracking = dict(huber_delta_px=4.0)
+  config.text.caption_dropout = 0.25
+  got = run_config.parse(config).objective_config()
+  assert (got.lambda_diff, got.lambda_track, got.lambda_corr, got.caption_dropout) == (1.0, 0.0, 0.01, 0.25)
+  assert got.corr.layers == (0, 2) and (got.corr.domain, got.corr.target, got.corr.head_reduction) == (
+      "all", "onehot", "mean_attention")
+  assert (got.schedule.shift, got.schedule.weighting) == (3.0, "wan") and got.tracking.huber_delta_px == 4.0
+  assert got.probe_layers((1,)) == (0, 2)   # no head term: only the supervised attention layers

@@ -70,7 +70,6 @@ from mvtrack_jax.data import sources
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise
 from mvtrack_jax.diffusion.sampler import euler_sample, guided_velocity
 from mvtrack_jax.geometry import cameras as geometry
-from mvtrack_jax.losses.objective import ObjectiveConfig
 from mvtrack_jax.models import autoencoder as ae_lib
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS, MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
@@ -201,7 +200,7 @@ class NovelViewPipeline:
     self.config = run_config.to_config_dict(run)
     self.model = builders.build_model(run)
     check_params_match_config(params, self.model, self.config, source)
-    self.objective = ObjectiveConfig.from_config(self.config)
+    self.objective = run.objective_config()
     self.step, self.source = int(step), source
     self.params = jax.device_put(dict(params))
     self._image_encoder_path = image_encoder or str(self.config.image.encoder)

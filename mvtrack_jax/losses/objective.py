@@ -78,15 +78,6 @@ class ObjectiveConfig:
     if not 0.0 <= self.caption_dropout <= 1.0:
       raise ValueError(f"ObjectiveConfig: caption_dropout must be in [0, 1], got {self.caption_dropout}")
 
-  @classmethod
-  def from_config(cls, config) -> "ObjectiveConfig":
-    """From a run config's ``objective`` block (and ``text.caption_dropout``)."""
-    o = config.objective
-    return cls(lambda_diff=float(o.lambda_diff), lambda_track=float(o.lambda_track),
-               lambda_corr=float(o.lambda_corr), caption_dropout=float(config.text.caption_dropout),
-               corr=CorrespondenceConfig(**{"layers": tuple(o.corr_layers), **dict(o.corr)}),
-               tracking=TrackingLossConfig(**dict(o.tracking)), schedule=FlowMatchingSchedule(**dict(o.schedule)))
-
   def probe_layers(self, head_layers: tuple[int, ...]) -> tuple[int, ...]:
     """The DiT layers whose q/k must be returned (empty for the diffusion-only baseline)."""
     layers = set()

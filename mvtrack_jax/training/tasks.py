@@ -10,8 +10,8 @@
   (sources: ``data.sources``); cached features of frozen encoders ride along (``data.feature_cache``:
   VAE latents, umT5 captions, CLIP image features);
 - model + objective (``config.model``, ``config.head``, ``config.autoencoder``,
-  ``config.objective``): ``builders.build_model`` and
-  ``losses.objective.ObjectiveConfig.from_config``.
+  ``config.objective``): ``builders.build_model`` and the schema's
+  ``run_config.RunConfig.objective_config``.
 
 ``random_batch`` makes a valid random batch with a task's batch spec (benchmarks, abstract tests).
 """
@@ -238,14 +238,14 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
   return {key: out[key] for key in spec}
 
 
-def _null_context(config: ml_collections.ConfigDict, model: MVTrack4Gen) -> np.ndarray:
+def _null_context(text_cache: str, model: MVTrack4Gen) -> np.ndarray:
   """The text cache's empty-prompt embedding zero-padded to ``(context_length, text_dim)``.
 
   Raises:
-    FileNotFoundError: ``config.text.cache`` is not a text cache. ValueError: its embeddings do not
-      fit the model.
+    FileNotFoundError: ``text_cache`` (``config.text.cache``) is not a text cache. ValueError: its embeddings do
+      not fit the model.
   """
-  root = str(config.text.cache)
+  root = text_cache
   null = feature_cache.read_null_context(root)
   try:
     return np.asarray(model.pad_context(null[None]))[0]
@@ -253,9 +253,9 @@ def _null_context(config: ml_collections.ConfigDict, model: MVTrack4Gen) -> np.n
     raise ValueError(f"config.text.cache={root}: {feature_cache.NULL_NPY} does not fit the model: {e}") from e
 
 
-def _check_null_context_frozen(config: ml_collections.ConfigDict) -> None:
+def _check_null_context_frozen(trainable_patterns: tuple[str, ...]) -> None:
   """``text/null_context`` is a buffer: no trainable pattern may select it."""
-  hits = [p for p in config.optimizer.trainable_patterns if re.search(p, "text/null_context")]
+  hits = [p for p in trainable_patterns if re.search(p, "text/null_context")]
   if hits:
     raise ValueError(f"config.optimizer.trainable_patterns {hits} select text/null_context, the stored umT5 "
                      "embedding of the empty prompt (the null branch of guidance); it must stay frozen: "
@@ -277,9 +277,9 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
   Metrics: the objective's, with ``diff_loss/track_loss/corr_loss`` renamed
   ``loss_diff/loss_track/loss_corr``; a term that is off (λ = 0) is logged as 0.
   """
-  model = build_model(run_config.parse(config))
-  obj_cfg = objective_lib.ObjectiveConfig.from_config(config)
-  objective = objective_lib.make_objective(model, obj_cfg)
+  run = run_config.parse(config)
+  model = build_model(run)
+  objective = objective_lib.make_objective(model, run.objective_config())
   dit, head = model.dit, model.head
 
   mixture = _pipeline_config(config, 1, True).mixture  # source names when several are mixed
@@ -311,31 +311,31 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
         head.config, grid=grid, in_channels=len(model.head_layers) * dit.config.dim,
         num_points=spec1["query_points"].shape[1])
   if model.with_text:
-    _check_null_context_frozen(config)
-  pretrained = None
-  transformer_path = str(config.init.transformer)
-  if str(config.init.overlay) and not transformer_path:
-    raise ValueError(f"config.init.overlay={config.init.overlay!r} is a partial state dict applied over "
+    _check_null_context_frozen(run.optimizer.trainable_patterns)
+  transformer_path = run.init.transformer
+  if run.init.overlay and not transformer_path:
+    raise ValueError(f"config.init.overlay={run.init.overlay!r} is a partial state dict applied over "
                      "config.init.transformer, which is empty; set both (e.g. the Fun base and ReDirector's step file)")
-  if transformer_path or model.with_text:
-    def pretrained():
-      values, report = {}, {"loaded": [], "fresh": [], "ignored": []}
-      if transformer_path:
-        values["dit"], report = convert_pretrained.pretrained_params(transformer_path, dit.config,
-                                                                     overlay=str(config.init.overlay))
-      if model.with_text:
-        values["text"] = {"null_context": _null_context(config, model)}
-        report = dict(report, loaded=list(report["loaded"]) + ["text/null_context"])
-      return values, report
+
+  def pretrained():
+    values, report = {}, {"loaded": [], "fresh": [], "ignored": []}
+    if transformer_path:
+      values["dit"], report = convert_pretrained.pretrained_params(transformer_path, dit.config,
+                                                                   overlay=run.init.overlay)
+    if model.with_text:
+      values["text"] = {"null_context": _null_context(run.text.cache, model)}
+      report = dict(report, loaded=list(report["loaded"]) + ["text/null_context"])
+    return values, report
 
   return Task(
-      name=config.name, init_params=init_params, loss_fn=loss_fn, pretrained_params=pretrained,
+      name=run.name, init_params=init_params, loss_fn=loss_fn,
+      pretrained_params=pretrained if transformer_path or model.with_text else None,
       logical_axis_rules=tuple(wan.LOGICAL_AXIS_RULES),
       make_iterator=lambda split, b, seed: make_iterator(config, split, b, seed),
       batch_spec=lambda global_batch: batch_spec(config, global_batch),
       flops_per_example=flops_lib.train_flops_per_example(dit_fwd, head_fwd),
       frozen_aware_flops_per_example=flops_lib.frozen_aware_train_flops(
-          dit_fwd, head_fwd, lambda path: any(re.search(p, path) for p in config.optimizer.trainable_patterns)),
+          dit_fwd, head_fwd, lambda path: any(re.search(p, path) for p in run.optimizer.trainable_patterns)),
       tokens_per_example=2 * tokens_per_view)
 
 
