@@ -60,7 +60,7 @@ FLAGS = flags.FLAGS
 
 def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = None, split: str = "test",
         trajectory_names: Sequence[str] = runner.DEFAULT_TRAJECTORIES, max_scenes: int | None = None,
-        steps: int = 50, cfg: float = 5.0, seed: int = 0, pose_method: str = "flow",
+        steps: int = 50, cfg: float | None = None, seed: int = 0, pose_method: str = "flow",
         probe_batches: int | None = None, probe_batch_size: int = 1, probe_layers: Sequence[int] | None = None,
         progress: bool = True) -> dict[str, Any]:
   """The command (module docstring); returns the ``summary.json`` dict.
@@ -142,7 +142,8 @@ def define_flags() -> None:
   flags.DEFINE_list("trajectories", list(runner.DEFAULT_TRAJECTORIES), "Evaluation trajectories (see evaluate).")
   flags.DEFINE_integer("max_scenes", None, "Evaluate the first N scenes only.")
   flags.DEFINE_integer("steps", 50, "Euler steps of the evaluation's generation.")
-  flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale.")
+  flags.DEFINE_float("cfg", None, "Classifier-free guidance scale (default: 5 where a model's two branches differ, "
+                     "else 1; evaluation.runner).")
   flags.DEFINE_integer("seed", 0, "Sampling and probe noise seed.")
   flags.DEFINE_enum("pose_method", "flow", ["flow", "sift", "orb"], "Pose estimator correspondences.")
   flags.DEFINE_integer("probe_batches", None, "Batches per probe (default: the whole split).")

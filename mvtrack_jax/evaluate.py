@@ -129,6 +129,15 @@ and converts the cameras: see its docstring for the conventions and their source
 
 Shared by ``--videos`` and ``--dycheck``:
 
+- Text and guidance, as the reference inference scripts: each video is captioned by its ``--captions`` row
+  (ReCamMaster's ``metadata.csv`` layout: ``file_name`` names the mp4 / the DyCheck sequence folder by the end of
+  its path; rows are matched as ``data.captions`` says), else by ``--prompt``, else gets the null context; the
+  captions are embedded by each model's umT5 encoder (``--text_encoder`` or its config's ``text.encoder``).
+  The negative branch is Wan's standard negative prompt for a model trained with text (``--negative_prompt ""``:
+  the empty prompt), and ``--cfg`` defaults to 5 when a model's two branches differ, else to 1; an explicit
+  ``--cfg`` other than 1 where both branches would be the null context is an error. ``metrics.json`` records
+  each model's ``guidance`` (active, scale, negative) under ``checkpoints`` and each scene's ``caption``; the
+  table header says the same.
 - Generation: every model generates each clip with ``--steps``/``--cfg`` and the **same seed**
   ``--seed``; ``--batch_size`` clips of a scene per batch (default 1: every clip starts from the same
   initial noise, ``normal(key(seed))``; with a larger batch clip ``b`` of a batch gets slice ``b`` of
@@ -198,7 +207,14 @@ def define_flags() -> None:
                        "--videos/--dycheck: clips per generation batch (1: the same noise for every clip).")
   flags.DEFINE_integer("max_scenes", None, "Evaluate the first N scenes (videos, sequences) only.")
   flags.DEFINE_integer("steps", 50, "Euler steps.")
-  flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale (needs a text context to matter).")
+  flags.DEFINE_float("cfg", None, "Classifier-free guidance scale; default 5 (ReCamMaster, ReDirector) for a model "
+                     "whose two branches differ (trained with text, or a caption given), else 1.")
+  flags.DEFINE_string("captions", None, "--videos/--dycheck: a ReCamMaster metadata.csv (file_name,text) captioning "
+                      "the videos by file name / the sequences by folder.")
+  flags.DEFINE_string("prompt", None, "The caption of every clip without one from --captions.")
+  flags.DEFINE_string("negative_prompt", None, "Negative branch of guidance (default: Wan's standard negative "
+                      "prompt for a model trained with text; \"\" for the empty prompt).")
+  flags.DEFINE_string("text_encoder", None, "umT5 folder for the captions (default: each checkpoint's text.encoder).")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_enum("pose_method", "flow", ["flow", "sift", "orb"], "Pose estimator correspondences.")
   flags.DEFINE_bool("save_videos", False, "Write reference | generated | GT videos.")
@@ -216,8 +232,11 @@ def main(argv):
   if FLAGS.dycheck and FLAGS.trajectories:
     raise app.UsageError("--trajectories does not apply to --dycheck (the targets are its validation cameras)")
   learned.register_from_env()
-  common = dict(names=FLAGS.names, max_scenes=FLAGS.max_scenes, steps=FLAGS.steps, cfg=FLAGS.cfg, seed=FLAGS.seed,
-                pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos, baselines=FLAGS.baselines)
+  text = runner.TextOptions(prompt=FLAGS.prompt, captions=FLAGS.captions, negative_prompt=FLAGS.negative_prompt,
+                            text_encoder=FLAGS.text_encoder)
+  common = dict(names=FLAGS.names, max_scenes=FLAGS.max_scenes, steps=FLAGS.steps, cfg=FLAGS.cfg, text=text,
+                seed=FLAGS.seed, pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos,
+                baselines=FLAGS.baselines)
   if FLAGS.videos:
     from_file = FLAGS.trajectories and len(FLAGS.trajectories) == 1 and FLAGS.trajectories[0].endswith(".json")
     record = runner.run_videos(FLAGS.checkpoint, FLAGS.out, FLAGS.videos,

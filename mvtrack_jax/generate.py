@@ -71,18 +71,22 @@ is none for mp4/npz references, other datasets or JSON cameras.
 (frame 0), in pixels of the *input* reference video and frames of the generated clip; default a
 ``--grid × --grid`` grid of points at frame 0.
 
-Text (classifier-free guidance with ``--cfg``, default 5 as Wan / ReCamMaster):
+Text (classifier-free guidance with ``--cfg``, default 5 as Wan / ReCamMaster when there is something to guide
+with, else 1):
 
 - ``--prompt "a person dancing in a plaza"``: encoded by the umT5 text encoder of ``--text_encoder``
   (default: the checkpoint config's ``text.encoder``; a diffusers Wan2.1 folder with
   ``text_encoder/`` and ``tokenizer/``; needs torch, transformers and ftfy); ``--negative_prompt``
-  likewise for the negative branch;
+  likewise for the negative branch (default: Wan's standard negative prompt for a model trained with text,
+  as ReCamMaster's and ReDirector's inference; ``--negative_prompt ""`` is the empty prompt);
 - or ``--context`` / ``--negative_context``: ``.npy`` ``(L, text_dim)`` embeddings computed elsewhere
   (``L ≤`` the model's ``context_length``; zero-padded as Wan pads prompts).
 
-A branch without text uses the model's null context (the empty prompt's embedding stored with a model
-trained with text; zeros otherwise). With neither branch given, both are the null context and ``--cfg``
-has no effect (guidance would compare the context with itself).
+A conditional branch without text uses the model's null context (the empty prompt's embedding stored with a
+model trained with text; zeros otherwise). When both branches are the null context (a model without text and
+no prompt, or ``--negative_prompt ""`` and no prompt) guidance would compare the context with itself: ``--cfg``
+then defaults to 1, and another value is refused. ``generation.json`` records ``guidance_active``, the
+``guidance_scale`` used and the ``negative`` branch (``wan``, ``empty``, ``given``, ``none`` or ``unused``).
 
 Image (a model whose DiT has an image branch: the ReDirector / Wan2.1-Fun backbone): the CLIP
 features of the reference's first frame (after the crop to the model's size) are computed with
@@ -120,7 +124,7 @@ FLAGS = flags.FLAGS
 # The run.
 
 
-def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: int = 50, cfg: float = 5.0,
+def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: int = 50, cfg: float | None = None,
         seed: int = 0, query_points: str | None = None, grid: int = 8, reference_view: int = 0,
         start_frame: int = 0, num_frames: int | None = None, height: int | None = None, width: int | None = None,
         fov: float = 60.0, intrinsics: str | None = None, magnitude: float | None = None,
@@ -179,7 +183,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
                                                                                       "negative_context")}
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   t0 = time.time()
-  result = model(inputs, sampling, progress=progress, **texts)
+  guidance = model.guidance(sampling, **texts)
+  result = model(inputs, sampling, guidance=guidance, progress=progress)
   t_generate = time.time() - t0
   generated = result["target_video"][0]
 
@@ -231,8 +236,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   files.append("strip.png")
   info = {"checkpoint": model.source, "model": model.name, "reference": clip.source, "trajectory": clip.trajectory,
           "num_frames": t, "frame_stride": clip.frame_stride, "fps": fps, "resize": resize,
-          "input_to_output_pixels": clip.to_video.tolist(), "height": h, "width": w, "steps": steps, "guidance_scale": cfg,
-          "guidance_active": model.guided(sampling, **texts), "prompt": prompt, "negative_prompt": negative_prompt,
+          "input_to_output_pixels": clip.to_video.tolist(), "height": h, "width": w, "steps": steps, **guidance.record(),
+          "prompt": prompt, "negative_prompt": negative_prompt,
           "seed": seed, "num_query_points": int(len(queries)),
           "ground_truth": truth is not None, **fidelity_metrics,
           "seconds_generate": round(t_generate, 3), "seconds_track": round(t_track, 3),
@@ -304,7 +309,8 @@ def define_flags() -> None:
                       f"One of {', '.join(trajectories.PRESET_NAMES)} or a cameras JSON file.")
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_integer("steps", 50, "Euler steps.")
-  flags.DEFINE_float("cfg", 5.0, "Classifier-free guidance scale (needs a prompt or context to have an effect).")
+  flags.DEFINE_float("cfg", None, "Classifier-free guidance scale; default 5 when the two branches differ (a prompt "
+                     "or context, or a model trained with text), else 1.")
   flags.DEFINE_integer("seed", 0, "Seed of the initial noise.")
   flags.DEFINE_string("query_points", None, "Query points file (N, 3) (t, x, y) or (N, 2).")
   flags.DEFINE_integer("grid", 8, "Default query points: a grid x grid lattice at frame 0.")
@@ -318,7 +324,8 @@ def define_flags() -> None:
   flags.DEFINE_float("magnitude", None, "Preset trajectory size (degrees or metres).")
   flags.DEFINE_float("look_at_depth", None, "Pivot depth (m) of translate/arc presets.")
   flags.DEFINE_string("prompt", None, "Text prompt, encoded with --text_encoder (umT5).")
-  flags.DEFINE_string("negative_prompt", None, "Negative prompt of guidance (default: the null context).")
+  flags.DEFINE_string("negative_prompt", None, "Negative prompt of guidance (default: Wan's standard negative prompt "
+                      "for a model trained with text; \"\" for the empty prompt).")
   flags.DEFINE_string("text_encoder", None, "umT5 folder for --prompt (default: the checkpoint config's text.encoder).")
   flags.DEFINE_string("context", None, ".npy text embeddings (L, text_dim) instead of --prompt.")
   flags.DEFINE_string("negative_context", None, ".npy text embeddings (L, text_dim) instead of --negative_prompt.")

@@ -13,6 +13,7 @@ import sys
 
 from absl import flags
 import filelock
+import ml_collections
 import numpy as np
 
 from mvtrack_jax import cli
@@ -20,6 +21,7 @@ from mvtrack_jax import run_config
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import video_io
 from mvtrack_jax.geometry import cameras as geometry
+from mvtrack_jax.inference import novel_view
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -164,3 +166,31 @@ def write_multicam_scene(scene_dir, w2c, video, names=None, drop_frame=None, dro
   with open(os.path.join(scene_dir, "cameras", "camera_extrinsics.json"), "w") as f:
     json.dump(data, f)
   return names
+
+
+class FakeTextEncoder:
+  """Stands in for ``models.text_encoder.UMT5TextEncoder``: ``1 + words`` rows of width ``dim`` per prompt (the
+  closing "</s>"), deterministic values; ``calls`` lists the prompts of each ``encode``."""
+
+  source, max_length = "fake-umt5", 16
+
+  def __init__(self, dim: int = 8, scale: float = 1.0):
+    self.dim, self.scale, self.calls = dim, scale, []
+
+  def encode(self, prompts):
+    self.calls.append(list(prompts))
+    return [self.scale * np.random.default_rng(sum(map(ord, p))).normal(size=(1 + len(p.split()), self.dim)).astype(
+        np.float32) for p in prompts]
+
+
+def with_text(pipeline, text_cache: str, encoder: FakeTextEncoder | None = None):
+  """``pipeline``'s model as if trained with text: ``text.cache = text_cache`` and a zero null context, with
+  ``encoder`` as its text encoder (the pipeline caches the encoder it builds: here it is given instead)."""
+  config = ml_collections.ConfigDict(pipeline.config.to_dict())
+  config.text.cache = str(text_cache)
+  null = np.zeros((pipeline.model.context_length, pipeline.dit.config.text_dim), np.float32)
+  texted = novel_view.NovelViewPipeline(config, dict(pipeline.params, text={"null_context": null}), step=pipeline.step,
+                                        source=f"{pipeline.source} (with text)")
+  if encoder is not None:
+    texted.__dict__["text_encoder"] = encoder
+  return texted

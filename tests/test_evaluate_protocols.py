@@ -21,15 +21,17 @@ import pytest
 
 from mvtrack_jax import errors
 from mvtrack_jax.data import dycheck
+from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.evaluation import protocol_clips
 from mvtrack_jax.evaluation import runner
+from mvtrack_jax.inference import novel_view
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.geometry import trajectories
-from tests.helpers import REPO, load_config
+from tests.helpers import REPO, FakeTextEncoder, load_config, with_text
 
 MODEL_FRAMES = 4  # configs/default.py:test — 4 frames of 32×32, pixel autoencoder (k = 1)
 SEQUENCE = "windmill"
@@ -203,6 +205,48 @@ def test_videos_protocol_end_to_end(tiny_checkpoint, davis_dir, tmp_path):
   assert (out / "per_clip.csv").read_text().count("\n") == 1 + 60
   assert (out / "videos" / "mvtrack" / "bear_cam09.mp4").is_file()
   assert record["protocol"] == "videos" and len(record["rows"]) == 60
+
+
+def test_videos_are_captioned_and_sampled_with_guidance_as_the_references_do(tiny_checkpoint, davis_dir, tmp_path):
+  """--captions (ReCamMaster's metadata.csv) captions each video by file name, --prompt the others; a model trained
+  with text samples with CFG 5 against Wan's negative prompt (its text cache's negative.npy); metrics.json and the
+  table header say so. A model without text and an explicit --cfg is refused, saying why."""
+  model = novel_view.NovelViewPipeline.from_checkpoint(tiny_checkpoint)
+  cache = tmp_path / "text"
+  cache.mkdir()
+  d = model.dit.config.text_dim
+  np.save(cache / feature_cache.NEGATIVE_NPY, np.random.default_rng(0).normal(size=(4, d)).astype(np.float32))
+  encoder = FakeTextEncoder(d)
+  texted = with_text(model, str(cache), encoder)
+  captions = tmp_path / "metadata.csv"
+  captions.write_text('file_name,text\nbear.mp4,"a bear walks, slowly"\n')
+  text = runner.TextOptions(prompt="a street", captions=str(captions))
+  out = tmp_path / "out"
+  record = runner.run_videos([texted], str(out), davis_dir, names=["m"], trajectory_names=["cam05"], steps=1,
+                             text=text, baselines=False, progress=False)
+  saved = json.loads((out / "metrics.json").read_text())
+  assert saved["checkpoints"]["m"]["guidance"] == {"guidance_active": True, "guidance_scale": 5.0, "negative": "wan"}
+  assert {k: v["caption"] for k, v in saved["scenes"].items()} == {"bear": "a bear walks, slowly",
+                                                                   "car-turn": "a street"}
+  assert saved["captions"] == str(captions) and saved["prompt"] == "a street" and saved["cfg"] is None
+  assert sorted(p for call in encoder.calls for p in call) == ["a bear walks, slowly", "a street"]  # once each
+  header = (out / "metrics.md").read_text().split("|")[0]
+  assert f"captions from `{captions}`" in header and "CFG 5, negative: Wan's standard negative prompt" in header
+  assert "trajectories from" in header and "static 60.0° pinhole reference camera" in header and "`flow`" in header
+  assert len(record["rows"]) == 2
+  # The same captions with the empty prompt as the negative branch: guidance is still active (the captions differ
+  # from the null context), and the record says which negative was used.
+  record = runner.run_videos([texted], str(tmp_path / "empty"), davis_dir, names=["m"], trajectory_names=["cam05"],
+                             steps=1, max_scenes=1, baselines=False, progress=False,
+                             text=runner.TextOptions(captions=str(captions), negative_prompt=""))
+  assert record["checkpoints"]["m"]["guidance"]["negative"] == "empty"
+  # No text anywhere and --cfg 3: both branches would be zeros.
+  with pytest.raises(errors.UserError, match="--cfg 3: both guidance branches would be the null context"):
+    runner.run_videos([model], str(tmp_path / "plain"), davis_dir, trajectory_names=["cam05"], steps=1, cfg=3.0,
+                      max_scenes=1, baselines=False, progress=False)
+  # --captions has nothing to caption in the --split protocol.
+  with pytest.raises(errors.UserError, match="--captions .*--videos / --dycheck"):
+    runner.run([model], str(tmp_path / "split"), text=text, max_scenes=1, steps=1, progress=False)
 
 
 def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_checkpoint, davis_dir, tmp_path):

@@ -8,10 +8,8 @@ Run::
   # then train with the cache (the trainer never runs the text encoder):
   python -m mvtrack_jax.train --config=configs/mvtrack4gen_recammaster.py --config.text.cache=/data/text ...
 
-**Captions file**: ReCamMaster's ``metadata.csv`` layout, a CSV whose header names the columns
-``file_name`` and ``text`` (others are ignored). A row's ``file_name`` is matched against the end of
-each view's name, compared by whole path components (so ``train/f18_aperture10/scene1/videos/cam01.mp4``,
-``scene1/videos/cam01.mp4`` and an absolute path all name the same video):
+**Captions file**: ReCamMaster's ``metadata.csv`` layout (``data.captions``: columns ``file_name`` and
+``text``; a row's ``file_name`` names the end of a view's path, by whole components). Views are named:
 
 - MultiCamVideo: each view's ``…/sceneK/videos/camXX.mp4``; a row naming a folder (``…/sceneK``)
   captions every view below it that has no row of its own;
@@ -22,8 +20,10 @@ A view without a caption gets the empty prompt (so it trains the null branch, as
 does) and is counted in the summary; a captions file that matches no record at all is an error.
 
 **Output**: ``data.feature_cache`` (layout, atomic writes, resuming): ``text.json``, ``null.npy``
-(the empty prompt's embedding: the model's null context) and one file per record, ``(L, D)`` when
-all its views share a caption, else ``(V, L, D)``, zero-padded to the record's longest caption,
+(the empty prompt's embedding: the model's null context), ``negative.npy`` (Wan's standard negative
+prompt ``models.text_encoder.WAN_NEGATIVE_PROMPT``: the negative branch of guidance at inference) and
+one file per record, ``(L, D)`` when all its views share a caption, else ``(V, L, D)``, zero-padded to
+the record's longest caption,
 ``--dtype`` float16 (half the disk; values beyond float16's range are an error) or float32.
 ``max_length`` is ``config.text.context_length`` (Wan: 512). ``text.json`` records the captions
 file's SHA-256: extending a cache with changed captions is refused.
@@ -31,10 +31,9 @@ file's SHA-256: extending a cache with changed captions is refused.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from absl import app
 from absl import flags
@@ -44,53 +43,11 @@ from mvtrack_jax import cli
 from mvtrack_jax import errors
 from mvtrack_jax import run_config
 from mvtrack_jax.data import feature_cache
+from mvtrack_jax.data.captions import caption_for, read_captions
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import text_encoder as text_lib
 
-
-
-def _parts(name: str) -> tuple[str, ...]:
-  return tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
-
-
-def read_captions(path: str) -> dict[tuple[str, ...], str]:
-  """``{path components of file_name: text}`` of a captions CSV (module docstring).
-
-  Raises:
-    FileNotFoundError: no such file. ValueError: no ``file_name``/``text`` columns, an empty
-      ``file_name`` or ``text`` (naming the line), or one name with two different captions.
-  """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"--captions {path!r}: no such file (expected a metadata.csv with file_name,text columns)")
-  captions: dict[tuple[str, ...], str] = {}
-  with open(path, newline="", encoding="utf-8") as fh:
-    reader = csv.DictReader(fh)
-    missing = [c for c in ("file_name", "text") if c not in (reader.fieldnames or [])]
-    if missing:
-      raise errors.UserError(f"--captions {path}: no column(s) {missing} in the header {reader.fieldnames}; expected "
-                             "ReCamMaster's metadata.csv layout (file_name,text)")
-    for row in reader:
-      line = reader.line_num
-      key, text = _parts(row["file_name"] or ""), (row["text"] or "").strip()
-      if not key or not text:
-        raise errors.UserError(f"--captions {path}, line {line}: empty {'file_name' if not key else 'text'}")
-      if captions.get(key, text) != text:
-        raise errors.UserError(f"--captions {path}, line {line}: {row['file_name']!r} already has another caption")
-      captions[key] = text
-  return captions
-
-
-def caption_for(captions: Mapping[tuple[str, ...], str], name: str) -> str | None:
-  """The caption of the view called ``name``: the row naming the longest tail of ``name`` itself,
-  else of its nearest folder (module docstring); None when no row matches."""
-  parts = _parts(name)
-  for end in range(len(parts), 0, -1):
-    for start in range(end):
-      text = captions.get(parts[start:end])
-      if text is not None:
-        return text
-  return None
 
 
 def caption_keys(source: Any, split: str, index: int) -> list[str]:
@@ -173,8 +130,9 @@ def encode_captions(config, captions_path: str, out: str, splits: Sequence[str],
   feature_cache.write_metadata(out, {"encoder": encoder.source, "dim": encoder.dim, "max_length": encoder.max_length,
                                      "dtype": dtype, "captions_sha256": _sha256(captions_path)},
                                feature_cache.TEXT_JSON)
-  null = encoder.encode([""])[0]
+  null, negative = encoder.encode(["", text_lib.WAN_NEGATIVE_PROMPT])
   feature_cache.write_atomic(os.path.join(out, feature_cache.NULL_NPY), null.astype(np.float32))
+  feature_cache.write_atomic(os.path.join(out, feature_cache.NEGATIVE_NPY), negative.astype(np.float32))
   done = {}
   for split, (owned, todo) in plan.items():
 

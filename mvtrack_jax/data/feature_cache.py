@@ -57,6 +57,7 @@ CACHE_JSON = "cache.json"
 TEXT_JSON = "text.json"
 IMAGE_JSON = "image.json"
 NULL_NPY = "null.npy"
+NEGATIVE_NPY = "negative.npy"  # Wan's standard negative prompt (data.encode_text)
 _MAKERS = {CACHE_JSON: ("latents", "python -m mvtrack_jax.data.encode_latents"),
            TEXT_JSON: ("context", "python -m mvtrack_jax.data.encode_text"),
            IMAGE_JSON: ("image_context", "python -m mvtrack_jax.data.encode_image")}
@@ -218,6 +219,13 @@ def read_null_context(text_cache: str) -> np.ndarray:
   """
   read_metadata(text_cache, TEXT_JSON)
   return np.load(os.path.join(text_cache, NULL_NPY)).astype(np.float32)
+
+
+def read_negative_context(text_cache: str) -> np.ndarray | None:
+  """Wan's negative prompt's ``(L, D)`` float32 embedding of a text cache (``negative.npy``), or None when the
+  cache predates it (or ``text_cache`` is not a folder)."""
+  path = os.path.join(text_cache, NEGATIVE_NPY)
+  return np.load(path).astype(np.float32) if text_cache and os.path.isfile(path) else None
 
 
 class NullContextSource:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from mvtrack_jax import drawing
 from mvtrack_jax import errors
+from mvtrack_jax.data import captions as captions_lib
 from mvtrack_jax.data import dycheck as dycheck_lib
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
@@ -57,6 +58,39 @@ RESERVED_NAMES = baselines_lib.BASELINES + (GT_VIDEO,)
 Checkpoints = Sequence[str | novel_view.NovelViewPipeline]
 
 
+@dataclasses.dataclass(frozen=True)
+class TextOptions:
+  """The text conditioning of an evaluation, as the reference inference scripts sample (captions, CFG 5, Wan's
+  negative prompt; ``inference.novel_view.NovelViewPipeline.guidance`` resolves each model's two branches).
+
+  Attributes:
+    prompt: ``--prompt``: the caption of every clip without one of its own (None: the null context).
+    captions: ``--captions``: a ReCamMaster ``metadata.csv`` (``data.captions``) captioning the ``--videos`` files
+      by name and the ``--dycheck`` sequences by folder; None: none.
+    negative_prompt: ``--negative_prompt``: None = Wan's standard negative prompt for a model trained with text,
+      ``""`` the empty prompt.
+    text_encoder: ``--text_encoder``: the umT5 folder that embeds prompts (default: each model's ``text.encoder``).
+  """
+
+  prompt: str | None = None
+  captions: str | None = None
+  negative_prompt: str | None = None
+  text_encoder: str | None = None
+  rows: Mapping[tuple[str, ...], str] | None = dataclasses.field(init=False, repr=False, compare=False)
+
+  def __post_init__(self):  # read (and checked) once, when the command starts
+    object.__setattr__(self, "rows", None if self.captions is None else captions_lib.read_captions(self.captions))
+
+  def caption(self, name: str | None) -> str | None:
+    """The caption of the clip source ``name`` (a video path, a sequence folder; None: no name to match)."""
+    found = None if self.rows is None or name is None else captions_lib.caption_for(self.rows, name)
+    return self.prompt if found is None else found
+
+  def record(self) -> dict[str, Any]:
+    return {"prompt": self.prompt, "captions": None if self.captions is None else os.path.abspath(self.captions),
+            "negative_prompt": self.negative_prompt}
+
+
 def _check_labels(labels: list[str], num_models: int) -> None:
   if len(labels) != num_models or len(set(labels)) != len(labels):
     raise errors.UserError(f"--names {labels}: need {num_models} distinct names, one per --checkpoint")
@@ -66,7 +100,8 @@ def _check_labels(labels: list[str], num_models: int) -> None:
                            f"({', '.join(RESERVED_NAMES)}); choose other names")
 
 
-def _load_models(out: str, checkpoints: Checkpoints, names: Sequence[str] | None, data_keys: Sequence[str]):
+def _load_models(out: str, checkpoints: Checkpoints, names: Sequence[str] | None, data_keys: Sequence[str],
+                 text: TextOptions):
   """``(models, labels)``: the checkpoints as pipelines (paths are loaded, pipelines kept) and their column
   names, checked (see :func:`run`), after checking that ``--out`` can be written (so a bad one fails before
   any model is loaded)."""
@@ -75,8 +110,8 @@ def _load_models(out: str, checkpoints: Checkpoints, names: Sequence[str] | None
   video_io.check_output_dir(out)
   if names:  # given names are checked before loading; default names (the models' own) after
     _check_labels(list(names), len(checkpoints))
-  models = [c if isinstance(c, novel_view.NovelViewPipeline) else novel_view.NovelViewPipeline.from_checkpoint(c)
-            for c in checkpoints]
+  models = [c if isinstance(c, novel_view.NovelViewPipeline)
+            else novel_view.NovelViewPipeline.from_checkpoint(c, text_encoder=text.text_encoder) for c in checkpoints]
   labels = list(names) if names else [m.name for m in models]
   _check_labels(labels, len(models))
   data0 = models[0].config.data
@@ -147,19 +182,23 @@ def _proxy_scoring(pose_method: str, baselines: bool, frames: np.ndarray) -> _Sc
 
 
 def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.ndarray]]], models, labels, sampling,
-                scoring: _Scoring, *, batch_size: int, save_videos: bool, out: str) -> list[dict[str, Any]]:
+                scoring: _Scoring, *, text: TextOptions, caption: str | None, guidances: dict[str, Any],
+                batch_size: int, save_videos: bool, out: str) -> list[dict[str, Any]]:
   """The ``metrics.json`` rows of one scene of any protocol: the rows needing no model, then every model's,
-  ``batch_size`` clips per generation; with ``save_videos`` each model's clip is written as
+  ``batch_size`` clips per generation, each model guided by ``caption`` and ``text``'s negative branch (its
+  guidance recorded in ``guidances[label]``); with ``save_videos`` each model's clip is written as
   ``out/videos/<label>/<stem>_<trajectory>.mp4`` (reference | generated [| ground truth])."""
   rows = []
   for name, clip in clips:
     rows.extend(scoring.reference_rows(scene, name, clip))
   keys = novel_view.CLIP_KEYS + ("query_points",)
   for label, model in zip(labels, models):
+    guidance = model.guidance(sampling, prompt=caption, negative_prompt=text.negative_prompt)
+    guidances.setdefault(label, guidance.record())
     for i in range(0, len(clips), batch_size):
       chunk = clips[i:i + batch_size]
       batch = {key: np.stack([clip[key] for _, clip in chunk]) for key in keys}
-      generated = model(batch, sampling)["target_video"]
+      generated = model(batch, sampling, guidance=guidance)["target_video"]
       tracked = model.track(batch, generated, sampling) if model.head is not None else None
       for b, (name, clip) in enumerate(chunk):
         tracked_b = None if tracked is None else {k: v if k == "frames" else v[b] for k, v in tracked.items()}
@@ -173,8 +212,28 @@ def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.nda
   return rows
 
 
+_NEGATIVES = {"wan": "negative: Wan's standard negative prompt", "empty": "negative: the empty prompt",
+              "given": "negative: the given negative prompt", "none": "no text", "unused": ""}
+
+
+def _guidance_line(guidance: Mapping[str, Any] | None) -> str:
+  """``CFG 5 (negative: …)`` or ``no guidance`` for a model's ``Guidance.record()`` (None: it generated nothing)."""
+  if guidance is None:
+    return "no clip generated"
+  if not guidance["guidance_active"]:
+    return "no guidance"
+  return f"CFG {guidance['guidance_scale']:g}, {_NEGATIVES[guidance['negative']]}"
+
+
+def _captions_line(text: TextOptions) -> str:
+  if text.captions is not None:
+    return f"captions from `{text.captions}`" + (f" (else \"{text.prompt}\")" if text.prompt is not None else "")
+  return f"prompt \"{text.prompt}\"" if text.prompt is not None else "no captions (the null context)"
+
+
 def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: int, settings: Mapping[str, Any], *,
-                  steps: int, cfg: float, seed: int, pose_method: str, grid: int, batch_size: int,
+                  steps: int, cfg: float | None, text: TextOptions, seed: int, pose_method: str, grid: int,
+                  batch_size: int,
                   frames_per_latent: int, save_videos: bool, baselines: bool, progress: bool,
                   started: float) -> dict[str, Any]:
   """Evaluates protocol scenes and writes ``metrics.json``, ``metrics.md`` and ``per_clip.csv`` into ``out``.
@@ -184,11 +243,13 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
     models, labels: :func:`_load_models`' loaded models and column names.
     out: output directory.
     scenes: iterable of ``(scene name, [(trajectory name, clip)], info)``, consumed lazily (one scene's
-      frames in memory at a time); ``info`` is stored under ``scenes`` in ``metrics.json``; a scene
-      without clips (every DyCheck validation camera skipped) adds no row.
+      frames in memory at a time); ``info`` is stored under ``scenes`` in ``metrics.json`` (with the scene's
+      ``caption``, matched by ``info["source"]``); a scene without clips (every DyCheck validation camera
+      skipped) adds no row.
     num_scenes: for the progress bar.
     settings: protocol settings merged into ``metrics.json`` (``videos``/``fov``, ``dycheck``/``scales``).
-    steps, cfg, seed: sampler settings; grid, batch_size, frames_per_latent, pose_method: as
+    steps, cfg, seed: sampler settings (``cfg`` None: each model's default, ``NovelViewPipeline.guidance``);
+      text: the captions and negative branch; grid, batch_size, frames_per_latent, pose_method: as
       :func:`run_videos`; save_videos, baselines, progress: as :func:`run`; started: ``time.time()``
       at the start of the command.
 
@@ -201,18 +262,19 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   if progress:
     scenes = tqdm(scenes, total=num_scenes, desc="scenes", unit="scene")
-  rows, infos, order = [], {}, []
+  rows, infos, order, guidances = [], {}, [], {}
   for scene, clips, info in scenes:
     if scene in infos:
       raise ValueError(f"evaluate --{protocol}: two scenes are named {scene!r} ({infos[scene]['source']}, "
                        f"{info['source']}); rename one")
-    infos[scene] = info
+    caption = text.caption(info["source"])
+    infos[scene] = dict(info, caption=caption)
     if not clips:
       continue
     frames = ae_lib.latent_frame_indices(clips[0][1]["reference_video"].shape[0], frames_per_latent)
     rows.extend(_scene_rows(scene, scene, clips, models, labels, sampling,
-                            _proxy_scoring(pose_method, baselines, frames), batch_size=batch_size,
-                            save_videos=save_videos, out=out))
+                            _proxy_scoring(pose_method, baselines, frames), text=text, caption=caption,
+                            guidances=guidances, batch_size=batch_size, save_videos=save_videos, out=out))
     order.extend(name for name, _ in clips if name not in order)
   if not rows:
     raise ValueError(f"evaluate --{protocol}: nothing to evaluate: no scene has a clip "
@@ -223,13 +285,14 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
   data = models[0].config.data
   record = {
       "protocol": protocol,
-      "checkpoints": {label: {"source": m.source, "step": m.step} for label, m in zip(labels, models)},
+      "checkpoints": {label: {"source": m.source, "step": m.step, "guidance": guidances.get(label)}
+                      for label, m in zip(labels, models)},
       "baselines": [c for c in baselines_lib.VIDEO_BASELINES if c in summary], **settings,
       "num_scenes": len(infos), "scenes": infos, "trajectories": order,
       "skipped": {k: v["skipped_cameras"] for k, v in infos.items() if v.get("skipped_cameras")},
       "unreadable": {k: v["error"] for k, v in infos.items() if v.get("error")},
-      "steps": steps, "guidance_scale": cfg, "seed": seed, "batch_size": batch_size, "pose_method": pose_method,
-      "grid": grid, "frames_per_latent": frames_per_latent,
+      "steps": steps, "cfg": cfg, **text.record(), "seed": seed, "batch_size": batch_size,
+      "pose_method": pose_method, "grid": grid, "frames_per_latent": frames_per_latent,
       "resolution": [int(data.num_frames), int(data.height), int(data.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
   what = {"videos": f"DAVIS protocol (proxies), `{settings.get('videos')}`: {len(infos)} videos × {len(order)} "
@@ -239,9 +302,10 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
           "dycheck": f"DyCheck `{settings.get('dycheck')}`: {len(infos)} sequences, one clip per validation camera "
                      f"(rgb scale {settings.get('scales')})"}[protocol]
   header = (f"# Novel-view evaluation, {what}\n\n"
-            f"{steps} Euler steps, CFG {cfg}, seed {seed} (batch {batch_size}), poses and matched epipolar proxy "
-            f"from `{pose_method}` correspondences; models: "
-            + ", ".join(f"`{label}` = {m.source} (step {m.step})" for label, m in zip(labels, models))
+            f"{steps} Euler steps, seed {seed} (batch {batch_size}), {_captions_line(text)}, poses and matched "
+            f"epipolar proxy from `{pose_method}` correspondences; models: "
+            + ", ".join(f"`{label}` = {m.source} (step {m.step}; {_guidance_line(guidances.get(label))})"
+                        for label, m in zip(labels, models))
             + (f"; baselines without a model: {baselines_lib.described(baselines_lib.VIDEO_BASELINES)}"
                if baselines else "")
             + (f"; `{GT_VIDEO}` = the pose estimator and matched proxy on the ground-truth target video"
@@ -260,10 +324,13 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
 
 def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequence[str] | None = None,
                trajectory_names: Sequence[str] = VIDEO_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
-               cfg: float = 5.0, seed: int = 0, pose_method: str = "flow", fov: float = 60.0, grid: int = 8,
-               batch_size: int = 1, save_videos: bool = False, baselines: bool = True,
-               progress: bool = True, trajectories_file: str | None = None) -> dict[str, Any]:
+               cfg: float | None = None, text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow",
+               fov: float = 60.0, grid: int = 8, batch_size: int = 1, save_videos: bool = False,
+               baselines: bool = True, progress: bool = True, trajectories_file: str | None = None) -> dict[str, Any]:
   """The ``--videos DIR`` protocol (module docstring); returns the ``metrics.json`` record.
+
+  ``cfg`` None: each model's default scale (``NovelViewPipeline.guidance``); ``text``: the videos' captions (matched
+  by file name) and the negative branch.
 
   ``trajectories_file``: a ReCamMaster ``camera_extrinsics.json`` (``--trajectories FILE``) whose cameras replace
   ``trajectory_names`` (all of them, by their names in the file; ``geometry.trajectories.read_recammaster_json``).
@@ -294,7 +361,7 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
   if batch_size < 1 or grid < 1:
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   paths = protocol_clips.list_videos(videos)[:max_scenes]
-  models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS)
+  models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS, text)
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
 
   def scenes():
@@ -311,16 +378,18 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
   settings = {"videos": os.path.abspath(videos), "fov": fov,
               "trajectory_source": (os.path.abspath(trajectories_file) if trajectories_file else
                                     "geometry.trajectories presets (cam01-cam10: ReCamMaster's released cameras)")}
-  return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, seed=seed,
+  return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, text=text,
+                       seed=seed,
                        pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
 
 
 def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequence[str] | None = None,
-                scale: int | None = None, max_scenes: int | None = None, steps: int = 50, cfg: float = 5.0,
-                seed: int = 0, pose_method: str = "flow", grid: int = 8, batch_size: int = 1,
+                scale: int | None = None, max_scenes: int | None = None, steps: int = 50, cfg: float | None = None,
+                text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow", grid: int = 8, batch_size: int = 1,
                 save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
-  """The ``--dycheck DIR`` protocol (module docstring); returns the ``metrics.json`` record.
+  """The ``--dycheck DIR`` protocol (module docstring); returns the ``metrics.json`` record. ``cfg``, ``text``: as
+  :func:`run_videos` (captions matched by sequence folder).
 
   Raises:
     ValueError: bad ``--names``/checkpoints (:func:`run`), a non-positive ``batch_size``/``grid``, a
@@ -331,7 +400,7 @@ def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequ
   if batch_size < 1 or grid < 1:
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   sequences = [dycheck_lib.open_sequence(p, scale=scale) for p in dycheck_lib.find_sequences(dycheck)[:max_scenes]]
-  models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS)
+  models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS, text)
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
 
   def scenes():
@@ -340,7 +409,7 @@ def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequ
       yield sequence.name, clips, info
 
   settings = {"dycheck": os.path.abspath(dycheck), "scales": sorted({s.scale for s in sequences})}
-  return _run_protocol("dycheck", models, labels, out, scenes(), len(sequences), settings, steps=steps, cfg=cfg,
+  return _run_protocol("dycheck", models, labels, out, scenes(), len(sequences), settings, steps=steps, cfg=cfg, text=text,
                        seed=seed, pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
 
@@ -357,9 +426,12 @@ def _write_text(path: str, text: str) -> None:
 
 def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = None, split: str = "test",
         trajectory_names: Sequence[str] = DEFAULT_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
-        cfg: float = 5.0, seed: int = 0, pose_method: str = "flow", save_videos: bool = False,
-        baselines: bool = True, progress: bool = True) -> dict[str, Any]:
+        cfg: float | None = None, text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow",
+        save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
   """The command (module docstring); returns the ``metrics.json`` record.
+
+  ``cfg``, ``text``: as :func:`run_videos`; the split's clips have no captions of their own (``text.prompt``
+  captions every clip; ``text.captions`` is refused).
 
   ``baselines``: add the model-free columns ``copy_reference``, ``mean_colour`` and ``zero_motion``
   (rows with those ``"model"`` names in ``metrics.json``, entries in its ``summary``).
@@ -369,9 +441,12 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
       models with different data settings, or bad trajectories.
   """
   started = time.time()
+  if text.captions is not None:
+    raise errors.UserError(f"--captions {text.captions}: the --split protocol's clips have no file names to caption; "
+                           "use --prompt for one caption of every clip, or --captions with --videos / --dycheck")
   trajectory_names = list(trajectory_names)
   protocol_clips.check_trajectory_names(trajectory_names)
-  models, labels = _load_models(out, checkpoints, names, SPLIT_DATA_KEYS)
+  models, labels = _load_models(out, checkpoints, names, SPLIT_DATA_KEYS, text)
   data0 = models[0].config.data
   num_scenes = len(sources.data_source(data0, split))
   if max_scenes is not None:
@@ -380,7 +455,7 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
   track_model = next((m for m in models if m.head is not None), models[0])
   track_frames = ae_lib.latent_frame_indices(int(data0.num_frames), track_model.autoencoder.temporal_factor)
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
-  rows = []
+  rows, guidances = [], {}
   scenes = range(num_scenes)
   if progress:
     scenes = tqdm(scenes, desc="scenes", unit="scene")
@@ -388,23 +463,26 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
   for index in scenes:
     clips = protocol_clips.scene_clips(models[0].config, split, index, trajectory_names)
     rows.extend(_scene_rows(index, f"scene{index}", list(zip(trajectory_names, clips)), models, labels, sampling,
-                            scoring, batch_size=len(clips), save_videos=save_videos, out=out))
+                            scoring, text=text, caption=text.caption(None), guidances=guidances,
+                            batch_size=len(clips), save_videos=save_videos, out=out))
   summary = report.summarize(rows)
   columns = labels + (list(baselines_lib.BASELINES) if baselines else []) + [GT_VIDEO]
   # zero_motion only where a clip had tracks
   columns = [c for c in columns if c != baselines_lib.ZERO_MOTION or c in summary]
   record = {
       "protocol": "split",
-      "checkpoints": {label: {"source": m.source, "step": m.step} for label, m in zip(labels, models)},
+      "checkpoints": {label: {"source": m.source, "step": m.step, "guidance": guidances.get(label)}
+                      for label, m in zip(labels, models)},
       "baselines": [c for c in baselines_lib.BASELINES if c in columns],
       "zero_motion_frames": [int(f) for f in track_frames] if baselines_lib.ZERO_MOTION in columns else None,
       "split": split, "num_scenes": num_scenes, "trajectories": trajectory_names, "steps": steps,
-      "guidance_scale": cfg, "seed": seed, "pose_method": pose_method,
+      "cfg": cfg, **text.record(), "seed": seed, "pose_method": pose_method,
       "resolution": [int(data0.num_frames), int(data0.height), int(data0.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
   header = (f"# Novel-view evaluation: split `{split}`, {num_scenes} scenes × {len(trajectory_names)} trajectories\n\n"
-            f"{steps} Euler steps, CFG {cfg}, seed {seed}, poses from `{pose_method}` tracks; models: "
-            + ", ".join(f"`{label}` = {m.source} (step {m.step})" for label, m in zip(labels, models))
+            f"{steps} Euler steps, seed {seed}, {_captions_line(text)}, poses from `{pose_method}` tracks; models: "
+            + ", ".join(f"`{label}` = {m.source} (step {m.step}; {_guidance_line(guidances.get(label))})"
+                        for label, m in zip(labels, models))
             + (f"; baselines without a model: {baselines_lib.described(baselines_lib.BASELINES, track_frames)}"
                if baselines else "")
             + f"; `{GT_VIDEO}` = the pose estimator on the ground-truth target video.")

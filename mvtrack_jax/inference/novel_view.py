@@ -26,10 +26,14 @@ Use:
   cameras at every step, exactly as in training (``MVTrack4Gen.prepare`` / ``velocity``). Classifier-free
   guidance with scale ``g`` combines the velocity under the conditioning text context with the velocity
   under the negative context: ``v̂ = v_neg + g·(v_cond − v_neg)``; both branches run as one batch of
-  ``2B``. Either context (``prompt=`` text through the text encoder, or ``context=`` embeddings) defaults
-  to the model's **null context** (``MVTrack4Gen.null_context``: the umT5 embedding of the empty prompt
-  stored with a model trained with text, zeros otherwise), as Wan's pipelines default the negative prompt
-  to ``""``. When neither is given both branches are the null context, guidance is the identity and the
+  ``2B``. The conditioning context (``prompt=`` text through the text encoder, or ``context=`` embeddings)
+  defaults to the model's **null context** (``MVTrack4Gen.null_context``: the umT5 embedding of the empty
+  prompt stored with a model trained with text, zeros otherwise). The negative branch of a model trained with
+  text defaults to **Wan's standard negative prompt** (``models.text_encoder.WAN_NEGATIVE_PROMPT``, what
+  ReCamMaster's and ReDirector's inference pass; read from the text cache's ``negative.npy`` or encoded),
+  ``negative_prompt=""`` selects the empty prompt; a model without text has zeros in both. ``g`` defaults to 5
+  (both references) when the branches differ and to 1 when both are the null context (:meth:`~NovelViewPipeline
+  .guidance`; asking for another ``g`` then is an error, since guidance would change nothing); at ``g = 1`` the
   second branch is skipped (one DiT call per step). A DiT with an image branch (ReDirector / Wan2.1-Fun)
   also takes the CLIP features of each clip's reference first frame, in both branches.
 - :meth:`~NovelViewPipeline.track`: the tracking head predicts where reference-view query points are in
@@ -65,12 +69,14 @@ from mvtrack_jax import builders
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import errors
 from mvtrack_jax import run_config
+from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline as data_pipeline
 from mvtrack_jax.data import sources
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise
 from mvtrack_jax.diffusion.sampler import euler_sample, guided_velocity
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.models import autoencoder as ae_lib
+from mvtrack_jax.models import text_encoder as text_lib
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS, MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
 from mvtrack_jax.models.wan import WanDiT
@@ -78,6 +84,33 @@ from mvtrack_jax.models.wan import WanDiT
 Array = Any
 
 CLIP_KEYS = ("reference_video",) + CAMERA_KEYS
+DEFAULT_GUIDANCE_SCALE = 5.0  # ReCamMaster's and ReDirector's inference scripts (cfg_scale 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Guidance:
+  """The two text branches of classifier-free guidance, resolved (:meth:`NovelViewPipeline.guidance`).
+
+  Attributes:
+    context, negative_context: ``(B, L, text_dim)`` float32 embeddings, or None for the model's null context.
+    scale: the guidance scale ``g`` used (1: one DiT call per step, the conditional branch alone).
+    negative: what the negative branch is: ``"wan"`` (Wan's standard negative prompt), ``"empty"`` (the empty
+      prompt: the null context), ``"given"`` (a negative prompt or embeddings passed in) or ``"none"`` (a model
+      without text: zeros).
+  """
+
+  context: np.ndarray | None
+  negative_context: np.ndarray | None
+  scale: float
+  negative: str
+
+  @property
+  def active(self) -> bool:
+    return self.scale != 1.0
+
+  def record(self) -> dict[str, Any]:
+    """What ``metrics.json`` / ``generate.json`` record about guidance."""
+    return {"guidance_active": self.active, "guidance_scale": self.scale, "negative": self.negative}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +119,8 @@ class SamplingConfig:
 
   Attributes:
     num_steps: Euler steps.
-    guidance_scale: classifier-free guidance scale ``g`` (1 = no guidance).
+    guidance_scale: classifier-free guidance scale ``g`` (1 = no guidance); None: :data:`DEFAULT_GUIDANCE_SCALE`
+      when the two branches differ, else 1 (:meth:`NovelViewPipeline.guidance`).
     seed: PRNG seed of the initial noise (and of the tracking noise).
     shift: timestep shift of the inference grid; None = the shift the model was trained with
       (``objective.schedule.shift``: 5 for Wan / ReCamMaster, lower for small pixel-space models).
@@ -95,7 +129,7 @@ class SamplingConfig:
   """
 
   num_steps: int = 50
-  guidance_scale: float = 5.0
+  guidance_scale: float | None = None
   seed: int = 0
   shift: float | None = None
   track_sigma: float | None = None
@@ -104,7 +138,7 @@ class SamplingConfig:
   def __post_init__(self):
     if self.num_steps < 1:
       raise ValueError(f"SamplingConfig: num_steps must be >= 1, got {self.num_steps}")
-    if not np.isfinite(self.guidance_scale):
+    if self.guidance_scale is not None and not np.isfinite(self.guidance_scale):
       raise ValueError(f"SamplingConfig: guidance_scale must be finite, got {self.guidance_scale}")
     if self.track_sigma is not None and not 0.0 <= self.track_sigma <= 1.0:
       raise ValueError(f"SamplingConfig: track_sigma must be in [0, 1], got {self.track_sigma}")
@@ -205,6 +239,7 @@ class NovelViewPipeline:
     self.params = jax.device_put(dict(params))
     self._image_encoder_path = image_encoder or str(self.config.image.encoder)
     self._text_encoder_path = text_encoder or str(self.config.text.encoder)
+    self._prompt_embeddings: dict[str, np.ndarray] = {}
 
   @classmethod
   def from_checkpoint(cls, path: str | os.PathLike[str], *, step: int | None = None, use_ema: bool = False,
@@ -306,12 +341,15 @@ class NovelViewPipeline:
     if not self._text_encoder_path:
       raise errors.UserError(f"a prompt needs a umT5 text encoder: pass --text_encoder (a diffusers Wan2.1 folder "
                              f"with text_encoder/ and tokenizer/); the config of {self.source} names none")
-    from mvtrack_jax.models import text_encoder as text_lib  # pylint: disable=g-import-not-at-top (torch)
     return text_lib.UMT5TextEncoder(self._text_encoder_path, max_length=self.model.context_length)
 
   def encode_prompts(self, prompts: Sequence[str]) -> list[np.ndarray]:
-    """umT5 embeddings ``(L, text_dim)`` float32 of each prompt (:attr:`text_encoder`)."""
-    return list(self.text_encoder.encode(list(prompts)))
+    """umT5 embeddings ``(L, text_dim)`` float32 of each prompt (:attr:`text_encoder`; each distinct prompt is
+    encoded once per pipeline: an evaluation reuses a caption and the negative prompt for many clips)."""
+    todo = sorted({p for p in prompts if p not in self._prompt_embeddings})
+    if todo:
+      self._prompt_embeddings.update(zip(todo, self.text_encoder.encode(todo)))
+    return [self._prompt_embeddings[p] for p in prompts]
 
   # ------------------------------------------------------------------------------------------------
   # Generation and tracking.
@@ -361,23 +399,70 @@ class NovelViewPipeline:
       inputs["image_context"] = jnp.asarray(self.image_encoder.encode(video[:, 0]), jnp.float32)
     return inputs
 
-  def guided(self, sampling: SamplingConfig, *, context: Array | None = None, negative_context: Array | None = None,
-             prompt: str | None = None, negative_prompt: str | None = None) -> bool:
-    """Whether these settings run guidance (a text branch is given and ``g ≠ 1``); else one DiT call per step."""
-    given = any(v is not None for v in (context, negative_context, prompt, negative_prompt))
-    return given and sampling.guidance_scale != 1.0
+  def _wan_negative(self) -> np.ndarray:
+    """Wan's standard negative prompt embedded: the text cache's ``negative.npy`` (``config.text.cache``), else
+    encoded with :attr:`text_encoder`."""
+    cached = feature_cache.read_negative_context(str(self.config.text.cache))
+    if cached is not None:
+      return cached
+    if not self._text_encoder_path:
+      raise errors.UserError(
+          f"guidance of {self.source} needs its negative branch, Wan's standard negative prompt: its text cache "
+          f"({self.config.text.cache or 'config.text.cache is empty'}) has no {feature_cache.NEGATIVE_NPY} (written "
+          "by python -m mvtrack_jax.data.encode_text) and no umT5 encoder is named; pass --text_encoder, or "
+          "--negative_prompt '' for the empty prompt, or --cfg 1 for no guidance")
+    return self.encode_prompts([text_lib.WAN_NEGATIVE_PROMPT])[0]
+
+  def guidance(self, sampling: SamplingConfig, *, context: Array | None = None, negative_context: Array | None = None,
+               prompt: str | None = None, negative_prompt: str | None = None) -> Guidance:
+    """Resolves the two branches of guidance and its scale.
+
+    The conditional branch is ``context`` / ``prompt`` (default: the null context). The negative branch is
+    ``negative_context`` / ``negative_prompt``; ``negative_prompt=""`` is the empty prompt, i.e. the null context;
+    with neither, a model trained with text uses Wan's standard negative prompt (as both backbones' inference
+    does) and a model without text the null context (zeros). ``sampling.guidance_scale=None`` is
+    :data:`DEFAULT_GUIDANCE_SCALE` when the branches differ and 1 when both are the null context.
+
+    Raises:
+      errors.UserError: a scale other than 1 asked for while both branches are the null context (guidance would
+        compare the conditioning with itself and change nothing: the message says what to pass); a prompt and
+        embeddings for one branch; a prompt, or Wan's negative prompt, with no text encoder to embed it.
+      ValueError: embeddings of the wrong shape or with non-finite values.
+    """
+    cond = self._context(context, prompt, "context")
+    if negative_prompt == "" and negative_context is None:
+      neg, which = None, "empty"
+    elif negative_prompt is not None or negative_context is not None:
+      neg, which = self._context(negative_context, negative_prompt, "negative_context"), "given"
+    elif self.model.with_text and sampling.guidance_scale != 1.0:
+      neg, which = self._context(self._wan_negative(), None, "negative_context"), "wan"
+    else:
+      neg, which = None, "wan" if self.model.with_text else "none"
+    same = cond is None and neg is None
+    scale = sampling.guidance_scale
+    if scale is None:
+      scale = 1.0 if same else DEFAULT_GUIDANCE_SCALE
+    elif same and scale != 1.0:
+      raise errors.UserError(
+          f"--cfg {scale:g}: both guidance branches would be the null context of {self.source} ("
+          + ("the empty prompt: give a --prompt or --captions, or leave --negative_prompt at Wan's default"
+             if self.model.with_text else "a model trained without text: give a --prompt/--context or a negative")
+          + "), so guidance would change nothing; leave --cfg unset or set it to 1")
+    return Guidance(cond, neg, float(scale), which if scale != 1.0 else "unused")
 
   def __call__(self, clip: Mapping[str, Array], sampling: SamplingConfig = SamplingConfig(), *,
                context: Array | None = None, negative_context: Array | None = None, prompt: str | None = None,
-               negative_prompt: str | None = None, progress: bool = False) -> dict[str, np.ndarray]:
+               negative_prompt: str | None = None, guidance: Guidance | None = None,
+               progress: bool = False) -> dict[str, np.ndarray]:
     """Samples the target-view video of ``clip`` (module docstring).
 
     Args:
       clip: batch with :data:`CLIP_KEYS` (pipeline layout; ``target_video`` is ignored).
       sampling: :class:`SamplingConfig`.
       context, negative_context: ``(L, text_dim)`` or ``(B, L, text_dim)`` text embeddings of the
-        conditional / negative branch (``L ≤ context_length``, zero-padded here); None = the null context.
+        conditional / negative branch (``L ≤ context_length``, zero-padded here); defaults: :meth:`guidance`.
       prompt, negative_prompt: text instead of embeddings, encoded with :attr:`text_encoder`.
+      guidance: both branches already resolved by :meth:`guidance` (then the four above must be None).
       progress: tqdm bar over the denoising steps.
 
     Returns:
@@ -386,25 +471,27 @@ class NovelViewPipeline:
 
     Raises:
       ValueError: missing keys or wrong shapes (naming the key), a context of the wrong shape or values.
-      errors.UserError: a prompt and embeddings for one branch, a prompt without a text encoder, a model
-        trained with image features and no image encoder.
+      errors.UserError: as :meth:`guidance`; a model trained with image features and no image encoder.
     """
     if not hasattr(self.autoencoder, "decode"):
       raise ValueError(f"{self.source}: the autoencoder {type(self.autoencoder).__name__} cannot decode latents "
                        "to pixels; generation needs a decoder")
-    cond = self._context(context, prompt, "context")
-    neg = self._context(negative_context, negative_prompt, "negative_context")
+    texts = dict(context=context, negative_context=negative_context, prompt=prompt, negative_prompt=negative_prompt)
+    if guidance is None:
+      guidance = self.guidance(sampling, **texts)
+    elif any(v is not None for v in texts.values()):
+      raise ValueError("NovelViewPipeline: pass the text branches or a resolved guidance, not both")
     inputs = self._inputs(clip)
     b = inputs["reference_latents"].shape[0]
-    if cond is not None:
-      inputs["context"] = self._batched(cond, b, "context")
-    guided = self.guided(sampling, context=cond, negative_context=neg)
+    if guidance.context is not None:
+      inputs["context"] = self._batched(guidance.context, b, "context")
     noise = jax.random.normal(jax.random.key(sampling.seed), inputs["reference_latents"].shape, jnp.float32)
-    negative = self._batched(neg, b, "negative_context")
-    scale = jnp.float32(sampling.guidance_scale)
+    negative = self._batched(guidance.negative_context, b, "negative_context")
+    scale = jnp.float32(guidance.scale)
 
     def velocity(x, sigma):
-      return _velocity(self.model, self.params, x, jnp.float32(sigma), inputs, negative, scale, guided=guided)
+      return _velocity(self.model, self.params, x, jnp.float32(sigma), inputs, negative, scale,
+                       guided=guidance.active)
 
     sigmas = sampling.schedule(self.objective.schedule).inference_sigmas(sampling.num_steps)
     latents = euler_sample(velocity, noise, sigmas, progress=progress, description="denoising")

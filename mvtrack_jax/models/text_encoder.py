@@ -38,6 +38,14 @@ from typing import Sequence
 import numpy as np
 
 MAX_LENGTH = 512  # Wan2.1's text length (tokens)
+# Wan2.1's standard negative prompt (its sampling config's default), which both backbones' released inference pass
+# as the negative branch of guidance: ReCamMaster `inference_recammaster.py`, ReDirector `configs/base.yaml`
+# (`eval.negative_prompt`). It lists what to steer away from: oversaturated colours, overexposure, static frames,
+# blurred details, subtitles, grey casts, low quality, JPEG artefacts, malformed hands and faces, cluttered
+# backgrounds, walking backwards.
+WAN_NEGATIVE_PROMPT = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+                       "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，"
+                       "形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 
 _INSTALL = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu transformers==5.24.0 ftfy==6.3.1"
 

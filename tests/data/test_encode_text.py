@@ -9,24 +9,10 @@ from mvtrack_jax import run_config
 from mvtrack_jax.data import encode_text, feature_cache, pipeline, schema, sources
 from mvtrack_jax.models import text_encoder as text_lib
 from tests.helpers import tiny_record, write_multicam_scene
-from tests.helpers import run_cli
+from tests.helpers import FakeTextEncoder, run_cli
 
 D = 8
 CONFIG = "--config=configs/mvtrack4gen_recammaster.py:smoke"
-
-
-class FakeEncoder:
-  """Stands in for UMT5TextEncoder: ``1 + words`` rows per prompt (the closing "</s>"), deterministic values."""
-
-  source, dim, max_length = "fake-umt5", D, 16
-
-  def __init__(self, scale=1.0):
-    self.scale, self.calls = scale, []
-
-  def encode(self, prompts):
-    self.calls.append(list(prompts))
-    return [self.scale * np.random.default_rng(sum(map(ord, p))).normal(size=(1 + len(p.split()), D)).astype(np.float32)
-            for p in prompts]
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +44,13 @@ def test_per_view_and_per_scene_captions_reach_the_batch(tree, tmp_path):
       ("scene2", "two people walk"),                                              # a folder: every view of scene2
       ("scene2/videos/cam03.mp4", "two people walk away")])                      # the file's own row wins
   out = str(tmp_path / "text")
-  enc = FakeEncoder()
+  enc = FakeTextEncoder(D)
   done = encode_text.encode_captions(_config(tree), captions, out, ["train"], encoder=enc, progress=False)
   assert done == {"train": {"encoded": 2, "uncaptioned": 1}}  # scene1/cam03 has no row
   null = np.load(os.path.join(out, feature_cache.NULL_NPY))
   np.testing.assert_array_equal(null, enc.encode([""])[0])
+  # Beside it, Wan's standard negative prompt: the negative branch of guidance at inference.
+  np.testing.assert_array_equal(feature_cache.read_negative_context(out), enc.encode([text_lib.WAN_NEGATIVE_PROMPT])[0])
   scene1 = np.load(feature_cache.record_path(out, "train", 0))
   assert scene1.dtype == np.float16 and scene1.shape == (3, 1 + 6, D)  # per view, padded to the longest caption
   left = enc.encode(["a dancer, seen from the left"])[0]
@@ -99,38 +87,19 @@ def test_captions_that_match_nothing_write_nothing(tree, tmp_path):
   captions = _write(tmp_path / "metadata.csv", [("scene9/videos/cam01.mp4", "nobody")])
   out = tmp_path / "text"
   with pytest.raises(ValueError, match=r"none of its 1 rows names a view of train \(view names look like"):
-    encode_text.encode_captions(_config(tree), captions, str(out), ["train"], encoder=FakeEncoder(), progress=False)
+    encode_text.encode_captions(_config(tree), captions, str(out), ["train"], encoder=FakeTextEncoder(D), progress=False)
   assert not out.exists()
 
 
 def test_float16_overflow_is_an_error(tree, tmp_path):
   captions = _write(tmp_path / "metadata.csv", [("scene1", "huge values")])
   with pytest.raises(ValueError, match="beyond float16; use --dtype=float32"):
-    encode_text.encode_captions(_config(tree), captions, str(tmp_path / "t"), ["train"], encoder=FakeEncoder(1e6),
+    encode_text.encode_captions(_config(tree), captions, str(tmp_path / "t"), ["train"], encoder=FakeTextEncoder(D, 1e6),
                                 progress=False)
   done = encode_text.encode_captions(_config(tree), captions, str(tmp_path / "t32"), ["train"], dtype="float32",
-                                     encoder=FakeEncoder(1e6), progress=False)
+                                     encoder=FakeTextEncoder(D, 1e6), progress=False)
   assert done["train"]["encoded"] == 2
   assert np.load(feature_cache.record_path(str(tmp_path / "t32"), "train", 0)).dtype == np.float32
-
-
-def test_read_captions_and_matching_rules(tmp_path):
-  good = _write(tmp_path / "a.csv", [("train/0", "x"), ("./train/0", "x"), ("10", "ten")])  # same caption twice: fine
-  captions = encode_text.read_captions(good)
-  assert encode_text.caption_for(captions, "train/0") == "x"
-  assert encode_text.caption_for(captions, "validation/0") is None  # whole components: "0" ≠ "train/0"
-  assert encode_text.caption_for(captions, "/data/10") == "ten" and encode_text.caption_for(captions, "/data/110") is None
-  (tmp_path / "b.csv").write_text("name,caption\nx,y\n")
-  with pytest.raises(ValueError, match=r"no column\(s\) \['file_name', 'text'\]"):
-    encode_text.read_captions(str(tmp_path / "b.csv"))
-  (tmp_path / "c.csv").write_text("file_name,text\nx,y\nz,\n")
-  with pytest.raises(ValueError, match="line 3: empty text"):
-    encode_text.read_captions(str(tmp_path / "c.csv"))
-  (tmp_path / "d.csv").write_text("file_name,text\nx,y\nx,w\n")
-  with pytest.raises(ValueError, match="line 3: 'x' already has another caption"):
-    encode_text.read_captions(str(tmp_path / "d.csv"))
-  with pytest.raises(FileNotFoundError, match="--captions"):
-    encode_text.read_captions(str(tmp_path / "missing.csv"))
 
 
 def test_record_context_schema_and_pipeline_errors():

@@ -5,8 +5,10 @@ import pytest
 
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule
 from mvtrack_jax import errors
+from mvtrack_jax.data import feature_cache
 from mvtrack_jax.inference import novel_view
 from mvtrack_jax.training import tasks
+from tests.helpers import with_text
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def test_from_checkpoint_rebuilds_the_config_modules(model, tiny_checkpoint):
 
 def test_guidance_zero_is_the_null_context_and_seeds_are_deterministic(model, clip):
   sampling = novel_view.SamplingConfig(num_steps=2, guidance_scale=0.0, seed=1)
-  null = model(clip, sampling)
+  null = model(clip, novel_view.SamplingConfig(num_steps=2, seed=1))  # no text: g defaults to 1, one branch
   text = np.random.default_rng(0).normal(size=(model.model.context_length, model.dit.config.text_dim))
   # g = 0 keeps only the null branch of the 2B batch: exactly the null-context sample.
   np.testing.assert_allclose(model(clip, sampling, context=text)["target_latents"], null["target_latents"], atol=1e-5)
@@ -55,6 +57,34 @@ def test_guidance_zero_is_the_null_context_and_seeds_are_deterministic(model, cl
   other = model(clip, novel_view.SamplingConfig(num_steps=2, seed=2))
   assert not np.array_equal(other["target_video"], null["target_video"])
   assert null["target_video"].shape == clip["reference_video"].shape and null["target_video"].dtype == np.uint8
+
+
+def test_guidance_branches_scale_and_negative_prompt(model, tmp_path):
+  """The two branches and g as the reference inference scripts set them (module docstring)."""
+  d = model.dit.config.text_dim
+  # A model without text: both branches are zeros, so g defaults to 1 and asking for another g is refused.
+  plain = model.guidance(novel_view.SamplingConfig())
+  assert (plain.scale, plain.active, plain.negative) == (1.0, False, "unused")
+  with pytest.raises(errors.UserError, match=r"--cfg 5: both guidance branches would be the null context"):
+    model.guidance(novel_view.SamplingConfig(guidance_scale=5.0))
+  assert model.guidance(novel_view.SamplingConfig(guidance_scale=1.0)).scale == 1.0
+  given = model.guidance(novel_view.SamplingConfig(), context=np.ones((2, d)))
+  assert (given.scale, given.negative, given.context.shape) == (5.0, "none", (1, 2, d))
+  # A model trained with text: the negative branch is Wan's negative prompt, read from its text cache.
+  negative = np.random.default_rng(1).normal(size=(3, d)).astype(np.float32)
+  np.save(tmp_path / feature_cache.NEGATIVE_NPY, negative)
+  texted = with_text(model, tmp_path)
+  wan = texted.guidance(novel_view.SamplingConfig())
+  assert (wan.scale, wan.negative, wan.record()["guidance_active"]) == (5.0, "wan", True) and wan.context is None
+  np.testing.assert_array_equal(wan.negative_context[0], negative)
+  # "" is the empty prompt, i.e. the null context: with no caption both branches are equal again.
+  empty = texted.guidance(novel_view.SamplingConfig(), negative_prompt="")
+  assert (empty.scale, empty.negative_context) == (1.0, None)
+  with pytest.raises(errors.UserError, match="the empty prompt"):
+    texted.guidance(novel_view.SamplingConfig(guidance_scale=3.0), negative_prompt="")
+  # A cache without negative.npy and no umT5 encoder: the message says what to pass.
+  with pytest.raises(errors.UserError, match="--text_encoder.*--negative_prompt ''"):
+    with_text(model, tmp_path / "elsewhere").guidance(novel_view.SamplingConfig())
 
 
 def test_sampling_shift_defaults_to_the_models_training_shift():
