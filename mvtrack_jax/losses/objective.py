@@ -7,7 +7,7 @@
    cameras, latent-rate tracks and query frames, the text context; for a model with text, **caption
    dropout** then replaces each example's context by the null context with probability
    ``caption_dropout`` (Wan / ReCamMaster practice; it trains the null branch that classifier-free
-   guidance uses at sampling; the draw uses ``fold_in(rng, 1)``, so the noise draws are unchanged);
+   guidance uses at sampling; its draw has a key of its own, :func:`training_keys`);
 2. one flow-matching grid index per sample (``FlowMatchingSchedule``), noise on the **target**
    latents only; the reference latents stay clean (ReCamMaster / ReDirector);
 3. one ``WanDiT`` forward on ``target_noisy ⊕ reference`` with both views' cameras, also returning
@@ -86,6 +86,18 @@ class ObjectiveConfig:
     if self.lambda_corr > 0:
       layers |= set(self.corr.layers)
     return tuple(sorted(layers))
+
+
+def training_keys(rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The step key split three ways: the flow-matching grid index, the noise, the caption-dropout draw.
+
+  ``split(rng, 3)``: three independent keys. (The dropout draw used ``fold_in(rng, 1)``, which is the noise key
+  itself, ``split(rng)[1]``: dropping an example was a function of its first noise value.) With JAX's
+  partitionable threefry (the default) ``split(rng, 3)[:2] == split(rng)``, so the σ and noise draws are those of
+  the two-way split used before.
+  """
+  rng_t, rng_n, rng_drop = jax.random.split(rng, 3)
+  return rng_t, rng_n, rng_drop
 
 
 def validate_batch(batch: Mapping[str, Array], autoencoder: Any) -> None:
@@ -170,10 +182,10 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     p = model.prepare(batch, params)
     target = p["target"]
     b = target.shape[0]
+    rng_t, rng_n, rng_drop = training_keys(rng)
     if model.with_text and config.caption_dropout > 0:
-      drop = jax.random.bernoulli(jax.random.fold_in(rng, 1), config.caption_dropout, (b,))
+      drop = jax.random.bernoulli(rng_drop, config.caption_dropout, (b,))
       p["context"] = jnp.where(drop[:, None, None], model.null_context(params, b), p["context"])
-    rng_t, rng_n = jax.random.split(rng)
     sample = config.schedule.sample_training(rng_t, b)
     noise = jax.random.normal(rng_n, target.shape, jnp.float32)
     noisy = add_noise(target, noise, sample["sigma"])

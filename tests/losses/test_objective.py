@@ -177,6 +177,17 @@ def test_caption_dropout_swaps_in_the_stored_null_context():
     obj.ObjectiveConfig(caption_dropout=1.5)
 
 
+def test_caption_dropout_has_a_key_of_its_own():
+  """Its draw was keyed by fold_in(rng, 1) = the noise key, so dropping an example depended on its noise."""
+  rng = jax.random.key(3)
+  keys = [jax.random.key_data(k).tolist() for k in obj.training_keys(rng)]
+  assert len({str(k) for k in keys}) == 3
+  noise_keys = [jax.random.key_data(k).tolist() for k in jax.random.split(rng)]
+  assert keys[2] not in noise_keys
+  if jax.config.jax_threefry_partitionable:  # the σ and noise draws of earlier runs are unchanged
+    assert keys[:2] == noise_keys
+
+
 def test_trackless_examples_add_nothing_to_the_tracking_losses():
   """Mixed batches: example 1 without tracks (track_mask all False). Swapping it for another trackless
   example leaves L_track, L_corr and their row counts unchanged; L_diff changes."""
