@@ -5,9 +5,10 @@ Examples::
   # A test scene of the model's dataset, camera arcing left around the scene.
   python -m mvtrack_jax.generate --checkpoint out/demo --reference dataset:test:0 \
       --trajectory arc_left --out out/demo/generate
-  # Any mp4 (60° horizontal field of view unless --intrinsics is given), custom cameras, 3x guidance.
+  # Any mp4 (60° horizontal field of view unless --intrinsics is given), custom cameras, a prompt, 3x guidance
+  # (a model trained with text; the negative branch is Wan's standard negative prompt).
   python -m mvtrack_jax.generate --checkpoint out/export --reference clip.mp4 --fov 50 \
-      --trajectory cameras.json --cfg 3 --steps 30 --out out/clip
+      --trajectory cameras.json --prompt "a dog runs on a beach" --cfg 3 --steps 30 --out out/clip
 
 ``--checkpoint``: an export directory (``mvtrack_jax.export``) or a training workdir (newest step).
 
