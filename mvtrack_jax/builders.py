@@ -12,6 +12,7 @@ weights (``config.init``) are an initialisation policy of training, applied by `
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -36,9 +37,22 @@ def build_model(run: run_config.RunConfig, *, with_head: bool | None = None) -> 
   if (run.objective.lambda_track > 0) if with_head is None else with_head:
     preset = head_lib.TrackingHeadConfig.tiny if run.head.preset == "tiny" else head_lib.TrackingHeadConfig
     head = head_lib.MVTAPHead(preset(**run.head.overrides))
-  return MVTrack4Gen(dit=wan_lib.WanDiT(run.model.wan_config()), head=head,
-                     autoencoder=make_autoencoder(run.autoencoder), head_layers=tuple(run.objective.head_layers),
-                     context_length=run.text.context_length, with_text=bool(run.text.cache))
+  autoencoder = make_autoencoder(run.autoencoder)
+  return MVTrack4Gen(dit=wan_lib.WanDiT(dit_config(run, autoencoder)), head=head, autoencoder=autoencoder,
+                     head_layers=tuple(run.objective.head_layers), context_length=run.text.context_length,
+                     with_text=bool(run.text.cache))
+
+
+def dit_config(run: run_config.RunConfig, autoencoder) -> wan_lib.WanConfig:
+  """``run.model.wan_config()`` with, for ``rope_mode="distinct"``, ``rope_reference_offset`` set to the token
+  frames of the run's training clips (``data.num_frames`` through ``autoencoder`` and the temporal patch) unless
+  the config sets it: the reference half of a shorter clip (a DAVIS video at evaluation) then sits where it sat
+  in training (``models.rope``). Clips of the training length are unaffected."""
+  config = run.model.wan_config()
+  if config.rope_mode != "distinct" or config.rope_reference_offset:
+    return config
+  latent = autoencoder.latent_shape((1, run.data.num_frames, run.data.height, run.data.width, 3))
+  return dataclasses.replace(config, rope_reference_offset=int(latent[1]) // config.patch_size[0])
 
 
 def make_autoencoder(block: run_config.Autoencoder):

@@ -10,7 +10,11 @@ rotation (``x[i], x[i + d/2]``) is a different network.
 
 Novel-view layout (docs/design.md §4.2): target tokens come first, then reference tokens. With
 ``rope_mode="distinct"`` (ReCamMaster) the reference frames continue the frame index
-(``F'..2F'−1``); with ``rope_mode="shared"`` (ReDirector) both halves use ``0..F'−1``.
+(``F'..2F'−1``); with ``rope_mode="shared"`` (ReDirector) both halves use ``0..F'−1``. A model trained on
+clips of ``F_train`` token frames keeps its reference half at ``F_train..`` on a shorter clip
+(``reference_offset``; ``WanConfig.rope_reference_offset``): ReCamMaster only ever sees 21 latent frames
+(positions 21..41 for the reference), and a 13-frame clip with the reference at 13..25 would put it where
+the target sat in training.
 
 The angles depend only on static shapes: ``rope_tables`` computes the per-axis tables once in
 float64 NumPy at trace time (as diffusers precomputes float64 tables) and broadcasts them to the
@@ -50,8 +54,17 @@ def rope_band_dims(head_dim: int) -> tuple[int, int, int]:
   return head_dim - 2 * hw, hw, hw
 
 
+def reference_start(num_frames: int, rope_mode: str, reference_offset: int | None = None) -> int:
+  """The frame index of the reference view's first token frame: 0 (``"shared"``), else ``num_frames``, or
+  ``reference_offset`` (the training clip's token frames) when that is larger, so the two views never share a
+  frame index."""
+  if rope_mode == "shared":
+    return 0
+  return max(num_frames, reference_offset or 0)
+
+
 def token_positions(num_frames: int, height: int, width: int, *, with_reference: bool = False,
-                    rope_mode: str = "distinct") -> np.ndarray:
+                    rope_mode: str = "distinct", reference_offset: int | None = None) -> np.ndarray:
   """Integer 3D positions of the token sequence ``[target | reference]``.
 
   Args:
@@ -59,6 +72,8 @@ def token_positions(num_frames: int, height: int, width: int, *, with_reference:
     with_reference: append the reference view's tokens after the target's.
     rope_mode: ``"distinct"`` (reference frames ``f..2f−1``, ReCamMaster) or ``"shared"``
       (reference frames ``0..f−1``, ReDirector).
+    reference_offset: ``"distinct"`` only: the reference frames start at ``max(f, reference_offset)``
+      (:func:`reference_start`); None: at ``f``.
 
   Returns:
     ``(S, 3)`` int64 array of ``(frame, row, column)``, tokens ordered view, then ``(f, h, w)``
@@ -74,8 +89,7 @@ def token_positions(num_frames: int, height: int, width: int, *, with_reference:
   if not with_reference:
     return pos
   ref = pos.copy()
-  if rope_mode == "distinct":
-    ref[:, 0] += num_frames
+  ref[:, 0] += reference_start(num_frames, rope_mode, reference_offset)
   return np.concatenate([pos, ref], axis=0)
 
 
@@ -107,7 +121,8 @@ def _axis_table(length: int, band: int, theta: float) -> np.ndarray:
 
 
 def rope_tables(num_frames: int, height: int, width: int, head_dim: int, *, with_reference: bool = False,
-                rope_mode: str = "distinct", theta: float = ROPE_THETA) -> tuple[jnp.ndarray, jnp.ndarray]:
+                rope_mode: str = "distinct", reference_offset: int | None = None,
+                theta: float = ROPE_THETA) -> tuple[jnp.ndarray, jnp.ndarray]:
   """``(cos, sin)`` tables ``(S, d/2)`` of the token sequence ``[target | reference]``, built in-graph.
 
   Same values as ``rope_angles(token_positions(...), head_dim)`` (tested), but only the small
@@ -116,7 +131,7 @@ def rope_tables(num_frames: int, height: int, width: int, head_dim: int, *, with
   Args:
     num_frames, height, width: token grid of ONE view.
     head_dim: per-head channels ``d``.
-    with_reference, rope_mode: as in ``token_positions``.
+    with_reference, rope_mode, reference_offset: as in ``token_positions``.
     theta: RoPE base.
 
   Returns:
@@ -125,11 +140,10 @@ def rope_tables(num_frames: int, height: int, width: int, head_dim: int, *, with
   if rope_mode not in ROPE_MODES:
     raise ValueError(f"rope_tables: rope_mode must be one of {ROPE_MODES}, got {rope_mode!r}")
   t_dim, h_dim, w_dim = rope_band_dims(head_dim)
-  frames_total = 2 * num_frames if with_reference and rope_mode == "distinct" else num_frames
-  ang_f = _axis_table(frames_total, t_dim, theta)
+  offsets = [0] if not with_reference else [0, reference_start(num_frames, rope_mode, reference_offset)]
+  ang_f = _axis_table(max(offsets) + num_frames, t_dim, theta)
   ang_h = _axis_table(height, h_dim, theta)
   ang_w = _axis_table(width, w_dim, theta)
-  offsets = [0] if not with_reference else [0, num_frames if rope_mode == "distinct" else 0]
   grid = (num_frames, height, width)
   out = []
   for fn in (np.cos, np.sin):

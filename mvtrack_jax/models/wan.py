@@ -157,6 +157,9 @@ class WanConfig:
       ``layers`` axis) instead of a Python loop (``blocks_0 … blocks_{N−1}``).
     remat_policy: ``"none"`` or a name in ``REMAT_POLICIES`` (``"full"`` = recompute everything).
     rope_theta: RoPE base.
+    rope_reference_offset: ``"distinct"`` mode: the token frame where the reference view starts on a clip
+      shorter than this (``rope.reference_start``): the training clip's token frames, which
+      ``builders.build_model`` fills in from the run config's ``data`` block; 0: the clip's own frame count.
 
   Raises:
     ValueError: a field out of range, or a model narrower than its tokens (``dim < token_input_dim``, the
@@ -183,6 +186,7 @@ class WanConfig:
   scan_layers: bool = False
   remat_policy: str = "none"
   rope_theta: float = 10000.0
+  rope_reference_offset: int = 0
   image_dim: int = 0
   condition_channels: int = 0
   roce: bool = False
@@ -195,6 +199,7 @@ class WanConfig:
         (len(self.patch_size) == 3 and min(self.patch_size) >= 1, "patch_size", "3 positive ints"),
         (self.camera_mode in CAMERA_MODES, "camera_mode", f"one of {CAMERA_MODES}"),
         (self.rope_mode in rope_lib.ROPE_MODES, "rope_mode", f"one of {rope_lib.ROPE_MODES}"),
+        (self.rope_reference_offset >= 0, "rope_reference_offset", "an int >= 0"),
         (self.attention_backend in BACKENDS, "attention_backend", f"one of {BACKENDS}"),
         (self.remat_policy in REMAT_POLICIES, "remat_policy", f"one of {REMAT_POLICIES}"),
         (self.head_dim > 0 and self.head_dim % 2 == 0, "head_dim", "a positive even int"),
@@ -597,7 +602,8 @@ class WanDiT(nn.Module):
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
     cos, sin = rope_lib.rope_tables(gf, gh, gw, cfg.head_dim, with_reference=reference_latents is not None,
-                                    rope_mode=cfg.rope_mode, theta=cfg.rope_theta)
+                                    rope_mode=cfg.rope_mode, reference_offset=cfg.rope_reference_offset or None,
+                                    theta=cfg.rope_theta)
 
     # Time and text embeddings (time path in float32).
     dense32 = lambda n, name, axes: _dense(n, axes, name, f32, cfg.param_dtype)

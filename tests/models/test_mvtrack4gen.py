@@ -32,3 +32,14 @@ def test_prepare_places_queries_at_their_latent_frame_ground_truth():
   # Without tracks (inference) the query keeps its (x, y) at the nearest latent frame.
   no_gt = {key: v for key, v in batch.items() if key not in ("tracks", "visible")}
   np.testing.assert_allclose(model.prepare(no_gt)["query"][0, 0], [1.0, x[3], 16.0])
+
+
+def test_the_rope_reference_offset_is_the_training_clip_length():
+  """builders.dit_config: the paper config's 81 frames → 21 latent frames → reference at 21.. on any shorter clip."""
+  config = load_config("mvtrack4gen_recammaster.py", "")
+  model = build_model(run_config.parse(config))
+  assert model.dit.config.rope_mode == "distinct" and model.dit.config.rope_reference_offset == 21
+  config.model.overrides.rope_reference_offset = 30   # an explicit value wins
+  assert build_model(run_config.parse(config)).dit.config.rope_reference_offset == 30
+  shared = build_model(run_config.parse(load_config("mvtrack4gen_redirector.py", "smoke")))
+  assert shared.dit.config.rope_mode == "shared" and shared.dit.config.rope_reference_offset == 0

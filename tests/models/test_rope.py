@@ -64,3 +64,17 @@ def test_rope_tables_equal_per_token_angles(with_reference, mode):
   ref_cos, ref_sin = rope.rope_angles(rope.token_positions(3, 2, 4, with_reference=with_reference, rope_mode=mode), 20)
   np.testing.assert_array_equal(np.asarray(cos), ref_cos)
   np.testing.assert_array_equal(np.asarray(sin), ref_sin)
+
+
+def test_reference_frames_of_a_short_clip_start_at_the_training_length():
+  """A model trained on 5 token frames keeps the reference at 5.. on a 3-frame clip (it used to start at 3, where
+  the target sat in training); a longer clip than that keeps the views apart; shared mode ignores it."""
+  pos = rope.token_positions(3, 1, 1, with_reference=True, rope_mode="distinct", reference_offset=5)
+  assert pos[:, 0].tolist() == [0, 1, 2, 5, 6, 7]
+  assert rope.token_positions(6, 1, 1, with_reference=True, reference_offset=5)[6:, 0].tolist() == list(range(6, 12))
+  assert rope.token_positions(3, 1, 1, with_reference=True, rope_mode="shared", reference_offset=5)[3:, 0].tolist() == [
+      0, 1, 2]
+  cos, sin = rope.rope_tables(3, 2, 4, 20, with_reference=True, reference_offset=5)
+  ref_cos, ref_sin = rope.rope_angles(rope.token_positions(3, 2, 4, with_reference=True, reference_offset=5), 20)
+  np.testing.assert_array_equal(np.asarray(cos), ref_cos)
+  np.testing.assert_array_equal(np.asarray(sin), ref_sin)

@@ -241,3 +241,14 @@ def test_bad_inputs_raise_value_errors():
     call(cameras={k: v for k, v in inputs["cameras"].items() if k != "reference_intrinsics"})
   with pytest.raises(ValueError, match=r"probe_layers entry 2 out of range, expected 0 <= layer < 2"):
     call(probe_layers=(2,))
+
+
+def test_the_rope_reference_offset_moves_only_the_reference_of_a_shorter_clip(plucker):
+  """rope_reference_offset = the clip's own token frames changes nothing; a larger one (the training length of a
+  longer clip) changes the output, since the reference tokens sit at other frame positions."""
+  cfg, inputs, params = plucker
+  base = _apply(cfg, params, inputs)
+  same = _apply(dataclasses.replace(cfg, rope_reference_offset=LATENT[0]), params, inputs)
+  np.testing.assert_array_equal(np.asarray(same), np.asarray(base))
+  later = _apply(dataclasses.replace(cfg, rope_reference_offset=LATENT[0] + 3), params, inputs)
+  assert not np.allclose(np.asarray(later), np.asarray(base), atol=1e-5)
