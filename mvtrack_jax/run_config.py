@@ -314,13 +314,17 @@ class Source(_Block):
   """A record source (``data.sources``): the primary one is ``data`` itself, others are ``data.mixture`` entries
   whose examples are interleaved in proportion to ``weight``. ``dataset``: ``"synthetic"`` (built on first use into
   ``data_dir`` or ``$MVTRACK_DATA_DIR``), ``"npz"`` or ``"multicamvideo"`` (``data_dir`` required).
-  ``latents_dir``: its Wan-VAE latent cache (``python -m mvtrack_jax.data.encode_latents``)."""
+  ``latents_dir``: its Wan-VAE latent cache (``python -m mvtrack_jax.data.encode_latents``). ``diffusion_weight``:
+  multiplies L_diff on this source's examples in mixed training batches (L_diff is then the weighted mean over the
+  batch's examples; 0: a tracked-only source that feeds L_track / L_corr and never the diffusion loss, so
+  procedural renders do not shift what the generator makes)."""
   dataset: Literal["synthetic", "npz", "multicamvideo"] = "synthetic"
   data_dir: str = ""
   synthetic: Synthetic = None
   multicamvideo: MultiCamVideo = MultiCamVideo()
   latents_dir: str = ""
   weight: NonNegativeReal = 1.0
+  diffusion_weight: NonNegativeReal = 1.0
 
 
 class MixtureEntry(Source):
@@ -360,6 +364,9 @@ class Data(Source):
                        f"the sources are {names}")
     if not self.weight + sum(m.weight for m in self.mixture.values()) > 0:
       raise ValueError("every source has weight 0")
+    if not self.mixture and self.diffusion_weight != 1.0:
+      raise ValueError(f"diffusion_weight={self.diffusion_weight} weighs one source against the others of a mixture; "
+                       "this run has one source: set objective.lambda_diff instead")
     return self
 
 

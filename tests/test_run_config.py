@@ -7,11 +7,13 @@ import re
 import typing
 
 import ml_collections
+import numpy as np
 import pytest
 
 from mvtrack_jax import run_config
 from mvtrack_jax.errors import ConfigError
 from mvtrack_jax.training import tasks
+from tests.helpers import load_config
 from tests.training import toy_task
 
 SHIPPED = [("default", ""), ("default", "test"), ("default_diffusion_only", ""), ("default_diffusion_only", "test"),
@@ -198,3 +200,17 @@ def test_the_objective_block_becomes_the_losses_config():
       "all", "onehot", "mean_attention")
   assert (got.schedule.shift, got.schedule.weighting) == (3.0, "wan") and got.tracking.huber_delta_px == 4.0
   assert got.probe_layers((1,)) == (0, 2)   # no head term: only the supervised attention layers
+
+
+def test_a_tracked_only_source_and_the_paper_configs_use_it():
+  """diffusion_weight weighs a mixture's sources in L_diff; with one source it would be lambda_diff, so it is refused."""
+  config = run_config.default_config()
+  config.data.diffusion_weight = 0.0
+  with pytest.raises(ConfigError, match="diffusion_weight=0.0 .*one source: set objective.lambda_diff"):
+    run_config.parse(config)
+  for name in ("mvtrack4gen_recammaster.py", "mvtrack4gen_redirector.py"):
+    run = run_config.parse(load_config(name))
+    assert run.data.diffusion_weight == 1.0 and run.data.mixture["synthetic"].diffusion_weight == 0.0, name
+  # The trainer's per-example lookup table, in source_id order (primary first).
+  np.testing.assert_array_equal(tasks.diffusion_weights(load_config("mvtrack4gen_recammaster.py", "smoke")), [1.0, 0.0])
+  assert tasks.diffusion_weights(run_config.complete(run_config.default_config())) is None

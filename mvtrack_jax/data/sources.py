@@ -17,7 +17,8 @@ views and window). Its fields (:data:`SOURCE_FIELDS`):
   and the focal length of scenes without an ``f{mm}_aperture`` folder above them (0 = none; the
   validation layout ``val/10basic_trajectories`` needs it);
 - ``latents_dir``: its Wan-VAE latent cache (``data.encode_latents``), or empty;
-- ``weight``: its share of the training mixture.
+- ``weight``: its share of the training mixture;
+- ``diffusion_weight``: the weight of its examples in L_diff (0: a tracked-only source; ``training.tasks``).
 
 The **primary source** is the ``data`` block's own fields (``data.dataset``, ``data.data_dir``, …,
 ``data.weight``): what evaluation, ``generate``/``probe``/``evaluate`` (``dataset:SPLIT:INDEX``) and
@@ -45,7 +46,7 @@ from mvtrack_jax.data import synthetic_dataset
 
 # The fields of a source: the primary's are read from the data block, a mixture entry has them all (plus its
 # text_cache and image_cache). run_config.Source declares them (type, default, meaning); a test keeps the two equal.
-SOURCE_FIELDS = ("dataset", "data_dir", "synthetic", "multicamvideo", "latents_dir", "weight")
+SOURCE_FIELDS = ("dataset", "data_dir", "synthetic", "multicamvideo", "latents_dir", "weight", "diffusion_weight")
 
 
 def pipeline_config(data: ml_collections.ConfigDict, per_process_batch: int, *, train: bool):

@@ -18,7 +18,9 @@
 
 A λ of 0 removes its term from the graph (no head call, no probes requested): λ_track = λ_corr = 0
 is the diffusion-only baseline. Tracking terms are masked means over valid points of the whole
-batch, so samples whose ``track_mask`` is all False contribute only ``L_diff``. The head's TAP-Vid
+batch, so samples whose ``track_mask`` is all False contribute only ``L_diff``. An optional batch key
+``diffusion_weight`` ``(B,)`` weighs each example in ``L_diff`` (``Σ_b d_b·w_b·MSE_b / Σ_b d_b``; the trainer
+sets it from ``data.*.diffusion_weight`` in mixed batches, 0 for a tracked-only source). The head's TAP-Vid
 average Jaccard on the batch (both views flattened along time, 'strided' mode, last iteration,
 visibility ``σ(vis)·σ(conf) > 0.6``) is returned as a metric.
 
@@ -191,7 +193,11 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     noisy = add_noise(target, noise, sample["sigma"])
     out = model.velocity(params["dit"], noisy, sample["timestep"], p, probe_layers=probe_layers)
     velocity, probes = out if probe_layers else (out, {})
-    diff = flow_matching_loss(velocity, velocity_target(target, noise), sample["weight"])
+    weight = sample["weight"]
+    if "diffusion_weight" in batch:  # per-example weights of a mixture: the weighted mean over the batch
+      d = jnp.asarray(batch["diffusion_weight"], jnp.float32)
+      weight = weight * d * (b / jnp.maximum(d.sum(), 1e-6))
+    diff = flow_matching_loss(velocity, velocity_target(target, noise), weight)
     metrics = {"diff_loss": diff, "sigma": sample["sigma"].mean()}
     total = config.lambda_diff * diff
 

@@ -238,6 +238,16 @@ def random_batch(spec: Mapping[str, jax.ShapeDtypeStruct], per_process_batch: in
   return {key: out[key] for key in spec}
 
 
+def diffusion_weights(config: ml_collections.ConfigDict) -> np.ndarray | None:
+  """``(S,)`` float32 L_diff weights of a mixture's sources in ``source_id`` order (``run_config.Source
+  .diffusion_weight``), which the loss gives each training example as ``diffusion_weight``; None when the run has
+  one source or every source weighs 1 (the objective's plain batch mean)."""
+  names = _pipeline_config(config, 1, True).mixture or ()
+  specs = sources.source_specs(config.data)
+  weights = np.asarray([float(specs[name]["diffusion_weight"]) for name in names], np.float32)
+  return weights if (weights != 1.0).any() else None
+
+
 def _null_context(text_cache: str, model: MVTrack4Gen) -> np.ndarray:
   """The text cache's empty-prompt embedding zero-padded to ``(context_length, text_dim)``.
 
@@ -283,8 +293,11 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
   dit, head = model.dit, model.head
 
   mixture = _pipeline_config(config, 1, True).mixture  # source names when several are mixed
+  weights = diffusion_weights(config)
 
   def loss_fn(params, batch, rng):
+    if weights is not None and "source_id" in batch:  # training batches of a mixture
+      batch = dict(batch, diffusion_weight=jnp.asarray(weights)[batch["source_id"]])
     loss, metrics = objective(params, batch, rng)
     out = {_RENAME.get(k, k): v for k, v in metrics.items()}
     for name in _RENAME.values():

@@ -177,6 +177,20 @@ def test_caption_dropout_swaps_in_the_stored_null_context():
     obj.ObjectiveConfig(caption_dropout=1.5)
 
 
+def test_diffusion_weights_make_l_diff_a_weighted_mean_over_the_examples():
+  """``diffusion_weight`` (a mixture's per-source L_diff weights): an example of weight 0 adds nothing, the others
+  keep their own weight (a mean over the examples that count, not a diluted batch mean)."""
+  _, _, _, fn = _setup(lambda_track=0.0, lambda_corr=0.0)
+  params, batch, key = {"dit": _params("plucker")["dit"]}, _batch(), jax.random.key(5)
+  f = jax.jit(fn)
+  full = float(f(params, batch, key)[1]["diff_loss"])
+  first, second = (float(f(params, dict(batch, diffusion_weight=np.asarray(d, np.float32)), key)[1]["diff_loss"])
+                   for d in ([1.0, 0.0], [0.0, 1.0]))
+  assert first != second
+  np.testing.assert_allclose((first + second) / 2, full, rtol=1e-5)
+  assert float(f(params, dict(batch, diffusion_weight=np.zeros(2, np.float32)), key)[1]["diff_loss"]) == 0.0
+
+
 def test_caption_dropout_has_a_key_of_its_own():
   """Its draw was keyed by fold_in(rng, 1) = the noise key, so dropping an example depended on its noise."""
   rng = jax.random.key(3)
