@@ -24,7 +24,7 @@ follows MV-TAP (arXiv 2512.02006) / CoTracker3 (docs/design.md §4.5); what the 
    correlation is all ``(2r+1)² × (2r+1)²`` dot products with the support patch (2401 values for
    r = 3), per level, embedded by a shared MLP (2401 → 384 → 256). Tokens = [visibility logit,
    confidence logit, correlation embeddings, NeRF-style encodings of the forward/backward
-   displacements] → Dense(hidden) + 1D sin-cos time embedding + a Plücker embedding of the ray of
+   displacements divided by the video width and height, as MV-TAP's] → Dense(hidden) + 1D sin-cos time embedding + a Plücker embedding of the ray of
    the view's camera through the current estimate (``geometry.plucker_rays`` on the token grid,
    sampled bilinearly; Linear → L2-normalise → LayerNorm, as in MV-TAP). A transformer alternates
    attention across time (per point), across views (per point and frame) and across points via
@@ -409,7 +409,10 @@ class _Iteration(nn.Module):
       corr_embs.append(corr_mlp(corr.reshape(corr.shape[:4] + (offsets.shape[0] ** 2,))).astype(jnp.float32))
     fwd = jnp.concatenate([jnp.zeros_like(est[:, :, :1]), est[:, :, 1:] - est[:, :, :-1]], axis=2)
     bwd = jnp.concatenate([est[:, :, :-1] - est[:, :, 1:], jnp.zeros_like(est[:, :, :1])], axis=2)
-    disp = _posenc(jnp.concatenate([fwd, bwd], axis=-1) / s, cfg.posenc_degrees)
+    # Displacements as fractions of the video width / height (MV-TAP: Δ cells / (model resolution / stride)),
+    # so the top octaves of the encoding stay below π for any motion inside the frame.
+    size = jnp.asarray([w * s, h * s, w * s, h * s], jnp.float32)
+    disp = _posenc(jnp.concatenate([fwd, bwd], axis=-1) / size, cfg.posenc_degrees)
     feats = jnp.concatenate([jax.lax.stop_gradient(vis)[..., None], jax.lax.stop_gradient(conf)[..., None]]
                             + corr_embs + [disp], axis=-1)
     x = nn.Dense(cfg.hidden_dim, dtype=cfg.dtype, name="input_proj")(feats.astype(cfg.dtype)).astype(jnp.float32)
