@@ -28,7 +28,8 @@ centre crop) is the reference, and for each ``--trajectories`` entry a ground-tr
 
 Every model generates the target view (Euler + CFG, ``--steps``/``--cfg``/``--seed``; all
 trajectories of a scene in one batch) and, if it has a tracking head, tracks the clip's query
-points (sampled among the ground-truth points visible in the reference view). Metrics per clip
+points (sampled among the ground-truth points visible in the reference view, on the model's latent frames
+0, k, 2k, … where the head's tracks are). Metrics per clip
 (docs/design.md §4.6; the table's arrows say which way is better):
 
 - ``psnr`` ↑ / ``ssim`` ↑: against the ground-truth target view (``evaluation.fidelity``).

@@ -127,6 +127,13 @@ def model_config():
 # Windows.
 
 
+def test_evaluation_windows_query_the_models_latent_frames(model_config):
+  """The split protocol's query points sit on the model's latent frames (the Wan VAE's 0, 4, 8, …)."""
+  wan = protocol_clips.window_config(load_config("mvtrack4gen_recammaster.py", "smoke"))
+  assert wan.latent_frame_queries and wan.frames_per_latent == 4 and not wan.random_crop
+  assert protocol_clips.window_config(model_config).frames_per_latent == 1   # the pixel autoencoder: every frame
+
+
 def test_protocol_num_frames():
   # The paper config: 81-frame windows of a Wan VAE (k = 4), truncated to 1 + 4m.
   assert protocol_clips.protocol_num_frames(100, 81, 1, 4) == 81

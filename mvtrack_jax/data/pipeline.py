@@ -132,6 +132,9 @@ class PipelineConfig:
     latent_shape: ``(F, h, w, z)`` of one view's cached latents per example, or None (no cache);
       records must then carry ``latents`` (see the module docstring).
     frames_per_latent: the VAE's temporal factor ``k`` (window starts are multiples of it).
+    latent_frame_queries: sample query points only at latent frames ``0, k, 2k, …`` (evaluation: the head
+      tracks at latent-frame rate, so a query at frame ``t`` between them would be used at ``round(t/k)`` with
+      the position of frame ``t``).
     context_shape: ``(L, D)`` of the text embeddings each example carries, or None (no text);
       records must then carry ``context`` (see the module docstring).
     image_shape: ``(N, D)`` of the CLIP image features each example carries, or None (no image
@@ -156,6 +159,7 @@ class PipelineConfig:
   worker_buffer_size: int = 2
   latent_shape: tuple[int, int, int, int] | None = None
   frames_per_latent: int = 4
+  latent_frame_queries: bool = False
   context_shape: tuple[int, int] | None = None
   image_shape: tuple[int, int] | None = None
   mixture: tuple[str, ...] = ()
@@ -428,7 +432,10 @@ def window_example(
 
   n_out = config.num_query_points
   if query_points is None:
-    q_frames, q_points = sample_query_points(visible[0], n_out, rng)
+    candidates = visible[0]
+    if config.latent_frame_queries:
+      candidates = candidates & (np.arange(config.num_frames) % config.frames_per_latent == 0)[:, None]
+    q_frames, q_points = sample_query_points(candidates, n_out, rng)
   else:
     q_frames, q_points = _given_query_points(query_points, visible[0], n_out)
   k = q_frames.size

@@ -20,7 +20,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mvtrack_jax import builders
 from mvtrack_jax import errors
+from mvtrack_jax import run_config
 from mvtrack_jax.data import dycheck as dycheck_lib
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import sources
@@ -35,8 +37,11 @@ VIDEO_EXTENSION = ".mp4"
 
 
 def window_config(model_config):
-  """The model's evaluation window: ``data.pipeline.PipelineConfig`` with centre crops at its sizes."""
-  return sources.pipeline_config(model_config.data, 1, train=False)  # centre crops, the model's sizes
+  """The model's evaluation window: ``data.pipeline.PipelineConfig`` with centre crops at its sizes, and query
+  points sampled on its autoencoder's latent frames (``0, k, 2k, …``: where the head's tracks are)."""
+  k = builders.make_autoencoder(run_config.parse(model_config).autoencoder).temporal_factor
+  return dataclasses.replace(sources.pipeline_config(model_config.data, 1, train=False), frames_per_latent=k,
+                             latent_frame_queries=True)
 
 
 def _preset_target_record(record: Mapping[str, np.ndarray], seed: int, sizes: Mapping[str, int], name: str,

@@ -111,6 +111,26 @@ def test_query_points_are_visible_in_reference_at_their_frame(records):
       assert np.all(batch["query_points"][b, ~mask] == 0)
 
 
+def test_evaluation_windows_sample_queries_on_latent_frames(records):
+  """latent_frame_queries (evaluation windows, protocol_clips.window_config): every query sits on a frame 0, k, 2k,
+  … where the head's tracks are; training windows sample any visible frame."""
+  config = dataclasses.replace(CONFIG, num_frames=5, frame_stride=1, frames_per_latent=2, latent_frame_queries=True)
+  frames = set()
+  for seed in range(4):
+    example, _ = pipeline.window_example(records[seed], config, views=(0, 1), start=0,
+                                         rng=np.random.default_rng(seed), train=False)
+    mask = example["track_mask"]
+    frames |= set(example["query_points"][mask, 0].astype(int).tolist())
+  assert frames and frames <= {0, 2, 4}
+  plain = dataclasses.replace(config, latent_frame_queries=False)
+  anywhere = set()
+  for seed in range(4):
+    example, _ = pipeline.window_example(records[seed], plain, views=(0, 1), start=0,
+                                         rng=np.random.default_rng(seed), train=False)
+    anywhere |= set(example["query_points"][example["track_mask"], 0].astype(int).tolist())
+  assert anywhere - {0, 2, 4}
+
+
 def test_sample_query_points_prefers_distinct_points_and_is_uniform_over_entries():
   rng = np.random.default_rng(0)
   vis = np.ones((4, 3), bool)
