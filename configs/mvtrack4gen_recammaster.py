@@ -32,7 +32,7 @@ with ReCamMaster's ``metadata.csv`` of captions)::
       --config.init.transformer=$W/transformer
   # 4. export for PyTorch (diffusers; --format=diffsynth for ReCamMaster's scripts)
   python -m mvtrack_jax.export --workdir=out/mvtrack4gen --out=out/mvtrack4gen_diffusers --format=diffusers
-  # 5. generate a novel view (decoded by the Wan VAE), guided by a prompt (CFG 5 against the null context)
+  # 5. generate a novel view (decoded by the Wan VAE), guided by a prompt (CFG 5 against Wan's negative prompt)
   python -m mvtrack_jax.generate --checkpoint out/mvtrack4gen --reference clip.mp4 --trajectory arc_left \
       --prompt "a man dancing in a plaza" --out out/novel_view
 
@@ -62,11 +62,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"configs/mvtrack4gen_recammaster.py: unknown arg {arg!r}; expected one of {VARIANTS}")
   c = run_config.default_config()
   c.name = "mvtrack4gen_recammaster"
-  # "4 NVIDIA H100 GPUs for 13,000 iterations" (MVTrack4Gen's project page), one clip per GPU. The checkpoints its
+  # "4 NVIDIA H100 GPUs for 13,000 iterations" (MVTrack4Gen's project page), one clip per GPU: batch_size -1 is one
+  # example per device, so the paper's 4 GPUs give its batch of 4 (and one GPU or an 8-GPU node still run the config
+  # as printed, with batch 1 or 8). The checkpoints its
   # tables evaluate are steps 4,800 (this backbone) and 11,750 (ReDirector's): --config.num_train_steps=4800 stops
   # there (the learning rate is constant after warm-up, so the run is the same up to that step).
   c.num_train_steps = 13000
-  c.batch_size = 4
+  c.batch_size = -1
   c.eval_every_steps, c.eval_steps, c.eval_at_start = 500, 8, False
   c.keep_checkpoints = 3
 

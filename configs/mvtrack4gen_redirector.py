@@ -6,8 +6,8 @@ input (latents + 16 zero control channels), full-resolution Plücker maps throug
 adapter added to the patch embeddings, Rotary Camera Encoding (RoCE) in every self-attention, the
 same RoPE frames for both views. 81 frames at 480×832 → 2 × 21 latent frames of 60×104 → 65,520
 tokens; probe layer 18 (0-based) feeds the MV-TAP head and L_corr on q/k after RoPE *and* RoCE;
-``L = L_diff + 0.01·L_track + 0.01·L_corr``; AdamW lr 1e-4 as ReDirector; 13,000 steps of batch 4 (the
-project page's budget; its tables evaluate step 11,750: ``--config.num_train_steps=11750``); trainable = every self-attention module
+``L = L_diff + 0.01·L_track + 0.01·L_corr``; AdamW lr 1e-4 as ReDirector; 13,000 steps of one clip per GPU (the
+project page's budget, on 4 GPUs; its tables evaluate step 11,750: ``--config.num_train_steps=11750``); trainable = every self-attention module
 (q, k, v, o, q/k RMSNorm, RoCE phases — ReDirector's own set) + the tracking head. Everything else
 (loop, mesh, data mixture, schedule, remat) is ``configs/mvtrack4gen_recammaster.py``'s.
 

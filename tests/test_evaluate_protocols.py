@@ -241,12 +241,19 @@ def test_videos_are_captioned_and_sampled_with_guidance_as_the_references_do(tin
   assert f"captions from `{captions}`" in header and "CFG 5, negative: Wan's standard negative prompt" in header
   assert "trajectories from" in header and "static 60.0° pinhole reference camera" in header and "`flow`" in header
   assert len(record["rows"]) == 2
-  # The same captions with the empty prompt as the negative branch: guidance is still active (the captions differ
-  # from the null context), and the record says which negative was used.
+  # The empty prompt as the negative branch and no --prompt: the captioned video is guided, the other has both
+  # branches null (g = 1); metrics.json lists both settings and the header says guidance varies.
   record = runner.run_videos([texted], str(tmp_path / "empty"), davis_dir, names=["m"], trajectory_names=["cam05"],
-                             steps=1, max_scenes=1, baselines=False, progress=False,
+                             steps=1, baselines=False, progress=False,
                              text=runner.TextOptions(captions=str(captions), negative_prompt=""))
-  assert record["checkpoints"]["m"]["guidance"]["negative"] == "empty"
+  assert sorted(g["guidance_scale"] for g in record["checkpoints"]["m"]["guidance"]) == [1.0, 5.0]
+  assert "guidance varies with the caption" in (tmp_path / "empty" / "metrics.md").read_text()
+  # Asking for --cfg 3 there fails before anything is generated (it would have failed at the uncaptioned video).
+  with pytest.raises(errors.UserError, match="--cfg 3: both guidance branches would be the null context"):
+    runner.run_videos([texted], str(tmp_path / "mixed"), davis_dir, trajectory_names=["cam05"], steps=1, cfg=3.0,
+                      baselines=False, progress=False, text=runner.TextOptions(captions=str(captions),
+                                                                               negative_prompt=""))
+  assert not (tmp_path / "mixed" / "metrics.json").exists()
   # No text anywhere and --cfg 3: both branches would be zeros.
   with pytest.raises(errors.UserError, match="--cfg 3: both guidance branches would be the null context"):
     runner.run_videos([model], str(tmp_path / "plain"), davis_dir, trajectory_names=["cam05"], steps=1, cfg=3.0,

@@ -36,10 +36,11 @@ RECORDED = "recorded"  # the dataset's own second view as the target
 VIDEO_EXTENSION = ".mp4"
 
 
-def window_config(model_config):
+def window_config(model_config, frames_per_latent: int | None = None):
   """The model's evaluation window: ``data.pipeline.PipelineConfig`` with centre crops at its sizes, and query
-  points sampled on its autoencoder's latent frames (``0, k, 2k, …``: where the head's tracks are)."""
-  k = builders.make_autoencoder(run_config.parse(model_config).autoencoder).temporal_factor
+  points sampled on latent frames ``0, k, 2k, …`` (where a head's tracks are): ``k = frames_per_latent``, by
+  default the model's autoencoder's temporal factor (several models: the least common multiple of theirs)."""
+  k = frames_per_latent or builders.make_autoencoder(run_config.parse(model_config).autoencoder).temporal_factor
   return dataclasses.replace(sources.pipeline_config(model_config.data, 1, train=False), frames_per_latent=k,
                              latent_frame_queries=True)
 
@@ -72,8 +73,10 @@ def check_trajectory_names(trajectory_names: Sequence[str]) -> None:
                              f"{', '.join(trajectories.PRESET_NAMES)}")
 
 
-def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence[str]) -> list[dict[str, np.ndarray]]:
-  """The evaluation clips of scene ``index``: one pipeline-layout example per trajectory (module doc).
+def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence[str],
+                frames_per_latent: int | None = None) -> list[dict[str, np.ndarray]]:
+  """The evaluation clips of scene ``index``: one pipeline-layout example per trajectory (module doc); query points
+  on latent frames (:func:`window_config`).
 
   Raises:
     ValueError: a preset trajectory on a non-synthetic dataset, an unknown trajectory name, or a
@@ -83,7 +86,7 @@ def scene_clips(model_config, split: str, index: int, trajectory_names: Sequence
   data = model_config.data
   source = sources.data_source(data, split)
   record = source[index]
-  pcfg = window_config(model_config)
+  pcfg = window_config(model_config, frames_per_latent)
   frames = np.arange(pcfg.num_frames) * pcfg.frame_stride
   clips = []
   for name in trajectory_names:

@@ -182,11 +182,10 @@ def _proxy_scoring(pose_method: str, baselines: bool, frames: np.ndarray) -> _Sc
 
 
 def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.ndarray]]], models, labels, sampling,
-                scoring: _Scoring, *, text: TextOptions, caption: str | None, guidances: dict[str, Any],
-                batch_size: int, save_videos: bool, out: str) -> list[dict[str, Any]]:
+                scoring: _Scoring, *, text: TextOptions, caption: str | None, batch_size: int, save_videos: bool,
+                out: str) -> list[dict[str, Any]]:
   """The ``metrics.json`` rows of one scene of any protocol: the rows needing no model, then every model's,
-  ``batch_size`` clips per generation, each model guided by ``caption`` and ``text``'s negative branch (its
-  guidance recorded in ``guidances[label]``); with ``save_videos`` each model's clip is written as
+  ``batch_size`` clips per generation, each model guided by ``caption`` and ``text``'s negative branch; with ``save_videos`` each model's clip is written as
   ``out/videos/<label>/<stem>_<trajectory>.mp4`` (reference | generated [| ground truth])."""
   rows = []
   for name, clip in clips:
@@ -194,7 +193,6 @@ def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.nda
   keys = novel_view.CLIP_KEYS + ("query_points",)
   for label, model in zip(labels, models):
     guidance = model.guidance(sampling, prompt=caption, negative_prompt=text.negative_prompt)
-    guidances.setdefault(label, guidance.record())
     for i in range(0, len(clips), batch_size):
       chunk = clips[i:i + batch_size]
       batch = {key: np.stack([clip[key] for _, clip in chunk]) for key in keys}
@@ -213,11 +211,31 @@ def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.nda
 
 
 _NEGATIVES = {"wan": "negative: Wan's standard negative prompt", "empty": "negative: the empty prompt",
-              "given": "negative: the given negative prompt", "none": "no text", "unused": ""}
+              "given": "negative: the given negative prompt", "none": "negative: zeros (a model without text)",
+              "unused": ""}
 
 
-def _guidance_line(guidance: Mapping[str, Any] | None) -> str:
-  """``CFG 5 (negative: …)`` or ``no guidance`` for a model's ``Guidance.record()`` (None: it generated nothing)."""
+def _resolve_guidance(models, labels, sampling, text: TextOptions, sources: Sequence[str | None]) -> dict[str, Any]:
+  """Each model's guidance (``Guidance.record()``) for the captions of ``sources`` (the scenes' paths; None: no name),
+  resolved before anything is generated, so a combination that cannot run (an explicit ``--cfg`` where a scene
+  without a caption leaves both branches the null context) fails at once. A model whose guidance differs between
+  scenes (captioned and uncaptioned ones) gets the list of its distinct records."""
+  captions = sorted({text.caption(s) for s in sources} or {text.caption(None)}, key=str)
+  out = {}
+  for label, model in zip(labels, models):
+    records = []
+    for caption in captions:
+      record = model.guidance(sampling, prompt=caption, negative_prompt=text.negative_prompt).record()
+      if record not in records:
+        records.append(record)
+    out[label] = records[0] if len(records) == 1 else records
+  return out
+
+
+def _guidance_line(guidance: Mapping[str, Any] | list | None) -> str:
+  """``CFG 5 (negative: …)`` or ``no guidance`` for a model's ``Guidance.record()`` (a list: it varies by scene)."""
+  if isinstance(guidance, list):
+    return "guidance varies with the caption: " + " / ".join(_guidance_line(g) for g in guidance)
   if guidance is None:
     return "no clip generated"
   if not guidance["guidance_active"]:
@@ -232,8 +250,8 @@ def _captions_line(text: TextOptions) -> str:
 
 
 def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: int, settings: Mapping[str, Any], *,
-                  steps: int, cfg: float | None, text: TextOptions, seed: int, pose_method: str, grid: int,
-                  batch_size: int,
+                  steps: int, cfg: float | None, text: TextOptions, caption_sources: Sequence[str], seed: int,
+                  pose_method: str, grid: int, batch_size: int,
                   frames_per_latent: int, save_videos: bool, baselines: bool, progress: bool,
                   started: float) -> dict[str, Any]:
   """Evaluates protocol scenes and writes ``metrics.json``, ``metrics.md`` and ``per_clip.csv`` into ``out``.
@@ -249,7 +267,8 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
     num_scenes: for the progress bar.
     settings: protocol settings merged into ``metrics.json`` (``videos``/``fov``, ``dycheck``/``scales``).
     steps, cfg, seed: sampler settings (``cfg`` None: each model's default, ``NovelViewPipeline.guidance``);
-      text: the captions and negative branch; grid, batch_size, frames_per_latent, pose_method: as
+      text: the captions and negative branch; caption_sources: every scene's source path (its caption's key);
+      grid, batch_size, frames_per_latent, pose_method: as
       :func:`run_videos`; save_videos, baselines, progress: as :func:`run`; started: ``time.time()``
       at the start of the command.
 
@@ -262,7 +281,8 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
   if progress:
     scenes = tqdm(scenes, total=num_scenes, desc="scenes", unit="scene")
-  rows, infos, order, guidances = [], {}, [], {}
+  guidances = _resolve_guidance(models, labels, sampling, text, caption_sources)
+  rows, infos, order = [], {}, []
   for scene, clips, info in scenes:
     if scene in infos:
       raise ValueError(f"evaluate --{protocol}: two scenes are named {scene!r} ({infos[scene]['source']}, "
@@ -274,7 +294,7 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
     frames = ae_lib.latent_frame_indices(clips[0][1]["reference_video"].shape[0], frames_per_latent)
     rows.extend(_scene_rows(scene, scene, clips, models, labels, sampling,
                             _proxy_scoring(pose_method, baselines, frames), text=text, caption=caption,
-                            guidances=guidances, batch_size=batch_size, save_videos=save_videos, out=out))
+                            batch_size=batch_size, save_videos=save_videos, out=out))
     order.extend(name for name, _ in clips if name not in order)
   if not rows:
     raise ValueError(f"evaluate --{protocol}: nothing to evaluate: no scene has a clip "
@@ -379,7 +399,7 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
               "trajectory_source": (os.path.abspath(trajectories_file) if trajectories_file else
                                     "geometry.trajectories presets (cam01-cam10: ReCamMaster's released cameras)")}
   return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, text=text,
-                       seed=seed,
+                       caption_sources=[os.path.abspath(p) for p in paths], seed=seed,
                        pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
 
@@ -410,6 +430,7 @@ def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequ
 
   settings = {"dycheck": os.path.abspath(dycheck), "scales": sorted({s.scale for s in sequences})}
   return _run_protocol("dycheck", models, labels, out, scenes(), len(sequences), settings, steps=steps, cfg=cfg, text=text,
+                       caption_sources=[os.path.abspath(s.path) for s in sequences],
                        seed=seed, pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
 
@@ -454,17 +475,19 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
   # zero_motion is scored at the track frames of a head model (NovelViewPipeline.track's "frames").
   track_model = next((m for m in models if m.head is not None), models[0])
   track_frames = ae_lib.latent_frame_indices(int(data0.num_frames), track_model.autoencoder.temporal_factor)
+  k = math.lcm(*(m.autoencoder.temporal_factor for m in models))  # query points on every model's latent frames
   sampling = novel_view.SamplingConfig(num_steps=steps, guidance_scale=cfg, seed=seed)
-  rows, guidances = [], {}
+  guidances = _resolve_guidance(models, labels, sampling, text, [None])
+  rows = []
   scenes = range(num_scenes)
   if progress:
     scenes = tqdm(scenes, desc="scenes", unit="scene")
   scoring = _split_scoring(pose_method, baselines, track_frames)
   for index in scenes:
-    clips = protocol_clips.scene_clips(models[0].config, split, index, trajectory_names)
+    clips = protocol_clips.scene_clips(models[0].config, split, index, trajectory_names, frames_per_latent=k)
     rows.extend(_scene_rows(index, f"scene{index}", list(zip(trajectory_names, clips)), models, labels, sampling,
-                            scoring, text=text, caption=text.caption(None), guidances=guidances,
-                            batch_size=len(clips), save_videos=save_videos, out=out))
+                            scoring, text=text, caption=text.caption(None), batch_size=len(clips),
+                            save_videos=save_videos, out=out))
   summary = report.summarize(rows)
   columns = labels + (list(baselines_lib.BASELINES) if baselines else []) + [GT_VIDEO]
   # zero_motion only where a clip had tracks

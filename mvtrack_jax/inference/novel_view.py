@@ -109,7 +109,7 @@ class Guidance:
     return self.scale != 1.0
 
   def record(self) -> dict[str, Any]:
-    """What ``metrics.json`` / ``generate.json`` record about guidance."""
+    """What ``metrics.json`` / ``generation.json`` record about guidance."""
     return {"guidance_active": self.active, "guidance_scale": self.scale, "negative": self.negative}
 
 

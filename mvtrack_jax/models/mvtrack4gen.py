@@ -22,9 +22,9 @@ keeps the **null context** — the umT5 embedding of the empty prompt, zero-padd
 ``(context_length, text_dim)`` — in its params as ``params["text"]["null_context"]``: a frozen
 buffer (never trainable, checked by ``training.tasks``), initialised from the text cache's
 ``null.npy`` on a new run and carried by checkpoints and exports, so inference needs no text
-encoder for it. It is the context of a batch without captions, of caption dropout and of the null
-branch of classifier-free guidance, as in Wan (whose null branch is that embedding, or a negative
-prompt's). A model without text has no ``"text"`` params and its null context is all zeros.
+encoder for it. It is the context of a batch without captions and of caption dropout; at sampling the
+negative branch of guidance is Wan's standard negative prompt by default and this embedding when
+``negative_prompt=""`` (``inference.novel_view``). A model without text has no ``"text"`` params and its null context is all zeros.
 **Image context.** A DiT with an image branch (``image_dim > 0``: the ReDirector / Wan2.1-Fun
 backbone) reads the batch's ``image_context`` ``(B, N, image_dim)`` — CLIP features of the reference
 view's first frame, from the image cache (``data.encode_image``) or computed by ``generate`` — in

@@ -11,7 +11,8 @@ of the umT5-XXL encoder: ``(L, 4096)`` per prompt, ``L`` ≤ 512 tokens includin
 3. ``UMT5EncoderModel(ids, attention_mask).last_hidden_state`` cut to each prompt's token count.
 
 The empty prompt ``""`` tokenises to ``</s>`` alone, so its embedding has one row: the **null
-context** that classifier-free guidance and caption dropout use (diffusers' default negative prompt).
+context** that caption dropout trains and that a prompt-less conditional branch uses (diffusers' default negative
+prompt). The negative branch of guidance defaults to :data:`WAN_NEGATIVE_PROMPT` (``inference.novel_view``).
 
 The encoder runs in PyTorch (an optional dependency: ``pip install torch==2.13.0 transformers==5.24.0
 ftfy==6.3.1``, see ``requirements-dev.txt``), once per caption, outside any training step; its

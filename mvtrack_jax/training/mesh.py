@@ -102,7 +102,7 @@ def num_batch_shards(mesh: jax.sharding.Mesh) -> int:
 def global_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> int:
   """The global batch of ``config.batch_size``: ``> 0`` the global batch itself; ``−n`` means ``n``
   examples per slice of the batch axes (per device with a data/FSDP mesh), so a config runs as
-  printed on one GPU or on a node of eight (the paper config: ``−1``, ReCamMaster's 1 per GPU).
+  printed on one GPU or on a node of eight (the paper config: ``−1``, one clip per GPU as ReCamMaster and MVTrack4Gen train: 4 on the paper's 4 H100s).
 
   Raises:
     ValueError: ``batch_size == 0``.

@@ -295,8 +295,8 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
   mixture = _pipeline_config(config, 1, True).mixture  # source names when several are mixed
   weights = diffusion_weights(config)
 
-  def loss_fn(params, batch, rng):
-    if weights is not None and "source_id" in batch:  # training batches of a mixture
+  def loss_fn(params, batch, rng, weighted=True):
+    if weighted and weights is not None and "source_id" in batch:  # training batches of a mixture
       batch = dict(batch, diffusion_weight=jnp.asarray(weights)[batch["source_id"]])
     loss, metrics = objective(params, batch, rng)
     out = {_RENAME.get(k, k): v for k, v in metrics.items()}
@@ -340,8 +340,13 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
       report = dict(report, loaded=list(report["loaded"]) + ["text/null_context"])
     return values, report
 
+  def eval_fn(params, batch, rng):
+    """Validation reads one source (``data.eval_source``, often a tracked-only one): every example counts in L_diff."""
+    loss, metrics = loss_fn(params, batch, rng, weighted=False)
+    return {**{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}, "loss": loss.astype(jnp.float32)}
+
   return Task(
-      name=run.name, init_params=init_params, loss_fn=loss_fn,
+      name=run.name, init_params=init_params, loss_fn=loss_fn, eval_fn=eval_fn if weights is not None else None,
       pretrained_params=pretrained if transformer_path or model.with_text else None,
       logical_axis_rules=tuple(wan.LOGICAL_AXIS_RULES),
       make_iterator=lambda split, b, seed: make_iterator(config, split, b, seed),

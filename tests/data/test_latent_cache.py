@@ -133,6 +133,8 @@ def test_cache_train_export_generate(vae_folder, transformer_folder, text_folder
   train_rows = [r for r in rows if "loss_corr" in r]
   evals = metric_writers.read_jsonl(os.path.join(workdir, "eval_metrics.jsonl"))
   assert evals and all(r["loss_corr"] > 0 for r in evals)   # evaluated on the synthetic (tracked) validation split
+  # The synthetic source has diffusion_weight 0 in training, but validation scores L_diff on every example.
+  assert all(r["loss_diff"] > 0 for r in evals)
   assert rows[-1]["step"] == config.num_train_steps and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
   assert len(train_rows) == config.num_train_steps and all(r["corr_rows"] > 0 and r["loss_corr"] > 0 for r in train_rows)
   assert all(r["examples/multicamvideo"] == 1 and r["examples/synthetic"] == 1 for r in train_rows), train_rows
