@@ -399,9 +399,11 @@ class NovelViewPipeline:
       inputs["image_context"] = jnp.asarray(self.image_encoder.encode(video[:, 0]), jnp.float32)
     return inputs
 
+  @functools.cached_property
   def _wan_negative(self) -> np.ndarray:
-    """Wan's standard negative prompt embedded: the text cache's ``negative.npy`` (``config.text.cache``), else
-    encoded with :attr:`text_encoder`."""
+    """Wan's standard negative prompt embedded ``(L, text_dim)`` float32: the text cache's ``negative.npy``
+    (``config.text.cache``), else encoded with :attr:`text_encoder`; read once per pipeline (an evaluation asks
+    for it for every scene and model)."""
     cached = feature_cache.read_negative_context(str(self.config.text.cache))
     if cached is not None:
       return cached
@@ -435,7 +437,7 @@ class NovelViewPipeline:
     elif negative_prompt is not None or negative_context is not None:
       neg, which = self._context(negative_context, negative_prompt, "negative_context"), "given"
     elif self.model.with_text and sampling.guidance_scale != 1.0:
-      neg, which = self._context(self._wan_negative(), None, "negative_context"), "wan"
+      neg, which = self._context(self._wan_negative, None, "negative_context"), "wan"
     else:
       neg, which = None, "wan" if self.model.with_text else "none"
     same = cond is None and neg is None
