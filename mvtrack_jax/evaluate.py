@@ -84,11 +84,16 @@ frames reach as in ReDirector (``geometry.trajectories``); the eased presets and
 ``recorded`` is not: there is no second view). Decisions:
 
 - Reading: ``inference.clips.reference_record`` (the ``--reference PATH.mp4`` path of ``generate``), so both
-  commands see an mp4 identically: a pinhole camera of ``--fov`` degrees horizontal field of view
-  (default 60°, ``geometry.intrinsics_from_fov``, principal point at the image centre) that is
-  **static** (identity pose at every frame: a monocular video carries no poses, and this is the
-  reference camera the model is conditioned on). The whole file is decoded (DAVIS clips are at most
-  ~100 frames); trim long videos beforehand.
+  commands see an mp4 identically. Reference cameras: a ``<stem>.cameras.npz`` beside the mp4
+  (``data.readers.read_camera_file``: ``intrinsics`` ``(T, 3, 3)`` in the video's pixels and OpenCV
+  ``cam_to_world`` ``(T, 4, 4)``, e.g. a converted ViPE estimate, which ReDirector's inference conditions on)
+  gives the reference half's intrinsics and poses (relative to its frame 0), the target's intrinsics and the
+  cameras of the epipolar proxy and the pose estimator. Without one, the **static-camera assumption**: a
+  pinhole camera of ``--fov`` degrees horizontal field of view (default 60°, ``geometry.intrinsics_from_fov``,
+  principal point at the image centre) with the identity pose at every frame (a monocular video carries no
+  poses); ``metrics.json`` ``camera_assumption`` (``camera files``, ``static-camera assumption`` or ``mixed``),
+  each scene's ``reference_cameras`` and the table header say which. The whole file is decoded (DAVIS clips
+  are at most ~100 frames); trim long videos beforehand.
 - Window: frames ``0, s, 2s, …`` (``s`` = the model's ``config.data.frame_stride``) of
   ``evaluation.protocol_clips.protocol_num_frames`` length: the model's ``config.data.num_frames`` (81 for the paper
   config) truncated to what the video has, rounded down to ``1 + k·m`` (``k`` = frames per latent frame of the
@@ -156,8 +161,8 @@ Shared by ``--videos`` and ``--dycheck``:
   model with a head) and is what a diffusion-only model is scored with instead of NaN. It is a
   necessary, not sufficient, test: a copy of the reference satisfies the epipolar geometry of any
   pure translation (``zoom_in``/``zoom_out``) exactly, hence the ``copy_reference`` column. For
-  ``--videos`` the reference camera is the assumed static one: the unknown own motion of a real
-  video's camera biases the proxy.
+  ``--videos`` under the static-camera assumption the unknown own motion of a real video's camera biases
+  the proxy (a camera file removes the bias as far as its cameras are right).
 - Learned metrics (``evaluation.learned``; the command line also registers
   ``$MVTRACK_LEARNED_METRICS``): called with the generated video and, as ``reference``, the
   ground-truth target video where there is one (``--dycheck``, as ``--split``), else the reference
@@ -201,7 +206,8 @@ def define_flags() -> None:
                     "with --videos a ReCamMaster camera_extrinsics.json whose cameras are used; not with --dycheck).")
   flags.DEFINE_string("videos", None, "Protocol: a folder of mp4 reference videos (DAVIS) x preset trajectories.")
   flags.DEFINE_string("dycheck", None, "Protocol: a DyCheck iPhone sequence folder, or a folder of them.")
-  flags.DEFINE_float("fov", 60.0, "--videos: horizontal field of view (degrees) of the mp4s' pinhole camera.")
+  flags.DEFINE_float("fov", 60.0, "--videos: horizontal field of view (degrees) of an mp4 without a "
+                     "<stem>.cameras.npz (the static-camera assumption).")
   flags.DEFINE_integer("dycheck_scale", None, "--dycheck: read rgb/<s>x (default: the highest resolution present).")
   flags.DEFINE_integer("grid", 8, "--videos/--dycheck: the head's query points, a grid x grid lattice at frame 0.")
   flags.DEFINE_integer("batch_size", 1,

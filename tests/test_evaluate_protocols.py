@@ -22,6 +22,7 @@ import pytest
 from mvtrack_jax import errors
 from mvtrack_jax.data import dycheck
 from mvtrack_jax.data import feature_cache
+from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import video_io
@@ -178,6 +179,45 @@ def test_video_clips_window_and_cameras(davis_dir, model_config, tmp_path):
   assert info["num_frames"] == 3 and clips[0]["target_cam_to_world"].shape == (3, 4, 4)
 
 
+def test_a_camera_file_gives_the_reference_its_real_moving_cameras(model_config, tmp_path):
+  """F4: a ``<stem>.cameras.npz`` beside an mp4 (a converted ViPE/COLMAP estimate) replaces the static 60° camera:
+  the reference half gets its poses relative to frame 0 and its intrinsics mapped to the model's pixels, the
+  target path starts at the reference's frame-0 camera with those intrinsics."""
+  scene = synthetic.render_scene(1, num_views=1, num_frames=6, height=40, width=48, num_tracks=0)
+  path = str(tmp_path / "walk.mp4")
+  video_io.write_video(path, scene["video"][0])
+  c2w = geometry.invert_rigid(scene["world_to_camera"][0].astype(np.float64))  # a camera that moves 0.8 m
+  cameras = readers.camera_file_for(path)
+  assert cameras == str(tmp_path / "walk.cameras.npz")
+  np.savez(cameras, intrinsics=scene["intrinsics"][0], cam_to_world=c2w)
+  clips, info = protocol_clips.video_clips(path, model_config, ["cam05"], frames_per_latent=1, cameras_file=cameras)
+  clip = clips[0]
+  assert info["reference_cameras"] == cameras
+  expected = np.linalg.inv(c2w[0]) @ c2w[:MODEL_FRAMES]
+  np.testing.assert_allclose(clip["reference_cam_to_world"], expected, atol=1e-5)
+  assert np.abs(clip["reference_cam_to_world"][3, :3, 3]).max() > 0.4  # not the static identity
+  # 40×48 → 32×38 (scale 0.8 both ways within a pixel) → centre crop of 3 px in x.
+  k = scene["intrinsics"][0, 0].astype(np.float64)
+  np.testing.assert_allclose(clip["reference_intrinsics"][0],
+                             [[k[0, 0] * 38 / 48, 0, k[0, 2] * 38 / 48 - 3], [0, k[1, 1] * 0.8, k[1, 2] * 0.8],
+                              [0, 0, 1]], rtol=1e-5)
+  np.testing.assert_array_equal(clip["target_intrinsics"], clip["reference_intrinsics"])
+  np.testing.assert_allclose(clip["target_cam_to_world"], trajectories.preset_trajectory("cam05", MODEL_FRAMES),
+                             atol=1e-6)
+  # One camera for all frames is accepted; too few poses, a missing key or a scaled rotation are named.
+  np.savez(cameras, intrinsics=scene["intrinsics"][0, 0], cam_to_world=c2w)
+  protocol_clips.video_clips(path, model_config, ["cam05"], frames_per_latent=1, cameras_file=cameras)
+  np.savez(cameras, intrinsics=scene["intrinsics"][0, 0], cam_to_world=c2w[:3])
+  with pytest.raises(errors.UserError, match=r"walk.cameras.npz: 3 camera\(s\) for the 6 frame\(s\)"):
+    protocol_clips.video_clips(path, model_config, ["cam05"], frames_per_latent=1, cameras_file=cameras)
+  np.savez(cameras, intrinsics=scene["intrinsics"][0])
+  with pytest.raises(schema.RecordError, match="cam_to_world.*missing"):
+    readers.read_camera_file(cameras)
+  np.savez(cameras, intrinsics=scene["intrinsics"][0], cam_to_world=c2w * np.array([2, 2, 2, 1.0])[:, None])
+  with pytest.raises(schema.RecordError, match="walk.cameras.npz.*cam_to_world"):
+    readers.read_camera_file(cameras)
+
+
 def test_videos_protocol_end_to_end(tiny_checkpoint, davis_dir, tmp_path):
   out = tmp_path / "davis"
   record = runner.run_videos([tiny_checkpoint], str(out), davis_dir, names=["mvtrack"], steps=1, progress=False,
@@ -239,7 +279,10 @@ def test_videos_are_captioned_and_sampled_with_guidance_as_the_references_do(tin
   assert sorted(p for call in encoder.calls for p in call) == ["a bear walks, slowly", "a street"]  # once each
   header = (out / "metrics.md").read_text().split("|")[0]
   assert f"captions from `{captions}`" in header and "CFG 5, negative: Wan's standard negative prompt" in header
-  assert "trajectories from" in header and "static 60.0° pinhole reference camera" in header and "`flow`" in header
+  assert "trajectories from" in header and "`flow`" in header
+  assert "Static-camera assumption (a static 60° pinhole reference camera)" in header
+  assert saved["camera_assumption"] == "static-camera assumption"
+  assert all(info["reference_cameras"] is None for info in saved["scenes"].values())
   assert len(record["rows"]) == 2
   # The empty prompt as the negative branch and no --prompt: the captioned video is guided, the other has both
   # branches null (g = 1); metrics.json lists both settings and the header says guidance varies.
@@ -270,6 +313,9 @@ def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_ch
   videos.mkdir()
   shutil.copy(os.path.join(davis_dir, "bear.mp4"), videos / "bear.mp4")
   (videos / "broken.mp4").write_bytes(b"not a video at all")
+  cameras = readers.camera_file_for(str(videos / "bear.mp4"))  # bear has its cameras, broken.mp4 had none
+  np.savez(cameras, intrinsics=np.array([[40.0, 0, 24], [0, 40, 20], [0, 0, 1]]),
+           cam_to_world=np.tile(np.eye(4), (6, 1, 1)))
   out = tmp_path / "out"
   record = runner.run_videos([tiny_checkpoint], str(out), str(videos), names=["m"], trajectory_names=["pan_right"],
                                steps=1, progress=False)
@@ -277,6 +323,9 @@ def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_ch
   assert {r["scene"] for r in saved["rows"]} == {"bear"} and len(record["rows"]) == 3  # m + 2 baselines
   assert list(saved["unreadable"]) == ["broken"] and "broken.mp4" in saved["unreadable"]["broken"]
   assert "Skipped, could not be used: `broken`" in (out / "metrics.md").read_text()
+  assert saved["camera_assumption"] == "mixed" and saved["scenes"]["bear"]["reference_cameras"] == cameras
+  assert ("reference cameras from `<stem>.cameras.npz` for 1 of 2 videos, the static-camera assumption"
+          in (out / "metrics.md").read_text())
 
 
 def test_videos_protocol_bad_input(davis_dir, model_config, tmp_path):

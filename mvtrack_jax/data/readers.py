@@ -555,6 +555,56 @@ def read_npz_clip(path: str | os.PathLike[str]) -> Record:
   return schema.validate_record(record, source=path)
 
 
+# Per-video camera files: ``<video stem>.cameras.npz`` beside an mp4.
+CAMERA_FILE_SUFFIX = ".cameras.npz"
+
+
+def camera_file_for(video_path: str) -> str:
+  """Where the per-video camera file of ``video_path`` sits: ``clip.mp4`` → ``clip.cameras.npz`` beside it."""
+  return os.path.splitext(os.fspath(video_path))[0] + CAMERA_FILE_SUFFIX
+
+
+def read_camera_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+  """Reads the cameras of a video that has no recorded ones (a ViPE, COLMAP or GLOMAP estimate, converted).
+
+  The file is an ``.npz`` with ``intrinsics`` ``(T, 3, 3)`` (or one ``(3, 3)`` for every frame) pinhole matrices
+  in the video's own pixels (corner origin, the centre of the top-left pixel at ``(0.5, 0.5)``) and
+  ``cam_to_world`` ``(T, 4, 4)`` OpenCV camera-to-world poses (x right, y down, z forward; any world frame and
+  scale: consumers make them relative to frame 0), one per video frame from the first.
+
+  Returns:
+    ``(intrinsics (T, 3, 3), cam_to_world (T, 4, 4))``, float64.
+
+  Raises:
+    RecordError: naming the file and field: not a readable npz, a missing key, wrong shapes, different frame
+      counts, non-finite values, invalid intrinsics or poses that are not rigid.
+  """
+  path = os.fspath(path)
+  try:
+    with np.load(path, allow_pickle=False) as archive:
+      missing = [k for k in ("intrinsics", "cam_to_world") if k not in archive.files]
+      if missing:
+        raise RecordError(path, missing[0], f"missing; a camera file holds 'intrinsics' (T, 3, 3) pixels and "
+                                            f"'cam_to_world' (T, 4, 4) OpenCV poses (has {sorted(archive.files)})")
+      k, c2w = np.asarray(archive["intrinsics"], np.float64), np.asarray(archive["cam_to_world"], np.float64)
+  except RecordError:
+    raise
+  except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    raise RecordError(path, "<file>", f"not a readable .npz archive: {e}") from e
+  if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or not len(c2w):
+    raise RecordError(path, "cam_to_world", f"shape {c2w.shape}, expected (T, 4, 4) with T >= 1")
+  if k.shape == (3, 3):
+    k = np.broadcast_to(k, (len(c2w), 3, 3))
+  if k.shape != (len(c2w), 3, 3):
+    raise RecordError(path, "intrinsics", f"shape {k.shape}, expected (3, 3) or ({len(c2w)}, 3, 3) (one per pose)")
+  try:
+    k = geometry.check_intrinsics(k, f"{path}: intrinsics")
+    c2w = geometry.check_rigid(c2w, f"{path}: cam_to_world")
+  except ValueError as e:
+    raise RecordError(path, "cameras", str(e)) from e
+  return k, c2w
+
+
 class NpzClipSource:
   """Random-access source over ``.npz`` clips: ``source[i]`` → record of the i-th file.
 

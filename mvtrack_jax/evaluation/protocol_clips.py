@@ -3,7 +3,7 @@
 - the synthetic split (:func:`scene_clips`): per scene, the ``recorded`` second view and preset trajectories
   re-rendered from the scene (``data.synthetic.render_novel_view``), windowed as the model's data;
 - a folder of videos (:func:`video_clips`, DAVIS-style): each mp4 with ReCamMaster's preset trajectories, no
-  ground truth;
+  ground truth; its cameras from a ``<stem>.cameras.npz`` beside it, else a static 60° camera;
 - DyCheck (:func:`dycheck_clips`): the training camera as the reference, each validation camera as the target,
   with its frames as the ground truth.
 
@@ -25,6 +25,7 @@ from mvtrack_jax import errors
 from mvtrack_jax import run_config
 from mvtrack_jax.data import dycheck as dycheck_lib
 from mvtrack_jax.data import pipeline
+from mvtrack_jax.data import readers
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import synthetic_dataset
@@ -168,8 +169,8 @@ def _protocol_clip(example: Mapping[str, np.ndarray], target_cam_to_world: np.nd
 
 
 def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, frames_per_latent: int,
-                fov: float = 60.0, grid: int = 8, released: Mapping[str, np.ndarray] | None = None
-                ) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
+                fov: float = 60.0, grid: int = 8, released: Mapping[str, np.ndarray] | None = None,
+                cameras_file: str | None = None) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
   """The ``--videos`` clips of one mp4: one per preset trajectory (module docstring).
 
   Args:
@@ -177,25 +178,32 @@ def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, fra
     model_config: the model's config (``data`` block: frames, stride, resolution).
     trajectory_names: presets of ``geometry.trajectories.PRESET_NAMES``, or names of ``released``.
     frames_per_latent: ``k`` of :func:`protocol_num_frames`.
-    fov: horizontal field of view (degrees) of the assumed pinhole camera.
+    fov: horizontal field of view (degrees) of the static pinhole camera assumed without ``cameras_file``.
     grid: the head's query points: a ``grid × grid`` lattice at frame 0 (``inference.clips.grid_query_points``).
     released: ``{name: (F, 4, 4)}`` camera paths relative to their frame 0 read from a file
       (``geometry.trajectories.read_recammaster_json``), resampled to the clip's length as ReDirector does.
+    cameras_file: the video's cameras (``data.readers.read_camera_file``; e.g. ViPE's estimate, as ReDirector's
+      inference conditions on): the reference half's intrinsics and poses, the target's intrinsics, the epipolar
+      proxy's and the pose estimator's cameras. None: the static-camera assumption (identity pose, ``fov``).
 
   Returns:
     ``(clips, info)``: per trajectory a clip with ``reference_video`` ``(T, H, W, 3)`` uint8,
     ``reference_intrinsics``/``target_intrinsics`` ``(T, 3, 3)`` float32 pixels of the model's
-    resolution, ``reference_cam_to_world`` (identity: static) and ``target_cam_to_world`` ``(T, 4, 4)``
-    float32 OpenCV poses relative to the reference camera at frame 0, ``query_points`` ``(grid², 3)``
-    ``(t, x, y)``; no target video. ``info``: ``source``, ``available_frames``, ``num_frames``,
+    resolution, ``reference_cam_to_world`` (``cameras_file``'s, else identity) and ``target_cam_to_world``
+    ``(T, 4, 4)`` float32 OpenCV poses relative to the reference camera at frame 0 (the target path starts there,
+    as in ReDirector's inference), ``query_points`` ``(grid², 3)`` ``(t, x, y)``; no target video. ``info``:
+    ``source``, ``reference_cameras`` (the camera file, or None), ``available_frames``, ``num_frames``,
     ``frame_stride``, ``frames`` (video frame indices).
 
   Raises:
-    ValueError: an unknown trajectory or a video too short (:func:`protocol_num_frames`);
-    video_io.VideoError: an unreadable file.
+    ValueError: an unknown trajectory or a video too short (:func:`protocol_num_frames`); schema.RecordError: a
+      bad camera file, errors.UserError: one with fewer cameras than the video's frames; video_io.VideoError: an
+      unreadable video.
   """
   base = window_config(model_config)
-  record, *_ = clips_lib.reference_record(path, model_config, fov=fov, size=(base.height, base.width))
+  cameras = None if cameras_file is None else readers.read_camera_file(cameras_file)
+  record, *_ = clips_lib.reference_record(path, model_config, fov=fov, size=(base.height, base.width),
+                                          cameras=cameras, cameras_source=cameras_file or "")
   available = int(record["video"].shape[1])
   t = protocol_num_frames(available, base.num_frames, base.frame_stride, frames_per_latent, path)
   pcfg = dataclasses.replace(base, num_frames=t, num_query_points=0)
@@ -210,7 +218,9 @@ def video_clips(path: str, model_config, trajectory_names: Sequence[str], *, fra
     else:
       c2w, k, _ = clips_lib.trajectory_cameras(name, t, example["reference_intrinsics"])
     clips.append(_protocol_clip(example, c2w, k, queries))
-  info = {"source": os.path.abspath(path), "available_frames": available, "num_frames": t,
+  info = {"source": os.path.abspath(path),
+          "reference_cameras": None if cameras_file is None else os.path.abspath(cameras_file),
+          "available_frames": available, "num_frames": t,
           "frame_stride": pcfg.frame_stride, "frames": [int(f) for f in meta["frames"]]}
   return clips, info
 

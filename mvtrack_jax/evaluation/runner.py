@@ -26,6 +26,7 @@ from mvtrack_jax import drawing
 from mvtrack_jax import errors
 from mvtrack_jax.data import captions as captions_lib
 from mvtrack_jax.data import dycheck as dycheck_lib
+from mvtrack_jax.data import readers
 from mvtrack_jax.data import sources
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import baselines as baselines_lib
@@ -50,6 +51,8 @@ GT_VIDEO = "gt_video"
 PAPER_VIDEO_METRICS = ("met3r", "vbench_subject_consistency", "vbench_imaging_quality", "vbench_motion_smoothness",
                        "lpips")
 RESERVED_NAMES = baselines_lib.BASELINES + (GT_VIDEO,)
+# metrics.json "camera_assumption" of a --videos run without any per-video camera file (F4 of the fidelity review).
+STATIC_CAMERAS = "static-camera assumption"
 
 # ------------------------------------------------------------------------------------------------
 # The --videos and --dycheck protocols (module docstring).
@@ -243,6 +246,16 @@ def _guidance_line(guidance: Mapping[str, Any] | list | None) -> str:
   return f"CFG {guidance['guidance_scale']:g}, {_NEGATIVES[guidance['negative']]}"
 
 
+def _cameras_line(settings: Mapping[str, Any], infos: Mapping[str, Mapping[str, Any]]) -> str:
+  """Where the ``--videos`` reference cameras came from (``settings["camera_assumption"]``), for the header."""
+  static = f"static-camera assumption (a static {settings['fov']:g}° pinhole reference camera)"
+  files = sum(1 for info in infos.values() if info.get("reference_cameras"))
+  return {"camera files": f"reference cameras from each video's `<stem>{readers.CAMERA_FILE_SUFFIX}`",
+          STATIC_CAMERAS: static[0].upper() + static[1:],
+          "mixed": f"reference cameras from `<stem>{readers.CAMERA_FILE_SUFFIX}` for {files} of {len(infos)} videos, "
+                   f"the {static} for the others"}[settings["camera_assumption"]]
+
+
 def _captions_line(text: TextOptions) -> str:
   if text.captions is not None:
     return f"captions from `{text.captions}`" + (f" (else \"{text.prompt}\")" if text.prompt is not None else "")
@@ -316,8 +329,7 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
       "resolution": [int(data.num_frames), int(data.height), int(data.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
   what = {"videos": f"DAVIS protocol (proxies), `{settings.get('videos')}`: {len(infos)} videos × {len(order)} "
-                    "trajectories (static "
-                    f"{settings.get('fov')}° pinhole reference camera; trajectories from "
+                    f"trajectories ({_cameras_line(settings, infos)}; trajectories from "
                     f"{settings.get('trajectory_source')})",
           "dycheck": f"DyCheck `{settings.get('dycheck')}`: {len(infos)} sequences, one clip per validation camera "
                      f"(rgb scale {settings.get('scales')})"}[protocol]
@@ -381,6 +393,7 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
   if batch_size < 1 or grid < 1:
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   paths = protocol_clips.list_videos(videos)[:max_scenes]
+  camera_files = {p: readers.camera_file_for(p) for p in paths if os.path.isfile(readers.camera_file_for(p))}
   models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS, text)
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
 
@@ -389,13 +402,16 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
       name = os.path.splitext(os.path.basename(path))[0]
       try:
         clips, info = protocol_clips.video_clips(path, models[0].config, trajectory_names, frames_per_latent=k,
-                                                 fov=fov, grid=grid, released=released)
-      except (video_io.VideoError, ValueError) as e:  # corrupt, empty, too short: the others are still evaluated
+                                                 fov=fov, grid=grid, released=released,
+                                                 cameras_file=camera_files.get(path))
+      except (video_io.VideoError, ValueError) as e:  # corrupt, empty, too short, bad cameras: the others still run
         yield name, [], {"source": path, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"}
         continue
       yield name, list(zip(trajectory_names, clips)), info
 
   settings = {"videos": os.path.abspath(videos), "fov": fov,
+              "camera_assumption": ("camera files" if len(camera_files) == len(paths) else
+                                    STATIC_CAMERAS if not camera_files else "mixed"),
               "trajectory_source": (os.path.abspath(trajectories_file) if trajectories_file else
                                     "geometry.trajectories presets (cam01-cam10: ReCamMaster's released cameras)")}
   return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, text=text,

@@ -50,7 +50,8 @@ def load_array(path: str, name: str) -> np.ndarray:
 
 def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: float = 60.0,
                      intrinsics: np.ndarray | None = None, max_frames: int | None = None,
-                     size: tuple[int, int] | None = None, resize: str = "crop"
+                     size: tuple[int, int] | None = None, resize: str = "crop",
+                     cameras: tuple[np.ndarray, np.ndarray] | None = None, cameras_source: str = "cameras"
                      ) -> tuple[dict[str, np.ndarray], str, float | None, np.ndarray]:
   """A 2-view schema record whose view 0 is the reference video (view 1 a copy or another view).
 
@@ -67,6 +68,10 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     reference_view: view of an ``.npz`` / dataset record.
     fov: horizontal field of view (degrees) of an mp4 without ``intrinsics``.
     intrinsics: ``(3, 3)`` pixel intrinsics of an mp4, in the video's own pixels.
+    cameras: ``(intrinsics (T', 3, 3), cam_to_world (T', 4, 4))`` of an mp4's frames (``data.readers.read_camera_file``:
+      the video's own pixels, OpenCV poses), ``T'`` at least the frames decoded; without them (and without
+      ``intrinsics``) an mp4 is taken by a static camera of ``fov`` (the *static-camera assumption*).
+    cameras_source: names ``cameras`` in errors (its file).
     max_frames: read at most this many leading frames of an mp4 (``None``: all).
     size: the model's ``(height, width)`` (``None``: an mp4 keeps its size; needs ``resize="crop"``).
     resize: ``"crop"``, ``"pad"`` or ``"stretch"`` (``RESIZE_POLICIES``), for an mp4.
@@ -110,7 +115,16 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
       video = np.pad(video, ((0, 0), (top, size[0] - h - top), (left, size[1] - w - left), (0, 0)))
       to_record[:2, 2] = left, top
       t, h, w, _ = video.shape
-    if intrinsics is None:
+    c2w = np.eye(4)
+    if cameras is not None:
+      if intrinsics is not None:
+        raise errors.UserError(f"--intrinsics and the camera file {cameras_source}: give one")
+      k, c2w = (np.asarray(c, np.float64) for c in cameras)
+      if len(k) < t or len(c2w) < t:
+        raise errors.UserError(f"{cameras_source}: {min(len(k), len(c2w))} camera(s) for the {t} frame(s) of {spec}; "
+                               "expected one per video frame")
+      k, c2w = k[:t], c2w[:t]
+    elif intrinsics is None:
       k = geometry.intrinsics_from_fov(h0, w0, fov)
     else:
       k = np.asarray(intrinsics, np.float64)
@@ -120,7 +134,7 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     k = to_record @ k  # the video's pixels → the record's (corner origin)
     record = {
         "video": video[None], "intrinsics": np.broadcast_to(k, (1, t, 3, 3)).astype(np.float32),
-        "world_to_camera": np.broadcast_to(np.eye(4), (1, t, 4, 4)).astype(np.float32),
+        "world_to_camera": np.broadcast_to(geometry.invert_rigid(c2w), (1, t, 4, 4)).astype(np.float32),
         "tracks": np.zeros((1, t, 0, 2), np.float32), "visible": np.zeros((1, t, 0), bool),
         "points_3d": np.zeros((t, 0, 3), np.float32)}
   v = record["video"].shape[0]
