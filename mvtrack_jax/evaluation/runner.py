@@ -328,11 +328,12 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
       "pose_method": pose_method, "grid": grid, "frames_per_latent": frames_per_latent,
       "resolution": [int(data.num_frames), int(data.height), int(data.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
-  what = {"videos": f"DAVIS protocol (proxies), `{settings.get('videos')}`: {len(infos)} videos × {len(order)} "
-                    f"trajectories ({_cameras_line(settings, infos)}; trajectories from "
-                    f"{settings.get('trajectory_source')})",
-          "dycheck": f"DyCheck `{settings.get('dycheck')}`: {len(infos)} sequences, one clip per validation camera "
-                     f"(rgb scale {settings.get('scales')})"}[protocol]
+  if protocol == "videos":
+    what = (f"DAVIS protocol (proxies), `{settings['videos']}`: {len(infos)} videos × {len(order)} trajectories "
+            f"({_cameras_line(settings, infos)}; trajectories from {settings['trajectory_source']})")
+  else:
+    what = (f"DyCheck `{settings['dycheck']}`: {len(infos)} sequences, one clip per validation camera "
+            f"(rgb scale {settings['scales']})")
   header = (f"# Novel-view evaluation, {what}\n\n"
             f"{steps} Euler steps, seed {seed} (batch {batch_size}), {_captions_line(text)}, poses and matched "
             f"epipolar proxy from `{pose_method}` correspondences; models: "
