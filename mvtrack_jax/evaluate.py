@@ -127,9 +127,11 @@ and converts the cameras: see its docstring for the conventions and their source
   the camera's nearest present frame (image and camera; exact cameras for DyCheck's static validation
   rigs) and left out of PSNR/SSIM; a camera without any frame in the window is skipped (listed under
   ``skipped`` in ``metrics.json``).
-- Reported: ``psnr``/``ssim`` (``evaluation.fidelity`` on the present frames; full frames, DyCheck's
-  co-visibility masks are not applied), the camera metrics against the validation trajectory, the
-  epipolar proxy, the learned hook; ``gt_video`` runs the pose estimator and (on its present frames)
+- Reported: ``psnr``/``ssim`` as DyCheck's protocol scores them (``evaluation.fidelity.frame_mean_fidelity``:
+  per present frame, then the mean; within DyCheck's ``covisible/`` masks where the sequence has them: mPSNR,
+  mSSIM), the camera metrics against the validation trajectory (DyCheck's validation cameras are static: they
+  measure staticness, and the header says so), the epipolar proxy, the learned hook (a registered ``lpips``
+  gets the co-visibility as ``mask=``); ``gt_video`` runs the pose estimator and (on its present frames)
   the matched epipolar proxy on the real validation video: the floor of both, and its sub-pixel
   epipolar error on real frames checks the camera conversion.
 

@@ -26,7 +26,9 @@ from mvtrack_jax.data import readers
 from mvtrack_jax.data import schema
 from mvtrack_jax.data import synthetic
 from mvtrack_jax.data import video_io
+from mvtrack_jax.evaluation import baselines
 from mvtrack_jax.evaluation import fidelity
+from mvtrack_jax.evaluation import learned
 from mvtrack_jax.evaluation import protocol_clips
 from mvtrack_jax.evaluation import runner
 from mvtrack_jax.inference import novel_view
@@ -525,7 +527,7 @@ def test_dycheck_clips_relative_cameras_and_present_frames(scene, dycheck_root, 
   np.testing.assert_allclose(clip["target_intrinsics"][0], k_expected, rtol=1e-5)
 
 
-def test_dycheck_protocol_end_to_end(tiny_checkpoint, dycheck_root, model_config, tmp_path):
+def test_dycheck_protocol_end_to_end(tiny_checkpoint, scene, dycheck_root, model_config, tmp_path):
   out = tmp_path / "iphone"
   runner.run_dycheck([tiny_checkpoint], str(out), dycheck_root, names=["mvtrack"], steps=1, progress=False)
   saved = json.loads((out / "metrics.json").read_text())
@@ -545,9 +547,11 @@ def test_dycheck_protocol_end_to_end(tiny_checkpoint, dycheck_root, model_config
   clip = protocol_clips.dycheck_clips(dycheck.open_sequence(os.path.join(dycheck_root, SEQUENCE)), model_config,
                                 frames_per_latent=1)[0][0][1]
   present = clip["present"]
-  expected = fidelity.video_fidelity(clip["reference_video"][present], clip["target_video"][present])
+  expected = fidelity.frame_mean_fidelity(clip["reference_video"][present], clip["target_video"][present])
   assert rows["copy_reference"]["psnr"] == pytest.approx(expected["psnr"], rel=1e-12)
   assert rows["copy_reference"]["ssim"] == pytest.approx(expected["ssim"], rel=1e-12)
+  per_frame = fidelity.psnr(clip["reference_video"][present], clip["target_video"][present])
+  assert expected["psnr"] == pytest.approx(per_frame.mean(), rel=1e-9)  # DyCheck: per frame, then the mean
   # The real validation video matches the reference under the converted cameras: sub-pixel Sampson distance.
   assert rows["gt_video"]["epipolar_matched_sampson_px"] < 1.0
   assert rows["gt_video"]["epipolar_matched_below_2px"] > 0.9
@@ -555,6 +559,77 @@ def test_dycheck_protocol_end_to_end(tiny_checkpoint, dycheck_root, model_config
   assert "| metric | mvtrack | copy_reference | mean_colour | gt_video |" in table
   assert "| camera1 | psnr ↑ |" in table
   assert (out / "per_clip.csv").read_text().count("\n") == 1 + 4
+  header = table.split("|")[0]
+  assert "within DyCheck's co-visibility masks (its mPSNR / mSSIM) for 0 of 1 sequences, over full frames" in header
+  assert "LPIPS (the papers' third iPhone metric) is not computed" in header
+  assert saved["static_target_cameras"] == {"static": 0, "cameras": 1} and "measure how static" not in header
+  # DyCheck's own layout: a static (tripod) validation camera and covisible/1x/val masks. PSNR/SSIM are taken
+  # within the masks (resized with the frames), a registered LPIPS receives them, and the header says that the
+  # camera columns measure staticness.
+  static = dict(scene, world_to_camera=scene["world_to_camera"].copy())
+  static["world_to_camera"][1] = static["world_to_camera"][1, :1]
+  root = tmp_path / "tripod"
+  write_dycheck_sequence(str(root / SEQUENCE), static, MISSING, scales=(1,))
+  (root / SEQUENCE / "covisible" / "1x" / "val").mkdir(parents=True)
+  for t in (0, 1, 3):
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:, : 20 + 8 * t] = 255
+    iio.imwrite(root / SEQUENCE / "covisible" / "1x" / "val" / f"1_{t:05d}.png", mask)
+  seen = []
+
+  def lpips(generated, reference, mask=None):
+    seen.append(mask)
+    return float(np.abs(generated.astype(float) - reference)[mask].mean())
+
+  learned.register_learned_metric("lpips", lpips)
+  try:
+    runner.run_dycheck([tiny_checkpoint], str(tmp_path / "out2"), str(root), names=["m"], steps=1, progress=False)
+  finally:
+    learned.unregister_learned_metric("lpips")
+  saved = json.loads((tmp_path / "out2" / "metrics.json").read_text())
+  assert saved["covisible_masks"] == [SEQUENCE] and saved["static_target_cameras"] == {"static": 1, "cameras": 1}
+  assert saved["scenes"][SEQUENCE]["cameras"]["camera1"]["static"]
+  clip = protocol_clips.dycheck_clips(dycheck.open_sequence(str(root / SEQUENCE)), model_config,
+                                      frames_per_latent=1)[0][0][1]
+  # 48×64 → 32×43 → centre crop of 5 px: the masks' edges at 20 + 8t px land at (20 + 8t)·43/64 − 5; a pixel is
+  # co-visible where its centre is.
+  np.testing.assert_array_equal(clip["covisible"][0, 0], np.arange(32) + 0.5 < 20 * 43 / 64 - 5)
+  np.testing.assert_array_equal(clip["covisible"][3, 0], np.arange(32) + 0.5 < 44 * 43 / 64 - 5)
+  present = clip["present"]
+  rows = {r["model"]: r["metrics"] for r in saved["rows"]}
+  flat = baselines.baseline_videos(clip)["mean_colour"][present]  # (copy_reference is exact at frame 0 here)
+  expected = fidelity.frame_mean_fidelity(flat, clip["target_video"][present], clip["covisible"][present])
+  assert rows["mean_colour"]["psnr"] == pytest.approx(expected["psnr"], rel=1e-12)
+  assert rows["mean_colour"]["ssim"] == pytest.approx(expected["ssim"], rel=1e-12)
+  assert expected["psnr"] != pytest.approx(fidelity.frame_mean_fidelity(flat, clip["target_video"][present])["psnr"],
+                                           rel=1e-3)
+  assert seen and all(m.shape == (3, 32, 32) and m.dtype == bool for m in seen)
+  assert np.isfinite(rows["m"]["lpips/lpips"]) and np.isfinite(rows["copy_reference"]["lpips/lpips"])
+  header = (tmp_path / "out2" / "metrics.md").read_text().split("|")[0]
+  assert "masks (its mPSNR / mSSIM) for 1 of 1 sequences." in header and "LPIPS (the papers'" not in header
+  assert "Every validation camera is static" in header and "measure how static the generated video is" in header
+
+
+def test_masked_fidelity_is_dychecks():
+  """DyCheck's mPSNR / mSSIM (dycheck/core/metrics/image.py): without a mask the per-frame PSNR and Wang et al.'s
+  SSIM of scikit-image; with one, the PSNR of the masked pixels, and an SSIM that ignores what is outside it."""
+  rng = np.random.default_rng(0)
+  a = rng.integers(0, 256, (2, 24, 30, 3), dtype=np.uint8)
+  b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+  np.testing.assert_allclose(fidelity.masked_ssim(a, b), fidelity.ssim(a, b), rtol=1e-9)
+  np.testing.assert_allclose(fidelity.masked_psnr(a, b), fidelity.psnr(a, b), rtol=1e-12)
+  mask = np.zeros((2, 24, 30), bool)
+  mask[:, :, :15] = True
+  np.testing.assert_allclose(fidelity.masked_psnr(a, b, mask), fidelity.psnr(a[:, :, :15], b[:, :, :15]), rtol=1e-12)
+  scrambled = b.copy()
+  scrambled[:, :, 15:] = 255 - scrambled[:, :, 15:]  # outside the mask: any change is invisible to the metrics
+  assert (fidelity.masked_psnr(a, scrambled, mask) == fidelity.masked_psnr(a, b, mask)).all()
+  # SSIM windows straddle the edge: only their masked pixels count (DyCheck's partial convolution).
+  np.testing.assert_allclose(fidelity.masked_ssim(a, scrambled, mask), fidelity.masked_ssim(a, b, mask), rtol=1e-12)
+  assert (fidelity.masked_ssim(a, scrambled) < fidelity.masked_ssim(a, b) - 0.1).all()
+  assert np.isnan(fidelity.masked_psnr(a, b, np.zeros((2, 24, 30), bool))).all()
+  with pytest.raises(ValueError, match=r"mask has shape \(24, 30\), expected \(2, 24, 30\)"):
+    fidelity.masked_psnr(a, b, mask[0])
 
 
 def test_dycheck_protocol_skips_and_fails_clearly(dycheck_root, tmp_path):

@@ -9,7 +9,8 @@ the Nerfies layout (Park et al. 2021)::
   <sequence>/metadata.json         {id: {"warp_id": time, "camera_id": camera, "appearance_id": ...}}
   <sequence>/camera/<id>.json      one camera per frame and camera (fields below)
   <sequence>/rgb/<s>x/<id>.png     RGB(A) frames, downscaled by the integer factor s (1x, 2x)
-  (also depth/, covisible/, keypoint/, splits/, scene.json, extra.json, points.npy: not read here)
+  <sequence>/covisible/<s>x/val/<id>.png   optional: pixels of a validation frame seen by the training camera
+  (also depth/, keypoint/, splits/, scene.json, extra.json, points.npy: not read here)
 
 Ids are ``"<camera>_<time:05d>"``, e.g. ``"0_00000"`` (training camera 0) and ``"1_00042"`` (validation
 camera 1 at time 42, the same instant as ``"0_00042"``). Validation frames that could not be time-
@@ -79,6 +80,7 @@ DATASET_JSON = "dataset.json"
 METADATA_JSON = "metadata.json"
 CAMERA_DIR = "camera"
 RGB_DIR = "rgb"
+COVISIBLE_DIR = "covisible"
 _SCALE_DIR = re.compile(r"^(\d+)x$")
 _ROTATION_TOL = 1e-3  # |RᵀR − I| of an orientation (the JSON holds float32 values)
 
@@ -448,3 +450,43 @@ def read_clip(sequence: DycheckSequence, times: Sequence[int], cameras: Sequence
             "points_3d": np.zeros((t, 0, 3), np.float32)}
   record = schema.validate_record(record, source=f"{sequence.path} (times {times[0]}..{times[-1]})")
   return DycheckClip(record=record, present=present, camera_ids=views, times=times, frame_names=tuple(names))
+
+
+def read_covisible(sequence: DycheckSequence, clip: DycheckClip) -> np.ndarray | None:
+  """DyCheck's co-visibility masks of a clip's validation frames (``covisible/<s>x/val/<id>.png``).
+
+  DyCheck scores its novel views only where the validation camera sees what the training camera saw
+  (mPSNR / mSSIM / mLPIPS; ``dycheck/datasets/nerfies.py`` ``load_covisible``: an ``(H, W, 1)`` uint8 0/255 image
+  read as a {0, 1} mask).
+
+  Args:
+    sequence: the sequence (its ``scale`` picks the folder).
+    clip: :func:`read_clip`'s window.
+
+  Returns:
+    ``(V, T, H, W)`` bool: True where co-visible; view 0 (the reference) all True, a filled frame (``present``
+    False) all False. None when the sequence has no ``covisible/<s>x/val`` folder.
+
+  Raises:
+    schema.RecordError: a present validation frame without its mask file, an undecodable one, or a mask whose
+      size differs from the frame's.
+  """
+  folder = os.path.join(sequence.path, COVISIBLE_DIR, f"{sequence.scale}x", "val")
+  if not os.path.isdir(folder):
+    return None
+  v, t, h, w = clip.record["video"].shape[:4]
+  masks = np.zeros((v, t, h, w), bool)
+  masks[0] = True
+  for view in range(1, v):
+    for j, name in enumerate(clip.frame_names[view]):
+      if name is None:
+        continue
+      path = os.path.join(folder, name + ".png")
+      if not os.path.isfile(path):
+        raise RecordError(path, COVISIBLE_DIR, f"missing: {folder} has masks but not for validation frame {name}")
+      mask = read_image(path)[..., 0]
+      if mask.shape != (h, w):
+        raise RecordError(path, COVISIBLE_DIR, f"mask of {mask.shape[1]}x{mask.shape[0]} (W x H) for a frame of "
+                          f"{w}x{h}")
+      masks[view, j] = mask > 127
+  return masks

@@ -93,11 +93,14 @@ def epipolar_metrics(points_ref: np.ndarray, points_tgt: np.ndarray, visible: np
   return {f"{prefix}_sampson_px": float(epi["mean_sampson_px"]), f"{prefix}_below_2px": float(epi["frac_below_2px"])}
 
 
-def learned_metrics(generated: np.ndarray, target: np.ndarray) -> dict[str, float]:
-  """Every metric registered in ``evaluation.learned`` (none unless a user registered one)."""
+def learned_metrics(generated: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+  """Every metric registered in ``evaluation.learned`` (none unless a user registered one); ``mask`` ``(T, H, W)``
+  bool, where given (DyCheck's co-visibility), is passed on as ``mask=`` (DyCheck's mLPIPS averages the spatial
+  LPIPS map over it)."""
   out = {}
+  kwargs = {} if mask is None else {"mask": mask}
   for name in learned.available_learned_metrics():
-    for key, value in learned.compute_learned_metric(name, generated, reference=target).items():
+    for key, value in learned.compute_learned_metric(name, generated, reference=target, **kwargs).items():
       out[f"{name}/{key}"] = float(value)
   return out
 
@@ -167,17 +170,22 @@ def protocol_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], pose_met
     frames: the matched proxy's frames.
 
   Returns:
-    With a ground truth (``target_video``): ``psnr`` (dB) / ``ssim`` over its ``present`` frames; always
-    ``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``, ``pose_valid`` (:func:`camera_metrics`), the
-    matched epipolar proxy and the learned metrics (``reference`` = the ground truth, else the
-    reference video).
+    With a ground truth (``target_video``, DyCheck): ``psnr`` (dB) / ``ssim`` as DyCheck scores them, per frame
+    and averaged over the ``present`` frames, within the clip's ``covisible`` masks where it has them
+    (``fidelity.frame_mean_fidelity``: mPSNR / mSSIM); always ``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``,
+    ``pose_valid`` (:func:`camera_metrics`), the matched epipolar proxy and the learned metrics (``reference`` =
+    the ground truth's present frames with ``mask=`` the co-visibility, else the reference video).
   """
   metrics = {}
   target = clip.get("target_video")
   if target is not None:
     present = np.asarray(clip["present"], bool)
-    metrics.update(fidelity.video_fidelity(video[present], target[present]))
+    mask = None if "covisible" not in clip else np.asarray(clip["covisible"], bool)[present]
+    metrics.update(fidelity.frame_mean_fidelity(video[present], target[present], mask))
   metrics.update(camera_metrics(video, clip, pose_method))
   metrics.update(matched_epipolar_metrics(video, clip, frames, pose_method))
-  metrics.update(learned_metrics(video, clip["reference_video"] if target is None else target))
+  if target is None:
+    metrics.update(learned_metrics(video, clip["reference_video"]))
+  else:
+    metrics.update(learned_metrics(video[present], target[present], mask))
   return metrics

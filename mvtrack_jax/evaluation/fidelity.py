@@ -18,6 +18,13 @@ metrics come from scikit-image (``skimage.metrics``):
   are scored per channel and averaged (``channel_axis=-1``). ``gaussian_weights=False`` gives
   scikit-image's default 7 × 7 uniform window instead.
 
+DyCheck's protocol (Gao et al., "Monocular Dynamic View Synthesis: A Reality Check", NeurIPS 2022; its
+``dycheck/core/metrics/image.py``) scores each frame and averages over frames, within a co-visibility mask
+(pixels of the validation view seen by the training views): :func:`masked_psnr` (mPSNR: the MSE of the masked
+pixels and channels) and :func:`masked_ssim` (mSSIM: the SSIM statistics blurred by mask-renormalised "partial"
+convolutions, as DyCheck's code does — windows holding no masked pixel score 1 there, and so here), averaged by
+:func:`frame_mean_fidelity`. Without a mask they are the per-frame PSNR and the SSIM above (to float rounding).
+
 Value ranges: ``uint8`` videos are in ``[0, 255]`` (``data_range = 255``); floating-point videos
 are expected in ``[0, 1]`` (``data_range = 1``) unless ``data_range`` is given (e.g. ``2.0`` for
 ``[-1, 1]``, whose values are then not range-checked). Both videos must share the dtype kind.
@@ -28,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 import skimage.metrics
 
 Array = Any
@@ -133,3 +141,112 @@ def video_fidelity(generated: Array, target: Array, data_range: float | None = N
     video_psnr = skimage.metrics.peak_signal_noise_ratio(tgt, gen, data_range=rng)
   return {"psnr": float(video_psnr),
           "ssim": float(np.mean(ssim(generated, target, data_range, gaussian_weights=gaussian_weights)))}
+
+
+def _frame_masks(mask: Array | None, shape: tuple[int, ...]) -> np.ndarray:
+  """``(T, H, W)`` float64 {0, 1} masks for videos of ``shape`` ``(T, H, W[, C])`` (all ones for None)."""
+  if mask is None:
+    return np.ones(shape[:3])
+  m = np.asarray(mask)
+  if m.shape != tuple(shape[:3]):
+    raise ValueError(f"mask has shape {m.shape}, expected {tuple(shape[:3])} (one (H, W) mask per frame)")
+  return m.astype(bool).astype(np.float64)
+
+
+def masked_psnr(generated: Array, target: Array, mask: Array | None = None,
+                data_range: float | None = None) -> np.ndarray:
+  """Per-frame PSNR over the pixels where ``mask`` is True (DyCheck's mPSNR; module docstring).
+
+  Args:
+    generated, target: videos as :func:`psnr`.
+    mask: ``(T, H, W)`` bool (None: every pixel).
+    data_range: as :func:`psnr`.
+
+  Returns:
+    ``(T,)`` float64 dB: ``10·log10(range² / MSE)`` with the MSE of the masked pixels and all channels; +inf for
+    an exact frame, NaN for a frame with an empty mask.
+
+  Raises:
+    ValueError: as :func:`psnr`, or a mask of another shape.
+  """
+  gen, tgt, rng = _prepare(generated, target, data_range)
+  m = _frame_masks(mask, gen.shape)
+  sq = ((gen.astype(np.float64) - tgt.astype(np.float64)) / rng) ** 2
+  if sq.ndim == 4:
+    sq = sq.mean(-1)
+  counts = m.sum((1, 2))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    mse = (sq * m).sum((1, 2)) / counts
+    return np.where(counts > 0, -10.0 * np.log10(mse), np.nan)
+
+
+def _partial_blur(z: np.ndarray, m: np.ndarray, f: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+  """One "valid" 1-D blur of ``z`` ``(H, W, C)`` along ``axis`` over the support ``m`` ``(H, W)``, renormalised by
+  the fraction of the window inside it (DyCheck's partial convolution); returns the blur and its support."""
+  taps = f.size
+  zw = sliding_window_view(z * m[..., None], taps, axis=axis) @ f
+  inside = sliding_window_view(m, taps, axis=axis).sum(-1)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    out = np.where(inside[..., None] > 0, zw * taps / inside[..., None], 0.0)
+  return out, (inside > 0).astype(np.float64)
+
+
+def masked_ssim(generated: Array, target: Array, mask: Array | None = None,
+                data_range: float | None = None) -> np.ndarray:
+  """Per-frame SSIM within ``mask`` as DyCheck computes it (mSSIM; module docstring).
+
+  The 11-tap Gaussian (σ = 1.5, ``k1 = 0.01``, ``k2 = 0.03``) blurs x then y over the masked pixels, renormalised by
+  the masked fraction of each window; variances are clipped at 0 and the covariance at their geometric mean; the
+  score is the mean of the SSIM map over its valid ``(H − 10) × (W − 10)`` positions and the channels.
+
+  Args:
+    generated, target, data_range: as :func:`ssim`.
+    mask: ``(T, H, W)`` bool (None: every pixel: Wang et al.'s SSIM, equal to :func:`ssim` to rounding).
+
+  Returns:
+    ``(T,)`` float64.
+
+  Raises:
+    ValueError: as :func:`ssim`, or a mask of another shape.
+  """
+  gen, tgt, rng = _prepare(generated, target, data_range)
+  masks = _frame_masks(mask, gen.shape)
+  if min(gen.shape[1], gen.shape[2]) < 11:
+    raise ValueError(f"frames of {gen.shape[1]}x{gen.shape[2]} pixels are smaller than the 11x11 SSIM window")
+  f = np.exp(-0.5 * ((np.arange(11) - 5) / 1.5) ** 2)
+  f /= f.sum()
+  c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2
+  scores = []
+  for g, t, m in zip(gen.astype(np.float64), tgt.astype(np.float64), masks):
+    if g.ndim == 2:
+      g, t = g[..., None], t[..., None]
+
+    def blur(z):
+      z, support = _partial_blur(z, m, f, axis=1)
+      return _partial_blur(z, support, f, axis=0)[0]
+
+    mu0, mu1 = blur(g), blur(t)
+    s00 = np.maximum(blur(g * g) - mu0 * mu0, 0.0)
+    s11 = np.maximum(blur(t * t) - mu1 * mu1, 0.0)
+    s01 = blur(g * t) - mu0 * mu1
+    s01 = np.sign(s01) * np.minimum(np.sqrt(s00 * s11), np.abs(s01))
+    ssim_map = ((2 * mu0 * mu1 + c1) * (2 * s01 + c2)) / ((mu0 ** 2 + mu1 ** 2 + c1) * (s00 + s11 + c2))
+    scores.append(float(ssim_map.mean()))
+  return np.array(scores)
+
+
+def frame_mean_fidelity(generated: Array, target: Array, mask: Array | None = None,
+                        data_range: float | None = None) -> dict[str, float]:
+  """DyCheck's video scores: :func:`masked_psnr` and :func:`masked_ssim` averaged over the frames.
+
+  Returns:
+    ``{'psnr': dB, 'ssim': float}`` (frames with an empty mask are left out; NaN if every mask is empty).
+
+  Args / Raises: as :func:`masked_psnr`.
+  """
+  psnrs = masked_psnr(generated, target, mask, data_range)
+  ssims = masked_ssim(generated, target, mask, data_range)
+  keep = ~np.isnan(psnrs)
+  if not keep.any():
+    return {"psnr": float("nan"), "ssim": float("nan")}
+  return {"psnr": float(np.mean(psnrs[keep])), "ssim": float(np.mean(ssims[keep]))}

@@ -35,6 +35,8 @@ from mvtrack_jax.inference import clips as clips_lib
 
 RECORDED = "recorded"  # the dataset's own second view as the target
 VIDEO_EXTENSION = ".mp4"
+# Largest entry change (rotation; metres of translation) of a DyCheck target trajectory still called static.
+STATIC_TOLERANCE = 1e-5
 
 
 def window_config(model_config, frames_per_latent: int | None = None):
@@ -238,11 +240,14 @@ def dycheck_clips(sequence, model_config, *, frames_per_latent: int, grid: int =
   Returns:
     ``(clips, info)``: ``[("camera<id>", clip)]`` with :func:`video_clips`' keys plus the ground truth
     ``target_video`` ``(T, H, W, 3)`` uint8 and ``present`` ``(T,)`` bool (False: a frame DyCheck
-    dropped, filled with the nearest one); the reference cameras are the training camera's, the target
+    dropped, filled with the nearest one); with DyCheck's co-visibility masks (``data.dycheck.read_covisible``)
+    also ``covisible`` ``(T, H, W)`` bool, resized and cropped as the frames (a pixel is co-visible where most of
+    its area was); the reference cameras are the training camera's, the target
     cameras the validation camera's, both relative to the reference camera at frame 0. ``info``:
     ``source``, ``scale``, ``available_frames``, ``num_frames``, ``frame_stride``, ``times`` (DyCheck
-    time ids), ``reference_camera``, ``cameras`` (per clip: ``camera_id``, ``present_frames``,
-    ``frame_names``) and ``skipped_cameras`` (no frame in the window).
+    time ids), ``reference_camera``, ``covisible`` (whether masks were found), ``cameras`` (per clip:
+    ``camera_id``, ``present_frames``, ``static`` (the validation camera does not move: every pose within
+    ``STATIC_TOLERANCE`` of its first), ``frame_names``) and ``skipped_cameras`` (no frame in the window).
 
   Raises:
     ValueError: a sequence too short (:func:`protocol_num_frames`) or without validation camera;
@@ -263,15 +268,24 @@ def dycheck_clips(sequence, model_config, *, frames_per_latent: int, grid: int =
   if not cameras:
     return [], info
   data = dycheck_lib.read_clip(sequence, times, cameras)
+  covisible = dycheck_lib.read_covisible(sequence, data)
+  info["covisible"] = covisible is not None
   pcfg = dataclasses.replace(base, num_frames=t, frame_stride=1, num_query_points=0)
   queries = clips_lib.grid_query_points(pcfg.height, pcfg.width, grid)
   clips = []
   for view, camera in enumerate(cameras, start=1):
-    example, _ = pipeline.window_example(data.record, pcfg, views=(0, view), start=0, train=False,
-                                         source=f"{sequence.path} (camera {camera})")
+    source = f"{sequence.path} (camera {camera})"
+    example, _ = pipeline.window_example(data.record, pcfg, views=(0, view), start=0, train=False, source=source)
     name = f"camera{camera}"
-    clips.append((name, _protocol_clip(example, example["target_cam_to_world"], example["target_intrinsics"], queries,
-                                       target_video=example["target_video"], present=data.present[view])))
+    clip = _protocol_clip(example, example["target_cam_to_world"], example["target_intrinsics"], queries,
+                          target_video=example["target_video"], present=data.present[view])
+    if covisible is not None:  # the masks take the frames' resize and crop: a grey video through the same window
+      masks = dict(data.record, video=np.repeat(covisible[..., None].astype(np.uint8) * 255, 3, axis=-1))
+      resized, _ = pipeline.window_example(masks, pcfg, views=(0, view), start=0, train=False, source=source)
+      clip["covisible"] = resized["target_video"][..., 0] > 127
+    clips.append((name, clip))
+    c2w = np.asarray(clip["target_cam_to_world"], np.float64)
     info["cameras"][name] = {"camera_id": camera, "present_frames": int(data.present[view].sum()),
+                             "static": bool(np.abs(c2w - c2w[:1]).max() < STATIC_TOLERANCE),
                              "frame_names": list(data.frame_names[view])}
   return clips, info

@@ -256,6 +256,27 @@ def _cameras_line(settings: Mapping[str, Any], infos: Mapping[str, Mapping[str, 
                    f"the {static} for the others"}[settings["camera_assumption"]]
 
 
+def _dycheck_notes(record: Mapping[str, Any], num_sequences: int) -> str:
+  """How the DyCheck table scores fidelity (DyCheck's per-frame, co-visibility-masked protocol) and what its camera
+  columns measure when the validation cameras are static (F11, F18 of the fidelity review)."""
+  masked = len(record["covisible_masks"])
+  static, total = record["static_target_cameras"]["static"], record["static_target_cameras"]["cameras"]
+  notes = [f"`psnr` / `ssim`: per frame, averaged over the validation camera's present frames, within DyCheck's "
+           f"co-visibility masks (its mPSNR / mSSIM) for {masked} of {num_sequences} sequences"
+           + (", over full frames for the others (no `covisible/` folder)" if masked < num_sequences else "") + "."]
+  if "lpips" not in learned.available_learned_metrics():
+    notes.append(f"LPIPS (the papers' third iPhone metric) is not computed: register it with `evaluation.learned` "
+                 f"(${learned.ENV_VAR}); it receives the co-visibility mask as `mask=`.")
+  if total and static == total:
+    notes.append("Every validation camera is static (DyCheck's tripod phones), so the ground-truth target path is "
+                 "constant: `m_rot_err_deg` / `m_trans_err` / `m_cam_mc` measure how static the generated video "
+                 "is, not how it follows a camera path.")
+  elif static:
+    notes.append(f"{static} of {total} validation cameras are static: on those the camera columns measure "
+                 "staticness.")
+  return " ".join(notes)
+
+
 def _captions_line(text: TextOptions) -> str:
   if text.captions is not None:
     return f"captions from `{text.captions}`" + (f" (else \"{text.prompt}\")" if text.prompt is not None else "")
@@ -334,6 +355,9 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
   else:
     what = (f"DyCheck `{settings['dycheck']}`: {len(infos)} sequences, one clip per validation camera "
             f"(rgb scale {settings['scales']})")
+    record["covisible_masks"] = sorted(k for k, v in infos.items() if v.get("covisible"))
+    static = [c.get("static") for v in infos.values() for c in v.get("cameras", {}).values()]
+    record["static_target_cameras"] = {"static": sum(static), "cameras": len(static)}
   header = (f"# Novel-view evaluation, {what}\n\n"
             f"{steps} Euler steps, seed {seed} (batch {batch_size}), {_captions_line(text)}, poses and matched "
             f"epipolar proxy from `{pose_method}` correspondences; models: "
@@ -343,6 +367,8 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
                if baselines else "")
             + (f"; `{GT_VIDEO}` = the pose estimator and matched proxy on the ground-truth target video"
                if GT_VIDEO in columns else "") + ".")
+  if protocol == "dycheck":
+    header += "\n\n" + _dycheck_notes(record, len(infos))
   missing = [m for m in PAPER_VIDEO_METRICS if m not in learned.available_learned_metrics()]
   if protocol == "videos" and missing:
     header += (f"\n\nNot computed (the papers' DAVIS metrics): {', '.join(missing)}; register an implementation with "
