@@ -46,6 +46,7 @@ from absl import flags
 from mvtrack_jax import cli
 from mvtrack_jax import errors
 from mvtrack_jax.data import video_io
+from mvtrack_jax.evaluation import clip_metrics
 from mvtrack_jax.evaluation import comparison
 from mvtrack_jax.evaluation import probe_run
 from mvtrack_jax.evaluation import runner
@@ -145,7 +146,8 @@ def define_flags() -> None:
   flags.DEFINE_float("cfg", None, "Classifier-free guidance scale (default: 5 where a model's two branches differ, "
                      "else 1; evaluation.runner).")
   flags.DEFINE_integer("seed", 0, "Sampling and probe noise seed.")
-  flags.DEFINE_enum("pose_method", "flow", ["flow", "sift", "orb"], "Pose estimator correspondences.")
+  flags.DEFINE_enum("pose_method", "flow", list(clip_metrics.POSE_METHODS),
+                    "Camera columns' pose estimator (as evaluate --pose_method).")
   flags.DEFINE_integer("probe_batches", None, "Batches per probe (default: the whole split).")
   flags.DEFINE_integer("probe_batch_size", 1, "Examples per probe batch.")
   flags.DEFINE_list("probe_layers", [], "DiT layers to probe besides the supervised ones (default: all).")

@@ -7,9 +7,9 @@ Examples::
   python -m mvtrack_jax.evaluate --checkpoint out/mvtrack --checkpoint out/baseline \
       --names mvtrack4gen,diffusion_only --split test --out out/compare --steps 50
   # The paper's benchmarks: DAVIS (a folder of mp4s) x the 10 ReCamMaster trajectories, DyCheck iPhone.
-  python -m mvtrack_jax.evaluate --checkpoint out/export --videos data/davis_val --pose_method sift \
+  python -m mvtrack_jax.evaluate --checkpoint out/export --videos data/davis_val --pose_method colmap \
       --out out/davis
-  python -m mvtrack_jax.evaluate --checkpoint out/export --dycheck data/iphone --pose_method sift \
+  python -m mvtrack_jax.evaluate --checkpoint out/export --dycheck data/iphone --pose_method colmap \
       --out out/iphone
 
 Three protocols: the model's own ``--split`` (default, below), ``--videos DIR`` and ``--dycheck DIR``
@@ -34,11 +34,21 @@ points (sampled among the ground-truth points visible in the reference view, on 
 
 - ``psnr`` ↑ / ``ssim`` ↑: against the ground-truth target view (``evaluation.fidelity``).
 - ``m_rot_err_deg`` ↓, ``m_trans_err`` ↓, ``m_cam_mc`` ↓: CamI2V errors (per-frame means) of the
-  trajectory estimated from the *generated* video (``evaluation.camera``, ``--pose_method``: ``flow``
-  Lucas–Kanade lattice tracks by default, ``sift``/``orb`` matches for large videos; the same
-  estimator for every model, so it does not favour a model with a head) against the ground truth;
-  ``pose_valid`` the fraction of frames the estimator could solve. The column ``gt_video`` runs the
-  same estimator on the ground-truth target video: the floor the estimator itself reaches.
+  trajectory estimated from the *generated* video against the ground truth, and beside them ReDirector's
+  definitions of the same names, ``redirector_rot_err_deg`` ↓ (mean angle of the relative rotations over
+  ordered frame pairs) and ``redirector_trans_err`` ↓ (similarity-aligned camera centres, mean distance over
+  the largest ground-truth distance; ``evaluation.camera.redirector_errors``). The estimator is
+  ``--pose_method``: ``colmap`` is the papers' (CamI2V's evaluation: COLMAP SIFT features, sequential
+  matching, GLOMAP global mapping with the known intrinsics, 3 trials averaged; ``evaluation.sfm``; frames of
+  at least 96 px), ``flow`` (Lucas–Kanade lattice tracks, the default, for the 32–64 px CPU models, where SfM
+  finds too few features) and ``sift``/``orb`` feed this project's two-view estimator
+  (``evaluation.camera``); the same estimator for every model, so it does not favour a model with a head.
+  ``--poses DIR`` takes the generated videos' poses from elsewhere instead (a camera file per clip,
+  ``DIR/<model>/<scene>_<trajectory>.npz``, e.g. GLOMAP or ViPE run on the ``--save_videos`` videos). The
+  table header names the estimator. ``pose_valid`` is the fraction of frames the estimator could pose
+  (``colmap``: registered, over its trials; ``sfm_trials_complete`` the trials that registered every
+  frame, the only ones scored). The column ``gt_video`` runs the same estimator on the ground-truth target
+  video: the floor the estimator itself reaches.
 - head models only: ``aj_reference`` / ``aj_target`` ↑, ``delta_avg_target`` ↑,
   ``oa_target`` ↑: TAP-Vid metrics of the head's tracks ('strided' mode, 256×256 raster, points of
   each view scored separately, target view scored in the generated video against the ground-truth
@@ -106,7 +116,7 @@ frames reach as in ReDirector (``geometry.trajectories``); the eased presets and
   without ``--look_at_depth``).
 - No ground-truth target exists, so no PSNR/SSIM/TAP-Vid. Reported per clip: camera metrics
   (``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``, ``pose_valid``: ``--pose_method`` poses of the
-  generated video against the requested trajectory, exactly as in ``--split``; use ``sift`` at full
+  generated video against the requested trajectory, exactly as in ``--split``; use ``colmap`` at full
   resolution), the epipolar proxy and the learned-metric hook (below).
 
 Protocol ``--dycheck DIR`` (DyCheck iPhone, Gao et al. 2022; MVTrack4Gen's second benchmark, evaluated
@@ -186,6 +196,7 @@ from absl import flags
 
 from mvtrack_jax import cli
 from mvtrack_jax.evaluation import baselines as baselines_lib
+from mvtrack_jax.evaluation import clip_metrics
 from mvtrack_jax.evaluation import learned
 from mvtrack_jax.evaluation import protocol_clips
 from mvtrack_jax.evaluation import runner
@@ -225,7 +236,11 @@ def define_flags() -> None:
                       "prompt for a model trained with text; \"\" for the empty prompt).")
   flags.DEFINE_string("text_encoder", None, "umT5 folder for the captions (default: each checkpoint's text.encoder).")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  flags.DEFINE_enum("pose_method", "flow", ["flow", "sift", "orb"], "Pose estimator correspondences.")
+  flags.DEFINE_enum("pose_method", "flow", list(clip_metrics.POSE_METHODS),
+                    "Camera columns' pose estimator: two-view on flow/sift/orb correspondences, or colmap (COLMAP + "
+                    "GLOMAP structure-from-motion, CamI2V's protocol; frames of at least 96 px).")
+  flags.DEFINE_string("poses", None, "Poses of the generated videos estimated elsewhere: DIR/<model>/<scene>_"
+                      "<trajectory>.npz camera files (named as --save_videos names the videos).")
   flags.DEFINE_bool("save_videos", False, "Write reference | generated | GT videos.")
   flags.DEFINE_bool("baselines", True,
                     f"Add the model-free columns {', '.join(baselines_lib.BASELINES)} (--nobaselines: off).")
@@ -244,7 +259,7 @@ def main(argv):
   text = runner.TextOptions(prompt=FLAGS.prompt, captions=FLAGS.captions, negative_prompt=FLAGS.negative_prompt,
                             text_encoder=FLAGS.text_encoder)
   common = dict(names=FLAGS.names, max_scenes=FLAGS.max_scenes, steps=FLAGS.steps, cfg=FLAGS.cfg, text=text,
-                seed=FLAGS.seed, pose_method=FLAGS.pose_method, save_videos=FLAGS.save_videos,
+                seed=FLAGS.seed, pose_method=FLAGS.pose_method, poses=FLAGS.poses, save_videos=FLAGS.save_videos,
                 baselines=FLAGS.baselines)
   if FLAGS.videos:
     from_file = FLAGS.trajectories and len(FLAGS.trajectories) == 1 and FLAGS.trajectories[0].endswith(".json")

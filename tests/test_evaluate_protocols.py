@@ -318,14 +318,22 @@ def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_ch
   cameras = readers.camera_file_for(str(videos / "bear.mp4"))  # bear has its cameras, broken.mp4 had none
   np.savez(cameras, intrinsics=np.array([[40.0, 0, 24], [0, 40, 20], [0, 0, 1]]),
            cam_to_world=np.tile(np.eye(4), (6, 1, 1)))
+  poses = tmp_path / "poses" / "m"  # --poses: the generated video's poses from elsewhere (here: exactly right)
+  poses.mkdir(parents=True)
+  np.savez(poses / "bear_pan_right.npz", intrinsics=np.eye(3) * [40, 40, 1] + [[0, 0, 16], [0, 0, 16], [0, 0, 0]],
+           cam_to_world=trajectories.preset_trajectory("pan_right", MODEL_FRAMES))
   out = tmp_path / "out"
   record = runner.run_videos([tiny_checkpoint], str(out), str(videos), names=["m"], trajectory_names=["pan_right"],
-                               steps=1, progress=False)
+                             steps=1, progress=False, poses=str(poses.parent))
   saved = json.loads((out / "metrics.json").read_text())
   assert {r["scene"] for r in saved["rows"]} == {"bear"} and len(record["rows"]) == 3  # m + 2 baselines
   assert list(saved["unreadable"]) == ["broken"] and "broken.mp4" in saved["unreadable"]["broken"]
   assert "Skipped, could not be used: `broken`" in (out / "metrics.md").read_text()
   assert saved["camera_assumption"] == "mixed" and saved["scenes"]["bear"]["reference_cameras"] == cameras
+  rows = {r["model"]: r["metrics"] for r in saved["rows"]}
+  assert rows["m"]["m_rot_err_deg"] < 0.01 and rows["m"]["pose_valid"] == 1.0 and saved["poses"] == str(poses.parent)
+  assert rows["copy_reference"]["m_rot_err_deg"] > 1.0  # the baselines keep --pose_method's estimates
+  assert f"generated videos' poses from the camera files in `{poses.parent}`" in (out / "metrics.md").read_text()
   assert ("reference cameras from `<stem>.cameras.npz` for 1 of 2 videos, the static-camera assumption"
           in (out / "metrics.md").read_text())
 

@@ -149,6 +149,46 @@ def camera_errors(gt_cam_to_world: Array, pred_cam_to_world: Array, eps: float =
   return out
 
 
+def redirector_errors(gt_cam_to_world: Array, pred_cam_to_world: Array, eps: float = 1e-6) -> dict[str, float]:
+  """ReDirector's camera errors (``eval_utils.py`` ``eval_rot`` / ``eval_trans`` of byeongjun-park/ReDirector), which
+  it reports beside CamI2V's under the same names, so a table must say which it holds.
+
+  - ``redirector_rot_err_deg``: the mean over all ordered frame pairs ``(i, j)``, ``i ≠ j``, of the angle between
+    the ground-truth and the predicted relative rotations ``R_iᵀ R_j`` (degrees; no global frame needed).
+  - ``redirector_trans_err``: the predicted camera centres aligned to the ground-truth ones by the least-squares
+    similarity (Umeyama 1991: scale, rotation, translation), then the mean distance to the ground truth divided by
+    the largest ground-truth distance between two centres (``+ eps``). A ground-truth path without translation (a
+    pan) divides by ``eps`` as ReDirector does; predicted centres that all coincide are aligned to the ground-truth
+    centroid (the similarity's scale is 0).
+
+  Args:
+    gt_cam_to_world, pred_cam_to_world: ``(T, 4, 4)``, ``T >= 2``, any world frame and scale.
+    eps: ReDirector's 1e-6.
+
+  Raises:
+    ValueError: as :func:`camera_errors_per_frame`, or ``T < 2``.
+  """
+  gt = _as_trajectory("gt_cam_to_world", gt_cam_to_world)
+  pred = _as_trajectory("pred_cam_to_world", pred_cam_to_world)
+  if gt.shape != pred.shape or gt.shape[0] < 2:
+    raise ValueError(f"gt_cam_to_world {gt.shape} and pred_cam_to_world {pred.shape}: expected the same (T >= 2, 4, 4)")
+  t = gt.shape[0]
+  i, j = np.nonzero(~np.eye(t, dtype=bool))
+  rel = lambda r: np.einsum("nki,nkj->nij", r[i, :3, :3], r[j, :3, :3])  # R_iᵀ R_j
+  diff = np.einsum("nki,nkj->nij", rel(gt), rel(pred))
+  cos = np.clip((np.trace(diff, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+  a, b = gt[:, :3, 3], pred[:, :3, 3]
+  a0, b0 = a - a.mean(0), b - b.mean(0)
+  u, sigma, vh = np.linalg.svd(b0.T @ a0)
+  flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vh)) or 1.0])
+  variance = float(np.sum(b0 ** 2))
+  scale = float(np.trace(np.diag(sigma) @ flip)) / variance if variance > 0 else 0.0
+  aligned = scale * b0 @ (u @ flip @ vh) + a.mean(0)
+  extent = float(np.max(np.linalg.norm(a[None] - a[:, None], axis=-1)))
+  return {"redirector_rot_err_deg": float(np.degrees(np.arccos(cos)).mean()),
+          "redirector_trans_err": float(np.mean(np.linalg.norm(a - aligned, axis=1)) / (extent + eps))}
+
+
 @dataclasses.dataclass(frozen=True)
 class PoseEstimate:
   """Camera trajectory estimated from correspondences with frame 0.

@@ -16,28 +16,101 @@ Videos are ``(T, H, W, 3)`` uint8; pixels ``(x, y)`` with the corner origin; cam
 from __future__ import annotations
 
 import math
+import os
 from typing import Mapping
 
 import numpy as np
 
+from mvtrack_jax import errors
+from mvtrack_jax.data import readers
 from mvtrack_jax.evaluation import camera
 from mvtrack_jax.evaluation import epipolar
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.evaluation import learned
+from mvtrack_jax.evaluation import sfm
 from mvtrack_jax import tapvid
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.models import autoencoder as ae_lib
 
 
+# Pose estimators of the camera columns: the two-view estimator of evaluation.camera on each matcher's
+# correspondences with frame 0, and structure-from-motion (evaluation.sfm: COLMAP + GLOMAP, CamI2V's protocol).
+POSE_METHODS = ("flow", "sift", "orb", "colmap")
+_ESTIMATORS = {"flow": "the two-view estimator on Lucas–Kanade (`flow`) tracks",
+               "sift": "the two-view estimator on SIFT (`sift`) matches",
+               "orb": "the two-view estimator on ORB (`orb`) matches",
+               "colmap": f"COLMAP SIFT + sequential matching + GLOMAP global mapping (`colmap`, CamI2V's protocol, "
+                         f"{sfm.DEFAULT_TRIALS} trials averaged)"}
+CAMERA_KEYS = ("m_rot_err_deg", "m_trans_err", "m_cam_mc", "redirector_rot_err_deg", "redirector_trans_err")
+
+
+def pose_estimator(method: str, poses: str | None = None) -> str:
+  """The table header's words for where the camera columns' poses come from (``poses``: ``--poses DIR``)."""
+  line = f"poses from {_ESTIMATORS[method]}"
+  if poses is not None:
+    line = f"generated videos' poses from the camera files in `{poses}`, the other columns' {line}"
+  return line
+
+
+def check_pose_method(method: str, height: int, width: int) -> None:
+  """Rejects an unknown ``--pose_method`` or ``colmap`` on frames too small for SfM, before anything runs.
+
+  Raises:
+    errors.UserError: naming the flag, the value and the way out.
+  """
+  if method not in POSE_METHODS:
+    raise errors.UserError(f"--pose_method {method!r}: expected one of {', '.join(POSE_METHODS)}")
+  if method == "colmap" and min(height, width) < sfm.min_frame_size():
+    raise errors.UserError(f"--pose_method colmap: the model's {height}x{width} frames are too small for "
+                           f"structure-from-motion (shorter side < {sfm.min_frame_size()} px); use the two-view "
+                           "estimator (--pose_method flow) at this size")
+
+
+def matcher(method: str) -> str:
+  """The correspondences of the matched epipolar proxy: SfM's are SIFT."""
+  return "sift" if method == "colmap" else method
+
+
 def camera_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], method: str) -> dict[str, float]:
-  """CamI2V errors of the trajectory estimated from ``video`` against the clip's target cameras."""
+  """CamI2V's and ReDirector's errors (``evaluation.camera``) of the trajectory estimated from ``video`` by
+  ``method`` (:data:`POSE_METHODS`) against the clip's target cameras, and ``pose_valid`` (the fraction of frames
+  posed; ``colmap`` adds ``sfm_trials_complete``)."""
+  gt = example["target_cam_to_world"]
+  if method == "colmap":
+    return sfm.trial_errors(gt, sfm.estimate_poses(video, example["target_intrinsics"]))
   try:
     est = camera.estimate_poses_from_video(video, example["target_intrinsics"], method=method)
   except (ValueError, np.linalg.LinAlgError):
-    return {"m_rot_err_deg": math.nan, "m_trans_err": math.nan, "m_cam_mc": math.nan, "pose_valid": 0.0}
-  errors = camera.camera_errors(example["target_cam_to_world"], est.cam_to_world)
-  return {"m_rot_err_deg": errors["m_rot_err_deg"], "m_trans_err": errors["m_trans_err"],
-          "m_cam_mc": errors["m_cam_mc"], "pose_valid": float(np.mean(est.valid))}
+    return dict({k: math.nan for k in CAMERA_KEYS}, pose_valid=0.0)
+  return dict(trajectory_errors(gt, est.cam_to_world), pose_valid=float(np.mean(est.valid)))
+
+
+def trajectory_errors(gt_cam_to_world: np.ndarray, cam_to_world: np.ndarray) -> dict[str, float]:
+  """:data:`CAMERA_KEYS` of a trajectory against the ground truth (CamI2V's per-frame means, ReDirector's)."""
+  errors = camera.camera_errors(gt_cam_to_world, cam_to_world)
+  out = {key: errors[key] for key in CAMERA_KEYS[:3]}
+  out.update(camera.redirector_errors(gt_cam_to_world, cam_to_world) if len(cam_to_world) > 1 else
+             {"redirector_rot_err_deg": math.nan, "redirector_trans_err": math.nan})
+  return out
+
+
+def pose_file_metrics(path: str, example: Mapping[str, np.ndarray]) -> dict[str, float]:
+  """The camera columns from poses estimated elsewhere (``--poses DIR``): a camera file
+  (``data.readers.read_camera_file``: ``cam_to_world`` ``(T, 4, 4)`` of the generated video's frames, e.g. a
+  GLOMAP or ViPE run on the video ``--save_videos`` wrote), scored as :func:`camera_metrics` scores its estimates.
+
+  Raises:
+    errors.UserError: a missing file or one whose frame count differs from the clip's (schema.RecordError: a bad
+      file).
+  """
+  if not os.path.isfile(path):
+    raise errors.UserError(f"--poses: no camera file {path} for this generated video (expected one per model, scene "
+                           "and trajectory, named as --save_videos names the videos)")
+  _, c2w = readers.read_camera_file(path)
+  gt = np.asarray(example["target_cam_to_world"], np.float64)
+  if len(c2w) != len(gt):
+    raise errors.UserError(f"--poses {path}: {len(c2w)} poses for a {len(gt)}-frame video")
+  return dict(trajectory_errors(gt, c2w), pose_valid=1.0)
 
 
 def tracking_metrics(example: Mapping[str, np.ndarray], tracked: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -148,7 +221,7 @@ def matched_epipolar_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], 
     if method == "flow":
       tracks, visible = camera.optical_flow_tracks(pair)
     else:
-      tracks, visible = camera.match_feature_tracks(pair, method=method)
+      tracks, visible = camera.match_feature_tracks(pair, method=matcher(method))
     points_ref.append(tracks[0, visible[1]])
     points_tgt.append(tracks[1, visible[1]])
     rows.append(np.full(int(visible[1].sum()), f))

@@ -186,10 +186,12 @@ def _proxy_scoring(pose_method: str, baselines: bool, frames: np.ndarray) -> _Sc
 
 def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.ndarray]]], models, labels, sampling,
                 scoring: _Scoring, *, text: TextOptions, caption: str | None, batch_size: int, save_videos: bool,
-                out: str) -> list[dict[str, Any]]:
+                out: str, poses: str | None = None) -> list[dict[str, Any]]:
   """The ``metrics.json`` rows of one scene of any protocol: the rows needing no model, then every model's,
-  ``batch_size`` clips per generation, each model guided by ``caption`` and ``text``'s negative branch; with ``save_videos`` each model's clip is written as
-  ``out/videos/<label>/<stem>_<trajectory>.mp4`` (reference | generated [| ground truth])."""
+  ``batch_size`` clips per generation, each model guided by ``caption`` and ``text``'s negative branch; with
+  ``save_videos`` each model's clip is written as ``out/videos/<label>/<stem>_<trajectory>.mp4`` (reference |
+  generated [| ground truth]); with ``poses`` (``--poses DIR``) a model's camera columns come from
+  ``DIR/<label>/<stem>_<trajectory>.npz`` (``clip_metrics.pose_file_metrics``)."""
   rows = []
   for name, clip in clips:
     rows.extend(scoring.reference_rows(scene, name, clip))
@@ -203,8 +205,10 @@ def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.nda
       tracked = model.track(batch, generated, sampling) if model.head is not None else None
       for b, (name, clip) in enumerate(chunk):
         tracked_b = None if tracked is None else {k: v if k == "frames" else v[b] for k, v in tracked.items()}
-        rows.append({"model": label, "scene": scene, "trajectory": name,
-                     "metrics": scoring.model_metrics(generated[b], clip, tracked_b)})
+        metrics = scoring.model_metrics(generated[b], clip, tracked_b)
+        if poses is not None:
+          metrics.update(clip_metrics.pose_file_metrics(os.path.join(poses, label, f"{stem}_{name}.npz"), clip))
+        rows.append({"model": label, "scene": scene, "trajectory": name, "metrics": metrics})
         if save_videos:
           panels = [clip["reference_video"], generated[b]] + ([clip["target_video"]] if "target_video" in clip else [])
           scale = drawing.upscale_factor(generated.shape[2], 128)
@@ -285,7 +289,7 @@ def _captions_line(text: TextOptions) -> str:
 
 def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: int, settings: Mapping[str, Any], *,
                   steps: int, cfg: float | None, text: TextOptions, caption_sources: Sequence[str], seed: int,
-                  pose_method: str, grid: int, batch_size: int,
+                  pose_method: str, poses: str | None, grid: int, batch_size: int,
                   frames_per_latent: int, save_videos: bool, baselines: bool, progress: bool,
                   started: float) -> dict[str, Any]:
   """Evaluates protocol scenes and writes ``metrics.json``, ``metrics.md`` and ``per_clip.csv`` into ``out``.
@@ -328,7 +332,7 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
     frames = ae_lib.latent_frame_indices(clips[0][1]["reference_video"].shape[0], frames_per_latent)
     rows.extend(_scene_rows(scene, scene, clips, models, labels, sampling,
                             _proxy_scoring(pose_method, baselines, frames), text=text, caption=caption,
-                            batch_size=batch_size, save_videos=save_videos, out=out))
+                            batch_size=batch_size, save_videos=save_videos, out=out, poses=poses))
     order.extend(name for name, _ in clips if name not in order)
   if not rows:
     raise ValueError(f"evaluate --{protocol}: nothing to evaluate: no scene has a clip "
@@ -346,7 +350,7 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
       "skipped": {k: v["skipped_cameras"] for k, v in infos.items() if v.get("skipped_cameras")},
       "unreadable": {k: v["error"] for k, v in infos.items() if v.get("error")},
       "steps": steps, "cfg": cfg, **text.record(), "seed": seed, "batch_size": batch_size,
-      "pose_method": pose_method, "grid": grid, "frames_per_latent": frames_per_latent,
+      "pose_method": pose_method, "poses": poses, "grid": grid, "frames_per_latent": frames_per_latent,
       "resolution": [int(data.num_frames), int(data.height), int(data.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
   if protocol == "videos":
@@ -359,8 +363,9 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
     static = [c.get("static") for v in infos.values() for c in v.get("cameras", {}).values()]
     record["static_target_cameras"] = {"static": sum(static), "cameras": len(static)}
   header = (f"# Novel-view evaluation, {what}\n\n"
-            f"{steps} Euler steps, seed {seed} (batch {batch_size}), {_captions_line(text)}, poses and matched "
-            f"epipolar proxy from `{pose_method}` correspondences; models: "
+            f"{steps} Euler steps, seed {seed} (batch {batch_size}), {_captions_line(text)}, "
+            f"{clip_metrics.pose_estimator(pose_method, poses)}, matched epipolar proxy from "
+            f"`{clip_metrics.matcher(pose_method)}` correspondences; models: "
             + ", ".join(f"`{label}` = {m.source} (step {m.step}; {_guidance_line(guidances.get(label))})"
                         for label, m in zip(labels, models))
             + (f"; baselines without a model: {baselines_lib.described(baselines_lib.VIDEO_BASELINES)}"
@@ -372,9 +377,12 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
   missing = [m for m in PAPER_VIDEO_METRICS if m not in learned.available_learned_metrics()]
   if protocol == "videos" and missing:
     header += (f"\n\nNot computed (the papers' DAVIS metrics): {', '.join(missing)}; register an implementation with "
-               f"`evaluation.learned` (${learned.ENV_VAR}) to add its columns. Camera errors come from the "
-               f"two-view `{pose_method}` estimator, not the papers' structure-from-motion, and the epipolar columns are "
-               "this project's proxies: compare these numbers with each other, not with the papers' tables.")
+               f"`evaluation.learned` (${learned.ENV_VAR}) to add its columns. "
+               + ("" if pose_method == "colmap" or poses else
+                  f"Camera errors come from the two-view `{pose_method}` estimator, not the papers' "
+                  "structure-from-motion (`--pose_method colmap` or `--poses DIR`). ")
+               + "The epipolar columns are this project's proxies: compare these numbers with each other, not with "
+               "the papers' tables.")
   if record["unreadable"]:
     header += "\n\nSkipped, could not be used: " + "; ".join(f"`{k}` ({v})" for k, v in record["unreadable"].items())
   _write_outputs(out, record, columns, order, header)
@@ -384,8 +392,8 @@ def _run_protocol(protocol: str, models, labels, out: str, scenes, num_scenes: i
 def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequence[str] | None = None,
                trajectory_names: Sequence[str] = VIDEO_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
                cfg: float | None = None, text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow",
-               fov: float = 60.0, grid: int = 8, batch_size: int = 1, save_videos: bool = False,
-               baselines: bool = True, progress: bool = True, trajectories_file: str | None = None) -> dict[str, Any]:
+               poses: str | None = None, fov: float = 60.0, grid: int = 8, batch_size: int = 1,
+               save_videos: bool = False, baselines: bool = True, progress: bool = True, trajectories_file: str | None = None) -> dict[str, Any]:
   """The ``--videos DIR`` protocol (module docstring); returns the ``metrics.json`` record.
 
   ``cfg`` None: each model's default scale (``NovelViewPipeline.guidance``); ``text``: the videos' captions (matched
@@ -422,6 +430,7 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
   paths = protocol_clips.list_videos(videos)[:max_scenes]
   camera_files = {p: readers.camera_file_for(p) for p in paths if os.path.isfile(readers.camera_file_for(p))}
   models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS, text)
+  clip_metrics.check_pose_method(pose_method, int(models[0].config.data.height), int(models[0].config.data.width))
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
 
   def scenes():
@@ -443,14 +452,14 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
                                     "geometry.trajectories presets (cam01-cam10: ReCamMaster's released cameras)")}
   return _run_protocol("videos", models, labels, out, scenes(), len(paths), settings, steps=steps, cfg=cfg, text=text,
                        caption_sources=[os.path.abspath(p) for p in paths], seed=seed,
-                       pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
+                       pose_method=pose_method, poses=poses, grid=grid, batch_size=batch_size, frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
 
 
 def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequence[str] | None = None,
                 scale: int | None = None, max_scenes: int | None = None, steps: int = 50, cfg: float | None = None,
-                text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow", grid: int = 8, batch_size: int = 1,
-                save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
+                text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow", poses: str | None = None,
+                grid: int = 8, batch_size: int = 1, save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
   """The ``--dycheck DIR`` protocol (module docstring); returns the ``metrics.json`` record. ``cfg``, ``text``: as
   :func:`run_videos` (captions matched by sequence folder).
 
@@ -464,6 +473,7 @@ def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequ
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   sequences = [dycheck_lib.open_sequence(p, scale=scale) for p in dycheck_lib.find_sequences(dycheck)[:max_scenes]]
   models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS, text)
+  clip_metrics.check_pose_method(pose_method, int(models[0].config.data.height), int(models[0].config.data.width))
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))
 
   def scenes():
@@ -474,7 +484,7 @@ def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequ
   settings = {"dycheck": os.path.abspath(dycheck), "scales": sorted({s.scale for s in sequences})}
   return _run_protocol("dycheck", models, labels, out, scenes(), len(sequences), settings, steps=steps, cfg=cfg, text=text,
                        caption_sources=[os.path.abspath(s.path) for s in sequences],
-                       seed=seed, pose_method=pose_method, grid=grid, batch_size=batch_size, frames_per_latent=k,
+                       seed=seed, pose_method=pose_method, poses=poses, grid=grid, batch_size=batch_size, frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
 
 
@@ -491,11 +501,17 @@ def _write_text(path: str, text: str) -> None:
 def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = None, split: str = "test",
         trajectory_names: Sequence[str] = DEFAULT_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
         cfg: float | None = None, text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow",
-        save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
+        poses: str | None = None, save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
   """The command (module docstring); returns the ``metrics.json`` record.
 
   ``cfg``, ``text``: as :func:`run_videos`; the split's clips have no captions of their own (``text.prompt``
   captions every clip; ``text.captions`` is refused).
+
+  ``pose_method``: the camera columns' estimator (``clip_metrics.POSE_METHODS``; ``colmap`` is CamI2V's SfM, for
+  frames of at least ``evaluation.sfm.min_frame_size()`` px); ``poses``: ``--poses DIR``, the models' generated
+  videos' poses estimated elsewhere, one camera file ``DIR/<label>/<scene>_<trajectory>.npz`` per clip (named as
+  ``save_videos`` names the videos; ``clip_metrics.pose_file_metrics``); baselines and ground truth keep
+  ``pose_method``.
 
   ``baselines``: add the model-free columns ``copy_reference``, ``mean_colour`` and ``zero_motion``
   (rows with those ``"model"`` names in ``metrics.json``, entries in its ``summary``).
@@ -512,6 +528,7 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
   protocol_clips.check_trajectory_names(trajectory_names)
   models, labels = _load_models(out, checkpoints, names, SPLIT_DATA_KEYS, text)
   data0 = models[0].config.data
+  clip_metrics.check_pose_method(pose_method, int(data0.height), int(data0.width))
   num_scenes = len(sources.data_source(data0, split))
   if max_scenes is not None:
     num_scenes = min(num_scenes, max_scenes)
@@ -530,7 +547,7 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
     clips = protocol_clips.scene_clips(models[0].config, split, index, trajectory_names, frames_per_latent=k)
     rows.extend(_scene_rows(index, f"scene{index}", list(zip(trajectory_names, clips)), models, labels, sampling,
                             scoring, text=text, caption=text.caption(None), batch_size=len(clips),
-                            save_videos=save_videos, out=out))
+                            save_videos=save_videos, out=out, poses=poses))
   summary = report.summarize(rows)
   columns = labels + (list(baselines_lib.BASELINES) if baselines else []) + [GT_VIDEO]
   # zero_motion only where a clip had tracks
@@ -542,11 +559,12 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
       "baselines": [c for c in baselines_lib.BASELINES if c in columns],
       "zero_motion_frames": [int(f) for f in track_frames] if baselines_lib.ZERO_MOTION in columns else None,
       "split": split, "num_scenes": num_scenes, "trajectories": trajectory_names, "steps": steps,
-      "cfg": cfg, **text.record(), "seed": seed, "pose_method": pose_method,
+      "cfg": cfg, **text.record(), "seed": seed, "pose_method": pose_method, "poses": poses,
       "resolution": [int(data0.num_frames), int(data0.height), int(data0.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
   header = (f"# Novel-view evaluation: split `{split}`, {num_scenes} scenes × {len(trajectory_names)} trajectories\n\n"
-            f"{steps} Euler steps, seed {seed}, {_captions_line(text)}, poses from `{pose_method}` tracks; models: "
+            f"{steps} Euler steps, seed {seed}, {_captions_line(text)}, {clip_metrics.pose_estimator(pose_method, poses)}"
+            "; models: "
             + ", ".join(f"`{label}` = {m.source} (step {m.step}; {_guidance_line(guidances.get(label))})"
                         for label, m in zip(labels, models))
             + (f"; baselines without a model: {baselines_lib.described(baselines_lib.BASELINES, track_frames)}"

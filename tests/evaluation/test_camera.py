@@ -190,3 +190,27 @@ def test_optical_flow_tracks_follow_a_known_shift_and_estimate_poses():
   assert errors["m_rot_err_deg"] < 1.0 and errors["m_trans_err"] < 0.2, errors
   with pytest.raises(ValueError, match="grid_step"):
     camera.optical_flow_tracks(video, grid_step=0)
+
+
+def test_redirector_errors_are_its_definitions():
+  """ReDirector's eval_rot / eval_trans: pairwise relative rotations (gauge-free) and Sim(3)-aligned centres over
+  the ground truth's extent, so a similarity of the whole trajectory costs nothing and one tilted frame costs its
+  angle on the 2·(T − 1) ordered pairs it is part of."""
+  rng = np.random.default_rng(1)
+  gt = _random_trajectory(rng, num_frames=6)
+  similarity = _pose(_rot([1, 2, 3], 0.7), [4.0, -1.0, 2.0])
+  moved = similarity @ gt
+  moved[:, :3, 3] = (moved[:, :3, 3] - 1.0) * 3.0  # any scale and origin of the centres
+  errors = camera.redirector_errors(gt, moved)
+  assert errors["redirector_rot_err_deg"] < 1e-6 and errors["redirector_trans_err"] < 1e-9
+  tilted = gt.copy()
+  tilted[2, :3, :3] = tilted[2, :3, :3] @ _rot([0, 1, 0], np.radians(2.0))
+  assert camera.redirector_errors(gt, tilted)["redirector_rot_err_deg"] == pytest.approx(2.0 * 2 * 5 / 30, rel=1e-6)
+  still = gt.copy()
+  still[:, :3, 3] = 0.0  # predicted centres that all coincide: aligned to the ground-truth centroid
+  a = gt[:, :3, 3]
+  extent = max(np.linalg.norm(p - q) for p in a for q in a)
+  expected = np.mean(np.linalg.norm(a - a.mean(0), axis=1)) / (extent + 1e-6)
+  assert camera.redirector_errors(gt, still)["redirector_trans_err"] == pytest.approx(expected, rel=1e-9)
+  with pytest.raises(ValueError, match="T >= 2"):
+    camera.redirector_errors(gt[:1], gt[:1])
