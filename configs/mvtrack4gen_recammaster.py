@@ -27,16 +27,29 @@ with ReCamMaster's ``metadata.csv`` of captions)::
   python -m mvtrack_jax.data.encode_latents $C --source synthetic --out /data/latents_synthetic
   # 2. encode the captions once with umT5 (and the empty prompt: the null context)
   python -m mvtrack_jax.data.encode_text $C --captions $D/metadata.csv --out /data/text
-  # 3. train, starting from the pretrained transformer (camera modules and head start fresh)
+  # 3a. the camera-controlled backbone (ReCamMaster's stage): Wan2.1-T2V + the zero-initialised Plücker path, L_diff
+  #     on MultiCamVideo alone, 20,000 steps; its export is where both arms of the experiment start
+  python -m mvtrack_jax.train $C --config=configs/mvtrack4gen_recammaster.py:backbone --workdir=out/backbone \
+      --config.text.cache=/data/text --config.init.transformer=$W/transformer
+  python -m mvtrack_jax.export --workdir=out/backbone --out=out/backbone_export --format=diffusers
+  # 3b. MVTrack4Gen from that backbone (the head starts fresh)
   python -m mvtrack_jax.train $C --workdir=out/mvtrack4gen --config.text.cache=/data/text \
-      --config.init.transformer=$W/transformer
+      --config.init.transformer=out/backbone_export
   # 4. export for PyTorch (diffusers; --format=diffsynth for ReCamMaster's scripts)
   python -m mvtrack_jax.export --workdir=out/mvtrack4gen --out=out/mvtrack4gen_diffusers --format=diffusers
   # 5. generate a novel view (decoded by the Wan VAE), guided by a prompt (CFG 5 against Wan's negative prompt)
   python -m mvtrack_jax.generate --checkpoint out/mvtrack4gen --reference clip.mp4 --trajectory arc_left \
       --prompt "a man dancing in a plaza" --out out/novel_view
 
-A released ReCamMaster ``.ckpt`` works as ``init.transformer`` with ``model.overrides.camera_mode="recammaster"``.
+Why a backbone stage: MVTrack4Gen fine-tunes a camera-controlled backbone that already does novel-view synthesis
+(ReCamMaster's released ``step20000`` is Wan2.1-T2V trained 20,000 steps, 8 clips per step, on MultiCamVideo). Its
+camera encoding is not ReCamMaster's per-block pose MLP but dense Plücker maps, which no released checkpoint holds,
+so starting MVTrack4Gen's 13,000 steps on bare Wan2.1-T2V with a fresh Plücker path would spend them learning camera
+control from scratch (the fidelity review's F7). ``get_config("backbone")`` is that stage made explicit: the same
+model, data and optimiser as ReCamMaster's training, L_diff only, 20,000 steps; the two arms of the paper's
+experiment (this config and ``configs/recammaster_diffusion_only.py``) then start from its export. The other route
+keeps ReCamMaster's own camera encoding: a released ReCamMaster ``.ckpt`` loads as ``init.transformer`` with
+``model.overrides.camera_mode="recammaster"`` (its ``cam_encoder`` / ``projector`` per block), skipping 3a.
 ``configs/recammaster_diffusion_only.py`` is the λ = 0 baseline.
 
 Variants: ``get_config("small")`` shrinks frames/resolution (17 frames at 240×416) for smoke runs on
@@ -52,12 +65,12 @@ import ml_collections
 
 from mvtrack_jax import run_config
 
-VARIANTS = ("", "small", "14b", "smoke")
+VARIANTS = ("", "backbone", "small", "14b", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """``arg``: None/"" (paper setting), "small" (17 frames at 240×416), "14b" (Wan2.1-14B, FSDP over 8 GPUs)
-  or "smoke" (CPU stand-ins)."""
+  """``arg``: None/"" (paper setting), "backbone" (the camera-controlled backbone stage it starts from: module
+  docstring), "small" (17 frames at 240×416), "14b" (Wan2.1-14B, FSDP over 8 GPUs) or "smoke" (CPU stand-ins)."""
   if (arg or "") not in VARIANTS:
     raise ValueError(f"configs/mvtrack4gen_recammaster.py: unknown arg {arg!r}; expected one of {VARIANTS}")
   c = run_config.default_config()
@@ -122,6 +135,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.overrides.remat_policy = "full"
     c.mesh.shape = (-1, 8, 1)
     c.objective.head_layers = c.objective.corr_layers = (24,)
+  elif arg == "backbone":
+    # ReCamMaster's stage on the Plücker model: L_diff on MultiCamVideo alone (no head, no tracked source), 20,000
+    # steps at a constant 1e-4 (its train_recammaster.py; one clip per GPU, its 8 GPUs giving batch 8), trainable
+    # self-attention + camera modules as above; evaluation on MultiCamVideo's val/ scenes.
+    c.name = "recammaster_backbone"
+    c.num_train_steps = 20000
+    c.objective.lambda_track = c.objective.lambda_corr = 0.0
+    c.data.mixture = ml_collections.ConfigDict()
+    c.data.eval_source = ""
   elif arg == "small":
     c.data.update(dict(num_frames=17, height=240, width=416))
     c.batch_size = 1

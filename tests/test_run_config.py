@@ -214,3 +214,16 @@ def test_a_tracked_only_source_and_the_paper_configs_use_it():
   # The trainer's per-example lookup table, in source_id order (primary first).
   np.testing.assert_array_equal(tasks.diffusion_weights(load_config("mvtrack4gen_recammaster.py", "smoke")), [1.0, 0.0])
   assert tasks.diffusion_weights(run_config.complete(run_config.default_config())) is None
+
+
+def test_the_recammaster_paper_config_starts_from_a_camera_trained_backbone():
+  """F7: MVTrack4Gen fine-tunes a backbone that already follows cameras; the Plücker model has no released one, so the
+  config runs ReCamMaster's stage explicitly (L_diff on MultiCamVideo alone, 20,000 steps) and starts from it."""
+  module = importlib.import_module("configs.mvtrack4gen_recammaster")
+  backbone = run_config.parse(load_config("mvtrack4gen_recammaster.py", "backbone"))
+  assert backbone.num_train_steps == 20000 and backbone.objective.lambda_track == backbone.objective.lambda_corr == 0
+  assert not backbone.data.mixture and backbone.data.dataset == "multicamvideo"
+  paper = run_config.parse(load_config("mvtrack4gen_recammaster.py"))
+  assert paper.model == backbone.model and paper.num_train_steps == 13000  # the same DiT; the paper's budget after
+  assert ":backbone --workdir=out/backbone" in module.__doc__
+  assert "--config.init.transformer=out/backbone_export" in module.__doc__
