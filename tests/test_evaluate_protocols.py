@@ -270,8 +270,13 @@ def test_videos_are_captioned_and_sampled_with_guidance_as_the_references_do(tin
   captions = tmp_path / "metadata.csv"
   captions.write_text('file_name,text\nbear.mp4,"a bear walks, slowly"\n')
   text = runner.TextOptions(prompt="a street", captions=str(captions))
+  videos = tmp_path / "videos"  # real-looking clips of different sizes and lengths
+  videos.mkdir()
+  shutil.copy(os.path.join(davis_dir, "bear.mp4"), videos / "bear.mp4")  # 6 frames of 40×48
+  wide = video_io.read_video(os.path.join(davis_dir, "car-turn.mp4"))  # 5 frames, made 36×64
+  video_io.write_video(str(videos / "car-turn.mp4"), np.stack([cv2.resize(f, (64, 36)) for f in wide]))
   out = tmp_path / "out"
-  record = runner.run_videos([texted], str(out), davis_dir, names=["m"], trajectory_names=["cam05"], steps=1,
+  record = runner.run_videos([texted], str(out), str(videos), names=["m"], trajectory_names=["cam05"], steps=1,
                              text=text, baselines=False, progress=False)
   saved = json.loads((out / "metrics.json").read_text())
   assert saved["checkpoints"]["m"]["guidance"] == {"guidance_active": True, "guidance_scale": 5.0, "negative": "wan"}
@@ -281,7 +286,9 @@ def test_videos_are_captioned_and_sampled_with_guidance_as_the_references_do(tin
   assert sorted(p for call in encoder.calls for p in call) == ["a bear walks, slowly", "a street"]  # once each
   header = (out / "metrics.md").read_text().split("|")[0]
   assert f"captions from `{captions}`" in header and "CFG 5, negative: Wan's standard negative prompt" in header
-  assert "trajectories from" in header and "`flow`" in header
+  assert "trajectories from geometry.trajectories presets (cam01-cam10: ReCamMaster's released cameras)" in header
+  assert "poses from the two-view estimator on Lucas–Kanade (`flow`) tracks" in header
+  assert {k: v["num_frames"] for k, v in saved["scenes"].items()} == {"bear": 4, "car-turn": 4}
   assert "Static-camera assumption (a static 60° pinhole reference camera)" in header
   assert saved["camera_assumption"] == "static-camera assumption"
   assert all(info["reference_cameras"] is None for info in saved["scenes"].values())
