@@ -39,7 +39,8 @@ def build_model(run: run_config.RunConfig, *, with_head: bool | None = None) -> 
     head = head_lib.MVTAPHead(preset(**run.head.overrides))
   autoencoder = make_autoencoder(run.autoencoder)
   return MVTrack4Gen(dit=wan_lib.WanDiT(dit_config(run, autoencoder)), head=head, autoencoder=autoencoder,
-                     head_layers=tuple(run.objective.head_layers), context_length=run.text.context_length,
+                     head_layers=tuple(run.objective.head_layers), head_probe_rope=run.objective.head_probe_rope,
+                     context_length=run.text.context_length,
                      with_text=bool(run.text.cache))
 
 

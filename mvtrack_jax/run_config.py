@@ -217,6 +217,10 @@ class Objective(_Block):
   lambda_corr: NonNegativeReal = 0.01
   head_layers: tuple[NonNegativeInt, ...] = (1,)
   corr_layers: tuple[NonNegativeInt, ...] = (1,)
+  # The head's q/k: "after" RoPE (and RoCE), the attention's own, as DiffTrack matches; "before": unrotated, so the
+  # head's local correlations do not depend on absolute (or camera-dependent) phases. L_corr always uses the
+  # attention's own q/k.
+  head_probe_rope: Literal["before", "after"] = "after"
   schedule: dict[str, Any] = pydantic.Field(default_factory=lambda: dict(shift=5.0, weighting="uniform"))
   corr: dict[str, Any] = pydantic.Field(default_factory=lambda: dict(
       domain="reference_frame", target="bilinear", head_reduction="per_head"))

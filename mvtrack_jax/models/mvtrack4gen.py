@@ -63,6 +63,8 @@ class MVTrack4Gen:
     head: the ``MVTAPHead``, or None (diffusion-only model).
     autoencoder: ``PixelAutoencoder`` or ``WanVAEAutoencoder`` (its factors must match the DiT's).
     head_layers: 0-based DiT layers whose q/k (concatenated) feed the head.
+    head_probe_rope: ``"after"`` (the attention's q/k, after RoPE and RoCE) or ``"before"`` (the same q/k before
+      them) as the head's input; the DiT returns both for the head layers then (``WanDiT`` ``pre_rope_layers``).
     context_length: text tokens ``L`` every context is zero-padded to (Wan: 512).
     with_text: params carry ``text/null_context`` (module docstring).
   """
@@ -71,6 +73,7 @@ class MVTrack4Gen:
   head: head_lib.MVTAPHead | None
   autoencoder: Any
   head_layers: tuple[int, ...] = ()
+  head_probe_rope: str = "after"
   context_length: int = 512
   with_text: bool = False
 
@@ -86,6 +89,8 @@ class MVTrack4Gen:
       raise ValueError(f"MVTrack4Gen: head layers {bad} out of range for a {cfg.num_layers}-layer DiT")
     if self.head is not None and not self.head_layers:
       raise ValueError("MVTrack4Gen: a tracking head needs head_layers")
+    if self.head_probe_rope not in ("before", "after"):
+      raise ValueError(f"MVTrack4Gen: head_probe_rope={self.head_probe_rope!r}, expected 'before' or 'after'")
 
   @property
   def token_stride(self) -> int:
@@ -195,7 +200,8 @@ class MVTrack4Gen:
                probe_layers: tuple[int, ...] = (), context: Array | None = None):
     """One DiT forward on ``noisy ⊕ prepared["reference"]`` at ``timestep`` ``(B,)`` in [0, 1000].
 
-    Returns ``velocity`` ``(B, F, h, w, C)``, or ``(velocity, probes)`` with ``probe_layers``.
+    Returns ``velocity`` ``(B, F, h, w, C)``, or ``(velocity, probes)`` with ``probe_layers`` (head layers among
+    them carry the unrotated ``q_pre``/``k_pre`` too when ``head_probe_rope="before"``).
     ``context`` overrides ``prepared["context"]`` (e.g. the null branch of guidance); the image
     context, when prepared, is used either way.
     """
@@ -204,13 +210,15 @@ class MVTrack4Gen:
     return self.dit.apply({"params": dit_params}, jnp.asarray(noisy).astype(cfg.dtype), timestep,
                           prepared["context"] if context is None else context,
                           reference_latents=prepared["reference"].astype(cfg.dtype), cameras=cameras,
-                          probe_layers=probe_layers, image_context=prepared.get("image_context"))
+                          probe_layers=probe_layers, image_context=prepared.get("image_context"),
+                          pre_rope_layers=tuple(l for l in probe_layers if l in self.head_layers)
+                          if self.head_probe_rope == "before" else ())
 
   def track(self, head_params: Any, probes: Mapping[int, Any], prepared: Mapping[str, Any]) -> dict[str, jax.Array]:
     """The head on the probes of :meth:`velocity` (``MVTAPHead`` outputs, every iteration)."""
     if self.head is None:
       raise ValueError("MVTrack4Gen.track: this model has no tracking head (diffusion-only)")
-    q_feat, k_feat = head_lib.features_from_probes(probes, self.head_layers)
+    q_feat, k_feat = head_lib.features_from_probes(probes, self.head_layers, pre_rope=self.head_probe_rope == "before")
     return self.head.apply({"params": head_params}, q_feat, k_feat, prepared["query"], grid=prepared["grid"],
                            token_stride=self.token_stride, cameras=prepared["head_cameras"],
                            point_mask=prepared["point_mask"])

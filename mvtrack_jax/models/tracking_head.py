@@ -118,12 +118,14 @@ class TrackingHeadConfig:
     return cls(**kw)
 
 
-def features_from_probes(probes: Mapping[int, Mapping[str, Array]], layers: Sequence[int]) -> tuple[Array, Array]:
+def features_from_probes(probes: Mapping[int, Mapping[str, Array]], layers: Sequence[int], *,
+                         pre_rope: bool = False) -> tuple[Array, Array]:
   """Concatenates the probe layers' q and k into head inputs.
 
   Args:
     probes: ``{layer: {"q": (B, S, heads, head_dim), "k": ...}}`` (``WanDiT`` probe output).
     layers: the layers to use, in order.
+    pre_rope: use ``"q_pre"``/``"k_pre"`` (before RoPE / RoCE) instead.
 
   Returns:
     ``(q, k)``, each ``(B, S, len(layers)·heads·head_dim)``.
@@ -134,8 +136,9 @@ def features_from_probes(probes: Mapping[int, Mapping[str, Array]], layers: Sequ
   missing = [l for l in layers if l not in probes]
   if missing or not layers:
     raise KeyError(f"features_from_probes: layers {list(layers)} requested, probes have {sorted(probes)}")
-  q = jnp.concatenate([probes[l]["q"].reshape(probes[l]["q"].shape[:2] + (-1,)) for l in layers], axis=-1)
-  k = jnp.concatenate([probes[l]["k"].reshape(probes[l]["k"].shape[:2] + (-1,)) for l in layers], axis=-1)
+  qn, kn = ("q_pre", "k_pre") if pre_rope else ("q", "k")
+  q = jnp.concatenate([probes[l][qn].reshape(probes[l][qn].shape[:2] + (-1,)) for l in layers], axis=-1)
+  k = jnp.concatenate([probes[l][kn].reshape(probes[l][kn].shape[:2] + (-1,)) for l in layers], axis=-1)
   return q, k
 
 

@@ -61,7 +61,9 @@ self-attention q and k after RMSNorm and RoPE (compute dtype), ``(B, S, heads, h
 requested layer; each step writes ``where(step == l, q, buffer)``, so memory is
 ``2·len(probe_layers)`` q-sized arrays, never all layers stacked; the remat boundary is the block
 itself, so the buffers are not saved per step either. Scanned and unscanned runs give identical
-probes (tested).
+probes (tested). ``pre_rope_layers`` (a subset of ``probe_layers``) add ``q_pre``/``k_pre``: the same q/k after
+RMSNorm but before RoPE and RoCE (the head's input under ``probe_rope="before"``; the attention and L_corr use the
+rotated ones).
 
 Precision: params in ``param_dtype`` (float32), compute in ``dtype``; LayerNorms, RMSNorm
 statistics, modulation, residual updates and softmax statistics in float32; velocity returned as
@@ -341,7 +343,8 @@ class WanAttention(nn.Module):
   ``camera`` embedding ``(B, S, dim)`` that drives RoCE (module docstring). Cross-attention takes the
   text ``context`` ``(B, L, dim)`` and optionally the embedded ``image_context`` ``(B, N, dim)``
   (I2V branch: ``add_k_proj`` + ``norm_added_k``, ``add_v_proj``, its attention added to the text's).
-  Returns ``(out (B, S, dim), q, k)`` with q/k ``(B, S|L, heads, head_dim)`` after norm, RoPE and RoCE.
+  Returns ``(out (B, S, dim), q, k, q_pre, k_pre)`` with q/k ``(B, S|L, heads, head_dim)`` after norm, RoPE and
+  RoCE, and q_pre/k_pre after the norm only.
   """
   config: WanConfig
 
@@ -358,6 +361,7 @@ class WanAttention(nn.Module):
     q = split(rms("norm_q")(dense("to_q", ("embed", "heads"))(x)))
     k = split(rms("norm_k")(dense("to_k", ("embed", "heads"))(source)))
     v = split(dense("to_v", ("embed", "heads"))(source))
+    q_pre, k_pre = q, k
     if rope is not None:
       q = rope_lib.apply_rope(q, *rope)
       k = rope_lib.apply_rope(k, *rope)
@@ -384,15 +388,15 @@ class WanAttention(nn.Module):
     out = dense("to_out", ("heads", "embed"))(out.reshape(out.shape[:2] + (cfg.dim,)))
     if phase_vo is not None:
       out = rope_lib.apply_phase(split(out), phase_vo).reshape(out.shape)
-    return out, q, k
+    return out, q, k, q_pre, k_pre
 
 
 class WanBlock(nn.Module):
   """One Wan2.1 DiT block with optional camera injection (module docstring).
 
   ``__call__(x (B,S,dim), context (B,L,dim), tproj (B,6,dim) f32, rope_cos, rope_sin (S, d/2),
-  camera, image_context)`` → ``(x, q, k)``; ``camera`` is ``(B, S, 12)`` pose features per token
-  (``recammaster``), ``(B, S, dim)`` Plücker token embeddings (``plucker``), the adapter's
+  camera, image_context)`` → ``(x, q, k, q_pre, k_pre)`` (``WanAttention``'s probes); ``camera`` is
+  ``(B, S, 12)`` pose features per token (``recammaster``), ``(B, S, dim)`` Plücker token embeddings (``plucker``), the adapter's
   ``cam_emb`` (``redirector``: RoCE input) or None; ``image_context`` the embedded image features
   ``(B, N, dim)`` or None.
   """
@@ -416,8 +420,8 @@ class WanBlock(nn.Module):
     elif cfg.camera_mode == "plucker":
       h = h + _dense(cfg.dim, ("mlp", "embed"), "camera_proj", cfg.dtype, cfg.param_dtype,
                      kernel_init=nn.initializers.zeros_init())(camera).astype(f32)
-    attn_out, q, k = WanAttention(cfg, name="attn1")(h.astype(cfg.dtype), rope=(rope_cos, rope_sin),
-                                                     camera=camera if cfg.roce else None)
+    attn_out, q, k, q_pre, k_pre = WanAttention(cfg, name="attn1")(h.astype(cfg.dtype), rope=(rope_cos, rope_sin),
+                                                                   camera=camera if cfg.roce else None)
     if cfg.camera_mode == "recammaster":
       attn_out = _dense(cfg.dim, ("heads", "embed"), "projector", cfg.dtype, cfg.param_dtype,
                         kernel_init=_identity_init)(attn_out)
@@ -439,7 +443,7 @@ class WanBlock(nn.Module):
     h = _dense(cfg.dim, ("mlp", "embed"), "ffn_out", cfg.dtype, cfg.param_dtype)(nn.gelu(h, approximate=True))
     x = (x.astype(f32) + h.astype(f32) * c_gate).astype(cfg.dtype)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-    return x, q, k
+    return x, q, k, q_pre, k_pre
 
 
 def _block_class(config: WanConfig):
@@ -449,18 +453,21 @@ def _block_class(config: WanConfig):
 
 
 class _ScanStep(nn.Module):
-  """Scan body: one (rematerialised) block plus the per-probe q/k buffers in the carry."""
+  """Scan body: one (rematerialised) block plus the per-probe buffers in the carry: q, k of every probe layer, then
+  q_pre, k_pre of every pre-RoPE layer."""
   config: WanConfig
   probe_layers: tuple[int, ...]
+  pre_rope_layers: tuple[int, ...] = ()
 
   @nn.compact
   def __call__(self, carry, context, tproj, rope_cos, rope_sin, camera, image_context):
-    x, step, q_bufs, k_bufs = carry
-    x, q, k = _block_class(self.config)(self.config, name="block")(x, context, tproj, rope_cos, rope_sin, camera,
-                                                                   image_context)
-    q_bufs = tuple(jnp.where(step == layer, q, buf) for layer, buf in zip(self.probe_layers, q_bufs))
-    k_bufs = tuple(jnp.where(step == layer, k, buf) for layer, buf in zip(self.probe_layers, k_bufs))
-    return (x, step + 1, q_bufs, k_bufs), None
+    x, step, bufs = carry
+    x, *qk = _block_class(self.config)(self.config, name="block")(x, context, tproj, rope_cos, rope_sin, camera,
+                                                                  image_context)
+    sources = [(layer, value) for layer in self.probe_layers for value in qk[:2]]
+    sources += [(layer, value) for layer in self.pre_rope_layers for value in qk[2:]]
+    bufs = tuple(jnp.where(step == layer, value, buf) for (layer, value), buf in zip(sources, bufs))
+    return (x, step + 1, bufs), None
 
 
 def timestep_sinusoid(timestep: jnp.ndarray, dim: int) -> jnp.ndarray:
@@ -490,7 +497,8 @@ class WanDiT(nn.Module):
   """Camera-conditioned Wan2.1 DiT (module docstring). ``config``: a ``WanConfig``."""
   config: WanConfig
 
-  def _validate(self, latents, timestep, context, reference_latents, cameras, probe_layers, image_context):
+  def _validate(self, latents, timestep, context, reference_latents, cameras, probe_layers, image_context,
+                pre_rope_layers=()):
     cfg = self.config
     if latents.ndim != 5 or latents.shape[-1] != cfg.in_channels:
       raise _shape_error("latents", latents.shape, f"(B, F, H, W, {cfg.in_channels})")
@@ -514,6 +522,8 @@ class WanDiT(nn.Module):
     for layer in probe_layers:
       if not 0 <= int(layer) < cfg.num_layers:
         raise ValueError(f"WanDiT: probe_layers entry {layer} out of range, expected 0 <= layer < {cfg.num_layers}")
+    if not set(pre_rope_layers) <= set(probe_layers):
+      raise ValueError(f"WanDiT: pre_rope_layers {list(pre_rope_layers)} must be probe layers ({list(probe_layers)})")
     if cfg.camera_mode == "none":
       if cameras is not None:
         raise ValueError("WanDiT: cameras were given but config.camera_mode is 'none'")
@@ -537,7 +547,7 @@ class WanDiT(nn.Module):
 
   @nn.compact
   def __call__(self, latents, timestep, context, *, reference_latents=None, cameras=None,
-               probe_layers: Sequence[int] = (), image_context=None):
+               probe_layers: Sequence[int] = (), image_context=None, pre_rope_layers: Sequence[int] = ()):
     """Predicts the flow-matching velocity of the target latents.
 
     Args:
@@ -555,14 +565,15 @@ class WanDiT(nn.Module):
         relative to ``reference_cam_to_world[:, 0]`` here; ``redirector`` needs the same keys as
         ``plucker``.
       probe_layers: 0-based blocks whose self-attention q/k to return.
+      pre_rope_layers: probe layers whose q/k are also returned before RoPE / RoCE (module docstring).
       image_context: ``(B, N, image_dim)`` image features (CLIP ViT-H/14 penultimate layer of the
         reference's first frame, ``N = 257``) for a model with ``image_dim > 0``, or None: the image
         branch is then off (its parameters are still created by ``init``).
 
     Returns:
       ``velocity`` ``(B, F, H, W, C_out)`` float32 for the target half; with ``probe_layers``
-      ``(velocity, {layer: {"q": (B, S, heads, head_dim), "k": ...}})`` in the compute dtype,
-      ``S`` = all tokens (target then reference).
+      ``(velocity, {layer: {"q": (B, S, heads, head_dim), "k": ...}})`` in the compute dtype (plus ``"q_pre"``,
+      ``"k_pre"`` for ``pre_rope_layers``), ``S`` = all tokens (target then reference).
 
     Raises:
       ValueError: naming the argument, the shape received and the shape expected, for wrong ranks
@@ -579,9 +590,11 @@ class WanDiT(nn.Module):
     if image_context is not None:
       image_context = jnp.asarray(image_context)
     probe_layers = tuple(sorted({int(p) for p in probe_layers}))
+    pre_rope_layers = tuple(sorted({int(p) for p in pre_rope_layers}))
     if cameras is not None and latents.ndim == 5:  # Causal-VAE frame counts (81 for 21 latents) → F·k.
       cameras = camera_lib.pack_causal_camera_frames(cameras, latents.shape[1], cfg.frames_per_latent)
-    self._validate(latents, timestep, context, reference_latents, cameras, probe_layers, image_context)
+    self._validate(latents, timestep, context, reference_latents, cameras, probe_layers, image_context,
+                   pre_rope_layers)
     if image_context is None and cfg.image_dim and self.is_initializing():  # create the image-branch params
       image_context = jnp.zeros((latents.shape[0], 1, cfg.image_dim), jnp.float32)
     b, f_lat, h_lat, w_lat, _ = latents.shape
@@ -654,19 +667,24 @@ class WanDiT(nn.Module):
     if cfg.scan_layers:
       q_shape = (b, x.shape[1], cfg.num_heads, cfg.head_dim)
       bufs = tuple(nn.with_logical_constraint(jnp.zeros(q_shape, dt), ("batch", "length", "heads", "kv"))
-                   for _ in probe_layers)
+                   for _ in range(2 * (len(probe_layers) + len(pre_rope_layers))))
       scan = nn.scan(_ScanStep, variable_axes={"params": 0}, split_rngs={"params": True},
                      in_axes=(nn.broadcast,) * 6, length=cfg.num_layers,
                      metadata_params={nn.PARTITION_NAME: "layers"})
-      (x, _, q_bufs, k_bufs), _ = scan(cfg, probe_layers, name="blocks")(
-          (x, jnp.zeros((), jnp.int32), bufs, bufs), ctx, tproj, cos, sin, cam, img)
-      probes = {layer: {"q": q, "k": k} for layer, q, k in zip(probe_layers, q_bufs, k_bufs)}
+      (x, _, bufs), _ = scan(cfg, probe_layers, pre_rope_layers, name="blocks")(
+          (x, jnp.zeros((), jnp.int32), bufs), ctx, tproj, cos, sin, cam, img)
+      n = 2 * len(probe_layers)
+      probes = {layer: {"q": bufs[2 * i], "k": bufs[2 * i + 1]} for i, layer in enumerate(probe_layers)}
+      for i, layer in enumerate(pre_rope_layers):
+        probes[layer].update(q_pre=bufs[n + 2 * i], k_pre=bufs[n + 2 * i + 1])
     else:
       block_cls = _block_class(cfg)
       for i in range(cfg.num_layers):
-        x, q, k = block_cls(cfg, name=f"blocks_{i}")(x, ctx, tproj, cos, sin, cam, img)
+        x, q, k, q_pre, k_pre = block_cls(cfg, name=f"blocks_{i}")(x, ctx, tproj, cos, sin, cam, img)
         if i in probe_layers:
           probes[i] = {"q": q, "k": k}
+        if i in pre_rope_layers:
+          probes[i].update(q_pre=q_pre, k_pre=k_pre)
 
     # Output head on the target tokens, unpatchify.
     table = self.param("scale_shift_table", nn.with_logical_partitioning(

@@ -1,9 +1,14 @@
 """MVTrack4Gen.prepare at a 4-frame latent stride (the Wan VAE's): cameras, tracks and queries at latent rate."""
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from mvtrack_jax import run_config
 from mvtrack_jax.builders import build_model
+from mvtrack_jax.errors import ConfigError
+from mvtrack_jax.models import tracking_head
 from tests.helpers import load_config
 
 
@@ -43,3 +48,36 @@ def test_the_rope_reference_offset_is_the_training_clip_length():
   assert build_model(run_config.parse(config)).dit.config.rope_reference_offset == 30
   shared = build_model(run_config.parse(load_config("mvtrack4gen_redirector.py", "smoke")))
   assert shared.dit.config.rope_mode == "shared" and shared.dit.config.rope_reference_offset == 0
+
+
+def test_the_head_can_read_q_and_k_before_rope():
+  """F14 / design §4.4: objective.head_probe_rope="before" feeds the head the unrotated q/k of its layers (the DiT
+  returns them beside the rotated ones, which L_corr keeps using); "after" (the default) is the attention's own."""
+  config = load_config("mvtrack4gen_recammaster.py", "smoke")
+  assert run_config.parse(config).objective.head_probe_rope == "after"
+  config.objective.head_probe_rope = "before"
+  model = build_model(run_config.parse(config))
+  assert model.head_probe_rope == "before" and model.head_layers == (1,)
+  calls = []
+
+  class RecordingDiT:  # stands in for WanDiT.apply: what velocity asks of the DiT
+    config = model.dit.config
+
+    def apply(self, variables, *args, **kwargs):
+      calls.append(kwargs)
+
+  prepared = {"context": np.zeros((1, 1, 1)), "reference": np.zeros((1,)), "cameras": {}}
+  dataclasses.replace(model, dit=RecordingDiT()).velocity({}, np.zeros((1,)), np.zeros((1,)), prepared,
+                                                           probe_layers=(0, 1))
+  assert calls[-1]["probe_layers"] == (0, 1) and calls[-1]["pre_rope_layers"] == (1,)  # layer 0: L_corr only
+  probes = {1: {"q": np.zeros((1, 4, 2, 3)), "k": np.zeros((1, 4, 2, 3)),
+                "q_pre": np.ones((1, 4, 2, 3)), "k_pre": 2 * np.ones((1, 4, 2, 3))}}
+  q, k = tracking_head.features_from_probes(probes, (1,), pre_rope=True)
+  assert q.shape == (1, 4, 6) and float(q.min()) == 1.0 and float(k.min()) == 2.0
+  assert float(tracking_head.features_from_probes(probes, (1,))[0].max()) == 0.0
+  dataclasses.replace(build_model(run_config.parse(load_config("mvtrack4gen_recammaster.py", "smoke"))),
+                      dit=RecordingDiT()).velocity({}, np.zeros((1,)), np.zeros((1,)), prepared, probe_layers=(1,))
+  assert calls[-1]["pre_rope_layers"] == ()
+  config.objective.head_probe_rope = "sideways"
+  with pytest.raises(ConfigError, match="head_probe_rope"):
+    run_config.parse(config)

@@ -114,7 +114,7 @@ def test_roce_attention_matches_numpy_equations(backend):
   assert not np.any(params["rope_phase_qk"]["kernel"])  # zero-initialised
   params = _randomise(params, "rope_phase", seed=2, scale=0.5)
   params = _randomise(params, "norm_", seed=3, scale=1.0)
-  out, _, _ = attn.apply({"params": params}, x, rope=(cos, sin), camera=camera)
+  out = attn.apply({"params": params}, x, rope=(cos, sin), camera=camera)[0]
   p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
   ref = _numpy_roce_attention(p64, x.astype(np.float64), np.asarray(cos, np.float64), np.asarray(sin, np.float64),
                               camera.astype(np.float64), cfg.num_heads)

@@ -24,13 +24,14 @@ def _init(cfg, inputs):
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted_apply(cfg, probe_layers):
-  return _jit(lambda p, i: wan.WanDiT(cfg).apply({"params": p}, **i, probe_layers=probe_layers))
+def _jitted_apply(cfg, probe_layers, pre_rope_layers):
+  return _jit(lambda p, i: wan.WanDiT(cfg).apply({"params": p}, **i, probe_layers=probe_layers,
+                                                 pre_rope_layers=pre_rope_layers))
 
 
-def _apply(cfg, params, inputs, probe_layers=()):
+def _apply(cfg, params, inputs, probe_layers=(), pre_rope_layers=()):
   """Jitted apply, compiled once per (config, probes, shapes) across the module (CPU compile time)."""
-  return _jitted_apply(cfg, tuple(probe_layers))(params, inputs)
+  return _jitted_apply(cfg, tuple(probe_layers), tuple(pre_rope_layers))(params, inputs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,11 +98,18 @@ def test_capacity_rule_rejects_a_model_narrower_than_its_tokens():
 
 def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   cfg, inputs, params = plucker
-  vel, probes = _apply(cfg, params, inputs, probe_layers=(1, 0))
+  vel, probes = _apply(cfg, params, inputs, probe_layers=(1, 0), pre_rope_layers=(1,))
   b, (f, h, w) = 2, LATENT
   assert vel.shape == (b, f, h, w, 16) and vel.dtype == jnp.float32
   s = 2 * f * (h // 2) * (w // 2)
-  assert sorted(probes) == [0, 1]
+  assert sorted(probes) == [0, 1] and set(probes[1]) == {"q", "k", "q_pre", "k_pre"} and set(probes[0]) == {"q", "k"}
+  # Before RoPE: the same vectors unrotated (RoPE turns each pair of channels: norms kept, directions not).
+  for name in ("q", "k"):
+    pre, post = probes[1][f"{name}_pre"], probes[1][name]
+    np.testing.assert_allclose(jnp.linalg.norm(pre, axis=-1), jnp.linalg.norm(post, axis=-1), rtol=1e-5)
+    assert float(jnp.abs(pre - post).max()) > 1e-2
+  with pytest.raises(ValueError, match=r"pre_rope_layers \[0\] must be probe layers \(\[1\]\)"):
+    wan.WanDiT(cfg).apply({"params": params}, **inputs, probe_layers=(1,), pre_rope_layers=(0,))
   assert probes[1]["q"].shape == (b, s, cfg.num_heads, cfg.head_dim) and probes[0]["k"].shape == probes[1]["q"].shape
   # The camera changes the output.
   other = dict(inputs, cameras=wan.example_inputs(cfg, batch_size=2, latent_shape=LATENT, seed=9)["cameras"])
@@ -113,10 +121,12 @@ def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   assert svel.shape == vel.shape and spr[0]["q"].shape[1] == s // 2
   # Scanned + rematerialised model with the stacked params: same velocity and probes.
   scfg = dataclasses.replace(cfg, scan_layers=True, remat_policy="dots_saveable")
-  svel, sprobes = _apply(scfg, wan.stack_block_params(params, cfg.num_layers), inputs, probe_layers=(0, 1))
+  svel, sprobes = _apply(scfg, wan.stack_block_params(params, cfg.num_layers), inputs, probe_layers=(0, 1),
+                         pre_rope_layers=(1,))
   np.testing.assert_allclose(svel, vel, atol=1e-5, rtol=0)
   for layer in (0, 1):
-    for name in ("q", "k"):
+    assert set(sprobes[layer]) == set(probes[layer])
+    for name in probes[layer]:
       np.testing.assert_allclose(sprobes[layer][name], probes[layer][name], atol=1e-5, rtol=0)
 
   # Backward (unscanned): finite, non-zero gradients on the camera path.
