@@ -44,8 +44,10 @@ points (sampled among the ground-truth points visible in the reference view, on 
   finds too few features) and ``sift``/``orb`` feed this project's two-view estimator
   (``evaluation.camera``); the same estimator for every model, so it does not favour a model with a head.
   ``--poses DIR`` takes the generated videos' poses from elsewhere instead (a camera file per clip,
-  ``DIR/<model>/<scene>_<trajectory>.npz``, e.g. GLOMAP or ViPE run on the ``--save_videos`` videos). The
-  table header names the estimator. ``pose_valid`` is the fraction of frames the estimator could pose
+  ``DIR/<model>/<scene>_<trajectory>.npz``, e.g. GLOMAP or ViPE run on the ``<scene>_<trajectory>.generated.mp4``
+  files a first run's ``--save_videos`` wrote; the second run generates the same videos again from the same seed,
+  so run it on the same machine with the same settings; every file of a scene is checked before it is generated,
+  and the models' own estimator is not run). The table header names the estimator. ``pose_valid`` is the fraction of frames the estimator could pose
   (``colmap``: registered, over its trials; ``sfm_trials_complete`` the trials that registered every
   frame, the only ones scored). The column ``gt_video`` runs the same estimator on the ground-truth target
   video: the floor the estimator itself reaches.

@@ -18,6 +18,7 @@ import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import scipy.signal
 
 from mvtrack_jax import errors
 from mvtrack_jax.data import dycheck
@@ -209,9 +210,10 @@ def test_a_camera_file_gives_the_reference_its_real_moving_cameras(model_config,
   # One camera for all frames is accepted; too few poses, a missing key or a scaled rotation are named.
   np.savez(cameras, intrinsics=scene["intrinsics"][0, 0], cam_to_world=c2w)
   protocol_clips.video_clips(path, model_config, ["cam05"], frames_per_latent=1, cameras_file=cameras)
-  np.savez(cameras, intrinsics=scene["intrinsics"][0, 0], cam_to_world=c2w[:3])
-  with pytest.raises(errors.UserError, match=r"walk.cameras.npz: 3 camera\(s\) for the 6 frame\(s\)"):
-    protocol_clips.video_clips(path, model_config, ["cam05"], frames_per_latent=1, cameras_file=cameras)
+  for n in (3, 7):  # too few, or more than the video has (a file of another, longer clip)
+    np.savez(cameras, intrinsics=scene["intrinsics"][0, 0], cam_to_world=np.concatenate([c2w, c2w])[:n])
+    with pytest.raises(errors.UserError, match=rf"walk.cameras.npz: {n} camera\(s\) for the 6 frame\(s\)"):
+      protocol_clips.video_clips(path, model_config, ["cam05"], frames_per_latent=1, cameras_file=cameras)
   np.savez(cameras, intrinsics=scene["intrinsics"][0])
   with pytest.raises(schema.RecordError, match="cam_to_world.*missing"):
     readers.read_camera_file(cameras)
@@ -253,6 +255,8 @@ def test_videos_protocol_end_to_end(tiny_checkpoint, davis_dir, tmp_path):
   assert "MVTRACK_LEARNED_METRICS" in header
   assert (out / "per_clip.csv").read_text().count("\n") == 1 + 60
   assert (out / "videos" / "mvtrack" / "bear_cam09.mp4").is_file()
+  # The generated video alone, at the model's resolution: what a pose estimator run elsewhere (--poses) reads.
+  assert video_io.read_video(str(out / "videos" / "mvtrack" / "bear_cam09.generated.mp4")).shape == (4, 32, 32, 3)
   assert record["protocol"] == "videos" and len(record["rows"]) == 60
 
 
@@ -341,6 +345,13 @@ def test_an_unusable_video_is_skipped_and_named_the_others_are_evaluated(tiny_ch
   assert rows["m"]["m_rot_err_deg"] < 0.01 and rows["m"]["pose_valid"] == 1.0 and saved["poses"] == str(poses.parent)
   assert rows["copy_reference"]["m_rot_err_deg"] > 1.0  # the baselines keep --pose_method's estimates
   assert f"generated videos' poses from the camera files in `{poses.parent}`" in (out / "metrics.md").read_text()
+  assert "sfm_trials_complete" not in rows["m"]  # the estimator is not run for a model with a pose file
+  # A missing pose file is named before the scene is generated.
+  with pytest.raises(errors.UserError, match=r"no camera file for 1 generated video\(s\) of scene bear, e\.g\. "
+                                             r".*elsewhere/m/bear_pan_right.npz"):
+    runner.run_videos([tiny_checkpoint], str(tmp_path / "out2"), str(videos), names=["m"],
+                      trajectory_names=["pan_right"], steps=1, progress=False, poses=str(tmp_path / "elsewhere"),
+                      max_scenes=1)
   assert ("reference cameras from `<stem>.cameras.npz` for 1 of 2 videos, the static-camera assumption"
           in (out / "metrics.md").read_text())
 
@@ -645,6 +656,36 @@ def test_masked_fidelity_is_dychecks():
   assert np.isnan(fidelity.masked_psnr(a, b, np.zeros((2, 24, 30), bool))).all()
   with pytest.raises(ValueError, match=r"mask has shape \(24, 30\), expected \(2, 24, 30\)"):
     fidelity.masked_psnr(a, b, mask[0])
+  # DyCheck's compute_ssim written out as its code is (scipy's 2-D "valid" convolutions with a 1-D kernel, the
+  # partial-convolution renormalisation by the count of masked pixels in the window), on an irregular mask.
+  blob = rng.uniform(size=(24, 30)) < 0.6
+  f = np.exp(-0.5 * ((np.arange(11) - 5) / 1.5) ** 2)
+  f /= f.sum()
+
+  def conv(z, m, kernel):
+    zc = scipy.signal.convolve2d(z * m, kernel, mode="valid")
+    mc = scipy.signal.convolve2d(m, np.ones_like(kernel), mode="valid")
+    return np.where(mc != 0, zc * kernel.size / np.where(mc != 0, mc, 1), 0), (mc != 0).astype(float)
+
+  def blur(z, m):
+    z2, m2 = conv(z, m, f[None, :])
+    return conv(z2, m2, f[:, None])[0]
+
+  def dycheck_ssim(x, y, m):
+    maps = []
+    for c in range(3):
+      x0, y0 = x[..., c] / 255.0, y[..., c] / 255.0
+      mu0, mu1 = blur(x0, m), blur(y0, m)
+      s00 = np.maximum(0, blur(x0 * x0, m) - mu0 ** 2)
+      s11 = np.maximum(0, blur(y0 * y0, m) - mu1 ** 2)
+      s01 = blur(x0 * y0, m) - mu0 * mu1
+      s01 = np.sign(s01) * np.minimum(np.sqrt(s00 * s11), np.abs(s01))
+      c1, c2 = 0.01 ** 2, 0.03 ** 2
+      maps.append((2 * mu0 * mu1 + c1) * (2 * s01 + c2) / ((mu0 ** 2 + mu1 ** 2 + c1) * (s00 + s11 + c2)))
+    return np.mean(maps)
+
+  expected = [dycheck_ssim(a[t].astype(float), b[t].astype(float), blob.astype(float)) for t in range(2)]
+  np.testing.assert_allclose(fidelity.masked_ssim(a, b, np.stack([blob, blob])), expected, rtol=1e-10)
 
 
 def test_dycheck_protocol_skips_and_fails_clearly(dycheck_root, tmp_path):

@@ -189,6 +189,20 @@ def redirector_errors(gt_cam_to_world: Array, pred_cam_to_world: Array, eps: flo
           "redirector_trans_err": float(np.mean(np.linalg.norm(a - aligned, axis=1)) / (extent + eps))}
 
 
+# The camera columns of a table: CamI2V's per-frame means, ReDirector's errors.
+ERROR_KEYS = ("m_rot_err_deg", "m_trans_err", "m_cam_mc", "redirector_rot_err_deg", "redirector_trans_err")
+
+
+def trajectory_errors(gt_cam_to_world: Array, cam_to_world: Array) -> dict[str, float]:
+  """:data:`ERROR_KEYS` of an estimated trajectory against the ground truth (:func:`camera_errors`' per-frame means,
+  :func:`redirector_errors`; NaN for ReDirector's with a single frame, which has no frame pair)."""
+  errors = camera_errors(gt_cam_to_world, cam_to_world)
+  out = {key: errors[key] for key in ERROR_KEYS[:3]}
+  out.update(redirector_errors(gt_cam_to_world, cam_to_world) if len(np.asarray(cam_to_world)) > 1 else
+             {key: float("nan") for key in ERROR_KEYS[3:]})
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class PoseEstimate:
   """Camera trajectory estimated from correspondences with frame 0.

@@ -41,7 +41,6 @@ _ESTIMATORS = {"flow": "the two-view estimator on Lucas–Kanade (`flow`) tracks
                "orb": "the two-view estimator on ORB (`orb`) matches",
                "colmap": f"COLMAP SIFT + sequential matching + GLOMAP global mapping (`colmap`, CamI2V's protocol, "
                          f"{sfm.DEFAULT_TRIALS} trials averaged)"}
-CAMERA_KEYS = ("m_rot_err_deg", "m_trans_err", "m_cam_mc", "redirector_rot_err_deg", "redirector_trans_err")
 
 
 def pose_estimator(method: str, poses: str | None = None) -> str:
@@ -71,33 +70,30 @@ def matcher(method: str) -> str:
   return "sift" if method == "colmap" else method
 
 
-def camera_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], method: str) -> dict[str, float]:
-  """CamI2V's and ReDirector's errors (``evaluation.camera``) of the trajectory estimated from ``video`` by
+def camera_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], method: str,
+                   pose_file: str | None = None) -> dict[str, float]:
+  """CamI2V's and ReDirector's errors (``camera.trajectory_errors``) of the trajectory estimated from ``video`` by
   ``method`` (:data:`POSE_METHODS`) against the clip's target cameras, and ``pose_valid`` (the fraction of frames
-  posed; ``colmap`` adds ``sfm_trials_complete``)."""
+  posed; ``colmap`` adds ``sfm_trials_complete``). With ``pose_file`` the trajectory is read from it instead
+  (:func:`pose_file_metrics`) and ``method`` is not run. A video the estimator cannot pose at all (COLMAP failing,
+  too few correspondences) gets NaN errors and ``pose_valid`` 0."""
+  if pose_file is not None:
+    return pose_file_metrics(pose_file, example)
   gt = example["target_cam_to_world"]
-  if method == "colmap":
-    return sfm.trial_errors(gt, sfm.estimate_poses(video, example["target_intrinsics"]))
   try:
+    if method == "colmap":
+      return sfm.trial_errors(gt, sfm.estimate_poses(video, example["target_intrinsics"]))
     est = camera.estimate_poses_from_video(video, example["target_intrinsics"], method=method)
-  except (ValueError, np.linalg.LinAlgError):
-    return dict({k: math.nan for k in CAMERA_KEYS}, pose_valid=0.0)
-  return dict(trajectory_errors(gt, est.cam_to_world), pose_valid=float(np.mean(est.valid)))
-
-
-def trajectory_errors(gt_cam_to_world: np.ndarray, cam_to_world: np.ndarray) -> dict[str, float]:
-  """:data:`CAMERA_KEYS` of a trajectory against the ground truth (CamI2V's per-frame means, ReDirector's)."""
-  errors = camera.camera_errors(gt_cam_to_world, cam_to_world)
-  out = {key: errors[key] for key in CAMERA_KEYS[:3]}
-  out.update(camera.redirector_errors(gt_cam_to_world, cam_to_world) if len(cam_to_world) > 1 else
-             {"redirector_rot_err_deg": math.nan, "redirector_trans_err": math.nan})
-  return out
+  except (ValueError, RuntimeError, np.linalg.LinAlgError):
+    return dict({k: math.nan for k in camera.ERROR_KEYS}, pose_valid=0.0)
+  return dict(camera.trajectory_errors(gt, est.cam_to_world), pose_valid=float(np.mean(est.valid)))
 
 
 def pose_file_metrics(path: str, example: Mapping[str, np.ndarray]) -> dict[str, float]:
   """The camera columns from poses estimated elsewhere (``--poses DIR``): a camera file
   (``data.readers.read_camera_file``: ``cam_to_world`` ``(T, 4, 4)`` of the generated video's frames, e.g. a
-  GLOMAP or ViPE run on the video ``--save_videos`` wrote), scored as :func:`camera_metrics` scores its estimates.
+  GLOMAP or ViPE run on the ``<stem>_<trajectory>.generated.mp4`` that ``--save_videos`` writes), scored as
+  :func:`camera_metrics` scores its estimates.
 
   Raises:
     errors.UserError: a missing file or one whose frame count differs from the clip's (schema.RecordError: a bad
@@ -110,7 +106,7 @@ def pose_file_metrics(path: str, example: Mapping[str, np.ndarray]) -> dict[str,
   gt = np.asarray(example["target_cam_to_world"], np.float64)
   if len(c2w) != len(gt):
     raise errors.UserError(f"--poses {path}: {len(c2w)} poses for a {len(gt)}-frame video")
-  return dict(trajectory_errors(gt, c2w), pose_valid=1.0)
+  return dict(camera.trajectory_errors(gt, c2w), pose_valid=1.0)
 
 
 def tracking_metrics(example: Mapping[str, np.ndarray], tracked: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -178,14 +174,16 @@ def learned_metrics(generated: np.ndarray, target: np.ndarray, mask: np.ndarray 
   return out
 
 
-def prediction_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], pose_method: str) -> dict[str, float]:
+def prediction_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], pose_method: str,
+                       pose_file: str | None = None) -> dict[str, float]:
   """The metrics of one predicted target video (a model's or a baseline's): fidelity, camera, learned.
 
   Args:
     video: ``(T, H, W, 3)`` uint8 prediction of ``example["target_video"]``.
     example: one clip in the pipeline layout (``target_video``, ``target_intrinsics``,
       ``target_cam_to_world``).
-    pose_method: the ``camera_metrics`` pose estimator (``flow``, ``sift`` or ``orb``).
+    pose_method: the ``camera_metrics`` pose estimator (:data:`POSE_METHODS`).
+    pose_file: poses estimated elsewhere for this video (:func:`camera_metrics`).
 
   Returns:
     ``psnr`` (dB, +inf when every frame is exact; ``fidelity.video_fidelity``), ``ssim``,
@@ -195,7 +193,7 @@ def prediction_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], pos
     ValueError: ``video`` and the ground truth differ in shape or dtype (``fidelity``).
   """
   metrics = fidelity.video_fidelity(video, example["target_video"])
-  metrics.update(camera_metrics(video, example, pose_method))
+  metrics.update(camera_metrics(video, example, pose_method, pose_file))
   metrics.update(learned_metrics(video, example["target_video"]))
   return metrics
 
@@ -233,14 +231,15 @@ def matched_epipolar_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], 
 
 
 def protocol_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], pose_method: str,
-                     frames: np.ndarray) -> dict[str, float]:
+                     frames: np.ndarray, pose_file: str | None = None) -> dict[str, float]:
   """The metrics of one predicted target video in the ``--videos`` / ``--dycheck`` protocols.
 
   Args:
     video: ``(T, H, W, 3)`` uint8 prediction (a model's or a baseline's).
     clip: a protocol clip (:func:`video_clips`, :func:`dycheck_clips`).
-    pose_method: ``flow``, ``sift`` or ``orb``: the pose estimator's and the matched proxy's matcher.
+    pose_method: the pose estimator (:data:`POSE_METHODS`); its matcher (:func:`matcher`) feeds the matched proxy.
     frames: the matched proxy's frames.
+    pose_file: poses estimated elsewhere for this video (:func:`camera_metrics`).
 
   Returns:
     With a ground truth (``target_video``, DyCheck): ``psnr`` (dB) / ``ssim`` as DyCheck scores them, per frame
@@ -255,7 +254,7 @@ def protocol_metrics(video: np.ndarray, clip: Mapping[str, np.ndarray], pose_met
     present = np.asarray(clip["present"], bool)
     mask = None if "covisible" not in clip else np.asarray(clip["covisible"], bool)[present]
     metrics.update(fidelity.frame_mean_fidelity(video[present], target[present], mask))
-  metrics.update(camera_metrics(video, clip, pose_method))
+  metrics.update(camera_metrics(video, clip, pose_method, pose_file))
   metrics.update(matched_epipolar_metrics(video, clip, frames, pose_method))
   if target is None:
     metrics.update(learned_metrics(video, clip["reference_video"]))

@@ -23,7 +23,9 @@ DyCheck's protocol (Gao et al., "Monocular Dynamic View Synthesis: A Reality Che
 (pixels of the validation view seen by the training views): :func:`masked_psnr` (mPSNR: the MSE of the masked
 pixels and channels) and :func:`masked_ssim` (mSSIM: the SSIM statistics blurred by mask-renormalised "partial"
 convolutions, as DyCheck's code does — windows holding no masked pixel score 1 there, and so here), averaged by
-:func:`frame_mean_fidelity`. Without a mask they are the per-frame PSNR and the SSIM above (to float rounding).
+:func:`frame_mean_fidelity`. Without a mask they are the per-frame PSNR and the SSIM above (to float rounding). A
+frame whose mask is empty is left out of the mean (DyCheck's ``masked_mean`` clips the denominator instead, which
+would count it as an exact frame).
 
 Value ranges: ``uint8`` videos are in ``[0, 255]`` (``data_range = 255``); floating-point videos
 are expected in ``[0, 1]`` (``data_range = 1``) unless ``data_range`` is given (e.g. ``2.0`` for

@@ -27,7 +27,10 @@ or, without code changes to an entry point, through the environment::
 followed by ``learned.register_from_env()`` (the callables take no ``weights`` argument then:
 they load their own). The callable's contract: ``fn(generated, reference, **kwargs)`` with
 ``generated`` the ``(T, H, W, 3)`` uint8 generated video and ``reference`` the ``(T', H', W', 3)``
-uint8 reference video (or ``None``), returning a float or a mapping of names to floats.
+uint8 reference video (or ``None``), returning a float or a mapping of names to floats. The DyCheck protocol
+passes ``mask=`` ``(T, H, W)`` bool, DyCheck's co-visibility of each frame, when the sequence has masks; a metric
+of the papers' iPhone table (LPIPS: DyCheck's mLPIPS averages the spatial LPIPS map over the mask) must honour
+it, or its numbers are full-frame ones under a masked table's header.
 """
 
 from __future__ import annotations

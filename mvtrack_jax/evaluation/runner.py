@@ -129,11 +129,13 @@ def _load_models(out: str, checkpoints: Checkpoints, names: Sequence[str] | None
 @dataclasses.dataclass(frozen=True)
 class _Scoring:
   """How a protocol scores one clip. ``reference_rows(scene, trajectory, clip)``: the rows needing no model (the
-  ground truth and the baselines); ``model_metrics(video, clip, tracked)``: a generated video's metrics, with the
-  head's ``tracked`` output for this clip (``NovelViewPipeline.track``, batch index taken) or None."""
+  ground truth and the baselines); ``model_metrics(video, clip, tracked, pose_file)``: a generated video's metrics,
+  with the head's ``tracked`` output for this clip (``NovelViewPipeline.track``, batch index taken) or None, and its
+  poses from ``pose_file`` (``--poses``) or None (the estimator)."""
 
   reference_rows: Callable[[Any, str, Mapping[str, np.ndarray]], list[dict[str, Any]]]
-  model_metrics: Callable[[np.ndarray, Mapping[str, np.ndarray], Mapping[str, np.ndarray] | None], dict[str, Any]]
+  model_metrics: Callable[[np.ndarray, Mapping[str, np.ndarray], Mapping[str, np.ndarray] | None, str | None],
+                          dict[str, Any]]
 
 
 def _split_scoring(pose_method: str, baselines: bool, track_frames: np.ndarray) -> _Scoring:
@@ -146,8 +148,8 @@ def _split_scoring(pose_method: str, baselines: bool, track_frames: np.ndarray) 
       rows.extend(baselines_lib.baseline_rows(clip, scene, name, track_frames, pose_method))
     return rows
 
-  def model_metrics(video, clip, tracked):
-    metrics = clip_metrics.prediction_metrics(video, clip, pose_method)
+  def model_metrics(video, clip, tracked, pose_file):
+    metrics = clip_metrics.prediction_metrics(video, clip, pose_method, pose_file)
     if tracked is not None and clip["track_mask"].any():
       metrics.update(clip_metrics.tracking_metrics(clip, tracked))
     return metrics
@@ -173,8 +175,8 @@ def _proxy_scoring(pose_method: str, baselines: bool, frames: np.ndarray) -> _Sc
                   for baseline, video in baselines_lib.baseline_videos(clip).items())
     return rows
 
-  def model_metrics(video, clip, tracked):
-    metrics = clip_metrics.protocol_metrics(video, clip, pose_method, frames)
+  def model_metrics(video, clip, tracked, pose_file):
+    metrics = clip_metrics.protocol_metrics(video, clip, pose_method, frames, pose_file)
     if tracked is not None:
       tracks, visible = tracked["tracks"], tracked["visible"]
       metrics.update(clip_metrics.epipolar_metrics(tracks[0], tracks[1], visible[0] & visible[1], clip,
@@ -190,8 +192,20 @@ def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.nda
   """The ``metrics.json`` rows of one scene of any protocol: the rows needing no model, then every model's,
   ``batch_size`` clips per generation, each model guided by ``caption`` and ``text``'s negative branch; with
   ``save_videos`` each model's clip is written as ``out/videos/<label>/<stem>_<trajectory>.mp4`` (reference |
-  generated [| ground truth]); with ``poses`` (``--poses DIR``) a model's camera columns come from
-  ``DIR/<label>/<stem>_<trajectory>.npz`` (``clip_metrics.pose_file_metrics``)."""
+  generated [| ground truth]) and the generated video alone, at the model's resolution, as
+  ``<stem>_<trajectory>.generated.mp4`` (what a pose estimator run elsewhere reads); with ``poses``
+  (``--poses DIR``) a model's camera columns come from ``DIR/<label>/<stem>_<trajectory>.npz``
+  (``clip_metrics.pose_file_metrics``; every file of the scene is checked before anything is generated) and its
+  estimator is not run."""
+  pose_files = {}
+  if poses is not None:
+    pose_files = {(label, name): os.path.join(poses, label, f"{stem}_{name}.npz") for label in labels
+                  for name, _ in clips}
+    missing = sorted(p for p in pose_files.values() if not os.path.isfile(p))
+    if missing:
+      raise errors.UserError(f"--poses {poses}: no camera file for {len(missing)} generated video(s) of scene "
+                             f"{stem}, e.g. {missing[0]} (one per model, scene and trajectory, named as "
+                             "--save_videos names the videos)")
   rows = []
   for name, clip in clips:
     rows.extend(scoring.reference_rows(scene, name, clip))
@@ -205,15 +219,14 @@ def _scene_rows(scene, stem: str, clips: Sequence[tuple[str, Mapping[str, np.nda
       tracked = model.track(batch, generated, sampling) if model.head is not None else None
       for b, (name, clip) in enumerate(chunk):
         tracked_b = None if tracked is None else {k: v if k == "frames" else v[b] for k, v in tracked.items()}
-        metrics = scoring.model_metrics(generated[b], clip, tracked_b)
-        if poses is not None:
-          metrics.update(clip_metrics.pose_file_metrics(os.path.join(poses, label, f"{stem}_{name}.npz"), clip))
+        metrics = scoring.model_metrics(generated[b], clip, tracked_b, pose_files.get((label, name)))
         rows.append({"model": label, "scene": scene, "trajectory": name, "metrics": metrics})
         if save_videos:
           panels = [clip["reference_video"], generated[b]] + ([clip["target_video"]] if "target_video" in clip else [])
           scale = drawing.upscale_factor(generated.shape[2], 128)
           video_io.write_video(os.path.join(out, "videos", label, f"{stem}_{name}.mp4"),
                                drawing.side_by_side_video(np.stack(panels), scale))
+          video_io.write_video(os.path.join(out, "videos", label, f"{stem}_{name}.generated.mp4"), generated[b])
   return rows
 
 
@@ -273,8 +286,9 @@ def _dycheck_notes(record: Mapping[str, Any], num_sequences: int) -> str:
                  f"(${learned.ENV_VAR}); it receives the co-visibility mask as `mask=`.")
   if total and static == total:
     notes.append("Every validation camera is static (DyCheck's tripod phones), so the ground-truth target path is "
-                 "constant: `m_rot_err_deg` / `m_trans_err` / `m_cam_mc` measure how static the generated video "
-                 "is, not how it follows a camera path.")
+                 "constant: `m_rot_err_deg` / `m_trans_err` / `m_cam_mc` / `redirector_rot_err_deg` measure how "
+                 "static the generated video is, not how it follows a camera path, and `redirector_trans_err` "
+                 "divides by a zero path length (ReDirector's 1e-6) and means nothing.")
   elif static:
     notes.append(f"{static} of {total} validation cameras are static: on those the camera columns measure "
                  "staticness.")
@@ -393,7 +407,8 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
                trajectory_names: Sequence[str] = VIDEO_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
                cfg: float | None = None, text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow",
                poses: str | None = None, fov: float = 60.0, grid: int = 8, batch_size: int = 1,
-               save_videos: bool = False, baselines: bool = True, progress: bool = True, trajectories_file: str | None = None) -> dict[str, Any]:
+               save_videos: bool = False, baselines: bool = True, progress: bool = True,
+               trajectories_file: str | None = None) -> dict[str, Any]:
   """The ``--videos DIR`` protocol (module docstring); returns the ``metrics.json`` record.
 
   ``cfg`` None: each model's default scale (``NovelViewPipeline.guidance``); ``text``: the videos' captions (matched
@@ -459,7 +474,8 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
 def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequence[str] | None = None,
                 scale: int | None = None, max_scenes: int | None = None, steps: int = 50, cfg: float | None = None,
                 text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow", poses: str | None = None,
-                grid: int = 8, batch_size: int = 1, save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
+                grid: int = 8, batch_size: int = 1, save_videos: bool = False, baselines: bool = True,
+                progress: bool = True) -> dict[str, Any]:
   """The ``--dycheck DIR`` protocol (module docstring); returns the ``metrics.json`` record. ``cfg``, ``text``: as
   :func:`run_videos` (captions matched by sequence folder).
 
@@ -484,7 +500,8 @@ def run_dycheck(checkpoints: Checkpoints, out: str, dycheck: str, *, names: Sequ
   settings = {"dycheck": os.path.abspath(dycheck), "scales": sorted({s.scale for s in sequences})}
   return _run_protocol("dycheck", models, labels, out, scenes(), len(sequences), settings, steps=steps, cfg=cfg, text=text,
                        caption_sources=[os.path.abspath(s.path) for s in sequences],
-                       seed=seed, pose_method=pose_method, poses=poses, grid=grid, batch_size=batch_size, frames_per_latent=k,
+                       seed=seed, pose_method=pose_method, poses=poses, grid=grid, batch_size=batch_size,
+                       frames_per_latent=k,
                        save_videos=save_videos, baselines=baselines, progress=progress, started=started)
 
 
@@ -501,7 +518,8 @@ def _write_text(path: str, text: str) -> None:
 def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = None, split: str = "test",
         trajectory_names: Sequence[str] = DEFAULT_TRAJECTORIES, max_scenes: int | None = None, steps: int = 50,
         cfg: float | None = None, text: TextOptions = TextOptions(), seed: int = 0, pose_method: str = "flow",
-        poses: str | None = None, save_videos: bool = False, baselines: bool = True, progress: bool = True) -> dict[str, Any]:
+        poses: str | None = None, save_videos: bool = False, baselines: bool = True,
+        progress: bool = True) -> dict[str, Any]:
   """The command (module docstring); returns the ``metrics.json`` record.
 
   ``cfg``, ``text``: as :func:`run_videos`; the split's clips have no captions of their own (``text.prompt``
@@ -563,7 +581,8 @@ def run(checkpoints: Checkpoints, out: str, *, names: Sequence[str] | None = Non
       "resolution": [int(data0.num_frames), int(data0.height), int(data0.width)],
       "seconds": round(time.time() - started, 1), "summary": summary, "rows": rows}
   header = (f"# Novel-view evaluation: split `{split}`, {num_scenes} scenes × {len(trajectory_names)} trajectories\n\n"
-            f"{steps} Euler steps, seed {seed}, {_captions_line(text)}, {clip_metrics.pose_estimator(pose_method, poses)}"
+            f"{steps} Euler steps, seed {seed}, {_captions_line(text)}, "
+            f"{clip_metrics.pose_estimator(pose_method, poses)}"
             "; models: "
             + ", ".join(f"`{label}` = {m.source} (step {m.step}; {_guidance_line(guidances.get(label))})"
                         for label, m in zip(labels, models))

@@ -8,7 +8,8 @@ report) are computed on poses that a structure-from-motion pipeline estimates fr
    frame, ``SIMPLE_PINHOLE`` with the known focal length and principal point;
 2. COLMAP ``sequential_matcher`` with guided matching, at most 65,536 matches per pair;
 3. GLOMAP ``mapper`` (global rotation averaging, then global positioning and bundle adjustment) with epipolar
-   error 4 px and the intrinsics held fixed;
+   error 4 px (COLMAP's two-view verification default, ``TwoViewGeometryOptions.ransac.max_error``, which this
+   module keeps) and the intrinsics held fixed;
 
 and repeats the whole evaluation in several independent trials whose metrics are averaged. :func:`estimate_poses`
 does the same through ``pycolmap`` (COLMAP's Python bindings; since COLMAP 3.12 / pycolmap 4 GLOMAP is COLMAP's
@@ -130,7 +131,8 @@ def estimate_poses(video: Array, intrinsics: Array, *, trials: int = DEFAULT_TRI
     trials: independent reconstructions (random seeds ``seed, seed + 1, …``; CamI2V averages its metrics over
       trials).
     seed: the first trial's seed.
-    workdir: where the frames and COLMAP databases go (default: a temporary folder, removed afterwards).
+    workdir: the folder under which a temporary working folder (frames, COLMAP databases) is made and removed
+      afterwards (default: the system's temporary folder).
     num_threads: COLMAP's threads (-1: every core). Several threads make the result vary slightly from run to run
       (the order in which matches and residuals are summed); 1 makes it reproducible.
 
@@ -169,17 +171,15 @@ def estimate_poses(video: Array, intrinsics: Array, *, trials: int = DEFAULT_TRI
 
 
 def trial_errors(gt_cam_to_world: Array, estimates: list[SfmTrial]) -> dict[str, float]:
-  """CamI2V's errors (``camera.camera_errors``) and ReDirector's (``camera.redirector_errors``) of each trial that
-  registered every frame, averaged over those trials (CamI2V averages over trials; an incomplete reconstruction
-  fails its evaluation), with ``pose_valid`` the mean registered fraction of all trials and ``sfm_trials_complete``
-  the number of complete trials. NaN errors when no trial is complete."""
+  """``camera.trajectory_errors`` (CamI2V's and ReDirector's) of each trial that registered every frame, averaged
+  over those trials (CamI2V averages over trials; an incomplete reconstruction fails its evaluation), with
+  ``pose_valid`` the mean registered fraction of all trials and ``sfm_trials_complete`` the number of complete
+  trials. NaN errors when no trial is complete."""
   complete = [e for e in estimates if e.registered.all()]
-  keys = ("m_rot_err_deg", "m_trans_err", "m_cam_mc", "redirector_rot_err_deg", "redirector_trans_err")
-  out = {key: float("nan") for key in keys}
+  out = {key: float("nan") for key in camera.ERROR_KEYS}
   if complete:
-    rows = [dict(camera.camera_errors(gt_cam_to_world, e.cam_to_world),
-                 **camera.redirector_errors(gt_cam_to_world, e.cam_to_world)) for e in complete]
-    out = {key: float(np.mean([r[key] for r in rows])) for key in keys}
+    rows = [camera.trajectory_errors(gt_cam_to_world, e.cam_to_world) for e in complete]
+    out = {key: float(np.mean([r[key] for r in rows])) for key in camera.ERROR_KEYS}
   out["pose_valid"] = float(np.mean([e.registered.mean() for e in estimates]))
   out["sfm_trials_complete"] = float(len(complete))
   return out

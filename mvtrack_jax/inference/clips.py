@@ -69,7 +69,8 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     fov: horizontal field of view (degrees) of an mp4 without ``intrinsics``.
     intrinsics: ``(3, 3)`` pixel intrinsics of an mp4, in the video's own pixels.
     cameras: ``(intrinsics (T', 3, 3), cam_to_world (T', 4, 4))`` of an mp4's frames (``data.readers.read_camera_file``:
-      the video's own pixels, OpenCV poses), ``T'`` at least the frames decoded; without them (and without
+      the video's own pixels, OpenCV poses), ``T'`` the video's frame count (at least ``max_frames``); without them
+      (and without
       ``intrinsics``) an mp4 is taken by a static camera of ``fov`` (the *static-camera assumption*).
     cameras_source: names ``cameras`` in errors (its file).
     max_frames: read at most this many leading frames of an mp4 (``None``: all).
@@ -120,9 +121,10 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
       if intrinsics is not None:
         raise errors.UserError(f"--intrinsics and the camera file {cameras_source}: give one")
       k, c2w = (np.asarray(c, np.float64) for c in cameras)
-      if len(k) < t or len(c2w) < t:
-        raise errors.UserError(f"{cameras_source}: {min(len(k), len(c2w))} camera(s) for the {t} frame(s) of {spec}; "
-                               "expected one per video frame")
+      n = min(len(k), len(c2w))
+      if n < t or (max_frames is None and n != t):  # more poses than frames: the file is of another (longer) clip
+        raise errors.UserError(f"{cameras_source}: {n} camera(s) for the {t} frame(s) of {spec}; expected one per "
+                               "video frame")
       k, c2w = k[:t], c2w[:t]
     elif intrinsics is None:
       k = geometry.intrinsics_from_fov(h0, w0, fov)

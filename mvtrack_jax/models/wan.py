@@ -59,11 +59,11 @@ Probe outputs: ``probe_layers=(l, ...)`` (0-based) also returns each listed bloc
 self-attention q and k after RMSNorm and RoPE (compute dtype), ``(B, S, heads, head_dim)``; no
 ``S×S`` map is formed for them. Under ``nn.scan`` the scan carry holds one q and one k buffer per
 requested layer; each step writes ``where(step == l, q, buffer)``, so memory is
-``2·len(probe_layers)`` q-sized arrays, never all layers stacked; the remat boundary is the block
-itself, so the buffers are not saved per step either. Scanned and unscanned runs give identical
+``2·(len(probe_layers) + len(pre_rope_layers))`` q-sized arrays, never all layers stacked; the remat boundary is
+the block itself, so the buffers are not saved per step either. Scanned and unscanned runs give identical
 probes (tested). ``pre_rope_layers`` (a subset of ``probe_layers``) add ``q_pre``/``k_pre``: the same q/k after
-RMSNorm but before RoPE and RoCE (the head's input under ``probe_rope="before"``; the attention and L_corr use the
-rotated ones).
+RMSNorm but before RoPE and RoCE (the head's input under ``objective.head_probe_rope="before"``; the attention and
+L_corr use the rotated ones).
 
 Precision: params in ``param_dtype`` (float32), compute in ``dtype``; LayerNorms, RMSNorm
 statistics, modulation, residual updates and softmax statistics in float32; velocity returned as
@@ -396,8 +396,8 @@ class WanBlock(nn.Module):
 
   ``__call__(x (B,S,dim), context (B,L,dim), tproj (B,6,dim) f32, rope_cos, rope_sin (S, d/2),
   camera, image_context)`` → ``(x, q, k, q_pre, k_pre)`` (``WanAttention``'s probes); ``camera`` is
-  ``(B, S, 12)`` pose features per token (``recammaster``), ``(B, S, dim)`` Plücker token embeddings (``plucker``), the adapter's
-  ``cam_emb`` (``redirector``: RoCE input) or None; ``image_context`` the embedded image features
+  ``(B, S, 12)`` pose features per token (``recammaster``), ``(B, S, dim)`` Plücker token embeddings
+  (``plucker``), the adapter's ``cam_emb`` (``redirector``: RoCE input) or None; ``image_context`` the embedded image features
   ``(B, N, dim)`` or None.
   """
   config: WanConfig

@@ -6,6 +6,7 @@ import pytest
 
 from mvtrack_jax import errors
 from mvtrack_jax.data import synthetic
+from mvtrack_jax.evaluation import camera
 from mvtrack_jax.evaluation import clip_metrics
 from mvtrack_jax.evaluation import sfm
 from mvtrack_jax.geometry import invert_rigid
@@ -67,4 +68,4 @@ def test_poses_estimated_elsewhere(clip, tmp_path):
     clip_metrics.pose_file_metrics(str(tmp_path / "m" / "scene1_pan.npz"), example)
   # The two-view estimator's columns carry ReDirector's errors too.
   two_view = clip_metrics.camera_metrics(video, example, "sift")
-  assert set(clip_metrics.CAMERA_KEYS) <= set(two_view) and np.isfinite(two_view["redirector_rot_err_deg"])
+  assert set(camera.ERROR_KEYS) <= set(two_view) and np.isfinite(two_view["redirector_rot_err_deg"])

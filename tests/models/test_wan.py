@@ -98,11 +98,11 @@ def test_capacity_rule_rejects_a_model_narrower_than_its_tokens():
 
 def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   cfg, inputs, params = plucker
-  vel, probes = _apply(cfg, params, inputs, probe_layers=(1, 0), pre_rope_layers=(1,))
+  vel, probes = _apply(cfg, params, inputs, probe_layers=(1, 0), pre_rope_layers=(0, 1))
   b, (f, h, w) = 2, LATENT
   assert vel.shape == (b, f, h, w, 16) and vel.dtype == jnp.float32
   s = 2 * f * (h // 2) * (w // 2)
-  assert sorted(probes) == [0, 1] and set(probes[1]) == {"q", "k", "q_pre", "k_pre"} and set(probes[0]) == {"q", "k"}
+  assert sorted(probes) == [0, 1] and set(probes[1]) == set(probes[0]) == {"q", "k", "q_pre", "k_pre"}
   # Before RoPE: the same vectors unrotated (RoPE turns each pair of channels: norms kept, directions not).
   for name in ("q", "k"):
     pre, post = probes[1][f"{name}_pre"], probes[1][name]
@@ -122,7 +122,7 @@ def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   # Scanned + rematerialised model with the stacked params: same velocity and probes.
   scfg = dataclasses.replace(cfg, scan_layers=True, remat_policy="dots_saveable")
   svel, sprobes = _apply(scfg, wan.stack_block_params(params, cfg.num_layers), inputs, probe_layers=(0, 1),
-                         pre_rope_layers=(1,))
+                         pre_rope_layers=(0, 1))
   np.testing.assert_allclose(svel, vel, atol=1e-5, rtol=0)
   for layer in (0, 1):
     assert set(sprobes[layer]) == set(probes[layer])
