@@ -185,6 +185,30 @@ def _posenc(x: jax.Array, degrees: int) -> jax.Array:
   return jnp.concatenate([x, jnp.sin(xb), jnp.cos(xb)], axis=-1)
 
 
+def displacement_encoding(est: jax.Array, width: float, height: float, degrees: int) -> jax.Array:
+  """The head's motion input: forward and backward frame-to-frame displacements of the current estimate, as
+  fractions of the video width / height, NeRF-encoded (:func:`_posenc`).
+
+  MV-TAP (``models/mvtap.py``) divides its displacements in stride-4 cells by the model resolution over the stride,
+  i.e. pixels by the video size (Δx/512, Δy/384 at its 384×512), so the encoding's input stays in ``[−1, 1]`` for
+  any motion inside the frame; divided by a 16-px token stride instead, its top octaves alias for any motion over a
+  pixel.
+
+  Args:
+    est: ``(..., F, N, 2)`` pixel positions ``(x, y)`` over ``F`` frames.
+    width, height: the video size in pixels.
+    degrees: octaves of the encoding.
+
+  Returns:
+    ``(..., F, N, 4 + 8·degrees)``: ``[fwd_x, fwd_y, bwd_x, bwd_y]`` (zero at the clip's ends) and their sines and
+    cosines.
+  """
+  fwd = jnp.concatenate([jnp.zeros_like(est[..., :1, :, :]), est[..., 1:, :, :] - est[..., :-1, :, :]], axis=-3)
+  bwd = jnp.concatenate([est[..., :-1, :, :] - est[..., 1:, :, :], jnp.zeros_like(est[..., :1, :, :])], axis=-3)
+  size = jnp.asarray([width, height, width, height], jnp.float32)
+  return _posenc(jnp.concatenate([fwd, bwd], axis=-1) / size, degrees)
+
+
 def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   """``x / ‖x‖`` along the last axis with a finite value and gradient at ``x = 0``."""
   return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + eps)
@@ -410,12 +434,7 @@ class _Iteration(nn.Module):
       patch = jax.vmap(bilinear_sample)(fmap, frame, pos).astype(cfg.dtype)   # (B, V, F, N, P, C)
       corr = jnp.einsum("bvfnpc,bnqc->bvfnpq", patch, support[level])
       corr_embs.append(corr_mlp(corr.reshape(corr.shape[:4] + (offsets.shape[0] ** 2,))).astype(jnp.float32))
-    fwd = jnp.concatenate([jnp.zeros_like(est[:, :, :1]), est[:, :, 1:] - est[:, :, :-1]], axis=2)
-    bwd = jnp.concatenate([est[:, :, :-1] - est[:, :, 1:], jnp.zeros_like(est[:, :, :1])], axis=2)
-    # Displacements as fractions of the video width / height (MV-TAP: Δ cells / (model resolution / stride)),
-    # so the top octaves of the encoding stay below π for any motion inside the frame.
-    size = jnp.asarray([w * s, h * s, w * s, h * s], jnp.float32)
-    disp = _posenc(jnp.concatenate([fwd, bwd], axis=-1) / size, cfg.posenc_degrees)
+    disp = displacement_encoding(est, w * s, h * s, cfg.posenc_degrees)
     feats = jnp.concatenate([jax.lax.stop_gradient(vis)[..., None], jax.lax.stop_gradient(conf)[..., None]]
                             + corr_embs + [disp], axis=-1)
     x = nn.Dense(cfg.hidden_dim, dtype=cfg.dtype, name="input_proj")(feats.astype(cfg.dtype)).astype(jnp.float32)

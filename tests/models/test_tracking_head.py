@@ -279,3 +279,13 @@ def test_bilinear_sample_matches_map_coordinates():
     ref = jax.scipy.ndimage.map_coordinates(jnp.asarray(fmap[..., c]), [frame, xy[:, 1], xy[:, 0]], order=1,
                                             mode="constant", cval=0.0)
     np.testing.assert_allclose(got[:, c], np.asarray(ref), atol=1e-5)
+
+
+def test_displacements_enter_as_fractions_of_the_video_size():
+  """F12: MV-TAP encodes Δpx / video size (Δx/512, Δy/384 at its 384×512), not Δpx / token stride, whose top octaves
+  alias for any motion over a pixel."""
+  est = jnp.asarray([[[[0.0, 0.0]], [[256.0, 96.0]], [[768.0, 96.0]]]])  # (1, F=3, N=1, 2): moves 256, then 512 px
+  enc = np.asarray(th.displacement_encoding(est, 512.0, 384.0, degrees=2))
+  assert enc.shape == (1, 3, 1, 4 + 8 * 2)
+  np.testing.assert_allclose(enc[0, :, 0, :4], [[0, 0, -0.5, -0.25], [0.5, 0.25, -1.0, 0.0], [1.0, 0.0, 0, 0]])
+  np.testing.assert_allclose(enc[0, 1, 0, 4:8], np.sin([0.5, 0.25, -1.0, 0.0]), atol=1e-6)  # octave 0 sines
