@@ -50,9 +50,11 @@ Writes into ``--out`` (atomically, file by file):
 - ``target.mp4``: the generated target view; ``reference.mp4``: the reference as the model saw it;
 - ``side_by_side.mp4``: reference | generated with the head's tracks drawn (if the model has a head);
 - ``strip.png``: a still overview without a video player: 4 frames (first, last and evenly spaced) as
-  rows of reference | generated [| ground truth] panels, enlarged, with the head's tracks (and the
-  ground-truth tracks of the same query points) drawn, one colour per query point, hollow where
-  (predicted) occluded (``inference.visualize.comparison_strip``);
+  rows of reference | generated [| ground truth] panels, enlarged, the frames clean
+  (``inference.visualize.comparison_strip``);
+- ``tracks.png`` (models with a head): the same panels with the head's tracks (and the ground-truth tracks of
+  the same query points) drawn, one colour per query point, hollow where (predicted) occluded — a second figure,
+  so that the dots never hide what the model generated;
 - ``ground_truth.mp4`` (where the ground truth is known, below): the true target view;
 - ``tracks.npz``: ``tracks`` ``(2, F, N, 2)`` pixels ``(x, y)`` of the generated video's resolution
   (view 0 reference, 1 target), ``visible`` ``(2, F, N)`` bool, ``visibility``/``confidence``
@@ -231,10 +233,13 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
     fidelity_metrics = {key: round(float(scores[key]), 4) for key in ("psnr", "ssim")}
     if model.head is not None:  # ground-truth tracks of the head's query points; nothing to compare without a head
       drawn.update(gt_tracks=truth["tracks"], gt_visible=truth["visible"])
-  strip, _ = visualize.comparison_strip(reference_video, generated,
-                                        None if truth is None else truth["video"], **drawn)
-  _write_png(os.path.join(out, "strip.png"), strip)
+  truth_video = None if truth is None else truth["video"]
+  _write_png(os.path.join(out, "strip.png"), visualize.comparison_strip(reference_video, generated, truth_video)[0])
   files.append("strip.png")
+  if model.head is not None:
+    _write_png(os.path.join(out, "tracks.png"),
+               visualize.comparison_strip(reference_video, generated, truth_video, **drawn)[0])
+    files.append("tracks.png")
   info = {"checkpoint": model.source, "model": model.name, "reference": clip.source, "trajectory": clip.trajectory,
           "num_frames": t, "frame_stride": clip.frame_stride, "fps": fps, "resize": resize,
           "input_to_output_pixels": clip.to_video.tolist(), "height": h, "width": w, "steps": steps, **guidance.record(),
@@ -277,7 +282,7 @@ def check_numeric_arguments(**values: Any) -> None:
 
 # Every file ``run`` may write into ``--out``.
 OUTPUT_FILES = ("target.mp4", "reference.mp4", "side_by_side.mp4", "ground_truth.mp4", "tracks.npz", "cameras.json",
-                "strip.png", "generation.json")
+                "strip.png", "tracks.png", "generation.json")
 
 
 def output_fps(requested: float | None, source_fps: float | None, frame_stride: int) -> float:

@@ -28,12 +28,27 @@ def test_dataset_reference_with_preset_writes_every_output(tiny_checkpoint, tmp_
   out = tmp_path / "gen"
   info = generate.run(tiny_checkpoint, "dataset:test:0", "arc_left", str(out), steps=2, grid=4, progress=False)
   for name in ("target.mp4", "reference.mp4", "side_by_side.mp4", "tracks.npz", "cameras.json", "generation.json",
-               "strip.png", "ground_truth.mp4"):
+               "strip.png", "tracks.png", "ground_truth.mp4"):
     assert (out / name).is_file(), name
-  assert {"strip.png", "ground_truth.mp4"} <= set(info["files"])
+  assert {"strip.png", "tracks.png", "ground_truth.mp4"} <= set(info["files"])
   assert info["ground_truth"] is True and np.isfinite(info["psnr"]) and -1 <= info["ssim"] <= 1
   assert video_io.read_video(out / "ground_truth.mp4").shape == (4, 32, 32, 3)
-  assert iio.imread(out / "strip.png").shape == _strip_shape(3, tracks=True)  # 4 rows x (ref | gen | GT)
+  # strip.png: the frames clean (no dot hides the 32 x 32 picture); tracks.png: the same panels with the tracks.
+  strip = iio.imread(out / "strip.png")
+  assert strip.shape == _strip_shape(3, tracks=False)  # 4 rows x (ref | gen | GT)
+  layout = visualize.comparison_strip(np.zeros((4, 32, 32, 3), np.uint8), np.zeros((4, 32, 32, 3), np.uint8),
+                                      np.zeros((4, 32, 32, 3), np.uint8))[1]
+  s, (x0, y0) = layout["scale"], layout["panel_origin"][0, 1]
+
+  def blocks(image):  # the generated panel of the first row as its 32 x 32 enlarged pixels, (32, s, 32, s, 3)
+    return image[y0:y0 + 32 * s, x0:x0 + 32 * s, :3].reshape(32, s, 32, s, 3)
+
+  clean = blocks(strip)
+  assert (clean == clean[:, :1, :, :1]).all()  # every enlarged pixel is one flat block: nothing drawn over it
+  tracks_png = iio.imread(out / "tracks.png")
+  assert tracks_png.shape == _strip_shape(3, tracks=True)
+  dotted = blocks(tracks_png)  # the same panel origins (the legend is below)
+  assert not (dotted == dotted[:, :1, :, :1]).all()  # the track dots
   target = video_io.read_video(out / "target.mp4")
   assert target.shape == (4, 32, 32, 3)  # the model's 4 frames of 32 x 32
   side = video_io.read_video(out / "side_by_side.mp4")
@@ -73,7 +88,8 @@ def test_mp4_reference_with_cameras_json_and_query_points(tiny_checkpoint, tmp_p
     np.testing.assert_allclose(f["query_points"][0], [0, 28 * 45 / 56 - 6, 20 * 0.8], atol=1e-4)
   assert video_io.video_fps(out / "target.mp4") == pytest.approx(10, rel=0.05)
   assert info["ground_truth"] is False and "psnr" not in info and not (out / "ground_truth.mp4").exists()
-  assert iio.imread(out / "strip.png").shape == _strip_shape(2, tracks=True)  # no ground-truth panel
+  assert iio.imread(out / "strip.png").shape == _strip_shape(2, tracks=False)  # no ground-truth panel
+  assert iio.imread(out / "tracks.png").shape == _strip_shape(2, tracks=True)
 
 
 def test_bad_arguments_are_named(tiny_checkpoint, tmp_path):
