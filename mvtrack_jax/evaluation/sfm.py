@@ -60,7 +60,8 @@ class SfmTrial:
   num_points: int
 
 
-def _camera(intrinsics: np.ndarray, height: int, width: int) -> tuple[str, str]:
+def _camera(intrinsics: np.ndarray) -> tuple[str, str]:
+  """COLMAP's camera model and parameters for pinhole ``intrinsics`` (one focal length when ``fx == fy``)."""
   k = np.asarray(intrinsics, np.float64)
   fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
   if abs(fx - fy) <= 1e-6 * fx:
@@ -68,10 +69,10 @@ def _camera(intrinsics: np.ndarray, height: int, width: int) -> tuple[str, str]:
   return "PINHOLE", f"{fx},{fy},{cx},{cy}"
 
 
-def _reconstruct(folder: str, names: list[str], intrinsics: np.ndarray, height: int, width: int,
-                 seed: int, num_threads: int) -> SfmTrial:
+def _reconstruct(folder: str, names: list[str], intrinsics: np.ndarray, seed: int, num_threads: int) -> SfmTrial:
+  """One trial, from feature extraction on (a fresh database: CamI2V's trials are independent runs)."""
   database = os.path.join(folder, f"database{seed}.db")
-  model, params = _camera(intrinsics, height, width)
+  model, params = _camera(intrinsics)
   reader = pycolmap.ImageReaderOptions()
   reader.camera_model = model
   reader.camera_params = params
@@ -165,7 +166,7 @@ def estimate_poses(video: Array, intrinsics: Array, *, trials: int = DEFAULT_TRI
     level = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 2  # COLMAP logs every image and pair at INFO; keep warnings and errors only
     try:
-      return [_reconstruct(folder, names, k, h, w, seed + i, num_threads) for i in range(trials)]
+      return [_reconstruct(folder, names, k, seed + i, num_threads) for i in range(trials)]
     finally:
       pycolmap.logging.minloglevel = level
 
