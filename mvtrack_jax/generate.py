@@ -17,7 +17,11 @@ Examples::
 - ``PATH.mp4`` (anything ffmpeg reads): frames ``--start_frame, +frame_stride, …``; intrinsics from
   ``--intrinsics`` (JSON 3×3 in the video's pixels) or a pinhole of ``--fov`` degrees horizontal field
   of view centred in the frame; the reference camera is assumed static (monocular videos carry no
-  poses: estimate them with a SfM/SLAM tool and pass an ``.npz`` clip to condition on real motion).
+  poses) unless ``--reference_cameras`` gives its cameras: a camera file (``.npz`` with ``intrinsics`` and
+  OpenCV ``cam_to_world``, one per video frame; ``data.readers.read_camera_file``), e.g. a converted ViPE or COLMAP
+  estimate. A ``<stem>.cameras.npz`` beside the mp4 is used without the flag (and without ``--intrinsics``), as
+  ``evaluate --videos`` uses it;
+  ``generation.json`` records which (``reference_cameras``).
 - ``PATH.npz``: a clip in the project's interchange format (``data.readers``), view ``--reference_view``.
 - ``dataset:SPLIT:INDEX``: record ``INDEX`` of split ``SPLIT`` of the dataset in the model's config
   (the built-in synthetic dataset for ``configs/default.py``), view ``--reference_view``.
@@ -113,6 +117,7 @@ import numpy as np
 
 from mvtrack_jax import cli
 from mvtrack_jax import errors
+from mvtrack_jax.data import readers
 from mvtrack_jax.data import video_io
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.geometry import trajectories
@@ -134,7 +139,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
         look_at_depth: float | None = None, context: str | None = None, negative_context: str | None = None,
         prompt: str | None = None, negative_prompt: str | None = None, text_encoder: str | None = None,
         image_encoder: str | None = None, fps: float | None = None, step: int | None = None, use_ema: bool = False,
-        progress: bool = True, overwrite: bool = False, resize: str = "crop") -> dict[str, Any]:
+        progress: bool = True, overwrite: bool = False, resize: str = "crop",
+        reference_cameras: str | None = None) -> dict[str, Any]:
   """The command (module docstring); returns the ``generation.json`` record.
 
   ``out`` must be empty or missing, unless ``overwrite``: then the files an earlier ``generate`` wrote there
@@ -165,8 +171,11 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
     video_io.ensure_input_file(reference, "--reference")
   if trajectory.endswith(".json"):
     video_io.ensure_input_file(trajectory, "--trajectory")
+  if reference_cameras is None and reference.lower().endswith(".mp4") and intrinsics is None:
+    sidecar = readers.camera_file_for(reference)
+    reference_cameras = sidecar if os.path.isfile(sidecar) else None
   for flag, value in (("--query_points", query_points), ("--intrinsics", intrinsics), ("--context", context),
-                      ("--negative_context", negative_context)):
+                      ("--negative_context", negative_context), ("--reference_cameras", reference_cameras)):
     if value is not None:
       video_io.ensure_input_file(value, flag)
   start = time.time()
@@ -176,7 +185,8 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
       model.config, reference, trajectory, num_frames=num_frames, height=height, width=width,
       reference_view=reference_view, start_frame=start_frame, fov=fov,
       intrinsics=None if intrinsics is None else clips.load_array(intrinsics, "intrinsics"), magnitude=magnitude,
-      look_at_depth=look_at_depth, query_points=query_points, grid=grid, resize=resize)
+      look_at_depth=look_at_depth, query_points=query_points, grid=grid, resize=resize,
+      reference_cameras=reference_cameras)
   inputs, truth = clip.inputs, clip.truth
   reference_video, queries = inputs["reference_video"][0], inputs["query_points"][0]
   t, h, w = reference_video.shape[:3]
@@ -243,6 +253,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   info = {"checkpoint": model.source, "model": model.name, "reference": clip.source, "trajectory": clip.trajectory,
           "num_frames": t, "frame_stride": clip.frame_stride, "fps": fps, "resize": resize,
           "input_to_output_pixels": clip.to_video.tolist(), "height": h, "width": w, "steps": steps, **guidance.record(),
+          "reference_cameras": None if reference_cameras is None else os.path.abspath(reference_cameras),
           "prompt": prompt, "negative_prompt": negative_prompt,
           "seed": seed, "num_query_points": int(len(queries)),
           "ground_truth": truth is not None, **fidelity_metrics,
@@ -327,6 +338,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("width", None, "Output width (default: the model's).")
   flags.DEFINE_float("fov", 60.0, "Horizontal field of view (degrees) of an mp4 reference.")
   flags.DEFINE_string("intrinsics", None, "JSON 3x3 intrinsics of an mp4 reference (its pixels).")
+  flags.DEFINE_string("reference_cameras", None, "Camera file of an mp4 reference (.npz: intrinsics, cam_to_world "
+                      "per video frame; default: <stem>.cameras.npz beside it, if any).")
   flags.DEFINE_float("magnitude", None, "Preset trajectory size (degrees or metres).")
   flags.DEFINE_float("look_at_depth", None, "Pivot depth (m) of translate/arc presets.")
   flags.DEFINE_string("prompt", None, "Text prompt, encoded with --text_encoder (umT5).")
@@ -357,6 +370,7 @@ def main(argv):
              seed=FLAGS.seed, query_points=FLAGS.query_points, grid=FLAGS.grid,
              reference_view=FLAGS.reference_view, start_frame=FLAGS.start_frame, num_frames=FLAGS.num_frames,
              height=FLAGS.height, width=FLAGS.width, fov=FLAGS.fov, intrinsics=FLAGS.intrinsics,
+             reference_cameras=FLAGS.reference_cameras,
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
              negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
              text_encoder=FLAGS.text_encoder, image_encoder=FLAGS.image_encoder, fps=FLAGS.fps, step=FLAGS.step,

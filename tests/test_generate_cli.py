@@ -8,6 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from mvtrack_jax import errors
 from mvtrack_jax import generate
 from mvtrack_jax.data import pipeline
 from mvtrack_jax.data import video_io
@@ -79,8 +80,22 @@ def test_mp4_reference_with_cameras_json_and_query_points(tiny_checkpoint, tmp_p
   (out / "notes.txt").write_text("mine")
   with pytest.raises(FileExistsError, match=r"--out .*gen: not empty \(2 entries.*pass --overwrite"):
     generate.run(tiny_checkpoint, str(tmp_path / "in.mp4"), str(tmp_path / "cams.json"), str(out), progress=False)
+  # The reference's own cameras from <stem>.cameras.npz beside it (as evaluate --videos reads them): 6 poses for
+  # the 6 frames of the video, of which the 4 generated from are used.
+  moving = np.broadcast_to(np.eye(4), (6, 4, 4)).copy()
+  moving[:, 2, 3] = np.linspace(0, 0.5, 6)
+  np.savez(tmp_path / "in.cameras.npz", intrinsics=np.array([[50.0, 0, 28], [0, 50, 20], [0, 0, 1]]),
+           cam_to_world=moving)
   info = generate.run(tiny_checkpoint, str(tmp_path / "in.mp4"), str(tmp_path / "cams.json"), str(out), steps=2,
                       query_points=str(tmp_path / "q.npy"), progress=False, overwrite=True)
+  assert info["reference_cameras"] == str(tmp_path / "in.cameras.npz")
+  np.savez(tmp_path / "short.npz", intrinsics=np.eye(3) * [50, 50, 1], cam_to_world=moving[:3])
+  with pytest.raises(errors.UserError, match=r"--reference_cameras .*short.npz: 3 camera\(s\) for the 4 frame"):
+    generate.run(tiny_checkpoint, str(tmp_path / "in.mp4"), "pan_left", str(tmp_path / "gen2"), steps=1,
+                 progress=False, reference_cameras=str(tmp_path / "short.npz"))
+  with pytest.raises(errors.UserError, match="a camera file is for an mp4 reference; dataset:test:0 carries its own"):
+    generate.run(tiny_checkpoint, "dataset:test:0", "pan_left", str(tmp_path / "gen3"), steps=1, progress=False,
+                 reference_cameras=str(tmp_path / "in.cameras.npz"))
   assert (out / "notes.txt").read_text() == "mine"  # only generate's own files are replaced
   assert info["num_query_points"] == 16 and info["trajectory"] == "cams.json"
   with np.load(out / "tracks.npz") as f:

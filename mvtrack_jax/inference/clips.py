@@ -88,6 +88,8 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     data.schema.RecordError / video_io.VideoError: unreadable data (naming the file).
   """
   check_resize(resize, spec)
+  if cameras is not None and (spec.startswith("dataset:") or spec.endswith(".npz")):
+    raise errors.UserError(f"{cameras_source}: a camera file is for an mp4 reference; {spec} carries its own cameras")
   if resize != "crop" and size is None:
     raise errors.UserError(f"--resize {resize}: needs the model's frame size")
   fps, to_record = None, np.eye(3)
@@ -356,11 +358,14 @@ def novel_view_clip(model_config, reference: str, trajectory: str, *, num_frames
                     height: int | None = None, width: int | None = None, reference_view: int = 0,
                     start_frame: int = 0, fov: float = 60.0, intrinsics: np.ndarray | None = None,
                     magnitude: float | None = None, look_at_depth: float | None = None,
-                    query_points: str | None = None, grid: int = 8, resize: str = "crop") -> NovelViewClip:
+                    query_points: str | None = None, grid: int = 8, resize: str = "crop",
+                    reference_cameras: str | None = None) -> NovelViewClip:
   """The clip of ``generate``'s flags (its docstring states each contract) for a model of ``model_config``: the
   reference windowed as the model's data (centre crop, ``num_frames``/``height``/``width`` defaulting to the
   model's), the trajectory's target cameras, the query points (a file in input pixels, or a ``grid × grid``
   lattice at frame 0) and, for a synthetic dataset scene with a preset trajectory, the ground truth.
+  ``reference_cameras``: an mp4's camera file (``data.readers.read_camera_file``, one pose per video frame from
+  frame 0), the reference's cameras instead of the static-camera assumption.
 
   Raises:
     FileNotFoundError, ValueError, errors.UserError: as :func:`reference_record`, :func:`trajectory_cameras` and
@@ -372,7 +377,8 @@ def novel_view_clip(model_config, reference: str, trajectory: str, *, num_frames
   record, source, source_fps, to_record = reference_record(
       reference, model_config, reference_view=reference_view, fov=fov, intrinsics=intrinsics,
       max_frames=start_frame + pcfg.frame_stride * (pcfg.num_frames - 1) + 1, size=(pcfg.height, pcfg.width),
-      resize=resize)
+      resize=resize, cameras=None if reference_cameras is None else readers.read_camera_file(reference_cameras),
+      cameras_source=f"--reference_cameras {reference_cameras}")
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False, source=source)
   t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
   # Input pixels → generated pixels: the decode (and resize) map, then the pipeline's scale and crop.
