@@ -172,8 +172,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
   if trajectory.endswith(".json"):
     video_io.ensure_input_file(trajectory, "--trajectory")
   if reference_cameras is None and reference.lower().endswith(".mp4") and intrinsics is None:
-    sidecar = readers.camera_file_for(reference)
-    reference_cameras = sidecar if os.path.isfile(sidecar) else None
+    reference_cameras = readers.existing_camera_file(reference)
   for flag, value in (("--query_points", query_points), ("--intrinsics", intrinsics), ("--context", context),
                       ("--negative_context", negative_context), ("--reference_cameras", reference_cameras)):
     if value is not None:

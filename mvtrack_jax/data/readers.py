@@ -564,6 +564,12 @@ def camera_file_for(video_path: str) -> str:
   return os.path.splitext(os.fspath(video_path))[0] + CAMERA_FILE_SUFFIX
 
 
+def existing_camera_file(video_path: str) -> str | None:
+  """:func:`camera_file_for` when that file exists, else None (the static-camera assumption)."""
+  path = camera_file_for(video_path)
+  return path if os.path.isfile(path) else None
+
+
 def read_camera_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
   """Reads the cameras of a video that has no recorded ones (a ViPE, COLMAP or GLOMAP estimate, converted).
 

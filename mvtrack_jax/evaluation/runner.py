@@ -443,7 +443,7 @@ def run_videos(checkpoints: Checkpoints, out: str, videos: str, *, names: Sequen
   if batch_size < 1 or grid < 1:
     raise ValueError(f"evaluate: --batch_size and --grid must be >= 1, got {batch_size}, {grid}")
   paths = protocol_clips.list_videos(videos)[:max_scenes]
-  camera_files = {p: readers.camera_file_for(p) for p in paths if os.path.isfile(readers.camera_file_for(p))}
+  camera_files = {p: readers.existing_camera_file(p) for p in paths if readers.existing_camera_file(p)}
   models, labels = _load_models(out, checkpoints, names, PROTOCOL_DATA_KEYS, text)
   clip_metrics.check_pose_method(pose_method, int(models[0].config.data.height), int(models[0].config.data.width))
   k = math.lcm(*(m.autoencoder.temporal_factor for m in models))

@@ -70,8 +70,8 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     intrinsics: ``(3, 3)`` pixel intrinsics of an mp4, in the video's own pixels.
     cameras: ``(intrinsics (T', 3, 3), cam_to_world (T', 4, 4))`` of an mp4's frames (``data.readers.read_camera_file``:
       the video's own pixels, OpenCV poses), ``T'`` the video's frame count (at least ``max_frames``); without them
-      (and without
-      ``intrinsics``) an mp4 is taken by a static camera of ``fov`` (the *static-camera assumption*).
+      (and without ``intrinsics``) an mp4 is taken by a static camera of ``fov`` (the *static-camera assumption*).
+      An ``errors.UserError`` for a dataset or ``.npz`` reference, with ``intrinsics``, or with another count.
     cameras_source: names ``cameras`` in errors (its file).
     max_frames: read at most this many leading frames of an mp4 (``None``: all).
     size: the model's ``(height, width)`` (``None``: an mp4 keeps its size; needs ``resize="crop"``).
