@@ -12,6 +12,10 @@ tracking head), so the optimizer is an ``optax.multi_transform`` over two labels
 Parameter paths are ``/``-joined pytree keys (``dit/blocks_3/attn1/query/kernel``); a leaf is
 trainable when *any* pattern matches with ``re.search``. The global norm for clipping is taken
 over the trainable gradients only (frozen gradients are zeroed before the chain).
+
+``learning_rate_multipliers`` (``(regex, factor)`` pairs; a leaf two regexes select is an error) scales the AdamW update of the
+leaves it selects, weight decay included, i.e. their learning rate: the usual fine-tuning practice of training a
+module that starts from random weights (the tracking head) faster than the pretrained trunk around it.
 """
 
 from __future__ import annotations
@@ -78,6 +82,45 @@ def trainable_labels(params: Any, patterns: Sequence[str]) -> Any:
   return labels
 
 
+def learning_rate_factors(params: Any, multipliers: Sequence[tuple[str, float]]) -> Any:
+  """Per-leaf learning-rate factors: the factor of the ``(regex, factor)`` pair of ``multipliers`` whose regex
+  ``re.search`` finds in the leaf's ``/``-joined path, else 1.
+
+  Raises:
+    ValueError: a key is not a valid regex, a factor is not a positive finite number, or two regexes select one
+      leaf.
+  """
+  compiled = []
+  for pattern, factor in multipliers:
+    try:
+      compiled.append((re.compile(pattern), float(factor)))
+    except re.error as e:
+      raise ValueError(f"learning_rate_multipliers: {pattern!r} is not a regular expression ({e})") from e
+    if not 0 < float(factor) < float("inf"):
+      raise ValueError(f"learning_rate_multipliers[{pattern!r}] = {factor}; expected a positive finite number")
+
+  def factor(path, _):
+    name = path_to_str(path)
+    hits = [(c.pattern, f) for c, f in compiled if c.search(name)]
+    if len(hits) > 1:
+      raise ValueError(f"learning_rate_multipliers: {[p for p, _ in hits]} all select {name!r}; give each parameter "
+                       "one factor")
+    return hits[0][1] if hits else 1.0
+
+  return jax.tree_util.tree_map_with_path(factor, params, is_leaf=_is_box)
+
+
+def _scale_by_factors(multipliers: Sequence[tuple[str, float]]) -> optax.GradientTransformation:
+  """Multiplies each update by its :func:`learning_rate_factors` factor (stateless)."""
+
+  def update(updates, state, params=None):
+    del params
+    factors = learning_rate_factors(updates, multipliers)
+    return jax.tree.map(lambda u, f: u if f == 1.0 else u * f, updates, factors), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict,
                            num_train_steps: int) -> optax.Schedule:
   """Linear warmup from 0 to ``config.learning_rate`` then cosine decay to ``end_lr_factor``.
@@ -112,7 +155,7 @@ def make_optimizer(config: ml_collections.ConfigDict, num_train_steps: int
   Args:
     config: ``optimizer`` block: ``learning_rate``, ``warmup_steps``, ``schedule``,
       ``end_lr_factor``, ``b1``, ``b2``, ``eps``, ``weight_decay``, ``grad_clip_norm`` (≤ 0 = off),
-      ``trainable_patterns`` (sequence of regexes).
+      ``trainable_patterns`` (sequence of regexes), ``learning_rate_multipliers`` (``(regex, factor)`` pairs).
     num_train_steps: total steps for the schedule.
 
   Returns:
@@ -128,6 +171,9 @@ def make_optimizer(config: ml_collections.ConfigDict, num_train_steps: int
       schedule, b1=float(config.b1), b2=float(config.b2),
       eps=float(config.eps), weight_decay=float(config.weight_decay),
       mask=decay_mask))
+  multipliers = tuple((str(p), float(f)) for p, f in config.learning_rate_multipliers)
+  if multipliers:
+    parts.append(_scale_by_factors(multipliers))
   patterns = tuple(config.trainable_patterns)
   tx = optax.multi_transform(
       {TRAINABLE: optax.chain(*parts), FROZEN: optax.set_to_zero()},

@@ -192,6 +192,28 @@ def test_frozen_params_have_no_optimizer_state_and_stay_fixed(tmp_path):
     optimizer_lib.trainable_labels(abstract.params, ("^nothing$",))
 
 
+def test_learning_rate_multipliers_scale_the_selected_updates_only():
+  params = {"dit": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}, "head": {"kernel": jnp.ones((2, 2))}}
+  grads = jax.tree.map(lambda x: 0.3 * jnp.arange(x.size, dtype=jnp.float32).reshape(x.shape) - 0.2, params)
+
+  def first_update(multipliers):
+    cfg = toy_task.toy_config(**{"optimizer.learning_rate_multipliers": multipliers,
+                                 "optimizer.trainable_patterns": (".*",), "optimizer.warmup_steps": 0})
+    tx, _ = optimizer_lib.make_optimizer(cfg.optimizer, 10)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return updates
+
+  plain, scaled = first_update(()), first_update((("^head/", 10.0), ("^dit/.*kernel", 0.5)))
+  np.testing.assert_allclose(scaled["head"]["kernel"], 10.0 * plain["head"]["kernel"], rtol=1e-6)
+  np.testing.assert_allclose(scaled["dit"]["kernel"], 0.5 * plain["dit"]["kernel"], rtol=1e-6)
+  np.testing.assert_array_equal(scaled["dit"]["bias"], plain["dit"]["bias"])  # no regex: factor 1
+  assert np.abs(plain["head"]["kernel"]).min() > 0
+  with pytest.raises(ValueError, match="not a regular expression"):
+    optimizer_lib.learning_rate_factors(params, (("(", 2.0),))
+  with pytest.raises(ValueError, match=r"all select 'head/kernel'"):
+    optimizer_lib.learning_rate_factors(params, (("^head/", 10.0), ("kernel$", 2.0)))
+
+
 def test_export_round_trip(single_device_run, tmp_path):
   info = export.export(str(single_device_run), str(tmp_path / "exp"), dtype="bfloat16",
                        use_ema=True)
