@@ -26,7 +26,9 @@ Why these settings:
 - 64×64 frames: the smallest size at which a person can see what a view shows. The pixel-space
   stand-in for the Wan VAE (4×4 space-to-depth, 48 channels) with Wan's own 1×2×2 token patch
   gives 8×8-pixel tokens: 8×8 tokens per frame, 512 tokens for the 4 target + 4 reference
-  frames — the same sequence length as the 32×32 demo, so attention stays cheap.
+  frames — the same sequence length as the 32×32 model the tests use, so attention stays cheap. The demo
+  (``configs/default.py``) fine-tunes these weights, so the schema's default model and frame size are
+  these (``tests/test_base_model.py`` loads the weights into both configs).
 - Width 256 (4 heads × 64), 4 blocks, FFN 1024: width ≥ the token's 192 numbers (the
   ``WanConfig`` capacity rule, though only 1.33× where the other presets keep 2×) and 5.3 M
   parameters (21 MB of float32, under the 25 MB the repository ships). On 2 cores 4 blocks at batch 8
@@ -53,9 +55,8 @@ import ml_collections
 from configs import default
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where make base's stage 1 exports the weights stage 2 starts from (make base passes it explicitly too).
-STAGE1_EXPORT = os.path.join(REPO, "out", "base", "stage1", "export")
+STAGE1_EXPORT = os.path.join(default.REPO, "out", "base", "stage1", "export")
 VARIANTS = ("", "stage1", "test")
 
 

@@ -1,11 +1,12 @@
-r"""Diffusion-only baseline of the CPU default (λ_track = λ_corr = 0), for ablations.
+r"""The demo's other arm: the shipped base fine-tuned with the diffusion loss alone (λ_track = λ_corr = 0).
 
 Run::
 
-  python -m mvtrack_jax.train --config=configs/default_diffusion_only.py --workdir=out/demo_diffusion_only
+  python -m mvtrack_jax.train --config=configs/default_diffusion_only.py --workdir=out/demo/diffusion_only
 
-Same tiny Plücker DiT, data and schedule as ``configs/default.py``, without the tracking head and
-the attention-correspondence loss (``L = L_diff``).
+The same start (``weights/base``), data, schedule, budget and seed as ``configs/default.py``, without the
+tracking head and the attention-correspondence loss (``L = L_diff``): the paper's baseline, the backbone
+fine-tuned on the same data without tracking supervision.
 """
 
 import ml_collections

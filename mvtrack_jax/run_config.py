@@ -25,7 +25,11 @@ Fields marked ``resume_fixed`` define what a checkpoint holds (architecture, obj
 one when resuming a run is an error (``training.trainer.check_resumed_config``). ``SCHEMA_VERSION`` is stored in
 every ``config.json``; ``upgrade`` brings an older stored config to this schema.
 
-The defaults are the embedded demo's (``make demo``: a tiny pixel-space DiT on the built-in synthetic data, CPU);
+The defaults are the embedded demo's (``make demo``: the paper's experiment on CPU, a fine-tune of the project's
+base model — its pixel-space 64×64 DiT, ``configs/base.py`` — on the built-in synthetic data). Two demo fields
+are not defaults, since every config built from the schema would inherit them: ``init.transformer``, the shipped
+weights' path in this checkout, and ``optimizer.learning_rate_multipliers`` (the demo's fresh tracking head learns
+10× faster than the pretrained DiT; the papers use one learning rate). ``configs/default.py`` sets both.
 docs/training.md explains the settings and the paper configs.
 """
 
@@ -108,8 +112,8 @@ class Mesh(_Block):
 
 class Optimizer(_Block):
   """AdamW with linear warm-up then cosine decay (or constant), global-norm clipping (``training.optimizer``)."""
-  learning_rate: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)] = 3e-3  # peak, after warm-up
-  warmup_steps: NonNegativeInt = 30
+  learning_rate: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)] = 5e-4  # peak, after warm-up
+  warmup_steps: NonNegativeInt = 20
   schedule: Literal["cosine", "constant"] = "cosine"
   end_lr_factor: NonNegativeReal = 0.1  # cosine: final learning rate = factor × peak
   b1: Fraction = 0.9
@@ -119,6 +123,10 @@ class Optimizer(_Block):
   grad_clip_norm: Real = 1.0  # ≤ 0: no clipping
   # Regexes (re.search) on '/'-joined parameter paths ("dit/blocks_0/attn1/to_q/kernel", "head/..."): what trains.
   trainable_patterns: Annotated[tuple[str, ...], pydantic.Field(json_schema_extra=_FIXED)] = (r"^(dit|head)/",)
+  # (regex on the same paths, learning-rate factor) pairs; unmatched parameters get 1, a parameter two regexes match
+  # is an error. Empty: one learning rate, as both papers. The demo sets (("^head/", 10.0),): its tracking head starts
+  # from random weights inside a 100-step fine-tune. (Pairs, not a dict: ConfigDict keys cannot hold a ".".)
+  learning_rate_multipliers: tuple[tuple[str, Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]], ...] = ()
 
   @pydantic.field_validator("trainable_patterns")
   @classmethod
@@ -129,6 +137,12 @@ class Optimizer(_Block):
       except re.error as e:
         raise ValueError(f"{p!r} is not a regular expression ({e})") from None
     return patterns
+
+  @pydantic.field_validator("learning_rate_multipliers")
+  @classmethod
+  def _multiplier_regexes(cls, pairs):
+    cls._regexes([p for p, _ in pairs])
+    return pairs
 
 
 class Init(_Block):
@@ -143,7 +157,7 @@ class Init(_Block):
 class Model(_Block):
   """The DiT: a ``models.wan.PRESETS`` name and ``WanConfig`` fields replacing the preset's."""
   model_config = pydantic.ConfigDict(json_schema_extra=_FIXED)
-  preset: str = "tiny-pixel"
+  preset: str = "small-pixel"
   overrides: dict[str, Any] = pydantic.Field(default_factory=lambda: dict(
       camera_mode="plucker", rope_mode="distinct", dtype="float32", attention_backend="einsum",
       scan_layers=False, remat_policy="none"))
@@ -224,8 +238,9 @@ class Objective(_Block):
   schedule: dict[str, Any] = pydantic.Field(default_factory=lambda: dict(shift=5.0, weighting="uniform"))
   corr: dict[str, Any] = pydantic.Field(default_factory=lambda: dict(
       domain="reference_frame", target="bilinear", head_reduction="per_head"))
-  # The demo's 48 px (in 384×512 pixels) is 3.4 px at 32×32, under one 4-px token; MV-TAP's 12 px is finer than a
-  # 400-step head gets, so it called nearly every point occluded (docs/training.md, "The demo's settings").
+  # The demo's 48 px (in 384×512 pixels) is 6–8 px at 64×64, under one 8-px token (3.4 px at 32×32, under one 4-px
+  # token); MV-TAP's 12 px is finer than a few-hundred-step head gets, so it called nearly every point occluded
+  # (docs/training.md, "The demo's settings").
   tracking: dict[str, Any] = pydantic.Field(default_factory=lambda: dict(confidence_threshold_px=48.0))
 
   @pydantic.field_validator("schedule")
@@ -342,15 +357,15 @@ class Data(Source):
   """The input pipeline (``data.pipeline``): windows of ``num_frames`` frames every ``frame_stride``-th frame,
   ``height``×``width`` pixels, ``num_query_points`` query points; the primary source's fields (``Source``) and the
   mixture."""
-  synthetic: Synthetic = SyntheticSizes(num_views=2, num_train=400)
+  synthetic: Synthetic = SyntheticSizes(num_views=2, num_train=200, style="paper")
   mixture: dict[str, MixtureEntry] = pydantic.Field(default_factory=dict)
   eval_source: str = ""  # the source periodic evaluation reads (empty: the primary)
   train_split: str = "train"
   eval_split: str = "validation"
   num_frames: PositiveInt = 4
   frame_stride: PositiveInt = 5
-  height: PositiveInt = 32
-  width: PositiveInt = 32
+  height: PositiveInt = 64
+  width: PositiveInt = 64
   num_query_points: NonNegativeInt = 64  # 0: no query points (generation, cache encoding)
   random_crop: bool = True
   shuffle: bool = True
@@ -383,12 +398,12 @@ class RunConfig(_Block):
   name: str = "default"
   seed: int = 0
   # Loop.
-  num_train_steps: PositiveInt = 400
+  num_train_steps: PositiveInt = 100
   log_every_steps: PositiveInt = 10
-  eval_every_steps: NonNegativeInt = 200  # 0: no evaluation
+  eval_every_steps: NonNegativeInt = 100  # 0: no evaluation
   eval_steps: PositiveInt = 4  # validation batches per evaluation
   eval_at_start: bool = True  # also evaluate the initial parameters (step 0)
-  checkpoint_every_steps: NonNegativeInt = 200  # 0: only at the end
+  checkpoint_every_steps: NonNegativeInt = 50  # 0: only at the end
   keep_checkpoints: Annotated[int, pydantic.Field(ge=1, description="0 would delete every checkpoint")] = 2
   async_checkpointing: bool = True
   stop_after_steps: int = -1  # > 0: stop (and checkpoint) at this step, as if pre-empted

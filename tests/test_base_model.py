@@ -10,10 +10,13 @@ import numpy as np
 from flax import traverse_util
 
 from configs import base
+from mvtrack_jax import generate
 from mvtrack_jax import run_config
 from mvtrack_jax.convert import checkpoint_io
+from mvtrack_jax.data import video_io
 from mvtrack_jax.training import checkpointing
 from mvtrack_jax.training import tasks
+from tests.helpers import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(REPO, "weights", "base")
@@ -52,3 +55,32 @@ def test_shipped_base_weights_load_into_the_base_config_with_nothing_fresh_or_ig
     assert np.all(np.isfinite(value)), name
   # Camera modules are among them (they travel in the export's second file).
   assert any("camera" in name for name in loaded)
+
+
+def test_both_demo_arms_start_from_every_tensor_of_the_shipped_weights():
+  """``make demo`` fine-tunes the base: its two configs point at ``weights/base`` and their DiT is the base's, so
+  the weights load with nothing fresh or ignored (the tracking head, outside the DiT, starts from random)."""
+  for name in ("default.py", "default_diffusion_only.py"):
+    config = load_config(name)
+    assert config.init.transformer == WEIGHTS, name
+    assert config.model.to_dict() == load_config("base.py").model.to_dict(), name
+    values, report = tasks.build_task(config).pretrained_params()
+    assert report["loaded"] and report["fresh"] == [] and report["ignored"] == [], (name, report)
+    assert sorted(values) == ["dit"], name
+
+
+def test_a_real_video_of_any_size_and_rate_goes_through_the_shipped_weights(tmp_path):
+  """``generate --checkpoint weights/base --reference any.mp4`` (the diffusers-layout folder read back whole): an
+  odd-sized, 9-frame 12 fps clip is cropped and resized to the model's 64×64, sampled at a stride its length allows,
+  and generated from (one Euler step: the path, not the quality, is under test; docs/base_model.md says what the
+  base makes of real footage)."""
+  rng = np.random.default_rng(0)
+  clip = np.clip(np.cumsum(rng.integers(-20, 21, (9, 50, 70, 3)), axis=0) + 128, 0, 255).astype(np.uint8)
+  video_io.write_video(tmp_path / "clip.mp4", clip, fps=12)
+  info = generate.run(WEIGHTS, str(tmp_path / "clip.mp4"), "arc_left", str(tmp_path / "out"), steps=1,
+                      progress=False)
+  for name in ("strip.png", "target.mp4", "reference.mp4", "side_by_side.mp4", "generation.json"):
+    assert (tmp_path / "out" / name).stat().st_size > 0, name
+  assert video_io.read_video(tmp_path / "out" / "target.mp4").shape == (4, 64, 64, 3)
+  assert info["frame_stride"] == 2  # 9 frames cannot hold 4 at the model's stride 5: the largest that fits
+  assert info["checkpoint"] == WEIGHTS and info["model"] == f"base@{base.get_config().num_train_steps}"

@@ -45,12 +45,16 @@ def _flatten(tree, prefix=""):
   return out
 
 
-def test_the_demo_config_is_the_schema_defaults():
+def test_the_demo_config_is_the_schema_defaults_plus_the_shipped_weights():
   from configs import default  # pylint: disable=g-import-not-at-top
   demo = default.get_config().to_dict()
-  demo.pop("name")
   defaults = run_config.default_config().to_dict()
-  defaults.pop("name")
+  for tree in (demo, defaults):
+    tree.pop("name")
+  assert demo.pop("init") == {"transformer": default.BASE_WEIGHTS, "overlay": ""}
+  assert defaults.pop("init") == {"transformer": "", "overlay": ""}  # no default loads weights from a checkout
+  assert demo["optimizer"].pop("learning_rate_multipliers") == (("^head/", 10.0),)
+  assert defaults["optimizer"].pop("learning_rate_multipliers") == ()  # one learning rate, as the papers
   assert demo == defaults
 
 
