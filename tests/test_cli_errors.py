@@ -62,6 +62,7 @@ CASES = [
      r"--trajectory .*cams.json: no such file"),
     ("generate", GENERATE + ["--query_points={tmp}/q.npy"], 1, r"--query_points .*q.npy: no such file"),
     ("generate", GENERATE + ["--steps=0"], 2, r"--steps 0: expected an integer >= 1"),
+    ("generate", GENERATE + ["--frame_stride=0"], 2, r"--frame_stride 0: expected an integer >= 1 \(source frames"),
     ("generate", GENERATE + ["--fov=200"], 2, r"--fov 200.0: expected a horizontal field of view in \(0, 180\)"),
     ("generate", GENERATE + ["--resize=squash"], 2, r"flag --resize=squash: value should be one of <crop\|pad\|stretch>"),
     ("generate", GENERATE + ["--resize=pad"], 2, r"--resize pad: expected crop for dataset:test:0"),
@@ -83,6 +84,12 @@ CASES = [
     ("probe", ["--checkpoint={tmp}/none", "--out={tmp}/out"], 1, r"--checkpoint .*none: expected an export"),
     ("probe", ["--checkpoint={tmp}", "--out={tmp}/out", "--layers=x"], 2, r"--layers/--grid_steps must be integers"),
     ("compare", ["--checkpoint={tmp}/none", "--out={tmp}/out"], 1, r"--checkpoint .*none: expected an export"),
+    ("replicate", ["--compare={tmp}/none", "--compare={tmp}/full", "--out={tmp}/out"], 1,
+     r"--compare: .*none/evaluate/metrics.json does not exist; expected the output folder of python -m "
+     r"mvtrack_jax.compare"),
+    ("replicate", ["--compare={tmp}/full", "--out={tmp}/out"], 2, r"--compare: got 1 folder\(s\); a replication needs "
+                                                                  r"at least 2 seeds"),
+    ("replicate", ["--out={tmp}/out"], 2, r"--compare \(one per seed\) and --out are required"),
     ("data.encode_latents", ["--config=configs/default.py:test", "--out={tmp}/out"], 2,
      r"--config.autoencoder.kind: got 'pixel'; the latent cache is for the Wan VAE \(expected 'wan'\)"),
     ("data.encode_latents", ["--config=configs/default.py:test", "--out={tmp}/a_file"], 1,

@@ -26,7 +26,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "mvtrack_jax"
 
-ENTRY_POINTS = {"train", "generate", "evaluate", "probe", "compare", "export", "bench"}
+ENTRY_POINTS = {"train", "generate", "evaluate", "probe", "compare", "replicate", "export", "bench"}
 TOOLS = {"data.encode_image", "data.encode_latents", "data.encode_text", "data.preview", "data.convert_kubric",
          "data.build_synthetic",
          "convert.standins", "cli"}
