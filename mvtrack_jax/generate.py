@@ -14,7 +14,9 @@ Examples::
 
 ``--reference``:
 
-- ``PATH.mp4`` (anything ffmpeg reads): frames ``--start_frame, +frame_stride, …``; intrinsics from
+- ``PATH.mp4`` (anything ffmpeg reads): frames ``--start_frame, +frame_stride, …`` (the model's stride, or
+  ``--frame_stride``; a clip too short for the model's gets the largest stride its frames allow, so any clip of
+  at least ``num_frames`` frames works; ``generation.json`` ``frame_stride`` says which); intrinsics from
   ``--intrinsics`` (JSON 3×3 in the video's pixels) or a pinhole of ``--fov`` degrees horizontal field
   of view centred in the frame; the reference camera is assumed static (monocular videos carry no
   poses) unless ``--reference_cameras`` gives its cameras: a camera file (``.npz`` with ``intrinsics`` and
@@ -140,7 +142,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
         prompt: str | None = None, negative_prompt: str | None = None, text_encoder: str | None = None,
         image_encoder: str | None = None, fps: float | None = None, step: int | None = None, use_ema: bool = False,
         progress: bool = True, overwrite: bool = False, resize: str = "crop",
-        reference_cameras: str | None = None) -> dict[str, Any]:
+        reference_cameras: str | None = None, frame_stride: int | None = None) -> dict[str, Any]:
   """The command (module docstring); returns the ``generation.json`` record.
 
   ``out`` must be empty or missing, unless ``overwrite``: then the files an earlier ``generate`` wrote there
@@ -164,7 +166,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
                           "replace an earlier generate's files there, or choose another folder")
   check_numeric_arguments(fov=fov, steps=steps, cfg=cfg, grid=grid, start_frame=start_frame, num_frames=num_frames,
                           height=height, width=width, magnitude=magnitude, look_at_depth=look_at_depth, fps=fps,
-                          reference_view=reference_view)
+                          reference_view=reference_view, frame_stride=frame_stride)
   clips.check_resize(resize, reference)
   clips.check_trajectory(trajectory, magnitude=magnitude, look_at_depth=look_at_depth)
   if not reference.startswith("dataset:"):
@@ -185,7 +187,7 @@ def run(checkpoint: str, reference: str, trajectory: str, out: str, *, steps: in
       reference_view=reference_view, start_frame=start_frame, fov=fov,
       intrinsics=None if intrinsics is None else clips.load_array(intrinsics, "intrinsics"), magnitude=magnitude,
       look_at_depth=look_at_depth, query_points=query_points, grid=grid, resize=resize,
-      reference_cameras=reference_cameras)
+      reference_cameras=reference_cameras, frame_stride=frame_stride)
   inputs, truth = clip.inputs, clip.truth
   reference_video, queries = inputs["reference_video"][0], inputs["query_points"][0]
   t, h, w = reference_video.shape[:3]
@@ -275,6 +277,7 @@ def check_numeric_arguments(**values: Any) -> None:
       "grid": (lambda v: v >= 1, "an integer >= 1 (a grid x grid lattice of query points)"),
       "start_frame": (lambda v: v >= 0, "a frame index >= 0"),
       "num_frames": (lambda v: v >= 1, "an integer >= 1"),
+      "frame_stride": (lambda v: v >= 1, "an integer >= 1 (source frames between clip frames)"),
       "height": (lambda v: v >= 1, "an integer >= 1 (pixels)"),
       "width": (lambda v: v >= 1, "an integer >= 1 (pixels)"),
       "magnitude": (lambda v: True, "a finite number (degrees or metres)"),
@@ -319,7 +322,7 @@ def _write_json(path: str, value: Any) -> None:
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
-  flags.DEFINE_string("checkpoint", None, "Export directory or training workdir.")
+  flags.DEFINE_string("checkpoint", None, "Export directory (any export format) or training workdir.")
   flags.DEFINE_string("reference", None, "PATH.mp4, PATH.npz or dataset:SPLIT:INDEX.")
   flags.DEFINE_string("trajectory", None,
                       f"One of {', '.join(trajectories.PRESET_NAMES)} or a cameras JSON file.")
@@ -349,6 +352,8 @@ def define_flags() -> None:
   flags.DEFINE_string("negative_context", None, ".npy text embeddings (L, text_dim) instead of --negative_prompt.")
   flags.DEFINE_string("image_encoder", None, "CLIP vision folder for a model with an image branch (default: the "
                       "checkpoint config's image.encoder).")
+  flags.DEFINE_integer("frame_stride", None, "Source frames between clip frames (default: the model's; an mp4 too "
+                       "short for it gets the largest stride that fits).")
   flags.DEFINE_float("fps", None, "Output frame rate (default: the mp4's rate over the frame stride, so the clip lasts "
                      "the span it was sampled from; else 15).")
   flags.DEFINE_integer("step", None, "Training step (workdir checkpoints; default newest).")
@@ -369,7 +374,7 @@ def main(argv):
              seed=FLAGS.seed, query_points=FLAGS.query_points, grid=FLAGS.grid,
              reference_view=FLAGS.reference_view, start_frame=FLAGS.start_frame, num_frames=FLAGS.num_frames,
              height=FLAGS.height, width=FLAGS.width, fov=FLAGS.fov, intrinsics=FLAGS.intrinsics,
-             reference_cameras=FLAGS.reference_cameras,
+             reference_cameras=FLAGS.reference_cameras, frame_stride=FLAGS.frame_stride,
              magnitude=FLAGS.magnitude, look_at_depth=FLAGS.look_at_depth, context=FLAGS.context,
              negative_context=FLAGS.negative_context, prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt,
              text_encoder=FLAGS.text_encoder, image_encoder=FLAGS.image_encoder, fps=FLAGS.fps, step=FLAGS.step,

@@ -6,13 +6,15 @@ applied over it. Everything loaded, fresh, ignored or overlaid is reported by na
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import jax
 import numpy as np
+from flax import traverse_util
 
-from mvtrack_jax.convert.checkpoint_io import read_checkpoint
+from mvtrack_jax.convert.checkpoint_io import MODULES_FILE, load_safetensors, read_checkpoint
 from mvtrack_jax.convert.wan import config_from_diffusers, infer_config, match_state_dict, params_tree
 from mvtrack_jax.convert.wan_names import is_camera_name, to_diffusers_names
 from mvtrack_jax.models.wan import WanConfig
@@ -77,3 +79,60 @@ def pretrained_params(path: str | os.PathLike, config: WanConfig, *, overlay: st
     report["fresh"] = [n for n in missing if n not in over]
   tree = params_tree({p: v.astype(np.float32) for p, v in flat.items()}, config)
   return jax.tree.map(np.asarray, tree), report
+
+
+# The files ``python -m mvtrack_jax.export --format=diffusers|diffsynth`` writes besides the weights.
+TORCH_EXPORT_CONFIG = "mvtrack_config.json"
+TORCH_EXPORT_INFO = "export.json"
+_TORCH_EXPORT_WEIGHTS = {"diffusers": "", "diffsynth": "model.safetensors"}  # "" = the folder (diffusers layout)
+_MODULE_TREES = ("head", "text")  # what MODULES_FILE holds besides the camera modules, as "<tree>.<flax.path>"
+
+
+def is_torch_export(path: str | os.PathLike) -> bool:
+  """Whether ``path`` is a folder ``export --format=diffusers|diffsynth`` wrote (its config and info files)."""
+  path = os.fspath(path)
+  return all(os.path.isfile(os.path.join(path, f)) for f in (TORCH_EXPORT_CONFIG, TORCH_EXPORT_INFO))
+
+
+def torch_export_params(path: str | os.PathLike, config: WanConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+  """The whole model's parameters from a folder ``export --format=diffusers|diffsynth`` wrote, the inverse of it.
+
+  The DiT is read as :func:`pretrained_params` reads any checkpoint (so the same architecture check applies), but
+  every tensor of ``config`` must be there: an export that lacks one is an error, not a fresh initialisation. The
+  tracking head and the null text context come from ``MODULES_FILE`` (``head.<Flax path>``, ``text.<Flax path>``,
+  Flax layout).
+
+  Args:
+    path: the export folder (``mvtrack_config.json``, ``export.json`` and the weights).
+    config: the DiT's ``WanConfig`` (from ``mvtrack_config.json``'s model).
+
+  Returns:
+    ``({"dit": ..., "head"?: ..., "text"?: ...}`` float32 NumPy trees, ``export.json``'s dict``)``.
+
+  Raises:
+    FileNotFoundError: not such a folder, or its weights file is missing.
+    ValueError: an unknown ``format`` in ``export.json``, or weights that do not fit ``config`` (as
+      :func:`pretrained_params`, plus any tensor of ``config`` the export lacks).
+  """
+  path = os.fspath(path)
+  if not is_torch_export(path):
+    raise FileNotFoundError(f"{path}: not a folder written by export --format=diffusers|diffsynth (it needs "
+                            f"{TORCH_EXPORT_CONFIG} and {TORCH_EXPORT_INFO})")
+  with open(os.path.join(path, TORCH_EXPORT_INFO), encoding="utf-8") as f:
+    info = json.load(f)
+  fmt = info.get("format")
+  if fmt not in _TORCH_EXPORT_WEIGHTS:
+    raise ValueError(f"{path}/{TORCH_EXPORT_INFO}: format {fmt!r}; expected one of {sorted(_TORCH_EXPORT_WEIGHTS)}")
+  weights = os.path.join(path, _TORCH_EXPORT_WEIGHTS[fmt]) if _TORCH_EXPORT_WEIGHTS[fmt] else path
+  dit, report = pretrained_params(weights, config)
+  if report["fresh"]:
+    raise ValueError(f"{path}: the export lacks tensors of its own model: {report['fresh'][:20]} "
+                     f"({len(report['fresh'])})")
+  params: dict[str, Any] = {"dit": dit}
+  modules = os.path.join(path, MODULES_FILE)
+  extra = load_safetensors(modules) if os.path.exists(modules) else {}
+  for top in _MODULE_TREES:
+    flat = {tuple(k.split(".")[1:]): np.asarray(v, np.float32) for k, v in extra.items() if k.split(".")[0] == top}
+    if flat:
+      params[top] = traverse_util.unflatten_dict(flat)
+  return params, info

@@ -48,6 +48,11 @@ def load_array(path: str, name: str) -> np.ndarray:
     raise errors.UserError(f"--{name} {path}: cannot read an array ({e})") from e
 
 
+def is_video_spec(spec: str) -> bool:
+  """Whether a ``--reference`` names a video file (anything but ``dataset:SPLIT:INDEX`` and an ``.npz`` clip)."""
+  return not (spec.startswith("dataset:") or spec.endswith(".npz"))
+
+
 def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: float = 60.0,
                      intrinsics: np.ndarray | None = None, max_frames: int | None = None,
                      size: tuple[int, int] | None = None, resize: str = "crop",
@@ -88,7 +93,7 @@ def reference_record(spec: str, model_config, *, reference_view: int = 0, fov: f
     data.schema.RecordError / video_io.VideoError: unreadable data (naming the file).
   """
   check_resize(resize, spec)
-  if cameras is not None and (spec.startswith("dataset:") or spec.endswith(".npz")):
+  if cameras is not None and not is_video_spec(spec):
     raise errors.UserError(f"{cameras_source}: a camera file is for an mp4 reference; {spec} carries its own cameras")
   if resize != "crop" and size is None:
     raise errors.UserError(f"--resize {resize}: needs the model's frame size")
@@ -168,7 +173,7 @@ def check_resize(resize: str, reference: str) -> None:
   data)."""
   if resize not in RESIZE_POLICIES:
     raise errors.UserError(f"--resize {resize}: expected one of {', '.join(RESIZE_POLICIES)}")
-  if resize != "crop" and (reference.startswith("dataset:") or reference.endswith(".npz")):
+  if resize != "crop" and not is_video_spec(reference):
     raise errors.UserError(f"--resize {resize}: expected crop for {reference} (pad and stretch fit an mp4 reference; "
                            ".npz and dataset: references are windowed as the model's data)")
 
@@ -359,13 +364,16 @@ def novel_view_clip(model_config, reference: str, trajectory: str, *, num_frames
                     start_frame: int = 0, fov: float = 60.0, intrinsics: np.ndarray | None = None,
                     magnitude: float | None = None, look_at_depth: float | None = None,
                     query_points: str | None = None, grid: int = 8, resize: str = "crop",
-                    reference_cameras: str | None = None) -> NovelViewClip:
+                    reference_cameras: str | None = None, frame_stride: int | None = None) -> NovelViewClip:
   """The clip of ``generate``'s flags (its docstring states each contract) for a model of ``model_config``: the
   reference windowed as the model's data (centre crop, ``num_frames``/``height``/``width`` defaulting to the
   model's), the trajectory's target cameras, the query points (a file in input pixels, or a ``grid × grid``
   lattice at frame 0) and, for a synthetic dataset scene with a preset trajectory, the ground truth.
   ``reference_cameras``: an mp4's camera file (``data.readers.read_camera_file``, one pose per video frame from
-  frame 0), the reference's cameras instead of the static-camera assumption.
+  frame 0), the reference's cameras instead of the static-camera assumption. ``frame_stride``: source frames
+  between clip frames (default the model's); an mp4 too short for the model's stride is sampled at the largest
+  stride that fits its frames (``NovelViewClip.frame_stride`` says which), since any clip of at least
+  ``num_frames`` frames can be a reference.
 
   Raises:
     FileNotFoundError, ValueError, errors.UserError: as :func:`reference_record`, :func:`trajectory_cameras` and
@@ -373,12 +381,17 @@ def novel_view_clip(model_config, reference: str, trajectory: str, *, num_frames
   """
   base = sources.pipeline_config(model_config.data, 1, train=False)
   pcfg = dataclasses.replace(base, num_frames=int(num_frames or base.num_frames), height=int(height or base.height),
-                             width=int(width or base.width), num_query_points=0)
+                             width=int(width or base.width), num_query_points=0,
+                             frame_stride=int(frame_stride or base.frame_stride))
   record, source, source_fps, to_record = reference_record(
       reference, model_config, reference_view=reference_view, fov=fov, intrinsics=intrinsics,
       max_frames=start_frame + pcfg.frame_stride * (pcfg.num_frames - 1) + 1, size=(pcfg.height, pcfg.width),
       resize=resize, cameras=None if reference_cameras is None else readers.read_camera_file(reference_cameras),
       cameras_source=f"--reference_cameras {reference_cameras}")
+  available, span = record["video"].shape[1] - start_frame, pcfg.num_frames - 1
+  if (frame_stride is None and is_video_spec(reference) and span > 0 and 1 + pcfg.frame_stride * span > available
+      and available > span):  # a short mp4: the largest stride its frames allow
+    pcfg = dataclasses.replace(pcfg, frame_stride=(available - 1) // span)
   example, meta = pipeline.window_example(record, pcfg, views=(0, 1), start=start_frame, train=False, source=source)
   t, h, w = pcfg.num_frames, pcfg.height, pcfg.width
   # Input pixels → generated pixels: the decode (and resize) map, then the pipeline's scale and crop.

@@ -10,7 +10,9 @@ are thin command lines on it.
 Construction:
 
 - :meth:`NovelViewPipeline.from_checkpoint`: an **export directory** written by
-  ``python -m mvtrack_jax.export`` (``DIR/params/``, ``DIR/config.json``, ``DIR/export.json``) or a
+  ``python -m mvtrack_jax.export`` (``DIR/params/``, ``DIR/config.json``, ``DIR/export.json``; or the
+  ``--format=diffusers|diffsynth`` layout, PyTorch safetensors + ``mvtrack_config.json``, read back through
+  ``convert.pretrained.torch_export_params``, as the shipped ``weights/base/`` is) or a
   **training workdir** (``DIR/checkpoints/<step>/`` of ``mvtrack_jax.train``: only the ``params`` or
   ``ema_params`` subtree of the newest or given step is read, on the host, with no mesh; the config stored
   with that step is used). Stored configs of older schema versions are upgraded (``run_config.complete``)
@@ -55,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from typing import Any, Mapping, Sequence
 
@@ -69,6 +72,7 @@ from mvtrack_jax import builders
 from mvtrack_jax import checkpoint_format
 from mvtrack_jax import errors
 from mvtrack_jax import run_config
+from mvtrack_jax.convert import pretrained as convert_pretrained
 from mvtrack_jax.data import feature_cache
 from mvtrack_jax.data import pipeline as data_pipeline
 from mvtrack_jax.data import sources
@@ -258,11 +262,18 @@ class NovelViewPipeline:
         of the stored config.
     """
     root = os.path.abspath(os.fspath(path))
-    if _is_export(root):
-      if step is not None or use_ema:
-        raise ValueError(f"--checkpoint {root} is an export directory; --step/--use_ema apply to training "
-                         "workdirs only")
+    orbax_export, torch_export = _is_export(root), convert_pretrained.is_torch_export(root)
+    if (orbax_export or torch_export) and (step is not None or use_ema):
+      raise ValueError(f"--checkpoint {root} is an export directory; --step/--use_ema apply to training "
+                       "workdirs only")
+    if orbax_export:
       params, config, info = checkpoint_format.load_exported(root)
+      step = int(info.get("step", -1))
+    elif torch_export:
+      with open(os.path.join(root, convert_pretrained.TORCH_EXPORT_CONFIG), encoding="utf-8") as f:
+        config = ml_collections.ConfigDict(json.load(f))
+      params, info = convert_pretrained.torch_export_params(
+          root, run_config.parse(run_config.complete(config)).model.wan_config())
       step = int(info.get("step", -1))
     elif os.path.isdir(os.path.join(root, "checkpoints")):
       ckpt_dir = os.path.join(root, "checkpoints")
@@ -272,8 +283,9 @@ class NovelViewPipeline:
       config = ml_collections.ConfigDict(checkpoint_format.read_config(ckpt_dir, step))
     else:
       raise FileNotFoundError(
-          f"--checkpoint {root}: expected an export directory (params/ + config.json, from mvtrack_jax.export) or "
-          "a training workdir (checkpoints/, from mvtrack_jax.train)")
+          f"--checkpoint {root}: expected an export directory (params/ + config.json, or the diffusers/DiffSynth "
+          "layout with mvtrack_config.json, from mvtrack_jax.export) or a training workdir (checkpoints/, from "
+          "mvtrack_jax.train)")
     return cls(config, params, step=step, source=root, **encoders)
 
   @classmethod

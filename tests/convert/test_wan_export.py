@@ -105,6 +105,10 @@ def test_export_cli_writes_a_diffusers_folder(tiny_checkpoint, tmp_path):
   values, report = pretrained.pretrained_params(out, run_config.parse(config).model.wan_config())
   assert report["fresh"] == [] and report["ignored"] == [], report
   jax.tree.map(np.testing.assert_array_equal, values, jax.tree.map(np.asarray, params["dit"]))
+  # And as a whole model (what generate / evaluate --checkpoint read): the DiT and the head, exactly.
+  whole, stored = pretrained.torch_export_params(out, run_config.parse(config).model.wan_config())
+  assert sorted(whole) == ["dit", "head"] and stored["format"] == "diffusers"
+  jax.tree.map(np.testing.assert_array_equal, whole, {k: jax.tree.map(np.asarray, params[k]) for k in whole})
   with pytest.raises(FileExistsError):
     export.write_torch(str(out), params, config, {"step": 0})
   with pytest.raises(ValueError, match="format"):
@@ -125,6 +129,10 @@ def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoi
   module, again = convert.load_original_transformer(weights, head_dim=cfg.head_dim)
   assert module.config.camera_mode == "recammaster"
   jax.tree.map(np.testing.assert_array_equal, again, params["dit"])
+  whole, _ = pretrained.torch_export_params(tmp_path / "ds", cfg)
+  jax.tree.map(np.testing.assert_array_equal, whole, jax.tree.map(np.asarray, params))
+  with pytest.raises(FileNotFoundError, match="not a folder written by export"):
+    pretrained.torch_export_params(tmp_path, cfg)
 
 
 @pytest.fixture
