@@ -63,7 +63,9 @@ requested layer; each step writes ``where(step == l, q, buffer)``, so memory is
 the block itself, so the buffers are not saved per step either. Scanned and unscanned runs give identical
 probes (tested). ``pre_rope_layers`` (a subset of ``probe_layers``) add ``q_pre``/``k_pre``: the same q/k after
 RMSNorm but before RoPE and RoCE (the head's input under ``objective.head_probe_rope="before"``; the attention and
-L_corr use the rotated ones).
+L_corr use the rotated ones). ``feature_layers`` add ``x``: the residual stream after that block, ``(B, S, dim)``
+in the compute dtype, buffered in the scan carry the same way (Track4Gen's feature tap: the refiner and its
+correspondence loss read the generator's block features; a q or k tap is the probe above).
 
 Precision: params in ``param_dtype`` (float32), compute in ``dtype``; LayerNorms, RMSNorm
 statistics, modulation, residual updates and softmax statistics in float32; velocity returned as
@@ -454,10 +456,11 @@ def _block_class(config: WanConfig):
 
 class _ScanStep(nn.Module):
   """Scan body: one (rematerialised) block plus the per-probe buffers in the carry: q, k of every probe layer, then
-  q_pre, k_pre of every pre-RoPE layer."""
+  q_pre, k_pre of every pre-RoPE layer, then the block output x of every feature layer."""
   config: WanConfig
   probe_layers: tuple[int, ...]
   pre_rope_layers: tuple[int, ...] = ()
+  feature_layers: tuple[int, ...] = ()
 
   @nn.compact
   def __call__(self, carry, context, tproj, rope_cos, rope_sin, camera, image_context):
@@ -466,6 +469,7 @@ class _ScanStep(nn.Module):
                                                                   image_context)
     sources = [(layer, value) for layer in self.probe_layers for value in qk[:2]]
     sources += [(layer, value) for layer in self.pre_rope_layers for value in qk[2:]]
+    sources += [(layer, x) for layer in self.feature_layers]
     bufs = tuple(jnp.where(step == layer, value, buf) for (layer, value), buf in zip(sources, bufs))
     return (x, step + 1, bufs), None
 
@@ -498,7 +502,7 @@ class WanDiT(nn.Module):
   config: WanConfig
 
   def _validate(self, latents, timestep, context, reference_latents, cameras, probe_layers, image_context,
-                pre_rope_layers=()):
+                pre_rope_layers=(), feature_layers=()):
     cfg = self.config
     if latents.ndim != 5 or latents.shape[-1] != cfg.in_channels:
       raise _shape_error("latents", latents.shape, f"(B, F, H, W, {cfg.in_channels})")
@@ -519,9 +523,10 @@ class WanDiT(nn.Module):
       if image_context.ndim != 3 or image_context.shape[0] != b or image_context.shape[2] != cfg.image_dim:
         raise _shape_error("image_context", image_context.shape,
                            f"({b}, N, {cfg.image_dim}) image features (CLIP ViT-H/14: N = 257)")
-    for layer in probe_layers:
-      if not 0 <= int(layer) < cfg.num_layers:
-        raise ValueError(f"WanDiT: probe_layers entry {layer} out of range, expected 0 <= layer < {cfg.num_layers}")
+    for name, layers in (("probe_layers", probe_layers), ("feature_layers", feature_layers)):
+      for layer in layers:
+        if not 0 <= int(layer) < cfg.num_layers:
+          raise ValueError(f"WanDiT: {name} entry {layer} out of range, expected 0 <= layer < {cfg.num_layers}")
     if not set(pre_rope_layers) <= set(probe_layers):
       raise ValueError(f"WanDiT: pre_rope_layers {list(pre_rope_layers)} must be probe layers ({list(probe_layers)})")
     if cfg.camera_mode == "none":
@@ -547,7 +552,8 @@ class WanDiT(nn.Module):
 
   @nn.compact
   def __call__(self, latents, timestep, context, *, reference_latents=None, cameras=None,
-               probe_layers: Sequence[int] = (), image_context=None, pre_rope_layers: Sequence[int] = ()):
+               probe_layers: Sequence[int] = (), image_context=None, pre_rope_layers: Sequence[int] = (),
+               feature_layers: Sequence[int] = ()):
     """Predicts the flow-matching velocity of the target latents.
 
     Args:
@@ -566,6 +572,8 @@ class WanDiT(nn.Module):
         ``plucker``.
       probe_layers: 0-based blocks whose self-attention q/k to return.
       pre_rope_layers: probe layers whose q/k are also returned before RoPE / RoCE (module docstring).
+      feature_layers: 0-based blocks whose output, the residual stream after the block, to return (Track4Gen's
+        feature tap; module docstring).
       image_context: ``(B, N, image_dim)`` image features (CLIP ViT-H/14 penultimate layer of the
         reference's first frame, ``N = 257``) for a model with ``image_dim > 0``, or None: the image
         branch is then off (its parameters are still created by ``init``).
@@ -573,7 +581,8 @@ class WanDiT(nn.Module):
     Returns:
       ``velocity`` ``(B, F, H, W, C_out)`` float32 for the target half; with ``probe_layers``
       ``(velocity, {layer: {"q": (B, S, heads, head_dim), "k": ...}})`` in the compute dtype (plus ``"q_pre"``,
-      ``"k_pre"`` for ``pre_rope_layers``), ``S`` = all tokens (target then reference).
+      ``"k_pre"`` for ``pre_rope_layers``, ``"x"`` ``(B, S, dim)`` for ``feature_layers``), ``S`` = all tokens
+      (target then reference).
 
     Raises:
       ValueError: naming the argument, the shape received and the shape expected, for wrong ranks
@@ -591,10 +600,11 @@ class WanDiT(nn.Module):
       image_context = jnp.asarray(image_context)
     probe_layers = tuple(sorted({int(p) for p in probe_layers}))
     pre_rope_layers = tuple(sorted({int(p) for p in pre_rope_layers}))
+    feature_layers = tuple(sorted({int(p) for p in feature_layers}))
     if cameras is not None and latents.ndim == 5:  # Causal-VAE frame counts (81 for 21 latents) → F·k.
       cameras = camera_lib.pack_causal_camera_frames(cameras, latents.shape[1], cfg.frames_per_latent)
     self._validate(latents, timestep, context, reference_latents, cameras, probe_layers, image_context,
-                   pre_rope_layers)
+                   pre_rope_layers, feature_layers)
     if image_context is None and cfg.image_dim and self.is_initializing():  # create the image-branch params
       image_context = jnp.zeros((latents.shape[0], 1, cfg.image_dim), jnp.float32)
     b, f_lat, h_lat, w_lat, _ = latents.shape
@@ -668,15 +678,20 @@ class WanDiT(nn.Module):
       q_shape = (b, x.shape[1], cfg.num_heads, cfg.head_dim)
       bufs = tuple(nn.with_logical_constraint(jnp.zeros(q_shape, dt), ("batch", "length", "heads", "kv"))
                    for _ in range(2 * (len(probe_layers) + len(pre_rope_layers))))
+      bufs += tuple(nn.with_logical_constraint(jnp.zeros_like(x), ("batch", "length", "embed"))
+                    for _ in feature_layers)
       scan = nn.scan(_ScanStep, variable_axes={"params": 0}, split_rngs={"params": True},
                      in_axes=(nn.broadcast,) * 6, length=cfg.num_layers,
                      metadata_params={nn.PARTITION_NAME: "layers"})
-      (x, _, bufs), _ = scan(cfg, probe_layers, pre_rope_layers, name="blocks")(
+      (x, _, bufs), _ = scan(cfg, probe_layers, pre_rope_layers, feature_layers, name="blocks")(
           (x, jnp.zeros((), jnp.int32), bufs), ctx, tproj, cos, sin, cam, img)
       n = 2 * len(probe_layers)
       probes = {layer: {"q": bufs[2 * i], "k": bufs[2 * i + 1]} for i, layer in enumerate(probe_layers)}
       for i, layer in enumerate(pre_rope_layers):
         probes[layer].update(q_pre=bufs[n + 2 * i], k_pre=bufs[n + 2 * i + 1])
+      n += 2 * len(pre_rope_layers)
+      for i, layer in enumerate(feature_layers):
+        probes.setdefault(layer, {})["x"] = bufs[n + i]
     else:
       block_cls = _block_class(cfg)
       for i in range(cfg.num_layers):
@@ -685,6 +700,8 @@ class WanDiT(nn.Module):
           probes[i] = {"q": q, "k": k}
         if i in pre_rope_layers:
           probes[i].update(q_pre=q_pre, k_pre=k_pre)
+        if i in feature_layers:
+          probes.setdefault(i, {})["x"] = x
 
     # Output head on the target tokens, unpatchify.
     table = self.param("scale_shift_table", nn.with_logical_partitioning(
@@ -697,7 +714,7 @@ class WanDiT(nn.Module):
     y = y.reshape(b, gf, gh, gw, pt, ph, pw, cfg.out_channels)
     y = jnp.transpose(y, (0, 1, 4, 2, 5, 3, 6, 7)).reshape(b, f_lat, h_lat, w_lat, cfg.out_channels)
     velocity = y.astype(f32)
-    if probe_layers:
+    if probe_layers or feature_layers:
       return velocity, probes
     return velocity
 

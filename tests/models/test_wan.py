@@ -139,6 +139,27 @@ def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   assert float(jnp.abs(grads["blocks_1"]["camera_proj"]["kernel"]).max()) > 0
 
 
+def test_feature_taps_are_the_residual_stream_after_the_block_scanned_or_not(plucker):
+  """Track4Gen's tap: ``feature_layers=(l,)`` returns block l's output x, what block l + 1 reads."""
+  cfg, inputs, params = plucker
+  apply = _jit(lambda p, i: wan.WanDiT(cfg).apply({"params": p}, **i, feature_layers=(0,), probe_layers=(1,),
+                                                  capture_intermediates=lambda m, _: m.name == "blocks_0"))
+  (vel, probes), state = apply(params, inputs)
+  assert set(probes[0]) == {"x"} and set(probes[1]) == {"q", "k"}  # a tap alone, or beside the q/k probes
+  block_out = state["intermediates"]["blocks_0"]["__call__"][0][0]
+  assert probes[0]["x"].shape == (2, 2 * 2 * 2 * 3, cfg.dim)
+  np.testing.assert_array_equal(probes[0]["x"], block_out)
+  np.testing.assert_allclose(vel, _apply(cfg, params, inputs), atol=1e-6, rtol=0)  # the tap changes nothing
+  scfg = dataclasses.replace(cfg, scan_layers=True)
+  svel, sprobes = _jit(lambda p, i: wan.WanDiT(scfg).apply({"params": p}, **i, feature_layers=(1, 0)))(
+      wan.stack_block_params(params, cfg.num_layers), inputs)
+  np.testing.assert_allclose(sprobes[0]["x"], probes[0]["x"], atol=1e-5, rtol=0)
+  assert sorted(sprobes) == [0, 1] and float(jnp.abs(sprobes[1]["x"] - sprobes[0]["x"]).max()) > 1e-3
+  np.testing.assert_allclose(svel, vel, atol=1e-5, rtol=0)
+  with pytest.raises(ValueError, match=r"feature_layers entry 2 out of range, expected 0 <= layer < 2"):
+    wan.WanDiT(cfg).apply({"params": params}, **inputs, feature_layers=(2,))
+
+
 @pytest.mark.slow
 def test_scanned_remat_backward_matches_unscanned(plucker):
   cfg, inputs, params = plucker
