@@ -402,7 +402,7 @@ def test_no_restorable_checkpoint_and_changed_configs_are_clear_errors(single_de
   config_json = (workdir / "config.json").read_text()
   changed = toy_task.toy_config(num_train_steps=8)
   changed.model.preset = "tiny"                                               # the toy run stored the default
-  with pytest.raises(ValueError, match=r"another architecture or objective; changed: model.preset: 'tiny-pixel' -> "
+  with pytest.raises(ValueError, match=r"another architecture or objective; changed: model.preset: 'small-pixel' -> "
                                        r"'tiny'"):
     trainer.train_and_evaluate(changed, str(workdir), task=toy_task.make_task())
   assert (workdir / "config.json").read_text() == config_json                  # a failed resume writes nothing
