@@ -76,6 +76,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.preset = "small-pixel"
   c.objective.lambda_track = 0.0
   c.objective.lambda_corr = 0.0
+  c.optimizer.learning_rate_multipliers = ()  # the demo's head factor: no head here
   c.data.height = 64
   c.data.width = 64
   # Stage 2 (the shipped weights): the stage-1 export continued on paper-style scenes.

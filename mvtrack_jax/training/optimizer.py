@@ -110,15 +110,20 @@ def learning_rate_factors(params: Any, multipliers: Sequence[tuple[str, float]])
   return jax.tree_util.tree_map_with_path(factor, params, is_leaf=_is_box)
 
 
-def _scale_by_factors(multipliers: Sequence[tuple[str, float]]) -> optax.GradientTransformation:
-  """Multiplies each update by its :func:`learning_rate_factors` factor (stateless)."""
+def _scaled(inner: optax.GradientTransformation,
+            multipliers: Sequence[tuple[str, float]]) -> optax.GradientTransformation:
+  """``inner`` with each of its updates multiplied by the leaf's :func:`learning_rate_factors` factor.
+
+  The state is ``inner``'s own, so adding or changing multipliers leaves the optimizer state's structure (and so
+  every checkpoint written without them) as it was: a run can be resumed with other factors.
+  """
 
   def update(updates, state, params=None):
-    del params
+    updates, state = inner.update(updates, state, params)
     factors = learning_rate_factors(updates, multipliers)
     return jax.tree.map(lambda u, f: u if f == 1.0 else u * f, updates, factors), state
 
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+  return optax.GradientTransformation(inner.init, update)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict,
@@ -167,13 +172,12 @@ def make_optimizer(config: ml_collections.ConfigDict, num_train_steps: int
   if clip > 0:
     parts.append(optax.clip_by_global_norm(clip))
   decay_mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)
-  parts.append(optax.adamw(
+  adamw = optax.adamw(
       schedule, b1=float(config.b1), b2=float(config.b2),
       eps=float(config.eps), weight_decay=float(config.weight_decay),
-      mask=decay_mask))
+      mask=decay_mask)
   multipliers = tuple((str(p), float(f)) for p, f in config.learning_rate_multipliers)
-  if multipliers:
-    parts.append(_scale_by_factors(multipliers))
+  parts.append(_scaled(adamw, multipliers) if multipliers else adamw)
   patterns = tuple(config.trainable_patterns)
   tx = optax.multi_transform(
       {TRAINABLE: optax.chain(*parts), FROZEN: optax.set_to_zero()},

@@ -200,10 +200,12 @@ def test_learning_rate_multipliers_scale_the_selected_updates_only():
     cfg = toy_task.toy_config(**{"optimizer.learning_rate_multipliers": multipliers,
                                  "optimizer.trainable_patterns": (".*",), "optimizer.warmup_steps": 0})
     tx, _ = optimizer_lib.make_optimizer(cfg.optimizer, 10)
-    updates, _ = tx.update(grads, tx.init(params), params)
-    return updates
+    updates, state = tx.update(grads, tx.init(params), params)
+    return updates, jax.tree.structure(state)
 
-  plain, scaled = first_update(()), first_update((("^head/", 10.0), ("^dit/.*kernel", 0.5)))
+  (plain, plain_state), (scaled, scaled_state) = first_update(()), first_update((("^head/", 10.0),
+                                                                                 ("^dit/.*kernel", 0.5)))
+  assert plain_state == scaled_state  # a checkpoint of either resumes with the other
   np.testing.assert_allclose(scaled["head"]["kernel"], 10.0 * plain["head"]["kernel"], rtol=1e-6)
   np.testing.assert_allclose(scaled["dit"]["kernel"], 0.5 * plain["dit"]["kernel"], rtol=1e-6)
   np.testing.assert_array_equal(scaled["dit"]["bias"], plain["dit"]["bias"])  # no regex: factor 1
