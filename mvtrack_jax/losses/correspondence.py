@@ -123,18 +123,36 @@ def correspondence_targets(tracks: Array, visible: Array, track_mask: Array, *, 
     col = jnp.repeat((ri * w + rj)[..., None], 4, axis=-1)
     weight = jnp.broadcast_to(jnp.asarray([1.0, 0.0, 0.0, 0.0], jnp.float32), col.shape)
   else:
-    # Continuous token index with centres at integers, clamped to the grid of centres.
-    u = jnp.clip(xr / s - 0.5, 0.0, w - 1.0)
-    v = jnp.clip(yr / s - 0.5, 0.0, h - 1.0)
-    j0 = jnp.clip(jnp.floor(u), 0, max(w - 2, 0)).astype(jnp.int32)
-    i0 = jnp.clip(jnp.floor(v), 0, max(h - 2, 0)).astype(jnp.int32)
-    j1 = jnp.minimum(j0 + 1, w - 1)
-    i1 = jnp.minimum(i0 + 1, h - 1)
-    a = jnp.clip(u - j0, 0.0, 1.0)
-    c = jnp.clip(v - i0, 0.0, 1.0)
-    col = jnp.stack([i0 * w + j0, i0 * w + j1, i1 * w + j0, i1 * w + j1], axis=-1)
-    weight = jnp.stack([(1 - a) * (1 - c), a * (1 - c), (1 - a) * c, a * c], axis=-1)
+    col, weight = bilinear_token_corners(xr, yr, h, w, s)
   return {"row": row, "col": col.astype(jnp.int32), "weight": weight.astype(jnp.float32), "valid": valid}
+
+
+def bilinear_token_corners(x: Array, y: Array, h: int, w: int, token_stride: float) -> tuple[jax.Array, jax.Array]:
+  """The 4 tokens around a point and their bilinear weights, on an ``h × w`` token grid.
+
+  Token ``(i, j)`` has its centre at video pixel ``((j+½)·s, (i+½)·s)`` (``models.wan.token_grid``); a point is
+  clamped to the grid of centres (a point nearer the border than half a token takes the border tokens).
+
+  Args:
+    x, y: same-shape float arrays of video pixel coordinates (corner origin).
+    h, w: tokens per column / row.
+    token_stride: video pixels per token ``s``.
+
+  Returns:
+    ``(index, weight)``, both ``x.shape + (4,)``: within-frame token indices ``i·w + j`` (int32) of the corners
+    ``(i0, j0), (i0, j1), (i1, j0), (i1, j1)`` and weights summing to 1 (float32).
+  """
+  u = jnp.clip(x / token_stride - 0.5, 0.0, w - 1.0)
+  v = jnp.clip(y / token_stride - 0.5, 0.0, h - 1.0)
+  j0 = jnp.clip(jnp.floor(u), 0, max(w - 2, 0)).astype(jnp.int32)
+  i0 = jnp.clip(jnp.floor(v), 0, max(h - 2, 0)).astype(jnp.int32)
+  j1 = jnp.minimum(j0 + 1, w - 1)
+  i1 = jnp.minimum(i0 + 1, h - 1)
+  a = jnp.clip(u - j0, 0.0, 1.0)
+  c = jnp.clip(v - i0, 0.0, 1.0)
+  index = jnp.stack([i0 * w + j0, i0 * w + j1, i1 * w + j0, i1 * w + j1], axis=-1).astype(jnp.int32)
+  weight = jnp.stack([(1 - a) * (1 - c), a * (1 - c), (1 - a) * c, a * c], axis=-1).astype(jnp.float32)
+  return index, weight
 
 
 def attention_correspondence_loss(q: Array, k: Array, tracks: Array, visible: Array, track_mask: Array, *,
