@@ -65,7 +65,10 @@ probes (tested). ``pre_rope_layers`` (a subset of ``probe_layers``) add ``q_pre`
 RMSNorm but before RoPE and RoCE (the head's input under ``objective.head_probe_rope="before"``; the attention and
 L_corr use the rotated ones). ``feature_layers`` add ``x``: the residual stream after that block, ``(B, S, dim)``
 in the compute dtype, buffered in the scan carry the same way (Track4Gen's feature tap: the refiner and its
-correspondence loss read the generator's block features; a q or k tap is the probe above).
+correspondence loss read the generator's block features; a q or k tap is the probe above). ``feature_hook=(l, fn)``
+adds ``fn``'s ``delta`` to the stream after block ``l`` and returns its ``aux``: the path by which Track4Gen's
+refined features (``models.refiner``, parameters outside the DiT's) return through the zero projection; under
+``nn.scan`` it runs in the scan body under ``lax.cond``, so the stacked block parameters stay one tree.
 
 Precision: params in ``param_dtype`` (float32), compute in ``dtype``; LayerNorms, RMSNorm
 statistics, modulation, residual updates and softmax statistics in float32; velocity returned as
@@ -461,17 +464,29 @@ class _ScanStep(nn.Module):
   probe_layers: tuple[int, ...]
   pre_rope_layers: tuple[int, ...] = ()
   feature_layers: tuple[int, ...] = ()
+  hook_layer: int = -1
+  hook_fn: Any = None  # (x) -> (delta, aux), applied after block hook_layer (WanDiT's feature_hook)
 
   @nn.compact
   def __call__(self, carry, context, tproj, rope_cos, rope_sin, camera, image_context):
-    x, step, bufs = carry
+    x, step, bufs, hook_buf = carry
     x, *qk = _block_class(self.config)(self.config, name="block")(x, context, tproj, rope_cos, rope_sin, camera,
                                                                   image_context)
     sources = [(layer, value) for layer in self.probe_layers for value in qk[:2]]
     sources += [(layer, value) for layer in self.pre_rope_layers for value in qk[2:]]
     sources += [(layer, x) for layer in self.feature_layers]
     bufs = tuple(jnp.where(step == layer, value, buf) for (layer, value), buf in zip(sources, bufs))
-    return (x, step + 1, bufs), None
+    if self.hook_fn is not None:
+      x, aux = jax.lax.cond(step == self.hook_layer, lambda v, b: _apply_hook(self.hook_fn, v),
+                            lambda v, b: (v, b), x, hook_buf[0])
+      hook_buf = (aux,)
+    return (x, step + 1, bufs, hook_buf), None
+
+
+def _apply_hook(fn, x):
+  """``(x + delta, aux)`` of a feature hook ``fn(x) → (delta, aux)``; the sum in float32, ``x``'s dtype kept."""
+  delta, aux = fn(x)
+  return (x.astype(jnp.float32) + delta.astype(jnp.float32)).astype(x.dtype), aux
 
 
 def timestep_sinusoid(timestep: jnp.ndarray, dim: int) -> jnp.ndarray:
@@ -553,7 +568,7 @@ class WanDiT(nn.Module):
   @nn.compact
   def __call__(self, latents, timestep, context, *, reference_latents=None, cameras=None,
                probe_layers: Sequence[int] = (), image_context=None, pre_rope_layers: Sequence[int] = (),
-               feature_layers: Sequence[int] = ()):
+               feature_layers: Sequence[int] = (), feature_hook: tuple[int, Any] | None = None):
     """Predicts the flow-matching velocity of the target latents.
 
     Args:
@@ -574,6 +589,11 @@ class WanDiT(nn.Module):
       pre_rope_layers: probe layers whose q/k are also returned before RoPE / RoCE (module docstring).
       feature_layers: 0-based blocks whose output, the residual stream after the block, to return (Track4Gen's
         feature tap; module docstring).
+      feature_hook: ``(layer, fn)``: after block ``layer`` (and after its ``feature_layers`` tap), ``fn(x) →
+        (delta, aux)`` is called on the residual stream ``x`` ``(B, S, dim)``, ``x + delta`` continues through the
+        blocks above, and ``aux`` (one array) is returned as ``probes[layer]["hook"]``: Track4Gen's refiner and
+        zero projection, which live outside the DiT's parameters (``fn`` closes over theirs). ``fn`` must be a
+        pure function of arrays (it runs inside the scan, under ``lax.cond``, when ``scan_layers``).
       image_context: ``(B, N, image_dim)`` image features (CLIP ViT-H/14 penultimate layer of the
         reference's first frame, ``N = 257``) for a model with ``image_dim > 0``, or None: the image
         branch is then off (its parameters are still created by ``init``).
@@ -581,8 +601,8 @@ class WanDiT(nn.Module):
     Returns:
       ``velocity`` ``(B, F, H, W, C_out)`` float32 for the target half; with ``probe_layers``
       ``(velocity, {layer: {"q": (B, S, heads, head_dim), "k": ...}})`` in the compute dtype (plus ``"q_pre"``,
-      ``"k_pre"`` for ``pre_rope_layers``, ``"x"`` ``(B, S, dim)`` for ``feature_layers``), ``S`` = all tokens
-      (target then reference).
+      ``"k_pre"`` for ``pre_rope_layers``, ``"x"`` ``(B, S, dim)`` for ``feature_layers``, ``"hook"`` for the
+      ``feature_hook`` layer), ``S`` = all tokens (target then reference).
 
     Raises:
       ValueError: naming the argument, the shape received and the shape expected, for wrong ranks
@@ -601,6 +621,10 @@ class WanDiT(nn.Module):
     probe_layers = tuple(sorted({int(p) for p in probe_layers}))
     pre_rope_layers = tuple(sorted({int(p) for p in pre_rope_layers}))
     feature_layers = tuple(sorted({int(p) for p in feature_layers}))
+    hook_layer, hook_fn = (-1, None) if feature_hook is None else (int(feature_hook[0]), feature_hook[1])
+    if hook_fn is not None and not 0 <= hook_layer < cfg.num_layers:
+      raise ValueError(f"WanDiT: feature_hook layer {hook_layer} out of range, expected 0 <= layer < "
+                       f"{cfg.num_layers}")
     if cameras is not None and latents.ndim == 5:  # Causal-VAE frame counts (81 for 21 latents) → F·k.
       cameras = camera_lib.pack_causal_camera_frames(cameras, latents.shape[1], cfg.frames_per_latent)
     self._validate(latents, timestep, context, reference_latents, cameras, probe_layers, image_context,
@@ -683,8 +707,11 @@ class WanDiT(nn.Module):
       scan = nn.scan(_ScanStep, variable_axes={"params": 0}, split_rngs={"params": True},
                      in_axes=(nn.broadcast,) * 6, length=cfg.num_layers,
                      metadata_params={nn.PARTITION_NAME: "layers"})
-      (x, _, bufs), _ = scan(cfg, probe_layers, pre_rope_layers, feature_layers, name="blocks")(
-          (x, jnp.zeros((), jnp.int32), bufs), ctx, tproj, cos, sin, cam, img)
+      hook_buf = () if hook_fn is None else (
+          jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(hook_fn, x)[1]),)
+      (x, _, bufs, hook_buf), _ = scan(cfg, probe_layers, pre_rope_layers, feature_layers, hook_layer, hook_fn,
+                                       name="blocks")((x, jnp.zeros((), jnp.int32), bufs, hook_buf), ctx, tproj,
+                                                      cos, sin, cam, img)
       n = 2 * len(probe_layers)
       probes = {layer: {"q": bufs[2 * i], "k": bufs[2 * i + 1]} for i, layer in enumerate(probe_layers)}
       for i, layer in enumerate(pre_rope_layers):
@@ -692,6 +719,8 @@ class WanDiT(nn.Module):
       n += 2 * len(pre_rope_layers)
       for i, layer in enumerate(feature_layers):
         probes.setdefault(layer, {})["x"] = bufs[n + i]
+      if hook_fn is not None:
+        probes.setdefault(hook_layer, {})["hook"] = hook_buf[0]
     else:
       block_cls = _block_class(cfg)
       for i in range(cfg.num_layers):
@@ -702,6 +731,9 @@ class WanDiT(nn.Module):
           probes[i].update(q_pre=q_pre, k_pre=k_pre)
         if i in feature_layers:
           probes.setdefault(i, {})["x"] = x
+        if i == hook_layer:
+          x, aux = _apply_hook(hook_fn, x)
+          probes.setdefault(i, {})["hook"] = aux
 
     # Output head on the target tokens, unpatchify.
     table = self.param("scale_shift_table", nn.with_logical_partitioning(
@@ -714,7 +746,7 @@ class WanDiT(nn.Module):
     y = y.reshape(b, gf, gh, gw, pt, ph, pw, cfg.out_channels)
     y = jnp.transpose(y, (0, 1, 4, 2, 5, 3, 6, 7)).reshape(b, f_lat, h_lat, w_lat, cfg.out_channels)
     velocity = y.astype(f32)
-    if probe_layers or feature_layers:
+    if probe_layers or feature_layers or hook_fn is not None:
       return velocity, probes
     return velocity
 

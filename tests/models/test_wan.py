@@ -160,6 +160,38 @@ def test_feature_taps_are_the_residual_stream_after_the_block_scanned_or_not(plu
     wan.WanDiT(cfg).apply({"params": params}, **inputs, feature_layers=(2,))
 
 
+def test_a_feature_hook_changes_the_stream_above_its_layer_only_scanned_or_not(plucker):
+  """``feature_hook=(l, fn)``: ``x + delta`` continues above block l, ``aux`` comes back; a zero delta is the plain
+  model, and the scan (where the hook runs under lax.cond) gives what the unrolled blocks give."""
+  cfg, inputs, params = plucker
+  scale = jnp.float32(0.3)
+
+  def hook(x):  # a closure over an array, as the refiner's parameters will be
+    return scale * jnp.tanh(x), jnp.mean(x, axis=-1)
+
+  def run(c, p, fn, layer=0):
+    return _jit(lambda p, i: wan.WanDiT(c).apply({"params": p}, **i, feature_layers=(0,),
+                                                 feature_hook=(layer, fn)))(p, inputs)
+
+  plain = _apply(cfg, params, inputs)
+  vel, probes = run(cfg, params, lambda x: (jnp.zeros_like(x), jnp.mean(x, axis=-1)))
+  np.testing.assert_allclose(vel, plain, atol=1e-5, rtol=0)  # another program: XLA may order sums differently
+  np.testing.assert_array_equal(probes[0]["hook"], jnp.mean(probes[0]["x"], axis=-1))  # aux of the block output
+  vel, probes = run(cfg, params, hook)
+  assert float(jnp.abs(vel - plain).max()) > 1e-3
+  scfg = dataclasses.replace(cfg, scan_layers=True)
+  stacked = wan.stack_block_params(params, cfg.num_layers)
+  svel, sprobes = run(scfg, stacked, hook)
+  np.testing.assert_allclose(svel, vel, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(sprobes[0]["hook"], probes[0]["hook"], atol=1e-6, rtol=0)
+  # At the last layer the hook changes only what the output head reads; its gradient reaches the closure.
+  grad = jax.grad(lambda a: jnp.sum(wan.WanDiT(scfg).apply({"params": stacked}, **inputs, feature_hook=(
+      1, lambda x: (a * x, x[..., 0])))[0]))(jnp.float32(0.0))
+  assert float(jnp.abs(grad)) > 0
+  with pytest.raises(ValueError, match="feature_hook layer 5 out of range"):
+    wan.WanDiT(cfg).apply({"params": params}, **inputs, feature_hook=(5, hook))
+
+
 @pytest.mark.slow
 def test_scanned_remat_backward_matches_unscanned(plucker):
   cfg, inputs, params = plucker
