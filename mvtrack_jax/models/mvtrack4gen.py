@@ -39,6 +39,7 @@ it as a static argument.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -46,6 +47,7 @@ import jax.numpy as jnp
 
 from mvtrack_jax import geometry
 from mvtrack_jax.models import autoencoder as ae_lib
+from mvtrack_jax.models import refiner as refiner_lib
 from mvtrack_jax.models import tracking_head as head_lib
 from mvtrack_jax.models import wan as wan_lib
 
@@ -67,6 +69,13 @@ class MVTrack4Gen:
       them) as the head's input; the DiT returns both for the head layers then (``WanDiT`` ``pre_rope_layers``).
     context_length: text tokens ``L`` every context is zero-padded to (Wan: 512).
     with_text: params carry ``text/null_context`` (module docstring).
+    refiner: Track4Gen's ``FeatureRefiner`` on the residual stream after block ``feat_layer``, or None. Its
+      parameters (``params["refiner"]``: ``{"refiner", "zeta"}``) sit outside the DiT's; the refined features,
+      gradients detached, return through the zero projection ``ζ`` when ``feat_inject``
+      (:meth:`velocity`).
+    feat_layer: the 0-based block the refiner reads (``WanDiT`` ``feature_hook``).
+    feat_inject: add ``ζ(stop_gradient(refined))`` to the stream (Track4Gen); False leaves the refiner a pure
+      training head (an ablation).
   """
 
   dit: wan_lib.WanDiT
@@ -76,6 +85,9 @@ class MVTrack4Gen:
   head_probe_rope: str = "after"
   context_length: int = 512
   with_text: bool = False
+  refiner: refiner_lib.FeatureRefiner | None = None
+  feat_layer: int = -1
+  feat_inject: bool = True
 
   def __post_init__(self):
     cfg = self.dit.config
@@ -91,6 +103,8 @@ class MVTrack4Gen:
       raise ValueError("MVTrack4Gen: a tracking head needs head_layers")
     if self.head_probe_rope not in ("before", "after"):
       raise ValueError(f"MVTrack4Gen: head_probe_rope={self.head_probe_rope!r}, expected 'before' or 'after'")
+    if self.refiner is not None and not 0 <= self.feat_layer < cfg.num_layers:
+      raise ValueError(f"MVTrack4Gen: feat_layer {self.feat_layer} out of range for a {cfg.num_layers}-layer DiT")
 
   @property
   def token_stride(self) -> int:
@@ -197,22 +211,49 @@ class MVTrack4Gen:
     return out
 
   def velocity(self, dit_params: Any, noisy: Array, timestep: Array, prepared: Mapping[str, Any],
-               probe_layers: tuple[int, ...] = (), context: Array | None = None):
+               probe_layers: tuple[int, ...] = (), context: Array | None = None, refiner_params: Any = None):
     """One DiT forward on ``noisy ⊕ prepared["reference"]`` at ``timestep`` ``(B,)`` in [0, 1000].
 
     Returns ``velocity`` ``(B, F, h, w, C)``, or ``(velocity, probes)`` with ``probe_layers`` (head layers among
-    them carry the unrotated ``q_pre``/``k_pre`` too when ``head_probe_rope="before"``).
+    them carry the unrotated ``q_pre``/``k_pre`` too when ``head_probe_rope="before"``) or a refiner.
     ``context`` overrides ``prepared["context"]`` (e.g. the null branch of guidance); the image
-    context, when prepared, is used either way.
+    context, when prepared, is used either way. A model with a ``refiner`` needs ``refiner_params``
+    (``params["refiner"]``); ``probes[feat_layer]["refined"]`` ``(B, 2, F, h, w, D)`` are the refined features of
+    both views (target, reference), and ``ζ(stop_gradient(refined))`` is added to the stream after that block,
+    so ``L_diff`` never trains the refiner and a loss on the refined features reaches the blocks up to
+    ``feat_layer`` only.
     """
     cfg = self.dit.config
     cameras = None if cfg.camera_mode == "none" else prepared["cameras"]
-    return self.dit.apply({"params": dit_params}, jnp.asarray(noisy).astype(cfg.dtype), timestep,
-                          prepared["context"] if context is None else context,
-                          reference_latents=prepared["reference"].astype(cfg.dtype), cameras=cameras,
-                          probe_layers=probe_layers, image_context=prepared.get("image_context"),
-                          pre_rope_layers=tuple(l for l in probe_layers if l in self.head_layers)
-                          if self.head_probe_rope == "before" else ())
+    hook = None
+    if self.refiner is not None:
+      if refiner_params is None:
+        raise ValueError("MVTrack4Gen.velocity: this model has a refiner; pass refiner_params (params['refiner'])")
+      hook = (self.feat_layer, functools.partial(self._refine, refiner_params, prepared["grid"]))
+    out = self.dit.apply({"params": dit_params}, jnp.asarray(noisy).astype(cfg.dtype), timestep,
+                         prepared["context"] if context is None else context,
+                         reference_latents=prepared["reference"].astype(cfg.dtype), cameras=cameras,
+                         probe_layers=probe_layers, image_context=prepared.get("image_context"),
+                         pre_rope_layers=tuple(l for l in probe_layers if l in self.head_layers)
+                         if self.head_probe_rope == "before" else (), feature_hook=hook)
+    if hook is None:
+      return out
+    velocity, probes = out
+    probes = dict(probes)
+    probes[self.feat_layer] = dict(probes[self.feat_layer])
+    refined = probes[self.feat_layer].pop("hook")
+    probes[self.feat_layer]["refined"] = refined.reshape(refined.shape[0], 2, *prepared["grid"], refined.shape[-1])
+    return velocity, probes
+
+  def _refine(self, params: Mapping[str, Any], grid: tuple[int, int, int], x: jax.Array):
+    """``WanDiT``'s feature hook: ``(ζ(stop_gradient(R(x))), R(x))`` on ``x`` ``(B, S, D)``, the refiner run on each
+    view's token grid (never across the two views)."""
+    b, _, d = x.shape
+    views = x.reshape(b * 2, *grid, d)
+    refined = self.refiner.apply({"params": params["refiner"]}, views).reshape(x.shape)
+    delta = refiner_lib.ZeroProjection(dtype=self.refiner.config.dtype).apply(
+        {"params": params["zeta"]}, jax.lax.stop_gradient(refined))
+    return (delta if self.feat_inject else jnp.zeros_like(delta)), refined
 
   def track(self, head_params: Any, probes: Mapping[int, Any], prepared: Mapping[str, Any]) -> dict[str, jax.Array]:
     """The head on the probes of :meth:`velocity` (``MVTAPHead`` outputs, every iteration)."""
@@ -224,7 +265,8 @@ class MVTrack4Gen:
                            point_mask=prepared["point_mask"])
 
   def init(self, rng: jax.Array, batch: Mapping[str, Array]) -> dict[str, Any]:
-    """Initial ``{"dit": ..., "head": ..., "text": ...}`` params for batches shaped like ``batch`` (jit-able).
+    """Initial ``{"dit": ..., "head": ..., "text": ..., "refiner": ...}`` params for batches shaped like ``batch``
+    (jit-able; the parts the model has). The refiner's are ``{"refiner", "zeta"}``, identity and zero at the start.
 
     The head is initialised on zero probe features of the right shape (no DiT forward needed); the
     null context of a model with text starts as zeros (the trainer overlays the text cache's).
@@ -244,6 +286,12 @@ class MVTrack4Gen:
       feats = jnp.zeros((b, 2 * grid[0] * grid[1] * grid[2], len(self.head_layers) * cfg.dim), jnp.float32)
       params["head"] = self.head.init(rng_h, feats, feats, p["query"], grid=grid, token_stride=self.token_stride,
                                       cameras=p["head_cameras"])["params"]
+    if self.refiner is not None:
+      rng_r, rng_z = jax.random.split(jax.random.fold_in(rng, 2))
+      views = jnp.zeros((2 * b, *p["grid"], cfg.dim), jnp.float32)
+      zeta = refiner_lib.ZeroProjection(dtype=self.refiner.config.dtype)
+      params["refiner"] = {"refiner": self.refiner.init(rng_r, views)["params"],
+                           "zeta": zeta.init(rng_z, views)["params"]}
     return params
 
 

@@ -2,12 +2,17 @@
 
 import dataclasses
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mvtrack_jax import run_config
 from mvtrack_jax.builders import build_model
 from mvtrack_jax.errors import ConfigError
+from mvtrack_jax.losses import feature_tracking
+from mvtrack_jax.models import refiner as refiner_lib
 from mvtrack_jax.models import tracking_head
 from tests.helpers import load_config
 
@@ -81,3 +86,59 @@ def test_the_head_can_read_q_and_k_before_rope():
   config.objective.head_probe_rope = "sideways"
   with pytest.raises(ConfigError, match="head_probe_rope"):
     run_config.parse(config)
+
+
+def test_refiner_starts_as_the_identity_and_each_loss_trains_only_its_side():
+  """Track4Gen's gradient routing (#26): at initialisation the model with a refiner is the model without one;
+  L_diff never reaches the refiner (its output returns detached), a loss on the refined features never reaches
+  the zero projection nor the blocks above the tap, and does reach the blocks up to it."""
+  model = build_model(run_config.parse(load_config("default.py", "test")))   # tiny-pixel, 4 blocks, unscanned
+  layer = 1
+  model = dataclasses.replace(model, refiner=refiner_lib.FeatureRefiner(refiner_lib.RefinerConfig(channels=8, depth=2)),
+                              feat_layer=layer)
+  rng = np.random.default_rng(0)
+  b, t, n, size = 1, 4, 5, 32
+  eye = np.broadcast_to(np.eye(4, dtype=np.float32), (b, t, 4, 4)).copy()
+  eye[:, :, 0, 3] = np.linspace(0, 0.2, t)
+  k = np.broadcast_to(np.array([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]], np.float32), (b, t, 3, 3))
+  batch = {"reference_video": rng.integers(0, 255, (b, t, size, size, 3), dtype=np.uint8),
+           "target_video": rng.integers(0, 255, (b, t, size, size, 3), dtype=np.uint8),
+           "reference_intrinsics": k, "target_intrinsics": k, "reference_cam_to_world": eye,
+           "target_cam_to_world": eye, "tracks": rng.uniform(2, size - 2, (b, 2, t, n, 2)).astype(np.float32),
+           "visible": np.ones((b, 2, t, n), bool), "track_mask": np.ones((b, n), bool),
+           "query_points": np.zeros((b, n, 3), np.float32)}
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), batch))
+  assert sorted(params["refiner"]) == ["refiner", "zeta"]
+  prepared = model.prepare(batch, params)
+  noisy = jnp.asarray(rng.standard_normal(prepared["reference"].shape), jnp.float32)
+  timestep = jnp.full((b,), 500.0)
+
+  def losses(p):
+    v, pr = model.velocity(p["dit"], noisy, timestep, prepared, refiner_params=p["refiner"])
+    feat, _ = feature_tracking.feature_tracking_loss(pr[layer]["refined"][:, 0], prepared["tracks"][:, 0],
+                                                     prepared["visible"][:, 0], batch["track_mask"],
+                                                     token_stride=model.token_stride)
+    return jnp.mean(v ** 2), feat
+
+  def largest(tree):
+    return max(float(jnp.abs(g).max()) for g in jax.tree.leaves(tree))
+
+  def everything(p, trained):
+    plain = dataclasses.replace(model, refiner=None).velocity(p["dit"], noisy, timestep, prepared)
+    velocity, probes = model.velocity(p["dit"], noisy, timestep, prepared, refiner_params=p["refiner"])
+    grads = jax.grad(lambda q: losses(q)[0])(trained), jax.grad(lambda q: losses(q)[1])(trained)
+    return plain, velocity, probes[layer]["refined"].shape, grads
+
+  trained = jax.tree.map(jnp.asarray, params)  # ζ no longer zero: the refined features now change the stream
+  trained["refiner"]["zeta"]["proj"]["kernel"] = 0.1 * jnp.ones_like(trained["refiner"]["zeta"]["proj"]["kernel"])
+  plain, velocity, refined_shape, (g_diff, g_feat) = jax.jit(everything, static_argnums=())(params, trained)
+  np.testing.assert_allclose(velocity, plain, atol=1e-5, rtol=0)
+  assert refined_shape == (b, 2, *prepared["grid"], model.dit.config.dim)
+  assert largest(g_diff["refiner"]["refiner"]) == 0.0 and largest(g_diff["refiner"]["zeta"]) > 0
+  assert largest(g_feat["refiner"]["zeta"]) == 0.0 and largest(g_feat["refiner"]["refiner"]) > 0
+  for block in range(model.dit.config.num_layers):
+    reach = largest(g_feat["dit"][f"blocks_{block}"])
+    assert (reach > 0) if block <= layer else (reach == 0.0), (block, reach)
+  assert largest(g_feat["dit"]["proj_out"]) == 0.0
+  with pytest.raises(ValueError, match="pass refiner_params"):
+    model.velocity(params["dit"], noisy, timestep, prepared)
