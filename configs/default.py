@@ -13,14 +13,14 @@ objective ``L_diff + 0.01·L_track + 0.01·L_corr`` (probe layer 1 of 0..3), the
 head starting from random weights (and so at 10× the DiT's learning rate), for 100 steps of batch 4 at
 learning rate 5e-4 on 64×64 windows of 4 frames (every 5th frame, so a window spans the whole 16-frame
 record) of the built-in synthetic dataset (2 views per scene that start at the same camera, 200 training
-scenes in the base's ``paper`` style;
-built on first use into ``$MVTRACK_DATA_DIR``). ``configs/default_diffusion_only.py`` is the other arm.
+scenes in the base's ``paper`` style, built on first use into ``$MVTRACK_DATA_DIR``).
+``configs/default_diffusion_only.py`` is the other arm.
 Leaves ``out/demo/{checkpoints,metrics.jsonl,eval_metrics.jsonl,tensorboard}``. Rerun the same command to
 resume from the newest checkpoint. About 4 minutes on a 2-core CPU.
 
 Its values are the run-config schema's defaults (``mvtrack_jax/run_config.py`` says what each field means)
-plus the path of the shipped weights and the head's learning-rate factor; why each was chosen, with the measurements behind them, is in
-docs/training.md, "The demo's settings".
+plus the path of the shipped weights and the head's learning-rate factor; why each was chosen, with the
+measurements behind them, is in docs/training.md, "The demo's settings".
 
 Every field can be overridden: ``--config.num_train_steps=50 --config.batch_size=2``. The
 ``get_config("test")`` variant (``--config=configs/default.py:test``) is the seconds-long version used by
