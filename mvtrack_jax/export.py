@@ -23,7 +23,8 @@ leaves to ``--dtype`` and writes, all-or-nothing (a temporary folder renamed ont
   ``blocks.N.projector.*`` for ReCamMaster's; ``control_adapter.*`` and RoCE's
   ``blocks.N.attn1.rope_phase_{qk,vo}.*`` for ReDirector's — the image branch of that backbone is
   diffusers' own, ``image_dim``/``added_kv_proj_dim`` in ``config.json``), PyTorch layout, and the tracking head as
-  ``head.<Flax param path joined by dots>`` in Flax layout, and for a model trained with text
+  ``head.<Flax param path joined by dots>`` in Flax layout (Track4Gen's refiner likewise as ``refiner.…``), and for
+  a model trained with text
   ``text.null_context`` ``(context_length, text_dim)``, the stored umT5 embedding of the empty
   prompt, zero-padded (what diffusers' ``WanPipeline`` computes itself for ``negative_prompt=""``);
   absent when there is none of these;
@@ -63,6 +64,7 @@ from mvtrack_jax import checkpoint_format
 from mvtrack_jax import cli
 from mvtrack_jax import run_config
 from mvtrack_jax.convert import checkpoint_io
+from mvtrack_jax.convert import pretrained as convert_pretrained
 from mvtrack_jax.convert import wan as convert_wan
 from mvtrack_jax.convert import wan_names
 from mvtrack_jax.data import video_io
@@ -176,7 +178,7 @@ def write_torch(out: str, params: Any, config: Mapping[str, Any] | ml_collection
   else:
     weights_name = "model.safetensors"
     weights = {k: v.astype(keep) for k, v in wan_names.to_original_names({**wan_sd, **camera_sd}).items()}
-  for top in ("head", "text"):
+  for top in convert_pretrained.MODULE_TREES:
     for path, value in traverse_util.flatten_dict(dict(params.get(top) or {})).items():
       extra[".".join((top,) + path)] = np.ascontiguousarray(np.asarray(value, np.float32))
   info = dict(info, format=fmt, num_params=int(sum(np.size(x) for x in jax.tree.leaves(params))),

@@ -85,7 +85,7 @@ def pretrained_params(path: str | os.PathLike, config: WanConfig, *, overlay: st
 TORCH_EXPORT_CONFIG = "mvtrack_config.json"
 TORCH_EXPORT_INFO = "export.json"
 _TORCH_EXPORT_WEIGHTS = {"diffusers": "", "diffsynth": "model.safetensors"}  # "" = the folder (diffusers layout)
-_MODULE_TREES = ("head", "text")  # what MODULES_FILE holds besides the camera modules, as "<tree>.<flax.path>"
+MODULE_TREES = ("head", "text", "refiner")  # MODULES_FILE besides the camera modules, as "<tree>.<flax.path>"
 
 
 def is_torch_export(path: str | os.PathLike) -> bool:
@@ -131,7 +131,7 @@ def torch_export_params(path: str | os.PathLike, config: WanConfig) -> tuple[dic
   params: dict[str, Any] = {"dit": dit}
   modules = os.path.join(path, MODULES_FILE)
   extra = load_safetensors(modules) if os.path.exists(modules) else {}
-  for top in _MODULE_TREES:
+  for top in MODULE_TREES:
     flat = {tuple(k.split(".")[1:]): np.asarray(v, np.float32) for k, v in extra.items() if k.split(".")[0] == top}
     if flat:
       params[top] = traverse_util.unflatten_dict(flat)

@@ -135,6 +135,20 @@ def test_diffsynth_export_carries_recammaster_names_and_reads_back(tiny_checkpoi
     pretrained.torch_export_params(tmp_path, cfg)
 
 
+def test_a_refiner_travels_in_the_torch_exports_and_reads_back(tiny_checkpoint, tmp_path):
+  """Track4Gen's refiner sits outside the DiT; both PyTorch layouts carry it beside the head (``refiner.…``)."""
+  params, config, _ = checkpoint_format.load_exported(tiny_checkpoint)
+  config.refiner = ml_collections.ConfigDict(dict(layer=1, channels=4, depth=2, kernel="3d", inject=True))
+  config.optimizer.trainable_patterns = ("^(dit|head|refiner)/",)
+  refiner = {"refiner": {"proj_in": {"kernel": np.full((128, 4), 0.5, np.float32), "bias": np.zeros(4, np.float32)}},
+             "zeta": {"proj": {"kernel": np.eye(128, dtype=np.float32), "bias": np.ones(128, np.float32)}}}
+  params = dict(params, refiner=refiner)
+  for fmt in ("diffusers", "diffsynth"):
+    export.write_torch(str(tmp_path / fmt), params, config, {"step": 3}, fmt=fmt)
+    whole, _ = pretrained.torch_export_params(tmp_path / fmt, run_config.parse(config).model.wan_config())
+    jax.tree.map(np.testing.assert_array_equal, whole["refiner"], refiner)
+
+
 @pytest.fixture
 def no_checkpoint(monkeypatch):
   """Reading the checkpoint fails the test: every check must come before it."""
