@@ -16,9 +16,12 @@ import dataclasses
 import functools
 import json
 
+import jax.numpy as jnp
+
 from mvtrack_jax import run_config
 from mvtrack_jax.convert import wan_vae as convert_vae
 from mvtrack_jax.models import autoencoder as ae_lib
+from mvtrack_jax.models import refiner as refiner_lib
 from mvtrack_jax.models import tracking_head as head_lib
 from mvtrack_jax.models import wan as wan_lib
 from mvtrack_jax.models import wan_vae
@@ -27,8 +30,8 @@ from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 
 def build_model(run: run_config.RunConfig, *, with_head: bool | None = None) -> MVTrack4Gen:
   """The ``MVTrack4Gen`` of a run config (``run_config.parse``: its ``model``, ``head``, ``autoencoder``,
-  ``objective.head_layers`` and ``text`` blocks). The head exists when ``objective.lambda_track > 0`` (or
-  ``with_head``).
+  ``objective.head_layers``, ``refiner`` and ``text`` blocks). The head exists when ``objective.lambda_track > 0``
+  (or ``with_head``), the refiner when ``refiner.layer >= 0``.
 
   Raises:
     ValueError: inconsistent autoencoder factors.
@@ -38,10 +41,17 @@ def build_model(run: run_config.RunConfig, *, with_head: bool | None = None) -> 
     preset = head_lib.TrackingHeadConfig.tiny if run.head.preset == "tiny" else head_lib.TrackingHeadConfig
     head = head_lib.MVTAPHead(preset(**run.head.overrides))
   autoencoder = make_autoencoder(run.autoencoder)
-  return MVTrack4Gen(dit=wan_lib.WanDiT(dit_config(run, autoencoder)), head=head, autoencoder=autoencoder,
+  dit = wan_lib.WanDiT(dit_config(run, autoencoder))
+  refiner = None
+  if run.refiner.layer >= 0:
+    refiner = refiner_lib.FeatureRefiner(refiner_lib.RefinerConfig(
+        channels=run.refiner.channels, depth=run.refiner.depth, kernel=run.refiner.kernel,
+        dtype=jnp.dtype(dit.config.dtype).name))
+  return MVTrack4Gen(dit=dit, head=head, autoencoder=autoencoder,
                      head_layers=tuple(run.objective.head_layers), head_probe_rope=run.objective.head_probe_rope,
                      context_length=run.text.context_length,
-                     with_text=bool(run.text.cache))
+                     with_text=bool(run.text.cache), refiner=refiner, feat_layer=run.refiner.layer,
+                     feat_inject=run.refiner.inject)
 
 
 def dit_config(run: run_config.RunConfig, autoencoder) -> wan_lib.WanConfig:

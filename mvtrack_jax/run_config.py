@@ -47,6 +47,7 @@ from mvtrack_jax.data import synthetic_dataset
 from mvtrack_jax.diffusion import flow_matching
 from mvtrack_jax.errors import ConfigError
 from mvtrack_jax.losses import correspondence
+from mvtrack_jax.losses import feature_tracking
 from mvtrack_jax.losses import objective as objective_lib
 from mvtrack_jax.losses import tracking
 from mvtrack_jax.models import tracking_head
@@ -222,13 +223,28 @@ class Autoencoder(_Block):
     return tiling
 
 
+class Refiner(_Block):
+  """Track4Gen's feature refiner (``models.refiner``) on the residual stream after block ``layer`` (-1: none), its
+  detached output returned through a zero projection when ``inject``; ``channels``/``depth``/``kernel`` its
+  ``RefinerConfig``. ``L_feat`` (``objective.lambda_feat``) trains it."""
+  model_config = pydantic.ConfigDict(json_schema_extra=_FIXED)
+  layer: int = -1
+  channels: PositiveInt = 32
+  depth: PositiveInt = 8
+  kernel: Literal["2d", "3d"] = "2d"
+  inject: bool = True
+
+
 class Objective(_Block):
-  """``L = λ_diff·L_diff + λ_track·L_track + λ_corr·L_corr`` (``losses.objective``). Probe layers are 0-based DiT
-  blocks: ``head_layers`` feed the tracking head, ``corr_layers`` have their attention supervised."""
+  """``L = λ_diff·L_diff + λ_track·L_track + λ_corr·L_corr + λ_feat·L_feat`` (``losses.objective``). Probe layers
+  are 0-based DiT blocks: ``head_layers`` feed the tracking head, ``corr_layers`` have their attention supervised;
+  ``L_feat`` (Track4Gen; ``feat``: ``FeatureTrackingConfig`` fields) reads the refiner of the ``refiner`` block."""
   model_config = pydantic.ConfigDict(json_schema_extra=_FIXED)
   lambda_diff: NonNegativeReal = 1.0
   lambda_track: NonNegativeReal = 0.01
   lambda_corr: NonNegativeReal = 0.01
+  lambda_feat: NonNegativeReal = 0.0
+  feat: dict[str, Any] = pydantic.Field(default_factory=dict)
   head_layers: tuple[NonNegativeInt, ...] = (1,)
   corr_layers: tuple[NonNegativeInt, ...] = (1,)
   # The head's q/k: "after" RoPE (and RoCE), the attention's own, as DiffTrack matches; "before": unrotated, so the
@@ -248,6 +264,12 @@ class Objective(_Block):
   def _schedule(cls, schedule):
     flow_matching.FlowMatchingSchedule(**_check_dataclass_fields(flow_matching.FlowMatchingSchedule, schedule))
     return schedule
+
+  @pydantic.field_validator("feat")
+  @classmethod
+  def _feat(cls, feat):
+    feature_tracking.FeatureTrackingConfig(**_check_dataclass_fields(feature_tracking.FeatureTrackingConfig, feat))
+    return feat
 
   @pydantic.field_validator("corr")
   @classmethod
@@ -420,6 +442,7 @@ class RunConfig(_Block):
   # Model and objective.
   model: Model = Model()
   head: Head = Head()
+  refiner: Refiner = Refiner()
   autoencoder: Autoencoder = Autoencoder()
   objective: Objective = Objective()
   # Conditioning and data.
@@ -442,6 +465,16 @@ class RunConfig(_Block):
       if bad:
         raise ValueError(f"objective.{name} {bad} out of range for the {depth}-block DiT of model.preset "
                          f"{self.model.preset!r} (layers are 0-based: 0..{depth - 1})")
+    if not -1 <= self.refiner.layer < depth:
+      raise ValueError(f"refiner.layer {self.refiner.layer} out of range for the {depth}-block DiT of model.preset "
+                       f"{self.model.preset!r} (-1: no refiner, else 0..{depth - 1})")
+    if self.objective.lambda_feat > 0 and self.refiner.layer < 0:
+      raise ValueError("objective.lambda_feat > 0 needs a refiner: set refiner.layer (the block it reads)")
+    if self.refiner.layer >= 0 and not any(re.search(p, "refiner/refiner/proj_in/kernel")
+                                           for p in self.optimizer.trainable_patterns):
+      raise ValueError(f"refiner.layer {self.refiner.layer} adds a refiner that optimizer.trainable_patterns "
+                       f"{self.optimizer.trainable_patterns} leave frozen (its parameters are 'refiner/...'): add "
+                       "a pattern such as '^refiner/'")
     return self
 
   def objective_config(self) -> objective_lib.ObjectiveConfig:
@@ -449,6 +482,7 @@ class RunConfig(_Block):
     o = self.objective
     return objective_lib.ObjectiveConfig(
         lambda_diff=o.lambda_diff, lambda_track=o.lambda_track, lambda_corr=o.lambda_corr,
+        lambda_feat=o.lambda_feat, feat=feature_tracking.FeatureTrackingConfig(**_tuples(o.feat)),
         caption_dropout=self.text.caption_dropout,
         corr=correspondence.CorrespondenceConfig(layers=tuple(o.corr_layers), **_tuples(o.corr)),
         tracking=tracking.TrackingLossConfig(**_tuples(o.tracking)),

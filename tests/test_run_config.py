@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from mvtrack_jax import builders
 from mvtrack_jax import run_config
 from mvtrack_jax.errors import ConfigError
 from mvtrack_jax.training import tasks
@@ -156,8 +157,30 @@ def test_a_stored_config_of_an_older_schema_is_upgraded():
 
 
 def test_resume_fixed_fields_are_marked_in_the_schema():
-  assert set(run_config.resume_fixed_fields()) == {"task", "model", "head", "autoencoder", "objective",
+  assert set(run_config.resume_fixed_fields()) == {"task", "model", "head", "autoencoder", "objective", "refiner",
                                                    "text.context_length", "optimizer.trainable_patterns"}
+
+
+def test_a_refiner_is_checked_against_the_dit_the_objective_and_the_trainable_set():
+  config = run_config.default_config()
+  config.objective.lambda_feat = 8.0
+  with pytest.raises(ConfigError, match=r"lambda_feat > 0 needs a refiner: set refiner.layer"):
+    run_config.parse(config)
+  config.refiner.layer = 4
+  with pytest.raises(ConfigError, match=r"refiner.layer 4 out of range for the 4-block DiT"):
+    run_config.parse(config)
+  config.refiner.layer = 1
+  with pytest.raises(ConfigError, match=r"leave frozen .* add a pattern such as '\^refiner/'"):
+    run_config.parse(config)
+  config.optimizer.trainable_patterns = (r"^(dit|head|refiner)/",)
+  config.objective.feat = {"mode": "local", "local_radius": 1}
+  run = run_config.parse(config)
+  assert run.objective_config().lambda_feat == 8.0 and run.objective_config().feat.mode == "local"
+  model = builders.build_model(run)
+  assert model.feat_layer == 1 and model.refiner.config.channels == 32 and model.refiner.config.kernel == "2d"
+  config.objective.feat = {"mode": "nearest"}
+  with pytest.raises(ConfigError, match="mode='nearest'"):
+    run_config.parse(config)
 
 
 def test_every_task_the_schema_names_has_a_builder_and_others_are_rejected():

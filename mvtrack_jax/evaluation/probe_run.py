@@ -73,7 +73,8 @@ def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_thresh
     b = p["target"].shape[0]
     noisy = add_noise(p["target"], noise, jnp.full((b,), sigma, jnp.float32))
     timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
-    _, probes = net.velocity(params["dit"], noisy, timestep, p, probe_layers=layers)
+    _, probes = net.velocity(params["dit"], noisy, timestep, p, probe_layers=layers,
+                             refiner_params=params.get("refiner"))
     return probe_lib.probe_sums(probes, p["tracks"], p["visible"], jnp.asarray(batch["track_mask"], bool),
                                 grid=p["grid"], token_stride=net.token_stride, layers=layers, kinds=kinds,
                                 pck_threshold=pck_threshold)

@@ -162,14 +162,15 @@ def _velocity(model: MVTrack4Gen, params, x, sigma, inputs, negative, guidance_s
   b = x.shape[0]
   timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
   if not guided:
-    return model.velocity(params["dit"], x, timestep, p)
+    return model.velocity(params["dit"], x, timestep, p, refiner_params=params.get("refiner"))
   negative = model.null_context(params, b) if negative is None else model.pad_context(negative)
   both = lambda a: jnp.concatenate([a, a], axis=0)
   doubled = {"reference": both(p["reference"]), "cameras": jax.tree.map(both, p["cameras"]),
              "context": jnp.concatenate([p["context"], negative], axis=0)}
   if "image_context" in p:  # the same image in both branches: guidance is on the text only
     doubled["image_context"] = both(p["image_context"])
-  v_cond, v_neg = jnp.split(model.velocity(params["dit"], both(x), both(timestep), doubled), 2, axis=0)
+  v_cond, v_neg = jnp.split(model.velocity(params["dit"], both(x), both(timestep), doubled,
+                                           refiner_params=params.get("refiner")), 2, axis=0)
   return guided_velocity(v_cond, v_neg, guidance_scale)
 
 
@@ -180,7 +181,8 @@ def _track(model: MVTrack4Gen, params, inputs, target_latents, noise, sigma):
   b = target_latents.shape[0]
   noisy = add_noise(p["target"], noise, jnp.full((b,), sigma))
   timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
-  _, probes = model.velocity(params["dit"], noisy, timestep, p, probe_layers=model.head_layers)
+  _, probes = model.velocity(params["dit"], noisy, timestep, p, probe_layers=model.head_layers,
+                             refiner_params=params.get("refiner"))
   pred = model.track(params["head"], probes, p)
   return pred["tracks"][-1], pred["visibility"][-1], pred["confidence"][-1], p["point_mask"]
 

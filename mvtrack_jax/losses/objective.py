@@ -14,7 +14,10 @@
    the probe layers' q/k when a tracking term is on;
 4. ``L_diff`` = weighted velocity MSE on the target half (``losses.diffusion``);
 5. ``L_track`` = MV-TAP loss of the ``MVTAPHead`` run on the probe q/k (``losses.tracking``);
-6. ``L_corr`` = attention cross-entropy at the GT correspondences (``losses.correspondence``).
+6. ``L_corr`` = attention cross-entropy at the GT correspondences (``losses.correspondence``);
+7. ``L_feat`` (Track4Gen, ``λ_feat`` 0 by default; 8 in Track4Gen) = the cosine cost-volume loss
+   (``losses.feature_tracking``) on the refined features of a model with a refiner, each view against its own
+   ground-truth tracks, averaged over the two views.
 
 A λ of 0 removes its term from the graph (no head call, no probes requested): λ_track = λ_corr = 0
 is the diffusion-only baseline. Tracking terms are masked means over valid points of the whole
@@ -41,6 +44,7 @@ from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise,
 from mvtrack_jax import tapvid
 from mvtrack_jax.losses.correspondence import CorrespondenceConfig, multi_layer_correspondence_loss
 from mvtrack_jax.losses.diffusion import flow_matching_loss
+from mvtrack_jax.losses.feature_tracking import FeatureTrackingConfig, feature_tracking_loss
 from mvtrack_jax.losses.tracking import TrackingLossConfig, tracking_loss
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS, MVTrack4Gen
 
@@ -55,7 +59,8 @@ class ObjectiveConfig:
   """Static options of :func:`make_objective`.
 
   Attributes:
-    lambda_diff, lambda_track, lambda_corr: term weights (1, 0.01, 0.01). 0 skips the term.
+    lambda_diff, lambda_track, lambda_corr, lambda_feat: term weights (1, 0.01, 0.01, 0). 0 skips the term.
+    feat: :class:`FeatureTrackingConfig` of ``L_feat`` (Track4Gen; needs a model with a refiner).
     corr: :class:`CorrespondenceConfig` (its ``layers`` are the supervised attention layers).
     tracking: :class:`TrackingLossConfig`.
     schedule: :class:`FlowMatchingSchedule`.
@@ -67,6 +72,8 @@ class ObjectiveConfig:
   lambda_diff: float = 1.0
   lambda_track: float = 0.01
   lambda_corr: float = 0.01
+  lambda_feat: float = 0.0
+  feat: FeatureTrackingConfig = FeatureTrackingConfig()
   corr: CorrespondenceConfig = CorrespondenceConfig()
   tracking: TrackingLossConfig = TrackingLossConfig()
   schedule: FlowMatchingSchedule = FlowMatchingSchedule()
@@ -74,7 +81,7 @@ class ObjectiveConfig:
   caption_dropout: float = 0.0
 
   def __post_init__(self):
-    for name in ("lambda_diff", "lambda_track", "lambda_corr"):
+    for name in ("lambda_diff", "lambda_track", "lambda_corr", "lambda_feat"):
       if getattr(self, name) < 0:
         raise ValueError(f"ObjectiveConfig: {name} must be >= 0, got {getattr(self, name)}")
     if not 0.0 <= self.caption_dropout <= 1.0:
@@ -175,6 +182,8 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
   """
   if config.lambda_track > 0 and model.head is None:
     raise ValueError("make_objective: lambda_track > 0 needs a tracking head")
+  if config.lambda_feat > 0 and model.refiner is None:
+    raise ValueError("make_objective: lambda_feat > 0 needs a model with a refiner")
   probe_layers = config.probe_layers(model.head_layers)
   bad = [l for l in probe_layers if not 0 <= l < model.dit.config.num_layers]
   if bad:
@@ -191,8 +200,10 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     sample = config.schedule.sample_training(rng_t, b)
     noise = jax.random.normal(rng_n, target.shape, jnp.float32)
     noisy = add_noise(target, noise, sample["sigma"])
-    out = model.velocity(params["dit"], noisy, sample["timestep"], p, probe_layers=probe_layers)
-    velocity, probes = out if probe_layers else (out, {})
+    with_refined = config.lambda_feat > 0
+    out = model.velocity(params["dit"], noisy, sample["timestep"], p, probe_layers=probe_layers,
+                         refiner_params=params.get("refiner"), with_refined=with_refined)
+    velocity, probes = out if probe_layers or with_refined else (out, {})
     weight = sample["weight"]
     if "diffusion_weight" in batch:  # per-example weights of a mixture: the weighted mean over the batch
       d = jnp.asarray(batch["diffusion_weight"], jnp.float32)
@@ -218,6 +229,15 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
                                                            config=config.corr)
       total = total + config.lambda_corr * corr
       metrics.update(corr_loss=corr, **corr_metrics)
+
+    if with_refined:  # L_feat on both views' refined features, each against its own ground-truth tracks
+      refined = probes[model.feat_layer]["refined"]
+      views = [feature_tracking_loss(refined[:, v], p["tracks"][:, v], p["visible"][:, v], p["point_mask"],
+                                     token_stride=model.token_stride, config=config.feat) for v in (0, 1)]
+      feat = 0.5 * (views[0][0] + views[1][0])
+      total = total + config.lambda_feat * feat
+      metrics.update(feat_loss=feat, feat_pairs=views[0][1]["feat_pairs"] + views[1][1]["feat_pairs"],
+                     feat_error_tokens=0.5 * (views[0][1]["feat_error_tokens"] + views[1][1]["feat_error_tokens"]))
     metrics["loss"] = total
     return total, metrics
 

@@ -211,15 +211,17 @@ class MVTrack4Gen:
     return out
 
   def velocity(self, dit_params: Any, noisy: Array, timestep: Array, prepared: Mapping[str, Any],
-               probe_layers: tuple[int, ...] = (), context: Array | None = None, refiner_params: Any = None):
+               probe_layers: tuple[int, ...] = (), context: Array | None = None, refiner_params: Any = None,
+               with_refined: bool = False):
     """One DiT forward on ``noisy ⊕ prepared["reference"]`` at ``timestep`` ``(B,)`` in [0, 1000].
 
     Returns ``velocity`` ``(B, F, h, w, C)``, or ``(velocity, probes)`` with ``probe_layers`` (head layers among
-    them carry the unrotated ``q_pre``/``k_pre`` too when ``head_probe_rope="before"``) or a refiner.
+    them carry the unrotated ``q_pre``/``k_pre`` too when ``head_probe_rope="before"``) or ``with_refined``.
     ``context`` overrides ``prepared["context"]`` (e.g. the null branch of guidance); the image
     context, when prepared, is used either way. A model with a ``refiner`` needs ``refiner_params``
-    (``params["refiner"]``); ``probes[feat_layer]["refined"]`` ``(B, 2, F, h, w, D)`` are the refined features of
-    both views (target, reference), and ``ζ(stop_gradient(refined))`` is added to the stream after that block,
+    (``params["refiner"]``, whichever output is asked for); ``probes[feat_layer]["refined"]`` ``(B, 2, F, h, w,
+    D)`` are the refined features of both views (view 0 = reference, 1 = target, as ``prepared["tracks"]``), and
+    ``ζ(stop_gradient(refined))`` is added to the stream after that block,
     so ``L_diff`` never trains the refiner and a loss on the refined features reaches the blocks up to
     ``feat_layer`` only.
     """
@@ -239,10 +241,14 @@ class MVTrack4Gen:
     if hook is None:
       return out
     velocity, probes = out
+    if not (probe_layers or with_refined):
+      return velocity
     probes = dict(probes)
     probes[self.feat_layer] = dict(probes[self.feat_layer])
     refined = probes[self.feat_layer].pop("hook")
-    probes[self.feat_layer]["refined"] = refined.reshape(refined.shape[0], 2, *prepared["grid"], refined.shape[-1])
+    # DiT order is target then reference; the tracks' view order is reference then target.
+    refined = refined.reshape(refined.shape[0], 2, *prepared["grid"], refined.shape[-1])[:, ::-1]
+    probes[self.feat_layer]["refined"] = refined
     return velocity, probes
 
   def _refine(self, params: Mapping[str, Any], grid: tuple[int, int, int], x: jax.Array):

@@ -1,5 +1,6 @@
 """The MVTrack4Gen objective with the tiny pixel-space WanDiT: one jitted function, both camera modes."""
 
+import dataclasses
 import functools
 
 import jax
@@ -10,6 +11,7 @@ import pytest
 from mvtrack_jax.losses import objective as obj
 from mvtrack_jax.losses.correspondence import CorrespondenceConfig
 from mvtrack_jax.models import autoencoder as ae
+from mvtrack_jax.models import refiner as rf
 from mvtrack_jax.models import tracking_head as th
 from mvtrack_jax.models import wan
 from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
@@ -220,3 +222,22 @@ def test_trackless_examples_add_nothing_to_the_tracking_losses():
     np.testing.assert_allclose(float(m1[name]), float(m2[name]), rtol=1e-5, err_msg=name)
   assert float(m1["corr_rows"]) == T * N                        # the tracked example's rows only
   assert abs(float(m1["diff_loss"]) - float(m2["diff_loss"])) > 1e-4
+
+
+def test_l_feat_is_a_term_of_the_objective_and_trains_the_refiner():
+  """Track4Gen's ``L_diff + 8·L_feat`` on a model with a refiner at layer 1 (no head, no L_corr): the loss is that
+  sum, L_feat covers both views' tracks, and its gradient reaches the refiner."""
+  refiner = rf.FeatureRefiner(rf.RefinerConfig(channels=8, depth=2))
+  model = dataclasses.replace(_model(head=None), refiner=refiner, feat_layer=1)
+  cfg = obj.ObjectiveConfig(lambda_track=0.0, lambda_corr=0.0, lambda_feat=8.0)
+  fn = obj.make_objective(model, cfg)
+  batch = _batch()
+  params = jax.jit(model.init)(jax.random.key(0), batch)
+  (loss, m), grads = jax.jit(jax.value_and_grad(fn, has_aux=True))(params, batch, jax.random.key(1))
+  np.testing.assert_allclose(float(loss), float(m["diff_loss"] + 8.0 * m["feat_loss"]), rtol=1e-6)
+  assert float(m["feat_pairs"]) == 2 * 2 * (T - 1) * N  # 2 examples × 2 views × the non-query frames × points
+  assert float(m["feat_loss"]) > 0 and np.isfinite(float(m["feat_error_tokens"]))
+  refiner_grads = jax.tree.leaves(grads["refiner"]["refiner"])
+  assert max(float(jnp.abs(g).max()) for g in refiner_grads) > 0
+  with pytest.raises(ValueError, match="lambda_feat > 0 needs a model with a refiner"):
+    obj.make_objective(_model(head=None), cfg)

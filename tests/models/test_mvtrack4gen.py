@@ -114,9 +114,9 @@ def test_refiner_starts_as_the_identity_and_each_loss_trains_only_its_side():
   timestep = jnp.full((b,), 500.0)
 
   def losses(p):
-    v, pr = model.velocity(p["dit"], noisy, timestep, prepared, refiner_params=p["refiner"])
-    feat, _ = feature_tracking.feature_tracking_loss(pr[layer]["refined"][:, 0], prepared["tracks"][:, 0],
-                                                     prepared["visible"][:, 0], batch["track_mask"],
+    v, pr = model.velocity(p["dit"], noisy, timestep, prepared, refiner_params=p["refiner"], with_refined=True)
+    feat, _ = feature_tracking.feature_tracking_loss(pr[layer]["refined"][:, 1], prepared["tracks"][:, 1],
+                                                     prepared["visible"][:, 1], batch["track_mask"],
                                                      token_stride=model.token_stride)
     return jnp.mean(v ** 2), feat
 
@@ -125,7 +125,8 @@ def test_refiner_starts_as_the_identity_and_each_loss_trains_only_its_side():
 
   def everything(p, trained):
     plain = dataclasses.replace(model, refiner=None).velocity(p["dit"], noisy, timestep, prepared)
-    velocity, probes = model.velocity(p["dit"], noisy, timestep, prepared, refiner_params=p["refiner"])
+    velocity, probes = model.velocity(p["dit"], noisy, timestep, prepared, refiner_params=p["refiner"],
+                                      with_refined=True)
     grads = jax.grad(lambda q: losses(q)[0])(trained), jax.grad(lambda q: losses(q)[1])(trained)
     return plain, velocity, probes[layer]["refined"].shape, grads
 
