@@ -97,7 +97,8 @@ def main(argv):
     print(e, file=sys.stderr)
     sys.exit(EXIT_STOPPED)
   # A run resumed at its last step trains nothing and has no new losses to show.
-  shown = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "loss_diff", "loss_track", "loss_corr") if k in last)
+  shown = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "loss_diff", "loss_track", "loss_corr", "loss_feat")
+                    if k in last)
   shown = shown or "already finished, nothing trained (metrics.jsonl has its losses)"
   print(f"trained to step {last.get('step', config.num_train_steps)}: {shown}; checkpoints in "
         f"{os.path.join(workdir, 'checkpoints')}, metrics in {os.path.join(workdir, 'metrics.jsonl')}")

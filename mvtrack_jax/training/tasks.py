@@ -273,7 +273,9 @@ def _check_null_context_frozen(trainable_patterns: tuple[str, ...]) -> None:
 
 
 # Objective metric names → the names logged in metrics.jsonl (docs/training.md, "What a run leaves in WORKDIR").
-_RENAME = {"diff_loss": "loss_diff", "track_loss": "loss_track", "corr_loss": "loss_corr"}
+_RENAME = {"diff_loss": "loss_diff", "track_loss": "loss_track", "corr_loss": "loss_corr", "feat_loss": "loss_feat"}
+# Logged as 0 when their term is off (the MVTrack4Gen terms every run has had; L_feat only when it is on).
+_ALWAYS_LOGGED = ("loss_diff", "loss_track", "loss_corr")
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
@@ -284,8 +286,9 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
 def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
   """The MVTrack4Gen novel-view ``Task`` for ``config`` (``task = "novel_view"``; see module docstring).
 
-  Metrics: the objective's, with ``diff_loss/track_loss/corr_loss`` renamed
-  ``loss_diff/loss_track/loss_corr``; a term that is off (λ = 0) is logged as 0.
+  Metrics: the objective's, with ``diff_loss/track_loss/corr_loss/feat_loss`` renamed
+  ``loss_diff/loss_track/loss_corr/loss_feat``; of the first three a term that is off (λ = 0) is logged as 0,
+  ``loss_feat`` only appears with ``objective.lambda_feat > 0``.
   """
   run = run_config.parse(config)
   model = build_model(run)
@@ -300,7 +303,7 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
       batch = dict(batch, diffusion_weight=jnp.asarray(weights)[batch["source_id"]])
     loss, metrics = objective(params, batch, rng)
     out = {_RENAME.get(k, k): v for k, v in metrics.items()}
-    for name in _RENAME.values():
+    for name in _ALWAYS_LOGGED:
       out.setdefault(name, jnp.zeros((), jnp.float32))
     if "source_id" in batch:  # examples of each source in this (global) batch
       for i, name in enumerate(mixture):
