@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mvtrack_jax.models import wan
+from mvtrack_jax.models import wan_params
 
 
 def _parse_tokens(spec: str, cfg: wan.WanConfig) -> tuple[int, tuple[int, int, int]]:
@@ -60,7 +61,7 @@ def main(argv=None) -> None:
                        scan_layers=args.scan, remat_policy=args.remat)
   views, latent = _parse_tokens(args.tokens, cfg)
   probes = tuple(int(p) for p in args.probe_layers.split(",") if p)
-  inputs = wan.example_inputs(cfg, batch_size=args.batch, latent_shape=latent, context_length=args.context_length,
+  inputs = wan_params.example_inputs(cfg, batch_size=args.batch, latent_shape=latent, context_length=args.context_length,
                               with_reference=views == 2)
   model = wan.WanDiT(cfg)
   grid = wan.token_grid(cfg, inputs["latents"].shape)
@@ -79,7 +80,7 @@ def main(argv=None) -> None:
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), **inputs))["params"]
   abstract = nn.meta.unbox(abstract)
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
-  print(f"preset {args.preset}: dim {cfg.dim}, layers {cfg.num_layers}, params {wan.count_params(abstract):,}; "
+  print(f"preset {args.preset}: dim {cfg.dim}, layers {cfg.num_layers}, params {wan_params.count_params(abstract):,}; "
         f"batch {args.batch} x {tokens:,} tokens (views {views}, grid {grid}), dtype {cfg.dtype}, "
         f"attention {cfg.attention_backend}, camera {cfg.camera_mode}, scan {cfg.scan_layers}, remat {cfg.remat_policy}")
   t0 = time.perf_counter()

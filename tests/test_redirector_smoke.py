@@ -31,6 +31,7 @@ from mvtrack_jax.data import encode_image, encode_latents, sources  # noqa: E402
 from mvtrack_jax.evaluation import probe_run  # noqa: E402
 from mvtrack_jax.inference import novel_view  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
+from mvtrack_jax.models import wan_params  # noqa: E402
 from mvtrack_jax.training import metric_writers, trainer  # noqa: E402
 from tests.helpers import load_config  # noqa: E402
 
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.slow  # ~1-2 min: two sources encoded, a 2-step run, a 
 def _fun_files(cfg: wan.WanConfig, folder: str) -> tuple[str, str, dict]:
   """A Fun-like base file (DiffSynth names, no RoCE) and a ReDirector-like step file (self_attn + rope_phase)."""
   fun = dataclasses.replace(cfg, roce=False)
-  inputs = wan.example_inputs(fun, latent_shape=(1, 2, 2), context_length=1)
+  inputs = wan_params.example_inputs(fun, latent_shape=(1, 2, 2), context_length=1)
   params = flax.linen.meta.unbox(wan.WanDiT(fun).init(jax.random.key(3), **inputs)["params"])
   _, sd, cam = convert.to_diffusers(params, fun)
   base = os.path.join(folder, "diffusion_pytorch_model.safetensors")

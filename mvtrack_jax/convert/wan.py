@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 from mvtrack_jax.convert.wan_names import is_camera_name, to_diffusers_names, to_flax, to_torch, torch_name
-from mvtrack_jax.models.wan import WanConfig, WanDiT, example_inputs, stack_block_params, unstack_block_params
+from mvtrack_jax.models.wan import WanConfig, WanDiT
+from mvtrack_jax.models.wan_params import example_inputs, stack_block_params, unstack_block_params
 
 # ----------------------------------------------------------------------------------------------
 # Configs.

@@ -6,12 +6,10 @@ from mvtrack_jax.models.wan import (
     PRESETS,
     WanConfig,
     WanDiT,
-    example_inputs,
     get_config,
-    stack_block_params,
     token_grid,
-    unstack_block_params,
 )
+from mvtrack_jax.models.wan_params import example_inputs, stack_block_params, unstack_block_params
 
 __all__ = [
     "LOGICAL_AXIS_RULES",

@@ -19,6 +19,7 @@ from mvtrack_jax.convert import pretrained
 from mvtrack_jax.convert import wan_names
 from mvtrack_jax.data import video_io
 from mvtrack_jax.models import wan
+from mvtrack_jax.models import wan_params
 from tests.helpers import run_cli
 
 try:  # the PyTorch round trips need them; the command line's path checks at the end do not
@@ -32,7 +33,7 @@ needs_diffusers = pytest.mark.skipif(diffusers is None, reason="needs torch and 
 def _random_params(cfg, seed=0):
   """Initial params with every tensor perturbed (zero-initialised tables would hide layout bugs)."""
   module = wan.WanDiT(cfg)
-  inputs = wan.example_inputs(cfg, latent_shape=(2, 4, 4), with_reference=cfg.camera_mode != "none")
+  inputs = wan_params.example_inputs(cfg, latent_shape=(2, 4, 4), with_reference=cfg.camera_mode != "none")
   params = jax.tree.map(np.asarray, nn.meta.unbox(module.init(jax.random.key(seed), **inputs)["params"]))
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda x: (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32), params)
@@ -74,7 +75,7 @@ def test_diffusers_loads_the_export_and_matches_the_jax_forward(tmp_path):
 def test_scanned_plucker_model_round_trips_with_its_camera_modules():
   cfg = wan.get_config("tiny", camera_mode="plucker", in_channels=4, out_channels=4, patch_size=(1, 2, 2))
   params = _random_params(cfg, seed=2)
-  scanned = wan.stack_block_params(params, cfg.num_layers)
+  scanned = wan_params.stack_block_params(params, cfg.num_layers)
   scanned_cfg = wan.get_config("tiny", camera_mode="plucker", in_channels=4, out_channels=4, patch_size=(1, 2, 2),
                                scan_layers=True)
   dcfg, wan_sd, camera_sd = convert.to_diffusers(scanned, scanned_cfg)

@@ -20,6 +20,7 @@ diffusers = pytest.importorskip("diffusers")
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.convert import wan_names  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
+from mvtrack_jax.models import wan_params  # noqa: E402
 
 from tests.reference_helpers import random_diffusers  # noqa: E402
 
@@ -89,7 +90,7 @@ def test_image_context_errors(reference):
   with pytest.raises(ValueError, match=r"image_context has shape \(2, 5, 19\), expected \(2, N, 20\)"):
     module.apply(*args, image_context=reference["image"][..., :19])
   plain = wan.WanDiT(wan.get_config("tiny", camera_mode="none"))
-  inputs = wan.example_inputs(plain.config, with_reference=False)
+  inputs = wan_params.example_inputs(plain.config, with_reference=False)
   plain_params = plain.init(jax.random.key(0), **inputs)
   with pytest.raises(ValueError, match="config.image_dim is 0"):
     plain.apply(plain_params, **inputs, image_context=np.zeros((1, 3, 8), np.float32))

@@ -17,6 +17,7 @@ diffusers = pytest.importorskip("diffusers")
 from mvtrack_jax.convert import wan as convert  # noqa: E402
 from mvtrack_jax.convert import checkpoint_io  # noqa: E402
 from mvtrack_jax.models import wan  # noqa: E402
+from mvtrack_jax.models import wan_params  # noqa: E402
 from tests.reference_helpers import random_diffusers, to_original  # noqa: E402
 
 
@@ -90,10 +91,10 @@ def test_scanned_params_convert_both_ways_and_match(case):
   out = np.asarray(_jit(module.apply)({"params": params}, *case["inputs"]))
   ref = case["ref"]
   assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
-  unscanned = wan.unstack_block_params(params)
+  unscanned = wan_params.unstack_block_params(params)
   _, direct = convert.load_diffusers_transformer(case["state_dict"], case["config"])
   jax.tree.map(np.testing.assert_array_equal, unscanned, direct)
-  restacked = wan.stack_block_params(unscanned, module.config.num_layers)
+  restacked = wan_params.stack_block_params(unscanned, module.config.num_layers)
   jax.tree.map(np.testing.assert_array_equal, restacked, params)
 
 
@@ -143,9 +144,9 @@ def test_safetensors_single_sharded_and_bf16(case, tmp_path):
 @pytest.mark.parametrize("preset", ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b"])
 def test_preset_parameter_counts_match_pytorch(preset):
   cfg = wan.get_config(preset, camera_mode="none", scan_layers=True)
-  inputs = wan.example_inputs(cfg, latent_shape=(1, 2, 2), context_length=1, with_reference=False)
+  inputs = wan_params.example_inputs(cfg, latent_shape=(1, 2, 2), context_length=1, with_reference=False)
   shapes = jax.eval_shape(lambda: wan.WanDiT(cfg).init(jax.random.key(0), **inputs))
-  ours = wan.count_params(shapes["params"])
+  ours = wan_params.count_params(shapes["params"])
   with torch.device("meta"):
     ref = diffusers.WanTransformer3DModel(
         patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
@@ -187,7 +188,7 @@ def test_novel_view_layout_matches_diffusers_on_concatenated_frames(camera):
   state_dict = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
   kwargs = {}
   if camera:
-    ex = wan.example_inputs(cfg, batch_size=2, latent_shape=spec["latent"], seed=2)
+    ex = wan_params.example_inputs(cfg, batch_size=2, latent_shape=spec["latent"], seed=2)
     cams = ex["cameras"]
     kwargs["cameras"] = cams
     # ReCamMaster's features, straight from its recipe: inv(c2w_ref[0]) @ c2w_tgt at RGB frames 0,4,..

@@ -89,6 +89,7 @@ def test_cuda_lowering_runs_the_cudnn_forward_once_under_save_attention(monkeypa
   import re
   from jax import export
   from mvtrack_jax.models import wan
+  from mvtrack_jax.models import wan_params
   attention_lib = importlib.import_module("mvtrack_jax.models.attention")  # the package exports a same-named function
   fa = pytest.importorskip("jax._src.cudnn.fused_attention_stablehlo")
   for name, value in (("check_cudnn_version", lambda: 91000), ("check_compute_capability", lambda c: True),
@@ -100,7 +101,7 @@ def test_cuda_lowering_runs_the_cudnn_forward_once_under_save_attention(monkeypa
   cfg = wan.get_config("tiny", camera_mode="none", dtype="bfloat16", attention_backend="dot_product",
                        scan_layers=True, remat_policy=policy)
   model = wan.WanDiT(cfg)
-  inputs = wan.example_inputs(cfg, latent_shape=(2, 4, 4), context_length=8, with_reference=False)
+  inputs = wan_params.example_inputs(cfg, latent_shape=(2, 4, 4), context_length=8, with_reference=False)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), **inputs))["params"]
 
   def loss(p):

@@ -22,6 +22,7 @@ from mvtrack_jax.geometry import intrinsics_from_fov, invert_rigid, look_at
 from mvtrack_jax.models import camera as camera_lib
 from mvtrack_jax.models import rope as rope_lib
 from mvtrack_jax.models import wan
+from mvtrack_jax.models import wan_params
 
 _jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 CFG = wan.get_config("tiny-redirector")
@@ -176,7 +177,7 @@ def test_adapter_matches_torch_simple_adapter():
 def fun_model():
   """A "pretrained Fun" model: redirector without RoCE, every parameter random (adapter included)."""
   fun = dataclasses.replace(CFG, roce=False)
-  inputs = wan.example_inputs(fun, latent_shape=(2, 4, 6), image_tokens=5)
+  inputs = wan_params.example_inputs(fun, latent_shape=(2, 4, 6), image_tokens=5)
   params = _randomise(_init(fun, inputs), "", seed=7, scale=0.2)
   params = _randomise(params, "scale_shift_table", seed=8, scale=0.05)
   return fun, inputs, params
@@ -238,7 +239,7 @@ def test_redirector_overlay_import_and_errors(fun_model, tmp_path):
       "redirector", "shared", False, 32, 16)
   # A plain T2V Wan does not fit a Fun config: the architecture error names the fields.
   plain = dataclasses.replace(fun, camera_mode="none", image_dim=0, condition_channels=0)
-  _, plain_sd, _ = convert.to_diffusers(_init(plain, wan.example_inputs(plain, with_reference=False)), plain)
+  _, plain_sd, _ = convert.to_diffusers(_init(plain, wan_params.example_inputs(plain, with_reference=False)), plain)
   save_file(plain_sd, str(tmp_path / "t2v.safetensors"))
   with pytest.raises(ValueError, match=r"image_dim: checkpoint 0, config 32.*condition_channels: checkpoint 0"):
     pretrained.pretrained_params(str(tmp_path / "t2v.safetensors"), CFG)
@@ -250,7 +251,7 @@ def test_scanned_matches_unscanned_with_probes(fun_model):
   params = _randomise(_init(CFG, inputs), "rope_phase", seed=1, scale=0.3)
   out, probes = wan.WanDiT(CFG).apply({"params": params}, **inputs, probe_layers=(1,))
   scan_cfg = dataclasses.replace(CFG, scan_layers=True, remat_policy="full")
-  out_s, probes_s = wan.WanDiT(scan_cfg).apply({"params": wan.stack_block_params(params, CFG.num_layers)}, **inputs,
+  out_s, probes_s = wan.WanDiT(scan_cfg).apply({"params": wan_params.stack_block_params(params, CFG.num_layers)}, **inputs,
                                                probe_layers=(1,))
   np.testing.assert_allclose(out_s, out, atol=1e-5)
   np.testing.assert_allclose(probes_s[1]["q"], probes[1]["q"], atol=1e-5)
@@ -277,7 +278,7 @@ def test_bad_inputs_name_the_argument(fun_model):
 def test_full_size_preset_parameter_count():
   cfg = wan.get_config("wan2.1-fun-1.3b-control-camera")
   shapes = jax.eval_shape(lambda: wan.WanDiT(cfg).init(
-      jax.random.key(0), **wan.example_inputs(cfg, latent_shape=(1, 2, 2), context_length=1, image_tokens=1)))
+      jax.random.key(0), **wan_params.example_inputs(cfg, latent_shape=(1, 2, 2), context_length=1, image_tokens=1)))
   flat = {"/".join(k): v.shape for k, v in _flat(shapes["params"]).items()}
   assert flat["patch_embedding/kernel"] == (1, 2, 2, 32, 1536)
   assert flat["control_adapter/conv/kernel"] == (2, 2, 24 * 64, 1536)
@@ -286,10 +287,10 @@ def test_full_size_preset_parameter_count():
   # Fun-1.3B-Control-Camera = Wan2.1-T2V-1.3B (its count is checked against PyTorch in test_wan_parity) + 16 more
   # input channels, the image branch and the adapter; RoCE adds 2 × 1536 × 504 per block.
   plain = wan.get_config("wan2.1-t2v-1.3b", camera_mode="none")
-  t2v = wan.count_params(jax.eval_shape(lambda: wan.WanDiT(plain).init(jax.random.key(0), **wan.example_inputs(
+  t2v = wan_params.count_params(jax.eval_shape(lambda: wan.WanDiT(plain).init(jax.random.key(0), **wan_params.example_inputs(
       plain, latent_shape=(1, 2, 2), context_length=1, with_reference=False)))["params"])
   extra_in = 16 * 4 * 1536
   image = (2 * 1280 + 1280 * 1280 + 1280 + 1280 * 1536 + 1536 + 2 * 1536) + 30 * (2 * (1536 * 1536 + 1536) + 1536)
   adapter = (1536 * 4 * 1536 + 1536) + 2 * (1536 * 1536 * 9 + 1536)
   roce = 30 * 2 * 1536 * 504
-  assert wan.count_params(shapes["params"]) == t2v + extra_in + image + adapter + roce
+  assert wan_params.count_params(shapes["params"]) == t2v + extra_in + image + adapter + roce

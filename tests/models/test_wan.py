@@ -11,6 +11,7 @@ import pytest
 from jax.sharding import AxisType
 
 from mvtrack_jax.models import wan
+from mvtrack_jax.models import wan_params
 
 
 # Tests are compile-bound on CPU: skip XLA's backend optimisations (halves compile time, same numerics).
@@ -37,7 +38,7 @@ def _apply(cfg, params, inputs, probe_layers=(), pre_rope_layers=()):
 @functools.lru_cache(maxsize=None)
 def _fresh(mode):
   cfg = wan.get_config("tiny", camera_mode=mode)
-  inputs = wan.example_inputs(cfg, batch_size=2, latent_shape=LATENT)
+  inputs = wan_params.example_inputs(cfg, batch_size=2, latent_shape=LATENT)
   return cfg, inputs, _init(cfg, inputs)
 
 
@@ -112,7 +113,7 @@ def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
     wan.WanDiT(cfg).apply({"params": params}, **inputs, probe_layers=(1,), pre_rope_layers=(0,))
   assert probes[1]["q"].shape == (b, s, cfg.num_heads, cfg.head_dim) and probes[0]["k"].shape == probes[1]["q"].shape
   # The camera changes the output.
-  other = dict(inputs, cameras=wan.example_inputs(cfg, batch_size=2, latent_shape=LATENT, seed=9)["cameras"])
+  other = dict(inputs, cameras=wan_params.example_inputs(cfg, batch_size=2, latent_shape=LATENT, seed=9)["cameras"])
   assert float(jnp.abs(_apply(cfg, params, other, (0, 1))[0] - vel).max()) > 1e-3
   # Target-only (no reference video): needs no reference intrinsics; S = target tokens only.
   solo = {k: v for k, v in inputs.items() if k != "reference_latents"}
@@ -121,7 +122,7 @@ def test_plucker_forward_backward_probes_and_scan_equivalence(plucker):
   assert svel.shape == vel.shape and spr[0]["q"].shape[1] == s // 2
   # Scanned + rematerialised model with the stacked params: same velocity and probes.
   scfg = dataclasses.replace(cfg, scan_layers=True, remat_policy="dots_saveable")
-  svel, sprobes = _apply(scfg, wan.stack_block_params(params, cfg.num_layers), inputs, probe_layers=(0, 1),
+  svel, sprobes = _apply(scfg, wan_params.stack_block_params(params, cfg.num_layers), inputs, probe_layers=(0, 1),
                          pre_rope_layers=(0, 1))
   np.testing.assert_allclose(svel, vel, atol=1e-5, rtol=0)
   for layer in (0, 1):
@@ -152,7 +153,7 @@ def test_feature_taps_are_the_residual_stream_after_the_block_scanned_or_not(plu
   np.testing.assert_allclose(vel, _apply(cfg, params, inputs), atol=1e-6, rtol=0)  # the tap changes nothing
   scfg = dataclasses.replace(cfg, scan_layers=True)
   svel, sprobes = _jit(lambda p, i: wan.WanDiT(scfg).apply({"params": p}, **i, feature_layers=(1, 0)))(
-      wan.stack_block_params(params, cfg.num_layers), inputs)
+      wan_params.stack_block_params(params, cfg.num_layers), inputs)
   np.testing.assert_allclose(sprobes[0]["x"], probes[0]["x"], atol=1e-5, rtol=0)
   assert sorted(sprobes) == [0, 1] and float(jnp.abs(sprobes[1]["x"] - sprobes[0]["x"]).max()) > 1e-3
   np.testing.assert_allclose(svel, vel, atol=1e-5, rtol=0)
@@ -180,7 +181,7 @@ def test_a_feature_hook_changes_the_stream_above_its_layer_only_scanned_or_not(p
   vel, probes = run(cfg, params, hook)
   assert float(jnp.abs(vel - plain).max()) > 1e-3
   scfg = dataclasses.replace(cfg, scan_layers=True)
-  stacked = wan.stack_block_params(params, cfg.num_layers)
+  stacked = wan_params.stack_block_params(params, cfg.num_layers)
   svel, sprobes = run(scfg, stacked, hook)
   np.testing.assert_allclose(svel, vel, atol=1e-5, rtol=0)
   np.testing.assert_allclose(sprobes[0]["hook"], probes[0]["hook"], atol=1e-6, rtol=0)
@@ -201,8 +202,8 @@ def test_scanned_remat_backward_matches_unscanned(plucker):
     v, pr = wan.WanDiT(c).apply({"params": p}, **inputs, probe_layers=(0, 1))
     return jnp.mean(v ** 2) + jnp.mean(pr[1]["q"] ** 2) + jnp.mean(pr[0]["k"] ** 2)
   grads = _jit(jax.grad(lambda p: loss(cfg, p)))(params)
-  sgrads = _jit(jax.grad(lambda p: loss(scfg, p)))(wan.stack_block_params(params, cfg.num_layers))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), wan.stack_block_params(grads, 2), sgrads)
+  sgrads = _jit(jax.grad(lambda p: loss(scfg, p)))(wan_params.stack_block_params(params, cfg.num_layers))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), wan_params.stack_block_params(grads, 2), sgrads)
 
 
 @pytest.mark.parametrize("mode", ["plucker", "recammaster"])
@@ -255,7 +256,7 @@ def test_bfloat16_compute_close_to_float32(plucker):
 
 def test_logical_axes_on_all_params_and_sharded_apply():
   cfg = wan.get_config("tiny", camera_mode="plucker", scan_layers=True)
-  inputs = wan.example_inputs(cfg, batch_size=2, latent_shape=LATENT)
+  inputs = wan_params.example_inputs(cfg, batch_size=2, latent_shape=LATENT)
   boxed = jax.eval_shape(lambda: wan.WanDiT(cfg).init(jax.random.key(0), **inputs))["params"]
   leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
   assert leaves and all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
@@ -269,7 +270,7 @@ def test_logical_axes_on_all_params_and_sharded_apply():
   specs = nn.get_partition_spec(boxed)
   shardings = nn.logical_to_mesh_sharding(specs, mesh, wan.LOGICAL_AXIS_RULES)
   assert shardings["blocks"]["block"]["ffn_in"]["kernel"].spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
-  params = wan.stack_block_params(_fresh("plucker")[2], cfg.num_layers)
+  params = wan_params.stack_block_params(_fresh("plucker")[2], cfg.num_layers)
   with jax.set_mesh(mesh), nn.logical_axis_rules(wan.LOGICAL_AXIS_RULES):
     params = jax.device_put(params, nn.meta.unbox(shardings))
     vel = _jit(lambda p: wan.WanDiT(cfg).apply({"params": p}, **inputs))(params)
@@ -278,7 +279,7 @@ def test_logical_axes_on_all_params_and_sharded_apply():
 
 def test_bad_inputs_raise_value_errors():
   cfg = wan.get_config("tiny", camera_mode="plucker")
-  inputs = wan.example_inputs(cfg, latent_shape=LATENT)
+  inputs = wan_params.example_inputs(cfg, latent_shape=LATENT)
   params = _fresh("plucker")[2]  # validation runs before any parameter is used
   model = wan.WanDiT(cfg)
 
