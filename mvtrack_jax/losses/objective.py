@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise, velocity_target
 from mvtrack_jax import tapvid
@@ -242,3 +243,46 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     return total, metrics
 
   return objective
+
+
+# (term name, its ObjectiveConfig weight, its unweighted value among the objective's metrics).
+TERMS = (("diff", "lambda_diff", "diff_loss"), ("track", "lambda_track", "track_loss"),
+         ("corr", "lambda_corr", "corr_loss"), ("feat", "lambda_feat", "feat_loss"))
+
+
+def make_trunk_gradient_norms(objective: Callable, config: ObjectiveConfig
+                              ) -> Callable[[Mapping[str, Any], Mapping[str, Array], jax.Array], dict[str, jax.Array]]:
+  """What each term's weight means on the shared trunk: the gradient norm of every weighted term on the DiT.
+
+  The DiT (``params["dit"]``) is the trunk every term reaches; the head and the refiner belong to one term each.
+  Track4Gen's λ_feat = 8 was set for its backbone and features; here the size of ``λ_feat·∇L_feat`` next to
+  ``∇L_diff`` on the same parameters says what it does to the generator. The trainer logs these once, on the
+  first batch of a new run with ``λ_feat > 0`` (one backward pass per active term, compiled once).
+
+  Args:
+    objective: the function :func:`make_objective` returned (its metrics hold each term unweighted).
+    config: the :class:`ObjectiveConfig` it was built with.
+
+  Returns:
+    ``fn(params, batch, rng) -> metrics``: ``trunk_grad_norm/<term>`` = global L2 norm of
+    ``∇_dit (λ_term·L_term)`` over every DiT leaf (trainable or not) for each active term (``diff``, ``track``,
+    ``corr``, ``feat``), and ``trunk_grad_ratio/<term>`` = that norm over ``diff``'s for every other active term
+    (inf where ``L_diff`` is off or its gradient is zero); float32 scalars.
+  """
+  active = [(name, float(getattr(config, weight)), metric) for name, weight, metric in TERMS
+            if getattr(config, weight) > 0]
+
+  def fn(params, batch, rng):
+    norms = {}
+    for name, weight, metric in active:
+      def term(dit, metric=metric, weight=weight):
+        return weight * objective(dict(params, dit=dit), batch, rng)[1][metric]
+      norms[name] = optax.tree.norm(jax.grad(term)(params["dit"])).astype(jnp.float32)
+    out = {f"trunk_grad_norm/{name}": value for name, value in norms.items()}
+    base = norms.get("diff", jnp.zeros((), jnp.float32))
+    for name, value in norms.items():
+      if name != "diff":
+        out[f"trunk_grad_ratio/{name}"] = jnp.where(base > 0, value / jnp.where(base > 0, base, 1.0), jnp.inf)
+    return out
+
+  return fn

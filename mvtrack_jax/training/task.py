@@ -47,6 +47,8 @@ class Task:
     pretrained_params: optional ``() -> (params subtree, report)``: host arrays that replace the
       matching leaves of freshly initialised params (and EMA params) before the first step of a
       new run (never on resume); ``report`` (``{"loaded", "fresh", "ignored"}`` name lists) is logged.
+    trunk_gradient_norms: optional ``(params, batch, rng) -> {name: scalar}`` diagnostics the trainer logs once,
+      on the first batch of a new run (``losses.objective.make_trunk_gradient_norms``).
   """
   name: str
   init_params: Callable[[jax.Array], Any]
@@ -60,3 +62,4 @@ class Task:
   frozen_aware_flops_per_example: float | None = None
   tokens_per_example: int | None = None
   pretrained_params: Callable[[], tuple[Any, Mapping[str, Sequence[str]]]] | None = None
+  trunk_gradient_norms: Callable[..., Mapping[str, jax.Array]] | None = None

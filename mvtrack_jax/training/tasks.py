@@ -292,7 +292,8 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
   """
   run = run_config.parse(config)
   model = build_model(run)
-  objective = objective_lib.make_objective(model, run.objective_config())
+  objective_config = run.objective_config()
+  objective = objective_lib.make_objective(model, objective_config)
   dit, head = model.dit, model.head
 
   mixture = _pipeline_config(config, 1, True).mixture  # source names when several are mixed
@@ -351,6 +352,8 @@ def build_novel_view_task(config: ml_collections.ConfigDict) -> Task:
   return Task(
       name=run.name, init_params=init_params, loss_fn=loss_fn, eval_fn=eval_fn if weights is not None else None,
       pretrained_params=pretrained if transformer_path or model.with_text else None,
+      trunk_gradient_norms=(objective_lib.make_trunk_gradient_norms(objective, objective_config)
+                            if objective_config.lambda_feat > 0 else None),
       logical_axis_rules=tuple(wan.LOGICAL_AXIS_RULES),
       make_iterator=lambda split, b, seed: make_iterator(config, split, b, seed),
       batch_spec=lambda global_batch: batch_spec(config, global_batch),

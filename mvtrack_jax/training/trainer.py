@@ -10,6 +10,8 @@
 4. loop: next per-process batch → global arrays → one jitted, donated train step; every
    ``log_every_steps`` write metrics (process 0), every ``eval_every_steps`` (and before the
    first step, ``eval_at_start``) evaluate on the validation split, every ``checkpoint_every_steps`` and at the end save (async);
+   a new run whose task has ``trunk_gradient_norms`` (λ_feat > 0) computes them on its first batch and logs them
+   once, with the first logged step;
 5. stop with ``NonFiniteError`` after ``max_consecutive_nonfinite`` skipped steps in a row
    (without saving the bad state; the last checkpoint stays the newest), or cleanly after
    ``stop_after_steps`` / on SIGTERM (pre-emption), saving first.
@@ -21,7 +23,7 @@ one). The config is validated and completed with the schema's defaults before an
 
 Logged values are those of the logged step itself (no averaging over the interval), so a run
 resumed from any checkpoint reproduces the uninterrupted ``metrics.jsonl`` exactly (wall-clock
-fields aside).
+fields aside, and the once-per-run gradient norms when the run stopped before its first logged step).
 """
 
 from __future__ import annotations
@@ -369,6 +371,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
       return eval_jit(params, batch, jnp.int32(index))
 
+  first_step_metrics: dict[str, float] = {}  # logged with the first train record of a new run
+
+  def log_trunk_gradients(params, batch):
+    """The task's once-per-run gradient diagnostics on the first batch (``Task.trunk_gradient_norms``)."""
+    fn = jax.jit(task.trunk_gradient_norms, in_shardings=(shardings.params, mesh_lib.batch_sharding(mesh), None))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      values = _host_metrics(fn(params, batch, jax.random.fold_in(train_key, 0)))
+    logging.info("gradient norms on the shared trunk at the first step: %s",
+                 ", ".join(f"{k} = {v:.4g}" for k, v in sorted(values.items())))
+    first_step_metrics.update(values)
+
   # A run that restored nothing starts at step 0: lines an earlier attempt logged (before a double Ctrl-C,
   # or from checkpoints that all turned out damaged) are dropped, so every step is logged once.
   writer = metric_writers.MetricWriter(
@@ -402,6 +415,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
     while step < total_steps:
       local = next(train_iter)
       batch = mesh_lib.make_global_batch(local, mesh)
+      if step == 0 and task.trunk_gradient_norms is not None:
+        writer.status("gradient norms of each loss term…")
+        log_trunk_gradients(state.params, batch)
       if step == start_step:  # the call compiles first (a minute for the demo on 2 cores): say so on the bar
         writer.status("compiling the train step…")
       state, metrics = train_step(state, batch)
@@ -422,6 +438,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: T
         now = time.perf_counter()
         host["steps_per_sec"] = steps_since / max(now - t_last, 1e-9)
         t_last, steps_since = now, 0
+        host.update(first_step_metrics)
+        first_step_metrics.clear()
         writer.write_train(step, host)
         last_logged = dict(host, step=step)
       if eval_every > 0 and (step % eval_every == 0 or is_last):

@@ -2,6 +2,7 @@
 processes), exact resume (also onto another mesh), non-finite handling, frozen parameters,
 metric files and export."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from optax.tree import norm as optax_norm
 import portpicker
 import pytest
 
@@ -168,6 +170,26 @@ def test_consecutive_nonfinite_steps_stop_the_run_keeping_last_good_checkpoint(t
     trainer.train_and_evaluate(cfg, str(tmp_path), task=toy_task.make_task(poison=poison))
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
   assert steps[-1] <= 4  # nothing saved after the run went bad at step 5
+
+
+def test_trunk_gradient_norms_are_logged_once_with_the_first_step_of_a_new_run(tmp_path):
+  seen = []
+
+  def norms(params, batch, rng):
+    seen.append(1)  # traced once
+    return {"trunk_grad_norm/toy": optax_norm(params["body"]) + 0.0 * batch["x"].sum()}
+
+  task = dataclasses.replace(toy_task.make_task(), trunk_gradient_norms=norms)
+  cfg = toy_task.toy_config(num_train_steps=3, checkpoint_every_steps=2, eval_every_steps=0, ema_decay=0.0)
+  trainer.train_and_evaluate(cfg, str(tmp_path), task=task)
+  records = metric_writers.read_jsonl(tmp_path / "metrics.jsonl")
+  init = jax.jit(task.init_params)(trainer.base_keys(0)[0])
+  init = jax.tree.map(lambda x: getattr(x, "value", x), init, is_leaf=lambda x: hasattr(x, "value"))
+  np.testing.assert_allclose(records[0]["trunk_grad_norm/toy"], float(optax_norm(init["body"])), rtol=1e-6)
+  assert all("trunk_grad_norm/toy" not in r for r in records[1:]) and len(seen) == 1
+  cfg.num_train_steps = 4  # a resumed run does not compute them again
+  trainer.train_and_evaluate(cfg, str(tmp_path), task=task)
+  assert len(seen) == 1
 
 
 def test_frozen_params_have_no_optimizer_state_and_stay_fixed(tmp_path):
