@@ -1,4 +1,11 @@
-r"""Attention-layer correspondence probe of a trained model (DiffTrack protocol; issue #6 item 3).
+r"""Correspondence probes of a trained model: DiffTrack's attention probe (default) and Track4Gen's feature probe.
+
+``--probe=features`` runs Track4Gen's layer study instead (``evaluation.feature_probe``; same batches, noise and
+timesteps as below): cosine nearest-neighbour tracking δ_avg of each layer's residual stream (``--feature_kinds``:
+also its attention ``q``/``k``, and a Track4Gen model's ``refined`` features at its tap), written as
+``feature_probe.json``, ``feature_probe_table.csv`` and ``feature_probe.png``; it prints δ_avg per layer.
+
+The attention probe:
 
 ``python -m mvtrack_jax.probe --checkpoint DIR --split test --out DIR2 [--layers 0,1,...]
 [--timesteps 999,...] [--grid_steps 0,10,...] [--num_batches N] [--batch_size B] [--pck_threshold 8]``
@@ -32,6 +39,7 @@ import os
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from mvtrack_jax import cli
 from mvtrack_jax.evaluation import probe as probe_lib
@@ -40,6 +48,12 @@ from mvtrack_jax.evaluation import probe_run
 
 def define_flags() -> None:
   """Defines the command-line flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_enum("probe", "attention", ["attention", "features"],
+                    "attention: DiffTrack's attention probe; features: Track4Gen's feature probe.")
+  flags.DEFINE_list("feature_kinds", [], "--probe=features: among features,q,k,refined (default: features, and "
+                    "refined for a model with a refiner).")
+  flags.DEFINE_integer("query_frame", 0, "--probe=features: latent frame of the query points.")
+  flags.DEFINE_integer("upsample", 4, "--probe=features: bilinear upsampling of the feature maps before matching.")
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_string("checkpoint", None, "Export directory or training workdir.")
   flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Data split (one pass, centre crops).")
@@ -69,12 +83,21 @@ def main(argv):
     grid_steps = [int(s) for s in f.grid_steps]
   except ValueError as e:
     raise app.UsageError(f"--layers/--grid_steps must be integers and --timesteps numbers: {e}") from e
-  record = probe_run.run_probe(f.checkpoint, f.out, split=f.split, layers=layers, timesteps=timesteps,
-                               grid_steps=grid_steps, num_inference_steps=f.num_inference_steps,
-                               num_batches=f.num_batches, batch_size=f.batch_size, pck_threshold=f.pck_threshold,
-                               top_k=f.top_k, seed=f.seed, progress=f.progress)
-  for kind, top in record["top_layers"].items():
-    print(f"  top-{len(top)} layers ({kind}): {top}")
+  common = dict(split=f.split, layers=layers, timesteps=timesteps, grid_steps=grid_steps,
+                num_inference_steps=f.num_inference_steps, num_batches=f.num_batches, batch_size=f.batch_size,
+                seed=f.seed, progress=f.progress)
+  if f.probe == "features":
+    record = probe_run.run_feature_probe(f.checkpoint, f.out, kinds=f.feature_kinds, query_frame=f.query_frame,
+                                         upsample=f.upsample,
+                                         **common)
+    for kind, table in record["delta_avg"].items():
+      means = {layer: np.nanmean([np.nan if v is None else v for v in row])
+               for layer, row in zip(record["settings"]["layers"], table) if any(v is not None for v in row)}
+      print(f"  δ_avg ({kind}, mean over timesteps): " + ", ".join(f"layer {l}: {v:.3f}" for l, v in means.items()))
+  else:
+    record = probe_run.run_probe(f.checkpoint, f.out, pck_threshold=f.pck_threshold, top_k=f.top_k, **common)
+    for kind, top in record["top_layers"].items():
+      print(f"  top-{len(top)} layers ({kind}): {top}")
   print(f"probe of {record['checkpoint']['name']} on {f.split} ({record['settings']['num_examples']} examples, "
         f"{record['seconds']} s): wrote {os.path.abspath(f.out)}")
 

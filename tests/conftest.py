@@ -89,6 +89,14 @@ def tiny_baseline_checkpoint(tmp_path_factory, worker_id) -> str:
                         lambda d: _export_initial_params(config, d / "export")) / "export")
 
 
+@pytest.fixture(scope="session")
+def tiny_track4gen_checkpoint(tmp_path_factory, worker_id) -> str:
+  """The Track4Gen twin of ``tiny_checkpoint`` (``configs/default_track4gen.py:test``: refiner at block 1, no head)."""
+  config = load_config("default_track4gen.py", "test")
+  return str(shared_dir(tmp_path_factory, worker_id, "tiny_track4gen",
+                        lambda d: _export_initial_params(config, d / "export")) / "export")
+
+
 @pytest.fixture
 def locked_dir(tmp_path):
   """A folder no one may write in (``tmp_path/locked``), for "not writable" errors.

@@ -57,10 +57,11 @@ def test_shipped_base_weights_load_into_the_base_config_with_nothing_fresh_or_ig
   assert any("camera" in name for name in loaded)
 
 
-def test_both_demo_arms_start_from_every_tensor_of_the_shipped_weights():
-  """``make demo`` fine-tunes the base: its two configs point at ``weights/base`` and their DiT is the base's, so
-  the weights load with nothing fresh or ignored (the tracking head, outside the DiT, starts from random)."""
-  for name in ("default.py", "default_diffusion_only.py"):
+def test_every_demo_arm_starts_from_every_tensor_of_the_shipped_weights():
+  """``make demo`` (and the Track4Gen arm) fine-tune the base: their configs point at ``weights/base`` and their DiT
+  is the base's, so the weights load with nothing fresh or ignored (the tracking head and the refiner, outside the
+  DiT, start from random)."""
+  for name in ("default.py", "default_diffusion_only.py", "default_track4gen.py"):
     config = load_config(name)
     assert config.init.transformer == WEIGHTS, name
     assert config.model.to_dict() == load_config("base.py").model.to_dict(), name

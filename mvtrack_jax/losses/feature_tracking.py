@@ -67,6 +67,35 @@ def _normalise(x: jax.Array) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
 
 
+def token_centres(h: int, w: int, token_stride: float) -> jax.Array:
+  """``(h·w, 2)`` video-pixel centres ``((j+½)s, (i+½)s)`` of the tokens of one frame, row-major."""
+  s = float(token_stride)
+  return jnp.stack(jnp.meshgrid((jnp.arange(w) + 0.5) * s, (jnp.arange(h) + 0.5) * s), -1).reshape(h * w, 2)
+
+
+def cosine_cost_volume(features: Array, query_xy: Array, query_frame: int, token_stride: float) -> jax.Array:
+  """Cosine similarity of each query point's descriptor with every token of every frame (module docstring).
+
+  Args:
+    features: ``(B, F, h, w, D)`` features of one view (computed in float32).
+    query_xy: ``(B, N, 2)`` query points ``(x, y)`` in video pixels (corner origin) at latent frame ``query_frame``.
+    query_frame: the latent frame the descriptors are sampled from.
+    token_stride: video pixels per token ``s``.
+
+  Returns:
+    ``C`` ``(B, F, N, h·w)`` float32 in ``[−1, 1]``: ``⟨d_n, ĥ[f, token]⟩`` with ``ĥ`` the per-token L2-normalised
+    features and ``d_n`` their bilinear sample at the query point, normalised again.
+  """
+  features = jnp.asarray(features, jnp.float32)
+  b, f, h, w, _ = features.shape
+  n = query_xy.shape[1]
+  tokens = _normalise(features.reshape(b, f, h * w, -1))                          # ĥ, (B, F, hw, D)
+  corner, weight = bilinear_token_corners(query_xy[..., 0], query_xy[..., 1], h, w, float(token_stride))
+  picked = jnp.take_along_axis(tokens[:, query_frame], corner.reshape(b, n * 4)[..., None], axis=1)
+  query = _normalise(jnp.einsum("bnc,bncd->bnd", weight, picked.reshape(b, n, 4, -1)))   # d_n, (B, N, D)
+  return jnp.einsum("bnd,bfkd->bfnk", query, tokens)
+
+
 def feature_tracking_loss(features: Array, tracks: Array, visible: Array, track_mask: Array, *, token_stride: float,
                           config: FeatureTrackingConfig = FeatureTrackingConfig()
                           ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -109,13 +138,8 @@ def feature_tracking_loss(features: Array, tracks: Array, visible: Array, track_
   valid = ok & ok[:, fq:fq + 1] & jnp.asarray(track_mask, bool)[:, None, :]
   valid = valid & (jnp.arange(f) != fq)[None, :, None]
 
-  tokens = _normalise(features.reshape(b, f, h * w, -1))                          # ĥ, (B, F, hw, D)
-  corner, weight = bilinear_token_corners(x[:, fq], y[:, fq], h, w, s)            # (B, N, 4)
-  picked = jnp.take_along_axis(tokens[:, fq], corner.reshape(b, n * 4)[..., None], axis=1).reshape(b, n, 4, -1)
-  query = _normalise(jnp.einsum("bnc,bncd->bnd", weight, picked))                 # d_n, (B, N, D)
-  logits = jnp.einsum("bnd,bfkd->bfnk", query, tokens) / config.temperature      # (B, F, N, hw)
-
-  centres = jnp.stack(jnp.meshgrid((jnp.arange(w) + 0.5) * s, (jnp.arange(h) + 0.5) * s), -1).reshape(h * w, 2)
+  logits = cosine_cost_volume(features, tracks[:, fq], fq, s) / config.temperature   # (B, F, N, hw)
+  centres = token_centres(h, w, s)
   if config.mode == "ce":
     target_corner, target_weight = bilinear_token_corners(x, y, h, w, s)          # (B, F, N, 4)
     log_p = jax.nn.log_softmax(logits, axis=-1)

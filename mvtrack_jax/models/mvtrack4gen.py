@@ -56,6 +56,12 @@ Array = Any
 CAMERA_KEYS = ("reference_intrinsics", "target_intrinsics", "reference_cam_to_world", "target_cam_to_world")
 
 
+def token_views(tokens: Array, grid: tuple[int, int, int]) -> Array:
+  """DiT tokens ``(B, 2·F·h·w, D)`` (target view first, the DiT's order) → ``(B, 2, F, h, w, D)`` with view 0 =
+  reference and 1 = target (the tracks' order)."""
+  return tokens.reshape(tokens.shape[0], 2, *grid, tokens.shape[-1])[:, ::-1]
+
+
 @dataclasses.dataclass(frozen=True)
 class MVTrack4Gen:
   """The networks of one model (see the module docstring).
@@ -212,7 +218,7 @@ class MVTrack4Gen:
 
   def velocity(self, dit_params: Any, noisy: Array, timestep: Array, prepared: Mapping[str, Any],
                probe_layers: tuple[int, ...] = (), context: Array | None = None, refiner_params: Any = None,
-               with_refined: bool = False):
+               with_refined: bool = False, feature_layers: tuple[int, ...] = ()):
     """One DiT forward on ``noisy ⊕ prepared["reference"]`` at ``timestep`` ``(B,)`` in [0, 1000].
 
     Returns ``velocity`` ``(B, F, h, w, C)``, or ``(velocity, probes)`` with ``probe_layers`` (head layers among
@@ -223,7 +229,8 @@ class MVTrack4Gen:
     D)`` are the refined features of both views (view 0 = reference, 1 = target, as ``prepared["tracks"]``), and
     ``ζ(stop_gradient(refined))`` is added to the stream after that block,
     so ``L_diff`` never trains the refiner and a loss on the refined features reaches the blocks up to
-    ``feat_layer`` only.
+    ``feat_layer`` only. ``feature_layers`` add ``probes[l]["features"]`` ``(B, 2, F, h, w, dim)``: the residual
+    stream after block ``l`` (before the refiner's ζ is added at ``feat_layer``), in the same view layout.
     """
     cfg = self.dit.config
     cameras = None if cfg.camera_mode == "none" else prepared["cameras"]
@@ -237,18 +244,18 @@ class MVTrack4Gen:
                          reference_latents=prepared["reference"].astype(cfg.dtype), cameras=cameras,
                          probe_layers=probe_layers, image_context=prepared.get("image_context"),
                          pre_rope_layers=tuple(l for l in probe_layers if l in self.head_layers)
-                         if self.head_probe_rope == "before" else (), feature_hook=hook)
-    if hook is None:
+                         if self.head_probe_rope == "before" else (), feature_hook=hook,
+                         feature_layers=feature_layers)
+    if hook is None and not feature_layers:
       return out
     velocity, probes = out
-    if not (probe_layers or with_refined):
+    if not (probe_layers or with_refined or feature_layers):
       return velocity
-    probes = dict(probes)
-    probes[self.feat_layer] = dict(probes[self.feat_layer])
-    refined = probes[self.feat_layer].pop("hook")
-    # DiT order is target then reference; the tracks' view order is reference then target.
-    refined = refined.reshape(refined.shape[0], 2, *prepared["grid"], refined.shape[-1])[:, ::-1]
-    probes[self.feat_layer]["refined"] = refined
+    probes = {layer: dict(p) for layer, p in probes.items()}
+    for layer in feature_layers:
+      probes[layer]["features"] = token_views(probes[layer].pop("x"), prepared["grid"])
+    if hook is not None:
+      probes[self.feat_layer]["refined"] = token_views(probes[self.feat_layer].pop("hook"), prepared["grid"])
     return velocity, probes
 
   def _refine(self, params: Mapping[str, Any], grid: tuple[int, int, int], x: jax.Array):
