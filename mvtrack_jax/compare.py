@@ -1,4 +1,4 @@
-r"""MVTrack4Gen next to the diffusion-only baseline: evaluation, attention probe and one summary.
+r"""MVTrack4Gen next to the diffusion-only baseline (and Track4Gen): evaluation, probes and one summary.
 
 Example::
 
@@ -24,11 +24,15 @@ Steps (any number of checkpoints trained on the same data; typically a model tra
    without ``L_corr`` (``lambda_corr == 0``) has no supervised layer: it is scored at the
    ``corr_layers`` of the first model with ``lambda_corr > 0`` (the same layer in both rows, said in
    the table's header); when no model has ``L_corr`` every model uses the first model's.
-4. ``<out>/summary.json`` and ``<out>/summary.md``, printed too: where every output is, mean PSNR over
+4. when a model has a Track4Gen refiner: ``evaluation.probe_run.run_feature_probe`` of every checkpoint at the
+   tap layer of the first such model (the probe's timesteps, batches as step 2) into
+   ``<out>/feature_probe_<name>/``: the cosine nearest-neighbour δ_avg of the raw residual stream there, and of
+   the refined features for the model(s) with a refiner at that layer;
+5. ``<out>/summary.json`` and ``<out>/summary.md``, printed too: where every output is, mean PSNR over
    all trajectories of each model and of the ``copy_reference`` / ``mean_colour`` baselines, head AJ
    on the reference view of each head model and of ``zero_motion``, the mean cross-view PCK at the
    supervised layer of each model and the difference (first model with ``L_corr`` minus first model
-   without, per shared layer). Every number is read from the written records (``metrics.json``'s
+   without, per shared layer), and step 4's δ_avg. Every number is read from the written records (``metrics.json``'s
    ``summary``, the ``probe.json`` tables via the cross-view table), never recomputed.
 
 Non-finite numbers (a metric no clip produced) are ``null`` in ``summary.json`` and ``–`` in text.
@@ -105,6 +109,17 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
     probe_run.run_probe(model, probe_dirs[label], split=split, layers=layers, num_batches=probe_batches,
                         batch_size=probe_batch_size, seed=seed, progress=progress)
 
+  # Track4Gen's measure: every model's features at the tap of the first model with a refiner.
+  tap = next((m.model.feat_layer for m in models if m.model.refiner is not None), None)
+  feature_dirs = {}
+  if tap is not None:
+    for label, model in zip(labels, models):
+      feature_dirs[label] = os.path.join(out, f"feature_probe_{label}")
+      kinds = ["features"] + (["refined"] if model.model.refiner is not None and model.model.feat_layer == tap else [])
+      probe_run.run_feature_probe(model, feature_dirs[label], split=split, layers=[tap], kinds=kinds,
+                                  num_batches=probe_batches, batch_size=probe_batch_size, seed=seed,
+                                  progress=progress)
+
   # Everything below reads the records back from disk: the summary shows what the files say.
   with open(os.path.join(eval_dir, "metrics.json")) as f:
     eval_record = json.load(f)
@@ -113,6 +128,10 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
     with open(os.path.join(path, "probe.json")) as f:
       probe_records[label] = json.load(f)
   table = comparison.cross_view_table(probe_records, supervision)
+  feature_records = {}
+  for label, path in feature_dirs.items():
+    with open(os.path.join(path, "feature_probe.json")) as f:
+      feature_records[label] = json.load(f)
   paths = {
       "evaluation": {"table": os.path.join(eval_dir, "metrics.md"), "record": os.path.join(eval_dir, "metrics.json"),
                      "per clip": os.path.join(eval_dir, "per_clip.csv")},
@@ -121,7 +140,10 @@ def run(checkpoints: Sequence[str], out: str, *, names: Sequence[str] | None = N
                          "csv": os.path.join(out, "probe_cross_view.csv")},
       "summary": {"json": os.path.join(out, "summary.json"), "markdown": os.path.join(out, "summary.md")},
   }
-  summary = comparison.summarize(eval_record, table, paths)
+  if feature_dirs:
+    paths["feature probe"] = {label: os.path.join(path, "feature_probe.json") for label, path in feature_dirs.items()}
+  summary = comparison.summarize(eval_record, table, paths,
+                                 comparison.feature_tracking_rows(feature_records) if feature_records else None)
   writes = ((paths["cross-view PCK"]["table"], comparison.cross_view_markdown(table)),
             (paths["cross-view PCK"]["csv"], comparison.cross_view_csv(table)),
             (paths["summary"]["json"], json.dumps(summary, indent=2, allow_nan=False) + "\n"),

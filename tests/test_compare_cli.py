@@ -137,25 +137,27 @@ def test_cross_view_table_rejects_an_unprobed_layer():
     comparison.cross_view_table({}, sup)
 
 
-def test_compare_end_to_end(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path):
+def test_compare_end_to_end(tiny_checkpoint, tiny_baseline_checkpoint, tiny_track4gen_checkpoint, tmp_path):
+  """MVTrack4Gen, diffusion-only and Track4Gen side by side (the three arms of ``make demo-track4gen``)."""
   out = tmp_path / "compare"
-  summary = compare.run([tiny_checkpoint, tiny_baseline_checkpoint], str(out), names=["mvtrack4gen", "diffusion_only"],
-                        trajectory_names=["recorded"], max_scenes=1, steps=1, probe_batches=1, probe_layers=[1],
-                        progress=False)
+  summary = compare.run([tiny_checkpoint, tiny_baseline_checkpoint, tiny_track4gen_checkpoint], str(out),
+                        names=["mvtrack4gen", "diffusion_only", "track4gen"], trajectory_names=["recorded"],
+                        max_scenes=1, steps=1, probe_batches=1, probe_layers=[1], progress=False)
   for path in ("evaluate/metrics.json", "evaluate/metrics.md", "probe_mvtrack4gen/probe.json",
                "probe_diffusion_only/probe.json", "probe_cross_view.md", "probe_cross_view.csv", "summary.json",
                "summary.md"):
     assert (out / path).is_file(), path
   assert json.loads((out / "summary.json").read_text()) == summary
   stored = json.loads((out / "evaluate" / "metrics.json").read_text())["summary"]
-  assert set(summary["psnr"]) == {"mvtrack4gen", "diffusion_only", "copy_reference", "mean_colour"}
+  assert set(summary["psnr"]) == {"mvtrack4gen", "diffusion_only", "track4gen", "copy_reference", "mean_colour"}
   for name, entry in summary["psnr"].items():
     assert entry["n"] == stored[name]["all"]["psnr"]["n"]
     assert entry["mean"] == comparison._finite(stored[name]["all"]["psnr"]["mean"])
   assert set(summary["aj_reference"]) <= {"mvtrack4gen", "zero_motion"} and "mvtrack4gen" in summary["aj_reference"]
   rows = list(csv.DictReader(io.StringIO((out / "probe_cross_view.csv").read_text())))
   assert [(r["model"], r["layer"], r["layers_from"]) for r in rows] == [("mvtrack4gen", "1", "mvtrack4gen"),
-                                                                      ("diffusion_only", "1", "mvtrack4gen")]
+                                                                      ("diffusion_only", "1", "mvtrack4gen"),
+                                                                      ("track4gen", "1", "mvtrack4gen")]
   for row in rows:
     probe = json.loads((out / f"probe_{row['model']}" / "probe.json").read_text())
     assert probe["settings"]["layers"] == [1]
@@ -164,3 +166,10 @@ def test_compare_end_to_end(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path)
         == accuracy
     assert summary["cross_view_pck"][row["model"]][0]["pck"] == accuracy
   assert comparison.format_summary(summary) in (out / "summary.md").read_text()
+  # Track4Gen's measure at its tap (layer 1), for every model; refined features for the one with a refiner only.
+  assert [(r["model"], r["layer"], r["refined"] is None) for r in summary["feature_tracking"]] == [
+      ("mvtrack4gen", 1, True), ("diffusion_only", 1, True), ("track4gen", 1, False)]
+  for row in summary["feature_tracking"]:
+    record = json.loads((out / f"feature_probe_{row['model']}" / "feature_probe.json").read_text())
+    assert row["features"] == pytest.approx(np.mean(record["delta_avg"]["features"][0]), rel=1e-12)
+  assert "Feature tracking at the Track4Gen tap (layer 1" in (out / "summary.md").read_text()

@@ -147,13 +147,45 @@ def cross_view_csv(table: Mapping[str, Any]) -> str:
   return buffer.getvalue()
 
 
+def feature_tracking_rows(feature_records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+  """Track4Gen's measure at its tap, read from the feature-probe records (``probe_run.run_feature_probe``).
+
+  Args:
+    feature_records: ``{model: feature_probe.json record}``, every model probed at the same single layer.
+
+  Returns:
+    ``[{"model", "layer", "features", "refined"}]`` in record order: δ_avg of the raw residual stream and of the
+    refiner's output (None for a model without a refiner), each the mean over the probed timesteps.
+
+  Raises:
+    ValueError: records probed at other layers than one shared layer.
+  """
+  rows = []
+  for model, record in feature_records.items():
+    layers = record["settings"]["layers"]
+    if len(layers) != 1:
+      raise ValueError(f"feature_tracking_rows: {model} was probed at layers {layers}, expected the tap alone")
+    mean = lambda kind: (None if kind not in record["delta_avg"] else _mean([_finite(v) for v in
+                                                                             record["delta_avg"][kind][0]]))
+    rows.append({"model": model, "layer": int(layers[0]), "features": mean("features"), "refined": mean("refined")})
+  if len({r["layer"] for r in rows}) > 1:
+    raise ValueError(f"feature_tracking_rows: models probed at different layers {[r['layer'] for r in rows]}")
+  return rows
+
+
+def _mean(values: list[float | None]) -> float | None:
+  values = [v for v in values if v is not None]
+  return float(np.mean(values)) if values else None
+
+
 # ------------------------------------------------------------------------------------------------
 # Summary.
 
 
 def summarize(eval_record: Mapping[str, Any], cross_view: Mapping[str, Any],
-              paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
-  """The headline numbers, read from the written records (module docstring, step 4).
+              paths: Mapping[str, Any] | None = None,
+              feature_tracking: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+  """The headline numbers, read from the written records (``compare``'s docstring, step 5).
 
   Args:
     eval_record: ``evaluate.run``'s ``metrics.json`` record (``checkpoints``, ``baselines``,
@@ -161,12 +193,15 @@ def summarize(eval_record: Mapping[str, Any], cross_view: Mapping[str, Any],
       ``steps``).
     cross_view: :func:`cross_view_table` output.
     paths: ``{label: path or {label: path}}`` of the outputs, copied into the summary.
+    feature_tracking: :func:`feature_tracking_rows` when a model has a Track4Gen refiner, copied into the summary
+      (``[]`` when None).
 
   Returns:
     JSON-able ``{"settings", "paths", "psnr": {name: {"mean", "n"}}, "aj_reference": {name: {"mean",
     "n"}}, "cross_view_pck": {model: [{"layer", "lambda_corr", "layers_from", "mean", "pck"}]},
     "pck_threshold", "timesteps", "pck_difference": [{"layer", "with_corr", "without_corr",
-    "with_corr_pck", "without_corr_pck", "difference"}], "note"}``; means are None where not finite.
+    "with_corr_pck", "without_corr_pck", "difference"}], "note", "feature_tracking"}``; means are None where not
+    finite.
     ``psnr`` lists the models then ``copy_reference`` / ``mean_colour``; ``aj_reference`` the models
     with a tracking head (those with the metric) then ``zero_motion``.
 
@@ -208,6 +243,7 @@ def summarize(eval_record: Mapping[str, Any], cross_view: Mapping[str, Any],
       "aj_reference": {k: v for k, v in aj.items() if v is not None},
       "cross_view_pck": pck, "pck_threshold": cross_view["pck_threshold"], "timesteps": cross_view["timesteps"],
       "pck_difference": differences, "note": cross_view["note"],
+      "feature_tracking": list(feature_tracking or []),
   }
 
 
@@ -243,4 +279,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                  f"{sign}{_fmt(d['difference'])} points")
   if not summary["pck_difference"]:
     lines.append("  (no pair of models with and without L_corr: no difference)")
+  if summary.get("feature_tracking"):
+    rows = summary["feature_tracking"]
+    lines += ["", f"Feature tracking at the Track4Gen tap (layer {rows[0]['layer']}; cosine nearest-neighbour δ_avg, "
+                  "mean over timesteps):"]
+    for row in rows:
+      refined = "" if row["refined"] is None else f", refined {_fmt(row['refined'], 3)}"
+      lines.append(f"  {row['model']:<{width}}  raw {_fmt(row['features'], 3)}{refined}")
   return "\n".join(lines) + "\n"
