@@ -51,6 +51,10 @@ points (sampled among the ground-truth points visible in the reference view, on 
   (``colmap``: registered, over its trials; ``sfm_trials_complete`` the trials that registered every
   frame, the only ones scored). The column ``gt_video`` runs the same estimator on the ground-truth target
   video: the floor the estimator itself reaches.
+- drift (``evaluation.drift``, no weights; the ``gt_video`` column gives the ground truth's own values):
+  ``track_colour_drift`` ↓ (mean RGB distance, 0–255 units, between a ground-truth track's colour in each frame
+  and in the first), ``flow_track_survival`` ↑ (fraction of first-frame Lucas–Kanade tracks that last to the end),
+  ``temporal_flickering`` ↑ (VBench's ``(255 − mean consecutive-frame MAE) / 255``).
 - head models only: ``aj_reference`` / ``aj_target`` ↑, ``delta_avg_target`` ↑,
   ``oa_target`` ↑: TAP-Vid metrics of the head's tracks ('strided' mode, 256×256 raster, points of
   each view scored separately, target view scored in the generated video against the ground-truth

@@ -2,8 +2,9 @@
 head tracks (its module docstring defines the protocols and columns).
 
 - :func:`prediction_metrics` (synthetic split): PSNR/SSIM against the ground truth (``evaluation.fidelity``), the
-  CamI2V camera errors of the trajectory estimated from the video (:func:`camera_metrics`, ``evaluation.camera``)
-  and any registered learned metric (``evaluation.learned``).
+  CamI2V camera errors of the trajectory estimated from the video (:func:`camera_metrics`, ``evaluation.camera``),
+  the weight-free drift metrics along the ground-truth tracks (``evaluation.drift``) and any registered learned
+  metric (``evaluation.learned``).
 - :func:`protocol_metrics` (``--videos`` / ``--dycheck``): the same where a ground truth exists, plus the
   model-independent epipolar proxy of matches between reference and target frames.
 - :func:`tracking_metrics`: TAP-Vid AJ / δ_avg / OA of the head's tracks in both views (``tapvid``,
@@ -24,6 +25,7 @@ import numpy as np
 from mvtrack_jax import errors
 from mvtrack_jax.data import readers
 from mvtrack_jax.evaluation import camera
+from mvtrack_jax.evaluation import drift
 from mvtrack_jax.evaluation import epipolar
 from mvtrack_jax.evaluation import fidelity
 from mvtrack_jax.evaluation import learned
@@ -187,13 +189,16 @@ def prediction_metrics(video: np.ndarray, example: Mapping[str, np.ndarray], pos
 
   Returns:
     ``psnr`` (dB, +inf when every frame is exact; ``fidelity.video_fidelity``), ``ssim``,
-    ``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``, ``pose_valid`` and the learned metrics.
+    ``m_rot_err_deg``, ``m_trans_err``, ``m_cam_mc``, ``pose_valid``, the drift metrics
+    (``track_colour_drift``, ``flow_track_survival``, ``temporal_flickering``; ``evaluation.drift``) and the
+    learned metrics.
 
   Raises:
     ValueError: ``video`` and the ground truth differ in shape or dtype (``fidelity``).
   """
   metrics = fidelity.video_fidelity(video, example["target_video"])
   metrics.update(camera_metrics(video, example, pose_method, pose_file))
+  metrics.update(drift.drift_metrics(video, example))
   metrics.update(learned_metrics(video, example["target_video"]))
   return metrics
 

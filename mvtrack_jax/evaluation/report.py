@@ -15,6 +15,7 @@ HIGHER_IS_BETTER = {
     "aj_reference": True, "aj_target": True, "delta_avg_target": True, "oa_target": True,
     "epipolar_sampson_px": False, "epipolar_below_2px": True,
     "epipolar_matched_sampson_px": False, "epipolar_matched_below_2px": True,
+    "track_colour_drift": False, "flow_track_survival": True, "temporal_flickering": True,
     "redirector_rot_err_deg": False, "redirector_trans_err": False, "sfm_trials_complete": True,
 }
 
