@@ -18,7 +18,8 @@ from tests.helpers import load_config
 from tests.training import toy_task
 
 SHIPPED = [("default", ""), ("default", "test"), ("default_diffusion_only", ""), ("default_diffusion_only", "test"),
-           ("default_track4gen", ""), ("default_track4gen", "test"),
+           ("default_track4gen", ""), ("default_track4gen", "test"), ("track4gen_recammaster", ""),
+           ("track4gen_recammaster", "smoke"),
            ("base", ""), ("base", "stage1"), ("base", "test"), ("mvtrack4gen_recammaster", ""),
            ("mvtrack4gen_recammaster", "small"), ("mvtrack4gen_recammaster", "14b"),
            ("mvtrack4gen_recammaster", "smoke"), ("mvtrack4gen_redirector", ""), ("mvtrack4gen_redirector", "smoke"),
