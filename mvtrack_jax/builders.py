@@ -30,7 +30,7 @@ from mvtrack_jax.models.mvtrack4gen import MVTrack4Gen
 
 def build_model(run: run_config.RunConfig, *, with_head: bool | None = None) -> MVTrack4Gen:
   """The ``MVTrack4Gen`` of a run config (``run_config.parse``: its ``model``, ``head``, ``autoencoder``,
-  ``objective.head_layers``, ``refiner`` and ``text`` blocks). The head exists when ``objective.lambda_track > 0``
+  ``objective.head_layers``, ``refiner``, ``conditioning`` and ``text`` blocks). The head exists when ``objective.lambda_track > 0``
   (or ``with_head``), the refiner when ``refiner.layer >= 0``.
 
   Raises:
@@ -51,7 +51,7 @@ def build_model(run: run_config.RunConfig, *, with_head: bool | None = None) -> 
                      head_layers=tuple(run.objective.head_layers), head_probe_rope=run.objective.head_probe_rope,
                      context_length=run.text.context_length,
                      with_text=bool(run.text.cache), refiner=refiner, feat_layer=run.refiner.layer,
-                     feat_inject=run.refiner.inject)
+                     feat_inject=run.refiner.inject, given_frames=run.conditioning.given_frames)
 
 
 def dit_config(run: run_config.RunConfig, autoencoder) -> wan_lib.WanConfig:

@@ -235,6 +235,14 @@ class Refiner(_Block):
   inject: bool = True
 
 
+class Conditioning(_Block):
+  """Given frames (``models.frame_conditioning``): the first ``given_frames`` latent frames of the target are shown
+  to the DiT clean with a learned marker, left out of ``L_diff`` and imposed at every sampling step (1 =
+  image-to-video, Track4Gen's setting; 0 = off). At sampling they come from the reference's first frames."""
+  model_config = pydantic.ConfigDict(json_schema_extra=_FIXED)
+  given_frames: NonNegativeInt = 0
+
+
 class Objective(_Block):
   """``L = λ_diff·L_diff + λ_track·L_track + λ_corr·L_corr + λ_feat·L_feat`` (``losses.objective``). Probe layers
   are 0-based DiT blocks: ``head_layers`` feed the tracking head, ``corr_layers`` have their attention supervised;
@@ -443,6 +451,7 @@ class RunConfig(_Block):
   model: Model = Model()
   head: Head = Head()
   refiner: Refiner = Refiner()
+  conditioning: Conditioning = Conditioning()
   autoencoder: Autoencoder = Autoencoder()
   objective: Objective = Objective()
   # Conditioning and data.
@@ -475,6 +484,11 @@ class RunConfig(_Block):
       raise ValueError(f"refiner.layer {self.refiner.layer} adds a refiner that optimizer.trainable_patterns "
                        f"{self.optimizer.trainable_patterns} leave frozen (its parameters are 'refiner/...'): add "
                        "a pattern such as '^refiner/'")
+    if self.conditioning.given_frames and not any(re.search(p, "conditioning/embedding")
+                                                  for p in self.optimizer.trainable_patterns):
+      raise ValueError(f"conditioning.given_frames {self.conditioning.given_frames} adds a marker that "
+                       f"optimizer.trainable_patterns {self.optimizer.trainable_patterns} leave frozen (its parameter is "
+                       "'conditioning/embedding'): add a pattern such as '^conditioning/'")
     return self
 
   def objective_config(self) -> objective_lib.ObjectiveConfig:

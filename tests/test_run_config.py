@@ -160,6 +160,7 @@ def test_a_stored_config_of_an_older_schema_is_upgraded():
 
 def test_resume_fixed_fields_are_marked_in_the_schema():
   assert set(run_config.resume_fixed_fields()) == {"task", "model", "head", "autoencoder", "objective", "refiner",
+                                                   "conditioning",
                                                    "text.context_length", "optimizer.trainable_patterns"}
 
 

@@ -85,7 +85,7 @@ def pretrained_params(path: str | os.PathLike, config: WanConfig, *, overlay: st
 TORCH_EXPORT_CONFIG = "mvtrack_config.json"
 TORCH_EXPORT_INFO = "export.json"
 _TORCH_EXPORT_WEIGHTS = {"diffusers": "", "diffsynth": "model.safetensors"}  # "" = the folder (diffusers layout)
-MODULE_TREES = ("head", "text", "refiner")  # MODULES_FILE besides the camera modules, as "<tree>.<flax.path>"
+MODULE_TREES = ("head", "text", "refiner", "conditioning")  # MODULES_FILE besides the camera modules, as "<tree>.<flax.path>"
 
 
 def is_torch_export(path: str | os.PathLike) -> bool:

@@ -80,6 +80,7 @@ from mvtrack_jax.diffusion.flow_matching import FlowMatchingSchedule, add_noise
 from mvtrack_jax.diffusion.sampler import euler_sample, guided_velocity
 from mvtrack_jax.geometry import cameras as geometry
 from mvtrack_jax.models import autoencoder as ae_lib
+from mvtrack_jax.models import frame_conditioning
 from mvtrack_jax.models import text_encoder as text_lib
 from mvtrack_jax.models.mvtrack4gen import CAMERA_KEYS, MVTrack4Gen
 from mvtrack_jax.models.tracking_head import MVTAPHead
@@ -167,6 +168,9 @@ def _velocity(model: MVTrack4Gen, params, x, sigma, inputs, negative, guidance_s
   both = lambda a: jnp.concatenate([a, a], axis=0)
   doubled = {"reference": both(p["reference"]), "cameras": jax.tree.map(both, p["cameras"]),
              "context": jnp.concatenate([p["context"], negative], axis=0)}
+  for key in ("given", "given_latents", "frame_offsets"):  # given frames: the same in both branches
+    if key in p:
+      doubled[key] = both(p[key])
   if "image_context" in p:  # the same image in both branches: guidance is on the text only
     doubled["image_context"] = both(p["image_context"])
   v_cond, v_neg = jnp.split(model.velocity(params["dit"], both(x), both(timestep), doubled,
@@ -511,6 +515,9 @@ class NovelViewPipeline:
 
     sigmas = sampling.schedule(self.objective.schedule).inference_sigmas(sampling.num_steps)
     latents = euler_sample(velocity, noise, sigmas, progress=progress, description="denoising")
+    if self.model.given_frames:  # the given frames are the clean ones (the velocity call imposed them each step)
+      p = self.model.prepare(inputs, self.params)
+      latents = frame_conditioning.impose(latents, p["given_latents"], p["given"])
     video = self.autoencoder.decode(latents)
     return {"target_video": np.asarray(video), "target_latents": np.asarray(latents, np.float32)}
 

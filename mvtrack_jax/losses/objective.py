@@ -15,6 +15,9 @@
 4. ``L_diff`` = weighted velocity MSE on the target half (``losses.diffusion``);
 5. ``L_track`` = MV-TAP loss of the ``MVTAPHead`` run on the probe q/k (``losses.tracking``);
 6. ``L_corr`` = attention cross-entropy at the GT correspondences (``losses.correspondence``);
+A model with given frames (``MVTrack4Gen.given_frames``, image-to-video) sees them clean and marked in step 3 and
+leaves them out of ``L_diff`` (``models.frame_conditioning``).
+
 7. ``L_feat`` (Track4Gen, ``λ_feat`` 0 by default; 8 in Track4Gen) = the cosine cost-volume loss
    (``losses.feature_tracking``) on the refined features of a model with a refiner, each view against its own
    ground-truth tracks, averaged over the two views.
@@ -209,7 +212,9 @@ def make_objective(model: MVTrack4Gen, config: ObjectiveConfig = ObjectiveConfig
     if "diffusion_weight" in batch:  # per-example weights of a mixture: the weighted mean over the batch
       d = jnp.asarray(batch["diffusion_weight"], jnp.float32)
       weight = weight * d * (b / jnp.maximum(d.sum(), 1e-6))
-    diff = flow_matching_loss(velocity, velocity_target(target, noise), weight)
+    # Given (clean) frames are no part of L_diff: the model is never asked to denoise them.
+    diff = flow_matching_loss(velocity, velocity_target(target, noise), weight,
+                              frame_mask=None if "given" not in p else ~p["given"])
     metrics = {"diff_loss": diff, "sigma": sample["sigma"].mean()}
     total = config.lambda_diff * diff
 

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 
 from mvtrack_jax import geometry
 from mvtrack_jax.models import autoencoder as ae_lib
+from mvtrack_jax.models import frame_conditioning as conditioning_lib
 from mvtrack_jax.models import refiner as refiner_lib
 from mvtrack_jax.models import tracking_head as head_lib
 from mvtrack_jax.models import wan as wan_lib
@@ -82,6 +83,10 @@ class MVTrack4Gen:
     feat_layer: the 0-based block the refiner reads (``WanDiT`` ``feature_hook``).
     feat_inject: add ``ζ(stop_gradient(refined))`` to the stream (Track4Gen); False leaves the refiner a pure
       training head (an ablation).
+    given_frames: leading target latent frames given clean (``models.frame_conditioning``; 1 = image-to-video, 0 =
+      off). Their clean latents come from the target when :meth:`prepare` has one (training), else from the
+      reference's first frames (sampling: the target trajectory starts at the reference camera); the marker is
+      ``params["conditioning"]``.
   """
 
   dit: wan_lib.WanDiT
@@ -94,6 +99,7 @@ class MVTrack4Gen:
   refiner: refiner_lib.FeatureRefiner | None = None
   feat_layer: int = -1
   feat_inject: bool = True
+  given_frames: int = 0
 
   def __post_init__(self):
     cfg = self.dit.config
@@ -109,6 +115,9 @@ class MVTrack4Gen:
       raise ValueError("MVTrack4Gen: a tracking head needs head_layers")
     if self.head_probe_rope not in ("before", "after"):
       raise ValueError(f"MVTrack4Gen: head_probe_rope={self.head_probe_rope!r}, expected 'before' or 'after'")
+    if self.given_frames < 0 or (self.given_frames and cfg.patch_size[0] != 1):
+      raise ValueError(f"MVTrack4Gen: given_frames={self.given_frames} needs >= 0 and a temporal patch of 1 "
+                       f"(patch_size {cfg.patch_size})")
     if self.refiner is not None and not 0 <= self.feat_layer < cfg.num_layers:
       raise ValueError(f"MVTrack4Gen: feat_layer {self.feat_layer} out of range for a {cfg.num_layers}-layer DiT")
 
@@ -195,6 +204,14 @@ class MVTrack4Gen:
            "grid": grid, "image_size": (int(height), int(width))}
     if target is not None:
       out["target"] = jnp.asarray(target, jnp.float32)
+    if self.given_frames:
+      if params is None or "conditioning" not in params:
+        raise ValueError("MVTrack4Gen.prepare: a model with given_frames needs params['conditioning'] (the marker)")
+      given = conditioning_lib.leading_frames(b, grid[0], self.given_frames)
+      out["given"] = given
+      out["given_latents"] = out["target"] if target is not None else reference
+      out["frame_offsets"] = conditioning_lib.FrameMarker(self.dit.config.dim).apply(
+          {"params": params["conditioning"]}, given)
     if "image_context" in batch:
       out["image_context"] = jnp.asarray(batch["image_context"], jnp.float32)
     if "query_points" in batch:
@@ -231,6 +248,8 @@ class MVTrack4Gen:
     so ``L_diff`` never trains the refiner and a loss on the refined features reaches the blocks up to
     ``feat_layer`` only. ``feature_layers`` add ``probes[l]["features"]`` ``(B, 2, F, h, w, dim)``: the residual
     stream after block ``l`` (before the refiner's ζ is added at ``feat_layer``), in the same view layout.
+    With ``given_frames``, the given frames of ``noisy`` are replaced by ``prepared["given_latents"]``'s and marked
+    (``models.frame_conditioning``); the velocity of those frames is the network's and means nothing.
     """
     cfg = self.dit.config
     cameras = None if cfg.camera_mode == "none" else prepared["cameras"]
@@ -239,13 +258,15 @@ class MVTrack4Gen:
       if refiner_params is None:
         raise ValueError("MVTrack4Gen.velocity: this model has a refiner; pass refiner_params (params['refiner'])")
       hook = (self.feat_layer, functools.partial(self._refine, refiner_params, prepared["grid"]))
+    if "given" in prepared:
+      noisy = conditioning_lib.impose(jnp.asarray(noisy), prepared["given_latents"], prepared["given"])
     out = self.dit.apply({"params": dit_params}, jnp.asarray(noisy).astype(cfg.dtype), timestep,
                          prepared["context"] if context is None else context,
                          reference_latents=prepared["reference"].astype(cfg.dtype), cameras=cameras,
                          probe_layers=probe_layers, image_context=prepared.get("image_context"),
                          pre_rope_layers=tuple(l for l in probe_layers if l in self.head_layers)
                          if self.head_probe_rope == "before" else (), feature_hook=hook,
-                         feature_layers=feature_layers)
+                         feature_layers=feature_layers, frame_offsets=prepared.get("frame_offsets"))
     if hook is None and not feature_layers:
       return out
     velocity, probes = out
@@ -278,7 +299,7 @@ class MVTrack4Gen:
                            point_mask=prepared["point_mask"])
 
   def init(self, rng: jax.Array, batch: Mapping[str, Array]) -> dict[str, Any]:
-    """Initial ``{"dit": ..., "head": ..., "text": ..., "refiner": ...}`` params for batches shaped like ``batch``
+    """Initial ``{"dit": ..., "head": ..., "text": ..., "refiner": ..., "conditioning": ...}`` params for batches shaped like ``batch``
     (jit-able; the parts the model has). The refiner's are ``{"refiner", "zeta"}``, identity and zero at the start.
 
     The head is initialised on zero probe features of the right shape (no DiT forward needed); the
@@ -287,13 +308,17 @@ class MVTrack4Gen:
     rng_d, rng_h = jax.random.split(rng)
     cfg = self.dit.config
     text = {"null_context": jnp.zeros((self.context_length, cfg.text_dim), jnp.float32)}
-    p = self.prepare(batch, {"text": text})
+    marker = conditioning_lib.FrameMarker(cfg.dim)
+    conditioning = marker.init(rng, jnp.zeros((1, 1), bool))["params"] if self.given_frames else None
+    p = self.prepare(batch, {"text": text, "conditioning": conditioning})
     b = p["reference"].shape[0]
     cameras = None if cfg.camera_mode == "none" else p["cameras"]
     params = {"dit": self.dit.init(rng_d, p["reference"], jnp.zeros((b,), jnp.float32), p["context"],
                                    reference_latents=p["reference"], cameras=cameras)["params"]}
     if self.with_text:
       params["text"] = text
+    if conditioning is not None:
+      params["conditioning"] = conditioning
     if self.head is not None:
       grid = p["grid"]
       feats = jnp.zeros((b, 2 * grid[0] * grid[1] * grid[2], len(self.head_layers) * cfg.dim), jnp.float32)

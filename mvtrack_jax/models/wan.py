@@ -567,7 +567,7 @@ class WanDiT(nn.Module):
   @nn.compact
   def __call__(self, latents, timestep, context, *, reference_latents=None, cameras=None,
                probe_layers: Sequence[int] = (), image_context=None, pre_rope_layers: Sequence[int] = (),
-               feature_layers: Sequence[int] = (), feature_hook: tuple[int, Any] | None = None):
+               feature_layers: Sequence[int] = (), feature_hook: tuple[int, Any] | None = None, frame_offsets=None):
     """Predicts the flow-matching velocity of the target latents.
 
     Args:
@@ -593,6 +593,8 @@ class WanDiT(nn.Module):
         blocks above, and ``aux`` (one array) is returned as ``probes[layer]["hook"]``: Track4Gen's refiner and
         zero projection, which live outside the DiT's parameters (``fn`` closes over theirs). ``fn`` must be a
         pure function of arrays (it runs inside the scan, under ``lax.cond``, when ``scan_layers``).
+      frame_offsets: ``(B, F, dim)`` added to every token of each target latent frame after the patch embedding
+        (``models.frame_conditioning``: the given-frame marker; needs temporal patch 1), or None.
       image_context: ``(B, N, image_dim)`` image features (CLIP ViT-H/14 penultimate layer of the
         reference's first frame, ``N = 257``) for a model with ``image_dim > 0``, or None: the image
         branch is then off (its parameters are still created by ``init``).
@@ -645,6 +647,12 @@ class WanDiT(nn.Module):
     if cfg.condition_channels:  # Fun's control channels, zero as ReDirector feeds them
       views = [jnp.pad(v, ((0, 0),) * 4 + ((0, cfg.condition_channels),)) for v in views]
     x = jnp.concatenate([patch(v.astype(dt)).reshape(b, n_view, cfg.dim) for v in views], axis=1)
+    if frame_offsets is not None:
+      if cfg.patch_size[0] != 1 or tuple(np.shape(frame_offsets)) != (b, f_lat, cfg.dim):
+        raise _shape_error("frame_offsets", np.shape(frame_offsets),
+                           f"({b}, {f_lat}, {cfg.dim}) with temporal patch 1 (patch_size {cfg.patch_size})")
+      offsets = jnp.repeat(jnp.asarray(frame_offsets, f32), gh * gw, axis=1)               # (B, n_view, dim)
+      x = x.at[:, :n_view].set((x[:, :n_view].astype(f32) + offsets).astype(dt))
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
     cos, sin = rope_lib.rope_tables(gf, gh, gw, cfg.head_dim, with_reference=reference_latents is not None,
