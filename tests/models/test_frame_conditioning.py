@@ -45,18 +45,24 @@ def test_a_fresh_marker_leaves_the_dit_unchanged_and_the_given_frames_noise_is_n
   np.testing.assert_array_equal(prepared["given"], [[True, False, False, False]] * 2)
   noisy = jax.random.normal(jax.random.key(1), prepared["target"].shape)
   timestep = jnp.full((2,), 700.0)
-  velocity = model.velocity(params["dit"], noisy, timestep, prepared)
-  # The plain DiT (no given frames) on the same input with frame 0 replaced by the clean target: bit for bit.
   plain = dataclasses.replace(model, given_frames=0)
-  clean_first = noisy.at[:, 0].set(prepared["target"][:, 0])
-  np.testing.assert_array_equal(velocity, plain.velocity(params["dit"], clean_first, timestep, prepared))
-  # Whatever noise frame 0 carries, the model sees the clean frame.
-  other = noisy.at[:, 0].set(123.0)
-  np.testing.assert_array_equal(velocity, model.velocity(params["dit"], other, timestep, prepared))
-  # A trained marker changes the output (it is added to frame 0's tokens).
   marked = dict(params, conditioning={"embedding": jnp.ones_like(params["conditioning"]["embedding"])})
-  p2 = model.prepare(batch, marked)
-  assert not np.allclose(model.velocity(params["dit"], noisy, timestep, p2), velocity)
+
+  @jax.jit
+  def velocities(params, marked, noisy):
+    prepared = model.prepare(batch, params)
+    return (model.velocity(params["dit"], noisy, timestep, prepared),
+            # the plain DiT (no given frames) on the same input with frame 0 replaced by the clean target
+            plain.velocity(params["dit"], noisy.at[:, 0].set(prepared["target"][:, 0]), timestep, prepared),
+            # other noise in frame 0
+            model.velocity(params["dit"], noisy.at[:, 0].set(123.0), timestep, prepared),
+            # a trained marker
+            model.velocity(params["dit"], noisy, timestep, model.prepare(batch, marked)))
+
+  velocity, plain_velocity, other_noise, with_marker = velocities(params, marked, noisy)
+  np.testing.assert_array_equal(velocity, plain_velocity)  # a fresh marker changes nothing, bit for bit
+  np.testing.assert_array_equal(velocity, other_noise)     # whatever noise frame 0 carries, the model sees it clean
+  assert not np.allclose(with_marker, velocity)            # the marker is added to frame 0's tokens
   # Without a target (sampling) the given frames come from the reference.
   sampling = model.prepare({k: v for k, v in batch.items() if k != "target_video"}, params)
   np.testing.assert_array_equal(sampling["given_latents"], prepared["reference"])
