@@ -14,10 +14,12 @@ Track4Gen and diffusion-only side by side (``make demo-track4gen``).
 
 Choices (docs/track4gen.md):
 
-- ``refiner.layer = 1``, the second of the base's four blocks, picked like Track4Gen picks its layer: the feature
-  probe (``python -m mvtrack_jax.probe --probe=features --checkpoint weights/base``) ranks the raw residual
-  stream of the base by cosine nearest-neighbour δ_avg (docs/track4gen.md has the table); it is also the layer
-  the MVTrack4Gen arm supervises, so the two signals act on the same depth;
+- ``refiner.layer = 1``, the second of the base's four blocks: the block the MVTrack4Gen arm supervises, so the two
+  signals act at the same depth. Track4Gen picks its layer by probing the pretrained generator's raw features; the
+  same probe on the base (``python -m mvtrack_jax.probe --probe=features --checkpoint weights/base``, table in
+  docs/track4gen.md) ranks block 0's residual stream first (δ_avg 0.093 against 0.056 at block 1), i.e. the
+  stream closest to the pixels, so on this pixel-space model the probe's pick would supervise colour matching
+  through one block only;
 - the refiner at the schema's CPU size (32 channels, 8 layers, 2D kernels) and, being freshly initialised like
   the MVTrack4Gen arm's head, at 10× the DiT's learning rate;
 - ``L_feat`` in the default soft-argmax form on both views, queries at latent frame 0 (Track4Gen's first-frame

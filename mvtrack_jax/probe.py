@@ -90,7 +90,10 @@ def main(argv):
     record = probe_run.run_feature_probe(f.checkpoint, f.out, kinds=f.feature_kinds, query_frame=f.query_frame,
                                          upsample=f.upsample,
                                          **common)
+    print(f"  δ_avg (zero_motion baseline): {record['zero_motion']:.3f}")
     for kind, table in record["delta_avg"].items():
+      if kind == "zero_motion":
+        continue
       means = {layer: np.nanmean([np.nan if v is None else v for v in row])
                for layer, row in zip(record["settings"]["layers"], table) if any(v is not None for v in row)}
       print(f"  δ_avg ({kind}, mean over timesteps): " + ", ".join(f"layer {l}: {v:.3f}" for l, v in means.items()))

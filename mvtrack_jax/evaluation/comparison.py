@@ -154,8 +154,9 @@ def feature_tracking_rows(feature_records: Mapping[str, Mapping[str, Any]]) -> l
     feature_records: ``{model: feature_probe.json record}``, every model probed at the same single layer.
 
   Returns:
-    ``[{"model", "layer", "features", "refined"}]`` in record order: δ_avg of the raw residual stream and of the
-    refiner's output (None for a model without a refiner), each the mean over the probed timesteps.
+    ``[{"model", "layer", "features", "refined", "zero_motion"}]`` in record order: δ_avg of the raw residual
+    stream and of the refiner's output (None for a model without a refiner), each the mean over the probed
+    timesteps, and of the zero-motion baseline on the same points.
 
   Raises:
     ValueError: records probed at other layers than one shared layer.
@@ -167,7 +168,8 @@ def feature_tracking_rows(feature_records: Mapping[str, Mapping[str, Any]]) -> l
       raise ValueError(f"feature_tracking_rows: {model} was probed at layers {layers}, expected the tap alone")
     mean = lambda kind: (None if kind not in record["delta_avg"] else _mean([_finite(v) for v in
                                                                              record["delta_avg"][kind][0]]))
-    rows.append({"model": model, "layer": int(layers[0]), "features": mean("features"), "refined": mean("refined")})
+    rows.append({"model": model, "layer": int(layers[0]), "features": mean("features"), "refined": mean("refined"),
+                 "zero_motion": _finite(record["zero_motion"])})
   if len({r["layer"] for r in rows}) > 1:
     raise ValueError(f"feature_tracking_rows: models probed at different layers {[r['layer'] for r in rows]}")
   return rows
@@ -286,4 +288,5 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     for row in rows:
       refined = "" if row["refined"] is None else f", refined {_fmt(row['refined'], 3)}"
       lines.append(f"  {row['model']:<{width}}  raw {_fmt(row['features'], 3)}{refined}")
+    lines.append(f"  {'zero_motion':<{width}}  {_fmt(rows[0]['zero_motion'], 3)}")
   return "\n".join(lines) + "\n"

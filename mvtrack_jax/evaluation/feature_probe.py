@@ -11,7 +11,9 @@ Features (:data:`FEATURE_KINDS`), each ``(B, 2, F, h, w, D)`` at latent-frame ra
 - ``features``: the residual stream after a block (Track4Gen's choice of feature);
 - ``q`` / ``k``: that block's attention queries / keys after RMSNorm and RoPE, heads concatenated (MVTrack4Gen's
   features, what its attention and tracking head read);
-- ``refined``: the output of a Track4Gen model's refiner at its tap layer.
+- ``refined``: the output of a Track4Gen model's refiner at its tap layer;
+- ``zero_motion`` (:data:`ZERO_MOTION`), no feature: every point predicted where it was queried, scored the same way
+  (the same at every layer and noise level): features that do no better track nothing.
 
 Tracking (per view, within the view — Track4Gen's task is single-view tracking): each point that is visible at
 latent frame ``query_frame`` (0: Track4Gen's first-frame queries) is a query; its descriptor is the feature
@@ -49,6 +51,7 @@ from mvtrack_jax.models.mvtrack4gen import token_views
 
 Array = Any
 FEATURE_KINDS = ("features", "q", "k", "refined")
+ZERO_MOTION = "zero_motion"  # the baseline row: every point stays where it was queried
 # Features are upsampled 4× before matching (DIFT's protocol upsamples to the image; 4× keeps the paper-scale
 # cost volume in memory while cutting the token quantisation of the estimate by four).
 DEFAULT_UPSAMPLE = 4
@@ -103,14 +106,23 @@ def tracking_sums(features: Array, tracks: Array, visible: Array, point_mask: Ar
     _, _, h, w, d = np.shape(features)
     features = jax.image.resize(jnp.asarray(features, jnp.float32), (b, f, h * upsample, w * upsample, d), "linear")
   tracks = jnp.asarray(tracks, jnp.float32)
+  estimate = nearest_neighbour_tracks(features, tracks[:, query_frame], query_frame, token_stride / upsample)
+  return estimate_sums(estimate, tracks, visible, point_mask, image_size=image_size, query_frame=query_frame)
+
+
+def estimate_sums(estimate: Array, tracks: Array, visible: Array, point_mask: Array, *, image_size: Sequence[int],
+                  query_frame: int = 0) -> jax.Array:
+  """The counts of :func:`tracking_sums` for given estimates ``(B, F, N, 2)`` (video pixels) of the tracks ``(B, F,
+  N, 2)``; ``estimate = tracks[:, query_frame]`` broadcast over frames is the ``zero_motion`` baseline."""
+  tracks = jnp.asarray(tracks, jnp.float32)
   visible = jnp.asarray(visible, bool)
+  f = tracks.shape[1]
   height, width = (float(v) for v in image_size)
   query = tracks[:, query_frame]
   inside = (query[..., 0] >= 0) & (query[..., 0] < width) & (query[..., 1] >= 0) & (query[..., 1] < height)
   valid = (visible & (visible[:, query_frame] & inside & jnp.asarray(point_mask, bool))[:, None]
            & (jnp.arange(f) != query_frame)[None, :, None])
-  estimate = nearest_neighbour_tracks(features, query, query_frame, token_stride / upsample)
-  error = tapvid.rescale_to_raster(estimate - tracks, (height, width))
+  error = tapvid.rescale_to_raster(jnp.asarray(estimate, jnp.float32) - tracks, (height, width))
   sq = jnp.sum(jnp.square(error), axis=-1)
   within = [jnp.sum(valid & (sq < d * d)) for d in tapvid.THRESHOLDS]
   return jnp.stack([jnp.sum(valid)] + within).astype(jnp.float32)

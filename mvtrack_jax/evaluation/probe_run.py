@@ -270,6 +270,13 @@ def make_feature_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], qu
     for layer in layers:
       row = []
       for kind in kinds:
+        if kind == feature_probe.ZERO_MOTION:
+          tracks = p["tracks"]
+          row.append(sum(feature_probe.estimate_sums(
+              jnp.broadcast_to(tracks[:, v, query_frame:query_frame + 1], tracks[:, v].shape), tracks[:, v],
+              p["visible"][:, v], jnp.asarray(batch["track_mask"], bool), image_size=p["image_size"],
+              query_frame=query_frame) for v in (0, 1)))
+          continue
         if kind == "refined" and layer != net.feat_layer:
           row.append(zeros)
           continue
@@ -298,13 +305,14 @@ def run_feature_probe(checkpoint: str | novel_view.NovelViewPipeline, out: str, 
       as :func:`run_probe`.
     out: output directory: ``feature_probe.json``, ``feature_probe_table.csv``, ``feature_probe.png``.
     kinds: feature kinds (``feature_probe.FEATURE_KINDS``); default ``features``, plus ``refined`` for a model
-      with a refiner (its tap layer is then always probed).
+      with a refiner (its tap layer is then always probed); the ``zero_motion`` baseline is always added.
     query_frame: latent frame of the queries.
     upsample: bilinear upsampling of the feature maps before matching (``feature_probe.tracking_sums``).
 
   Returns:
     The ``feature_probe.json`` record: settings, ``delta_avg`` ``{kind: [[per timestep] per layer]}`` (None where
-    not scored), ``count`` likewise, ``best_layer`` per kind (highest mean δ_avg over timesteps) and, for a model
+    not scored), ``count`` likewise, ``best_layer`` per kind (highest mean δ_avg over timesteps), ``zero_motion``
+    (the baseline's δ_avg) and, for a model
     with a refiner, ``tap`` ``{"layer", "features", "refined"}``: the two δ_avg at its tap averaged over timesteps.
 
   Raises:
@@ -316,9 +324,12 @@ def run_feature_probe(checkpoint: str | novel_view.NovelViewPipeline, out: str, 
   model = _load(checkpoint)
   tap = model.model.feat_layer if model.model.refiner is not None else None
   kinds = list(kinds) if kinds else ["features"] + (["refined"] if tap is not None else [])
-  bad = [k for k in kinds if k not in feature_probe.FEATURE_KINDS]
+  allowed = feature_probe.FEATURE_KINDS + (feature_probe.ZERO_MOTION,)
+  bad = [k for k in kinds if k not in allowed]
   if bad or len(set(kinds)) != len(kinds):
-    raise ValueError(f"probe: feature kinds {kinds}, expected distinct names among {feature_probe.FEATURE_KINDS}")
+    raise ValueError(f"probe: feature kinds {kinds}, expected distinct names among {allowed}")
+  if feature_probe.ZERO_MOTION not in kinds:
+    kinds.append(feature_probe.ZERO_MOTION)
   if "refined" in kinds and tap is None:
     raise ValueError(f"probe: feature kind 'refined' needs a model with a refiner; {model.name} has none")
   layers = _layers(model, layers)
@@ -345,7 +356,9 @@ def run_feature_probe(checkpoint: str | novel_view.NovelViewPipeline, out: str, 
       "kinds": kinds,
       "delta_avg": {kind: cells(k) for k, kind in enumerate(kinds)},
       "count": {kind: sums[:, :, k, 0].astype(int).tolist() for k, kind in enumerate(kinds)},
-      "best_layer": feature_probe.best_layers(sums, kinds, layers),
+      "best_layer": {k: v for k, v in feature_probe.best_layers(sums, kinds, layers).items()
+                     if k != feature_probe.ZERO_MOTION},
+      "zero_motion": float(np.nanmean(table[:, :, kinds.index(feature_probe.ZERO_MOTION)])),
       "seconds": round(seconds, 3),
   }
   if tap is not None:

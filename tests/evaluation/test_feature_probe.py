@@ -80,6 +80,12 @@ def test_features_that_move_with_the_points_track_exactly():
   sums = fp.tracking_sums(features, tracks, np.ones(tracks.shape[:3], bool), np.ones((1, len(xy)), bool),
                           token_stride=S, image_size=(h * S, w * S), upsample=1)
   assert float(fp.delta_table(sums)) == 1.0
+  # The zero-motion baseline scores the same points: here every point moves a whole token (16 raster px) per frame.
+  still = np.broadcast_to(tracks[:, :1], tracks.shape)
+  zero = fp.estimate_sums(still, tracks, np.ones(tracks.shape[:3], bool), np.ones((1, len(xy)), bool),
+                          image_size=(h * S, w * S))
+  np.testing.assert_array_equal(zero[0], sums[0])
+  assert float(fp.delta_table(zero)) == 0.0
 
 
 def test_layer_features_and_bad_inputs():
@@ -114,6 +120,9 @@ def test_run_feature_probe_scores_raw_features_everywhere_and_refined_at_the_tap
     assert json.load(f)["best_layer"]["features"] in (0, 1, 2, 3)
   assert os.path.getsize(tmp_path / "p" / "feature_probe.png") > 0
   rows = open(tmp_path / "p" / "feature_probe_table.csv").read().splitlines()
-  assert rows[0].startswith("feature,layer,timestep") and len(rows) == 1 + 2 * 4 * 2 + 2
+  assert rows[0].startswith("feature,layer,timestep") and len(rows) == 1 + 2 * 4 * 3 + 2  # + zero_motion, refined
+  assert record["kinds"][-1] == "zero_motion" and 0 <= record["zero_motion"] <= 1
+  assert all(v == pytest.approx(record["zero_motion"], abs=1e-6) for row in record["delta_avg"]["zero_motion"]
+             for v in row)
   with pytest.raises(ValueError, match="needs a model with a refiner"):
     probe_run.run_feature_probe(tiny_checkpoint, str(tmp_path / "q"), kinds=["refined"], progress=False)
