@@ -1,5 +1,6 @@
 """Track4Gen's refiner (models.refiner): exactly the identity at initialisation, per-frame with 2-D kernels."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,3 +49,18 @@ def test_zero_projection_adds_nothing_and_bad_settings_are_named():
     refiner.RefinerConfig(kernel="1d")
   with pytest.raises(ValueError, match="one view"):
     refiner.FeatureRefiner(refiner.RefinerConfig()).init(jax.random.key(0), x[0])
+
+
+def test_zero_projection_reads_the_direction_only():
+  """ζ sees the refined features RMS-normalised per token: scaling them (which the cosine loss leaves free) changes
+  nothing it injects."""
+  x = jax.random.normal(jax.random.key(0), (2, 3, 4, 4, 8))
+  zeta = refiner.ZeroProjection()
+  params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape),
+                        nn.meta.unbox(zeta.init(jax.random.key(2), x)))
+  out = zeta.apply(params, x)
+  assert float(jnp.abs(out).max()) > 0
+  np.testing.assert_allclose(zeta.apply(params, 1e5 * x), out, rtol=1e-4, atol=1e-5)
+  rms = x / jnp.sqrt(jnp.mean(x ** 2, axis=-1, keepdims=True) + 1e-6)
+  np.testing.assert_allclose(out, rms @ params["params"]["proj"]["kernel"] + params["params"]["proj"]["bias"],
+                             rtol=1e-5, atol=1e-5)
