@@ -23,7 +23,9 @@ Choices (docs/track4gen.md):
 - the refiner at the schema's CPU size (32 channels, 8 layers, 2D kernels) and, being freshly initialised like
   the MVTrack4Gen arm's head, at 10× the DiT's learning rate;
 - ``L_feat`` in the default soft-argmax form on both views, queries at latent frame 0 (Track4Gen's first-frame
-  queries).
+  queries), at Track4Gen's weight 8. On this backbone that makes ``L_feat``'s gradient on the DiT 56× ``L_diff``'s
+  at the first step (``trunk_grad_ratio/feat``); smaller weights (``--config.objective.lambda_feat``) hurt
+  ``L_diff`` less but, under Adam, none tried (down to 0.01) left it untouched: docs/track4gen.md has the sweep.
 
 ``get_config("test")`` is the tests' seconds-long version (``configs/default.py:test`` with the refiner at block 1
 of the tiny model).

@@ -3,7 +3,8 @@
 :func:`run_probe` is what ``python -m mvtrack_jax.probe`` runs (its docstring describes the protocol and the
 files) and what ``compare`` runs for every model: one deterministic pass over a split, each batch's target
 latents noised to each probed σ, one DiT forward returning every probed layer's q/k, scored by
-``evaluation.probe`` (the metric definitions) and pooled over the split.
+``evaluation.probe`` (the metric definitions) and pooled over the split. :func:`run_feature_probe` is Track4Gen's
+layer study over the same pass (``--probe=features``; definitions in ``evaluation.feature_probe``).
 """
 
 from __future__ import annotations
