@@ -43,6 +43,10 @@ def test_two_checkpoints_side_by_side(tiny_checkpoint, tmp_path):
   assert (out / "per_clip.csv").read_text().count("\n") == 1 + 6 * 2
   assert (out / "videos" / "a" / "scene0_pan_right.mp4").is_file()
   assert record["rows"][0]["model"] == "gt_video"
+  # Drift: every model and the ground truth's own; a constant video neither drifts nor flickers.
+  for name in ("a", "gt_video", "copy_reference"):
+    assert {"track_colour_drift", "flow_track_survival", "temporal_flickering"} <= set(summary[name]["all"]), name
+  assert summary["mean_colour"]["all"]["temporal_flickering"]["mean"] == 1.0
   assert saved["baselines"] == ["copy_reference", "mean_colour", "zero_motion"]
   assert saved["zero_motion_frames"] == list(range(4))  # the pixel autoencoder: k = 1, every frame
   for name in ("copy_reference", "mean_colour"):
