@@ -83,11 +83,11 @@ def flow_track_survival(video: np.ndarray) -> float:
 
 def temporal_flickering(video: np.ndarray) -> float:
   """VBench's temporal-flickering score in ``[0, 1]`` (module docstring); NaN for a single frame."""
-  video = _check_video(video, "temporal_flickering").astype(np.float64)
+  video = _check_video(video, "temporal_flickering")
   if len(video) < 2:
     return math.nan
-  mae = np.abs(video[1:] - video[:-1]).mean(axis=(1, 2, 3))
-  return float((255.0 - mae.mean()) / 255.0)
+  mae = [np.abs(video[t + 1].astype(np.int16) - video[t]).mean() for t in range(len(video) - 1)]
+  return float((255.0 - np.mean(mae)) / 255.0)
 
 
 def drift_metrics(video: np.ndarray, example: Mapping[str, np.ndarray]) -> dict[str, float]:
