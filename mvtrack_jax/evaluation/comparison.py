@@ -108,9 +108,8 @@ def cross_view_table(probe_records: Mapping[str, Mapping[str, Any]],
         raise ValueError(f"cross_view_table: {model} was probed at layers {settings['layers']}, not at its supervised "
                          f"layer {layer}")
       pck = [_finite(v) for v in accuracy[settings["layers"].index(layer)]]
-      values = [v for v in pck if v is not None]
       rows.append({"model": model, "layer": layer, "lambda_corr": sup["lambda_corr"], "layers_from": sup["layers_from"],
-                   "pck": pck, "mean": float(np.mean(values)) if values else None})
+                   "pck": pck, "mean": _mean(pck)})
   borrowed = [f"`{m}` uses the corr_layers of `{s['layers_from']}`" for m, s in supervision.items()
               if s["layers_from"] != m]
   note = ("supervised layer = objective.corr_layers (0-based) of each model with lambda_corr > 0"
@@ -176,6 +175,7 @@ def feature_tracking_rows(feature_records: Mapping[str, Mapping[str, Any]]) -> l
 
 
 def _mean(values: list[float | None]) -> float | None:
+  """The mean of the values that are not None (None when there is none)."""
   values = [v for v in values if v is not None]
   return float(np.mean(values)) if values else None
 

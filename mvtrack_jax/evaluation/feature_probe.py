@@ -46,6 +46,7 @@ import numpy as np
 
 from mvtrack_jax import tapvid
 from mvtrack_jax.data.video_io import atomic_output
+from mvtrack_jax.evaluation.probe import save_figure
 from mvtrack_jax.losses.feature_tracking import cosine_cost_volume, token_centres
 from mvtrack_jax.models.mvtrack4gen import token_views
 
@@ -217,9 +218,4 @@ def write_plot(path: str, sums: Array, kinds: Sequence[str], layers: Sequence[in
     ax.grid(alpha=0.3)
   axes[0][0].set_ylabel("δ_avg (cosine nearest neighbour)", fontsize=8)
   axes[0][-1].legend(fontsize=7)
-  fig.tight_layout()
-  try:
-    with atomic_output(path) as tmp:
-      fig.savefig(tmp, dpi=100, format="png")
-  finally:
-    plt.close(fig)
+  save_figure(fig, path)

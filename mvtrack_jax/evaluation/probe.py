@@ -533,6 +533,12 @@ def write_heatmap(path: str, kind: str, tables: Mapping[str, Any], layers: Seque
     ax.set_ylabel("layer", fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
   fig.suptitle(f"{kind}: top layers by mean HM {[int(l) for l in tables.get('top_layers', ())]}", fontsize=10)
+  save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> None:
+  """Writes a matplotlib figure as a 100-dpi PNG atomically (``data.video_io.atomic_output``) and closes it."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   fig.tight_layout()
   try:
     with atomic_output(path) as tmp:

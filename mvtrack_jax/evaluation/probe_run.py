@@ -60,6 +60,17 @@ def _pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]
   return out
 
 
+def _noised_probes(net, params, batch, noise, sigma, **probe_args) -> tuple[dict[str, Any], dict[int, Any]]:
+  """``(prepared, probes)`` of one DiT forward on the batch's target latents noised to ``sigma`` (clean reference,
+  the model's null or given context); ``probe_args`` are ``MVTrack4Gen.velocity``'s probe options."""
+  p = net.prepare(batch, params)
+  b = p["target"].shape[0]
+  noisy = add_noise(p["target"], noise, jnp.full((b,), sigma, jnp.float32))
+  timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
+  _, probes = net.velocity(params["dit"], noisy, timestep, p, refiner_params=params.get("refiner"), **probe_args)
+  return p, probes
+
+
 def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_threshold: float):
   """Jitted ``fn(params, batch, noise, sigma) -> (L, K, 4)`` sums for one timestep.
 
@@ -71,12 +82,7 @@ def make_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], pck_thresh
 
   @jax.jit
   def fn(params, batch, noise, sigma):
-    p = net.prepare(batch, params)
-    b = p["target"].shape[0]
-    noisy = add_noise(p["target"], noise, jnp.full((b,), sigma, jnp.float32))
-    timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
-    _, probes = net.velocity(params["dit"], noisy, timestep, p, probe_layers=layers,
-                             refiner_params=params.get("refiner"))
+    p, probes = _noised_probes(net, params, batch, noise, sigma, probe_layers=layers)
     return probe_lib.probe_sums(probes, p["tracks"], p["visible"], jnp.asarray(batch["track_mask"], bool),
                                 grid=p["grid"], token_stride=net.token_stride, layers=layers, kinds=kinds,
                                 pck_threshold=pck_threshold)
@@ -260,12 +266,8 @@ def make_feature_probe_fn(model, layers: Sequence[int], kinds: Sequence[str], qu
 
   @jax.jit
   def fn(params, batch, noise, sigma):
-    p = net.prepare(batch, params)
-    b = p["target"].shape[0]
-    noisy = add_noise(p["target"], noise, jnp.full((b,), sigma, jnp.float32))
-    timestep = jnp.full((b,), 1000.0, jnp.float32) * sigma
-    _, probes = net.velocity(params["dit"], noisy, timestep, p, probe_layers=qk_layers, feature_layers=layers,
-                             refiner_params=params.get("refiner"), with_refined=with_refined)
+    p, probes = _noised_probes(net, params, batch, noise, sigma, probe_layers=qk_layers, feature_layers=layers,
+                               with_refined=with_refined)
     zeros = jnp.zeros((len(feature_probe.SUM_FIELDS),), jnp.float32)
     rows = []
     for layer in layers:
